@@ -1,0 +1,80 @@
+// Command polyvisor-monitor starts one container guest with runc and stays
+// with it: it owns the guest's console, logs it and serves it to attach
+// clients, reaps the guest's init and records its exit. The daemon starts
+// one per container guest; guests outlive the daemon because of it. See
+// package monitor for the contract.
+//
+//	polyvisor-monitor --id ID --bundle DIR --runc PATH --runc-root DIR \
+//	    --dir RUNDIR --log FILE [--log-max BYTES]
+//
+// The start's outcome is one line on fd 3, when fd 3 is open: "ok PID" or
+// "error MESSAGE". The exit status is 0 once the guest has exited and been
+// cleaned up, 1 when it could not be started, 2 for bad arguments.
+package main
+
+import (
+	"context"
+	"errors"
+	"flag"
+	"io"
+	"os"
+	"runtime"
+	"runtime/debug"
+
+	"golang.org/x/sys/unix"
+
+	"github.com/polyvisor/polyvisor/internal/monitor"
+)
+
+// readyFd is the descriptor the daemon passes for the ready line.
+const readyFd = 3
+
+func main() {
+	// One monitor runs per guest and is idle nearly always: one P and a
+	// tight heap keep its memory small.
+	runtime.GOMAXPROCS(1)
+	debug.SetGCPercent(20)
+
+	ready := readyPipe()
+	cfg, err := parseArgs(os.Args[1:])
+	if err != nil {
+		if ready != nil {
+			io.WriteString(ready, "error "+err.Error()+"\n")
+		}
+		os.Exit(2)
+	}
+	if err := monitor.Run(context.Background(), cfg, ready); err != nil {
+		os.Exit(1)
+	}
+}
+
+// parseArgs reads the command line written by monitor.Config.Args.
+func parseArgs(args []string) (monitor.Config, error) {
+	var cfg monitor.Config
+	fs := flag.NewFlagSet("polyvisor-monitor", flag.ContinueOnError)
+	fs.StringVar(&cfg.ID, "id", "", "runc container id")
+	fs.StringVar(&cfg.Bundle, "bundle", "", "OCI bundle directory")
+	fs.StringVar(&cfg.Runc, "runc", "runc", "runc binary")
+	fs.StringVar(&cfg.RuncRoot, "runc-root", "", "runc state directory (runc --root)")
+	fs.StringVar(&cfg.Dir, "dir", "", "run directory for sockets, pid and exit files, monitor.log")
+	fs.StringVar(&cfg.Log, "log", "", "console log file")
+	fs.Int64Var(&cfg.LogMax, "log-max", monitor.DefaultLogMax, "console log size that triggers rotation, in bytes")
+	if err := fs.Parse(args); err != nil {
+		return cfg, err
+	}
+	if fs.NArg() > 0 {
+		return cfg, errors.New("unexpected argument " + fs.Arg(0))
+	}
+	return cfg, cfg.Validate()
+}
+
+// readyPipe returns fd 3 when the starter passed one. It is marked
+// close-on-exec so that runc and the guest do not inherit it: the daemon
+// reading it must see end-of-file when the monitor closes it.
+func readyPipe() *os.File {
+	if _, err := unix.FcntlInt(readyFd, unix.F_GETFD, 0); err != nil {
+		return nil
+	}
+	unix.CloseOnExec(readyFd)
+	return os.NewFile(readyFd, "ready-pipe")
+}

@@ -1,0 +1,66 @@
+package api
+
+import (
+	"errors"
+	"net/http"
+)
+
+// Sentinel errors shared by the daemon, the client and the CLI. Wrap them
+// with %w; the daemon maps them to HTTP statuses in one place (Status) and the
+// client maps statuses back (FromStatus), so errors.Is works on both sides.
+var (
+	ErrNotFound     = errors.New("not found")
+	ErrExists       = errors.New("already exists")
+	ErrNotRunning   = errors.New("not running")
+	ErrInvalid      = errors.New("invalid")
+	ErrConflict     = errors.New("conflict")
+	ErrNotAvailable = errors.New("not available on this host")
+)
+
+// Status maps an error to the HTTP status the API answers with.
+func Status(err error) int {
+	switch {
+	case errors.Is(err, ErrNotFound):
+		return http.StatusNotFound
+	case errors.Is(err, ErrExists), errors.Is(err, ErrConflict), errors.Is(err, ErrNotRunning):
+		return http.StatusConflict
+	case errors.Is(err, ErrInvalid):
+		return http.StatusBadRequest
+	case errors.Is(err, ErrNotAvailable):
+		return http.StatusNotImplemented
+	}
+	return http.StatusInternalServerError
+}
+
+// Kind names the sentinel an error wraps, carried in API error bodies so the
+// client can restore it.
+func Kind(err error) string {
+	for _, s := range sentinels {
+		if errors.Is(err, s.err) {
+			return s.kind
+		}
+	}
+	return ""
+}
+
+// Sentinel returns the sentinel error named by kind, or nil.
+func Sentinel(kind string) error {
+	for _, s := range sentinels {
+		if s.kind == kind {
+			return s.err
+		}
+	}
+	return nil
+}
+
+var sentinels = []struct {
+	kind string
+	err  error
+}{
+	{"not-found", ErrNotFound},
+	{"exists", ErrExists},
+	{"not-running", ErrNotRunning},
+	{"invalid", ErrInvalid},
+	{"conflict", ErrConflict},
+	{"not-available", ErrNotAvailable},
+}

@@ -1,0 +1,168 @@
+// Package api holds the REST types shared by the daemon, the Go client and
+// the CLI. The JSON field names here are the stable, documented contract
+// that scripts rely on (docs/api.md).
+package api
+
+import "time"
+
+// Version is the API path prefix.
+const Version = "/1.0"
+
+// Guest states.
+const (
+	StateRunning = "running"
+	StateStopped = "stopped"
+)
+
+// Guest is what `info --format json` prints and `list --format json` prints an array of.
+type Guest struct {
+	Name       string    `json:"name" yaml:"name"`
+	Type       string    `json:"type" yaml:"type"`
+	Class      string    `json:"class" yaml:"class"`
+	State      string    `json:"state" yaml:"state"`
+	Template   string    `json:"template" yaml:"template"`
+	Arch       string    `json:"arch" yaml:"arch"`
+	CPUs       int       `json:"cpus" yaml:"cpus"`
+	Memory     int64     `json:"memory" yaml:"memory"`
+	Processes  int       `json:"processes" yaml:"processes"`
+	Privileged bool      `json:"privileged" yaml:"privileged"`
+	Rootfs     string    `json:"rootfs" yaml:"rootfs"`
+	PID        int       `json:"pid" yaml:"pid"`
+	MonitorPID int       `json:"monitorPid,omitempty" yaml:"monitorPid,omitempty"`
+	IPv4       []string  `json:"ipv4" yaml:"ipv4"`
+	IDMap      *IDMap    `json:"idmap,omitempty" yaml:"idmap,omitempty"`
+	CreatedAt  time.Time `json:"createdAt" yaml:"createdAt"`
+	StartedAt  time.Time `json:"startedAt,omitzero" yaml:"startedAt,omitempty"`
+	LastExit   *Exit     `json:"lastExit,omitempty" yaml:"lastExit,omitempty"`
+	Pending    []string  `json:"pending,omitempty" yaml:"pending,omitempty"`
+}
+
+// IDMap says which host ids a guest's root and users are.
+type IDMap struct {
+	HostUID uint32 `json:"hostUid" yaml:"hostUid"`
+	HostGID uint32 `json:"hostGid" yaml:"hostGid"`
+	Size    uint32 `json:"size" yaml:"size"`
+}
+
+// Exit records how a guest's init ended.
+type Exit struct {
+	Code     int       `json:"code" yaml:"code"`
+	Signal   int       `json:"signal,omitempty" yaml:"signal,omitempty"`
+	ExitedAt time.Time `json:"exitedAt" yaml:"exitedAt"`
+}
+
+// GuestCreate is the body of POST /1.0/guests.
+type GuestCreate struct {
+	Name       string `json:"name"`
+	Template   string `json:"template"`
+	Type       string `json:"type,omitempty"`
+	Arch       string `json:"arch,omitempty"`
+	CPUs       int    `json:"cpus,omitempty"`
+	Memory     string `json:"memory,omitempty"`
+	Processes  int    `json:"processes,omitempty"`
+	Privileged bool   `json:"privileged,omitempty"`
+	Copy       bool   `json:"copy,omitempty"`
+	Start      bool   `json:"start,omitempty"`
+}
+
+// StateChange is the body of PUT /1.0/guests/NAME/state.
+type StateChange struct {
+	Action  string `json:"action"` // start, stop, restart
+	Force   bool   `json:"force,omitempty"`
+	Timeout string `json:"timeout,omitempty"`
+}
+
+// ConfigChange is the body of PATCH /1.0/guests/NAME/config.
+type ConfigChange struct {
+	Set map[string]string `json:"set"`
+}
+
+// ConfigResult says, per changed key, whether it took effect on the running
+// guest ("live") or waits for the next start ("next-start").
+type ConfigResult struct {
+	Applied map[string]string `json:"applied"`
+}
+
+// ExecRequest starts a command in a guest; the HTTP connection is then
+// upgraded to a framed stream (internal/stream).
+type ExecRequest struct {
+	Command []string `json:"command"`
+	Env     []string `json:"env,omitempty"`
+	Cwd     string   `json:"cwd,omitempty"`
+	TTY     bool     `json:"tty,omitempty"`
+	Rows    uint16   `json:"rows,omitempty"`
+	Cols    uint16   `json:"cols,omitempty"`
+}
+
+// Template describes a built template.
+type Template struct {
+	Name      string    `json:"name" yaml:"name"`
+	Source    string    `json:"source" yaml:"source"`
+	Suite     string    `json:"suite,omitempty" yaml:"suite,omitempty"`
+	Arch      string    `json:"arch" yaml:"arch"`
+	Digest    string    `json:"digest" yaml:"digest"`
+	Size      int64     `json:"size" yaml:"size"`
+	CreatedAt time.Time `json:"createdAt" yaml:"createdAt"`
+	UsedBy    []string  `json:"usedBy" yaml:"usedBy"`
+}
+
+// TemplateBuild is the body of POST /1.0/templates.
+type TemplateBuild struct {
+	Source string `json:"source"` // busybox, debian, debian:SUITE
+	Name   string `json:"name,omitempty"`
+	Arch   string `json:"arch,omitempty"`
+}
+
+// Operation states.
+const (
+	OpRunning = "running"
+	OpSuccess = "success"
+	OpFailure = "failure"
+)
+
+// Operation is a long-running request, polled or waited on by id.
+type Operation struct {
+	ID        string    `json:"id"`
+	Kind      string    `json:"kind"`
+	Resource  string    `json:"resource"`
+	Status    string    `json:"status"`
+	Error     string    `json:"error,omitempty"`
+	ErrorKind string    `json:"errorKind,omitempty"`
+	Progress  Progress  `json:"progress"`
+	CreatedAt time.Time `json:"createdAt"`
+	UpdatedAt time.Time `json:"updatedAt"`
+}
+
+// Progress is an operation's current phase and how far it got.
+type Progress struct {
+	Phase string `json:"phase,omitempty"`
+	Done  int64  `json:"done,omitempty"`
+	Total int64  `json:"total,omitempty"`
+}
+
+// Error is the body of every non-2xx answer.
+type Error struct {
+	Error string `json:"error"`
+	Kind  string `json:"kind,omitempty"`
+}
+
+// ClassVerdict is one line of `host check`.
+type ClassVerdict struct {
+	Class    string            `json:"class"`
+	Works    bool              `json:"works"`
+	Reason   string            `json:"reason"`
+	Details  map[string]string `json:"details,omitempty"`
+	Duration string            `json:"duration"`
+}
+
+// HostCheck is the answer of GET /1.0/host/check.
+type HostCheck struct {
+	Classes []ClassVerdict `json:"classes"`
+}
+
+// ServerInfo is the answer of GET /1.0.
+type ServerInfo struct {
+	Version  string `json:"version"`
+	StateDir string `json:"stateDir"`
+	PID      int    `json:"pid"`
+}

@@ -1,0 +1,68 @@
+package cli
+
+import (
+	"fmt"
+	"os"
+
+	"github.com/spf13/cobra"
+	"golang.org/x/term"
+
+	"github.com/polyvisor/polyvisor/internal/stream"
+)
+
+func (a *app) consoleCmd() *cobra.Command {
+	var showLog bool
+	cmd := &cobra.Command{
+		Use:   "console NAME",
+		Short: "Attach to a guest's console (Ctrl-a q detaches), or print its saved log",
+		Args:  exactArgs(1, "NAME"),
+		RunE: func(cmd *cobra.Command, args []string) error {
+			c := a.client()
+			if showLog {
+				return c.ConsoleLog(cmd.Context(), args[0], a.stdout)
+			}
+			conn, err := c.Console(cmd.Context(), args[0])
+			if err != nil {
+				return err
+			}
+			defer conn.Close()
+			out := stream.NewFrameWriter(conn)
+			if term.IsTerminal(int(os.Stdin.Fd())) {
+				restore, err := rawTerminal()
+				if err != nil {
+					return err
+				}
+				defer restore()
+				stopResize := forwardResize(out)
+				defer stopResize()
+				fmt.Fprintf(a.stderr, "Attached to %s; Ctrl-a q detaches.\r\n", args[0])
+			}
+			detached := make(chan struct{})
+			go func() {
+				copyInput(out, os.Stdin, &detacher{})
+				close(detached)
+			}()
+			ended := make(chan error, 1)
+			go func() {
+				for {
+					f, err := stream.ReadFrame(conn)
+					if err != nil {
+						ended <- nil
+						return
+					}
+					if f.Type == stream.Stdout {
+						a.stdout.Write(f.Data)
+					}
+				}
+			}()
+			select {
+			case <-detached:
+			case err := <-ended:
+				return err
+			}
+			return nil
+		},
+	}
+	cmd.Flags().BoolVar(&showLog, "log", false, "print the saved console log instead of attaching")
+	return cmd
+}

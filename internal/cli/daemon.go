@@ -1,0 +1,108 @@
+package cli
+
+import (
+	"fmt"
+	"log/slog"
+	"os"
+	"os/exec"
+	"os/signal"
+	"path/filepath"
+	"strings"
+
+	"github.com/spf13/cobra"
+	"golang.org/x/sys/unix"
+
+	"github.com/polyvisor/polyvisor/internal/daemon"
+	"github.com/polyvisor/polyvisor/internal/driver"
+	"github.com/polyvisor/polyvisor/internal/driver/container"
+	"github.com/polyvisor/polyvisor/internal/guest"
+	"github.com/polyvisor/polyvisor/internal/layout"
+)
+
+// registerDrivers is where every guest class is plugged in: a new class is
+// a new package under internal/driver and one line here.
+func registerDrivers(l layout.Layout, opts daemonOptions, log *slog.Logger, fault func(string) error) (*driver.Registry, error) {
+	monitor, err := findMonitor(opts.monitor)
+	if err != nil {
+		return nil, err
+	}
+	reg := driver.NewRegistry()
+	reg.Register(guest.TypeContainer, container.New(container.Options{Layout: l, Runtime: opts.runtime, Monitor: monitor, Log: log, Fault: fault}))
+	return reg, nil
+}
+
+type daemonOptions struct {
+	stateDir, runtime, monitor, logLevel string
+	faults                               []string
+}
+
+func (a *app) daemonCmd() *cobra.Command {
+	var opts daemonOptions
+	cmd := &cobra.Command{
+		Use:   "daemon",
+		Short: "Run the polyvisor daemon (guests outlive it)",
+		Args:  exactArgs(0, ""),
+		RunE: func(cmd *cobra.Command, args []string) error {
+			var level slog.Level
+			if err := level.UnmarshalText([]byte(opts.logLevel)); err != nil {
+				return fmt.Errorf("--log-level %q: use debug, info, warn or error", opts.logLevel)
+			}
+			log := slog.New(slog.NewTextHandler(os.Stderr, &slog.HandlerOptions{Level: level}))
+			fault := faultInjector(opts.faults)
+			l := layout.New(opts.stateDir)
+			reg, err := registerDrivers(l, opts, log, fault)
+			if err != nil {
+				return err
+			}
+			d, err := daemon.New(daemon.Config{StateDir: opts.stateDir, Socket: a.socket, Drivers: reg, Log: log, Fault: fault})
+			if err != nil {
+				return err
+			}
+			ctx, stop := signal.NotifyContext(cmd.Context(), unix.SIGTERM, unix.SIGINT)
+			defer stop()
+			return d.Run(ctx)
+		},
+	}
+	f := cmd.Flags()
+	f.StringVar(&opts.stateDir, "state-dir", layout.DefaultStateDir, "where definitions, disks and templates live")
+	f.StringVar(&opts.runtime, "runtime", "runc", "OCI runtime for containers (runc, or crun where the host allows)")
+	f.StringVar(&opts.monitor, "monitor", "", "path of polyvisor-monitor (default: beside this binary, then $PATH)")
+	f.StringVar(&opts.logLevel, "log-level", "info", "debug, info, warn or error")
+	f.StringSliceVar(&opts.faults, "inject-fault", nil, "fail at these named points (testing only)")
+	f.MarkHidden("inject-fault")
+	return cmd
+}
+
+// findMonitor locates polyvisor-monitor: the flag, beside our executable,
+// then $PATH.
+func findMonitor(flag string) (string, error) {
+	if flag != "" {
+		return flag, nil
+	}
+	if self, err := os.Executable(); err == nil {
+		beside := filepath.Join(filepath.Dir(self), "polyvisor-monitor")
+		if _, err := os.Stat(beside); err == nil {
+			return beside, nil
+		}
+	}
+	if p, err := exec.LookPath("polyvisor-monitor"); err == nil {
+		return p, nil
+	}
+	return "", fmt.Errorf("polyvisor-monitor not found beside polyvisor or in $PATH: run make build, or pass --monitor")
+}
+
+// faultInjector fails at the named points, so tests can check that an
+// interrupted operation leaves nothing behind.
+func faultInjector(points []string) func(string) error {
+	if len(points) == 0 {
+		return nil
+	}
+	return func(point string) error {
+		for _, p := range points {
+			if strings.TrimSpace(p) == point {
+				return fmt.Errorf("injected fault at %s", point)
+			}
+		}
+		return nil
+	}
+}

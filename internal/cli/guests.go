@@ -1,0 +1,197 @@
+package cli
+
+import (
+	"fmt"
+	"strings"
+	"text/tabwriter"
+	"time"
+
+	"github.com/spf13/cobra"
+
+	"github.com/polyvisor/polyvisor/internal/api"
+)
+
+func (a *app) launchCmd(verb string, start bool) *cobra.Command {
+	var req api.GuestCreate
+	var format string
+	short := "Create a guest from a template and start it"
+	if !start {
+		short = "Create a guest from a template without starting it"
+	}
+	cmd := &cobra.Command{
+		Use:   verb + " TEMPLATE NAME",
+		Short: short,
+		Args:  exactArgs(2, "TEMPLATE NAME"),
+		RunE: func(cmd *cobra.Command, args []string) error {
+			if err := checkFormat(format, "text", "json"); err != nil {
+				return err
+			}
+			req.Template, req.Name, req.Start = args[0], args[1], start
+			c := a.client()
+			op, err := c.CreateGuest(cmd.Context(), req)
+			if err != nil {
+				return err
+			}
+			if err := c.Wait(cmd.Context(), op, a.progress(cmd, format, verb+" "+req.Name)); err != nil {
+				return err
+			}
+			if format == "json" {
+				g, err := c.Guest(cmd.Context(), req.Name)
+				if err != nil {
+					return err
+				}
+				return printStructured(a.stdout, "json", g)
+			}
+			if start {
+				fmt.Fprintf(a.stdout, "Guest %s launched from %s\n", req.Name, req.Template)
+			} else {
+				fmt.Fprintf(a.stdout, "Guest %s created from %s\n", req.Name, req.Template)
+			}
+			return nil
+		},
+	}
+	f := cmd.Flags()
+	f.StringVar(&req.Type, "type", "container", "guest type: container or vm")
+	f.StringVar(&req.Arch, "arch", "", "architecture (defaults to the template's)")
+	f.IntVar(&req.CPUs, "cpus", 0, "CPU limit, in CPUs (default 1)")
+	f.StringVar(&req.Memory, "memory", "", "memory limit, like 256MiB or 1GiB (default 256MiB)")
+	f.IntVar(&req.Processes, "processes", 0, "process limit (default 1024)")
+	f.BoolVar(&req.Copy, "copy", false, "give the guest a full private copy of the template (zone style) instead of an overlay")
+	f.BoolVar(&req.Privileged, "privileged", false, "run without a user namespace: container root is host root (implies --copy)")
+	f.StringVar(&format, "format", "text", "output: text or json")
+	return cmd
+}
+
+func (a *app) listCmd() *cobra.Command {
+	var format string
+	cmd := &cobra.Command{
+		Use:     "list",
+		Aliases: []string{"ls"},
+		Short:   "List guests",
+		Args:    exactArgs(0, ""),
+		RunE: func(cmd *cobra.Command, args []string) error {
+			if err := checkFormat(format, formats...); err != nil {
+				return err
+			}
+			guests, err := a.client().Guests(cmd.Context())
+			if err != nil {
+				return err
+			}
+			if format != "table" {
+				return printStructured(a.stdout, format, guests)
+			}
+			tw := tabwriter.NewWriter(a.stdout, 0, 4, 2, ' ', 0)
+			fmt.Fprintln(tw, "NAME\tTYPE\tCLASS\tSTATE\tIPV4\tCPUS\tMEMORY\tARCH")
+			for _, g := range guests {
+				ip := strings.Join(g.IPv4, ",")
+				if ip == "" {
+					ip = "-"
+				}
+				fmt.Fprintf(tw, "%s\t%s\t%s\t%s\t%s\t%d\t%s\t%s\n", g.Name, g.Type, g.Class, strings.ToUpper(g.State), ip, g.CPUs, humanBytes(g.Memory), g.Arch)
+			}
+			return tw.Flush()
+		},
+	}
+	cmd.Flags().StringVar(&format, "format", "table", "output: table, json or yaml")
+	return cmd
+}
+
+func (a *app) infoCmd() *cobra.Command {
+	var format string
+	cmd := &cobra.Command{
+		Use:   "info NAME",
+		Short: "Show a guest's state, limits, processes and addresses",
+		Args:  exactArgs(1, "NAME"),
+		RunE: func(cmd *cobra.Command, args []string) error {
+			if err := checkFormat(format, "yaml", "json"); err != nil {
+				return err
+			}
+			g, err := a.client().Guest(cmd.Context(), args[0])
+			if err != nil {
+				return err
+			}
+			return printStructured(a.stdout, format, g)
+		},
+	}
+	cmd.Flags().StringVar(&format, "format", "yaml", "output: yaml or json")
+	return cmd
+}
+
+func (a *app) stateCmd(action, short string) *cobra.Command {
+	var force bool
+	var timeout time.Duration
+	cmd := &cobra.Command{
+		Use:   action + " NAME...",
+		Short: short,
+		Args:  minArgs(1, "NAME"),
+		RunE: func(cmd *cobra.Command, args []string) error {
+			c := a.client()
+			for _, name := range args {
+				req := api.StateChange{Action: action, Force: force}
+				if cmd.Flags().Changed("timeout") {
+					req.Timeout = timeout.String()
+				}
+				op, err := c.ChangeState(cmd.Context(), name, req)
+				if err != nil {
+					return err
+				}
+				if err := c.Wait(cmd.Context(), op, nil); err != nil {
+					return err
+				}
+			}
+			return nil
+		},
+	}
+	if action != "start" {
+		cmd.Flags().BoolVar(&force, "force", false, "kill at once instead of asking init to shut down")
+		cmd.Flags().DurationVar(&timeout, "timeout", 10*time.Second, "how long init may take to shut down before it is killed")
+	}
+	return cmd
+}
+
+func (a *app) deleteCmd() *cobra.Command {
+	var force bool
+	cmd := &cobra.Command{
+		Use:     "delete NAME...",
+		Aliases: []string{"rm"},
+		Short:   "Delete guests and everything they hold",
+		Args:    minArgs(1, "NAME"),
+		RunE: func(cmd *cobra.Command, args []string) error {
+			c := a.client()
+			for _, name := range args {
+				op, err := c.DeleteGuest(cmd.Context(), name, force)
+				if err != nil {
+					return err
+				}
+				if err := c.Wait(cmd.Context(), op, nil); err != nil {
+					return err
+				}
+			}
+			return nil
+		},
+	}
+	cmd.Flags().BoolVar(&force, "force", false, "stop a running guest first")
+	return cmd
+}
+
+// exactArgs is cobra.ExactArgs with an error that shows the usage.
+func exactArgs(n int, usage string) cobra.PositionalArgs {
+	return func(cmd *cobra.Command, args []string) error {
+		if len(args) != n {
+			if n == 0 {
+				return fmt.Errorf("%s takes no arguments", cmd.CommandPath())
+			}
+			return fmt.Errorf("%s needs %s (got %d argument(s)); see --help", cmd.CommandPath(), usage, len(args))
+		}
+		return nil
+	}
+}
+
+func minArgs(n int, usage string) cobra.PositionalArgs {
+	return func(cmd *cobra.Command, args []string) error {
+		if len(args) < n {
+			return fmt.Errorf("%s needs %s; see --help", cmd.CommandPath(), usage)
+		}
+		return nil
+	}
+}

@@ -1,0 +1,247 @@
+// Package client is the Go client of the polyvisor REST API; the CLI uses
+// it, and so can any Go program.
+package client
+
+import (
+	"bytes"
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io"
+	"net"
+	"net/http"
+	"net/url"
+	"strings"
+	"time"
+
+	"github.com/polyvisor/polyvisor/internal/api"
+)
+
+// Client talks to one daemon over its unix socket.
+type Client struct {
+	socket string
+	http   *http.Client
+}
+
+// New returns a client of the daemon listening on socket.
+func New(socket string) *Client {
+	dial := func(ctx context.Context, _, _ string) (net.Conn, error) {
+		var d net.Dialer
+		return d.DialContext(ctx, "unix", socket)
+	}
+	return &Client{socket: socket, http: &http.Client{Transport: &http.Transport{DialContext: dial, MaxIdleConns: 4}}}
+}
+
+// apiError is an error answered by the daemon, restoring its sentinel so
+// errors.Is works on the client side too.
+type apiError struct {
+	msg      string
+	sentinel error
+}
+
+func (e *apiError) Error() string { return e.msg }
+func (e *apiError) Unwrap() error { return e.sentinel }
+
+// unreachable explains a failed dial in one line with the fix.
+func (c *Client) unreachable(err error) error {
+	return fmt.Errorf("cannot reach the polyvisor daemon at %s: start it with 'polyvisor daemon' or pass --socket (%v)", c.socket, unwrapDial(err))
+}
+
+func unwrapDial(err error) error {
+	var op *net.OpError
+	if errors.As(err, &op) && op.Err != nil {
+		return op.Err
+	}
+	return err
+}
+
+// request sends one API call; body is JSON-encoded unless it is a []byte.
+func (c *Client) request(ctx context.Context, method, path string, body any) (*http.Response, error) {
+	var reader io.Reader
+	if body != nil {
+		data, err := json.Marshal(body)
+		if err != nil {
+			return nil, err
+		}
+		reader = bytes.NewReader(data)
+	}
+	req, err := http.NewRequestWithContext(ctx, method, "http://polyvisor"+path, reader)
+	if err != nil {
+		return nil, err
+	}
+	if body != nil {
+		req.Header.Set("Content-Type", "application/json")
+	}
+	resp, err := c.http.Do(req)
+	if err != nil {
+		if ctx.Err() != nil {
+			return nil, ctx.Err()
+		}
+		return nil, c.unreachable(err)
+	}
+	if resp.StatusCode >= 300 {
+		defer resp.Body.Close()
+		return nil, decodeError(resp)
+	}
+	return resp, nil
+}
+
+func decodeError(resp *http.Response) error {
+	var e api.Error
+	data, _ := io.ReadAll(io.LimitReader(resp.Body, 1<<16))
+	if json.Unmarshal(data, &e) != nil || e.Error == "" {
+		return fmt.Errorf("daemon answered %s: %s", resp.Status, strings.TrimSpace(string(data)))
+	}
+	return &apiError{msg: e.Error, sentinel: api.Sentinel(e.Kind)}
+}
+
+// call sends a request and decodes the JSON answer into out (if not nil).
+func (c *Client) call(ctx context.Context, method, path string, body, out any) error {
+	resp, err := c.request(ctx, method, path, body)
+	if err != nil {
+		return err
+	}
+	defer resp.Body.Close()
+	if out == nil {
+		io.Copy(io.Discard, resp.Body)
+		return nil
+	}
+	if err := json.NewDecoder(resp.Body).Decode(out); err != nil {
+		return fmt.Errorf("decode %s %s: %w", method, path, err)
+	}
+	return nil
+}
+
+// Server returns the daemon's own description.
+func (c *Client) Server(ctx context.Context) (api.ServerInfo, error) {
+	var s api.ServerInfo
+	return s, c.call(ctx, http.MethodGet, api.Version, nil, &s)
+}
+
+// HostCheck canary-tests every class on the daemon's host.
+func (c *Client) HostCheck(ctx context.Context) (api.HostCheck, error) {
+	var h api.HostCheck
+	return h, c.call(ctx, http.MethodGet, api.Version+"/host/check", nil, &h)
+}
+
+// Guests lists every guest.
+func (c *Client) Guests(ctx context.Context) ([]api.Guest, error) {
+	var gs []api.Guest
+	return gs, c.call(ctx, http.MethodGet, api.Version+"/guests", nil, &gs)
+}
+
+// Guest describes one guest.
+func (c *Client) Guest(ctx context.Context, name string) (api.Guest, error) {
+	var g api.Guest
+	return g, c.call(ctx, http.MethodGet, guestPath(name), nil, &g)
+}
+
+// CreateGuest starts creating (and, with req.Start, launching) a guest.
+func (c *Client) CreateGuest(ctx context.Context, req api.GuestCreate) (api.Operation, error) {
+	var op api.Operation
+	return op, c.call(ctx, http.MethodPost, api.Version+"/guests", req, &op)
+}
+
+// ChangeState starts, stops or restarts a guest.
+func (c *Client) ChangeState(ctx context.Context, name string, req api.StateChange) (api.Operation, error) {
+	var op api.Operation
+	return op, c.call(ctx, http.MethodPut, guestPath(name)+"/state", req, &op)
+}
+
+// DeleteGuest removes a guest; force stops it first if it runs.
+func (c *Client) DeleteGuest(ctx context.Context, name string, force bool) (api.Operation, error) {
+	path := guestPath(name)
+	if force {
+		path += "?force=1"
+	}
+	var op api.Operation
+	return op, c.call(ctx, http.MethodDelete, path, nil, &op)
+}
+
+// Config returns a guest's definition as YAML.
+func (c *Client) Config(ctx context.Context, name string) ([]byte, error) {
+	resp, err := c.request(ctx, http.MethodGet, guestPath(name)+"/config", nil)
+	if err != nil {
+		return nil, err
+	}
+	defer resp.Body.Close()
+	return io.ReadAll(resp.Body)
+}
+
+// SetConfig changes settable keys of a guest.
+func (c *Client) SetConfig(ctx context.Context, name string, set map[string]string) (api.ConfigResult, error) {
+	var r api.ConfigResult
+	return r, c.call(ctx, http.MethodPatch, guestPath(name)+"/config", api.ConfigChange{Set: set}, &r)
+}
+
+// ConsoleLog copies a guest's saved console log to w.
+func (c *Client) ConsoleLog(ctx context.Context, name string, w io.Writer) error {
+	resp, err := c.request(ctx, http.MethodGet, guestPath(name)+"/console/log", nil)
+	if err != nil {
+		return err
+	}
+	defer resp.Body.Close()
+	_, err = io.Copy(w, resp.Body)
+	return err
+}
+
+// Templates lists the built templates.
+func (c *Client) Templates(ctx context.Context) ([]api.Template, error) {
+	var ts []api.Template
+	return ts, c.call(ctx, http.MethodGet, api.Version+"/templates", nil, &ts)
+}
+
+// Template describes one template.
+func (c *Client) Template(ctx context.Context, name string) (api.Template, error) {
+	var t api.Template
+	return t, c.call(ctx, http.MethodGet, api.Version+"/templates/"+url.PathEscape(name), nil, &t)
+}
+
+// BuildTemplate starts building a template.
+func (c *Client) BuildTemplate(ctx context.Context, req api.TemplateBuild) (api.Operation, error) {
+	var op api.Operation
+	return op, c.call(ctx, http.MethodPost, api.Version+"/templates", req, &op)
+}
+
+// DeleteTemplate removes an unused template.
+func (c *Client) DeleteTemplate(ctx context.Context, name string) error {
+	return c.call(ctx, http.MethodDelete, api.Version+"/templates/"+url.PathEscape(name), nil, nil)
+}
+
+// Operation returns an operation's current state.
+func (c *Client) Operation(ctx context.Context, id string) (api.Operation, error) {
+	var op api.Operation
+	return op, c.call(ctx, http.MethodGet, api.Version+"/operations/"+id, nil, &op)
+}
+
+// Wait blocks until the operation ends and returns its error, if any.
+// With onProgress, it polls instead, reporting each state it sees.
+func (c *Client) Wait(ctx context.Context, op api.Operation, onProgress func(api.Operation)) error {
+	for op.Status == api.OpRunning {
+		var err error
+		if onProgress != nil {
+			onProgress(op)
+			select {
+			case <-ctx.Done():
+				return ctx.Err()
+			case <-time.After(200 * time.Millisecond):
+			}
+			op, err = c.Operation(ctx, op.ID)
+		} else {
+			err = c.call(ctx, http.MethodGet, api.Version+"/operations/"+op.ID+"/wait?timeout=30", nil, &op)
+		}
+		if err != nil {
+			return err
+		}
+	}
+	if onProgress != nil {
+		onProgress(op)
+	}
+	if op.Status == api.OpFailure {
+		return &apiError{msg: op.Error, sentinel: api.Sentinel(op.ErrorKind)}
+	}
+	return nil
+}
+
+func guestPath(name string) string { return api.Version + "/guests/" + url.PathEscape(name) }

@@ -1,0 +1,163 @@
+// Package daemon wires the polyvisor daemon: the guest table, the drivers,
+// the REST API on a unix socket, reconciliation on start, and the watchers
+// that notice when a guest ends.
+package daemon
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"log/slog"
+	"net"
+	"net/http"
+	"os"
+	"path/filepath"
+	"sync"
+	"time"
+
+	"github.com/polyvisor/polyvisor/internal/api"
+	"github.com/polyvisor/polyvisor/internal/driver"
+	"github.com/polyvisor/polyvisor/internal/guest"
+	"github.com/polyvisor/polyvisor/internal/idmap"
+	"github.com/polyvisor/polyvisor/internal/layout"
+	"github.com/polyvisor/polyvisor/internal/template"
+)
+
+// Config configures a daemon.
+type Config struct {
+	StateDir string
+	Socket   string
+	Drivers  *driver.Registry
+	Log      *slog.Logger
+	// Fault injects a failure at a named point (tests only).
+	Fault func(point string) error
+}
+
+// Daemon is one running polyvisor daemon.
+type Daemon struct {
+	cfg       Config
+	layout    layout.Layout
+	log       *slog.Logger
+	guests    *table
+	store     guest.Store
+	templates template.Store
+	ops       *operations
+	// templateMu serializes template builds and deletes against launches
+	// that pin a template.
+	templateMu sync.Mutex
+	// watchers are the goroutines waiting for running guests to end.
+	watchers sync.WaitGroup
+	ctx      context.Context
+}
+
+// New prepares a daemon; Run serves it.
+func New(cfg Config) (*Daemon, error) {
+	if cfg.Log == nil {
+		cfg.Log = slog.Default()
+	}
+	l := layout.New(cfg.StateDir)
+	// Search-only (0711) for others: a container's root, an unprivileged
+	// host uid, must traverse down to its rootfs, but may list nothing.
+	for _, dir := range []string{l.StateDir, l.GuestsDir(), l.TemplatesDir()} {
+		if err := os.MkdirAll(dir, 0o711); err != nil {
+			return nil, fmt.Errorf("state dir: %w", err)
+		}
+		if err := os.Chmod(dir, 0o711); err != nil {
+			return nil, fmt.Errorf("state dir: %w", err)
+		}
+	}
+	return &Daemon{
+		cfg: cfg, layout: l, log: cfg.Log,
+		guests:    newTable(),
+		store:     guest.Store{Dir: l.GuestsDir()},
+		templates: template.Store{Dir: l.TemplatesDir()},
+		ops:       newOperations(),
+	}, nil
+}
+
+// Layout returns the daemon's paths.
+func (d *Daemon) Layout() layout.Layout { return d.layout }
+
+// Run reconciles the host with the definitions, then serves the API until
+// ctx ends. Guests keep running after it returns.
+func (d *Daemon) Run(ctx context.Context) error {
+	d.ctx = ctx
+	if err := d.reconcile(ctx); err != nil {
+		return fmt.Errorf("reconcile: %w", err)
+	}
+	listener, err := listenUnix(d.cfg.Socket)
+	if err != nil {
+		return err
+	}
+	srv := &http.Server{Handler: d.routes(), ReadHeaderTimeout: 10 * time.Second, BaseContext: func(net.Listener) context.Context { return ctx }}
+	d.log.Info("polyvisor daemon ready", "socket", d.cfg.Socket, "state", d.layout.StateDir, "guests", d.guests.len())
+	served := make(chan error, 1)
+	go func() { served <- srv.Serve(listener) }()
+	select {
+	case err := <-served:
+		return fmt.Errorf("serve: %w", err)
+	case <-ctx.Done():
+	}
+	shutdown, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+	defer cancel()
+	srv.Shutdown(shutdown)
+	d.ops.wg.Wait()
+	d.watchers.Wait()
+	d.log.Info("polyvisor daemon stopped; guests keep running")
+	return nil
+}
+
+// listenUnix listens on a root-only socket (0660), replacing a stale one
+// but refusing to steal it from a live daemon.
+func listenUnix(path string) (net.Listener, error) {
+	if err := os.MkdirAll(filepath.Dir(path), 0o755); err != nil {
+		return nil, fmt.Errorf("socket dir: %w", err)
+	}
+	if conn, err := net.DialTimeout("unix", path, time.Second); err == nil {
+		conn.Close()
+		return nil, fmt.Errorf("another daemon already serves %s: stop it first or pass --socket", path)
+	}
+	if err := os.Remove(path); err != nil && !errors.Is(err, os.ErrNotExist) {
+		return nil, fmt.Errorf("remove stale socket: %w", err)
+	}
+	l, err := net.Listen("unix", path)
+	if err != nil {
+		return nil, fmt.Errorf("listen on %s: %w", path, err)
+	}
+	if err := os.Chmod(path, 0o660); err != nil {
+		l.Close()
+		return nil, fmt.Errorf("socket mode: %w", err)
+	}
+	return l, nil
+}
+
+func (d *Daemon) fault(point string) error {
+	if d.cfg.Fault == nil {
+		return nil
+	}
+	return d.cfg.Fault(point)
+}
+
+// driverFor returns the driver of a guest's class.
+func (d *Daemon) driverFor(def *guest.Definition) (driver.Driver, error) {
+	return d.cfg.Drivers.Get(def.Class)
+}
+
+// view turns a definition into the API's guest, with live state.
+func (d *Daemon) view(def *guest.Definition) api.Guest {
+	g := api.Guest{
+		Name: def.Name, Type: def.Type, Class: def.Class, Template: def.Template, Arch: def.Arch,
+		CPUs: def.CPUs, Memory: int64(def.Memory), Processes: def.Processes, Privileged: def.Privileged,
+		Rootfs: def.Rootfs, IPv4: []string{}, CreatedAt: def.CreatedAt, State: api.StateStopped,
+		LastExit: def.Status.LastExit, Pending: def.Status.Pending,
+	}
+	if running(def) {
+		g.State = api.StateRunning
+		g.PID, g.MonitorPID, g.StartedAt = def.Status.InitPID, def.Status.MonitorPID, def.Status.StartedAt
+	}
+	if !def.Privileged && def.Type == guest.TypeContainer {
+		m := idmap.Default()
+		g.IDMap = &api.IDMap{HostUID: m.HostBase, HostGID: m.HostBase, Size: m.Size}
+	}
+	return g
+}

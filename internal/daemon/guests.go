@@ -1,0 +1,349 @@
+package daemon
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"os"
+	"path/filepath"
+	"time"
+
+	"github.com/polyvisor/polyvisor/internal/api"
+	"github.com/polyvisor/polyvisor/internal/driver"
+	"github.com/polyvisor/polyvisor/internal/fsutil"
+	"github.com/polyvisor/polyvisor/internal/guest"
+	"github.com/polyvisor/polyvisor/internal/procutil"
+	"github.com/polyvisor/polyvisor/internal/template"
+)
+
+// DefaultStopTimeout is how long stop waits after SIGTERM before SIGKILL.
+const DefaultStopTimeout = 10 * time.Second
+
+// stagingPrefix starts the names of guest directories being created.
+const stagingPrefix = ".creating-"
+
+// newDefinition validates a create request and fills its defaults.
+func (d *Daemon) newDefinition(req api.GuestCreate) (*guest.Definition, error) {
+	def := &guest.Definition{
+		SchemaVersion: guest.SchemaVersion, Name: req.Name, Type: req.Type, Template: req.Template,
+		Arch: req.Arch, CPUs: req.CPUs, Memory: guest.DefaultMemory, Processes: req.Processes,
+		Privileged: req.Privileged, Rootfs: guest.RootfsOverlay, CreatedAt: time.Now().UTC(),
+		Status: guest.Status{State: api.StateStopped},
+	}
+	if err := guest.ValidateName(def.Name); err != nil {
+		return nil, err
+	}
+	if def.Type == "" {
+		def.Type = guest.TypeContainer
+	}
+	if def.CPUs == 0 {
+		def.CPUs = guest.DefaultCPUs
+	}
+	if def.Processes == 0 {
+		def.Processes = guest.DefaultProcesses
+	}
+	if req.Memory != "" {
+		m, err := guest.ParseSize(req.Memory)
+		if err != nil {
+			return nil, fmt.Errorf("%w: memory: %v", api.ErrInvalid, err)
+		}
+		def.Memory = m
+	}
+	// A template is stored shifted to the shared id map, so a privileged
+	// guest (no user namespace) needs its own copy shifted back.
+	if req.Copy || req.Privileged {
+		def.Rootfs = guest.RootfsCopy
+	}
+	if def.Template == "" {
+		return nil, fmt.Errorf("%w: template is empty: name one from 'polyvisor template list'", api.ErrInvalid)
+	}
+	if err := guest.ValidateName(def.Template); err != nil {
+		return nil, fmt.Errorf("template: %w", err)
+	}
+	drv, err := d.cfg.Drivers.ForType(def.Type)
+	if err != nil {
+		return nil, err
+	}
+	def.Class = drv.Class()
+	t, err := d.templates.Load(def.Template)
+	if err != nil {
+		return nil, err
+	}
+	if def.Arch == "" {
+		def.Arch = t.Arch
+	}
+	if def.Arch != t.Arch {
+		return nil, fmt.Errorf("%w: arch %s: template %s is %s; build a template for %s or drop --arch", api.ErrInvalid, def.Arch, t.Name, t.Arch, def.Arch)
+	}
+	if def.Arch != template.HostArch() && def.Type == guest.TypeContainer {
+		return nil, fmt.Errorf("%w: arch %s: a container shares the host's %s kernel; use --type vm for foreign architectures", api.ErrInvalid, def.Arch, template.HostArch())
+	}
+	def.TemplateDigest = t.Digest
+	if err := def.Validate(); err != nil {
+		return nil, err
+	}
+	return def, nil
+}
+
+// create makes a guest transactionally: its directory is assembled under a
+// staging name and renamed into place only when complete. With start, a
+// failed start deletes the guest again, so launch leaves nothing half-made.
+func (d *Daemon) create(ctx context.Context, req api.GuestCreate, def *guest.Definition) (err error) {
+	defer func() {
+		if err != nil {
+			d.guests.release(def.Name, nil)
+		}
+	}()
+	drv, err := d.driverFor(def)
+	if err != nil {
+		return err
+	}
+	staging, err := os.MkdirTemp(d.layout.GuestsDir(), stagingPrefix+def.Name+"-")
+	if err != nil {
+		return fmt.Errorf("create %s: %w", def.Name, err)
+	}
+	defer func() {
+		if err != nil {
+			os.RemoveAll(staging)
+		}
+	}()
+	if err = os.Chmod(staging, 0o711); err != nil { // see New: traversable, not listable
+		return fmt.Errorf("create %s: %w", def.Name, err)
+	}
+	d.templateMu.Lock()
+	err = drv.Create(ctx, staging, def)
+	d.templateMu.Unlock()
+	if err != nil {
+		return fmt.Errorf("create %s: %w", def.Name, err)
+	}
+	if err = d.fault("create-after-disks"); err != nil {
+		return err
+	}
+	if err = d.store.Save(staging, def); err != nil {
+		return err
+	}
+	final := d.layout.GuestDir(def.Name)
+	if err = os.Rename(staging, final); err != nil {
+		return fmt.Errorf("create %s: %w", def.Name, err)
+	}
+	if err = fsutil.SyncDir(d.layout.GuestsDir()); err != nil {
+		return err
+	}
+	e := d.guests.release(def.Name, def)
+	d.log.Info("guest created", "guest", def.Name, "class", def.Class, "template", def.Template, "rootfs", def.Rootfs)
+	if !req.Start {
+		return nil
+	}
+	e.op.Lock()
+	defer e.op.Unlock()
+	if err = d.startLocked(ctx, e); err != nil {
+		if derr := d.deleteLocked(context.WithoutCancel(ctx), e, true); derr != nil {
+			d.log.Error("remove guest after failed launch", "guest", def.Name, "err", derr)
+		}
+		return fmt.Errorf("launch %s: %w", def.Name, err)
+	}
+	return nil
+}
+
+// save persists def and makes it the entry's current definition.
+func (d *Daemon) save(e *entry, def *guest.Definition) error {
+	if err := d.store.Save(d.layout.GuestDir(def.Name), def); err != nil {
+		return err
+	}
+	e.def.Store(def)
+	return nil
+}
+
+// startLocked starts the guest; e.op is held.
+func (d *Daemon) startLocked(ctx context.Context, e *entry) error {
+	def := e.def.Load()
+	if running(def) {
+		return fmt.Errorf("guest %s: %w: it is already running", def.Name, api.ErrConflict)
+	}
+	drv, err := d.driverFor(def)
+	if err != nil {
+		return err
+	}
+	status, err := drv.Start(ctx, def)
+	if err != nil {
+		return err
+	}
+	next := def.Clone()
+	status.LastExit = def.Status.LastExit
+	next.Status = status
+	if err := d.fault("start-after-boot"); err != nil {
+		d.stopAndRelease(ctx, drv, next)
+		return err
+	}
+	if err := d.save(e, next); err != nil {
+		d.stopAndRelease(ctx, drv, next)
+		return err
+	}
+	d.watch(e, next)
+	d.log.Info("guest started", "guest", def.Name, "pid", status.InitPID, "monitor", status.MonitorPID)
+	return nil
+}
+
+// stopAndRelease ends a guest whose start could not be recorded.
+func (d *Daemon) stopAndRelease(ctx context.Context, drv driver.Driver, def *guest.Definition) {
+	ctx = context.WithoutCancel(ctx)
+	if err := drv.Stop(ctx, def, 0); err != nil {
+		d.log.Error("stop after failed start", "guest", def.Name, "err", err)
+	}
+	if _, err := drv.Cleanup(ctx, def); err != nil {
+		d.log.Error("clean up after failed start", "guest", def.Name, "err", err)
+	}
+}
+
+// stopLocked stops the guest and releases what it held; e.op is held.
+func (d *Daemon) stopLocked(ctx context.Context, e *entry, timeout time.Duration) error {
+	def := e.def.Load()
+	drv, err := d.driverFor(def)
+	if err != nil {
+		return err
+	}
+	if err := drv.Stop(ctx, def, timeout); err != nil {
+		return err
+	}
+	return d.markStopped(ctx, e, drv)
+}
+
+// markStopped releases a guest whose processes have ended and records how
+// its init ended; e.op is held.
+func (d *Daemon) markStopped(ctx context.Context, e *entry, drv driver.Driver) error {
+	def := e.def.Load()
+	exit, cleanErr := drv.Cleanup(ctx, def)
+	next := def.Clone()
+	next.Status = guest.Status{State: api.StateStopped, LastExit: exit}
+	if exit == nil {
+		next.Status.LastExit = def.Status.LastExit
+	}
+	if err := d.save(e, next); err != nil {
+		return err
+	}
+	if cleanErr != nil {
+		return cleanErr
+	}
+	d.log.Info("guest stopped", "guest", def.Name)
+	return nil
+}
+
+// deleteLocked removes the guest: stop (force only), release, remove disks
+// and directory; e.op is held.
+func (d *Daemon) deleteLocked(ctx context.Context, e *entry, force bool) error {
+	def := e.def.Load()
+	drv, err := d.driverFor(def)
+	if err != nil {
+		return err
+	}
+	if running(def) {
+		if !force {
+			return fmt.Errorf("guest %s: %w: it is running; stop it first or pass --force", def.Name, api.ErrConflict)
+		}
+		if err := drv.Stop(ctx, def, 0); err != nil {
+			return err
+		}
+	}
+	if _, err := drv.Cleanup(ctx, def); err != nil {
+		return fmt.Errorf("delete %s: %w", def.Name, err)
+	}
+	if err := drv.Delete(ctx, def); err != nil {
+		return fmt.Errorf("delete %s: %w", def.Name, err)
+	}
+	if err := fsutil.RemoveAllAtomic(d.layout.GuestDir(def.Name)); err != nil {
+		return fmt.Errorf("delete %s: %w", def.Name, err)
+	}
+	d.guests.remove(def.Name)
+	d.log.Info("guest deleted", "guest", def.Name)
+	return nil
+}
+
+// watch notices when a running guest ends on its own (poweroff inside, the
+// OOM killer taking init, a kill from outside) and releases it. Its
+// goroutine lives until the guest ends or the daemon stops.
+func (d *Daemon) watch(e *entry, def *guest.Definition) {
+	init := procutil.Identity{PID: def.Status.InitPID, Start: def.Status.InitStart}
+	d.watchers.Add(1)
+	go func() {
+		defer d.watchers.Done()
+		if err := init.Wait(d.ctx); err != nil {
+			return // the daemon is stopping; the next one adopts the guest
+		}
+		e.op.Lock()
+		defer e.op.Unlock()
+		current := e.def.Load()
+		if current.Status.State != api.StateRunning || current.Status.InitPID != init.PID || current.Status.InitStart != init.Start {
+			return // stopped, deleted or restarted meanwhile
+		}
+		drv, err := d.driverFor(current)
+		if err != nil {
+			return
+		}
+		if err := d.markStopped(context.WithoutCancel(d.ctx), e, drv); err != nil && !errors.Is(err, os.ErrNotExist) {
+			d.log.Warn("release ended guest", "guest", current.Name, "err", err)
+		}
+	}()
+}
+
+// setConfig changes settable keys, applying them live where the driver can.
+func (d *Daemon) setConfig(ctx context.Context, e *entry, set map[string]string) (api.ConfigResult, error) {
+	e.op.Lock()
+	defer e.op.Unlock()
+	def := e.def.Load()
+	next := def.Clone()
+	result := api.ConfigResult{Applied: map[string]string{}}
+	if len(set) == 0 {
+		return result, fmt.Errorf("%w: nothing to set: pass KEY=VALUE, keys: cpus, memory, processes", api.ErrInvalid)
+	}
+	for key, value := range set {
+		if err := next.Set(key, value); err != nil {
+			return result, err
+		}
+	}
+	mode := "next-start"
+	if running(def) {
+		drv, err := d.driverFor(def)
+		if err != nil {
+			return result, err
+		}
+		if updater, ok := drv.(driver.LimitUpdater); ok {
+			if err := updater.UpdateLimits(ctx, next); err != nil {
+				return result, err
+			}
+			mode = "live"
+		} else {
+			for key := range set {
+				next.Status.Pending = appendOnce(next.Status.Pending, key)
+			}
+		}
+	}
+	for key := range set {
+		result.Applied[key] = mode
+	}
+	if err := d.save(e, next); err != nil {
+		return result, err
+	}
+	return result, nil
+}
+
+func appendOnce(list []string, s string) []string {
+	for _, x := range list {
+		if x == s {
+			return list
+		}
+	}
+	return append(list, s)
+}
+
+// guestDirEntries lists staging and trash leftovers in the guests dir.
+func (d *Daemon) sweepGuestDir() {
+	entries, _ := os.ReadDir(d.layout.GuestsDir())
+	for _, ent := range entries {
+		name := ent.Name()
+		if len(name) > 0 && name[0] == '.' {
+			path := filepath.Join(d.layout.GuestsDir(), name)
+			d.log.Info("removing leftover of an interrupted operation", "path", path)
+			os.RemoveAll(path)
+		}
+	}
+}

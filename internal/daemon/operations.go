@@ -1,0 +1,107 @@
+package daemon
+
+import (
+	"context"
+	"crypto/rand"
+	"encoding/hex"
+	"fmt"
+	"sync"
+	"time"
+
+	"github.com/polyvisor/polyvisor/internal/api"
+)
+
+// operation is one long-running request.
+type operation struct {
+	mu   sync.Mutex
+	op   api.Operation
+	done chan struct{}
+}
+
+// operations tracks long-running requests by id, like incus: a request
+// answers at once with an id, and clients poll or wait on it.
+type operations struct {
+	mu  sync.Mutex
+	ops map[string]*operation
+	wg  sync.WaitGroup
+}
+
+func newOperations() *operations { return &operations{ops: map[string]*operation{}} }
+
+// keepFinished is how long a finished operation can still be looked up.
+const keepFinished = 10 * time.Minute
+
+// start runs fn in the background under ctx (the daemon's lifetime) and
+// returns the operation describing it.
+func (o *operations) start(ctx context.Context, kind, resource string, fn func(ctx context.Context, progress func(api.Progress)) error) api.Operation {
+	id := make([]byte, 8)
+	rand.Read(id)
+	now := time.Now().UTC()
+	op := &operation{
+		op:   api.Operation{ID: hex.EncodeToString(id), Kind: kind, Resource: resource, Status: api.OpRunning, CreatedAt: now, UpdatedAt: now},
+		done: make(chan struct{}),
+	}
+	o.mu.Lock()
+	o.prune(now)
+	o.ops[op.op.ID] = op
+	o.mu.Unlock()
+	o.wg.Add(1)
+	go func() {
+		defer o.wg.Done()
+		err := fn(ctx, func(p api.Progress) {
+			op.mu.Lock()
+			op.op.Progress, op.op.UpdatedAt = p, time.Now().UTC()
+			op.mu.Unlock()
+		})
+		op.mu.Lock()
+		op.op.Status, op.op.UpdatedAt = api.OpSuccess, time.Now().UTC()
+		if err != nil {
+			op.op.Status, op.op.Error, op.op.ErrorKind = api.OpFailure, err.Error(), api.Kind(err)
+		}
+		op.mu.Unlock()
+		close(op.done)
+	}()
+	return op.snapshot()
+}
+
+// prune forgets operations that finished long ago; o.mu is held.
+func (o *operations) prune(now time.Time) {
+	for id, op := range o.ops {
+		s := op.snapshot()
+		if s.Status != api.OpRunning && now.Sub(s.UpdatedAt) > keepFinished {
+			delete(o.ops, id)
+		}
+	}
+}
+
+func (op *operation) snapshot() api.Operation {
+	op.mu.Lock()
+	defer op.mu.Unlock()
+	return op.op
+}
+
+func (o *operations) get(id string) (*operation, error) {
+	o.mu.Lock()
+	defer o.mu.Unlock()
+	op, ok := o.ops[id]
+	if !ok {
+		return nil, fmt.Errorf("operation %s: %w", id, api.ErrNotFound)
+	}
+	return op, nil
+}
+
+// wait blocks until the operation ends, ctx ends, or timeout passes.
+func (o *operations) wait(ctx context.Context, id string, timeout time.Duration) (api.Operation, error) {
+	op, err := o.get(id)
+	if err != nil {
+		return api.Operation{}, err
+	}
+	t := time.NewTimer(timeout)
+	defer t.Stop()
+	select {
+	case <-op.done:
+	case <-t.C:
+	case <-ctx.Done():
+	}
+	return op.snapshot(), nil
+}

@@ -1,0 +1,62 @@
+package daemon
+
+import (
+	"context"
+
+	"github.com/polyvisor/polyvisor/internal/api"
+	"github.com/polyvisor/polyvisor/internal/driver"
+)
+
+// reconcile brings the daemon's table in line with the host on start: it
+// loads every definition, adopts guests whose processes are alive, releases
+// those that ended while no daemon watched, and lets each driver sweep what
+// crashed operations left behind. Liveness comes from the processes, never
+// from the files.
+func (d *Daemon) reconcile(ctx context.Context) error {
+	if err := d.templates.Sweep(); err != nil {
+		d.log.Warn("sweep templates", "err", err)
+	}
+	d.sweepGuestDir()
+	names, err := d.store.Names()
+	if err != nil {
+		return err
+	}
+	live := map[string]bool{}
+	adopted, released := 0, 0
+	for _, name := range names {
+		def, err := d.store.Load(name)
+		if err != nil {
+			// Nothing is lost: the directory stays for the admin to fix.
+			d.log.Error("skipping a guest whose definition does not load", "guest", name, "err", err)
+			continue
+		}
+		e := d.guests.release(name, def)
+		if def.Status.State != api.StateRunning {
+			continue
+		}
+		if running(def) {
+			live[name] = true
+			d.watch(e, def)
+			adopted++
+			continue
+		}
+		drv, err := d.driverFor(def)
+		if err != nil {
+			d.log.Error("guest of an unknown class", "guest", name, "class", def.Class)
+			continue
+		}
+		if err := d.markStopped(ctx, e, drv); err != nil {
+			d.log.Warn("release guest that ended while the daemon was down", "guest", name, "err", err)
+		}
+		released++
+	}
+	for _, drv := range d.cfg.Drivers.All() {
+		if s, ok := drv.(driver.Sweeper); ok {
+			if err := s.Sweep(ctx, live); err != nil {
+				d.log.Warn("sweep orphans", "class", drv.Class(), "err", err)
+			}
+		}
+	}
+	d.log.Info("reconciled", "guests", len(names), "adopted", adopted, "released", released)
+	return nil
+}

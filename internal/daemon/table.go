@@ -1,0 +1,108 @@
+package daemon
+
+import (
+	"fmt"
+	"sort"
+	"sync"
+	"sync/atomic"
+
+	"github.com/polyvisor/polyvisor/internal/api"
+	"github.com/polyvisor/polyvisor/internal/guest"
+	"github.com/polyvisor/polyvisor/internal/procutil"
+)
+
+// entry is one guest in the daemon's table. Lifecycle operations on it are
+// serialized by op; readers (list, info) never wait for them: they load the
+// current definition, which is replaced whole (copy on write) once saved.
+type entry struct {
+	op  sync.Mutex
+	def atomic.Pointer[guest.Definition]
+}
+
+// table holds every guest the daemon knows, plus names being created.
+type table struct {
+	mu       sync.RWMutex
+	guests   map[string]*entry
+	reserved map[string]bool
+}
+
+func newTable() *table {
+	return &table{guests: map[string]*entry{}, reserved: map[string]bool{}}
+}
+
+func (t *table) len() int {
+	t.mu.RLock()
+	defer t.mu.RUnlock()
+	return len(t.guests)
+}
+
+// get returns the named guest's entry.
+func (t *table) get(name string) (*entry, error) {
+	t.mu.RLock()
+	defer t.mu.RUnlock()
+	e, ok := t.guests[name]
+	if !ok {
+		return nil, fmt.Errorf("guest %s: %w: see 'polyvisor list'", name, api.ErrNotFound)
+	}
+	return e, nil
+}
+
+// reserve claims a name for a guest being created.
+func (t *table) reserve(name string) error {
+	t.mu.Lock()
+	defer t.mu.Unlock()
+	if _, ok := t.guests[name]; ok || t.reserved[name] {
+		return fmt.Errorf("guest %s: %w: pick another name or delete it first", name, api.ErrExists)
+	}
+	t.reserved[name] = true
+	return nil
+}
+
+// release drops a reservation; with def, the guest joins the table.
+func (t *table) release(name string, def *guest.Definition) *entry {
+	t.mu.Lock()
+	defer t.mu.Unlock()
+	delete(t.reserved, name)
+	if def == nil {
+		return nil
+	}
+	e := &entry{}
+	e.def.Store(def)
+	t.guests[name] = e
+	return e
+}
+
+func (t *table) remove(name string) {
+	t.mu.Lock()
+	defer t.mu.Unlock()
+	delete(t.guests, name)
+}
+
+// all returns the current definitions sorted by name.
+func (t *table) all() []*guest.Definition {
+	t.mu.RLock()
+	defs := make([]*guest.Definition, 0, len(t.guests))
+	for _, e := range t.guests {
+		defs = append(defs, e.def.Load())
+	}
+	t.mu.RUnlock()
+	sort.Slice(defs, func(i, j int) bool { return defs[i].Name < defs[j].Name })
+	return defs
+}
+
+// usersOf lists the guests created from a template.
+func (t *table) usersOf(template string) []string {
+	var users []string
+	for _, def := range t.all() {
+		if def.Template == template {
+			users = append(users, def.Name)
+		}
+	}
+	return users
+}
+
+// running checks liveness against the process itself, never the file.
+func running(def *guest.Definition) bool {
+	return def.Status.State == api.StateRunning &&
+		procutil.Identity{PID: def.Status.InitPID, Start: def.Status.InitStart}.Alive()
+}

@@ -1,0 +1,100 @@
+package container
+
+import (
+	"context"
+	"fmt"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"strings"
+	"time"
+
+	"github.com/polyvisor/polyvisor/internal/api"
+	"github.com/polyvisor/polyvisor/internal/guest"
+	"github.com/polyvisor/polyvisor/internal/idmap"
+)
+
+// hostBusybox is the static busybox the canary runs (Debian's busybox-static).
+const hostBusybox = "/bin/busybox"
+
+// Check implements driver.Driver: it really runs a tiny container, in a
+// user namespace and with limits as a guest would get, instead of trusting
+// that the runtime binary exists.
+func (d *Driver) Check(ctx context.Context) (v api.ClassVerdict) {
+	began := time.Now()
+	v = api.ClassVerdict{Class: Class, Details: map[string]string{"runtime": d.opts.Runtime, "cgroups": CgroupMode()}}
+	defer func() { v.Duration = time.Since(began).Round(time.Millisecond).String() }()
+	runtime, err := exec.LookPath(d.opts.Runtime)
+	if err != nil {
+		v.Reason = fmt.Sprintf("OCI runtime %s is not installed: run make deps", d.opts.Runtime)
+		return v
+	}
+	if out, err := exec.CommandContext(ctx, runtime, "--version").Output(); err == nil {
+		v.Details["runtimeVersion"] = strings.TrimSpace(strings.SplitN(string(out), "\n", 2)[0])
+	}
+	if err := d.canary(ctx, runtime); err != nil {
+		v.Reason = err.Error()
+		if filepath.Base(runtime) == "crun" && CgroupMode() == "hybrid" {
+			v.Reason += " (crun refuses hybrid cgroups: use runc on this host)"
+		}
+		return v
+	}
+	v.Works = true
+	v.Reason = fmt.Sprintf("a busybox container ran in a user namespace under %s with %s cgroups", filepath.Base(runtime), CgroupMode())
+	return v
+}
+
+// canary runs `busybox true` in a throw-away bundle with every namespace
+// and limit a guest gets, and removes all of it afterwards.
+func (d *Driver) canary(ctx context.Context, runtime string) error {
+	if _, err := os.Stat(hostBusybox); err != nil {
+		return fmt.Errorf("busybox-static is not installed: run make deps")
+	}
+	ctx, cancel := context.WithTimeout(ctx, 30*time.Second)
+	defer cancel()
+	dir, err := os.MkdirTemp("", "polyvisor-canary-")
+	if err != nil {
+		return fmt.Errorf("canary: %w", err)
+	}
+	defer os.RemoveAll(dir)
+	if err := os.Chmod(dir, 0o711); err != nil { // traversable by the mapped root
+		return fmt.Errorf("canary: %w", err)
+	}
+	rootfs := filepath.Join(dir, "rootfs")
+	for _, sub := range []string{"bin", "proc", "dev", "sys", "tmp", "run"} {
+		if err := os.MkdirAll(filepath.Join(rootfs, sub), 0o755); err != nil {
+			return fmt.Errorf("canary: %w", err)
+		}
+	}
+	data, err := os.ReadFile(hostBusybox)
+	if err != nil {
+		return fmt.Errorf("canary: %w", err)
+	}
+	if err := os.WriteFile(filepath.Join(rootfs, "bin", "busybox"), data, 0o755); err != nil {
+		return fmt.Errorf("canary: %w", err)
+	}
+	if err := idmap.ShiftTree(ctx, rootfs, idmap.ShiftUp(idmap.Default())); err != nil {
+		return fmt.Errorf("canary: %w", err)
+	}
+	id := fmt.Sprintf("canary-%d", time.Now().UnixNano())
+	def := &guest.Definition{Name: id, CPUs: 1, Memory: 64 << 20, Processes: 64}
+	spec, err := buildSpec(specInput{
+		Def: def, Rootfs: rootfs, CgroupPath: d.opts.Layout.CgroupParent() + "/" + id,
+		Args: []string{"/bin/busybox", "true"},
+	})
+	if err != nil {
+		return err
+	}
+	if err := writeBundle(filepath.Join(dir, "bundle"), spec); err != nil {
+		return err
+	}
+	root := filepath.Join(dir, "state")
+	cmd := exec.CommandContext(ctx, runtime, "--root", root, "run", "--bundle", filepath.Join(dir, "bundle"), id)
+	out, runErr := cmd.CombinedOutput()
+	exec.Command(runtime, "--root", root, "delete", "--force", id).Run()
+	removeCgroup(d.opts.Layout.CgroupParent() + "/" + id)
+	if runErr != nil {
+		return fmt.Errorf("canary container failed: %v: %s", runErr, oneLine(string(out)))
+	}
+	return nil
+}

@@ -1,0 +1,281 @@
+// Package container is the driver of the shared-kernel class (the chapter's
+// chroot jails, Zones and OpenVZ): an OCI bundle run by runc under a small
+// per-guest monitor (polyvisor-monitor), with the rootfs cloned from a
+// template by overlayfs or copied whole, in a user namespace by default.
+package container
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"log/slog"
+	"os"
+	"path/filepath"
+	"sync"
+	"time"
+
+	"github.com/polyvisor/polyvisor/internal/api"
+	"github.com/polyvisor/polyvisor/internal/fsutil"
+	"github.com/polyvisor/polyvisor/internal/guest"
+	"github.com/polyvisor/polyvisor/internal/idmap"
+	"github.com/polyvisor/polyvisor/internal/layout"
+)
+
+// Class is this driver's name.
+const Class = "container"
+
+// handleVersion is the version of what Start persists in guest.yaml's
+// status; RecoverTask-style adoption checks it.
+const handleVersion = 1
+
+// Options configure the driver.
+type Options struct {
+	Layout  layout.Layout
+	Runtime string // OCI runtime binary: runc (default) or crun
+	Monitor string // path of polyvisor-monitor
+	Log     *slog.Logger
+	// Fault, when set, is called at named points of Start so tests can
+	// inject failures; a non-nil return aborts the start there.
+	Fault func(point string) error
+}
+
+// Driver runs container guests.
+type Driver struct {
+	opts Options
+	log  *slog.Logger
+	// monitors are the monitor processes this daemon started: it reaps
+	// them when they end so they do not linger as zombies.
+	monitors sync.WaitGroup
+}
+
+// New returns the container driver.
+func New(opts Options) *Driver {
+	if opts.Runtime == "" {
+		opts.Runtime = "runc"
+	}
+	if opts.Log == nil {
+		opts.Log = slog.Default()
+	}
+	return &Driver{opts: opts, log: opts.Log.With("driver", Class)}
+}
+
+// Class implements driver.Driver.
+func (d *Driver) Class() string { return Class }
+
+func (d *Driver) guestDir(def *guest.Definition) string { return d.opts.Layout.GuestDir(def.Name) }
+func (d *Driver) runDir(def *guest.Definition) string   { return d.opts.Layout.GuestRunDir(def.Name) }
+func (d *Driver) cgroupPath(def *guest.Definition) string {
+	return d.opts.Layout.CgroupParent() + "/" + def.Name
+}
+func (d *Driver) templateRootfs(name string) string {
+	return filepath.Join(d.opts.Layout.TemplatesDir(), name, "rootfs")
+}
+
+// rootfs is where the guest's root tree is (mounted, for overlay).
+func (d *Driver) rootfs(def *guest.Definition) string {
+	if def.Rootfs == guest.RootfsCopy {
+		return filepath.Join(d.guestDir(def), copyRootfs)
+	}
+	return filepath.Join(d.guestDir(def), mountPoint)
+}
+
+func (d *Driver) fault(point string) error {
+	if d.opts.Fault == nil {
+		return nil
+	}
+	return d.opts.Fault(point)
+}
+
+// Create implements driver.Driver: overlay guests get an empty upper layer
+// (O(1) in the template's size); copy guests get a private copy of the
+// template, shifted back to host ids when privileged.
+func (d *Driver) Create(ctx context.Context, dir string, def *guest.Definition) error {
+	lower := d.templateRootfs(def.Template)
+	if _, err := os.Stat(lower); err != nil {
+		return fmt.Errorf("template %s: %w", def.Template, api.ErrNotFound)
+	}
+	switch def.Rootfs {
+	case guest.RootfsCopy:
+		var shift idmap.ShiftFunc
+		if def.Privileged {
+			shift = idmap.ShiftDown(idmap.Default())
+		}
+		// Traversable by the container's (unprivileged) root, not listable.
+		if err := os.MkdirAll(filepath.Join(dir, "disks"), 0o711); err != nil {
+			return fmt.Errorf("create disks: %w", err)
+		}
+		if err := idmap.CopyTree(ctx, lower, filepath.Join(dir, copyRootfs), shift); err != nil {
+			return fmt.Errorf("copy template %s: %w", def.Template, err)
+		}
+		def.Disks = []guest.Disk{{Name: "root", Path: copyRootfs, Kind: "rootfs-copy"}}
+	default:
+		for _, sub := range []string{upperDir, workDir} {
+			if err := os.MkdirAll(filepath.Join(dir, sub), 0o711); err != nil {
+				return fmt.Errorf("create %s: %w", sub, err)
+			}
+		}
+		// The merged root takes the upper dir's owner and mode.
+		if err := matchOwner(filepath.Join(dir, upperDir), lower); err != nil {
+			return err
+		}
+		def.Disks = []guest.Disk{{Name: "root", Path: upperDir, Kind: "overlay-upper"}}
+	}
+	return nil
+}
+
+// Start implements driver.Driver. On any failure it undoes what it did.
+func (d *Driver) Start(ctx context.Context, def *guest.Definition) (status guest.Status, err error) {
+	log := d.log.With("guest", def.Name)
+	defer func() {
+		if err != nil {
+			if _, cerr := d.Cleanup(context.WithoutCancel(ctx), def); cerr != nil {
+				log.Warn("cleanup after failed start", "err", cerr)
+			}
+		}
+	}()
+	dir := d.guestDir(def)
+	if def.Rootfs == guest.RootfsOverlay {
+		err = mountOverlay(d.templateRootfs(def.Template), filepath.Join(dir, upperDir), filepath.Join(dir, workDir), d.rootfs(def))
+		if err != nil {
+			return status, err
+		}
+	}
+	if err = d.fault("after-rootfs"); err != nil {
+		return status, err
+	}
+	spec, err := buildSpec(specInput{
+		Def: def, Rootfs: d.rootfs(def), CgroupPath: d.cgroupPath(def),
+		Args: []string{"/sbin/init"}, Terminal: true, Log: log,
+	})
+	if err != nil {
+		return status, err
+	}
+	if err = writeBundle(filepath.Join(dir, bundleDir), spec); err != nil {
+		return status, err
+	}
+	runDir := d.runDir(def)
+	if err = os.RemoveAll(runDir); err != nil {
+		return status, fmt.Errorf("reset run dir: %w", err)
+	}
+	if err = os.MkdirAll(runDir, 0o700); err != nil {
+		return status, fmt.Errorf("create run dir: %w", err)
+	}
+	if err = d.fault("before-monitor"); err != nil {
+		return status, err
+	}
+	return d.startMonitor(ctx, def)
+}
+
+// writeBundle writes config.json atomically into the bundle directory.
+func writeBundle(dir string, spec any) error {
+	if err := os.MkdirAll(dir, 0o700); err != nil {
+		return fmt.Errorf("create bundle: %w", err)
+	}
+	data, err := json.MarshalIndent(spec, "", "  ")
+	if err != nil {
+		return fmt.Errorf("encode bundle: %w", err)
+	}
+	return fsutil.WriteFileAtomic(filepath.Join(dir, "config.json"), data, 0o600)
+}
+
+// Stop implements driver.Driver: SIGTERM to init (busybox init and systemd
+// both shut down on it), SIGKILL after timeout, then wait for the monitor to
+// record the exit.
+func (d *Driver) Stop(ctx context.Context, def *guest.Definition, timeout time.Duration) error {
+	init := initIdentity(def)
+	if !init.Alive() {
+		return nil
+	}
+	if err := init.Signal(sigTERM); err != nil {
+		return fmt.Errorf("stop %s: %w", def.Name, err)
+	}
+	polite, cancel := context.WithTimeout(ctx, timeout)
+	err := init.Wait(polite)
+	cancel()
+	if err == nil {
+		return d.waitMonitor(ctx, def)
+	}
+	if ctx.Err() != nil {
+		return fmt.Errorf("stop %s: %w", def.Name, ctx.Err())
+	}
+	d.log.Info("guest ignored SIGTERM; killing it", "guest", def.Name, "timeout", timeout)
+	if err := init.Signal(sigKILL); err != nil {
+		return fmt.Errorf("stop %s: %w", def.Name, err)
+	}
+	hard, cancel := context.WithTimeout(ctx, 10*time.Second)
+	defer cancel()
+	if err := init.Wait(hard); err != nil {
+		return fmt.Errorf("stop %s: init %d survived SIGKILL: %w", def.Name, init.PID, err)
+	}
+	return d.waitMonitor(ctx, def)
+}
+
+// waitMonitor gives the monitor a moment to write exit.json and delete the
+// runc container after init ended.
+func (d *Driver) waitMonitor(ctx context.Context, def *guest.Definition) error {
+	ctx, cancel := context.WithTimeout(ctx, 10*time.Second)
+	defer cancel()
+	if err := monitorIdentity(def).Wait(ctx); err != nil {
+		d.log.Warn("monitor still running after its guest ended", "guest", def.Name, "pid", def.Status.MonitorPID)
+	}
+	return nil
+}
+
+// Cleanup implements driver.Driver.
+func (d *Driver) Cleanup(ctx context.Context, def *guest.Definition) (*api.Exit, error) {
+	if monitorIdentity(def).Alive() && !initIdentity(def).Alive() {
+		d.waitMonitor(ctx, def)
+	}
+	exit := readExit(filepath.Join(d.runDir(def), "exit.json"))
+	var errs []error
+	if err := d.runc(ctx, "delete", "--force", def.Name); err != nil && !isNotExist(err) {
+		errs = append(errs, err)
+	}
+	if err := removeCgroup(d.cgroupPath(def)); err != nil {
+		errs = append(errs, err)
+	}
+	if def.Rootfs == guest.RootfsOverlay {
+		if err := unmount(d.rootfs(def)); err != nil {
+			errs = append(errs, err)
+		}
+	}
+	if err := os.RemoveAll(d.runDir(def)); err != nil {
+		errs = append(errs, fmt.Errorf("remove run dir: %w", err))
+	}
+	if len(errs) > 0 {
+		return exit, fmt.Errorf("clean up %s: %w", def.Name, errors.Join(errs...))
+	}
+	return exit, nil
+}
+
+// Delete implements driver.Driver. The disks live in the guest's directory,
+// which the daemon removes; all that is left here is making sure nothing is
+// still mounted on top of it.
+func (d *Driver) Delete(ctx context.Context, def *guest.Definition) error {
+	if def.Rootfs == guest.RootfsOverlay {
+		return unmount(d.rootfs(def))
+	}
+	return nil
+}
+
+// readExit reads the exit record the monitor wrote, if any.
+func readExit(path string) *api.Exit {
+	data, err := os.ReadFile(path)
+	if err != nil {
+		return nil
+	}
+	var rec struct {
+		ExitCode int       `json:"exitCode"`
+		Signal   int       `json:"signal"`
+		ExitedAt time.Time `json:"exitedAt"`
+	}
+	if json.Unmarshal(data, &rec) != nil {
+		return nil
+	}
+	return &api.Exit{Code: rec.ExitCode, Signal: rec.Signal, ExitedAt: rec.ExitedAt}
+}
+
+// Wait blocks until every monitor this daemon started and that has ended
+// is reaped; used by tests at shutdown.
+func (d *Driver) Wait() { d.monitors.Wait() }

@@ -1,0 +1,114 @@
+package container
+
+import (
+	"bufio"
+	"errors"
+	"fmt"
+	"os"
+	"path/filepath"
+	"strings"
+
+	"golang.org/x/sys/unix"
+)
+
+// Layout of a container guest's directory.
+const (
+	upperDir   = "disks/upper"  // overlay: the guest's own changes
+	workDir    = "disks/work"   // overlay's scratch space
+	copyRootfs = "disks/rootfs" // copy: the guest's private tree
+	mountPoint = "rootfs"       // overlay: where the merged tree is mounted
+	bundleDir  = "bundle"       // OCI bundle (config.json)
+)
+
+// mountOverlay mounts template lower + guest upper at target, unless it is
+// already mounted (a daemon restart finds it so).
+func mountOverlay(lower, upper, work, target string) error {
+	if mounted, err := isMountPoint(target); err != nil {
+		return err
+	} else if mounted {
+		return nil
+	}
+	if err := os.MkdirAll(target, 0o755); err != nil {
+		return fmt.Errorf("mount rootfs: %w", err)
+	}
+	opts := fmt.Sprintf("lowerdir=%s,upperdir=%s,workdir=%s", lower, upper, work)
+	if err := unix.Mount("overlay", target, "overlay", 0, opts); err != nil {
+		return fmt.Errorf("mount overlay rootfs at %s: %w", target, err)
+	}
+	return nil
+}
+
+// unmount detaches target if something is mounted there. Lazy detach, since
+// a shell of the admin's may still sit inside it; the tree goes away when
+// the last user leaves.
+func unmount(target string) error {
+	mounted, err := isMountPoint(target)
+	if err != nil || !mounted {
+		return err
+	}
+	if err := unix.Unmount(target, unix.MNT_DETACH); err != nil && !errors.Is(err, unix.EINVAL) {
+		return fmt.Errorf("unmount %s: %w", target, err)
+	}
+	return nil
+}
+
+// isMountPoint reports whether path is a mount point in our mount namespace.
+func isMountPoint(path string) (bool, error) {
+	mounts, err := mountPoints()
+	if err != nil {
+		return false, err
+	}
+	return mounts[filepath.Clean(path)], nil
+}
+
+// mountPoints reads /proc/self/mountinfo.
+func mountPoints() (map[string]bool, error) {
+	f, err := os.Open("/proc/self/mountinfo")
+	if err != nil {
+		return nil, fmt.Errorf("read mounts: %w", err)
+	}
+	defer f.Close()
+	points := map[string]bool{}
+	sc := bufio.NewScanner(f)
+	sc.Buffer(make([]byte, 64*1024), 1024*1024)
+	for sc.Scan() {
+		fields := strings.Fields(sc.Text())
+		if len(fields) > 4 {
+			points[unescapeMount(fields[4])] = true
+		}
+	}
+	return points, sc.Err()
+}
+
+// unescapeMount decodes mountinfo's octal escapes (\040 for space).
+func unescapeMount(s string) string {
+	if !strings.Contains(s, `\`) {
+		return s
+	}
+	var b strings.Builder
+	for i := 0; i < len(s); i++ {
+		if s[i] == '\\' && i+3 < len(s) {
+			var v int
+			if _, err := fmt.Sscanf(s[i+1:i+4], "%o", &v); err == nil {
+				b.WriteByte(byte(v))
+				i += 3
+				continue
+			}
+		}
+		b.WriteByte(s[i])
+	}
+	return b.String()
+}
+
+// matchOwner gives dir the owner and mode of ref, so an overlay's merged
+// root looks like the template's root (root of the container, mode 0755).
+func matchOwner(dir, ref string) error {
+	var st unix.Stat_t
+	if err := unix.Lstat(ref, &st); err != nil {
+		return fmt.Errorf("stat %s: %w", ref, err)
+	}
+	if err := os.Lchown(dir, int(st.Uid), int(st.Gid)); err != nil {
+		return fmt.Errorf("chown %s: %w", dir, err)
+	}
+	return os.Chmod(dir, os.FileMode(st.Mode&0o7777))
+}

@@ -1,0 +1,189 @@
+package container
+
+import (
+	"fmt"
+	"log/slog"
+
+	specs "github.com/opencontainers/runtime-spec/specs-go"
+	"golang.org/x/sys/unix"
+
+	"github.com/polyvisor/polyvisor/internal/guest"
+	"github.com/polyvisor/polyvisor/internal/idmap"
+)
+
+// cpuPeriod is the CFS period the cpus limit is expressed against.
+const cpuPeriod = 100000
+
+// specInput is what a bundle's config.json is made from.
+type specInput struct {
+	Def        *guest.Definition
+	Rootfs     string
+	CgroupPath string
+	Args       []string // init's command line
+	Terminal   bool
+	HostLimits rlimitReader
+	Log        *slog.Logger
+}
+
+// rlimitReader reads the host's hard limit of a resource; tests swap it.
+type rlimitReader func(resource int) (uint64, error)
+
+func hostHardLimit(resource int) (uint64, error) {
+	var rl unix.Rlimit
+	if err := unix.Getrlimit(resource, &rl); err != nil {
+		return 0, err
+	}
+	return rl.Max, nil
+}
+
+// Capabilities a system container gets in its user namespace: Docker's
+// default set plus the few an init system needs. They are namespaced: they
+// grant nothing on the host.
+var containerCaps = []string{
+	"CAP_CHOWN", "CAP_DAC_OVERRIDE", "CAP_FSETID", "CAP_FOWNER", "CAP_MKNOD",
+	"CAP_NET_RAW", "CAP_SETGID", "CAP_SETUID", "CAP_SETFCAP", "CAP_SETPCAP",
+	"CAP_NET_BIND_SERVICE", "CAP_SYS_CHROOT", "CAP_KILL", "CAP_AUDIT_WRITE",
+	"CAP_NET_ADMIN", "CAP_SYS_ADMIN",
+}
+
+// buildSpec returns the OCI runtime spec of a container guest.
+func buildSpec(in specInput) (*specs.Spec, error) {
+	def := in.Def
+	caps := containerCaps
+	if def.Privileged {
+		caps = allCaps()
+	}
+	nofile, err := clampRlimit(in, "RLIMIT_NOFILE", unix.RLIMIT_NOFILE, 1048576)
+	if err != nil {
+		return nil, err
+	}
+	spec := &specs.Spec{
+		Version:  specs.Version,
+		Hostname: def.Name,
+		Root:     &specs.Root{Path: in.Rootfs},
+		Process: &specs.Process{
+			Terminal: in.Terminal,
+			User:     specs.User{UID: 0, GID: 0},
+			Args:     in.Args,
+			Env:      defaultEnv,
+			Cwd:      "/",
+			Capabilities: &specs.LinuxCapabilities{
+				Bounding: caps, Effective: caps, Permitted: caps,
+			},
+			Rlimits: []specs.POSIXRlimit{{Type: "RLIMIT_NOFILE", Hard: nofile, Soft: min(1024, nofile)}},
+		},
+		Mounts: defaultMounts(def.Privileged),
+		Linux: &specs.Linux{
+			CgroupsPath: in.CgroupPath,
+			Namespaces: []specs.LinuxNamespace{
+				{Type: specs.PIDNamespace}, {Type: specs.NetworkNamespace}, {Type: specs.IPCNamespace},
+				{Type: specs.UTSNamespace}, {Type: specs.MountNamespace},
+			},
+			Resources:     resources(def),
+			MaskedPaths:   maskedPaths,
+			ReadonlyPaths: readonlyPaths,
+		},
+	}
+	if !def.Privileged {
+		m := idmap.Default()
+		spec.Linux.Namespaces = append(spec.Linux.Namespaces, specs.LinuxNamespace{Type: specs.UserNamespace})
+		spec.Linux.UIDMappings = []specs.LinuxIDMapping{{ContainerID: 0, HostID: m.HostBase, Size: m.Size}}
+		spec.Linux.GIDMappings = []specs.LinuxIDMapping{{ContainerID: 0, HostID: m.HostBase, Size: m.Size}}
+	}
+	return spec, nil
+}
+
+// resources turns the guest's limits into cgroup settings, which runc
+// writes to cgroup v1 controllers or the v2 unified tree alike.
+func resources(def *guest.Definition) *specs.LinuxResources {
+	memory := int64(def.Memory)
+	quota := int64(def.CPUs) * cpuPeriod
+	period := uint64(cpuPeriod)
+	pids := int64(def.Processes)
+	r := &specs.LinuxResources{
+		Devices: []specs.LinuxDeviceCgroup{{Allow: false, Access: "rwm"}},
+		Memory:  &specs.LinuxMemory{Limit: &memory},
+		CPU:     &specs.LinuxCPU{Quota: &quota, Period: &period},
+		Pids:    &specs.LinuxPids{Limit: &pids},
+	}
+	if swapAccounting() {
+		// Limit memory+swap to the same value so the limit cannot be dodged
+		// by swapping.
+		r.Memory.Swap = &memory
+	}
+	return r
+}
+
+// clampRlimit caps a requested hard limit at the host's own hard limit:
+// without CAP_SYS_RESOURCE, asking for more fails the whole start.
+func clampRlimit(in specInput, name string, resource int, want uint64) (uint64, error) {
+	read := in.HostLimits
+	if read == nil {
+		read = hostHardLimit
+	}
+	hard, err := read(resource)
+	if err != nil {
+		return 0, fmt.Errorf("read host %s: %w", name, err)
+	}
+	if want > hard {
+		if in.Log != nil {
+			in.Log.Debug("rlimit clamped to the host's hard limit", "guest", in.Def.Name, "rlimit", name, "wanted", want, "granted", hard)
+		}
+		return hard, nil
+	}
+	return want, nil
+}
+
+var defaultEnv = []string{
+	"PATH=/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin",
+	"TERM=xterm",
+	"container=polyvisor",
+}
+
+func defaultMounts(privileged bool) []specs.Mount {
+	mounts := []specs.Mount{
+		{Destination: "/proc", Type: "proc", Source: "proc", Options: []string{"nosuid", "noexec", "nodev"}},
+		{Destination: "/dev", Type: "tmpfs", Source: "tmpfs", Options: []string{"nosuid", "strictatime", "mode=755", "size=65536k"}},
+		{Destination: "/dev/pts", Type: "devpts", Source: "devpts", Options: []string{"nosuid", "noexec", "newinstance", "ptmxmode=0666", "mode=0620", "gid=5"}},
+		{Destination: "/dev/shm", Type: "tmpfs", Source: "shm", Options: []string{"nosuid", "noexec", "nodev", "mode=1777", "size=65536k"}},
+		{Destination: "/dev/mqueue", Type: "mqueue", Source: "mqueue", Options: []string{"nosuid", "noexec", "nodev"}},
+		{Destination: "/sys", Type: "sysfs", Source: "sysfs", Options: []string{"nosuid", "noexec", "nodev", "ro"}},
+		{Destination: "/run", Type: "tmpfs", Source: "tmpfs", Options: []string{"nosuid", "nodev", "mode=755", "size=65536k"}},
+		{Destination: "/tmp", Type: "tmpfs", Source: "tmpfs", Options: []string{"nosuid", "nodev", "mode=1777"}},
+	}
+	return mounts
+}
+
+var maskedPaths = []string{
+	"/proc/acpi", "/proc/asound", "/proc/kcore", "/proc/keys", "/proc/latency_stats",
+	"/proc/timer_list", "/proc/timer_stats", "/proc/sched_debug", "/sys/firmware", "/proc/scsi",
+}
+
+var readonlyPaths = []string{
+	"/proc/bus", "/proc/fs", "/proc/irq", "/proc/sys", "/proc/sysrq-trigger",
+}
+
+// allCaps is every capability the host's bounding set still holds: a
+// privileged container cannot get more than the daemon has (here, for
+// example, root lacks CAP_SYS_RESOURCE), and asking for it fails the start.
+func allCaps() []string {
+	var caps []string
+	for n, name := range capabilityNames {
+		if held, err := unix.PrctlRetInt(unix.PR_CAPBSET_READ, uintptr(n), 0, 0, 0); err == nil && held == 1 {
+			caps = append(caps, name)
+		}
+	}
+	return caps
+}
+
+// capabilityNames is indexed by capability number (linux/capability.h).
+var capabilityNames = []string{
+	"CAP_CHOWN", "CAP_DAC_OVERRIDE", "CAP_DAC_READ_SEARCH", "CAP_FOWNER", "CAP_FSETID", "CAP_KILL",
+	"CAP_SETGID", "CAP_SETUID", "CAP_SETPCAP", "CAP_LINUX_IMMUTABLE", "CAP_NET_BIND_SERVICE",
+	"CAP_NET_BROADCAST", "CAP_NET_ADMIN", "CAP_NET_RAW", "CAP_IPC_LOCK", "CAP_IPC_OWNER",
+	"CAP_SYS_MODULE", "CAP_SYS_RAWIO", "CAP_SYS_CHROOT", "CAP_SYS_PTRACE", "CAP_SYS_PACCT",
+	"CAP_SYS_ADMIN", "CAP_SYS_BOOT", "CAP_SYS_NICE", "CAP_SYS_RESOURCE", "CAP_SYS_TIME",
+	"CAP_SYS_TTY_CONFIG", "CAP_MKNOD", "CAP_LEASE", "CAP_AUDIT_WRITE", "CAP_AUDIT_CONTROL",
+	"CAP_SETFCAP", "CAP_MAC_OVERRIDE", "CAP_MAC_ADMIN", "CAP_SYSLOG", "CAP_WAKE_ALARM",
+	"CAP_BLOCK_SUSPEND", "CAP_AUDIT_READ",
+}

@@ -1,0 +1,56 @@
+package container
+
+import (
+	"context"
+	"errors"
+	"os"
+	"path/filepath"
+	"strings"
+)
+
+// Sweep implements driver.Sweeper: after a daemon crash, or a guest that
+// ended while no daemon watched, it unmounts orphaned root trees, removes
+// orphaned cgroups, runtime state and run directories.
+func (d *Driver) Sweep(ctx context.Context, live map[string]bool) error {
+	var errs []error
+	guests := d.opts.Layout.GuestsDir() + string(filepath.Separator)
+	mounts, err := mountPoints()
+	if err != nil {
+		return err
+	}
+	for point := range mounts {
+		rel, ok := strings.CutPrefix(point, guests)
+		if !ok {
+			continue
+		}
+		name, _, _ := strings.Cut(rel, string(filepath.Separator))
+		if !live[name] {
+			d.log.Info("unmounting orphaned rootfs", "path", point)
+			errs = append(errs, unmount(point))
+		}
+	}
+	if states, err := os.ReadDir(d.opts.Layout.RuncRoot()); err == nil {
+		for _, s := range states {
+			if !live[s.Name()] {
+				d.log.Info("removing orphaned runtime state", "container", s.Name())
+				if err := d.runc(ctx, "delete", "--force", s.Name()); err != nil && !isNotExist(err) {
+					errs = append(errs, err)
+				}
+			}
+		}
+	}
+	for _, name := range childCgroups(d.opts.Layout.CgroupParent()) {
+		if !live[name] {
+			d.log.Info("removing orphaned cgroup", "cgroup", d.opts.Layout.CgroupParent()+"/"+name)
+			errs = append(errs, removeCgroup(d.opts.Layout.CgroupParent()+"/"+name))
+		}
+	}
+	if runs, err := os.ReadDir(d.opts.Layout.RunDir()); err == nil {
+		for _, r := range runs {
+			if r.IsDir() && !strings.HasPrefix(r.Name(), ".") && !live[r.Name()] {
+				errs = append(errs, os.RemoveAll(filepath.Join(d.opts.Layout.RunDir(), r.Name())))
+			}
+		}
+	}
+	return errors.Join(errs...)
+}

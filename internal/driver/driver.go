@@ -1,0 +1,124 @@
+// Package driver defines the one narrow contract every guest class
+// implements, and the registry the daemon picks drivers from. Optional
+// abilities (exec, console, live limits) are small extra interfaces that
+// the daemon checks with a type assertion.
+package driver
+
+import (
+	"context"
+	"fmt"
+	"io"
+	"net"
+	"sort"
+	"time"
+
+	"github.com/polyvisor/polyvisor/internal/api"
+	"github.com/polyvisor/polyvisor/internal/guest"
+)
+
+// Driver runs the guests of one class.
+type Driver interface {
+	// Class is the driver's name, as stored in guest.yaml and shown by list.
+	Class() string
+	// Check canary-tests the class on this host and says why it does not work.
+	Check(ctx context.Context) api.ClassVerdict
+	// Create prepares the guest's disks inside dir (a staging directory that
+	// the daemon renames into place once everything succeeded).
+	Create(ctx context.Context, dir string, def *guest.Definition) error
+	// Start boots the guest; the returned status identifies its processes.
+	Start(ctx context.Context, def *guest.Definition) (guest.Status, error)
+	// Stop ends the guest: a polite request, then a kill after timeout.
+	Stop(ctx context.Context, def *guest.Definition, timeout time.Duration) error
+	// Cleanup releases what a stopped guest still holds (mounts, cgroups,
+	// sockets) and reports how its init ended, when known. Idempotent.
+	Cleanup(ctx context.Context, def *guest.Definition) (*api.Exit, error)
+	// Delete removes the guest's disks; the daemon removes its directory.
+	Delete(ctx context.Context, def *guest.Definition) error
+}
+
+// Stdio carries an exec'd command's streams. Resize delivers terminal sizes
+// (rows, cols) when the command has a TTY; it is never closed.
+type Stdio struct {
+	Stdin  io.Reader
+	Stdout io.Writer
+	Stderr io.Writer
+	Resize <-chan [2]uint16
+}
+
+// Execer runs commands inside a running guest.
+type Execer interface {
+	Exec(ctx context.Context, def *guest.Definition, req api.ExecRequest, stdio Stdio) (exitCode int, err error)
+}
+
+// Consoler attaches to a running guest's console and knows where its log is.
+type Consoler interface {
+	AttachConsole(ctx context.Context, def *guest.Definition) (net.Conn, error)
+	ConsoleLog(def *guest.Definition) string
+}
+
+// LimitUpdater applies changed limits to a running guest.
+type LimitUpdater interface {
+	UpdateLimits(ctx context.Context, def *guest.Definition) error
+}
+
+// Registry maps a class name to its driver.
+type Registry struct {
+	drivers map[string]Driver
+	byType  map[string]string
+}
+
+// NewRegistry returns an empty registry.
+func NewRegistry() *Registry {
+	return &Registry{drivers: map[string]Driver{}, byType: map[string]string{}}
+}
+
+// Register adds a driver and the guest type it serves.
+func (r *Registry) Register(guestType string, d Driver) {
+	r.drivers[d.Class()] = d
+	r.byType[guestType] = d.Class()
+}
+
+// Get returns the driver of a class.
+func (r *Registry) Get(class string) (Driver, error) {
+	d, ok := r.drivers[class]
+	if !ok {
+		return nil, fmt.Errorf("%w: class %q has no driver in this build", api.ErrNotAvailable, class)
+	}
+	return d, nil
+}
+
+// ForType returns the driver serving a guest type.
+func (r *Registry) ForType(guestType string) (Driver, error) {
+	class, ok := r.byType[guestType]
+	if !ok {
+		return nil, fmt.Errorf("%w: type %s: no driver for it in this build (known: %v)", api.ErrNotAvailable, guestType, r.Types())
+	}
+	return r.drivers[class], nil
+}
+
+// Types lists the guest types that have a driver.
+func (r *Registry) Types() []string {
+	var types []string
+	for t := range r.byType {
+		types = append(types, t)
+	}
+	sort.Strings(types)
+	return types
+}
+
+// All returns every driver, sorted by class.
+func (r *Registry) All() []Driver {
+	var all []Driver
+	for _, d := range r.drivers {
+		all = append(all, d)
+	}
+	sort.Slice(all, func(i, j int) bool { return all[i].Class() < all[j].Class() })
+	return all
+}
+
+// Sweeper releases what a class left on the host for guests that are no
+// longer running (mounts, cgroups, runtime state), after a crash. The
+// daemon calls it once on start with the names of the live guests.
+type Sweeper interface {
+	Sweep(ctx context.Context, live map[string]bool) error
+}

@@ -1,0 +1,234 @@
+// Package guest holds the guest definition (guest.yaml): its versioned
+// schema, validation, and the store that keeps it on disk.
+package guest
+
+import (
+	"bytes"
+	"errors"
+	"fmt"
+	"io"
+	"regexp"
+	"strconv"
+	"strings"
+	"time"
+
+	"gopkg.in/yaml.v3"
+
+	"github.com/polyvisor/polyvisor/internal/api"
+)
+
+// SchemaVersion is the guest.yaml schema this build writes and reads.
+const SchemaVersion = 1
+
+// Guest types a user asks for; the class is the driver that runs them.
+const (
+	TypeContainer = "container"
+	TypeVM        = "vm"
+)
+
+// Rootfs modes of a container guest.
+const (
+	RootfsOverlay = "overlay" // clone of the template in O(1), overlayfs
+	RootfsCopy    = "copy"    // full private copy, zone style
+)
+
+// Defaults a guest gets when the user does not say.
+const (
+	DefaultCPUs      = 1
+	DefaultMemory    = Size(256 << 20)
+	DefaultProcesses = 1024
+	MinMemory        = Size(8 << 20)
+	MaxCPUs          = 256
+)
+
+// Definition is one guest's guest.yaml: the source of truth for the host.
+type Definition struct {
+	SchemaVersion  int       `yaml:"schemaVersion"`
+	Name           string    `yaml:"name"`
+	Type           string    `yaml:"type"`
+	Class          string    `yaml:"class"`
+	Template       string    `yaml:"template"`
+	TemplateDigest string    `yaml:"templateDigest,omitempty"`
+	Arch           string    `yaml:"arch"`
+	CPUs           int       `yaml:"cpus"`
+	Memory         Size      `yaml:"memory"`
+	Processes      int       `yaml:"processes"`
+	Privileged     bool      `yaml:"privileged,omitempty"`
+	Rootfs         string    `yaml:"rootfs"`
+	Disks          []Disk    `yaml:"disks,omitempty"`
+	Networks       []string  `yaml:"networks,omitempty"`
+	CreatedAt      time.Time `yaml:"createdAt"`
+	Status         Status    `yaml:"status"`
+}
+
+// Disk is one disk file or directory of the guest, relative to its directory.
+type Disk struct {
+	Name string `yaml:"name"`
+	Path string `yaml:"path"`
+	Kind string `yaml:"kind"` // overlay-upper, rootfs-copy, qcow2...
+}
+
+// Status is what the daemon needs to find a running guest again after it
+// restarts. It is a hint: liveness is always checked against the process
+// (pid plus start time, so a reused pid is not mistaken for the guest).
+type Status struct {
+	State         string    `yaml:"state"`
+	HandleVersion int       `yaml:"handleVersion,omitempty"`
+	InitPID       int       `yaml:"initPid,omitempty"`
+	InitStart     uint64    `yaml:"initStart,omitempty"`
+	MonitorPID    int       `yaml:"monitorPid,omitempty"`
+	MonitorStart  uint64    `yaml:"monitorStart,omitempty"`
+	StartedAt     time.Time `yaml:"startedAt,omitempty"`
+	LastExit      *api.Exit `yaml:"lastExit,omitempty"`
+	// Pending lists limits changed while running that apply at next start.
+	Pending []string `yaml:"pending,omitempty"`
+}
+
+var nameRE = regexp.MustCompile(`^[a-z]([a-z0-9-]{0,61}[a-z0-9])?$`)
+
+// ValidateName checks that name is a DNS label, so it works as a hostname.
+func ValidateName(name string) error {
+	if !nameRE.MatchString(name) {
+		return fmt.Errorf("%w: name %q: use 1-63 lower-case letters, digits and '-', starting with a letter and not ending with '-'", api.ErrInvalid, name)
+	}
+	return nil
+}
+
+// Validate checks every field, naming the field and the fix in the error.
+func (d *Definition) Validate() error {
+	if d.SchemaVersion != SchemaVersion {
+		return fmt.Errorf("%w: schemaVersion %d: this polyvisor reads version %d", api.ErrInvalid, d.SchemaVersion, SchemaVersion)
+	}
+	if err := ValidateName(d.Name); err != nil {
+		return err
+	}
+	if d.Type != TypeContainer && d.Type != TypeVM {
+		return fmt.Errorf("%w: type %q: use container or vm", api.ErrInvalid, d.Type)
+	}
+	if d.Template == "" {
+		return fmt.Errorf("%w: template is empty: name a template from 'polyvisor template list'", api.ErrInvalid)
+	}
+	if d.CPUs < 1 || d.CPUs > MaxCPUs {
+		return fmt.Errorf("%w: cpus %d: use a whole number from 1 to %d", api.ErrInvalid, d.CPUs, MaxCPUs)
+	}
+	if d.Memory < MinMemory {
+		return fmt.Errorf("%w: memory %s: use at least %s, like 64MiB or 1GiB", api.ErrInvalid, d.Memory, MinMemory)
+	}
+	if d.Processes < 1 {
+		return fmt.Errorf("%w: processes %d: use a whole number of at least 1", api.ErrInvalid, d.Processes)
+	}
+	if d.Rootfs != RootfsOverlay && d.Rootfs != RootfsCopy {
+		return fmt.Errorf("%w: rootfs %q: use overlay or copy", api.ErrInvalid, d.Rootfs)
+	}
+	return nil
+}
+
+// Parse reads a guest.yaml strictly: unknown keys are errors.
+func Parse(data []byte) (*Definition, error) {
+	dec := yaml.NewDecoder(bytes.NewReader(data))
+	dec.KnownFields(true)
+	var d Definition
+	if err := dec.Decode(&d); err != nil {
+		if errors.Is(err, io.EOF) {
+			return nil, fmt.Errorf("%w: the definition is empty", api.ErrInvalid)
+		}
+		return nil, fmt.Errorf("%w: %s", api.ErrInvalid, yamlMessage(data, err))
+	}
+	if err := d.Validate(); err != nil {
+		return nil, err
+	}
+	return &d, nil
+}
+
+// yamlMessage turns yaml.v3's multi-line errors into one readable line.
+func yamlMessage(data []byte, err error) string {
+	var ve *valueError
+	if errors.As(err, &ve) {
+		return keyAtLine(data, ve.line) + ": " + ve.err.Error()
+	}
+	var te *yaml.TypeError
+	if errors.As(err, &te) {
+		parts := make([]string, 0, len(te.Errors))
+		for _, e := range te.Errors {
+			if i := strings.Index(e, "field "); i >= 0 && strings.Contains(e, "not found") {
+				key := strings.Fields(e[i+len("field "):])[0]
+				parts = append(parts, fmt.Sprintf("unknown key %q (%s): remove it or check its spelling", key, strings.TrimSuffix(e[:i], ": ")))
+				continue
+			}
+			parts = append(parts, e)
+		}
+		return strings.Join(parts, "; ")
+	}
+	return strings.ReplaceAll(err.Error(), "\n", " ")
+}
+
+// Marshal writes the definition as guest.yaml.
+func (d *Definition) Marshal() ([]byte, error) {
+	var buf bytes.Buffer
+	buf.WriteString("# polyvisor guest definition; edit with 'polyvisor config edit " + d.Name + "'\n")
+	enc := yaml.NewEncoder(&buf)
+	enc.SetIndent(2)
+	if err := enc.Encode(d); err != nil {
+		return nil, fmt.Errorf("encode %s: %w", d.Name, err)
+	}
+	return buf.Bytes(), nil
+}
+
+// Settable lists the keys `config set` accepts.
+var Settable = []string{"cpus", "memory", "processes"}
+
+// Set changes one settable key from its text form, validating it.
+func (d *Definition) Set(key, value string) error {
+	switch key {
+	case "cpus":
+		n, err := strconv.Atoi(value)
+		if err != nil {
+			return fmt.Errorf("%w: cpus %q: use a whole number from 1 to %d", api.ErrInvalid, value, MaxCPUs)
+		}
+		d.CPUs = n
+	case "memory":
+		s, err := ParseSize(value)
+		if err != nil {
+			return fmt.Errorf("%w: memory: %v", api.ErrInvalid, err)
+		}
+		d.Memory = s
+	case "processes":
+		n, err := strconv.Atoi(value)
+		if err != nil {
+			return fmt.Errorf("%w: processes %q: use a whole number of at least 1", api.ErrInvalid, value)
+		}
+		d.Processes = n
+	default:
+		return fmt.Errorf("%w: unknown key %q: settable keys are %s", api.ErrInvalid, key, strings.Join(Settable, ", "))
+	}
+	return d.Validate()
+}
+
+// keyAtLine names the top-level key whose value sits on line.
+func keyAtLine(data []byte, line int) string {
+	var root yaml.Node
+	if yaml.Unmarshal(data, &root) != nil || len(root.Content) == 0 {
+		return fmt.Sprintf("line %d", line)
+	}
+	m := root.Content[0]
+	for i := 0; i+1 < len(m.Content); i += 2 {
+		if m.Content[i+1].Line == line {
+			return m.Content[i].Value
+		}
+	}
+	return fmt.Sprintf("line %d", line)
+}
+
+// Clone returns a deep copy, so a changed definition can be validated and
+// saved before it replaces the one readers see.
+func (d *Definition) Clone() *Definition {
+	c := *d
+	c.Disks = append([]Disk(nil), d.Disks...)
+	c.Networks = append([]string(nil), d.Networks...)
+	c.Status.Pending = append([]string(nil), d.Status.Pending...)
+	if d.Status.LastExit != nil {
+		e := *d.Status.LastExit
+		c.Status.LastExit = &e
+	}
+	return &c
+}

@@ -1,0 +1,101 @@
+package guest
+
+import (
+	"errors"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/polyvisor/polyvisor/internal/api"
+)
+
+func sample() *Definition {
+	return &Definition{
+		SchemaVersion: SchemaVersion, Name: "web-1", Type: TypeContainer, Class: "container",
+		Template: "busybox", Arch: "amd64", CPUs: 2, Memory: 64 << 20, Processes: 100,
+		Rootfs: RootfsOverlay, CreatedAt: time.Date(2026, 1, 2, 3, 4, 5, 0, time.UTC),
+		Status: Status{State: api.StateStopped},
+	}
+}
+
+func TestDefinitionRoundTrip(t *testing.T) {
+	d := sample()
+	data, err := d.Marshal()
+	if err != nil {
+		t.Fatal(err)
+	}
+	if !strings.Contains(string(data), "memory: 64MiB") {
+		t.Errorf("memory not human-readable:\n%s", data)
+	}
+	back, err := Parse(data)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if back.Name != d.Name || back.Memory != d.Memory || back.CPUs != d.CPUs || !back.CreatedAt.Equal(d.CreatedAt) {
+		t.Errorf("round trip changed the definition: %+v", back)
+	}
+}
+
+func TestParseRejects(t *testing.T) {
+	good, _ := sample().Marshal()
+	cases := map[string]struct{ edit, wantField string }{
+		"unknown key": {"colour: blue\n", `unknown key "colour"`},
+		"bad memory":  {"", "memory"},
+		"bad name":    {"", "name"},
+	}
+	for name, c := range cases {
+		text := string(good) + c.edit
+		switch name {
+		case "bad memory":
+			text = strings.Replace(string(good), "memory: 64MiB", "memory: lots", 1)
+		case "bad name":
+			text = strings.Replace(string(good), "name: web-1", "name: Web_1", 1)
+		}
+		_, err := Parse([]byte(text))
+		if err == nil || !errors.Is(err, api.ErrInvalid) || !strings.Contains(err.Error(), c.wantField) {
+			t.Errorf("%s: err = %v, want ErrInvalid naming %q", name, err, c.wantField)
+		}
+		if err != nil && strings.Contains(err.Error(), "\n") {
+			t.Errorf("%s: error spans lines: %q", name, err)
+		}
+	}
+}
+
+func TestValidateNames(t *testing.T) {
+	for _, ok := range []string{"a", "web-1", "x" + strings.Repeat("y", 62)} {
+		if err := ValidateName(ok); err != nil {
+			t.Errorf("%q rejected: %v", ok, err)
+		}
+	}
+	for _, bad := range []string{"", "1abc", "Web", "a_b", "a-", "x" + strings.Repeat("y", 63), "a.b"} {
+		if err := ValidateName(bad); err == nil {
+			t.Errorf("%q accepted", bad)
+		}
+	}
+}
+
+func TestSet(t *testing.T) {
+	d := sample()
+	if err := d.Set("memory", "128MiB"); err != nil || d.Memory != 128<<20 {
+		t.Fatalf("set memory: %v, %d", err, d.Memory)
+	}
+	for _, c := range [][2]string{{"cpus", "0"}, {"cpus", "x"}, {"memory", "1KiB"}, {"colour", "red"}, {"processes", "-3"}} {
+		if err := sample().Set(c[0], c[1]); err == nil || !strings.Contains(err.Error(), c[0]) {
+			t.Errorf("set %s=%s: err = %v, want one naming %s", c[0], c[1], err, c[0])
+		}
+	}
+}
+
+func FuzzParse(f *testing.F) {
+	good, _ := sample().Marshal()
+	f.Add(good)
+	f.Add([]byte("name: [\n"))
+	f.Fuzz(func(t *testing.T, data []byte) {
+		d, err := Parse(data)
+		if err == nil {
+			if verr := d.Validate(); verr != nil {
+				t.Fatalf("parsed an invalid definition: %v", verr)
+			}
+		}
+	})
+}

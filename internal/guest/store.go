@@ -1,0 +1,64 @@
+package guest
+
+import (
+	"errors"
+	"fmt"
+	"os"
+	"path/filepath"
+	"strings"
+
+	"github.com/polyvisor/polyvisor/internal/api"
+	"github.com/polyvisor/polyvisor/internal/fsutil"
+)
+
+// FileName is the definition's file name inside a guest's directory.
+const FileName = "guest.yaml"
+
+// Store keeps guest definitions under one directory, one subdirectory each.
+type Store struct {
+	Dir string
+}
+
+// Path is the directory of the named guest.
+func (s Store) Path(name string) string { return filepath.Join(s.Dir, name) }
+
+// Load reads one guest's definition.
+func (s Store) Load(name string) (*Definition, error) {
+	data, err := os.ReadFile(filepath.Join(s.Path(name), FileName))
+	if errors.Is(err, os.ErrNotExist) {
+		return nil, fmt.Errorf("guest %s: %w", name, api.ErrNotFound)
+	}
+	if err != nil {
+		return nil, fmt.Errorf("load guest %s: %w", name, err)
+	}
+	d, err := Parse(data)
+	if err != nil {
+		return nil, fmt.Errorf("guest %s: %s: %w", name, FileName, err)
+	}
+	return d, nil
+}
+
+// Save writes the definition atomically into dir (the guest's directory, or
+// a staging directory while the guest is being created).
+func (s Store) Save(dir string, d *Definition) error {
+	data, err := d.Marshal()
+	if err != nil {
+		return err
+	}
+	return fsutil.WriteFileAtomic(filepath.Join(dir, FileName), data, 0o640)
+}
+
+// Names lists the guests on disk, skipping staging and trash entries.
+func (s Store) Names() ([]string, error) {
+	entries, err := os.ReadDir(s.Dir)
+	if err != nil {
+		return nil, fmt.Errorf("list guests: %w", err)
+	}
+	var names []string
+	for _, e := range entries {
+		if e.IsDir() && !strings.HasPrefix(e.Name(), ".") {
+			names = append(names, e.Name())
+		}
+	}
+	return names, nil
+}

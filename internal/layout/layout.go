@@ -1,0 +1,60 @@
+// Package layout names every path polyvisor uses on a host, so that several
+// isolated daemons (tests, users) can run side by side without colliding.
+package layout
+
+import (
+	"crypto/sha256"
+	"encoding/hex"
+	"path/filepath"
+)
+
+// Defaults for the production daemon.
+const (
+	DefaultStateDir = "/var/lib/polyvisor"
+	DefaultSocket   = "/run/polyvisor/polyvisor.sock"
+)
+
+// Layout derives all paths of one daemon from its state directory.
+type Layout struct {
+	StateDir string
+	// Namespace is "polyvisor" for the default state directory and
+	// "polyvisor-<hash>" for any other, naming run dirs and cgroups.
+	Namespace string
+}
+
+// New returns the layout of the daemon whose state lives in stateDir.
+func New(stateDir string) Layout {
+	abs, err := filepath.Abs(stateDir)
+	if err == nil {
+		stateDir = abs
+	}
+	ns := "polyvisor"
+	if stateDir != DefaultStateDir {
+		sum := sha256.Sum256([]byte(stateDir))
+		ns += "-" + hex.EncodeToString(sum[:4])
+	}
+	return Layout{StateDir: stateDir, Namespace: ns}
+}
+
+// GuestsDir holds one directory per guest.
+func (l Layout) GuestsDir() string { return filepath.Join(l.StateDir, "guests") }
+
+// GuestDir is the named guest's directory.
+func (l Layout) GuestDir(name string) string { return filepath.Join(l.GuestsDir(), name) }
+
+// TemplatesDir holds one directory per template.
+func (l Layout) TemplatesDir() string { return filepath.Join(l.StateDir, "templates") }
+
+// RunDir holds sockets and pid files; it lives in /run because it means
+// nothing after a reboot, and short because unix socket paths are limited
+// to 107 bytes.
+func (l Layout) RunDir() string { return filepath.Join("/run", l.Namespace) }
+
+// GuestRunDir holds the named guest's monitor sockets and exit record.
+func (l Layout) GuestRunDir(name string) string { return filepath.Join(l.RunDir(), name) }
+
+// RuncRoot is the OCI runtime's state directory for this daemon's containers.
+func (l Layout) RuncRoot() string { return filepath.Join(l.RunDir(), ".runc") }
+
+// CgroupParent is the cgroup under which this daemon's guests live.
+func (l Layout) CgroupParent() string { return "/" + l.Namespace }

@@ -1,0 +1,94 @@
+package template
+
+import (
+	"bytes"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"strconv"
+	"strings"
+	"syscall"
+	"testing"
+	"time"
+)
+
+func requireRoot(t *testing.T) {
+	t.Helper()
+	if os.Geteuid() != 0 {
+		t.Skip("skipping: needs root (chroot, chown, namespaces)")
+	}
+}
+
+func requireCommand(t *testing.T, name string) {
+	t.Helper()
+	if _, err := exec.LookPath(name); err != nil {
+		t.Skipf("skipping: %s is not installed (make deps installs it)", name)
+	}
+}
+
+// inChroot runs script with /bin/sh inside rootfs and returns its output.
+func inChroot(t *testing.T, rootfs, script string) string {
+	t.Helper()
+	out, err := exec.Command("chroot", rootfs, "/bin/sh", "-c", script).CombinedOutput()
+	if err != nil {
+		t.Fatalf("chroot %s sh -c %q: %v: %s", rootfs, script, err, out)
+	}
+	return string(out)
+}
+
+// bootAndStop runs rootfs's /sbin/init as pid 1 of a new pid namespace, checks it stays up,
+// sends it SIGTERM and returns how long it took to end.
+func bootAndStop(t *testing.T, rootfs string) time.Duration {
+	t.Helper()
+	requireCommand(t, "unshare")
+	var output bytes.Buffer
+	cmd := exec.Command("unshare", "--pid", "--fork", "--kill-child", "--mount-proc",
+		"chroot", rootfs, "/sbin/init")
+	cmd.Stdout, cmd.Stderr = &output, &output
+	if err := cmd.Start(); err != nil {
+		t.Fatal(err)
+	}
+	exited := make(chan error, 1)
+	go func() { exited <- cmd.Wait() }()
+	var initPID int
+	deadline := time.Now().Add(5 * time.Second)
+	for initPID == 0 && time.Now().Before(deadline) {
+		children, _ := os.ReadFile(filepath.Join("/proc", itoa(cmd.Process.Pid), "task", itoa(cmd.Process.Pid), "children"))
+		if fields := strings.Fields(string(children)); len(fields) > 0 {
+			initPID = atoi(t, fields[0])
+		}
+		time.Sleep(20 * time.Millisecond)
+	}
+	if initPID == 0 {
+		cmd.Process.Kill()
+		t.Fatalf("init did not start: %s", output.String())
+	}
+	select {
+	case err := <-exited:
+		t.Fatalf("init ended by itself: %v: %s", err, output.String())
+	case <-time.After(time.Second):
+	}
+	start := time.Now()
+	if err := syscall.Kill(initPID, syscall.SIGTERM); err != nil {
+		t.Fatal(err)
+	}
+	select {
+	case err := <-exited:
+		t.Logf("init ended %v after SIGTERM (%v)", time.Since(start).Round(time.Millisecond), err)
+	case <-time.After(15 * time.Second):
+		cmd.Process.Kill()
+		t.Fatalf("init still running 15 s after SIGTERM: %s", output.String())
+	}
+	return time.Since(start)
+}
+
+func itoa(n int) string { return strconv.Itoa(n) }
+
+func atoi(t *testing.T, s string) int {
+	t.Helper()
+	n, err := strconv.Atoi(s)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return n
+}
