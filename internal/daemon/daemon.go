@@ -66,6 +66,9 @@ func New(cfg Config) (*Daemon, error) {
 			return nil, fmt.Errorf("state dir: %w", err)
 		}
 	}
+	if err := checkTraversable(l.StateDir); err != nil {
+		return nil, err
+	}
 	return &Daemon{
 		cfg: cfg, layout: l, log: cfg.Log,
 		guests:    newTable(),
@@ -160,4 +163,22 @@ func (d *Daemon) view(def *guest.Definition) api.Guest {
 		g.IDMap = &api.IDMap{HostUID: m.HostBase, HostGID: m.HostBase, Size: m.Size}
 	}
 	return g
+}
+
+// checkTraversable makes sure every directory above the state dir can be
+// searched by others: a container's root is an unprivileged host uid, and
+// runc, inside the container's user namespace, must reach the rootfs.
+func checkTraversable(dir string) error {
+	for d := filepath.Dir(dir); ; d = filepath.Dir(d) {
+		st, err := os.Stat(d)
+		if err != nil {
+			return fmt.Errorf("state dir: %w", err)
+		}
+		if st.Mode().Perm()&0o001 == 0 {
+			return fmt.Errorf("state dir %s: %s (mode %04o) is not searchable by others, so containers' unprivileged root cannot reach their rootfs: chmod o+x %s or pick another --state-dir", dir, d, st.Mode().Perm(), d)
+		}
+		if d == "/" {
+			return nil
+		}
+	}
 }

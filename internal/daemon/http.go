@@ -8,6 +8,7 @@ import (
 	"net/http"
 	"os"
 	"strconv"
+	"strings"
 	"time"
 
 	"github.com/polyvisor/polyvisor/internal/api"
@@ -309,7 +310,7 @@ func (d *Daemon) handleTemplateDelete(w http.ResponseWriter, r *http.Request) {
 	d.templateMu.Lock()
 	defer d.templateMu.Unlock()
 	if users := d.guests.usersOf(name); len(users) > 0 {
-		writeError(w, fmt.Errorf("template %s: %w: guests %v use it; delete them first", name, api.ErrConflict, users))
+		writeError(w, fmt.Errorf("%w: template %s is used by %s; delete them first", api.ErrConflict, name, strings.Join(users, ", ")))
 		return
 	}
 	if err := d.templates.Delete(name); err != nil {
@@ -349,4 +350,3 @@ func nonNil(s []string) []string {
 	}
 	return s
 }
-

@@ -222,3 +222,31 @@ func TestCopyTreeFailureLeavesNoDestination(t *testing.T) {
 		t.Fatalf("destination left behind after failure: %v", statErr)
 	}
 }
+
+func TestTreesStayOnOneFilesystem(t *testing.T) {
+	root, _ := makeSampleTree(t)
+	mnt := filepath.Join(root, "mnt")
+	if err := os.Mkdir(mnt, 0o755); err != nil {
+		t.Fatal(err)
+	}
+	if err := syscall.Mount("tmpfs", mnt, "tmpfs", 0, "mode=0755"); err != nil {
+		t.Skipf("skipping: cannot mount a tmpfs here: %v", err)
+	}
+	t.Cleanup(func() { syscall.Unmount(mnt, syscall.MNT_DETACH) })
+	if err := os.WriteFile(filepath.Join(mnt, "other-fs"), nil, 0o644); err != nil {
+		t.Fatal(err)
+	}
+
+	if err := ShiftTree(context.Background(), root, ShiftUp(Default())); err != nil {
+		t.Fatal(err)
+	}
+	checkTree(t, mnt, []sampleFile{{".", os.ModeDir | 0o755, 0, 0}, {"other-fs", 0o644, 0, 0}}, unshifted)
+
+	dst := filepath.Join(t.TempDir(), "copy")
+	if err := CopyTree(context.Background(), root, dst, nil); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := os.Lstat(filepath.Join(dst, "mnt")); !errors.Is(err, os.ErrNotExist) {
+		t.Fatalf("CopyTree copied the mount point: %v", err)
+	}
+}

@@ -8,7 +8,6 @@ import (
 	"log/slog"
 	"os"
 	"os/signal"
-	"runtime/debug"
 	"time"
 
 	"golang.org/x/sys/unix"
@@ -103,9 +102,6 @@ func (m *monitor) supervise(ctx context.Context, g *guest, sigs signals) error {
 		copyConsole(g.console, g.log, clients, m.log)
 	}()
 
-	// What starting allocated is garbage now; hand it back, since an idle
-	// monitor should cost the host as little as possible.
-	debug.FreeOSMemory()
 
 	status, waitErr := m.waitForInit(ctx, g.pid, sigs)
 	if waitErr == nil {
@@ -139,9 +135,13 @@ func (m *monitor) supervise(ctx context.Context, g *guest, sigs signals) error {
 // waitForInit reaps children until the init with pid exits, and returns its
 // status. Other children (processes reparented to the monitor as
 // subreaper) are reaped and forgotten. When ctx is done it kills init, and
-// goes on waiting for it.
+// goes on waiting for it. Meanwhile it trims the monitor's memory now and
+// then: one monitor runs per guest, and it should cost the host little.
 func (m *monitor) waitForInit(ctx context.Context, pid int, sigs signals) (ExitStatus, error) {
 	done := ctx.Done()
+	trim := time.NewTicker(trimInterval)
+	defer trim.Stop()
+	m.trimMemory()
 	for {
 		ws, found, err := m.reap(pid)
 		if found {
@@ -154,6 +154,8 @@ func (m *monitor) waitForInit(ctx context.Context, pid int, sigs signals) (ExitS
 		case <-sigs.child:
 		case sig := <-sigs.ignored:
 			m.log.Info("ignoring signal: the guest keeps running", "signal", sig)
+		case <-trim.C:
+			m.trimMemory()
 		case <-done:
 			done = nil
 			m.log.Info("context done, killing guest init", "err", ctx.Err())
@@ -161,6 +163,12 @@ func (m *monitor) waitForInit(ctx context.Context, pid int, sigs signals) (ExitS
 				m.log.Warn("kill guest init", "err", err)
 			}
 		}
+	}
+}
+
+func (m *monitor) trimMemory() {
+	if err := trimMemory(); err != nil {
+		m.log.Warn("trim memory", "err", err)
 	}
 }
 

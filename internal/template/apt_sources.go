@@ -8,7 +8,6 @@ import (
 	"os"
 	"path/filepath"
 	"slices"
-	"sort"
 	"strings"
 )
 
@@ -20,8 +19,8 @@ type aptSource struct {
 	signedBy   string
 }
 
-// debianSuites are the names Debian's archive gives its releases: codenames and aliases.
-// "-security", "-updates" and "-backports" suites do not match, nor do third-party names such
+// isDebianSuite reports whether suite is a name Debian's archive gives a release: a codename
+// or an alias such as "stable". "-security", "-updates" and "-backports" suites do not match, nor do third-party names such
 // as "cloud-sdk-bookworm" or "nodistro".
 func isDebianSuite(suite string) bool {
 	switch suite {
@@ -90,7 +89,7 @@ func aptSourceFiles(root string) ([]string, error) {
 			names = append(names, e.Name())
 		}
 	}
-	sort.Strings(names)
+	slices.Sort(names)
 	for _, name := range names {
 		files = append(files, filepath.Join(dir, name))
 	}

@@ -11,8 +11,9 @@ import (
 //
 // There is no sysinit line: runc already mounts /proc, /dev and /sys, the OCI spec is the
 // place to ask for a tmpfs on /run, and a mount here would fail without CAP_SYS_ADMIN.
-// The console entries have no tty name, so they use init's own stdin/stdout, the pty runc
-// gave it. When the shell exits (exit, or EOF on the pty) init starts another; busybox init
+// The shell runs on "console", so busybox init opens /dev/console (runc binds the pty's
+// slave there) after setsid and it becomes the shell's controlling tty: job control and
+// Ctrl-C work in `polyvisor console`. When the shell exits (exit, or EOF on the pty) init starts another; busybox init
 // sleeps a second per loop, so a console nobody reads cannot make it spin.
 //
 // Stopping: busybox init takes SIGTERM as "reboot" (SIGUSR2 as "poweroff", SIGUSR1 as
@@ -26,7 +27,7 @@ import (
 // killed by SIGHUP) or without it (init exits 0); the same for SIGUSR2. TestBusyboxInitStopsOnSIGTERM checks it.
 func inittab(loginShell string) string {
 	return "# Written by polyvisor for busybox init in a container.\n" +
-		"::respawn:-" + loginShell + "\n" +
+		"console::respawn:-" + loginShell + "\n" +
 		"::ctrlaltdel:/bin/true\n" +
 		"::shutdown:/bin/true\n"
 }

@@ -166,4 +166,3 @@ func (d *Driver) UpdateLimits(ctx context.Context, def *guest.Definition) error 
 	}
 	return nil
 }
-

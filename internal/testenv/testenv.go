@@ -1,0 +1,339 @@
+// Package testenv runs real polyvisor daemons for end-to-end tests and
+// benchmarks: it builds the binaries, starts a daemon with its own state dir
+// and socket, drives it through the CLI or the Go client, and tears down
+// everything the daemon made (guests, cgroups, run dir) afterwards.
+//
+// It is a normal package rather than a _test file so that test/e2e and
+// internal/bench share one copy.
+package testenv
+
+import (
+	"bytes"
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"runtime"
+	"strings"
+	"sync"
+	"syscall"
+	"testing"
+	"time"
+
+	"github.com/polyvisor/polyvisor/internal/api"
+	"github.com/polyvisor/polyvisor/internal/client"
+	"github.com/polyvisor/polyvisor/internal/layout"
+)
+
+// Time limits: generous, since they only bound a hang.
+const (
+	startTimeout   = 15 * time.Second
+	commandTimeout = 5 * time.Minute
+	stopTimeout    = 30 * time.Second
+	deleteTimeout  = 2 * time.Minute
+)
+
+// RepoRoot returns the root of the polyvisor source tree this package was
+// compiled from.
+func RepoRoot() string {
+	_, file, _, _ := runtime.Caller(0)
+	return filepath.Join(filepath.Dir(file), "..", "..")
+}
+
+// BuildBinaries builds polyvisor and polyvisor-monitor from repoRoot into
+// dir/bin (side by side, as the daemon expects) and returns that directory.
+func BuildBinaries(repoRoot, dir string) (binDir string, err error) {
+	binDir = filepath.Join(dir, "bin")
+	build := exec.Command("go", "build", "-o", binDir+"/", "./cmd/polyvisor", "./cmd/polyvisor-monitor")
+	build.Dir = repoRoot
+	if out, err := build.CombinedOutput(); err != nil {
+		return "", fmt.Errorf("build polyvisor: %w\n%s", err, out)
+	}
+	return binDir, nil
+}
+
+// Daemon is one polyvisor daemon with its own state dir and socket.
+type Daemon struct {
+	StateDir string
+	Socket   string
+	BinDir   string
+
+	extra []string
+	cmd   *exec.Cmd
+	done  chan struct{} // closed once cmd has been waited for
+	log   *lockedBuffer
+}
+
+// Start starts a daemon whose state and socket live under dir, with the
+// binaries in binDir and extra daemon flags, and waits until it answers.
+func Start(dir string, binDir string, extra ...string) (*Daemon, error) {
+	if err := os.MkdirAll(dir, 0o755); err != nil {
+		return nil, fmt.Errorf("create daemon dir: %w", err)
+	}
+	if err := openToSearch(dir); err != nil {
+		return nil, err
+	}
+	d := &Daemon{
+		StateDir: filepath.Join(dir, "state"),
+		Socket:   filepath.Join(dir, "pv.sock"),
+		BinDir:   binDir,
+		extra:    extra,
+	}
+	return d, d.start()
+}
+
+// openToSearch makes dir and its parents inside the temp dir searchable by
+// others: the daemon refuses a state dir whose parents are not, because a
+// container's unprivileged root must traverse down to its rootfs.
+// os.MkdirTemp and t.TempDir make 0700 directories.
+func openToSearch(dir string) error {
+	abs, err := filepath.Abs(dir)
+	if err != nil {
+		return fmt.Errorf("resolve %s: %w", dir, err)
+	}
+	tmp := filepath.Clean(os.TempDir())
+	for p := abs; strings.HasPrefix(p, tmp+"/"); p = filepath.Dir(p) {
+		st, err := os.Stat(p)
+		if err != nil {
+			return fmt.Errorf("open %s to search: %w", p, err)
+		}
+		if err := os.Chmod(p, st.Mode().Perm()|0o111); err != nil {
+			return fmt.Errorf("open %s to search: %w", p, err)
+		}
+	}
+	return nil
+}
+
+func (d *Daemon) start() error {
+	args := append([]string{"daemon", "--state-dir", d.StateDir, "--socket", d.Socket, "--log-level", "debug"}, d.extra...)
+	d.cmd = exec.Command(filepath.Join(d.BinDir, "polyvisor"), args...)
+	d.log = &lockedBuffer{}
+	d.cmd.Stdout, d.cmd.Stderr = d.log, d.log
+	// Its own session, so a ^C at the terminal reaches only the test, which
+	// then cleans up in order.
+	d.cmd.SysProcAttr = &syscall.SysProcAttr{Setsid: true}
+	d.done = make(chan struct{})
+	if err := d.cmd.Start(); err != nil {
+		close(d.done)
+		return fmt.Errorf("start daemon: %w", err)
+	}
+	go func(cmd *exec.Cmd, done chan struct{}) {
+		cmd.Wait()
+		close(done)
+	}(d.cmd, d.done)
+	deadline := time.Now().Add(startTimeout)
+	for time.Now().Before(deadline) {
+		select {
+		case <-d.done:
+			return fmt.Errorf("daemon exited at start:\n%s", d.log)
+		default:
+		}
+		if _, _, code := d.Run("list"); code == 0 {
+			return nil
+		}
+		time.Sleep(50 * time.Millisecond)
+	}
+	d.Kill()
+	return fmt.Errorf("daemon did not come up in %s:\n%s", startTimeout, d.log)
+}
+
+// Log returns what the daemon printed so far (debug level).
+func (d *Daemon) Log() string { return d.log.String() }
+
+// PID is the daemon's process id.
+func (d *Daemon) PID() int { return d.cmd.Process.Pid }
+
+// running reports whether the daemon process has not been reaped yet.
+func (d *Daemon) running() bool {
+	select {
+	case <-d.done:
+		return false
+	default:
+		return true
+	}
+}
+
+// Kill ends the daemon with SIGKILL, as a crash would; guests keep running.
+func (d *Daemon) Kill() {
+	if d.running() {
+		d.cmd.Process.Kill()
+	}
+	<-d.done
+}
+
+// stop ends the daemon with SIGTERM, and SIGKILL if it lingers.
+func (d *Daemon) stop() {
+	if !d.running() {
+		return
+	}
+	d.cmd.Process.Signal(syscall.SIGTERM)
+	select {
+	case <-d.done:
+	case <-time.After(stopTimeout):
+		d.Kill()
+	}
+}
+
+// Restart starts the daemon again on the same state dir and socket,
+// stopping it first if it still runs (after Kill it does not).
+func (d *Daemon) Restart() error {
+	d.stop()
+	return d.start()
+}
+
+// Client returns a Go API client of this daemon.
+func (d *Daemon) Client() *client.Client { return client.New(d.Socket) }
+
+// Run runs the CLI against this daemon.
+func (d *Daemon) Run(args ...string) (stdout, stderr string, code int) {
+	return d.RunInput("", args...)
+}
+
+// RunInput runs the CLI against this daemon with stdin as its input.
+func (d *Daemon) RunInput(stdin string, args ...string) (stdout, stderr string, code int) {
+	ctx, cancel := context.WithTimeout(context.Background(), commandTimeout)
+	defer cancel()
+	cmd := exec.CommandContext(ctx, filepath.Join(d.BinDir, "polyvisor"), append([]string{"--socket", d.Socket}, args...)...)
+	var out, errOut bytes.Buffer
+	cmd.Stdout, cmd.Stderr = &out, &errOut
+	cmd.Stdin = strings.NewReader(stdin)
+	code = 0
+	if err := cmd.Run(); err != nil {
+		code = -1
+		var ee *exec.ExitError
+		if errors.As(err, &ee) {
+			code = ee.ExitCode()
+		} else {
+			fmt.Fprintf(&errOut, "testenv: %v\n", err)
+		}
+	}
+	return out.String(), errOut.String(), code
+}
+
+// Must runs the CLI and fails tb unless it succeeds; it returns stdout.
+func (d *Daemon) Must(tb testing.TB, args ...string) string {
+	tb.Helper()
+	out, errOut, code := d.Run(args...)
+	if code != 0 {
+		tb.Fatalf("polyvisor %s: exit %d: %s%s", strings.Join(args, " "), code, out, errOut)
+	}
+	return out
+}
+
+// Guests lists the daemon's guests through the CLI's JSON output, the
+// contract scripts use.
+func (d *Daemon) Guests() ([]api.Guest, error) {
+	out, errOut, code := d.Run("list", "--format", "json")
+	if code != 0 {
+		return nil, fmt.Errorf("polyvisor list: exit %d: %s", code, errOut)
+	}
+	var gs []api.Guest
+	if err := json.Unmarshal([]byte(out), &gs); err != nil {
+		return nil, fmt.Errorf("decode polyvisor list: %w", err)
+	}
+	return gs, nil
+}
+
+// Destroy deletes every guest (stopping running ones), stops the daemon and
+// removes the cgroup parents and run dir it made. It goes on past errors
+// and returns them all. The state dir itself is the caller's to remove.
+func (d *Daemon) Destroy() error {
+	var errs []error
+	if !d.running() {
+		// Guests outlive a killed daemon: bring it back to delete them.
+		if err := d.start(); err != nil {
+			errs = append(errs, fmt.Errorf("restart daemon to delete its guests: %w", err))
+		}
+	}
+	if d.running() {
+		errs = append(errs, d.deleteAllGuests())
+	}
+	d.stop()
+	l := layout.New(d.StateDir)
+	for _, dir := range CgroupDirs(l.CgroupParent()) {
+		if err := syscall.Rmdir(dir); err != nil && !errors.Is(err, syscall.ENOENT) {
+			errs = append(errs, fmt.Errorf("remove cgroup %s: %w", dir, err))
+		}
+	}
+	if err := os.RemoveAll(l.RunDir()); err != nil {
+		errs = append(errs, fmt.Errorf("remove run dir: %w", err))
+	}
+	return errors.Join(errs...)
+}
+
+// deleteAllGuests deletes guests through the API a few at a time, since a
+// benchmark may leave hundreds.
+func (d *Daemon) deleteAllGuests() error {
+	ctx, cancel := context.WithTimeout(context.Background(), deleteTimeout)
+	defer cancel()
+	c := d.Client()
+	guests, err := c.Guests(ctx)
+	if err != nil {
+		return fmt.Errorf("list guests to delete: %w", err)
+	}
+	names := make(chan string)
+	var mu sync.Mutex
+	var errs []error
+	var wg sync.WaitGroup
+	for range 4 {
+		wg.Go(func() {
+			for name := range names {
+				if err := DeleteGuest(ctx, c, name); err != nil {
+					mu.Lock()
+					errs = append(errs, err)
+					mu.Unlock()
+				}
+			}
+		})
+	}
+	for _, g := range guests {
+		names <- g.Name
+	}
+	close(names)
+	wg.Wait()
+	return errors.Join(errs...)
+}
+
+// DeleteGuest force-deletes one guest through the API and waits for it.
+func DeleteGuest(ctx context.Context, c *client.Client, name string) error {
+	op, err := c.DeleteGuest(ctx, name, true)
+	if err == nil {
+		err = c.Wait(ctx, op, nil)
+	}
+	if err != nil {
+		return fmt.Errorf("delete guest %s: %w", name, err)
+	}
+	return nil
+}
+
+// CgroupDirs lists the directories of a cgroup path in every hierarchy
+// that has it (each v1 controller, the v2 tree).
+func CgroupDirs(path string) []string {
+	dirs, _ := filepath.Glob("/sys/fs/cgroup/*" + path)
+	if _, err := os.Stat("/sys/fs/cgroup" + path); err == nil {
+		dirs = append(dirs, "/sys/fs/cgroup"+path) // pure cgroup v2
+	}
+	return dirs
+}
+
+// lockedBuffer is a bytes.Buffer that the daemon's output copier writes
+// while a test reads it.
+type lockedBuffer struct {
+	mu  sync.Mutex
+	buf bytes.Buffer
+}
+
+func (b *lockedBuffer) Write(p []byte) (int, error) {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	return b.buf.Write(p)
+}
+
+func (b *lockedBuffer) String() string {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	return b.buf.String()
+}

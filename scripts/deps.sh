@@ -1,0 +1,30 @@
+#!/usr/bin/env bash
+# Installs every host package polyvisor needs, with apt-get. Idempotent: it
+# only touches apt when a package is missing.
+set -euo pipefail
+
+packages=(
+  runc            # the OCI runtime of the container class
+  busybox-static  # busybox template and the host check's canary
+  debootstrap     # Debian templates
+  iproute2        # network namespaces in tests
+  procps          # ps/pgrep for diagnostics
+)
+
+missing=()
+for p in "${packages[@]}"; do
+  dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || missing+=("$p")
+done
+if [ ${#missing[@]} -eq 0 ]; then
+  echo "deps: all host packages present"
+  exit 0
+fi
+if [ "$(id -u)" -ne 0 ]; then
+  echo "deps: missing ${missing[*]}; run make deps as root" >&2
+  exit 1
+fi
+echo "deps: installing ${missing[*]}"
+export DEBIAN_FRONTEND=noninteractive
+apt-get update -qq
+apt-get install -y -qq --no-install-recommends "${missing[@]}" >/dev/null
+echo "deps: done"

@@ -1,0 +1,212 @@
+package e2e
+
+import (
+	"encoding/json"
+	"os"
+	"path/filepath"
+	"strings"
+	"testing"
+
+	"github.com/polyvisor/polyvisor/internal/api"
+	"github.com/polyvisor/polyvisor/internal/layout"
+)
+
+func jsonUnmarshal(s string, v any) error { return json.Unmarshal([]byte(s), v) }
+
+// guestDirEntries lists everything in the guests directory, leftovers included.
+func guestDirEntries(t *testing.T, d *daemon) []string {
+	t.Helper()
+	entries, err := os.ReadDir(layout.New(d.state).GuestsDir())
+	if err != nil {
+		t.Fatal(err)
+	}
+	var names []string
+	for _, e := range entries {
+		names = append(names, e.Name())
+	}
+	return names
+}
+
+// expectError runs a command that must fail with one line naming want.
+func expectError(t *testing.T, d *daemon, want string, args ...string) {
+	t.Helper()
+	out, errOut, code := d.run(args...)
+	if code == 0 {
+		t.Errorf("polyvisor %s succeeded: %s", strings.Join(args, " "), out)
+		return
+	}
+	msg := strings.TrimSpace(errOut)
+	if strings.Count(msg, "\n") > 0 || !strings.HasPrefix(msg, "Error: ") || !strings.Contains(msg, want) {
+		t.Errorf("polyvisor %s: stderr %q, want one 'Error:' line containing %q", strings.Join(args, " "), errOut, want)
+	}
+}
+
+func TestBadInputGetsOneClearLineAndLeavesNothing(t *testing.T) {
+	requireRoot(t)
+	d := env.main
+	d.launch(t, "busybox", "e2e-dup")
+	before := guestDirEntries(t, d)
+	expectError(t, d, "template nosuch", "launch", "nosuch", "e2e-x")
+	expectError(t, d, "already exists", "launch", "busybox", "e2e-dup")
+	expectError(t, d, "memory", "launch", "busybox", "e2e-x", "--memory", "lots")
+	expectError(t, d, "memory", "launch", "busybox", "e2e-x", "--memory", "1KiB")
+	expectError(t, d, "cpus", "launch", "busybox", "e2e-x", "--cpus", "-1")
+	expectError(t, d, "name", "launch", "busybox", "Bad_Name")
+	expectError(t, d, "type", "launch", "busybox", "e2e-x", "--type", "zone")
+	expectError(t, d, "unknown key \"colour\"", "config", "set", "e2e-dup", "colour=blue")
+	expectError(t, d, "running", "delete", "e2e-dup")
+	expectError(t, d, "not found", "info", "e2e-nosuch")
+	expectError(t, d, "--format", "list", "--format", "xml")
+	d.must(t, "stop", "e2e-dup", "--force")
+	expectError(t, d, "not running", "exec", "e2e-dup", "--", "true")
+	expectError(t, d, "not running", "console", "e2e-dup")
+	expectError(t, d, "used by", "template", "delete", "busybox")
+	after := guestDirEntries(t, d)
+	if strings.Join(before, ",") != strings.Join(after, ",") {
+		t.Errorf("failed commands changed the guests dir: %v -> %v", before, after)
+	}
+	gs, _ := d.guests()
+	for _, g := range gs {
+		if g.Name == "e2e-x" {
+			t.Errorf("a failed launch left guest %s", g.Name)
+		}
+	}
+}
+
+func TestUnreachableDaemonIsOneLine(t *testing.T) {
+	requireRoot(t)
+	ghost := &daemon{socket: filepath.Join(t.TempDir(), "none.sock")}
+	expectError(t, ghost, "cannot reach the polyvisor daemon", "list")
+}
+
+// TestInjectedFaultsLeaveNothingHalfMade breaks launch at each named
+// point and checks that no guest, mount, cgroup, runtime state, run dir or
+// monitor process remains.
+func TestInjectedFaultsLeaveNothingHalfMade(t *testing.T) {
+	requireRoot(t)
+	for _, point := range []string{"create-after-disks", "after-rootfs", "before-monitor", "start-after-boot"} {
+		t.Run(point, func(t *testing.T) {
+			d, err := startDaemon(t.TempDir(), "--inject-fault", point)
+			if err != nil {
+				t.Fatal(err)
+			}
+			defer d.destroy()
+			d.must(t, "template", "build", "busybox")
+			monitorsBefore := countMonitors(t)
+			expectError(t, d, "injected fault at "+point, "launch", "busybox", "half")
+			l := layout.New(d.state)
+			if entries := guestDirEntries(t, d); len(entries) != 0 {
+				t.Errorf("guests dir holds %v", entries)
+			}
+			if mounted(t, filepath.Join(l.GuestDir("half"), "rootfs")) {
+				t.Error("rootfs left mounted")
+			}
+			if dirs := existing(cgroupDirs(l.CgroupParent() + "/half")); len(dirs) > 0 {
+				t.Errorf("cgroups left: %v", dirs)
+			}
+			if _, err := os.Stat(filepath.Join(l.RuncRoot(), "half")); err == nil {
+				t.Error("runtime state left")
+			}
+			if _, err := os.Stat(l.GuestRunDir("half")); err == nil {
+				t.Error("run dir left")
+			}
+			if n := countMonitors(t); n > monitorsBefore {
+				t.Errorf("%d monitor processes left", n-monitorsBefore)
+			}
+			// The name is free again.
+			if gs, _ := d.guests(); len(gs) != 0 {
+				t.Errorf("list shows %v", gs)
+			}
+		})
+	}
+}
+
+// countMonitors counts live polyvisor-monitor processes on the host.
+func countMonitors(t *testing.T) int {
+	t.Helper()
+	comms, _ := filepath.Glob("/proc/[0-9]*/comm")
+	n := 0
+	for _, c := range comms {
+		if data, err := os.ReadFile(c); err == nil && strings.TrimSpace(string(data)) == "polyvisor-monit" {
+			n++
+		}
+	}
+	return n
+}
+
+// TestGuestsOutliveKilledDaemon is the crash story: kill -9 the daemon,
+// guests keep running and keep their console; a new daemon adopts them,
+// and cleans what belongs to guests that died meanwhile.
+func TestGuestsOutliveKilledDaemon(t *testing.T) {
+	requireRoot(t)
+	d, err := startDaemon(t.TempDir())
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer d.destroy()
+	d.must(t, "template", "build", "busybox")
+	d.must(t, "launch", "busybox", "survivor")
+	d.must(t, "launch", "busybox", "casualty")
+	survivor, casualty := d.info(t, "survivor"), d.info(t, "casualty")
+
+	d.kill()
+	if !alive(survivor.PID) || !alive(survivor.MonitorPID) {
+		t.Fatal("killing the daemon killed a guest or its monitor")
+	}
+	// While no daemon watches, one guest dies.
+	if p, err := os.FindProcess(casualty.PID); err == nil {
+		p.Kill()
+	}
+	if err := d.start(); err != nil {
+		t.Fatal(err)
+	}
+	after := d.info(t, "survivor")
+	if after.State != api.StateRunning || after.PID != survivor.PID {
+		t.Errorf("survivor after restart: %+v", after)
+	}
+	if out := d.must(t, "exec", "survivor", "--", "echo", "adopted"); out != "adopted\n" {
+		t.Errorf("exec into adopted guest: %q", out)
+	}
+	dead := d.info(t, "casualty")
+	if dead.State != api.StateStopped {
+		t.Errorf("casualty after restart: %+v", dead)
+	}
+	l := layout.New(d.state)
+	if mounted(t, filepath.Join(l.GuestDir("casualty"), "rootfs")) {
+		t.Error("the dead guest's rootfs is still mounted after reconcile")
+	}
+	if dirs := existing(cgroupDirs(l.CgroupParent() + "/casualty")); len(dirs) > 0 {
+		t.Errorf("the dead guest's cgroups survive reconcile: %v", dirs)
+	}
+	// The adopted guest is still watched: its end is noticed.
+	d.must(t, "stop", "survivor", "--force")
+	if alive(survivor.PID) {
+		t.Error("stop of an adopted guest left init running")
+	}
+}
+
+// TestBrokenDefinitionIsKeptAndReported: a guest.yaml with an unknown key
+// is refused with the key named, and nothing is deleted.
+func TestBrokenDefinitionIsKeptAndReported(t *testing.T) {
+	requireRoot(t)
+	d, err := startDaemon(t.TempDir())
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer d.destroy()
+	d.must(t, "template", "build", "busybox")
+	d.must(t, "create", "busybox", "edited")
+	path := filepath.Join(layout.New(d.state).GuestDir("edited"), "guest.yaml")
+	d.kill()
+	data, _ := os.ReadFile(path)
+	os.WriteFile(path, append(data, []byte("colour: blue\n")...), 0o640)
+	if err := d.start(); err != nil {
+		t.Fatal(err)
+	}
+	if !strings.Contains(d.log.String(), `unknown key \"colour\"`) {
+		t.Errorf("daemon log does not name the unknown key:\n%s", d.log)
+	}
+	if _, err := os.Stat(path); err != nil {
+		t.Errorf("the broken definition was removed: %v", err)
+	}
+}

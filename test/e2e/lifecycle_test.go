@@ -1,0 +1,302 @@
+package e2e
+
+import (
+	"os"
+	"path/filepath"
+	"strconv"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/polyvisor/polyvisor/internal/api"
+	"github.com/polyvisor/polyvisor/internal/layout"
+)
+
+// hostUID reads the real uid of a host process.
+func hostUID(t *testing.T, pid int) int {
+	t.Helper()
+	data, err := os.ReadFile("/proc/" + strconv.Itoa(pid) + "/status")
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, line := range strings.Split(string(data), "\n") {
+		if rest, ok := strings.CutPrefix(line, "Uid:"); ok {
+			uid, _ := strconv.Atoi(strings.Fields(rest)[0])
+			return uid
+		}
+	}
+	t.Fatalf("no Uid line for pid %d", pid)
+	return -1
+}
+
+func alive(pid int) bool {
+	_, err := os.Stat("/proc/" + strconv.Itoa(pid))
+	return err == nil
+}
+
+func TestBusyboxAndDebianGuestsRun(t *testing.T) {
+	requireRoot(t)
+	d := env.main
+	bb := d.launch(t, "busybox", "e2e-bb")
+	deb := d.launch(t, "debian", "e2e-deb")
+	for _, g := range []api.Guest{bb, deb} {
+		if g.State != api.StateRunning || g.PID <= 0 || g.Class != "container" || g.Arch == "" {
+			t.Errorf("%s: %+v, want a running container with a pid", g.Name, g)
+		}
+	}
+	out := d.must(t, "list")
+	for _, want := range []string{"NAME", "e2e-bb", "e2e-deb", "RUNNING"} {
+		if !strings.Contains(out, want) {
+			t.Errorf("list lacks %q:\n%s", want, out)
+		}
+	}
+	osRelease := d.must(t, "exec", "e2e-deb", "--", "cat", "/etc/os-release")
+	if !strings.Contains(osRelease, "Debian") || !strings.Contains(osRelease, "bookworm") {
+		t.Errorf("Debian guest's os-release:\n%s", osRelease)
+	}
+	if h := d.must(t, "exec", "e2e-bb", "--", "hostname"); strings.TrimSpace(h) != "e2e-bb" {
+		t.Errorf("hostname inside = %q, want the guest's name", h)
+	}
+	if p := d.must(t, "exec", "e2e-deb", "--", "cat", "/proc/1/comm"); strings.TrimSpace(p) != "init" {
+		t.Errorf("pid 1 inside is %q, want init", p)
+	}
+}
+
+func TestRootInsideIsUnprivilegedOnHost(t *testing.T) {
+	requireRoot(t)
+	d := env.main
+	g := d.launch(t, "busybox", "e2e-userns")
+	if uid := strings.TrimSpace(d.must(t, "exec", g.Name, "--", "id", "-u")); uid != "0" {
+		t.Errorf("id -u inside = %q, want 0", uid)
+	}
+	if uid := hostUID(t, g.PID); uid != int(g.IDMap.HostUID) || uid == 0 {
+		t.Errorf("host sees init as uid %d, want %d (unprivileged)", uid, g.IDMap.HostUID)
+	}
+	// Root inside cannot touch what the host's root owns.
+	if _, _, code := d.run("exec", g.Name, "--", "sh", "-c", "echo x > /proc/sys/kernel/hostname"); code == 0 {
+		t.Error("container root wrote a host sysctl")
+	}
+}
+
+func TestPrivilegedGuestIsHostRoot(t *testing.T) {
+	requireRoot(t)
+	d := env.main
+	g := d.launch(t, "busybox", "e2e-priv", "--privileged")
+	if g.Rootfs != "copy" || g.IDMap != nil {
+		t.Errorf("privileged guest: rootfs %s idmap %+v, want a copy and no id map", g.Rootfs, g.IDMap)
+	}
+	if uid := hostUID(t, g.PID); uid != 0 {
+		t.Errorf("host sees privileged init as uid %d, want 0", uid)
+	}
+	if out := d.must(t, "exec", g.Name, "--", "ls", "-ln", "/bin/busybox"); !strings.Contains(out, " 0 ") {
+		t.Errorf("files of a privileged guest are not owned by root: %s", out)
+	}
+}
+
+func TestMemoryHogIsKilledInsideTheGuest(t *testing.T) {
+	requireRoot(t)
+	d := env.main
+	g := d.launch(t, "busybox", "e2e-oom", "--memory", "64MiB")
+	// tail keeps the "last line" of an endless line of zeros: it grows until killed.
+	_, _, code := d.run("exec", g.Name, "--", "sh", "-c", "tail /dev/zero")
+	if code != 137 {
+		t.Fatalf("memory hog exit code %d, want 137 (SIGKILL by the OOM killer)", code)
+	}
+	after := d.info(t, g.Name)
+	if after.State != api.StateRunning || after.PID != g.PID {
+		t.Errorf("the guest did not survive its hog: %+v", after)
+	}
+	if out := d.must(t, "exec", g.Name, "--", "echo", "alive"); strings.TrimSpace(out) != "alive" {
+		t.Errorf("exec after OOM: %q", out)
+	}
+	limit, err := os.ReadFile(cgroupFile(d, g.Name, "memory", "memory.limit_in_bytes"))
+	if err == nil && strings.TrimSpace(string(limit)) != strconv.Itoa(64<<20) {
+		t.Errorf("memory.limit_in_bytes = %s, want %d", limit, 64<<20)
+	}
+}
+
+// cgroupFile is a file of a guest's v1 cgroup.
+func cgroupFile(d *daemon, guest, controller, file string) string {
+	return filepath.Join("/sys/fs/cgroup", controller, layout.New(d.state).CgroupParent(), guest, file)
+}
+
+func TestExecPropagatesStreamsAndExitCode(t *testing.T) {
+	requireRoot(t)
+	d := env.main
+	g := d.launch(t, "busybox", "e2e-exec")
+	out, errOut, code := d.runInput("hello from stdin\n", "exec", g.Name, "--", "sh", "-c", "cat; echo to-stderr >&2; exit 7")
+	if code != 7 || out != "hello from stdin\n" || errOut != "to-stderr\n" {
+		t.Errorf("exec: code %d stdout %q stderr %q; want 7, the stdin echoed, to-stderr", code, out, errOut)
+	}
+	if _, _, code := d.run("exec", g.Name, "--", "/no/such/command"); code == 0 {
+		t.Error("exec of a missing command succeeded")
+	}
+}
+
+func TestStopStartRestartAndDeleteCleanUp(t *testing.T) {
+	requireRoot(t)
+	d := env.main
+	g := d.launch(t, "busybox", "e2e-life")
+	d.must(t, "exec", g.Name, "--", "sh", "-c", "echo kept > /root/mark")
+	rootfs := filepath.Join(layout.New(d.state).GuestDir(g.Name), "rootfs")
+	d.must(t, "stop", g.Name, "--timeout", "20s")
+	stopped := d.info(t, g.Name)
+	if stopped.State != api.StateStopped || alive(g.PID) {
+		t.Fatalf("after stop: %+v, init alive %v", stopped, alive(g.PID))
+	}
+	if mounted(t, rootfs) {
+		t.Error("rootfs still mounted after stop")
+	}
+	if dirs := existing(cgroupDirs(layout.New(d.state).CgroupParent() + "/" + g.Name)); len(dirs) > 0 {
+		t.Errorf("cgroups left after stop: %v", dirs)
+	}
+	d.must(t, "start", g.Name)
+	if out := d.must(t, "exec", g.Name, "--", "cat", "/root/mark"); out != "kept\n" {
+		t.Errorf("a file written before stop reads %q after start", out)
+	}
+	before := d.info(t, g.Name)
+	d.must(t, "restart", g.Name, "--force")
+	after := d.info(t, g.Name)
+	if after.State != api.StateRunning || after.PID == before.PID {
+		t.Errorf("restart kept pid %d (now %+v)", before.PID, after)
+	}
+	d.must(t, "delete", "--force", g.Name)
+	if _, err := os.Stat(layout.New(d.state).GuestDir(g.Name)); !os.IsNotExist(err) {
+		t.Errorf("guest dir left after delete: %v", err)
+	}
+	if mounted(t, rootfs) || alive(after.PID) || alive(after.MonitorPID) {
+		t.Error("mount or process left after delete")
+	}
+	if dirs := existing(cgroupDirs(layout.New(d.state).CgroupParent() + "/" + g.Name)); len(dirs) > 0 {
+		t.Errorf("cgroups left after delete: %v", dirs)
+	}
+}
+
+func TestGuestEndingOnItsOwnIsNoticed(t *testing.T) {
+	requireRoot(t)
+	d := env.main
+	g := d.launch(t, "busybox", "e2e-self")
+	// Kill init from outside, as an admin or the OOM killer might.
+	if p, err := os.FindProcess(g.PID); err == nil {
+		p.Kill()
+	}
+	deadline := time.Now().Add(10 * time.Second)
+	for time.Now().Before(deadline) {
+		if info := d.info(t, g.Name); info.State == api.StateStopped && info.LastExit != nil {
+			if info.LastExit.Signal != 9 {
+				t.Errorf("lastExit %+v, want signal 9", info.LastExit)
+			}
+			if mounted(t, filepath.Join(layout.New(d.state).GuestDir(g.Name), "rootfs")) {
+				t.Error("rootfs of an ended guest still mounted")
+			}
+			return
+		}
+		time.Sleep(100 * time.Millisecond)
+	}
+	t.Fatalf("guest still reported as %+v after its init was killed", d.info(t, g.Name))
+}
+
+func TestCopyRootfsIsPrivate(t *testing.T) {
+	requireRoot(t)
+	d := env.main
+	g := d.launch(t, "busybox", "e2e-copy", "--copy")
+	if g.Rootfs != "copy" {
+		t.Fatalf("rootfs %q, want copy", g.Rootfs)
+	}
+	d.must(t, "exec", g.Name, "--", "rm", "/bin/vi")
+	tmpl := filepath.Join(layout.New(d.state).TemplatesDir(), "busybox", "rootfs", "bin", "vi")
+	if _, err := os.Lstat(tmpl); err != nil {
+		t.Errorf("deleting inside a copy guest touched the template: %v", err)
+	}
+}
+
+func TestConfigSetAppliesLiveOrAtNextStart(t *testing.T) {
+	requireRoot(t)
+	d := env.main
+	g := d.launch(t, "busybox", "e2e-cfg", "--memory", "64MiB")
+	out := d.must(t, "config", "set", g.Name, "memory=96MiB", "cpus=2")
+	if !strings.Contains(out, "memory=96MiB: applied live") || !strings.Contains(out, "cpus=2: applied live") {
+		t.Errorf("config set on a running guest said:\n%s", out)
+	}
+	if limit, err := os.ReadFile(cgroupFile(d, g.Name, "memory", "memory.limit_in_bytes")); err == nil && strings.TrimSpace(string(limit)) != strconv.Itoa(96<<20) {
+		t.Errorf("memory limit after live set: %s", limit)
+	}
+	if quota, err := os.ReadFile(cgroupFile(d, g.Name, "cpu", "cpu.cfs_quota_us")); err == nil && strings.TrimSpace(string(quota)) != "200000" {
+		t.Errorf("cpu quota after live set: %s", quota)
+	}
+	d.must(t, "stop", g.Name, "--force")
+	out = d.must(t, "config", "set", g.Name, "processes=50")
+	if !strings.Contains(out, "applies at next start") {
+		t.Errorf("config set on a stopped guest said: %s", out)
+	}
+	if yaml := d.must(t, "config", "show", g.Name); !strings.Contains(yaml, "processes: 50") || !strings.Contains(yaml, "memory: 96MiB") {
+		t.Errorf("config show:\n%s", yaml)
+	}
+	d.must(t, "start", g.Name)
+	if pids, err := os.ReadFile(cgroupFile(d, g.Name, "pids", "pids.max")); err == nil && strings.TrimSpace(string(pids)) != "50" {
+		t.Errorf("pids.max after restart: %s", pids)
+	}
+}
+
+func TestConsoleAttachAndLog(t *testing.T) {
+	requireRoot(t)
+	d := env.main
+	g := d.launch(t, "busybox", "e2e-console")
+	// Type a command on the console, then detach with Ctrl-a q.
+	out, errOut, code := d.runInput("echo console-$((6*7))\n\x01q", "console", g.Name)
+	if code != 0 {
+		t.Fatalf("console: exit %d: %s", code, errOut)
+	}
+	deadline := time.Now().Add(5 * time.Second)
+	var log string
+	for time.Now().Before(deadline) {
+		log = d.must(t, "console", g.Name, "--log")
+		if strings.Contains(log, "console-42") {
+			break
+		}
+		time.Sleep(100 * time.Millisecond)
+	}
+	if !strings.Contains(log, "console-42") {
+		t.Errorf("console log lacks the command's output:\nlog: %q\nattached output: %q", log, out)
+	}
+	if info := d.info(t, g.Name); info.State != api.StateRunning {
+		t.Error("detaching the console stopped the guest")
+	}
+}
+
+func TestHostCheckRunsTheCanary(t *testing.T) {
+	requireRoot(t)
+	out := env.main.must(t, "host", "check", "--format", "json")
+	var check api.HostCheck
+	if err := jsonUnmarshal(out, &check); err != nil {
+		t.Fatal(err)
+	}
+	if len(check.Classes) == 0 || check.Classes[0].Class != "container" || !check.Classes[0].Works {
+		t.Errorf("host check: %+v", check)
+	}
+}
+
+// mounted reports whether path is a mount point on the host.
+func mounted(t *testing.T, path string) bool {
+	t.Helper()
+	data, err := os.ReadFile("/proc/self/mountinfo")
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, line := range strings.Split(string(data), "\n") {
+		if f := strings.Fields(line); len(f) > 4 && f[4] == path {
+			return true
+		}
+	}
+	return false
+}
+
+func existing(paths []string) []string {
+	var out []string
+	for _, p := range paths {
+		if _, err := os.Stat(p); err == nil {
+			out = append(out, p)
+		}
+	}
+	return out
+}
