@@ -14,6 +14,7 @@ step() { printf '\n\033[1m== %s\033[0m\n' "$*"; }
 
 start_daemon() {
   setsid "$pv" daemon --state-dir "$state" >>"$log" 2>&1 </dev/null &
+  disown
   for _ in $(seq 100); do
     "$pv" list >/dev/null 2>&1 && return 0
     sleep 0.1
@@ -21,8 +22,6 @@ start_daemon() {
   echo "the daemon did not come up; see $log" >&2
   exit 1
 }
-
-daemon_pid() { "$pv" list >/dev/null 2>&1 && pgrep -xf "$pv daemon --state-dir $state" | head -1; }
 
 step "daemon (state in $state, socket $POLYVISOR_SOCKET, log $log)"
 if "$pv" list >/dev/null 2>&1; then echo "a daemon already serves the socket"; else start_daemon; echo "started"; fi

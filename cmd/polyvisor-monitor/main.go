@@ -68,10 +68,10 @@ func parseArgs(args []string) (monitor.Config, error) {
 	return cfg, cfg.Validate()
 }
 
-// readyPipe returns fd 3 when the starter passed one. It is marked
-// close-on-exec so that runc and the guest do not inherit it: the daemon
-// reading it must see end-of-file when the monitor closes it.
-func readyPipe() *os.File {
+// readyPipe returns fd 3 when the starter passed one, nil otherwise. It is
+// marked close-on-exec so that runc and the guest do not inherit it: the
+// daemon reading it must see end-of-file when the monitor closes it.
+func readyPipe() io.WriteCloser {
 	if _, err := unix.FcntlInt(readyFd, unix.F_GETFD, 0); err != nil {
 		return nil
 	}

@@ -1,11 +1,16 @@
 package cli
 
 import (
+	"bytes"
 	"fmt"
+	"os"
+	"os/exec"
 	"sort"
 	"strings"
 
 	"github.com/spf13/cobra"
+
+	"github.com/polyvisor/polyvisor/internal/api"
 )
 
 func (a *app) configCmd() *cobra.Command {
@@ -40,21 +45,84 @@ func (a *app) configCmd() *cobra.Command {
 			if err != nil {
 				return err
 			}
-			keys := make([]string, 0, len(result.Applied))
-			for k := range result.Applied {
-				keys = append(keys, k)
-			}
-			sort.Strings(keys)
-			for _, k := range keys {
-				how := "applied live"
-				if result.Applied[k] != "live" {
-					how = "applies at next start"
-				}
-				fmt.Fprintf(a.stdout, "%s=%s: %s\n", k, changes[k], how)
-			}
+			a.printApplied(result, changes)
 			return nil
 		},
 	}
-	cfg.AddCommand(show, set)
+	edit := &cobra.Command{
+		Use:   "edit NAME",
+		Short: "Edit a guest's guest.yaml in $EDITOR; only cpus, memory and processes may change",
+		Args:  exactArgs(1, "NAME"),
+		RunE: func(cmd *cobra.Command, args []string) error {
+			c := a.client()
+			data, err := c.Config(cmd.Context(), args[0])
+			if err != nil {
+				return err
+			}
+			edited, err := editInEditor(data)
+			if err != nil {
+				return err
+			}
+			if bytes.Equal(edited, data) {
+				fmt.Fprintln(a.stdout, "no changes")
+				return nil
+			}
+			result, err := c.ReplaceConfig(cmd.Context(), args[0], edited)
+			if err != nil {
+				return err
+			}
+			a.printApplied(result, nil)
+			return nil
+		},
+	}
+	cfg.AddCommand(show, set, edit)
 	return cfg
+}
+
+// printApplied says, per key, whether it took effect now or at next start.
+func (a *app) printApplied(result api.ConfigResult, values map[string]string) {
+	keys := make([]string, 0, len(result.Applied))
+	for k := range result.Applied {
+		keys = append(keys, k)
+	}
+	sort.Strings(keys)
+	for _, k := range keys {
+		how := "applied live"
+		if result.Applied[k] != "live" {
+			how = "applies at next start"
+		}
+		if v, ok := values[k]; ok {
+			fmt.Fprintf(a.stdout, "%s=%s: %s\n", k, v, how)
+		} else {
+			fmt.Fprintf(a.stdout, "%s: %s\n", k, how)
+		}
+	}
+}
+
+// editInEditor opens data in $VISUAL, $EDITOR or vi and returns the result.
+func editInEditor(data []byte) ([]byte, error) {
+	f, err := os.CreateTemp("", "polyvisor-edit-*.yaml")
+	if err != nil {
+		return nil, err
+	}
+	defer os.Remove(f.Name())
+	if _, err := f.Write(data); err != nil {
+		f.Close()
+		return nil, err
+	}
+	f.Close()
+	editor := os.Getenv("VISUAL")
+	if editor == "" {
+		editor = os.Getenv("EDITOR")
+	}
+	if editor == "" {
+		editor = "vi"
+	}
+	// The editor may carry arguments ("code --wait"): let the shell split it.
+	cmd := exec.Command("/bin/sh", "-c", editor+` "$1"`, "editor", f.Name())
+	cmd.Stdin, cmd.Stdout, cmd.Stderr = os.Stdin, os.Stdout, os.Stderr
+	if err := cmd.Run(); err != nil {
+		return nil, fmt.Errorf("editor %s: %w", editor, err)
+	}
+	return os.ReadFile(f.Name())
 }

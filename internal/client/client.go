@@ -59,7 +59,12 @@ func unwrapDial(err error) error {
 // request sends one API call; body is JSON-encoded unless it is a []byte.
 func (c *Client) request(ctx context.Context, method, path string, body any) (*http.Response, error) {
 	var reader io.Reader
-	if body != nil {
+	contentType := "application/json"
+	switch b := body.(type) {
+	case nil:
+	case []byte: // already encoded (guest.yaml)
+		reader, contentType = bytes.NewReader(b), "application/yaml"
+	default:
 		data, err := json.Marshal(body)
 		if err != nil {
 			return nil, err
@@ -71,7 +76,7 @@ func (c *Client) request(ctx context.Context, method, path string, body any) (*h
 		return nil, err
 	}
 	if body != nil {
-		req.Header.Set("Content-Type", "application/json")
+		req.Header.Set("Content-Type", contentType)
 	}
 	resp, err := c.http.Do(req)
 	if err != nil {
@@ -245,3 +250,9 @@ func (c *Client) Wait(ctx context.Context, op api.Operation, onProgress func(api
 }
 
 func guestPath(name string) string { return api.Version + "/guests/" + url.PathEscape(name) }
+
+// ReplaceConfig sends a whole edited guest.yaml.
+func (c *Client) ReplaceConfig(ctx context.Context, name string, yamlDoc []byte) (api.ConfigResult, error) {
+	var r api.ConfigResult
+	return r, c.call(ctx, http.MethodPut, guestPath(name)+"/config", yamlDoc, &r)
+}

@@ -13,6 +13,7 @@ import (
 
 	"github.com/polyvisor/polyvisor/internal/api"
 	"github.com/polyvisor/polyvisor/internal/driver"
+	"github.com/polyvisor/polyvisor/internal/guest"
 	"github.com/polyvisor/polyvisor/internal/template"
 )
 
@@ -29,6 +30,7 @@ func (d *Daemon) routes() http.Handler {
 	mux.HandleFunc("PUT "+v+"/guests/{name}/state", d.handleState)
 	mux.HandleFunc("GET "+v+"/guests/{name}/config", d.handleConfigShow)
 	mux.HandleFunc("PATCH "+v+"/guests/{name}/config", d.handleConfigSet)
+	mux.HandleFunc("PUT "+v+"/guests/{name}/config", d.handleConfigReplace)
 	mux.HandleFunc("POST "+v+"/guests/{name}/exec", d.handleExec)
 	mux.HandleFunc("GET "+v+"/guests/{name}/console", d.handleConsole)
 	mux.HandleFunc("GET "+v+"/guests/{name}/console/log", d.handleConsoleLog)
@@ -225,6 +227,39 @@ func (d *Daemon) handleConfigSet(w http.ResponseWriter, r *http.Request) {
 	if err != nil {
 		writeError(w, err)
 		return
+	}
+	writeJSON(w, http.StatusOK, result)
+}
+
+// handleConfigReplace takes a whole edited guest.yaml (config edit): it is
+// parsed strictly, and only the settable keys may differ.
+func (d *Daemon) handleConfigReplace(w http.ResponseWriter, r *http.Request) {
+	e, err := d.guests.get(r.PathValue("name"))
+	if err != nil {
+		writeError(w, err)
+		return
+	}
+	data, err := io.ReadAll(io.LimitReader(r.Body, 1<<20))
+	if err != nil {
+		writeError(w, err)
+		return
+	}
+	edited, err := guest.Parse(data)
+	if err != nil {
+		writeError(w, err)
+		return
+	}
+	set, err := guest.Changes(e.def.Load(), edited)
+	if err != nil {
+		writeError(w, err)
+		return
+	}
+	result := api.ConfigResult{Applied: map[string]string{}}
+	if len(set) > 0 {
+		if result, err = d.setConfig(r.Context(), e, set); err != nil {
+			writeError(w, err)
+			return
+		}
 	}
 	writeJSON(w, http.StatusOK, result)
 }

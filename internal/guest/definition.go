@@ -232,3 +232,28 @@ func (d *Definition) Clone() *Definition {
 	}
 	return &c
 }
+
+// Changes compares an edited definition with the current one and returns
+// the settable keys that differ, as `config set` would take them. Any other
+// difference (name, template, rootfs...) is refused: those are fixed at
+// creation. Status is the daemon's and is ignored.
+func Changes(current, edited *Definition) (map[string]string, error) {
+	a, b := current.Clone(), edited.Clone()
+	set := map[string]string{}
+	if a.CPUs != b.CPUs {
+		set["cpus"] = strconv.Itoa(b.CPUs)
+	}
+	if a.Memory != b.Memory {
+		set["memory"] = b.Memory.String()
+	}
+	if a.Processes != b.Processes {
+		set["processes"] = strconv.Itoa(b.Processes)
+	}
+	b.CPUs, b.Memory, b.Processes, b.Status = a.CPUs, a.Memory, a.Processes, a.Status
+	left, _ := a.Marshal()
+	right, _ := b.Marshal()
+	if !bytes.Equal(left, right) {
+		return nil, fmt.Errorf("%w: only %s can change after creation; revert the other edits", api.ErrInvalid, strings.Join(Settable, ", "))
+	}
+	return set, nil
+}

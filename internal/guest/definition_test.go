@@ -99,3 +99,18 @@ func FuzzParse(f *testing.F) {
 		}
 	})
 }
+
+func TestChanges(t *testing.T) {
+	current := sample()
+	edited := current.Clone()
+	edited.Memory, edited.CPUs = 128<<20, 3
+	edited.Status.State = "running" // the daemon's, ignored
+	set, err := Changes(current, edited)
+	if err != nil || len(set) != 2 || set["memory"] != "128MiB" || set["cpus"] != "3" {
+		t.Fatalf("Changes = %v, %v", set, err)
+	}
+	edited.Template = "debian"
+	if _, err := Changes(current, edited); err == nil || !strings.Contains(err.Error(), "only cpus, memory, processes") {
+		t.Errorf("a template change was accepted: %v", err)
+	}
+}

@@ -1,22 +1,3 @@
-// Package monitor is polyvisor-monitor's logic: the small per-guest process
-// that starts a container with runc, owns its console and outlives the
-// daemon, in the way conmon does for podman and the shim for containerd.
-//
-// The daemon starts `polyvisor-monitor` (see Config.Args) in a new session,
-// with stdin, stdout and stderr on /dev/null and the write end of a pipe as
-// fd 3, and reads one line from that pipe: "ok <init pid>" or
-// "error <message>" (see ParseReady). While the guest runs, the monitor
-// keeps its console in a rotated log file and serves it on
-// RUNDIR/console.sock in the framed protocol of package stream. When the
-// guest's init exits, the monitor writes RUNDIR/exit.json (see ExitStatus),
-// runs `runc delete --force`, removes its sockets and exits 0.
-//
-// The monitor ignores SIGHUP, SIGINT and SIGTERM: it forwards nothing to the
-// guest and keeps running, because the daemon stops a guest by signalling
-// its init directly and the monitor must finish by itself once init is gone.
-// SIGKILL does kill it; the guest then loses its console (the shell on it
-// gets SIGHUP) and no exit.json is written, which the daemon's reconcile
-// handles.
 package monitor
 
 import (
@@ -68,13 +49,38 @@ func (c Config) Validate() error {
 			return fmt.Errorf("%s is required: %w", f.flag, ErrInvalid)
 		}
 	}
+	if !isValidID(c.ID) {
+		return fmt.Errorf("--id %q: use letters, digits and + - . _ only: %w", c.ID, ErrInvalid)
+	}
+	// runc runs in the bundle directory: a relative path would mean one
+	// thing to the monitor and another to runc.
+	for _, f := range []struct{ flag, value string }{
+		{"--bundle", c.Bundle}, {"--runc-root", c.RuncRoot}, {"--dir", c.Dir}, {"--log", c.Log},
+	} {
+		if !filepath.IsAbs(f.value) {
+			return fmt.Errorf("%s %q must be an absolute path: %w", f.flag, f.value, ErrInvalid)
+		}
+	}
 	if c.LogMax <= 0 {
 		return fmt.Errorf("--log-max must be positive, got %d: %w", c.LogMax, ErrInvalid)
 	}
-	if !filepath.IsAbs(c.Dir) {
-		return fmt.Errorf("--dir %q must be absolute: %w", c.Dir, ErrInvalid)
-	}
 	return nil
+}
+
+// isValidID reports whether runc accepts id as a container id
+// (^[\w+-\.]+$); it also keeps id a single path element.
+func isValidID(id string) bool {
+	if id == "" || id == "." || id == ".." {
+		return false
+	}
+	for _, r := range id {
+		ok := r >= 'a' && r <= 'z' || r >= 'A' && r <= 'Z' || r >= '0' && r <= '9' ||
+			r == '_' || r == '+' || r == '-' || r == '.'
+		if !ok {
+			return false
+		}
+	}
+	return true
 }
 
 // Args returns the command-line arguments that make polyvisor-monitor run

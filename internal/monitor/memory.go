@@ -4,14 +4,18 @@ import (
 	"bufio"
 	"bytes"
 	"fmt"
+	"io"
 	"os"
 	"runtime/debug"
 	"strconv"
-	"strings"
 	"time"
 
 	"golang.org/x/sys/unix"
 )
+
+// firstTrimDelay lets the start settle (the guest's first output, the
+// daemon's first attach) before the first trim.
+const firstTrimDelay = 2 * time.Second
 
 // trimInterval is how often an idle monitor gives memory back. It is under
 // the Go runtime's forced-GC period (2 minutes), so that the runtime never
@@ -40,57 +44,82 @@ func trimMemory() error {
 // exactly those: a private file mapping with no private (copied-on-write)
 // page reads back the same bytes from the file. A segment that is writable,
 // or has private pages (relocations of a position-independent binary), is
-// left alone.
+// left alone. smaps is read through a small buffer without allocating per
+// line, so that the trim leaves next to no garbage behind.
 func unmapExecutableText() error {
 	exe, err := os.Readlink("/proc/self/exe")
 	if err != nil {
 		return fmt.Errorf("unmap executable text: %w", err)
 	}
-	smaps, err := os.ReadFile("/proc/self/smaps")
+	f, err := os.Open("/proc/self/smaps")
 	if err != nil {
 		return fmt.Errorf("unmap executable text: %w", err)
 	}
-	var start, end uintptr
-	candidate := false
-	sc := bufio.NewScanner(bytes.NewReader(smaps))
-	for sc.Scan() {
-		line := sc.Text()
-		fields := strings.Fields(line)
-		if len(fields) >= 5 && strings.Contains(fields[0], "-") && !strings.HasSuffix(fields[0], ":") {
-			// A mapping's header: "start-end perms offset dev inode [path]".
-			start, end, candidate = parseMapping(fields, exe)
+	defer f.Close()
+	r := bufio.NewReaderSize(f, 4096)
+	var current mapping
+	for {
+		line, err := r.ReadSlice('\n')
+		if err == bufio.ErrBufferFull {
+			// Only a header with a very long path is this long: not ours.
+			current = mapping{}
+			for err == bufio.ErrBufferFull {
+				_, err = r.ReadSlice('\n')
+			}
 			continue
 		}
-		if candidate && len(fields) >= 2 && fields[0] == "Anonymous:" {
-			if fields[1] == "0" {
-				if _, _, errno := unix.Syscall(unix.SYS_MADVISE, start, end-start, unix.MADV_DONTNEED); errno != 0 {
+		if err != nil && err != io.EOF {
+			return fmt.Errorf("unmap executable text: read smaps: %w", err)
+		}
+		if m, isHeader := parseMappingHeader(line, exe); isHeader {
+			current = m
+		} else if value, found := bytes.CutPrefix(line, []byte("Anonymous:")); found && current.ours {
+			if string(bytes.TrimSpace(value)) == "0 kB" {
+				if _, _, errno := unix.Syscall(unix.SYS_MADVISE, current.start, current.end-current.start, unix.MADV_DONTNEED); errno != 0 {
 					return fmt.Errorf("unmap executable text: madvise: %w", errno)
 				}
 			}
-			candidate = false
+			current = mapping{}
+		}
+		if err == io.EOF {
+			return nil
 		}
 	}
-	return nil
 }
 
-// parseMapping reads a smaps header and reports whether the mapping is a
-// read-only, private mapping of exe.
-func parseMapping(fields []string, exe string) (start, end uintptr, readOnlyExe bool) {
-	if len(fields) < 6 || strings.Join(fields[5:], " ") != exe {
-		return 0, 0, false
+// mapping is an address range from /proc/self/smaps; ours marks a
+// read-only private mapping of the monitor's executable.
+type mapping struct {
+	start, end uintptr
+	ours       bool
+}
+
+// parseMappingHeader parses a smaps header line,
+// "start-end perms offset dev inode [path]", and reports whether line is
+// one.
+func parseMappingHeader(line []byte, exe string) (mapping, bool) {
+	addrs, rest := nextField(line)
+	lo, hi, isRange := bytes.Cut(addrs, []byte("-"))
+	if !isRange || bytes.HasSuffix(addrs, []byte(":")) {
+		return mapping{}, false
 	}
-	perms := fields[1]
-	if len(perms) != 4 || perms[1] == 'w' || perms[3] != 'p' {
-		return 0, 0, false
+	start, err1 := strconv.ParseUint(string(lo), 16, 64)
+	end, err2 := strconv.ParseUint(string(hi), 16, 64)
+	if err1 != nil || err2 != nil || end <= start {
+		return mapping{}, false
 	}
-	lo, hi, ok := strings.Cut(fields[0], "-")
-	if !ok {
-		return 0, 0, false
+	perms, rest := nextField(rest)
+	for range 3 { // offset, device, inode
+		_, rest = nextField(rest)
 	}
-	s, err1 := strconv.ParseUint(lo, 16, 64)
-	e, err2 := strconv.ParseUint(hi, 16, 64)
-	if err1 != nil || err2 != nil || e <= s {
-		return 0, 0, false
-	}
-	return uintptr(s), uintptr(e), true
+	path := bytes.TrimSpace(rest)
+	readOnlyPrivate := len(perms) == 4 && perms[1] != 'w' && perms[3] == 'p'
+	return mapping{start: uintptr(start), end: uintptr(end), ours: readOnlyPrivate && string(path) == exe}, true
+}
+
+// nextField returns the first space-separated field of b and what follows.
+func nextField(b []byte) (field, rest []byte) {
+	b = bytes.TrimLeft(b, " ")
+	field, rest, _ = bytes.Cut(b, []byte(" "))
+	return field, rest
 }

@@ -102,7 +102,6 @@ func (m *monitor) supervise(ctx context.Context, g *guest, sigs signals) error {
 		copyConsole(g.console, g.log, clients, m.log)
 	}()
 
-
 	status, waitErr := m.waitForInit(ctx, g.pid, sigs)
 	if waitErr == nil {
 		m.log.Info("guest init exited", "exitCode", status.ExitCode, "signal", status.Signal)
@@ -139,9 +138,8 @@ func (m *monitor) supervise(ctx context.Context, g *guest, sigs signals) error {
 // then: one monitor runs per guest, and it should cost the host little.
 func (m *monitor) waitForInit(ctx context.Context, pid int, sigs signals) (ExitStatus, error) {
 	done := ctx.Done()
-	trim := time.NewTicker(trimInterval)
+	trim := time.NewTimer(firstTrimDelay)
 	defer trim.Stop()
-	m.trimMemory()
 	for {
 		ws, found, err := m.reap(pid)
 		if found {
@@ -156,6 +154,7 @@ func (m *monitor) waitForInit(ctx context.Context, pid int, sigs signals) (ExitS
 			m.log.Info("ignoring signal: the guest keeps running", "signal", sig)
 		case <-trim.C:
 			m.trimMemory()
+			trim.Reset(trimInterval)
 		case <-done:
 			done = nil
 			m.log.Info("context done, killing guest init", "err", ctx.Err())

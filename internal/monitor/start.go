@@ -2,6 +2,8 @@ package monitor
 
 import (
 	"context"
+	"errors"
+	"fmt"
 	"os"
 	"time"
 
@@ -41,6 +43,11 @@ func (g *guest) close() {
 func (m *monitor) start(ctx context.Context) (_ *guest, err error) {
 	if err := m.checkNotExists(); err != nil {
 		return nil, err
+	}
+	// An exit file from an earlier run of the guest would read as this
+	// run's end.
+	if err := os.Remove(m.cfg.path(ExitFileName)); err != nil && !errors.Is(err, os.ErrNotExist) {
+		return nil, fmt.Errorf("remove old exit file: %w", err)
 	}
 	recv, err := runc.ListenConsole(m.cfg.path(ConsoleRecvSocketName))
 	if err != nil {

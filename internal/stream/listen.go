@@ -84,7 +84,12 @@ func (l *Listener) Path() string { return l.path }
 // Accept waits for one connection and returns it as a non-blocking file
 // registered with Go's poller: Read, Write and Close work as on a net.Conn,
 // deadlines included. It returns when ctx is done or the Listener is closed.
+// Call it from one goroutine at a time: a done ctx wakes every Accept.
 func (l *Listener) Accept(ctx context.Context) (*os.File, error) {
+	// Undo the wake-up deadline an earlier, cancelled Accept left.
+	if err := l.sock.SetReadDeadline(time.Time{}); err != nil {
+		return nil, fmt.Errorf("accept on %s: %w", l.path, err)
+	}
 	stop := context.AfterFunc(ctx, func() {
 		// A deadline in the past fails the wait below at once.
 		_ = l.sock.SetReadDeadline(time.Unix(1, 0))

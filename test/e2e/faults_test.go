@@ -60,7 +60,7 @@ func TestBadInputGetsOneClearLineAndLeavesNothing(t *testing.T) {
 	d.must(t, "stop", "e2e-dup", "--force")
 	expectError(t, d, "not running", "exec", "e2e-dup", "--", "true")
 	expectError(t, d, "not running", "console", "e2e-dup")
-	expectError(t, d, "used by", "template", "delete", "busybox")
+	expectError(t, d, "template busybox is used by e2e-dup", "template", "delete", "busybox")
 	after := guestDirEntries(t, d)
 	if strings.Join(before, ",") != strings.Join(after, ",") {
 		t.Errorf("failed commands changed the guests dir: %v -> %v", before, after)

@@ -232,6 +232,15 @@ func TestConfigSetAppliesLiveOrAtNextStart(t *testing.T) {
 	if yaml := d.must(t, "config", "show", g.Name); !strings.Contains(yaml, "processes: 50") || !strings.Contains(yaml, "memory: 96MiB") {
 		t.Errorf("config show:\n%s", yaml)
 	}
+	// config edit: only settable keys may change.
+	t.Setenv("EDITOR", "sed -i -e 's/^processes: 50$/processes: 60/'")
+	if out := d.must(t, "config", "edit", g.Name); !strings.Contains(out, "processes: applies at next start") {
+		t.Errorf("config edit said: %s", out)
+	}
+	t.Setenv("EDITOR", "sed -i -e 's/^template: busybox$/template: debian/'")
+	expectError(t, d, "only cpus, memory, processes", "config", "edit", g.Name)
+	t.Setenv("EDITOR", "sed -i -e 's/^processes: 60$/processes: 50/'")
+	d.must(t, "config", "edit", g.Name)
 	d.must(t, "start", g.Name)
 	if pids, err := os.ReadFile(cgroupFile(d, g.Name, "pids", "pids.max")); err == nil && strings.TrimSpace(string(pids)) != "50" {
 		t.Errorf("pids.max after restart: %s", pids)

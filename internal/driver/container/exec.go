@@ -9,6 +9,7 @@ import (
 	"os/exec"
 	"path/filepath"
 	"strconv"
+	"syscall"
 	"time"
 
 	"github.com/creack/pty"
@@ -16,7 +17,6 @@ import (
 	"github.com/polyvisor/polyvisor/internal/api"
 	"github.com/polyvisor/polyvisor/internal/driver"
 	"github.com/polyvisor/polyvisor/internal/guest"
-	"github.com/polyvisor/polyvisor/internal/runc"
 )
 
 // Exec implements driver.Execer with `runc exec`. The command's exit code
@@ -58,41 +58,29 @@ func (d *Driver) Exec(ctx context.Context, def *guest.Definition, req api.ExecRe
 	return exitCode(def.Name, cmd.Wait())
 }
 
-// execTTY runs the command on a new pty inside the guest; runc hands us the
-// pty's master over a console socket.
+// execTTY runs the command on a terminal. runc only hands a pty's master
+// over a console socket when it detaches, and then nobody could collect the
+// exit code; so runc runs in the foreground with a pty of ours as its
+// stdio and its controlling terminal: it puts that in raw mode, relays it to
+// the guest's own pty, and follows its size on SIGWINCH, which the kernel
+// sends whenever we resize our master.
 func (d *Driver) execTTY(ctx context.Context, def *guest.Definition, args []string, req api.ExecRequest, stdio driver.Stdio) (int, error) {
-	sock := filepath.Join(d.runDir(def), "exec-"+strconv.FormatInt(time.Now().UnixNano(), 36)+".sock")
-	listener, err := runc.ListenConsole(sock)
+	master, slave, err := pty.Open()
 	if err != nil {
 		return 0, fmt.Errorf("exec in %s: %w", def.Name, err)
-	}
-	defer listener.Close()
-	args = append(args, "--tty", "--console-socket", sock, def.Name)
-	cmd := exec.CommandContext(ctx, d.opts.Runtime, append(args, req.Command...)...)
-	cmd.Stdout, cmd.Stderr = stdio.Stderr, stdio.Stderr // runc's own complaints only
-	if err := cmd.Start(); err != nil {
-		return 0, fmt.Errorf("exec in %s: %w", def.Name, err)
-	}
-	waited := make(chan error, 1)
-	go func() { waited <- cmd.Wait() }()
-	recvCtx, cancel := context.WithCancel(ctx)
-	defer cancel()
-	go func() {
-		// If runc fails before sending the pty, stop waiting for it.
-		select {
-		case err := <-waited:
-			waited <- err
-			cancel()
-		case <-recvCtx.Done():
-		}
-	}()
-	master, err := listener.Receive(recvCtx)
-	if err != nil {
-		return exitCode(def.Name, <-waited)
 	}
 	defer master.Close()
 	if req.Rows > 0 && req.Cols > 0 {
 		pty.Setsize(master, &pty.Winsize{Rows: req.Rows, Cols: req.Cols})
+	}
+	args = append(args, "--tty", def.Name)
+	cmd := exec.CommandContext(ctx, d.opts.Runtime, append(args, req.Command...)...)
+	cmd.Stdin, cmd.Stdout, cmd.Stderr = slave, slave, slave
+	cmd.SysProcAttr = &syscall.SysProcAttr{Setsid: true, Setctty: true}
+	err = cmd.Start()
+	slave.Close()
+	if err != nil {
+		return 0, fmt.Errorf("exec in %s: %w", def.Name, err)
 	}
 	resizeDone := make(chan struct{})
 	defer close(resizeDone)
@@ -111,10 +99,10 @@ func (d *Driver) execTTY(ctx context.Context, def *guest.Definition, args []stri
 	}
 	output := make(chan struct{})
 	go func() {
-		io.Copy(stdio.Stdout, master) // ends with EIO once the last process on the pty exits
+		io.Copy(stdio.Stdout, master) // ends with EIO once runc exits and the slave closes
 		close(output)
 	}()
-	err = <-waited
+	err = cmd.Wait()
 	select {
 	case <-output:
 	case <-time.After(2 * time.Second):

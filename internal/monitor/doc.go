@@ -1,0 +1,56 @@
+// Package monitor is polyvisor-monitor's logic: the small per-guest process
+// that starts a container with runc, owns its console and outlives the
+// daemon, as conmon does for podman and the shim for containerd.
+//
+// # Start
+//
+// The daemon runs `polyvisor-monitor` with Config.Args, in a new session,
+// with stdin, stdout and stderr on /dev/null and the write end of a pipe as
+// fd 3, and reads one line from the pipe (see ParseReady):
+//
+//	ok <init pid>
+//	error <one-line message, with runc's own error text>
+//
+// To start, the monitor makes itself a child subreaper, listens on
+// RUNDIR/console-recv.sock and runs, in the bundle directory,
+//
+//	runc --root RUNROOT run --detach --console-socket RUNDIR/console-recv.sock --pid-file RUNDIR/init.pid ID
+//
+// then takes the pty master runc sends and removes console-recv.sock, which
+// has served its purpose. When runc exits, the container's
+// init, its child, becomes the monitor's. If anything fails the monitor runs
+// `runc delete --force ID`, removes what it made and exits 1. It refuses to
+// start (ErrExists) when runc already has a container with the id, and then
+// deletes nothing.
+//
+// # Running
+//
+// Console output goes to the console log (--log), rotated to FILE.1 when it
+// would pass --log-max bytes, and to every client attached to
+// RUNDIR/console.sock (mode 0600). Clients speak package stream: they send
+// Stdin frames (written to the pty) and Resize frames (the pty's window
+// size); they receive the output as Stdout frames and, once the guest has
+// exited, one Exit frame with its exit code before the monitor hangs up. A
+// client that falls behind by more than a few hundred KiB is disconnected;
+// the guest and the log never wait for clients.
+//
+// The monitor ignores SIGHUP, SIGINT and SIGTERM: it forwards nothing and
+// keeps running, because the daemon stops a guest by signalling its init
+// directly and the monitor must finish by itself once init is gone. SIGKILL
+// does kill it; the pty master then closes, so a shell on the console gets
+// SIGHUP and the guest usually ends too, and no exit.json is written: the
+// daemon's reconcile deals with that.
+//
+// # End
+//
+// When init exits, the monitor reaps it (and any other process reparented
+// to it), reads the console until the pty is drained, writes
+// RUNDIR/exit.json atomically (see ExitStatus), runs
+// `runc --root RUNROOT delete --force ID` (which also removes the cgroups),
+// disconnects clients, removes both sockets and exits 0. It never touches
+// the rootfs or the guest's definition: the daemon does that on reconcile.
+//
+// The monitor logs its own diagnostics to RUNDIR/monitor.log. Since one
+// runs per guest, it keeps its memory small: one P, a low GC percent, and a
+// periodic trim (see trimMemory).
+package monitor
