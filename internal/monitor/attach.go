@@ -13,10 +13,13 @@ import (
 	"github.com/polyvisor/polyvisor/internal/stream"
 )
 
-// clientQueue is how many chunks of console output (up to consoleChunk
-// bytes each) wait for a client before the client counts as too slow and is
-// disconnected. The guest and the log never wait for a client.
-const clientQueue = 32
+// A client more than maxClientBacklog bytes (or clientQueue reads) of
+// console output behind is too slow, and is disconnected: the guest and the
+// log never wait for a client, and the monitor's memory stays bounded.
+const (
+	maxClientBacklog = 1 << 20
+	clientQueue      = 256
+)
 
 // farewellTimeout bounds the last writes to clients when the guest is gone.
 const farewellTimeout = 2 * time.Second
@@ -38,9 +41,10 @@ type attachServer struct {
 // attachClient is one connection. Its writer goroutine owns the writes to
 // conn; the server closes out when the client is dropped or the guest ends.
 type attachClient struct {
-	conn *os.File
-	out  chan []byte
-	exit *int32 // set, before out is closed, when the guest has exited
+	conn    *os.File
+	out     chan []byte
+	backlog int    // bytes queued in out; guarded by the server's mu
+	exit    *int32 // set, before out is closed, when the guest has exited
 }
 
 func newAttachServer(ln *stream.Listener, console *os.File, log *slog.Logger) *attachServer {
@@ -96,7 +100,7 @@ func (s *attachServer) add(conn *os.File) {
 }
 
 // broadcast queues console output for every client. It never blocks: a
-// client whose queue is full is disconnected.
+// client too far behind is disconnected.
 func (s *attachServer) broadcast(p []byte) {
 	s.mu.Lock()
 	defer s.mu.Unlock()
@@ -105,13 +109,26 @@ func (s *attachServer) broadcast(p []byte) {
 	}
 	chunk := append([]byte(nil), p...) // shared, read-only, by all clients
 	for c := range s.clients {
+		if c.backlog+len(chunk) > maxClientBacklog {
+			s.log.Warn("disconnecting attach client that does not keep up", "backlog", c.backlog)
+			s.dropLocked(c)
+			continue
+		}
 		select {
 		case c.out <- chunk:
+			c.backlog += len(chunk)
 		default:
-			s.log.Warn("disconnecting attach client that does not keep up")
+			s.log.Warn("disconnecting attach client that does not keep up", "queued", len(c.out))
 			s.dropLocked(c)
 		}
 	}
+}
+
+// sent records that chunk has left c's queue.
+func (s *attachServer) sent(c *attachClient, chunk []byte) {
+	s.mu.Lock()
+	c.backlog -= len(chunk)
+	s.mu.Unlock()
 }
 
 // drop disconnects c. It is safe to call more than once.
@@ -135,6 +152,7 @@ func (s *attachServer) dropLocked(c *attachClient) {
 func (s *attachServer) writeLoop(c *attachClient) {
 	defer c.conn.Close()
 	for chunk := range c.out {
+		s.sent(c, chunk)
 		if err := stream.WriteFrame(c.conn, stream.Stdout, chunk); err != nil {
 			s.drop(c)
 			for range c.out {

@@ -139,6 +139,11 @@ func (g *testGuest) argv() []string {
 // line, so a reused pid is never hit), deletes the container and removes
 // its cgroups.
 func (g *testGuest) cleanup() {
+	if g.t.Failed() {
+		if log, err := os.ReadFile(filepath.Join(g.cfg.Dir, monitor.LogName)); err == nil {
+			g.t.Logf("monitor.log:\n%s", log)
+		}
+	}
 	for _, pid := range pidsOf(g.bin) {
 		syscall.Kill(pid, syscall.SIGKILL)
 	}

@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"encoding/json"
 	"errors"
+	"io"
 	"net"
 	"os"
 	"os/exec"
@@ -147,6 +148,43 @@ func TestMonitorRefusesExistingContainer(t *testing.T) {
 	}
 }
 
+// TestMonitorDisconnectsSlowClient checks that a client that stops reading
+// holds up neither the guest, nor the log, nor the other clients.
+func TestMonitorDisconnectsSlowClient(t *testing.T) {
+	g := newTestGuest(t, []string{"/bin/sh"}, 64<<20)
+	cmd, line, err := startMonitorCmd(g.argv())
+	if err != nil {
+		t.Fatal(err)
+	}
+	initPid, err := monitor.ParseReady(line)
+	if err != nil {
+		t.Fatal(err)
+	}
+	slow := attach(t, g.cfg.Dir)
+	fast := attach(t, g.cfg.Dir)
+	time.Sleep(100 * time.Millisecond) // let the monitor accept both
+	// About 4 MB: more than the slow client's backlog and socket buffers.
+	fast.send(t, stream.Stdin, []byte("yes filler-0123456789012345678901234567890123456789 | head -n 80000; echo done-$((40+2))\n"))
+	fast.expect(t, "done-42")
+
+	slow.conn.SetReadDeadline(time.Now().Add(10 * time.Second))
+	n, err := io.Copy(io.Discard, slow.conn)
+	if err != nil {
+		t.Fatalf("slow client was not disconnected (read %d bytes): %v", n, err)
+	}
+	if n >= 4<<20 {
+		t.Errorf("slow client got all %d bytes; it should have been cut off", n)
+	}
+	waitFor(t, 5*time.Second, "done-42 in the console log", func() bool {
+		data, _ := os.ReadFile(g.cfg.Log)
+		return bytes.Contains(data, []byte("done-42"))
+	})
+	syscall.Kill(initPid, syscall.SIGKILL)
+	if err := cmd.Wait(); err != nil {
+		t.Fatalf("monitor: %v", err)
+	}
+}
+
 // TestMonitorLogRotation runs a guest that prints more than --log-max and
 // exits by itself.
 func TestMonitorLogRotation(t *testing.T) {
@@ -251,6 +289,10 @@ func (c *attachClient) expect(t *testing.T, want string) {
 		if i := bytes.Index(c.output, []byte(want)); i >= 0 {
 			c.output = c.output[i+len(want):]
 			return
+		}
+		// Keep the search cheap when the guest prints a lot.
+		if keep := 4096 + len(want); len(c.output) > keep {
+			c.output = c.output[len(c.output)-keep:]
 		}
 		f, err := stream.ReadFrame(c.conn)
 		if err != nil {

@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"os"
+	"sync/atomic"
 	"time"
 
 	"golang.org/x/sys/unix"
@@ -20,8 +21,9 @@ const maxSocketPath = len(unix.RawSockaddrUnix{}.Path) - 1
 // polyvisor-monitor, which runs once per guest, stays small and statically
 // linked however it is built.
 type Listener struct {
-	sock *os.File
-	path string
+	sock   *os.File
+	path   string
+	closed atomic.Bool
 }
 
 // Listen creates a unix stream socket at path with mode 0600 and listens on
@@ -110,7 +112,10 @@ func (l *Listener) Accept(ctx context.Context) (*os.File, error) {
 		err = acceptErr
 	}
 	if err != nil {
-		if ctx.Err() != nil {
+		switch {
+		case l.closed.Load():
+			err = os.ErrClosed // rather than the poller's internal error
+		case ctx.Err() != nil:
 			err = ctx.Err()
 		}
 		return nil, fmt.Errorf("accept on %s: %w", l.path, err)
@@ -118,8 +123,10 @@ func (l *Listener) Accept(ctx context.Context) (*os.File, error) {
 	return os.NewFile(uintptr(nfd), l.path+" (conn)"), nil
 }
 
-// Close stops listening, unblocks Accept and removes the socket file.
+// Close stops listening, unblocks Accept (which then fails with
+// os.ErrClosed) and removes the socket file.
 func (l *Listener) Close() error {
+	l.closed.Store(true)
 	err := l.sock.Close()
 	if rmErr := os.Remove(l.path); rmErr != nil && !errors.Is(rmErr, os.ErrNotExist) && err == nil {
 		err = rmErr

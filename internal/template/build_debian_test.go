@@ -3,11 +3,9 @@ package template
 import (
 	"context"
 	"errors"
-	"io/fs"
 	"os"
 	"path/filepath"
 	"strings"
-	"syscall"
 	"testing"
 	"time"
 )
@@ -124,60 +122,9 @@ func requireDebootstrap(t *testing.T) {
 	}
 }
 
-func TestBuildDebianBookworm(t *testing.T) {
-	requireDebootstrap(t)
-	rootfs := t.TempDir()
-	ctx, cancel := context.WithTimeout(context.Background(), 8*time.Minute)
-	defer cancel()
-	var phases []string
-	progress := func(phase string, done, total int64) {
-		if len(phases) == 0 || !strings.HasPrefix(phases[len(phases)-1], phase+" ") {
-			phases = append(phases, phase+" ")
-		}
-		phases[len(phases)-1] = phase + " " + itoa(int(done)) + "/" + itoa(int(total))
-	}
-	start := time.Now()
-	if err := BuildDebian(ctx, rootfs, "bookworm", "amd64", progress); err != nil {
-		t.Fatal(err)
-	}
-	t.Logf("BuildDebian took %v; phases (last report of each): %q", time.Since(start).Round(time.Second), phases)
-	t.Logf("rootfs size: %d MiB", treeBytes(t, rootfs)>>20)
-
-	if osRelease := inChroot(t, rootfs, "cat /etc/os-release"); !strings.Contains(osRelease, "VERSION_CODENAME=bookworm") {
-		t.Fatalf("/etc/os-release: %s", osRelease)
-	}
-	if target, err := os.Readlink(filepath.Join(rootfs, "usr/sbin/init")); err != nil || target != "/bin/busybox" {
-		t.Fatalf("/sbin/init -> %q, %v", target, err)
-	}
-	if got := inChroot(t, rootfs, "/sbin/init --help 2>&1 | head -1; /bin/busybox --list | grep -x init"); !strings.HasPrefix(got, "BusyBox") || !strings.HasSuffix(got, "init\n") {
-		t.Fatalf("/sbin/init is not busybox init: %q", got)
-	}
-	inittab, _ := os.ReadFile(filepath.Join(rootfs, "etc/inittab"))
-	if !strings.Contains(string(inittab), "::respawn:-/bin/bash\n") {
-		t.Fatalf("/etc/inittab is %q", inittab)
-	}
-	if hostname, _ := os.ReadFile(filepath.Join(rootfs, "etc/hostname")); len(hostname) != 0 {
-		t.Errorf("/etc/hostname is %q, want empty", hostname)
-	}
-	debs, _ := filepath.Glob(filepath.Join(rootfs, "var/cache/apt/archives/*.deb"))
-	lists, _ := filepath.Glob(filepath.Join(rootfs, "var/lib/apt/lists/*_Packages"))
-	if len(debs)+len(lists) > 0 {
-		t.Errorf("apt caches left: %d .deb files, %d package lists", len(debs), len(lists))
-	}
-	checkNoMountsUnder(t, rootfs)
-
-	start = time.Now()
-	digest, err := Digest(ctx, rootfs)
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Logf("Digest took %v: %s", time.Since(start).Round(time.Millisecond), digest)
-
-	// The real proof that /sbin/init works: boot it as pid 1 and stop it.
-	if took := bootAndStop(t, rootfs); took > 8*time.Second {
-		t.Fatalf("init took %v to stop", took)
-	}
-}
+// The full Debian build is exercised once per run, through the product, by
+// test/e2e (TestDebianTemplateOnDisk): building it here too would add
+// another minute of debootstrap to every make test.
 
 func TestBuildDebianCancelledLeavesNoMountsOrProcesses(t *testing.T) {
 	requireDebootstrap(t)
@@ -235,27 +182,3 @@ func checkNoProcessesIn(t *testing.T, dir string) {
 }
 
 // treeBytes returns the disk space the files under root take, each inode counted once.
-func treeBytes(t *testing.T, root string) int64 {
-	t.Helper()
-	seen := map[uint64]bool{}
-	var total int64
-	err := filepath.WalkDir(root, func(path string, d fs.DirEntry, err error) error {
-		if err != nil {
-			return err
-		}
-		info, err := d.Info()
-		if err != nil {
-			return err
-		}
-		st := info.Sys().(*syscall.Stat_t)
-		if !seen[st.Ino] {
-			seen[st.Ino] = true
-			total += st.Blocks * 512
-		}
-		return nil
-	})
-	if err != nil {
-		t.Fatal(err)
-	}
-	return total
-}

@@ -9,14 +9,15 @@ import (
 
 	"github.com/polyvisor/polyvisor/internal/api"
 	"github.com/polyvisor/polyvisor/internal/layout"
+	"github.com/polyvisor/polyvisor/internal/testenv"
 )
 
 func jsonUnmarshal(s string, v any) error { return json.Unmarshal([]byte(s), v) }
 
 // guestDirEntries lists everything in the guests directory, leftovers included.
-func guestDirEntries(t *testing.T, d *daemon) []string {
+func guestDirEntries(t *testing.T, d *testenv.Daemon) []string {
 	t.Helper()
-	entries, err := os.ReadDir(layout.New(d.state).GuestsDir())
+	entries, err := os.ReadDir(layout.New(d.StateDir).GuestsDir())
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -28,9 +29,9 @@ func guestDirEntries(t *testing.T, d *daemon) []string {
 }
 
 // expectError runs a command that must fail with one line naming want.
-func expectError(t *testing.T, d *daemon, want string, args ...string) {
+func expectError(t *testing.T, d *testenv.Daemon, want string, args ...string) {
 	t.Helper()
-	out, errOut, code := d.run(args...)
+	out, errOut, code := d.Run(args...)
 	if code == 0 {
 		t.Errorf("polyvisor %s succeeded: %s", strings.Join(args, " "), out)
 		return
@@ -44,7 +45,7 @@ func expectError(t *testing.T, d *daemon, want string, args ...string) {
 func TestBadInputGetsOneClearLineAndLeavesNothing(t *testing.T) {
 	requireRoot(t)
 	d := env.main
-	d.launch(t, "busybox", "e2e-dup")
+	launch(t, d, "busybox", "e2e-dup")
 	before := guestDirEntries(t, d)
 	expectError(t, d, "template nosuch", "launch", "nosuch", "e2e-x")
 	expectError(t, d, "already exists", "launch", "busybox", "e2e-dup")
@@ -57,7 +58,7 @@ func TestBadInputGetsOneClearLineAndLeavesNothing(t *testing.T) {
 	expectError(t, d, "running", "delete", "e2e-dup")
 	expectError(t, d, "not found", "info", "e2e-nosuch")
 	expectError(t, d, "--format", "list", "--format", "xml")
-	d.must(t, "stop", "e2e-dup", "--force")
+	d.Must(t, "stop", "e2e-dup", "--force")
 	expectError(t, d, "not running", "exec", "e2e-dup", "--", "true")
 	expectError(t, d, "not running", "console", "e2e-dup")
 	expectError(t, d, "template busybox is used by e2e-dup", "template", "delete", "busybox")
@@ -65,7 +66,7 @@ func TestBadInputGetsOneClearLineAndLeavesNothing(t *testing.T) {
 	if strings.Join(before, ",") != strings.Join(after, ",") {
 		t.Errorf("failed commands changed the guests dir: %v -> %v", before, after)
 	}
-	gs, _ := d.guests()
+	gs, _ := d.Guests()
 	for _, g := range gs {
 		if g.Name == "e2e-x" {
 			t.Errorf("a failed launch left guest %s", g.Name)
@@ -75,7 +76,7 @@ func TestBadInputGetsOneClearLineAndLeavesNothing(t *testing.T) {
 
 func TestUnreachableDaemonIsOneLine(t *testing.T) {
 	requireRoot(t)
-	ghost := &daemon{socket: filepath.Join(t.TempDir(), "none.sock")}
+	ghost := &testenv.Daemon{Socket: filepath.Join(t.TempDir(), "none.sock"), BinDir: env.bin}
 	expectError(t, ghost, "cannot reach the polyvisor daemon", "list")
 }
 
@@ -86,22 +87,22 @@ func TestInjectedFaultsLeaveNothingHalfMade(t *testing.T) {
 	requireRoot(t)
 	for _, point := range []string{"create-after-disks", "after-rootfs", "before-monitor", "start-after-boot"} {
 		t.Run(point, func(t *testing.T) {
-			d, err := startDaemon(t.TempDir(), "--inject-fault", point)
+			d, err := testenv.Start(t.TempDir(), env.bin, "--inject-fault", point)
 			if err != nil {
 				t.Fatal(err)
 			}
-			defer d.destroy()
-			d.must(t, "template", "build", "busybox")
+			defer d.Destroy()
+			d.Must(t, "template", "build", "busybox")
 			monitorsBefore := countMonitors(t)
 			expectError(t, d, "injected fault at "+point, "launch", "busybox", "half")
-			l := layout.New(d.state)
+			l := layout.New(d.StateDir)
 			if entries := guestDirEntries(t, d); len(entries) != 0 {
 				t.Errorf("guests dir holds %v", entries)
 			}
 			if mounted(t, filepath.Join(l.GuestDir("half"), "rootfs")) {
 				t.Error("rootfs left mounted")
 			}
-			if dirs := existing(cgroupDirs(l.CgroupParent() + "/half")); len(dirs) > 0 {
+			if dirs := existing(testenv.CgroupDirs(l.CgroupParent() + "/half")); len(dirs) > 0 {
 				t.Errorf("cgroups left: %v", dirs)
 			}
 			if _, err := os.Stat(filepath.Join(l.RuncRoot(), "half")); err == nil {
@@ -114,7 +115,7 @@ func TestInjectedFaultsLeaveNothingHalfMade(t *testing.T) {
 				t.Errorf("%d monitor processes left", n-monitorsBefore)
 			}
 			// The name is free again.
-			if gs, _ := d.guests(); len(gs) != 0 {
+			if gs, _ := d.Guests(); len(gs) != 0 {
 				t.Errorf("list shows %v", gs)
 			}
 		})
@@ -139,17 +140,17 @@ func countMonitors(t *testing.T) int {
 // and cleans what belongs to guests that died meanwhile.
 func TestGuestsOutliveKilledDaemon(t *testing.T) {
 	requireRoot(t)
-	d, err := startDaemon(t.TempDir())
+	d, err := testenv.Start(t.TempDir(), env.bin)
 	if err != nil {
 		t.Fatal(err)
 	}
-	defer d.destroy()
-	d.must(t, "template", "build", "busybox")
-	d.must(t, "launch", "busybox", "survivor")
-	d.must(t, "launch", "busybox", "casualty")
-	survivor, casualty := d.info(t, "survivor"), d.info(t, "casualty")
+	defer d.Destroy()
+	d.Must(t, "template", "build", "busybox")
+	d.Must(t, "launch", "busybox", "survivor")
+	d.Must(t, "launch", "busybox", "casualty")
+	survivor, casualty := info(t, d, "survivor"), info(t, d, "casualty")
 
-	d.kill()
+	d.Kill()
 	if !alive(survivor.PID) || !alive(survivor.MonitorPID) {
 		t.Fatal("killing the daemon killed a guest or its monitor")
 	}
@@ -157,29 +158,29 @@ func TestGuestsOutliveKilledDaemon(t *testing.T) {
 	if p, err := os.FindProcess(casualty.PID); err == nil {
 		p.Kill()
 	}
-	if err := d.start(); err != nil {
+	if err := d.Restart(); err != nil {
 		t.Fatal(err)
 	}
-	after := d.info(t, "survivor")
+	after := info(t, d, "survivor")
 	if after.State != api.StateRunning || after.PID != survivor.PID {
 		t.Errorf("survivor after restart: %+v", after)
 	}
-	if out := d.must(t, "exec", "survivor", "--", "echo", "adopted"); out != "adopted\n" {
+	if out := d.Must(t, "exec", "survivor", "--", "echo", "adopted"); out != "adopted\n" {
 		t.Errorf("exec into adopted guest: %q", out)
 	}
-	dead := d.info(t, "casualty")
+	dead := info(t, d, "casualty")
 	if dead.State != api.StateStopped {
 		t.Errorf("casualty after restart: %+v", dead)
 	}
-	l := layout.New(d.state)
+	l := layout.New(d.StateDir)
 	if mounted(t, filepath.Join(l.GuestDir("casualty"), "rootfs")) {
 		t.Error("the dead guest's rootfs is still mounted after reconcile")
 	}
-	if dirs := existing(cgroupDirs(l.CgroupParent() + "/casualty")); len(dirs) > 0 {
+	if dirs := existing(testenv.CgroupDirs(l.CgroupParent() + "/casualty")); len(dirs) > 0 {
 		t.Errorf("the dead guest's cgroups survive reconcile: %v", dirs)
 	}
 	// The adopted guest is still watched: its end is noticed.
-	d.must(t, "stop", "survivor", "--force")
+	d.Must(t, "stop", "survivor", "--force")
 	if alive(survivor.PID) {
 		t.Error("stop of an adopted guest left init running")
 	}
@@ -189,22 +190,22 @@ func TestGuestsOutliveKilledDaemon(t *testing.T) {
 // is refused with the key named, and nothing is deleted.
 func TestBrokenDefinitionIsKeptAndReported(t *testing.T) {
 	requireRoot(t)
-	d, err := startDaemon(t.TempDir())
+	d, err := testenv.Start(t.TempDir(), env.bin)
 	if err != nil {
 		t.Fatal(err)
 	}
-	defer d.destroy()
-	d.must(t, "template", "build", "busybox")
-	d.must(t, "create", "busybox", "edited")
-	path := filepath.Join(layout.New(d.state).GuestDir("edited"), "guest.yaml")
-	d.kill()
+	defer d.Destroy()
+	d.Must(t, "template", "build", "busybox")
+	d.Must(t, "create", "busybox", "edited")
+	path := filepath.Join(layout.New(d.StateDir).GuestDir("edited"), "guest.yaml")
+	d.Kill()
 	data, _ := os.ReadFile(path)
 	os.WriteFile(path, append(data, []byte("colour: blue\n")...), 0o640)
-	if err := d.start(); err != nil {
+	if err := d.Restart(); err != nil {
 		t.Fatal(err)
 	}
-	if !strings.Contains(d.log.String(), `unknown key \"colour\"`) {
-		t.Errorf("daemon log does not name the unknown key:\n%s", d.log)
+	if !strings.Contains(d.Log(), `unknown key \"colour\"`) {
+		t.Errorf("daemon log does not name the unknown key:\n%s", d.Log())
 	}
 	if _, err := os.Stat(path); err != nil {
 		t.Errorf("the broken definition was removed: %v", err)

@@ -10,6 +10,7 @@ import (
 
 	"github.com/polyvisor/polyvisor/internal/api"
 	"github.com/polyvisor/polyvisor/internal/layout"
+	"github.com/polyvisor/polyvisor/internal/testenv"
 )
 
 // hostUID reads the real uid of a host process.
@@ -37,27 +38,27 @@ func alive(pid int) bool {
 func TestBusyboxAndDebianGuestsRun(t *testing.T) {
 	requireRoot(t)
 	d := env.main
-	bb := d.launch(t, "busybox", "e2e-bb")
-	deb := d.launch(t, "debian", "e2e-deb")
+	bb := launch(t, d, "busybox", "e2e-bb")
+	deb := launch(t, d, "debian", "e2e-deb")
 	for _, g := range []api.Guest{bb, deb} {
 		if g.State != api.StateRunning || g.PID <= 0 || g.Class != "container" || g.Arch == "" {
 			t.Errorf("%s: %+v, want a running container with a pid", g.Name, g)
 		}
 	}
-	out := d.must(t, "list")
+	out := d.Must(t, "list")
 	for _, want := range []string{"NAME", "e2e-bb", "e2e-deb", "RUNNING"} {
 		if !strings.Contains(out, want) {
 			t.Errorf("list lacks %q:\n%s", want, out)
 		}
 	}
-	osRelease := d.must(t, "exec", "e2e-deb", "--", "cat", "/etc/os-release")
+	osRelease := d.Must(t, "exec", "e2e-deb", "--", "cat", "/etc/os-release")
 	if !strings.Contains(osRelease, "Debian") || !strings.Contains(osRelease, "bookworm") {
 		t.Errorf("Debian guest's os-release:\n%s", osRelease)
 	}
-	if h := d.must(t, "exec", "e2e-bb", "--", "hostname"); strings.TrimSpace(h) != "e2e-bb" {
+	if h := d.Must(t, "exec", "e2e-bb", "--", "hostname"); strings.TrimSpace(h) != "e2e-bb" {
 		t.Errorf("hostname inside = %q, want the guest's name", h)
 	}
-	if p := d.must(t, "exec", "e2e-deb", "--", "cat", "/proc/1/comm"); strings.TrimSpace(p) != "init" {
+	if p := d.Must(t, "exec", "e2e-deb", "--", "cat", "/proc/1/comm"); strings.TrimSpace(p) != "init" {
 		t.Errorf("pid 1 inside is %q, want init", p)
 	}
 }
@@ -65,15 +66,15 @@ func TestBusyboxAndDebianGuestsRun(t *testing.T) {
 func TestRootInsideIsUnprivilegedOnHost(t *testing.T) {
 	requireRoot(t)
 	d := env.main
-	g := d.launch(t, "busybox", "e2e-userns")
-	if uid := strings.TrimSpace(d.must(t, "exec", g.Name, "--", "id", "-u")); uid != "0" {
+	g := launch(t, d, "busybox", "e2e-userns")
+	if uid := strings.TrimSpace(d.Must(t, "exec", g.Name, "--", "id", "-u")); uid != "0" {
 		t.Errorf("id -u inside = %q, want 0", uid)
 	}
 	if uid := hostUID(t, g.PID); uid != int(g.IDMap.HostUID) || uid == 0 {
 		t.Errorf("host sees init as uid %d, want %d (unprivileged)", uid, g.IDMap.HostUID)
 	}
 	// Root inside cannot touch what the host's root owns.
-	if _, _, code := d.run("exec", g.Name, "--", "sh", "-c", "echo x > /proc/sys/kernel/hostname"); code == 0 {
+	if _, _, code := d.Run("exec", g.Name, "--", "sh", "-c", "echo x > /proc/sys/kernel/hostname"); code == 0 {
 		t.Error("container root wrote a host sysctl")
 	}
 }
@@ -81,14 +82,14 @@ func TestRootInsideIsUnprivilegedOnHost(t *testing.T) {
 func TestPrivilegedGuestIsHostRoot(t *testing.T) {
 	requireRoot(t)
 	d := env.main
-	g := d.launch(t, "busybox", "e2e-priv", "--privileged")
+	g := launch(t, d, "busybox", "e2e-priv", "--privileged")
 	if g.Rootfs != "copy" || g.IDMap != nil {
 		t.Errorf("privileged guest: rootfs %s idmap %+v, want a copy and no id map", g.Rootfs, g.IDMap)
 	}
 	if uid := hostUID(t, g.PID); uid != 0 {
 		t.Errorf("host sees privileged init as uid %d, want 0", uid)
 	}
-	if out := d.must(t, "exec", g.Name, "--", "ls", "-ln", "/bin/busybox"); !strings.Contains(out, " 0 ") {
+	if out := d.Must(t, "exec", g.Name, "--", "ls", "-ln", "/bin/busybox"); !strings.Contains(out, " 0 ") {
 		t.Errorf("files of a privileged guest are not owned by root: %s", out)
 	}
 }
@@ -96,17 +97,17 @@ func TestPrivilegedGuestIsHostRoot(t *testing.T) {
 func TestMemoryHogIsKilledInsideTheGuest(t *testing.T) {
 	requireRoot(t)
 	d := env.main
-	g := d.launch(t, "busybox", "e2e-oom", "--memory", "64MiB")
+	g := launch(t, d, "busybox", "e2e-oom", "--memory", "64MiB")
 	// tail keeps the "last line" of an endless line of zeros: it grows until killed.
-	_, _, code := d.run("exec", g.Name, "--", "sh", "-c", "tail /dev/zero")
+	_, _, code := d.Run("exec", g.Name, "--", "sh", "-c", "tail /dev/zero")
 	if code != 137 {
 		t.Fatalf("memory hog exit code %d, want 137 (SIGKILL by the OOM killer)", code)
 	}
-	after := d.info(t, g.Name)
+	after := info(t, d, g.Name)
 	if after.State != api.StateRunning || after.PID != g.PID {
 		t.Errorf("the guest did not survive its hog: %+v", after)
 	}
-	if out := d.must(t, "exec", g.Name, "--", "echo", "alive"); strings.TrimSpace(out) != "alive" {
+	if out := d.Must(t, "exec", g.Name, "--", "echo", "alive"); strings.TrimSpace(out) != "alive" {
 		t.Errorf("exec after OOM: %q", out)
 	}
 	limit, err := os.ReadFile(cgroupFile(d, g.Name, "memory", "memory.limit_in_bytes"))
@@ -116,19 +117,19 @@ func TestMemoryHogIsKilledInsideTheGuest(t *testing.T) {
 }
 
 // cgroupFile is a file of a guest's v1 cgroup.
-func cgroupFile(d *daemon, guest, controller, file string) string {
-	return filepath.Join("/sys/fs/cgroup", controller, layout.New(d.state).CgroupParent(), guest, file)
+func cgroupFile(d *testenv.Daemon, guest, controller, file string) string {
+	return filepath.Join("/sys/fs/cgroup", controller, layout.New(d.StateDir).CgroupParent(), guest, file)
 }
 
 func TestExecPropagatesStreamsAndExitCode(t *testing.T) {
 	requireRoot(t)
 	d := env.main
-	g := d.launch(t, "busybox", "e2e-exec")
-	out, errOut, code := d.runInput("hello from stdin\n", "exec", g.Name, "--", "sh", "-c", "cat; echo to-stderr >&2; exit 7")
+	g := launch(t, d, "busybox", "e2e-exec")
+	out, errOut, code := d.RunInput("hello from stdin\n", "exec", g.Name, "--", "sh", "-c", "cat; echo to-stderr >&2; exit 7")
 	if code != 7 || out != "hello from stdin\n" || errOut != "to-stderr\n" {
 		t.Errorf("exec: code %d stdout %q stderr %q; want 7, the stdin echoed, to-stderr", code, out, errOut)
 	}
-	if _, _, code := d.run("exec", g.Name, "--", "/no/such/command"); code == 0 {
+	if _, _, code := d.Run("exec", g.Name, "--", "/no/such/command"); code == 0 {
 		t.Error("exec of a missing command succeeded")
 	}
 }
@@ -136,38 +137,38 @@ func TestExecPropagatesStreamsAndExitCode(t *testing.T) {
 func TestStopStartRestartAndDeleteCleanUp(t *testing.T) {
 	requireRoot(t)
 	d := env.main
-	g := d.launch(t, "busybox", "e2e-life")
-	d.must(t, "exec", g.Name, "--", "sh", "-c", "echo kept > /root/mark")
-	rootfs := filepath.Join(layout.New(d.state).GuestDir(g.Name), "rootfs")
-	d.must(t, "stop", g.Name, "--timeout", "20s")
-	stopped := d.info(t, g.Name)
+	g := launch(t, d, "busybox", "e2e-life")
+	d.Must(t, "exec", g.Name, "--", "sh", "-c", "echo kept > /root/mark")
+	rootfs := filepath.Join(layout.New(d.StateDir).GuestDir(g.Name), "rootfs")
+	d.Must(t, "stop", g.Name, "--timeout", "20s")
+	stopped := info(t, d, g.Name)
 	if stopped.State != api.StateStopped || alive(g.PID) {
 		t.Fatalf("after stop: %+v, init alive %v", stopped, alive(g.PID))
 	}
 	if mounted(t, rootfs) {
 		t.Error("rootfs still mounted after stop")
 	}
-	if dirs := existing(cgroupDirs(layout.New(d.state).CgroupParent() + "/" + g.Name)); len(dirs) > 0 {
+	if dirs := existing(testenv.CgroupDirs(layout.New(d.StateDir).CgroupParent() + "/" + g.Name)); len(dirs) > 0 {
 		t.Errorf("cgroups left after stop: %v", dirs)
 	}
-	d.must(t, "start", g.Name)
-	if out := d.must(t, "exec", g.Name, "--", "cat", "/root/mark"); out != "kept\n" {
+	d.Must(t, "start", g.Name)
+	if out := d.Must(t, "exec", g.Name, "--", "cat", "/root/mark"); out != "kept\n" {
 		t.Errorf("a file written before stop reads %q after start", out)
 	}
-	before := d.info(t, g.Name)
-	d.must(t, "restart", g.Name, "--force")
-	after := d.info(t, g.Name)
+	before := info(t, d, g.Name)
+	d.Must(t, "restart", g.Name, "--force")
+	after := info(t, d, g.Name)
 	if after.State != api.StateRunning || after.PID == before.PID {
 		t.Errorf("restart kept pid %d (now %+v)", before.PID, after)
 	}
-	d.must(t, "delete", "--force", g.Name)
-	if _, err := os.Stat(layout.New(d.state).GuestDir(g.Name)); !os.IsNotExist(err) {
+	d.Must(t, "delete", "--force", g.Name)
+	if _, err := os.Stat(layout.New(d.StateDir).GuestDir(g.Name)); !os.IsNotExist(err) {
 		t.Errorf("guest dir left after delete: %v", err)
 	}
 	if mounted(t, rootfs) || alive(after.PID) || alive(after.MonitorPID) {
 		t.Error("mount or process left after delete")
 	}
-	if dirs := existing(cgroupDirs(layout.New(d.state).CgroupParent() + "/" + g.Name)); len(dirs) > 0 {
+	if dirs := existing(testenv.CgroupDirs(layout.New(d.StateDir).CgroupParent() + "/" + g.Name)); len(dirs) > 0 {
 		t.Errorf("cgroups left after delete: %v", dirs)
 	}
 }
@@ -175,36 +176,36 @@ func TestStopStartRestartAndDeleteCleanUp(t *testing.T) {
 func TestGuestEndingOnItsOwnIsNoticed(t *testing.T) {
 	requireRoot(t)
 	d := env.main
-	g := d.launch(t, "busybox", "e2e-self")
+	g := launch(t, d, "busybox", "e2e-self")
 	// Kill init from outside, as an admin or the OOM killer might.
 	if p, err := os.FindProcess(g.PID); err == nil {
 		p.Kill()
 	}
 	deadline := time.Now().Add(10 * time.Second)
 	for time.Now().Before(deadline) {
-		if info := d.info(t, g.Name); info.State == api.StateStopped && info.LastExit != nil {
+		if info := info(t, d, g.Name); info.State == api.StateStopped && info.LastExit != nil {
 			if info.LastExit.Signal != 9 {
 				t.Errorf("lastExit %+v, want signal 9", info.LastExit)
 			}
-			if mounted(t, filepath.Join(layout.New(d.state).GuestDir(g.Name), "rootfs")) {
+			if mounted(t, filepath.Join(layout.New(d.StateDir).GuestDir(g.Name), "rootfs")) {
 				t.Error("rootfs of an ended guest still mounted")
 			}
 			return
 		}
 		time.Sleep(100 * time.Millisecond)
 	}
-	t.Fatalf("guest still reported as %+v after its init was killed", d.info(t, g.Name))
+	t.Fatalf("guest still reported as %+v after its init was killed", info(t, d, g.Name))
 }
 
 func TestCopyRootfsIsPrivate(t *testing.T) {
 	requireRoot(t)
 	d := env.main
-	g := d.launch(t, "busybox", "e2e-copy", "--copy")
+	g := launch(t, d, "busybox", "e2e-copy", "--copy")
 	if g.Rootfs != "copy" {
 		t.Fatalf("rootfs %q, want copy", g.Rootfs)
 	}
-	d.must(t, "exec", g.Name, "--", "rm", "/bin/vi")
-	tmpl := filepath.Join(layout.New(d.state).TemplatesDir(), "busybox", "rootfs", "bin", "vi")
+	d.Must(t, "exec", g.Name, "--", "rm", "/bin/vi")
+	tmpl := filepath.Join(layout.New(d.StateDir).TemplatesDir(), "busybox", "rootfs", "bin", "vi")
 	if _, err := os.Lstat(tmpl); err != nil {
 		t.Errorf("deleting inside a copy guest touched the template: %v", err)
 	}
@@ -213,8 +214,8 @@ func TestCopyRootfsIsPrivate(t *testing.T) {
 func TestConfigSetAppliesLiveOrAtNextStart(t *testing.T) {
 	requireRoot(t)
 	d := env.main
-	g := d.launch(t, "busybox", "e2e-cfg", "--memory", "64MiB")
-	out := d.must(t, "config", "set", g.Name, "memory=96MiB", "cpus=2")
+	g := launch(t, d, "busybox", "e2e-cfg", "--memory", "64MiB")
+	out := d.Must(t, "config", "set", g.Name, "memory=96MiB", "cpus=2")
 	if !strings.Contains(out, "memory=96MiB: applied live") || !strings.Contains(out, "cpus=2: applied live") {
 		t.Errorf("config set on a running guest said:\n%s", out)
 	}
@@ -224,24 +225,24 @@ func TestConfigSetAppliesLiveOrAtNextStart(t *testing.T) {
 	if quota, err := os.ReadFile(cgroupFile(d, g.Name, "cpu", "cpu.cfs_quota_us")); err == nil && strings.TrimSpace(string(quota)) != "200000" {
 		t.Errorf("cpu quota after live set: %s", quota)
 	}
-	d.must(t, "stop", g.Name, "--force")
-	out = d.must(t, "config", "set", g.Name, "processes=50")
+	d.Must(t, "stop", g.Name, "--force")
+	out = d.Must(t, "config", "set", g.Name, "processes=50")
 	if !strings.Contains(out, "applies at next start") {
 		t.Errorf("config set on a stopped guest said: %s", out)
 	}
-	if yaml := d.must(t, "config", "show", g.Name); !strings.Contains(yaml, "processes: 50") || !strings.Contains(yaml, "memory: 96MiB") {
+	if yaml := d.Must(t, "config", "show", g.Name); !strings.Contains(yaml, "processes: 50") || !strings.Contains(yaml, "memory: 96MiB") {
 		t.Errorf("config show:\n%s", yaml)
 	}
 	// config edit: only settable keys may change.
 	t.Setenv("EDITOR", "sed -i -e 's/^processes: 50$/processes: 60/'")
-	if out := d.must(t, "config", "edit", g.Name); !strings.Contains(out, "processes: applies at next start") {
+	if out := d.Must(t, "config", "edit", g.Name); !strings.Contains(out, "processes: applies at next start") {
 		t.Errorf("config edit said: %s", out)
 	}
 	t.Setenv("EDITOR", "sed -i -e 's/^template: busybox$/template: debian/'")
 	expectError(t, d, "only cpus, memory, processes", "config", "edit", g.Name)
 	t.Setenv("EDITOR", "sed -i -e 's/^processes: 60$/processes: 50/'")
-	d.must(t, "config", "edit", g.Name)
-	d.must(t, "start", g.Name)
+	d.Must(t, "config", "edit", g.Name)
+	d.Must(t, "start", g.Name)
 	if pids, err := os.ReadFile(cgroupFile(d, g.Name, "pids", "pids.max")); err == nil && strings.TrimSpace(string(pids)) != "50" {
 		t.Errorf("pids.max after restart: %s", pids)
 	}
@@ -250,16 +251,16 @@ func TestConfigSetAppliesLiveOrAtNextStart(t *testing.T) {
 func TestConsoleAttachAndLog(t *testing.T) {
 	requireRoot(t)
 	d := env.main
-	g := d.launch(t, "busybox", "e2e-console")
+	g := launch(t, d, "busybox", "e2e-console")
 	// Type a command on the console, then detach with Ctrl-a q.
-	out, errOut, code := d.runInput("echo console-$((6*7))\n\x01q", "console", g.Name)
+	out, errOut, code := d.RunInput("echo console-$((6*7))\n\x01q", "console", g.Name)
 	if code != 0 {
 		t.Fatalf("console: exit %d: %s", code, errOut)
 	}
 	deadline := time.Now().Add(5 * time.Second)
 	var log string
 	for time.Now().Before(deadline) {
-		log = d.must(t, "console", g.Name, "--log")
+		log = d.Must(t, "console", g.Name, "--log")
 		if strings.Contains(log, "console-42") {
 			break
 		}
@@ -268,14 +269,14 @@ func TestConsoleAttachAndLog(t *testing.T) {
 	if !strings.Contains(log, "console-42") {
 		t.Errorf("console log lacks the command's output:\nlog: %q\nattached output: %q", log, out)
 	}
-	if info := d.info(t, g.Name); info.State != api.StateRunning {
+	if info := info(t, d, g.Name); info.State != api.StateRunning {
 		t.Error("detaching the console stopped the guest")
 	}
 }
 
 func TestHostCheckRunsTheCanary(t *testing.T) {
 	requireRoot(t)
-	out := env.main.must(t, "host", "check", "--format", "json")
+	out := env.main.Must(t, "host", "check", "--format", "json")
 	var check api.HostCheck
 	if err := jsonUnmarshal(out, &check); err != nil {
 		t.Fatal(err)

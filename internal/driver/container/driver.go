@@ -16,7 +16,6 @@ import (
 	"time"
 
 	"github.com/polyvisor/polyvisor/internal/api"
-	"github.com/polyvisor/polyvisor/internal/fsutil"
 	"github.com/polyvisor/polyvisor/internal/guest"
 	"github.com/polyvisor/polyvisor/internal/idmap"
 	"github.com/polyvisor/polyvisor/internal/layout"
@@ -167,7 +166,9 @@ func (d *Driver) Start(ctx context.Context, def *guest.Definition) (status guest
 	return d.startMonitor(ctx, def)
 }
 
-// writeBundle writes config.json atomically into the bundle directory.
+// writeBundle writes config.json into the bundle directory. It is rebuilt
+// from guest.yaml on every start, so it needs no fsync: a torn file after a
+// crash is simply written again.
 func writeBundle(dir string, spec any) error {
 	if err := os.MkdirAll(dir, 0o700); err != nil {
 		return fmt.Errorf("create bundle: %w", err)
@@ -176,7 +177,10 @@ func writeBundle(dir string, spec any) error {
 	if err != nil {
 		return fmt.Errorf("encode bundle: %w", err)
 	}
-	return fsutil.WriteFileAtomic(filepath.Join(dir, "config.json"), data, 0o600)
+	if err := os.WriteFile(filepath.Join(dir, "config.json"), data, 0o600); err != nil {
+		return fmt.Errorf("write bundle: %w", err)
+	}
+	return nil
 }
 
 // Stop implements driver.Driver: SIGTERM to init (busybox init and systemd
