@@ -42,9 +42,6 @@ type Daemon struct {
 	store     guest.Store
 	templates template.Store
 	ops       *operations
-	// templateMu serializes template builds and deletes against launches
-	// that pin a template.
-	templateMu sync.Mutex
 	// watchers are the goroutines waiting for running guests to end.
 	watchers sync.WaitGroup
 	ctx      context.Context

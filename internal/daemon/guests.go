@@ -110,10 +110,8 @@ func (d *Daemon) create(ctx context.Context, req api.GuestCreate, def *guest.Def
 	if err = os.Chmod(staging, 0o711); err != nil { // see New: traversable, not listable
 		return fmt.Errorf("create %s: %w", def.Name, err)
 	}
-	d.templateMu.Lock()
-	err = drv.Create(ctx, staging, def)
-	d.templateMu.Unlock()
-	if err != nil {
+	// The template cannot go away meanwhile: the reservation pins it.
+	if err = drv.Create(ctx, staging, def); err != nil {
 		return fmt.Errorf("create %s: %w", def.Name, err)
 	}
 	if err = d.fault("create-after-disks"); err != nil {

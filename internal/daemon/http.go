@@ -21,26 +21,44 @@ import (
 func (d *Daemon) routes() http.Handler {
 	mux := http.NewServeMux()
 	v := api.Version
-	mux.HandleFunc("GET "+v, d.handleInfo)
-	mux.HandleFunc("GET "+v+"/host/check", d.handleHostCheck)
-	mux.HandleFunc("GET "+v+"/guests", d.handleList)
-	mux.HandleFunc("POST "+v+"/guests", d.handleCreate)
-	mux.HandleFunc("GET "+v+"/guests/{name}", d.handleGet)
-	mux.HandleFunc("DELETE "+v+"/guests/{name}", d.handleDelete)
-	mux.HandleFunc("PUT "+v+"/guests/{name}/state", d.handleState)
+	ok, accepted := http.StatusOK, http.StatusAccepted
+	mux.Handle("GET "+v, answer(ok, d.handleInfo))
+	mux.Handle("GET "+v+"/host/check", answer(ok, d.handleHostCheck))
+	mux.Handle("GET "+v+"/guests", answer(ok, d.handleList))
+	mux.Handle("POST "+v+"/guests", answer(accepted, d.handleCreate))
+	mux.Handle("GET "+v+"/guests/{name}", answer(ok, d.handleGet))
+	mux.Handle("DELETE "+v+"/guests/{name}", answer(accepted, d.handleDelete))
+	mux.Handle("PUT "+v+"/guests/{name}/state", answer(accepted, d.handleState))
 	mux.HandleFunc("GET "+v+"/guests/{name}/config", d.handleConfigShow)
-	mux.HandleFunc("PATCH "+v+"/guests/{name}/config", d.handleConfigSet)
-	mux.HandleFunc("PUT "+v+"/guests/{name}/config", d.handleConfigReplace)
+	mux.Handle("PATCH "+v+"/guests/{name}/config", answer(ok, d.handleConfigSet))
+	mux.Handle("PUT "+v+"/guests/{name}/config", answer(ok, d.handleConfigReplace))
 	mux.HandleFunc("POST "+v+"/guests/{name}/exec", d.handleExec)
 	mux.HandleFunc("GET "+v+"/guests/{name}/console", d.handleConsole)
 	mux.HandleFunc("GET "+v+"/guests/{name}/console/log", d.handleConsoleLog)
-	mux.HandleFunc("GET "+v+"/templates", d.handleTemplates)
-	mux.HandleFunc("POST "+v+"/templates", d.handleTemplateBuild)
-	mux.HandleFunc("GET "+v+"/templates/{name}", d.handleTemplate)
-	mux.HandleFunc("DELETE "+v+"/templates/{name}", d.handleTemplateDelete)
-	mux.HandleFunc("GET "+v+"/operations/{id}", d.handleOperation)
-	mux.HandleFunc("GET "+v+"/operations/{id}/wait", d.handleOperationWait)
+	mux.Handle("GET "+v+"/templates", answer(ok, d.handleTemplates))
+	mux.Handle("POST "+v+"/templates", answer(accepted, d.handleTemplateBuild))
+	mux.Handle("GET "+v+"/templates/{name}", answer(ok, d.handleTemplate))
+	mux.Handle("DELETE "+v+"/templates/{name}", answer(http.StatusNoContent, d.handleTemplateDelete))
+	mux.Handle("GET "+v+"/operations/{id}", answer(ok, d.handleOperation))
+	mux.Handle("GET "+v+"/operations/{id}/wait", answer(ok, d.handleOperationWait))
 	return mux
+}
+
+// answer adapts a handler that returns a value (or an error) to HTTP: the
+// value as JSON with status, the error as writeError says.
+func answer(status int, fn func(r *http.Request) (any, error)) http.Handler {
+	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		v, err := fn(r)
+		if err != nil {
+			writeError(w, err)
+			return
+		}
+		if status == http.StatusNoContent {
+			w.WriteHeader(status)
+			return
+		}
+		writeJSON(w, status, v)
+	})
 }
 
 // writeJSON answers with a JSON body.
@@ -66,79 +84,72 @@ func readJSON(r *http.Request, v any) error {
 	return nil
 }
 
-func (d *Daemon) handleInfo(w http.ResponseWriter, r *http.Request) {
-	writeJSON(w, http.StatusOK, api.ServerInfo{Version: Version, StateDir: d.layout.StateDir, PID: os.Getpid()})
+func (d *Daemon) handleInfo(r *http.Request) (any, error) {
+	return api.ServerInfo{Version: Version, StateDir: d.layout.StateDir, PID: os.Getpid()}, nil
 }
 
-func (d *Daemon) handleHostCheck(w http.ResponseWriter, r *http.Request) {
+func (d *Daemon) handleHostCheck(r *http.Request) (any, error) {
 	var check api.HostCheck
 	for _, drv := range d.cfg.Drivers.All() {
 		check.Classes = append(check.Classes, drv.Check(r.Context()))
 	}
-	writeJSON(w, http.StatusOK, check)
+	return check, nil
 }
 
-func (d *Daemon) handleList(w http.ResponseWriter, r *http.Request) {
+func (d *Daemon) handleList(r *http.Request) (any, error) {
 	defs := d.guests.all()
 	out := make([]api.Guest, 0, len(defs))
 	for _, def := range defs {
 		out = append(out, d.view(def))
 	}
-	writeJSON(w, http.StatusOK, out)
+	return out, nil
 }
 
-func (d *Daemon) handleGet(w http.ResponseWriter, r *http.Request) {
+func (d *Daemon) handleGet(r *http.Request) (any, error) {
 	e, err := d.guests.get(r.PathValue("name"))
 	if err != nil {
-		writeError(w, err)
-		return
+		return nil, err
 	}
-	writeJSON(w, http.StatusOK, d.view(e.def.Load()))
+	return d.view(e.def.Load()), nil
 }
 
 // handleCreate validates at once (so bad input fails fast with 400) and
 // runs the slow part as an operation.
-func (d *Daemon) handleCreate(w http.ResponseWriter, r *http.Request) {
+func (d *Daemon) handleCreate(r *http.Request) (any, error) {
 	var req api.GuestCreate
 	if err := readJSON(r, &req); err != nil {
-		writeError(w, err)
-		return
+		return nil, err
 	}
 	def, err := d.newDefinition(req)
 	if err != nil {
-		writeError(w, err)
-		return
+		return nil, err
 	}
-	if err := d.guests.reserve(def.Name); err != nil {
-		writeError(w, err)
-		return
+	if err := d.guests.reserve(def.Name, def.Template); err != nil {
+		return nil, err
 	}
 	kind := "create"
 	if req.Start {
 		kind = "launch"
 	}
-	op := d.ops.start(d.ctx, kind, def.Name, func(ctx context.Context, _ func(api.Progress)) error {
+	return d.ops.start(d.ctx, kind, def.Name, func(ctx context.Context, _ func(api.Progress)) error {
 		return d.create(ctx, req, def)
-	})
-	writeJSON(w, http.StatusAccepted, op)
+	}), nil
 }
 
-func (d *Daemon) handleState(w http.ResponseWriter, r *http.Request) {
+func (d *Daemon) handleState(r *http.Request) (any, error) {
 	var req api.StateChange
 	if err := readJSON(r, &req); err != nil {
-		writeError(w, err)
-		return
+		return nil, err
 	}
-	e, err := d.guests.get(r.PathValue("name"))
+	name := r.PathValue("name")
+	e, err := d.guests.get(name)
 	if err != nil {
-		writeError(w, err)
-		return
+		return nil, err
 	}
 	timeout := DefaultStopTimeout
 	if req.Timeout != "" {
 		if timeout, err = time.ParseDuration(req.Timeout); err != nil || timeout < 0 {
-			writeError(w, fmt.Errorf("%w: timeout %q: use a Go duration like 30s or 2m", api.ErrInvalid, req.Timeout))
-			return
+			return nil, fmt.Errorf("%w: timeout %q: use a Go duration like 30s or 2m", api.ErrInvalid, req.Timeout)
 		}
 	}
 	if req.Force {
@@ -151,7 +162,7 @@ func (d *Daemon) handleState(w http.ResponseWriter, r *http.Request) {
 	case "stop":
 		fn = func(ctx context.Context) error {
 			if !running(e.def.Load()) {
-				return fmt.Errorf("guest %s: %w", r.PathValue("name"), api.ErrNotRunning)
+				return fmt.Errorf("guest %s: %w", name, api.ErrNotRunning)
 			}
 			return d.stopLocked(ctx, e, timeout)
 		}
@@ -165,36 +176,32 @@ func (d *Daemon) handleState(w http.ResponseWriter, r *http.Request) {
 			return d.startLocked(ctx, e)
 		}
 	default:
-		writeError(w, fmt.Errorf("%w: action %q: use start, stop or restart", api.ErrInvalid, req.Action))
-		return
+		return nil, fmt.Errorf("%w: action %q: use start, stop or restart", api.ErrInvalid, req.Action)
 	}
-	op := d.ops.start(d.ctx, req.Action, r.PathValue("name"), func(ctx context.Context, _ func(api.Progress)) error {
+	return d.ops.start(d.ctx, req.Action, name, func(ctx context.Context, _ func(api.Progress)) error {
 		e.op.Lock()
 		defer e.op.Unlock()
 		return fn(ctx)
-	})
-	writeJSON(w, http.StatusAccepted, op)
+	}), nil
 }
 
-func (d *Daemon) handleDelete(w http.ResponseWriter, r *http.Request) {
-	e, err := d.guests.get(r.PathValue("name"))
+func (d *Daemon) handleDelete(r *http.Request) (any, error) {
+	name := r.PathValue("name")
+	e, err := d.guests.get(name)
 	if err != nil {
-		writeError(w, err)
-		return
+		return nil, err
 	}
 	force := r.URL.Query().Get("force") == "1"
 	// Refuse at once rather than in the operation: the common mistake
 	// deserves an immediate, clear answer.
 	if running(e.def.Load()) && !force {
-		writeError(w, fmt.Errorf("guest %s: %w: it is running; stop it first or pass --force", r.PathValue("name"), api.ErrConflict))
-		return
+		return nil, fmt.Errorf("guest %s: %w: it is running; stop it first or pass --force", name, api.ErrConflict)
 	}
-	op := d.ops.start(d.ctx, "delete", r.PathValue("name"), func(ctx context.Context, _ func(api.Progress)) error {
+	return d.ops.start(d.ctx, "delete", name, func(ctx context.Context, _ func(api.Progress)) error {
 		e.op.Lock()
 		defer e.op.Unlock()
 		return d.deleteLocked(ctx, e, force)
-	})
-	writeJSON(w, http.StatusAccepted, op)
+	}), nil
 }
 
 func (d *Daemon) handleConfigShow(w http.ResponseWriter, r *http.Request) {
@@ -212,56 +219,38 @@ func (d *Daemon) handleConfigShow(w http.ResponseWriter, r *http.Request) {
 	w.Write(data)
 }
 
-func (d *Daemon) handleConfigSet(w http.ResponseWriter, r *http.Request) {
+func (d *Daemon) handleConfigSet(r *http.Request) (any, error) {
 	var req api.ConfigChange
 	if err := readJSON(r, &req); err != nil {
-		writeError(w, err)
-		return
+		return nil, err
 	}
 	e, err := d.guests.get(r.PathValue("name"))
 	if err != nil {
-		writeError(w, err)
-		return
+		return nil, err
 	}
-	result, err := d.setConfig(r.Context(), e, req.Set)
-	if err != nil {
-		writeError(w, err)
-		return
-	}
-	writeJSON(w, http.StatusOK, result)
+	return d.setConfig(r.Context(), e, req.Set)
 }
 
 // handleConfigReplace takes a whole edited guest.yaml (config edit): it is
 // parsed strictly, and only the settable keys may differ.
-func (d *Daemon) handleConfigReplace(w http.ResponseWriter, r *http.Request) {
+func (d *Daemon) handleConfigReplace(r *http.Request) (any, error) {
 	e, err := d.guests.get(r.PathValue("name"))
 	if err != nil {
-		writeError(w, err)
-		return
+		return nil, err
 	}
 	data, err := io.ReadAll(io.LimitReader(r.Body, 1<<20))
 	if err != nil {
-		writeError(w, err)
-		return
+		return nil, err
 	}
 	edited, err := guest.Parse(data)
 	if err != nil {
-		writeError(w, err)
-		return
+		return nil, err
 	}
 	set, err := guest.Changes(e.def.Load(), edited)
-	if err != nil {
-		writeError(w, err)
-		return
+	if err != nil || len(set) == 0 {
+		return api.ConfigResult{Applied: map[string]string{}}, err
 	}
-	result := api.ConfigResult{Applied: map[string]string{}}
-	if len(set) > 0 {
-		if result, err = d.setConfig(r.Context(), e, set); err != nil {
-			writeError(w, err)
-			return
-		}
-	}
-	writeJSON(w, http.StatusOK, result)
+	return d.setConfig(r.Context(), e, set)
 }
 
 func (d *Daemon) handleConsoleLog(w http.ResponseWriter, r *http.Request) {
@@ -291,11 +280,10 @@ func (d *Daemon) handleConsoleLog(w http.ResponseWriter, r *http.Request) {
 	}
 }
 
-func (d *Daemon) handleTemplates(w http.ResponseWriter, r *http.Request) {
+func (d *Daemon) handleTemplates(r *http.Request) (any, error) {
 	list, err := d.templates.List()
 	if err != nil {
-		writeError(w, err)
-		return
+		return nil, err
 	}
 	for i := range list {
 		list[i].UsedBy = nonNil(d.guests.usersOf(list[i].Name))
@@ -303,80 +291,62 @@ func (d *Daemon) handleTemplates(w http.ResponseWriter, r *http.Request) {
 	if list == nil {
 		list = []api.Template{}
 	}
-	writeJSON(w, http.StatusOK, list)
+	return list, nil
 }
 
-func (d *Daemon) handleTemplate(w http.ResponseWriter, r *http.Request) {
+func (d *Daemon) handleTemplate(r *http.Request) (any, error) {
 	t, err := d.templates.Load(r.PathValue("name"))
 	if err != nil {
-		writeError(w, err)
-		return
+		return nil, err
 	}
 	t.UsedBy = nonNil(d.guests.usersOf(t.Name))
-	writeJSON(w, http.StatusOK, t)
+	return t, nil
 }
 
-func (d *Daemon) handleTemplateBuild(w http.ResponseWriter, r *http.Request) {
+func (d *Daemon) handleTemplateBuild(r *http.Request) (any, error) {
 	var req api.TemplateBuild
 	if err := readJSON(r, &req); err != nil {
-		writeError(w, err)
-		return
+		return nil, err
 	}
 	resolved, _, err := template.Request{Source: req.Source, Name: req.Name, Arch: req.Arch}.Resolve()
 	if err != nil {
-		writeError(w, err)
-		return
+		return nil, err
 	}
 	if _, err := d.templates.Load(resolved.Name); err == nil {
-		writeError(w, fmt.Errorf("template %s: %w: delete it first or pass --name", resolved.Name, api.ErrExists))
-		return
+		return nil, fmt.Errorf("template %s: %w: delete it first or pass --name", resolved.Name, api.ErrExists)
 	}
-	op := d.ops.start(d.ctx, "template-build", resolved.Name, func(ctx context.Context, progress func(api.Progress)) error {
+	return d.ops.start(d.ctx, "template-build", resolved.Name, func(ctx context.Context, progress func(api.Progress)) error {
 		_, err := d.templates.Build(ctx, resolved, func(phase string, done, total int64) {
 			progress(api.Progress{Phase: phase, Done: done, Total: total})
 		})
 		return err
-	})
-	writeJSON(w, http.StatusAccepted, op)
+	}), nil
 }
 
-func (d *Daemon) handleTemplateDelete(w http.ResponseWriter, r *http.Request) {
+func (d *Daemon) handleTemplateDelete(r *http.Request) (any, error) {
 	name := r.PathValue("name")
-	d.templateMu.Lock()
-	defer d.templateMu.Unlock()
 	if users := d.guests.usersOf(name); len(users) > 0 {
-		writeError(w, fmt.Errorf("%w: template %s is used by %s; delete them first", api.ErrConflict, name, strings.Join(users, ", ")))
-		return
+		return nil, fmt.Errorf("%w: template %s is used by %s; delete them first", api.ErrConflict, name, strings.Join(users, ", "))
 	}
-	if err := d.templates.Delete(name); err != nil {
-		writeError(w, err)
-		return
-	}
-	w.WriteHeader(http.StatusNoContent)
+	return nil, d.templates.Delete(name)
 }
 
-func (d *Daemon) handleOperation(w http.ResponseWriter, r *http.Request) {
+func (d *Daemon) handleOperation(r *http.Request) (any, error) {
 	op, err := d.ops.get(r.PathValue("id"))
 	if err != nil {
-		writeError(w, err)
-		return
+		return nil, err
 	}
-	writeJSON(w, http.StatusOK, op.snapshot())
+	return op.snapshot(), nil
 }
 
-func (d *Daemon) handleOperationWait(w http.ResponseWriter, r *http.Request) {
+func (d *Daemon) handleOperationWait(r *http.Request) (any, error) {
 	timeout := 30 * time.Second
 	if s := r.URL.Query().Get("timeout"); s != "" {
 		if secs, err := strconv.ParseFloat(s, 64); err == nil && secs >= 0 {
 			timeout = time.Duration(secs * float64(time.Second))
 		}
 	}
-	op, err := d.ops.wait(r.Context(), r.PathValue("id"), timeout)
-	if err != nil {
-		writeError(w, err)
-		return
-	}
-	writeJSON(w, http.StatusOK, op)
+	return d.ops.wait(r.Context(), r.PathValue("id"), timeout)
 }
 
 func nonNil(s []string) []string {

@@ -23,11 +23,11 @@ type entry struct {
 type table struct {
 	mu       sync.RWMutex
 	guests   map[string]*entry
-	reserved map[string]bool
+	reserved map[string]string // name of a guest being created -> its template
 }
 
 func newTable() *table {
-	return &table{guests: map[string]*entry{}, reserved: map[string]bool{}}
+	return &table{guests: map[string]*entry{}, reserved: map[string]string{}}
 }
 
 func (t *table) len() int {
@@ -47,14 +47,15 @@ func (t *table) get(name string) (*entry, error) {
 	return e, nil
 }
 
-// reserve claims a name for a guest being created.
-func (t *table) reserve(name string) error {
+// reserve claims a name for a guest being created from template.
+func (t *table) reserve(name, template string) error {
 	t.mu.Lock()
 	defer t.mu.Unlock()
-	if _, ok := t.guests[name]; ok || t.reserved[name] {
+	_, taken := t.guests[name]
+	if _, creating := t.reserved[name]; taken || creating {
 		return fmt.Errorf("guest %s: %w: pick another name or delete it first", name, api.ErrExists)
 	}
-	t.reserved[name] = true
+	t.reserved[name] = template
 	return nil
 }
 
@@ -90,12 +91,19 @@ func (t *table) all() []*guest.Definition {
 	return defs
 }
 
-// usersOf lists the guests created from a template.
+// usersOf lists the guests created, or being created, from a template.
 func (t *table) usersOf(template string) []string {
 	var users []string
 	for _, def := range t.all() {
 		if def.Template == template {
 			users = append(users, def.Name)
+		}
+	}
+	t.mu.RLock()
+	defer t.mu.RUnlock()
+	for name, tmpl := range t.reserved {
+		if tmpl == template {
+			users = append(users, name)
 		}
 	}
 	return users

@@ -13,13 +13,15 @@ import (
 	"github.com/polyvisor/polyvisor/internal/stream"
 )
 
-// A client more than maxClientBacklog bytes (or clientQueue reads) of
-// console output behind is too slow, and is disconnected: the guest and the
-// log never wait for a client, and the monitor's memory stays bounded.
-const (
-	maxClientBacklog = 1 << 20
-	clientQueue      = 256
-)
+// maxClientBacklog is how far, in bytes of console output, a client may
+// fall behind before it is disconnected: the guest and the log never wait
+// for a client, and the monitor's memory stays bounded. It is one frame's
+// worth, so a backlog always goes out as a single frame.
+const maxClientBacklog = stream.MaxPayload
+
+// keptBufferCap is the largest output buffer a client keeps between
+// bursts; a larger one, grown by a burst, is left to the GC.
+const keptBufferCap = 64 << 10
 
 // farewellTimeout bounds the last writes to clients when the guest is gone.
 const farewellTimeout = 2 * time.Second
@@ -38,13 +40,17 @@ type attachServer struct {
 	closed  bool
 }
 
-// attachClient is one connection. Its writer goroutine owns the writes to
-// conn; the server closes out when the client is dropped or the guest ends.
+// attachClient is one connection. Output for it accumulates in pending,
+// and its writer goroutine sends what has accumulated as one frame each
+// time it is woken, so a fast guest costs few writes.
 type attachClient struct {
-	conn    *os.File
-	out     chan []byte
-	backlog int    // bytes queued in out; guarded by the server's mu
-	exit    *int32 // set, before out is closed, when the guest has exited
+	conn *os.File
+	wake chan struct{} // capacity 1: pending output or the end awaits the writer
+
+	// Guarded by the server's mu.
+	pending []byte
+	gone    bool   // dropped, or the guest has ended: the writer finishes
+	exit    *int32 // the guest's exit code, when it has ended
 }
 
 func newAttachServer(ln *stream.Listener, console *os.File, log *slog.Logger) *attachServer {
@@ -85,7 +91,7 @@ func (s *attachServer) add(conn *os.File) {
 		conn.Close()
 		return
 	}
-	c := &attachClient{conn: conn, out: make(chan []byte, clientQueue)}
+	c := &attachClient{conn: conn, wake: make(chan struct{}, 1)}
 	s.clients[c] = struct{}{}
 	s.log.Info("attach client connected", "clients", len(s.clients))
 	s.wg.Add(2)
@@ -104,31 +110,23 @@ func (s *attachServer) add(conn *os.File) {
 func (s *attachServer) broadcast(p []byte) {
 	s.mu.Lock()
 	defer s.mu.Unlock()
-	if len(s.clients) == 0 {
-		return
-	}
-	chunk := append([]byte(nil), p...) // shared, read-only, by all clients
 	for c := range s.clients {
-		if c.backlog+len(chunk) > maxClientBacklog {
-			s.log.Warn("disconnecting attach client that does not keep up", "backlog", c.backlog)
+		if len(c.pending)+len(p) > maxClientBacklog {
+			s.log.Warn("disconnecting attach client that does not keep up", "backlog", len(c.pending))
 			s.dropLocked(c)
 			continue
 		}
-		select {
-		case c.out <- chunk:
-			c.backlog += len(chunk)
-		default:
-			s.log.Warn("disconnecting attach client that does not keep up", "queued", len(c.out))
-			s.dropLocked(c)
-		}
+		c.pending = append(c.pending, p...)
+		c.notify()
 	}
 }
 
-// sent records that chunk has left c's queue.
-func (s *attachServer) sent(c *attachClient, chunk []byte) {
-	s.mu.Lock()
-	c.backlog -= len(chunk)
-	s.mu.Unlock()
+// notify wakes c's writer, or leaves it a wake-up if it is busy.
+func (c *attachClient) notify() {
+	select {
+	case c.wake <- struct{}{}:
+	default:
+	}
 }
 
 // drop disconnects c. It is safe to call more than once.
@@ -141,27 +139,38 @@ func (s *attachServer) drop(c *attachClient) {
 func (s *attachServer) dropLocked(c *attachClient) {
 	if _, ok := s.clients[c]; ok {
 		delete(s.clients, c)
-		close(c.out)
+		c.gone = true
+		c.notify()
 		s.log.Info("attach client disconnected", "clients", len(s.clients))
 	}
 	c.conn.Close()
 }
 
-// writeLoop sends c its queued output, then the guest's exit code if the
-// guest is gone, and closes the connection.
+// writeLoop sends c its output as it accumulates, then, once the guest is
+// gone, its exit code, and closes the connection.
 func (s *attachServer) writeLoop(c *attachClient) {
 	defer c.conn.Close()
-	for chunk := range c.out {
-		s.sent(c, chunk)
-		if err := stream.WriteFrame(c.conn, stream.Stdout, chunk); err != nil {
-			s.drop(c)
-			for range c.out {
+	var out []byte
+	for range c.wake {
+		s.mu.Lock()
+		out, c.pending = c.pending, out[:0]
+		gone, exit := c.gone, c.exit
+		s.mu.Unlock()
+		if len(out) > 0 {
+			if err := stream.WriteFrame(c.conn, stream.Stdout, out); err != nil {
+				s.drop(c)
+				return
+			}
+		}
+		if gone {
+			if exit != nil {
+				_ = stream.WriteFrame(c.conn, stream.Exit, stream.EncodeExit(*exit))
 			}
 			return
 		}
-	}
-	if c.exit != nil {
-		_ = stream.WriteFrame(c.conn, stream.Exit, stream.EncodeExit(*c.exit))
+		if cap(out) > keptBufferCap {
+			out = nil
+		}
 	}
 }
 
@@ -212,17 +221,18 @@ func (s *attachServer) resize(payload []byte) error {
 	return ioctlErr
 }
 
-// shutdown stops accepting, gives each client the guest's exit code and
-// disconnects it. Call wait afterwards, once the console is closed, so that
-// no client is left writing to it.
+// shutdown stops accepting, and has each client sent its remaining output
+// and the guest's exit code, then disconnected. Call wait afterwards, once
+// the console is closed, so that no client is left writing to it.
 func (s *attachServer) shutdown(exitCode int32) {
 	s.mu.Lock()
 	s.closed = true
 	for c := range s.clients {
-		c.exit = &exitCode
 		delete(s.clients, c)
+		c.exit = &exitCode
+		c.gone = true
 		_ = c.conn.SetWriteDeadline(time.Now().Add(farewellTimeout))
-		close(c.out)
+		c.notify()
 	}
 	s.mu.Unlock()
 	if err := s.ln.Close(); err != nil {

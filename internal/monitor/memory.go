@@ -28,12 +28,13 @@ const trimInterval = 100 * time.Second
 // and read-only data it has run through.
 //
 // The second matters most. A Go binary's text and read-only data are about
-// 2.4 MiB here, and because the kernel maps the cached file pages around
-// each fault ("fault around", 64 KiB at a time), a monitor that has run its
-// start-up path, or a collection, has nearly all of it mapped: two thirds
-// of its PSS when it is the only monitor. Unmapping those pages costs
-// nothing: they stay in the page cache, and the few an idle monitor touches
-// are mapped again on first use.
+// 2.4 MiB, and because the kernel maps cached file pages around each fault
+// (64 KiB at a time, or whole large folios), a monitor that has run its
+// start-up path or a collection has nearly all of it mapped: two thirds of
+// its PSS when it is the only monitor on the host. Unmapping costs nothing,
+// the pages stay in the page cache. Measured on a lone idle monitor, its
+// file-backed PSS goes from 2.4 to 1.2 MiB: the code is mostly mapped back
+// by its next wake-ups, the read-only data (pclntab, type data) stays out.
 func trimMemory() error {
 	debug.FreeOSMemory()
 	return unmapExecutableText()

@@ -59,6 +59,11 @@ func Run(ctx context.Context, cfg Config, ready io.WriteCloser) error {
 	}
 	defer logFile.Close()
 	m := &monitor{cfg: cfg, log: slog.New(slog.NewTextHandler(logFile, nil)).With("id", cfg.ID)}
+	// stderr is /dev/null; make it the log, so that a panic or a fatal
+	// runtime error leaves its trace where the rest of the story is.
+	if err := unix.Dup3(int(logFile.Fd()), 2, 0); err != nil {
+		m.log.Warn("redirect stderr to the monitor log", "err", err)
+	}
 	m.log.Info("monitor starting", "pid", os.Getpid(), "bundle", cfg.Bundle)
 
 	sigs := signals{child: make(chan os.Signal, 1), ignored: make(chan os.Signal, 4)}

@@ -62,8 +62,10 @@ func (m *monitor) start(ctx context.Context) (_ *guest, err error) {
 			return
 		}
 		g.close()
-		if delErr := m.runcDelete(); delErr != nil {
-			m.log.Debug("delete after failed start", "err", delErr)
+		// runc usually cleans up a failed run itself, and then this delete
+		// fails with "does not exist"; only a container left is worth a word.
+		if delErr := m.runcDelete(); delErr != nil && m.checkNotExists() != nil {
+			m.log.Error("container left after a failed start", "err", delErr)
 		}
 		os.Remove(m.cfg.path(InitPidName))
 	}()

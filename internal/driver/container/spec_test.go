@@ -1,0 +1,89 @@
+package container
+
+import (
+	"slices"
+	"testing"
+
+	specs "github.com/opencontainers/runtime-spec/specs-go"
+	"golang.org/x/sys/unix"
+
+	"github.com/polyvisor/polyvisor/internal/guest"
+)
+
+func specFor(t *testing.T, def *guest.Definition, hostNofile uint64) *specs.Spec {
+	t.Helper()
+	spec, err := buildSpec(specInput{
+		Def: def, Rootfs: "/rootfs", CgroupPath: "/polyvisor/" + def.Name, Args: []string{"/sbin/init"}, Terminal: true,
+		HostLimits: func(int) (uint64, error) { return hostNofile, nil },
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	return spec
+}
+
+func TestSpecOfAnUnprivilegedGuest(t *testing.T) {
+	def := &guest.Definition{Name: "web", CPUs: 2, Memory: 64 << 20, Processes: 100}
+	spec := specFor(t, def, 20000)
+	if spec.Hostname != "web" || spec.Root.Path != "/rootfs" || spec.Linux.CgroupsPath != "/polyvisor/web" || !spec.Process.Terminal {
+		t.Errorf("spec basics: hostname %q root %q cgroup %q", spec.Hostname, spec.Root.Path, spec.Linux.CgroupsPath)
+	}
+	var types []specs.LinuxNamespaceType
+	for _, ns := range spec.Linux.Namespaces {
+		types = append(types, ns.Type)
+	}
+	for _, want := range []specs.LinuxNamespaceType{specs.PIDNamespace, specs.NetworkNamespace, specs.IPCNamespace, specs.UTSNamespace, specs.MountNamespace, specs.UserNamespace} {
+		if !slices.Contains(types, want) {
+			t.Errorf("namespace %s missing from %v", want, types)
+		}
+	}
+	want := specs.LinuxIDMapping{ContainerID: 0, HostID: 1000000, Size: 65536}
+	if len(spec.Linux.UIDMappings) != 1 || spec.Linux.UIDMappings[0] != want || len(spec.Linux.GIDMappings) != 1 || spec.Linux.GIDMappings[0] != want {
+		t.Errorf("id maps %v %v, want %v", spec.Linux.UIDMappings, spec.Linux.GIDMappings, want)
+	}
+	r := spec.Linux.Resources
+	if *r.Memory.Limit != 64<<20 || *r.CPU.Quota != 200000 || *r.CPU.Period != cpuPeriod || *r.Pids.Limit != 100 {
+		t.Errorf("limits: memory %d quota %d period %d pids %d", *r.Memory.Limit, *r.CPU.Quota, *r.CPU.Period, *r.Pids.Limit)
+	}
+	if slices.Contains(spec.Process.Capabilities.Bounding, "CAP_SYS_MODULE") {
+		t.Error("an unprivileged guest may load kernel modules")
+	}
+}
+
+func TestSpecClampsRlimitsToTheHost(t *testing.T) {
+	spec := specFor(t, &guest.Definition{Name: "a", CPUs: 1, Memory: 64 << 20, Processes: 10}, 20000)
+	nofile := spec.Process.Rlimits[0]
+	if nofile.Type != "RLIMIT_NOFILE" || nofile.Hard != 20000 || nofile.Soft != 1024 {
+		t.Errorf("nofile %+v, want hard clamped to the host's 20000, soft 1024", nofile)
+	}
+	spec = specFor(t, &guest.Definition{Name: "a", CPUs: 1, Memory: 64 << 20, Processes: 10}, 500)
+	if nofile := spec.Process.Rlimits[0]; nofile.Hard != 500 || nofile.Soft != 500 {
+		t.Errorf("nofile %+v, want soft and hard at the host's 500", nofile)
+	}
+}
+
+func TestSpecOfAPrivilegedGuestStaysWithinTheHostsCapabilities(t *testing.T) {
+	spec := specFor(t, &guest.Definition{Name: "p", CPUs: 1, Memory: 64 << 20, Processes: 10, Privileged: true}, 20000)
+	for _, ns := range spec.Linux.Namespaces {
+		if ns.Type == specs.UserNamespace {
+			t.Error("a privileged guest got a user namespace")
+		}
+	}
+	if len(spec.Linux.UIDMappings) != 0 {
+		t.Error("a privileged guest got an id map")
+	}
+	for n, name := range capabilityNames {
+		held, _ := unix.PrctlRetInt(unix.PR_CAPBSET_READ, uintptr(n), 0, 0, 0)
+		if got := slices.Contains(spec.Process.Capabilities.Bounding, name); got != (held == 1) {
+			t.Errorf("%s: in spec %v, held by this process %v", name, got, held == 1)
+		}
+	}
+}
+
+func TestUnescapeMount(t *testing.T) {
+	for in, want := range map[string]string{`/a\040b`: "/a b", `/plain`: "/plain", `/x\134y`: `/x\y`} {
+		if got := unescapeMount(in); got != want {
+			t.Errorf("unescapeMount(%q) = %q, want %q", in, got, want)
+		}
+	}
+}
