@@ -33,7 +33,7 @@ func (a *app) progress(cmd *cobra.Command, format, title string) func(api.Operat
 			bar = progressbar.NewOptions64(max,
 				progressbar.OptionSetWriter(os.Stderr),
 				progressbar.OptionSetDescription(title),
-				progressbar.OptionShowBytes(p.Total > 0),
+				progressbar.OptionShowCount(),
 				progressbar.OptionClearOnFinish(),
 				progressbar.OptionSpinnerType(14),
 			)

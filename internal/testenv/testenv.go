@@ -73,7 +73,7 @@ func Start(dir string, binDir string, extra ...string) (*Daemon, error) {
 	if err := os.MkdirAll(dir, 0o755); err != nil {
 		return nil, fmt.Errorf("create daemon dir: %w", err)
 	}
-	if err := openToSearch(dir); err != nil {
+	if err := OpenToSearch(dir); err != nil {
 		return nil, err
 	}
 	d := &Daemon{
@@ -85,11 +85,11 @@ func Start(dir string, binDir string, extra ...string) (*Daemon, error) {
 	return d, d.start()
 }
 
-// openToSearch makes dir and its parents inside the temp dir searchable by
+// OpenToSearch makes dir and its parents inside the temp dir searchable by
 // others: the daemon refuses a state dir whose parents are not, because a
 // container's unprivileged root must traverse down to its rootfs.
 // os.MkdirTemp and t.TempDir make 0700 directories.
-func openToSearch(dir string) error {
+func OpenToSearch(dir string) error {
 	abs, err := filepath.Abs(dir)
 	if err != nil {
 		return fmt.Errorf("resolve %s: %w", dir, err)
