@@ -9,6 +9,8 @@ import (
 	"path/filepath"
 	"slices"
 	"syscall"
+
+	"github.com/polyvisor/polyvisor/internal/fsutil"
 )
 
 // CopyTree copies the directory src to dst, which must not exist, with every owner passed
@@ -40,8 +42,8 @@ func CopyTree(ctx context.Context, src, dst string, shift ShiftFunc) (err error)
 			err = errors.Join(err, os.RemoveAll(dst))
 		}
 	}()
-	c := treeCopier{dst: dst, shift: shift, copied: make(map[inode]string)}
-	if err := walkTree(ctx, src, c.copyEntry); err != nil {
+	c := treeCopier{dst: dst, shift: shift, copied: make(map[fsutil.Inode]string)}
+	if err := fsutil.WalkOneFS(ctx, src, c.copyEntry); err != nil {
 		return fmt.Errorf("copy %s to %s: %w", src, dst, err)
 	}
 	if err := c.finishDirs(); err != nil {
@@ -54,26 +56,26 @@ func CopyTree(ctx context.Context, src, dst string, shift ShiftFunc) (err error)
 type treeCopier struct {
 	dst    string
 	shift  ShiftFunc
-	copied map[inode]string // first copy of each multiply-linked inode
-	dirs   []entry          // directories, whose mode and times are set once their contents are written
+	copied map[fsutil.Inode]string // first copy of each multiply-linked inode
+	dirs   []fsutil.Entry          // directories, whose mode and times are set once their contents are written
 }
 
-func (c *treeCopier) copyEntry(e entry) error {
-	target := filepath.Join(c.dst, e.rel)
-	if e.hasOtherLinks() {
-		if first, ok := c.copied[e.inode()]; ok {
+func (c *treeCopier) copyEntry(e fsutil.Entry) error {
+	target := filepath.Join(c.dst, e.Rel)
+	if e.HasOtherLinks() {
+		if first, ok := c.copied[e.Inode()]; ok {
 			return os.Link(first, target)
 		}
-		c.copied[e.inode()] = target
+		c.copied[e.Inode()] = target
 	}
-	uid, gid, err := c.shift(e.stat.Uid, e.stat.Gid)
+	uid, gid, err := c.shift(e.Stat.Uid, e.Stat.Gid)
 	if err != nil {
-		return fmt.Errorf("%s: %w", e.path, err)
+		return fmt.Errorf("%s: %w", e.Path, err)
 	}
-	mode := e.info.Mode()
+	mode := e.Info.Mode()
 	switch {
 	case mode.IsDir():
-		if e.rel != "." {
+		if e.Rel != "." {
 			if err := os.Mkdir(target, 0o700); err != nil {
 				return err
 			}
@@ -81,11 +83,11 @@ func (c *treeCopier) copyEntry(e entry) error {
 		c.dirs = append(c.dirs, e)
 		return os.Lchown(target, int(uid), int(gid))
 	case mode.IsRegular():
-		if err := copyFileContents(e.path, target); err != nil {
+		if err := copyFileContents(e.Path, target); err != nil {
 			return err
 		}
 	case mode&os.ModeSymlink != 0:
-		link, err := os.Readlink(e.path)
+		link, err := os.Readlink(e.Path)
 		if err != nil {
 			return err
 		}
@@ -94,7 +96,7 @@ func (c *treeCopier) copyEntry(e entry) error {
 		}
 		return os.Lchown(target, int(uid), int(gid))
 	default: // device node, fifo or socket: the type bits of st_mode say which
-		if err := syscall.Mknod(target, e.stat.Mode&syscall.S_IFMT|0o600, int(e.stat.Rdev)); err != nil {
+		if err := syscall.Mknod(target, e.Stat.Mode&syscall.S_IFMT|0o600, int(e.Stat.Rdev)); err != nil {
 			return fmt.Errorf("mknod %s: %w", target, err)
 		}
 	}
@@ -112,8 +114,8 @@ func (c *treeCopier) copyEntry(e entry) error {
 // writing a child never bumps its parent's restored mtime.
 func (c *treeCopier) finishDirs() error {
 	for _, e := range slices.Backward(c.dirs) {
-		target := filepath.Join(c.dst, e.rel)
-		if err := os.Chmod(target, permissionBits(e.info.Mode())); err != nil {
+		target := filepath.Join(c.dst, e.Rel)
+		if err := os.Chmod(target, permissionBits(e.Info.Mode())); err != nil {
 			return err
 		}
 		if err := setTimes(target, e); err != nil {
@@ -145,8 +147,8 @@ func permissionBits(mode os.FileMode) os.FileMode {
 }
 
 // setTimes gives target, which is not a symlink, the access and modification times of e.
-func setTimes(target string, e entry) error {
-	if err := syscall.UtimesNano(target, []syscall.Timespec{e.stat.Atim, e.stat.Mtim}); err != nil {
+func setTimes(target string, e fsutil.Entry) error {
+	if err := syscall.UtimesNano(target, []syscall.Timespec{e.Stat.Atim, e.Stat.Mtim}); err != nil {
 		return fmt.Errorf("set times of %s: %w", target, err)
 	}
 	return nil

@@ -4,6 +4,8 @@ import (
 	"context"
 	"fmt"
 	"os"
+
+	"github.com/polyvisor/polyvisor/internal/fsutil"
 )
 
 // ShiftTree changes the owner of every file under root (root included) through shift, in place.
@@ -17,13 +19,13 @@ func ShiftTree(ctx context.Context, root string, shift ShiftFunc) error {
 	if shift == nil {
 		shift = identity
 	}
-	shifted := make(map[inode]bool)
-	err := walkTree(ctx, root, func(e entry) error {
-		if e.hasOtherLinks() {
-			if shifted[e.inode()] {
+	shifted := make(map[fsutil.Inode]bool)
+	err := fsutil.WalkOneFS(ctx, root, func(e fsutil.Entry) error {
+		if e.HasOtherLinks() {
+			if shifted[e.Inode()] {
 				return nil
 			}
-			shifted[e.inode()] = true
+			shifted[e.Inode()] = true
 		}
 		return shiftEntry(e, shift)
 	})
@@ -33,18 +35,18 @@ func ShiftTree(ctx context.Context, root string, shift ShiftFunc) error {
 	return nil
 }
 
-func shiftEntry(e entry, shift ShiftFunc) error {
-	uid, gid, err := shift(e.stat.Uid, e.stat.Gid)
+func shiftEntry(e fsutil.Entry, shift ShiftFunc) error {
+	uid, gid, err := shift(e.Stat.Uid, e.Stat.Gid)
 	if err != nil {
-		return fmt.Errorf("%s: %w", e.path, err)
+		return fmt.Errorf("%s: %w", e.Path, err)
 	}
-	if err := os.Lchown(e.path, int(uid), int(gid)); err != nil {
+	if err := os.Lchown(e.Path, int(uid), int(gid)); err != nil {
 		return err
 	}
-	if e.info.Mode()&os.ModeSymlink != 0 {
+	if e.Info.Mode()&os.ModeSymlink != 0 {
 		return nil
 	}
-	return os.Chmod(e.path, e.info.Mode()&(os.ModePerm|os.ModeSetuid|os.ModeSetgid|os.ModeSticky))
+	return os.Chmod(e.Path, e.Info.Mode()&(os.ModePerm|os.ModeSetuid|os.ModeSetgid|os.ModeSticky))
 }
 
 // identity is the ShiftFunc that keeps every owner as it is.

@@ -8,8 +8,9 @@ import (
 	"io"
 	"io/fs"
 	"os"
-	"path/filepath"
 	"syscall"
+
+	"github.com/polyvisor/polyvisor/internal/fsutil"
 )
 
 // Digest returns "sha256:<hex>" over the tree: sorted relative paths, type, mode, uid, gid, size, symlink target, file contents. Deterministic, ignores mtimes and atimes.
@@ -23,32 +24,8 @@ import (
 func Digest(ctx context.Context, rootfs string) (string, error) {
 	tree := sha256.New()
 	contents := make(map[[2]uint64]string) // sha256 by device and inode: hardlinks are read once
-	var rootDev uint64
-	err := filepath.WalkDir(rootfs, func(path string, d fs.DirEntry, err error) error {
-		if err != nil {
-			return err
-		}
-		if err := ctx.Err(); err != nil {
-			return err
-		}
-		info, err := d.Info()
-		if err != nil {
-			return err
-		}
-		stat := info.Sys().(*syscall.Stat_t)
-		rel, err := filepath.Rel(rootfs, path)
-		if err != nil {
-			return err
-		}
-		if rel == "." {
-			rootDev = stat.Dev
-		} else if stat.Dev != rootDev {
-			if d.IsDir() {
-				return filepath.SkipDir
-			}
-			return nil
-		}
-		line, err := digestLine(path, rel, info, stat, contents)
+	err := fsutil.WalkOneFS(ctx, rootfs, func(e fsutil.Entry) error {
+		line, err := digestLine(e.Path, e.Rel, e.Info, e.Stat, contents)
 		if err != nil {
 			return err
 		}
