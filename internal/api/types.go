@@ -12,6 +12,9 @@ const Version = "/1.0"
 const (
 	StateRunning = "running"
 	StateStopped = "stopped"
+	// StateBroken marks a guest whose guest.yaml does not load; Error says
+	// why. The daemon leaves its directory alone until the file is fixed.
+	StateBroken = "broken"
 )
 
 // Guest is what `info --format json` prints and `list --format json` prints an array of.
@@ -35,6 +38,7 @@ type Guest struct {
 	StartedAt  time.Time `json:"startedAt,omitzero" yaml:"startedAt,omitempty"`
 	LastExit   *Exit     `json:"lastExit,omitempty" yaml:"lastExit,omitempty"`
 	Pending    []string  `json:"pending,omitempty" yaml:"pending,omitempty"`
+	Error      string    `json:"error,omitempty" yaml:"error,omitempty"`
 }
 
 // IDMap says which host ids a guest's root and users are.

@@ -102,7 +102,7 @@ func (d *Daemon) handleList(r *http.Request) (any, error) {
 	for _, def := range defs {
 		out = append(out, d.view(def))
 	}
-	return out, nil
+	return append(out, d.guests.brokenViews()...), nil
 }
 
 func (d *Daemon) handleGet(r *http.Request) (any, error) {

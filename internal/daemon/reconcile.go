@@ -28,6 +28,7 @@ func (d *Daemon) reconcile(ctx context.Context) error {
 		if err != nil {
 			// Nothing is lost: the directory stays for the admin to fix.
 			d.log.Error("skipping a guest whose definition does not load", "guest", name, "err", err)
+			d.guests.markBroken(name, err)
 			continue
 		}
 		e := d.guests.release(name, def)

@@ -24,10 +24,12 @@ type table struct {
 	mu       sync.RWMutex
 	guests   map[string]*entry
 	reserved map[string]string // name of a guest being created -> its template
+	// broken holds guests whose definition did not load at start, with why.
+	broken map[string]error
 }
 
 func newTable() *table {
-	return &table{guests: map[string]*entry{}, reserved: map[string]string{}}
+	return &table{guests: map[string]*entry{}, reserved: map[string]string{}, broken: map[string]error{}}
 }
 
 func (t *table) len() int {
@@ -41,6 +43,9 @@ func (t *table) get(name string) (*entry, error) {
 	t.mu.RLock()
 	defer t.mu.RUnlock()
 	e, ok := t.guests[name]
+	if err := t.broken[name]; err != nil {
+		return nil, fmt.Errorf("guest %s is broken: %w (fix its guest.yaml, then restart the daemon)", name, err)
+	}
 	if !ok {
 		return nil, fmt.Errorf("guest %s: %w: see 'polyvisor list'", name, api.ErrNotFound)
 	}
@@ -52,6 +57,9 @@ func (t *table) reserve(name, template string) error {
 	t.mu.Lock()
 	defer t.mu.Unlock()
 	_, taken := t.guests[name]
+	if t.broken[name] != nil {
+		taken = true
+	}
 	if _, creating := t.reserved[name]; taken || creating {
 		return fmt.Errorf("guest %s: %w: pick another name or delete it first", name, api.ErrExists)
 	}
@@ -71,6 +79,25 @@ func (t *table) release(name string, def *guest.Definition) *entry {
 	e.def.Store(def)
 	t.guests[name] = e
 	return e
+}
+
+// markBroken records a guest whose definition does not load.
+func (t *table) markBroken(name string, err error) {
+	t.mu.Lock()
+	defer t.mu.Unlock()
+	t.broken[name] = err
+}
+
+// brokenViews describes the broken guests for list.
+func (t *table) brokenViews() []api.Guest {
+	t.mu.RLock()
+	defer t.mu.RUnlock()
+	views := make([]api.Guest, 0, len(t.broken))
+	for name, err := range t.broken {
+		views = append(views, api.Guest{Name: name, State: api.StateBroken, Error: err.Error(), IPv4: []string{}})
+	}
+	sort.Slice(views, func(i, j int) bool { return views[i].Name < views[j].Name })
+	return views
 }
 
 func (t *table) remove(name string) {

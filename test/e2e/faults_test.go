@@ -210,4 +210,10 @@ func TestBrokenDefinitionIsKeptAndReported(t *testing.T) {
 	if _, err := os.Stat(path); err != nil {
 		t.Errorf("the broken definition was removed: %v", err)
 	}
+	gs, err := d.Guests()
+	if err != nil || len(gs) != 1 || gs[0].State != api.StateBroken || !strings.Contains(gs[0].Error, `unknown key "colour"`) {
+		t.Errorf("list shows %+v, %v; want edited as broken, naming the key", gs, err)
+	}
+	expectError(t, d, `unknown key "colour"`, "info", "edited")
+	expectError(t, d, "already exists", "launch", "busybox", "edited")
 }
