@@ -50,8 +50,14 @@ func (a *app) consoleCmd() *cobra.Command {
 						ended <- nil
 						return
 					}
-					if f.Type == stream.Stdout {
+					switch f.Type {
+					case stream.Stdout:
 						a.stdout.Write(f.Data)
+					case stream.Exit: // the guest's init ended
+						code, _ := stream.DecodeExit(f.Data)
+						fmt.Fprintf(a.stderr, "\r\nGuest %s stopped (init exit code %d).\r\n", args[0], code)
+						ended <- nil
+						return
 					}
 				}
 			}()

@@ -2,12 +2,13 @@ package monitor
 
 import (
 	"fmt"
-	"os"
 	"path/filepath"
 	"strconv"
 	"time"
 
 	"golang.org/x/sys/unix"
+
+	"github.com/polyvisor/polyvisor/internal/fsutil"
 )
 
 // ExitStatus is the content of RUNDIR/exit.json, written once the guest's
@@ -54,45 +55,8 @@ func (s ExitStatus) MarshalJSON() ([]byte, error) {
 func writeExitFile(dir string, s ExitStatus) error {
 	data, _ := s.MarshalJSON()
 	data = append(data, '\n')
-	if err := writeFileAtomic(filepath.Join(dir, ExitFileName), data); err != nil {
+	if err := fsutil.WriteFileAtomic(filepath.Join(dir, ExitFileName), data, 0o644); err != nil {
 		return fmt.Errorf("write exit status: %w", err)
 	}
 	return nil
-}
-
-// writeFileAtomic writes data to a temporary file next to path, syncs it,
-// renames it over path and syncs the directory.
-func writeFileAtomic(path string, data []byte) (err error) {
-	tmp, err := os.CreateTemp(filepath.Dir(path), "."+filepath.Base(path)+".tmp-*")
-	if err != nil {
-		return err
-	}
-	defer func() {
-		if err != nil {
-			tmp.Close()
-			os.Remove(tmp.Name())
-		}
-	}()
-	if _, err := tmp.Write(data); err != nil {
-		return err
-	}
-	if err := tmp.Sync(); err != nil {
-		return err
-	}
-	if err := tmp.Close(); err != nil {
-		return err
-	}
-	if err := os.Rename(tmp.Name(), path); err != nil {
-		return err
-	}
-	return syncDir(filepath.Dir(path))
-}
-
-func syncDir(dir string) error {
-	d, err := os.Open(dir)
-	if err != nil {
-		return err
-	}
-	defer d.Close()
-	return d.Sync()
 }

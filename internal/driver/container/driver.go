@@ -19,6 +19,7 @@ import (
 	"github.com/polyvisor/polyvisor/internal/guest"
 	"github.com/polyvisor/polyvisor/internal/idmap"
 	"github.com/polyvisor/polyvisor/internal/layout"
+	"github.com/polyvisor/polyvisor/internal/monitor"
 )
 
 // Class is this driver's name.
@@ -231,7 +232,7 @@ func (d *Driver) Cleanup(ctx context.Context, def *guest.Definition) (*api.Exit,
 	if monitorIdentity(def).Alive() && !initIdentity(def).Alive() {
 		d.waitMonitor(ctx, def)
 	}
-	exit := readExit(filepath.Join(d.runDir(def), "exit.json"))
+	exit := readExit(filepath.Join(d.runDir(def), monitor.ExitFileName))
 	var errs []error
 	if err := d.runc(ctx, "delete", "--force", def.Name); err != nil && !isNotExist(err) {
 		errs = append(errs, err)
@@ -269,11 +270,7 @@ func readExit(path string) *api.Exit {
 	if err != nil {
 		return nil
 	}
-	var rec struct {
-		ExitCode int       `json:"exitCode"`
-		Signal   int       `json:"signal"`
-		ExitedAt time.Time `json:"exitedAt"`
-	}
+	var rec monitor.ExitStatus
 	if json.Unmarshal(data, &rec) != nil {
 		return nil
 	}

@@ -17,6 +17,7 @@ import (
 	"github.com/polyvisor/polyvisor/internal/api"
 	"github.com/polyvisor/polyvisor/internal/driver"
 	"github.com/polyvisor/polyvisor/internal/guest"
+	"github.com/polyvisor/polyvisor/internal/monitor"
 )
 
 // Exec implements driver.Execer with `runc exec`. The command's exit code
@@ -129,7 +130,7 @@ func (d *Driver) AttachConsole(ctx context.Context, def *guest.Definition) (net.
 		return nil, fmt.Errorf("guest %s: %w: start it first (its saved log: polyvisor console --log %s)", def.Name, api.ErrNotRunning, def.Name)
 	}
 	var dialer net.Dialer
-	conn, err := dialer.DialContext(ctx, "unix", filepath.Join(d.runDir(def), "console.sock"))
+	conn, err := dialer.DialContext(ctx, "unix", filepath.Join(d.runDir(def), monitor.ConsoleSocketName))
 	if err != nil {
 		return nil, fmt.Errorf("attach console of %s: %w", def.Name, err)
 	}

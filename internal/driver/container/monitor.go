@@ -7,7 +7,6 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
-	"strconv"
 	"strings"
 	"syscall"
 	"time"
@@ -16,6 +15,7 @@ import (
 
 	"github.com/polyvisor/polyvisor/internal/api"
 	"github.com/polyvisor/polyvisor/internal/guest"
+	"github.com/polyvisor/polyvisor/internal/monitor"
 	"github.com/polyvisor/polyvisor/internal/procutil"
 )
 
@@ -24,7 +24,7 @@ const (
 	sigKILL = unix.SIGKILL
 	// consoleLogMax bounds the console log kept under the guest's directory
 	// (plus one rotated generation).
-	consoleLogMax = 1 << 20
+	consoleLogMax = monitor.DefaultLogMax
 	// monitorReadyTimeout bounds how long a start may take.
 	monitorReadyTimeout = 60 * time.Second
 )
@@ -55,16 +55,11 @@ func (d *Driver) startMonitor(ctx context.Context, def *guest.Definition) (guest
 		return guest.Status{}, fmt.Errorf("start %s: %w", def.Name, err)
 	}
 	defer readyR.Close()
-	runDir := d.runDir(def)
-	cmd := exec.Command(d.opts.Monitor,
-		"--id", def.Name,
-		"--bundle", filepath.Join(d.guestDir(def), bundleDir),
-		"--runc", runtime,
-		"--runc-root", d.opts.Layout.RuncRoot(),
-		"--dir", runDir,
-		"--log", d.ConsoleLog(def),
-		"--log-max", strconv.Itoa(consoleLogMax),
-	)
+	cfg := monitor.Config{
+		ID: def.Name, Bundle: filepath.Join(d.guestDir(def), bundleDir), Runc: runtime,
+		RuncRoot: d.opts.Layout.RuncRoot(), Dir: d.runDir(def), Log: d.ConsoleLog(def), LogMax: consoleLogMax,
+	}
+	cmd := exec.Command(d.opts.Monitor, cfg.Args()...)
 	cmd.ExtraFiles = []*os.File{readyW}
 	cmd.SysProcAttr = &syscall.SysProcAttr{Setsid: true}
 	if err := cmd.Start(); err != nil {
@@ -72,7 +67,7 @@ func (d *Driver) startMonitor(ctx context.Context, def *guest.Definition) (guest
 		return guest.Status{}, fmt.Errorf("start monitor for %s: %w", def.Name, err)
 	}
 	readyW.Close()
-	monitor, idErr := procutil.Identify(cmd.Process.Pid)
+	mon, idErr := procutil.Identify(cmd.Process.Pid)
 	// The monitor outlives this daemon; while we live, we reap it.
 	d.monitors.Add(1)
 	go func() {
@@ -82,19 +77,15 @@ func (d *Driver) startMonitor(ctx context.Context, def *guest.Definition) (guest
 	if idErr != nil {
 		return guest.Status{}, fmt.Errorf("start %s: %w", def.Name, idErr)
 	}
-	status := guest.Status{MonitorPID: monitor.PID, MonitorStart: monitor.Start}
+	status := guest.Status{MonitorPID: mon.PID, MonitorStart: mon.Start}
 	line, err := readReady(ctx, readyR)
 	if err != nil {
-		monitor.Signal(sigKILL)
+		mon.Signal(sigKILL)
 		return status, fmt.Errorf("start %s: %w", def.Name, err)
 	}
-	if msg, ok := strings.CutPrefix(line, "error "); ok {
-		return status, fmt.Errorf("start %s: %s", def.Name, msg)
-	}
-	pidText, ok := strings.CutPrefix(line, "ok ")
-	pid, perr := strconv.Atoi(strings.TrimSpace(pidText))
-	if !ok || perr != nil {
-		return status, fmt.Errorf("start %s: monitor said %q (see %s)", def.Name, line, filepath.Join(runDir, "monitor.log"))
+	pid, err := monitor.ParseReady(line)
+	if err != nil {
+		return status, fmt.Errorf("start %s: %w", def.Name, err)
 	}
 	init, err := procutil.Identify(pid)
 	if err != nil {
