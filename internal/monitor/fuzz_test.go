@@ -24,20 +24,3 @@ func FuzzParseReady(f *testing.F) {
 		}
 	})
 }
-
-// FuzzParseMappingHeader checks that no smaps line makes the parser panic
-// or produce an empty or inverted range.
-func FuzzParseMappingHeader(f *testing.F) {
-	f.Add("00400000-00513000 r-xp 00000000 fd:01 1234    /bin/x\n", "/bin/x")
-	f.Add("Anonymous:             0 kB\n", "/bin/x")
-	f.Add("-", "")
-	f.Fuzz(func(t *testing.T, line, exe string) {
-		m, header := parseMappingHeader([]byte(line), exe)
-		if header && m.end <= m.start {
-			t.Fatalf("%q: range %x-%x", line, m.start, m.end)
-		}
-		if m.ours && !header {
-			t.Fatalf("%q: ours but not a header", line)
-		}
-	})
-}

@@ -158,7 +158,7 @@ func (m *monitor) waitForInit(ctx context.Context, pid int, sigs signals) (ExitS
 		case sig := <-sigs.ignored:
 			m.log.Info("ignoring signal: the guest keeps running", "signal", sig)
 		case <-trim.C:
-			m.trimMemory()
+			trimMemory()
 			trim.Reset(trimInterval)
 		case <-done:
 			done = nil
@@ -167,12 +167,6 @@ func (m *monitor) waitForInit(ctx context.Context, pid int, sigs signals) (ExitS
 				m.log.Warn("kill guest init", "err", err)
 			}
 		}
-	}
-}
-
-func (m *monitor) trimMemory() {
-	if err := trimMemory(); err != nil {
-		m.log.Warn("trim memory", "err", err)
 	}
 }
 
