@@ -32,7 +32,7 @@ func (a *app) launchCmd(verb string, start bool) *cobra.Command {
 			if err != nil {
 				return err
 			}
-			if err := c.Wait(cmd.Context(), op, a.progress(cmd, format, verb+" "+req.Name)); err != nil {
+			if err := c.Wait(cmd.Context(), op, a.progress(format, verb+" "+req.Name)); err != nil {
 				return err
 			}
 			if format == "json" {
@@ -135,7 +135,7 @@ func (a *app) stateCmd(action, short string) *cobra.Command {
 				if err != nil {
 					return err
 				}
-				if err := c.Wait(cmd.Context(), op, nil); err != nil {
+				if err := c.Wait(cmd.Context(), op, a.progress("text", action+" "+name)); err != nil {
 					return err
 				}
 			}
@@ -163,7 +163,7 @@ func (a *app) deleteCmd() *cobra.Command {
 				if err != nil {
 					return err
 				}
-				if err := c.Wait(cmd.Context(), op, nil); err != nil {
+				if err := c.Wait(cmd.Context(), op, a.progress("text", "delete "+name)); err != nil {
 					return err
 				}
 			}

@@ -4,7 +4,6 @@ import (
 	"os"
 
 	"github.com/schollz/progressbar/v3"
-	"github.com/spf13/cobra"
 	"golang.org/x/term"
 
 	"github.com/polyvisor/polyvisor/internal/api"
@@ -13,7 +12,7 @@ import (
 // progress returns an operation watcher that draws the phase (and a bar
 // when the total is known) on a terminal, and nil, meaning quiet, when
 // stderr is not a terminal or the output is JSON.
-func (a *app) progress(cmd *cobra.Command, format, title string) func(api.Operation) {
+func (a *app) progress(format, title string) func(api.Operation) {
 	if format == "json" || !term.IsTerminal(int(os.Stderr.Fd())) {
 		return nil
 	}

@@ -29,7 +29,7 @@ func (a *app) templateCmd() *cobra.Command {
 			if err != nil {
 				return err
 			}
-			if err := c.Wait(cmd.Context(), op, a.progress(cmd, buildFormat, "build "+op.Resource)); err != nil {
+			if err := c.Wait(cmd.Context(), op, a.progress(buildFormat, "build "+op.Resource)); err != nil {
 				return err
 			}
 			t, err := c.Template(cmd.Context(), op.Resource)

@@ -13,7 +13,6 @@ import (
 	"net/http"
 	"net/url"
 	"strings"
-	"time"
 
 	"github.com/polyvisor/polyvisor/internal/api"
 )
@@ -221,22 +220,18 @@ func (c *Client) Operation(ctx context.Context, id string) (api.Operation, error
 }
 
 // Wait blocks until the operation ends and returns its error, if any.
-// With onProgress, it polls instead, reporting each state it sees.
+// With onProgress, it is called with each state seen, about five times a
+// second; the daemon still answers the moment the operation ends.
 func (c *Client) Wait(ctx context.Context, op api.Operation, onProgress func(api.Operation)) error {
+	wait := "30"
+	if onProgress != nil {
+		wait = "0.2"
+	}
 	for op.Status == api.OpRunning {
-		var err error
 		if onProgress != nil {
 			onProgress(op)
-			select {
-			case <-ctx.Done():
-				return ctx.Err()
-			case <-time.After(200 * time.Millisecond):
-			}
-			op, err = c.Operation(ctx, op.ID)
-		} else {
-			err = c.call(ctx, http.MethodGet, api.Version+"/operations/"+op.ID+"/wait?timeout=30", nil, &op)
 		}
-		if err != nil {
+		if err := c.call(ctx, http.MethodGet, api.Version+"/operations/"+op.ID+"/wait?timeout="+wait, nil, &op); err != nil {
 			return err
 		}
 	}

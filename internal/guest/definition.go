@@ -7,7 +7,6 @@ import (
 	"errors"
 	"fmt"
 	"io"
-	"regexp"
 	"strconv"
 	"strings"
 	"time"
@@ -84,11 +83,23 @@ type Status struct {
 	Pending []string `yaml:"pending,omitempty"`
 }
 
-var nameRE = regexp.MustCompile(`^[a-z]([a-z0-9-]{0,61}[a-z0-9])?$`)
+// isDNSLabel reports whether name is 1-63 of [a-z0-9-], starting with a
+// letter and not ending with '-'.
+func isDNSLabel(name string) bool {
+	if len(name) == 0 || len(name) > 63 || name[0] < 'a' || name[0] > 'z' || name[len(name)-1] == '-' {
+		return false
+	}
+	for _, c := range []byte(name) {
+		if (c < 'a' || c > 'z') && (c < '0' || c > '9') && c != '-' {
+			return false
+		}
+	}
+	return true
+}
 
 // ValidateName checks that name is a DNS label, so it works as a hostname.
 func ValidateName(name string) error {
-	if !nameRE.MatchString(name) {
+	if !isDNSLabel(name) {
 		return fmt.Errorf("%w: name %q: use 1-63 lower-case letters, digits and '-', starting with a letter and not ending with '-'", api.ErrInvalid, name)
 	}
 	return nil

@@ -61,6 +61,9 @@ func (d *Driver) startMonitor(ctx context.Context, def *guest.Definition) (guest
 	}
 	cmd := exec.Command(d.opts.Monitor, cfg.Args()...)
 	cmd.ExtraFiles = []*os.File{readyW}
+	// One P from the start keeps the monitor small; set here, it spares the
+	// monitor re-executing itself to get it (see cmd/polyvisor-monitor).
+	cmd.Env = append(os.Environ(), "GOMAXPROCS=1")
 	cmd.SysProcAttr = &syscall.SysProcAttr{Setsid: true}
 	if err := cmd.Start(); err != nil {
 		readyW.Close()
