@@ -5,6 +5,7 @@ set -euo pipefail
 
 packages=(
   runc            # the OCI runtime of the container class
+  crun            # the alternative runtime (--runtime crun), where the host's cgroups allow it
   busybox-static  # busybox template and the host check's canary
   debootstrap     # Debian templates
   iproute2        # network namespaces in tests

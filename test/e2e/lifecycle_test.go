@@ -9,6 +9,7 @@ import (
 	"time"
 
 	"github.com/polyvisor/polyvisor/internal/api"
+	"github.com/polyvisor/polyvisor/internal/driver/container"
 	"github.com/polyvisor/polyvisor/internal/layout"
 	"github.com/polyvisor/polyvisor/internal/testenv"
 )
@@ -309,4 +310,35 @@ func existing(paths []string) []string {
 		}
 	}
 	return out
+}
+
+// TestRuntimeIsASetting runs the host check under crun: it works on pure
+// cgroup v2 hosts and must refuse hybrid ones, saying why.
+func TestRuntimeIsASetting(t *testing.T) {
+	requireRoot(t)
+	d, err := testenv.Start(t.TempDir(), env.bin, "--runtime", "crun")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer d.Destroy()
+	var check api.HostCheck
+	if err := jsonUnmarshal(d.Must(t, "host", "check", "--format", "json"), &check); err != nil {
+		t.Fatal(err)
+	}
+	v := check.Classes[0]
+	if v.Details["runtime"] != "crun" {
+		t.Errorf("host check ran %q, want crun", v.Details["runtime"])
+	}
+	switch mode := container.CgroupMode(); mode {
+	case "hybrid":
+		if v.Works || !strings.Contains(v.Reason, "hybrid mode not supported") { // crun's own words, not only our hint
+			t.Errorf("crun on hybrid cgroups: %+v, want a refusal that names the cgroup mode", v)
+		}
+	case "v2":
+		if !v.Works {
+			t.Errorf("crun on cgroup v2: %+v", v)
+		}
+	default:
+		t.Logf("cgroup mode %s: crun's verdict: works=%v (%s)", mode, v.Works, v.Reason)
+	}
 }

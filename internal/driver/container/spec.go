@@ -11,6 +11,11 @@ import (
 	"github.com/polyvisor/polyvisor/internal/idmap"
 )
 
+// ociVersion is the runtime-spec version the bundles declare: the one
+// Debian's runc 1.1 and crun 1.8 both know (crun refuses newer ones with
+// "unknown version specified"); the fields used here all exist in it.
+const ociVersion = "1.0.2"
+
 // cpuPeriod is the CFS period the cpus limit is expressed against.
 const cpuPeriod = 100000
 
@@ -58,7 +63,7 @@ func buildSpec(in specInput) (*specs.Spec, error) {
 		return nil, err
 	}
 	spec := &specs.Spec{
-		Version:  specs.Version,
+		Version:  ociVersion,
 		Hostname: def.Name,
 		Root:     &specs.Root{Path: in.Rootfs},
 		Process: &specs.Process{
