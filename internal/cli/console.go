@@ -28,13 +28,11 @@ func (a *app) consoleCmd() *cobra.Command {
 			defer conn.Close()
 			out := stream.NewFrameWriter(conn)
 			if term.IsTerminal(int(os.Stdin.Fd())) {
-				restore, err := rawTerminal()
+				release, err := takeTerminal(out)
 				if err != nil {
 					return err
 				}
-				defer restore()
-				stopResize := forwardResize(out)
-				defer stopResize()
+				defer release()
 				fmt.Fprintf(a.stderr, "Attached to %s; Ctrl-a q detaches.\r\n", args[0])
 			}
 			detached := make(chan struct{})

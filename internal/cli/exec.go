@@ -50,13 +50,11 @@ func (a *app) execCmd() *cobra.Command {
 			defer conn.Close()
 			out := stream.NewFrameWriter(conn)
 			if useTTY {
-				restore, err := rawTerminal()
+				release, err := takeTerminal(out)
 				if err != nil {
 					return err
 				}
-				defer restore()
-				stopResize := forwardResize(out)
-				defer stopResize()
+				defer release()
 			}
 			go func() {
 				copyInput(out, os.Stdin, nil)
@@ -131,14 +129,19 @@ func copyInput(out *stream.FrameWriter, in io.Reader, detach *detacher) {
 	}
 }
 
-// rawTerminal puts stdin in raw mode and returns how to restore it.
-func rawTerminal() (func(), error) {
+// takeTerminal puts stdin in raw mode and forwards the terminal's size to
+// the session; release undoes both.
+func takeTerminal(out *stream.FrameWriter) (release func(), err error) {
 	fd := int(os.Stdin.Fd())
 	state, err := term.MakeRaw(fd)
 	if err != nil {
 		return nil, fmt.Errorf("terminal raw mode: %w", err)
 	}
-	return func() { term.Restore(fd, state) }, nil
+	stopResize := forwardResize(out)
+	return func() {
+		stopResize()
+		term.Restore(fd, state)
+	}, nil
 }
 
 // forwardResize sends the terminal size now and on every SIGWINCH.

@@ -87,12 +87,7 @@ func TestInjectedFaultsLeaveNothingHalfMade(t *testing.T) {
 	requireRoot(t)
 	for _, point := range []string{"create-after-disks", "after-rootfs", "before-monitor", "start-after-boot"} {
 		t.Run(point, func(t *testing.T) {
-			d, err := testenv.Start(t.TempDir(), env.bin, "--inject-fault", point)
-			if err != nil {
-				t.Fatal(err)
-			}
-			defer d.Destroy()
-			d.Must(t, "template", "build", "busybox")
+			d := ownDaemon(t, "--inject-fault", point)
 			monitorsBefore := countMonitors(t)
 			expectError(t, d, "injected fault at "+point, "launch", "busybox", "half")
 			l := layout.New(d.StateDir)
@@ -140,12 +135,7 @@ func countMonitors(t *testing.T) int {
 // and cleans what belongs to guests that died meanwhile.
 func TestGuestsOutliveKilledDaemon(t *testing.T) {
 	requireRoot(t)
-	d, err := testenv.Start(t.TempDir(), env.bin)
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer d.Destroy()
-	d.Must(t, "template", "build", "busybox")
+	d := ownDaemon(t)
 	d.Must(t, "launch", "busybox", "survivor")
 	d.Must(t, "launch", "busybox", "casualty")
 	survivor, casualty := info(t, d, "survivor"), info(t, d, "casualty")
@@ -190,12 +180,7 @@ func TestGuestsOutliveKilledDaemon(t *testing.T) {
 // is refused with the key named, and nothing is deleted.
 func TestBrokenDefinitionIsKeptAndReported(t *testing.T) {
 	requireRoot(t)
-	d, err := testenv.Start(t.TempDir(), env.bin)
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer d.Destroy()
-	d.Must(t, "template", "build", "busybox")
+	d := ownDaemon(t)
 	d.Must(t, "create", "busybox", "edited")
 	path := filepath.Join(layout.New(d.StateDir).GuestDir("edited"), "guest.yaml")
 	d.Kill()

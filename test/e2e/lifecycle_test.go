@@ -316,11 +316,7 @@ func existing(paths []string) []string {
 // cgroup v2 hosts and must refuse hybrid ones, saying why.
 func TestRuntimeIsASetting(t *testing.T) {
 	requireRoot(t)
-	d, err := testenv.Start(t.TempDir(), env.bin, "--runtime", "crun")
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer d.Destroy()
+	d := ownDaemon(t, "--runtime", "crun")
 	var check api.HostCheck
 	if err := jsonUnmarshal(d.Must(t, "host", "check", "--format", "json"), &check); err != nil {
 		t.Fatal(err)

@@ -83,3 +83,17 @@ func requireRoot(t *testing.T) {
 		t.Skip("e2e: " + env.skipWhy)
 	}
 }
+
+// ownDaemon starts a daemon of the test's own, with the busybox template
+// built, for tests that kill, restart or misconfigure it; it is destroyed
+// when the test ends.
+func ownDaemon(t *testing.T, extra ...string) *testenv.Daemon {
+	t.Helper()
+	d, err := testenv.Start(t.TempDir(), env.bin, extra...)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { d.Destroy() })
+	d.Must(t, "template", "build", "busybox")
+	return d
+}
