@@ -6,6 +6,11 @@
 //
 //	polyvisor-monitor --id ID --bundle DIR --runc PATH --runc-root DIR \
 //	    --dir RUNDIR --log FILE [--log-max BYTES]
+//	polyvisor-monitor --id ID --dir RUNDIR --log FILE [--log-max BYTES] \
+//	    [--ready-socket PATH] -- COMMAND [ARGS...]
+//
+// The second form runs COMMAND (a QEMU process) as the guest, on a console
+// pty of the monitor's, instead of a runc container.
 //
 // The start's outcome is one line on fd 3, when fd 3 is open: "ok PID" or
 // "error MESSAGE". The exit status is 0 once the guest has exited and been
@@ -85,11 +90,16 @@ func parseArgs(args []string) (monitor.Config, error) {
 	fs.StringVar(&cfg.Dir, "dir", "", "run directory for sockets, pid and exit files, monitor.log")
 	fs.StringVar(&cfg.Log, "log", "", "console log file")
 	fs.Int64Var(&cfg.LogMax, "log-max", monitor.DefaultLogMax, "console log size that triggers rotation, in bytes")
+	fs.StringVar(&cfg.ReadySocket, "ready-socket", "", "with a command: report the start once this path exists")
 	if err := fs.Parse(args); err != nil {
 		return cfg, err
 	}
+	// After "--": a command to run as the guest instead of a container.
 	if fs.NArg() > 0 {
-		return cfg, errors.New("unexpected argument " + fs.Arg(0))
+		if args[len(args)-fs.NArg()-1] != "--" {
+			return cfg, errors.New("unexpected argument " + fs.Arg(0) + ": a guest command goes after --")
+		}
+		cfg.Command = fs.Args()
 	}
 	return cfg, cfg.Validate()
 }

@@ -2,6 +2,7 @@ package main
 
 import (
 	"errors"
+	"reflect"
 	"testing"
 
 	"github.com/polyvisor/polyvisor/internal/monitor"
@@ -18,8 +19,18 @@ func TestArgsRoundTrip(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	if got != want {
+	if !reflect.DeepEqual(got, want) {
 		t.Fatalf("got %+v, want %+v", got, want)
+	}
+	vm := monitor.Config{
+		ID: "vm1", Dir: "/run/polyvisor/vm1", Log: "/var/log/vm1.log", LogMax: 4096, Runc: "runc",
+		ReadySocket: "/run/polyvisor/vm1/qmp.sock", Command: []string{"qemu-system-x86_64", "-M", "microvm", "--", "x"},
+	}
+	if got, err = parseArgs(vm.Args()); err != nil || !reflect.DeepEqual(got, vm) {
+		t.Fatalf("command form: got %+v, %v; want %+v", got, err, vm)
+	}
+	if _, err := parseArgs([]string{"--id", "a", "--dir", "/d", "--log", "/l", "stray"}); err == nil {
+		t.Fatal("a stray argument was taken for a command")
 	}
 }
 

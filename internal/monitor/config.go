@@ -37,14 +37,27 @@ type Config struct {
 	Dir      string // the monitor's run directory: sockets, pid, exit file, log
 	Log      string // the console log file; rotated to Log+".1"
 	LogMax   int64  // console log size that triggers rotation, in bytes
+	// Command, when set, is run as the guest instead of a runc container,
+	// on the console pty the monitor makes (a QEMU VM); Bundle, Runc and
+	// RuncRoot are then unused.
+	Command []string
+	// ReadySocket is a path the Command creates once it is up (QEMU's QMP
+	// socket); the start is reported only then.
+	ReadySocket string
 }
+
+// runsCommand reports whether the guest is a plain command, not a container.
+func (c Config) runsCommand() bool { return len(c.Command) > 0 }
 
 // Validate reports the first missing or unusable field.
 func (c Config) Validate() error {
-	for _, f := range []struct{ flag, value string }{
-		{"--id", c.ID}, {"--bundle", c.Bundle}, {"--runc", c.Runc},
-		{"--runc-root", c.RuncRoot}, {"--dir", c.Dir}, {"--log", c.Log},
-	} {
+	required := []struct{ flag, value string }{{"--id", c.ID}, {"--dir", c.Dir}, {"--log", c.Log}}
+	if !c.runsCommand() {
+		required = append(required, []struct{ flag, value string }{
+			{"--bundle", c.Bundle}, {"--runc", c.Runc}, {"--runc-root", c.RuncRoot},
+		}...)
+	}
+	for _, f := range required {
 		if f.value == "" {
 			return fmt.Errorf("%s is required: %w", f.flag, ErrInvalid)
 		}
@@ -55,9 +68,9 @@ func (c Config) Validate() error {
 	// runc runs in the bundle directory: a relative path would mean one
 	// thing to the monitor and another to runc.
 	for _, f := range []struct{ flag, value string }{
-		{"--bundle", c.Bundle}, {"--runc-root", c.RuncRoot}, {"--dir", c.Dir}, {"--log", c.Log},
+		{"--bundle", c.Bundle}, {"--runc-root", c.RuncRoot}, {"--dir", c.Dir}, {"--log", c.Log}, {"--ready-socket", c.ReadySocket},
 	} {
-		if !filepath.IsAbs(f.value) {
+		if f.value != "" && !filepath.IsAbs(f.value) {
 			return fmt.Errorf("%s %q must be an absolute path: %w", f.flag, f.value, ErrInvalid)
 		}
 	}
@@ -86,15 +99,14 @@ func isValidID(id string) bool {
 // Args returns the command-line arguments that make polyvisor-monitor run
 // with c, for the daemon to start it with.
 func (c Config) Args() []string {
-	return []string{
-		"--id", c.ID,
-		"--bundle", c.Bundle,
-		"--runc", c.Runc,
-		"--runc-root", c.RuncRoot,
-		"--dir", c.Dir,
-		"--log", c.Log,
-		"--log-max", strconv.FormatInt(c.LogMax, 10),
+	args := []string{"--id", c.ID, "--dir", c.Dir, "--log", c.Log, "--log-max", strconv.FormatInt(c.LogMax, 10)}
+	if !c.runsCommand() {
+		return append(args, "--bundle", c.Bundle, "--runc", c.Runc, "--runc-root", c.RuncRoot)
 	}
+	if c.ReadySocket != "" {
+		args = append(args, "--ready-socket", c.ReadySocket)
+	}
+	return append(append(args, "--"), c.Command...)
 }
 
 // path returns the path of a file in the run directory.

@@ -120,8 +120,10 @@ func (m *monitor) supervise(ctx context.Context, g *guest, sigs signals) error {
 			waitErr = err
 		}
 	}
-	if err := m.runcDelete(); err != nil {
-		m.log.Error("delete container", "err", err)
+	if !m.cfg.runsCommand() {
+		if err := m.runcDelete(); err != nil {
+			m.log.Error("delete container", "err", err)
+		}
 	}
 	exitCode := int32(status.ExitCode)
 	if waitErr != nil {

@@ -41,6 +41,9 @@ func (g *guest) close() {
 // error the container (if runc made one) is deleted and every file the
 // start made in the run directory is removed.
 func (m *monitor) start(ctx context.Context) (_ *guest, err error) {
+	if m.cfg.runsCommand() {
+		return m.startCommand(ctx)
+	}
 	if err := m.checkNotExists(); err != nil {
 		return nil, err
 	}
