@@ -12,14 +12,13 @@ import (
 	"log/slog"
 	"os"
 	"path/filepath"
-	"sync"
 	"time"
 
 	"github.com/polyvisor/polyvisor/internal/api"
+	"github.com/polyvisor/polyvisor/internal/driver/monitored"
 	"github.com/polyvisor/polyvisor/internal/guest"
 	"github.com/polyvisor/polyvisor/internal/idmap"
 	"github.com/polyvisor/polyvisor/internal/layout"
-	"github.com/polyvisor/polyvisor/internal/monitor"
 )
 
 // Class is this driver's name.
@@ -42,11 +41,9 @@ type Options struct {
 
 // Driver runs container guests.
 type Driver struct {
-	opts Options
-	log  *slog.Logger
-	// monitors are the monitor processes this daemon started: it reaps
-	// them when they end so they do not linger as zombies.
-	monitors sync.WaitGroup
+	opts     Options
+	log      *slog.Logger
+	monitors *monitored.Launcher
 }
 
 // New returns the container driver.
@@ -57,7 +54,7 @@ func New(opts Options) *Driver {
 	if opts.Log == nil {
 		opts.Log = slog.Default()
 	}
-	return &Driver{opts: opts, log: opts.Log.With("driver", Class)}
+	return &Driver{opts: opts, log: opts.Log.With("driver", Class), monitors: &monitored.Launcher{Monitor: opts.Monitor}}
 }
 
 // Class implements driver.Driver.
@@ -219,9 +216,7 @@ func (d *Driver) Stop(ctx context.Context, def *guest.Definition, timeout time.D
 // waitMonitor gives the monitor a moment to write exit.json and delete the
 // runc container after init ended.
 func (d *Driver) waitMonitor(ctx context.Context, def *guest.Definition) error {
-	ctx, cancel := context.WithTimeout(ctx, 10*time.Second)
-	defer cancel()
-	if err := monitorIdentity(def).Wait(ctx); err != nil {
+	if !monitored.WaitMonitor(ctx, def) {
 		d.log.Warn("monitor still running after its guest ended", "guest", def.Name, "pid", def.Status.MonitorPID)
 	}
 	return nil
@@ -229,10 +224,10 @@ func (d *Driver) waitMonitor(ctx context.Context, def *guest.Definition) error {
 
 // Cleanup implements driver.Driver.
 func (d *Driver) Cleanup(ctx context.Context, def *guest.Definition) (*api.Exit, error) {
-	if monitorIdentity(def).Alive() && !initIdentity(def).Alive() {
+	if monitored.Monitor(def).Alive() && !initIdentity(def).Alive() {
 		d.waitMonitor(ctx, def)
 	}
-	exit := readExit(filepath.Join(d.runDir(def), monitor.ExitFileName))
+	exit := monitored.ReadExit(d.runDir(def))
 	var errs []error
 	if err := d.runc(ctx, "delete", "--force", def.Name); err != nil && !isNotExist(err) {
 		errs = append(errs, err)
@@ -262,19 +257,6 @@ func (d *Driver) Delete(ctx context.Context, def *guest.Definition) error {
 		return unmount(d.rootfs(def))
 	}
 	return nil
-}
-
-// readExit reads the exit record the monitor wrote, if any.
-func readExit(path string) *api.Exit {
-	data, err := os.ReadFile(path)
-	if err != nil {
-		return nil
-	}
-	var rec monitor.ExitStatus
-	if json.Unmarshal(data, &rec) != nil {
-		return nil
-	}
-	return &api.Exit{Code: rec.ExitCode, Signal: rec.Signal, ExitedAt: rec.ExitedAt}
 }
 
 // Wait blocks until every monitor this daemon started and that has ended

@@ -7,7 +7,6 @@ import (
 	"io"
 	"net"
 	"os/exec"
-	"path/filepath"
 	"strconv"
 	"syscall"
 	"time"
@@ -16,8 +15,8 @@ import (
 
 	"github.com/polyvisor/polyvisor/internal/api"
 	"github.com/polyvisor/polyvisor/internal/driver"
+	"github.com/polyvisor/polyvisor/internal/driver/monitored"
 	"github.com/polyvisor/polyvisor/internal/guest"
-	"github.com/polyvisor/polyvisor/internal/monitor"
 )
 
 // Exec implements driver.Execer with `runc exec`. The command's exit code
@@ -123,18 +122,9 @@ func exitCode(name string, err error) (int, error) {
 	return 0, fmt.Errorf("exec in %s: %w", name, err)
 }
 
-// AttachConsole implements driver.Consoler: a connection to the monitor's
-// console socket, speaking internal/stream frames.
+// AttachConsole implements driver.Consoler: the monitor's console socket.
 func (d *Driver) AttachConsole(ctx context.Context, def *guest.Definition) (net.Conn, error) {
-	if !initIdentity(def).Alive() {
-		return nil, fmt.Errorf("guest %s: %w: start it first (its saved log: polyvisor console --log %s)", def.Name, api.ErrNotRunning, def.Name)
-	}
-	var dialer net.Dialer
-	conn, err := dialer.DialContext(ctx, "unix", filepath.Join(d.runDir(def), monitor.ConsoleSocketName))
-	if err != nil {
-		return nil, fmt.Errorf("attach console of %s: %w", def.Name, err)
-	}
-	return conn, nil
+	return monitored.AttachConsole(ctx, def, d.runDir(def))
 }
 
 // UpdateLimits implements driver.LimitUpdater with `runc update`, which
