@@ -8,8 +8,12 @@ export GOFLAGS
 
 all: build
 
+# The guest agent is built for every arch VM templates can be made for.
+AGENT_ARCHES := amd64 arm64 riscv64
+
 build:
 	$(GO) build -o $(BIN)/ ./cmd/polyvisor ./cmd/polyvisor-monitor
+	for a in $(AGENT_ARCHES); do CGO_ENABLED=0 GOARCH=$$a $(GO) build -trimpath -ldflags=-s -o $(BIN)/polyvisor-agent-$$a ./cmd/polyvisor-agent || exit 1; done
 
 deps:
 	bash scripts/deps.sh

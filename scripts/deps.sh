@@ -8,6 +8,12 @@ packages=(
   crun            # the alternative runtime (--runtime crun), where the host's cgroups allow it
   busybox-static  # busybox template and the host check's canary
   debootstrap     # Debian templates
+  qemu-system-x86 # VM guests: x86_64 (microvm), KVM or TCG
+  qemu-system-arm # VM guests: aarch64 (virt), emulated
+  qemu-system-misc # VM guests: riscv64 (virt), emulated
+  qemu-utils      # qemu-img: qcow2 base disks and overlays
+  e2fsprogs       # mke2fs -d: ext4 root disks without loop devices
+  xz-utils        # unpacking the kernel's payload into a vmlinux
   iproute2        # network namespaces in tests
   procps          # ps/pgrep for diagnostics
 )

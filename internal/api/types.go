@@ -19,9 +19,13 @@ const (
 
 // Guest is what `info --format json` prints and `list --format json` prints an array of.
 type Guest struct {
-	Name       string    `json:"name" yaml:"name"`
-	Type       string    `json:"type" yaml:"type"`
+	Name string `json:"name" yaml:"name"`
+	Type string `json:"type" yaml:"type"`
+	// Class is the chapter's class: container, hypervisor (a VM under
+	// KVM) or emulation (a VM under TCG); Driver runs it.
 	Class      string    `json:"class" yaml:"class"`
+	Driver     string    `json:"driver" yaml:"driver"`
+	Accel      string    `json:"accel,omitempty" yaml:"accel,omitempty"`
 	State      string    `json:"state" yaml:"state"`
 	Template   string    `json:"template" yaml:"template"`
 	Arch       string    `json:"arch" yaml:"arch"`
@@ -100,7 +104,11 @@ type ExecRequest struct {
 
 // Template describes a built template.
 type Template struct {
+	// ID names the template's directory: Name for a container template,
+	// NAME.vm.ARCH for a VM one; show and delete take it.
+	ID        string    `json:"id" yaml:"id"`
 	Name      string    `json:"name" yaml:"name"`
+	Type      string    `json:"type" yaml:"type"` // container or vm
 	Source    string    `json:"source" yaml:"source"`
 	Suite     string    `json:"suite,omitempty" yaml:"suite,omitempty"`
 	Arch      string    `json:"arch" yaml:"arch"`
@@ -108,6 +116,21 @@ type Template struct {
 	Size      int64     `json:"size" yaml:"size"`
 	CreatedAt time.Time `json:"createdAt" yaml:"createdAt"`
 	UsedBy    []string  `json:"usedBy" yaml:"usedBy"`
+	// Boot says how to boot a VM template's files; nil for containers.
+	Boot *TemplateBoot `json:"boot,omitempty" yaml:"boot,omitempty"`
+}
+
+// TemplateBoot is how a VM template boots: file names are relative to the
+// template's directory.
+type TemplateBoot struct {
+	Kernel        string `json:"kernel" yaml:"kernel"`
+	Initrd        string `json:"initrd" yaml:"initrd"`
+	Disk          string `json:"disk" yaml:"disk"`
+	Cmdline       string `json:"cmdline" yaml:"cmdline"`
+	Machine       string `json:"machine" yaml:"machine"`
+	Console       string `json:"console" yaml:"console"`
+	QEMU          string `json:"qemu" yaml:"qemu"`
+	KernelVersion string `json:"kernelVersion" yaml:"kernelVersion"`
 }
 
 // TemplateBuild is the body of POST /1.0/templates.
@@ -115,6 +138,7 @@ type TemplateBuild struct {
 	Source string `json:"source"` // busybox, debian, debian:SUITE
 	Name   string `json:"name,omitempty"`
 	Arch   string `json:"arch,omitempty"`
+	Type   string `json:"type,omitempty"` // container (default) or vm
 }
 
 // Operation states.

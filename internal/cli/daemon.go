@@ -15,6 +15,7 @@ import (
 	"github.com/polyvisor/polyvisor/internal/daemon"
 	"github.com/polyvisor/polyvisor/internal/driver"
 	"github.com/polyvisor/polyvisor/internal/driver/container"
+	"github.com/polyvisor/polyvisor/internal/driver/qemu"
 	"github.com/polyvisor/polyvisor/internal/guest"
 	"github.com/polyvisor/polyvisor/internal/layout"
 )
@@ -28,6 +29,7 @@ func registerDrivers(l layout.Layout, opts daemonOptions, log *slog.Logger, faul
 	}
 	reg := driver.NewRegistry()
 	reg.Register(guest.TypeContainer, container.New(container.Options{Layout: l, Runtime: opts.runtime, Monitor: monitor, Log: log, Fault: fault}))
+	reg.Register(guest.TypeVM, qemu.New(qemu.Options{Layout: l, Monitor: monitor, Log: log}))
 	return reg, nil
 }
 
@@ -54,7 +56,15 @@ func (a *app) daemonCmd() *cobra.Command {
 			if err != nil {
 				return err
 			}
-			d, err := daemon.New(daemon.Config{StateDir: opts.stateDir, Socket: a.socket, Drivers: reg, Log: log, Fault: fault})
+			monitor, err := findMonitor(opts.monitor)
+			if err != nil {
+				return err
+			}
+			d, err := daemon.New(daemon.Config{
+				StateDir: opts.stateDir, Socket: a.socket, Drivers: reg, Log: log, Fault: fault,
+				// make build puts the guest agents beside the monitor.
+				AgentDir: filepath.Dir(monitor),
+			})
 			if err != nil {
 				return err
 			}

@@ -16,8 +16,8 @@ func (a *app) templateCmd() *cobra.Command {
 	var build api.TemplateBuild
 	var buildFormat string
 	buildCmd := &cobra.Command{
-		Use:   "build busybox|debian[:SUITE]",
-		Short: "Build a template from the host's busybox-static or a Debian mirror",
+		Use:   "build busybox|debian[:SUITE] [--type vm] [--arch ARCH]",
+		Short: "Build a container or VM template from busybox-static or a Debian mirror",
 		Args:  exactArgs(1, "a source: busybox or debian[:SUITE]"),
 		RunE: func(cmd *cobra.Command, args []string) error {
 			if err := checkFormat(buildFormat, "text", "json"); err != nil {
@@ -39,12 +39,13 @@ func (a *app) templateCmd() *cobra.Command {
 			if buildFormat == "json" {
 				return printStructured(a.stdout, "json", t)
 			}
-			fmt.Fprintf(a.stdout, "Template %s built: %s, %s\n", t.Name, humanBytes(t.Size), t.Digest)
+			fmt.Fprintf(a.stdout, "Template %s built: %s, %s\n", t.ID, humanBytes(t.Size), t.Digest)
 			return nil
 		},
 	}
 	buildCmd.Flags().StringVar(&build.Name, "name", "", "template name (default: the source, ':' as '-')")
-	buildCmd.Flags().StringVar(&build.Arch, "arch", "", "architecture, Debian naming (default: the host's)")
+	buildCmd.Flags().StringVar(&build.Arch, "arch", "", "architecture: amd64/x86_64, arm64/aarch64, riscv64 (default: the host's; VM templates only for others)")
+	buildCmd.Flags().StringVar(&build.Type, "type", "container", "container, or vm for a kernel, initrd and root disk booted by QEMU")
 	buildCmd.Flags().StringVar(&buildFormat, "format", "text", "output: text or json")
 
 	var listFormat string
@@ -65,13 +66,13 @@ func (a *app) templateCmd() *cobra.Command {
 				return printStructured(a.stdout, listFormat, ts)
 			}
 			tw := tabwriter.NewWriter(a.stdout, 0, 4, 2, ' ', 0)
-			fmt.Fprintln(tw, "NAME\tSOURCE\tARCH\tSIZE\tUSED BY\tDIGEST")
+			fmt.Fprintln(tw, "ID\tTYPE\tSOURCE\tARCH\tSIZE\tUSED BY\tDIGEST")
 			for _, t := range ts {
 				src := t.Source
 				if t.Suite != "" {
 					src += ":" + t.Suite
 				}
-				fmt.Fprintf(tw, "%s\t%s\t%s\t%s\t%d\t%s\n", t.Name, src, t.Arch, humanBytes(t.Size), len(t.UsedBy), shortDigest(t.Digest))
+				fmt.Fprintf(tw, "%s\t%s\t%s\t%s\t%s\t%d\t%s\n", t.ID, t.Type, src, t.Arch, humanBytes(t.Size), len(t.UsedBy), shortDigest(t.Digest))
 			}
 			return tw.Flush()
 		},
@@ -80,8 +81,8 @@ func (a *app) templateCmd() *cobra.Command {
 
 	var showFormat string
 	showCmd := &cobra.Command{
-		Use:   "show NAME",
-		Short: "Show a template",
+		Use:   "show ID",
+		Short: "Show a template (its ID as template list prints it)",
 		Args:  exactArgs(1, "NAME"),
 		RunE: func(cmd *cobra.Command, args []string) error {
 			if err := checkFormat(showFormat, "yaml", "json"); err != nil {
@@ -97,7 +98,7 @@ func (a *app) templateCmd() *cobra.Command {
 	showCmd.Flags().StringVar(&showFormat, "format", "yaml", "output: yaml or json")
 
 	deleteCmd := &cobra.Command{
-		Use:   "delete NAME...",
+		Use:   "delete ID...",
 		Short: "Delete templates no guest uses",
 		Args:  minArgs(1, "NAME"),
 		RunE: func(cmd *cobra.Command, args []string) error {

@@ -27,6 +27,8 @@ import (
 type Config struct {
 	StateDir string
 	Socket   string
+	// AgentDir holds the guest agent built per arch, for VM templates.
+	AgentDir string
 	Drivers  *driver.Registry
 	Log      *slog.Logger
 	// Fault injects a failure at a named point (tests only).
@@ -70,7 +72,7 @@ func New(cfg Config) (*Daemon, error) {
 		cfg: cfg, layout: l, log: cfg.Log,
 		guests:    newTable(),
 		store:     guest.Store{Dir: l.GuestsDir()},
-		templates: template.Store{Dir: l.TemplatesDir()},
+		templates: template.Store{Dir: l.TemplatesDir(), AgentDir: cfg.AgentDir},
 		ops:       newOperations(),
 	}, nil
 }
@@ -146,7 +148,7 @@ func (d *Daemon) driverFor(def *guest.Definition) (driver.Driver, error) {
 // view turns a definition into the API's guest, with live state.
 func (d *Daemon) view(def *guest.Definition) api.Guest {
 	g := api.Guest{
-		Name: def.Name, Type: def.Type, Class: def.Class, Template: def.Template, Arch: def.Arch,
+		Name: def.Name, Type: def.Type, Class: displayClass(def), Driver: def.Class, Accel: def.Status.Accel, Template: def.Template, Arch: def.Arch,
 		CPUs: def.CPUs, Memory: int64(def.Memory), Processes: def.Processes, Privileged: def.Privileged,
 		Rootfs: def.Rootfs, IPv4: []string{}, CreatedAt: def.CreatedAt, State: api.StateStopped,
 		LastExit: def.Status.LastExit, Pending: def.Status.Pending,
@@ -178,4 +180,17 @@ func checkTraversable(dir string) error {
 			return nil
 		}
 	}
+}
+
+// displayClass names the chapter's class a guest belongs to: a VM is
+// "hypervisor" when it runs under KVM and "emulation" under TCG (or until
+// it has run).
+func displayClass(def *guest.Definition) string {
+	if def.Type != guest.TypeVM {
+		return def.Class
+	}
+	if def.Status.Accel == "kvm" {
+		return "hypervisor"
+	}
+	return "emulation"
 }

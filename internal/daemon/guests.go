@@ -8,7 +8,10 @@ import (
 	"path/filepath"
 	"time"
 
+	"golang.org/x/sys/unix"
+
 	"github.com/polyvisor/polyvisor/internal/api"
+	"github.com/polyvisor/polyvisor/internal/arch"
 	"github.com/polyvisor/polyvisor/internal/driver"
 	"github.com/polyvisor/polyvisor/internal/fsutil"
 	"github.com/polyvisor/polyvisor/internal/guest"
@@ -54,6 +57,15 @@ func (d *Daemon) newDefinition(req api.GuestCreate) (*guest.Definition, error) {
 	if req.Copy || req.Privileged {
 		def.Rootfs = guest.RootfsCopy
 	}
+	if def.Type == guest.TypeVM {
+		if req.Copy || req.Privileged {
+			return nil, fmt.Errorf("%w: --copy and --privileged are for containers; a VM's disk is always its own qcow2 overlay", api.ErrInvalid)
+		}
+		def.Rootfs = guest.RootfsQcow2
+		if err := fitsHostMemory(def.Memory); err != nil {
+			return nil, err
+		}
+	}
 	if def.Template == "" {
 		return nil, fmt.Errorf("%w: template is empty: name one from 'polyvisor template list'", api.ErrInvalid)
 	}
@@ -65,20 +77,14 @@ func (d *Daemon) newDefinition(req api.GuestCreate) (*guest.Definition, error) {
 		return nil, err
 	}
 	def.Class = drv.Class()
-	t, err := d.templates.Load(def.Template)
+	if def.Type == guest.TypeContainer && def.Arch != "" && def.Arch != template.HostArch() && def.Arch != arch.Host().QEMU {
+		return nil, fmt.Errorf("%w: arch %s: a container shares the host's %s kernel; use --type vm for foreign architectures", api.ErrInvalid, def.Arch, template.HostArch())
+	}
+	t, err := d.templates.Find(def.Template, def.Type, def.Arch)
 	if err != nil {
 		return nil, err
 	}
-	if def.Arch == "" {
-		def.Arch = t.Arch
-	}
-	if def.Arch != t.Arch {
-		return nil, fmt.Errorf("%w: arch %s: template %s is %s; build a template for %s or drop --arch", api.ErrInvalid, def.Arch, t.Name, t.Arch, def.Arch)
-	}
-	if def.Arch != template.HostArch() && def.Type == guest.TypeContainer {
-		return nil, fmt.Errorf("%w: arch %s: a container shares the host's %s kernel; use --type vm for foreign architectures", api.ErrInvalid, def.Arch, template.HostArch())
-	}
-	def.TemplateDigest = t.Digest
+	def.Arch, def.TemplateDigest = t.Arch, t.Digest
 	if err := def.Validate(); err != nil {
 		return nil, err
 	}
@@ -344,4 +350,18 @@ func (d *Daemon) sweepGuestDir() {
 			os.RemoveAll(path)
 		}
 	}
+}
+
+// fitsHostMemory refuses a VM asking for more memory than the host has:
+// QEMU would start and then be killed by the OOM killer mid-boot.
+func fitsHostMemory(m guest.Size) error {
+	var info unix.Sysinfo_t
+	if err := unix.Sysinfo(&info); err != nil {
+		return nil
+	}
+	total := guest.Size(uint64(info.Totalram) * uint64(info.Unit))
+	if m > total {
+		return fmt.Errorf("%w: memory %s: the host has %s in all; ask for less", api.ErrInvalid, m, guest.Size(total>>20<<20))
+	}
+	return nil
 }

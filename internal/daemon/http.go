@@ -124,7 +124,7 @@ func (d *Daemon) handleCreate(r *http.Request) (any, error) {
 	if err != nil {
 		return nil, err
 	}
-	if err := d.guests.reserve(def.Name, def.Template); err != nil {
+	if err := d.guests.reserve(def.Name, templateKey(def)); err != nil {
 		return nil, err
 	}
 	kind := "create"
@@ -286,7 +286,7 @@ func (d *Daemon) handleTemplates(r *http.Request) (any, error) {
 		return nil, err
 	}
 	for i := range list {
-		list[i].UsedBy = nonNil(d.guests.usersOf(list[i].Name))
+		list[i].UsedBy = nonNil(d.guests.usersOf(list[i].ID))
 	}
 	if list == nil {
 		list = []api.Template{}
@@ -299,7 +299,7 @@ func (d *Daemon) handleTemplate(r *http.Request) (any, error) {
 	if err != nil {
 		return nil, err
 	}
-	t.UsedBy = nonNil(d.guests.usersOf(t.Name))
+	t.UsedBy = nonNil(d.guests.usersOf(t.ID))
 	return t, nil
 }
 
@@ -308,15 +308,15 @@ func (d *Daemon) handleTemplateBuild(r *http.Request) (any, error) {
 	if err := readJSON(r, &req); err != nil {
 		return nil, err
 	}
-	resolved, _, err := template.Request{Source: req.Source, Name: req.Name, Arch: req.Arch}.Resolve()
+	resolved, err := template.Request{Source: req.Source, Name: req.Name, Arch: req.Arch, Type: req.Type}.Resolve()
 	if err != nil {
 		return nil, err
 	}
-	if _, err := d.templates.Load(resolved.Name); err == nil {
-		return nil, fmt.Errorf("template %s: %w: delete it first or pass --name", resolved.Name, api.ErrExists)
+	if _, err := d.templates.Load(resolved.Key); err == nil {
+		return nil, fmt.Errorf("template %s: %w: delete it first or pass --name", resolved.Key, api.ErrExists)
 	}
-	return d.ops.start(d.ctx, "template-build", resolved.Name, func(ctx context.Context, progress func(api.Progress)) error {
-		_, err := d.templates.Build(ctx, resolved, func(phase string, done, total int64) {
+	return d.ops.start(d.ctx, "template-build", resolved.Key, func(ctx context.Context, progress func(api.Progress)) error {
+		_, err := d.templates.Build(ctx, resolved.Request, func(phase string, done, total int64) {
 			progress(api.Progress{Phase: phase, Done: done, Total: total})
 		})
 		return err

@@ -9,6 +9,7 @@ import (
 	"github.com/polyvisor/polyvisor/internal/api"
 	"github.com/polyvisor/polyvisor/internal/guest"
 	"github.com/polyvisor/polyvisor/internal/procutil"
+	"github.com/polyvisor/polyvisor/internal/template"
 )
 
 // entry is one guest in the daemon's table. Lifecycle operations on it are
@@ -23,7 +24,7 @@ type entry struct {
 type table struct {
 	mu       sync.RWMutex
 	guests   map[string]*entry
-	reserved map[string]string // name of a guest being created -> its template
+	reserved map[string]string // name of a guest being created -> its template's key
 	// broken holds guests whose definition did not load at start, with why.
 	broken map[string]error
 }
@@ -118,22 +119,28 @@ func (t *table) all() []*guest.Definition {
 	return defs
 }
 
-// usersOf lists the guests created, or being created, from a template.
-func (t *table) usersOf(template string) []string {
+// usersOf lists the guests created, or being created, from the template
+// with key.
+func (t *table) usersOf(key string) []string {
 	var users []string
 	for _, def := range t.all() {
-		if def.Template == template {
+		if templateKey(def) == key {
 			users = append(users, def.Name)
 		}
 	}
 	t.mu.RLock()
 	defer t.mu.RUnlock()
 	for name, tmpl := range t.reserved {
-		if tmpl == template {
+		if tmpl == key {
 			users = append(users, name)
 		}
 	}
 	return users
+}
+
+// templateKey names the directory of the template a guest was made from.
+func templateKey(def *guest.Definition) string {
+	return template.Key(def.Template, def.Type, def.Arch)
 }
 
 // running checks liveness against the process itself, never the file.

@@ -29,6 +29,7 @@ const (
 const (
 	RootfsOverlay = "overlay" // clone of the template in O(1), overlayfs
 	RootfsCopy    = "copy"    // full private copy, zone style
+	RootfsQcow2   = "qcow2"   // a VM's qcow2 overlay on the template's base disk
 )
 
 // Defaults a guest gets when the user does not say.
@@ -78,7 +79,9 @@ type Status struct {
 	MonitorPID    int       `yaml:"monitorPid,omitempty"`
 	MonitorStart  uint64    `yaml:"monitorStart,omitempty"`
 	StartedAt     time.Time `yaml:"startedAt,omitempty"`
-	LastExit      *api.Exit `yaml:"lastExit,omitempty"`
+	// Accel is how a VM runs: kvm or tcg.
+	Accel    string    `yaml:"accel,omitempty"`
+	LastExit *api.Exit `yaml:"lastExit,omitempty"`
 	// Pending lists limits changed while running that apply at next start.
 	Pending []string `yaml:"pending,omitempty"`
 }
@@ -128,7 +131,10 @@ func (d *Definition) Validate() error {
 	if d.Processes < 1 {
 		return fmt.Errorf("%w: processes %d: use a whole number of at least 1", api.ErrInvalid, d.Processes)
 	}
-	if d.Rootfs != RootfsOverlay && d.Rootfs != RootfsCopy {
+	if d.Type == TypeVM && d.Rootfs != RootfsQcow2 {
+		return fmt.Errorf("%w: rootfs %q: a vm's root disk is qcow2", api.ErrInvalid, d.Rootfs)
+	}
+	if d.Type == TypeContainer && d.Rootfs != RootfsOverlay && d.Rootfs != RootfsCopy {
 		return fmt.Errorf("%w: rootfs %q: use overlay or copy", api.ErrInvalid, d.Rootfs)
 	}
 	return nil

@@ -65,6 +65,13 @@ func BuildBusybox(ctx context.Context, rootfs string, progress Progress) error {
 	if err != nil {
 		return err
 	}
+	return fillBusyboxTree(ctx, rootfs, hostBusybox, applets, progress)
+}
+
+// fillBusyboxTree makes the busybox system in the empty directory rootfs: the directory
+// skeleton, the binary busybox copied to /bin/busybox, a symlink to it per applet (paths
+// relative to /) and /etc.
+func fillBusyboxTree(ctx context.Context, rootfs, busybox string, applets []string, progress Progress) error {
 	root, err := os.OpenRoot(rootfs)
 	if err != nil {
 		return fmt.Errorf("build busybox rootfs: %w", err)
@@ -78,7 +85,7 @@ func BuildBusybox(ctx context.Context, rootfs string, progress Progress) error {
 		}
 	}
 	progress("copying busybox", 0, 0)
-	if err := copyIntoRoot(root, hostBusybox, "bin/busybox", 0o755); err != nil {
+	if err := copyIntoRoot(root, busybox, "bin/busybox", 0o755); err != nil {
 		return fmt.Errorf("build busybox rootfs: %w", err)
 	}
 	for i, applet := range applets {
@@ -97,7 +104,7 @@ func BuildBusybox(ctx context.Context, rootfs string, progress Progress) error {
 		}
 	}
 	if _, err := root.Lstat("sbin/init"); err != nil {
-		return fmt.Errorf("busybox at %s has no init applet: %w", hostBusybox, err)
+		return fmt.Errorf("busybox at %s has no init applet: %w", busybox, err)
 	}
 	return nil
 }

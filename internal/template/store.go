@@ -10,7 +10,6 @@ import (
 	"io/fs"
 	"os"
 	"path/filepath"
-	"runtime"
 	"sort"
 	"strings"
 	"time"
@@ -18,6 +17,7 @@ import (
 	"gopkg.in/yaml.v3"
 
 	"github.com/polyvisor/polyvisor/internal/api"
+	"github.com/polyvisor/polyvisor/internal/arch"
 	"github.com/polyvisor/polyvisor/internal/fsutil"
 	"github.com/polyvisor/polyvisor/internal/guest"
 	"github.com/polyvisor/polyvisor/internal/idmap"
@@ -32,13 +32,22 @@ const DefaultSuite = "bookworm"
 // Store keeps templates under one directory.
 type Store struct {
 	Dir string
+	// AgentDir holds the guest agent built for each arch
+	// (polyvisor-agent-GOARCH), which VM templates carry.
+	AgentDir string
 }
+
+// cacheDir keeps downloaded Debian packages between builds.
+func (s Store) cacheDir() string { return filepath.Join(s.Dir, ".cache") }
 
 // Rootfs is the root tree of the named template.
 func (s Store) Rootfs(name string) string { return filepath.Join(s.Dir, name, "rootfs") }
 
 // Load reads the named template's description.
 func (s Store) Load(name string) (*api.Template, error) {
+	if !validKey(name) { // never a path: "..", "a/b"
+		return nil, fmt.Errorf("template %s: %w", name, api.ErrNotFound)
+	}
 	data, err := os.ReadFile(filepath.Join(s.Dir, name, metaFile))
 	if errors.Is(err, os.ErrNotExist) {
 		return nil, fmt.Errorf("template %s: %w: build it with 'polyvisor template build'", name, api.ErrNotFound)
@@ -49,6 +58,13 @@ func (s Store) Load(name string) (*api.Template, error) {
 	var t api.Template
 	if err := yaml.Unmarshal(data, &t); err != nil {
 		return nil, fmt.Errorf("template %s: %s: %w", name, metaFile, err)
+	}
+	// Templates built before VM templates existed say neither.
+	if t.ID == "" {
+		t.ID = name
+	}
+	if t.Type == "" {
+		t.Type = TypeContainer
 	}
 	return &t, nil
 }
@@ -70,77 +86,137 @@ func (s Store) List() ([]api.Template, error) {
 		}
 		out = append(out, *t)
 	}
-	sort.Slice(out, func(i, j int) bool { return out[i].Name < out[j].Name })
+	sort.Slice(out, func(i, j int) bool { return out[i].ID < out[j].ID })
 	return out, nil
+}
+
+// Template types, as guests have them.
+const (
+	TypeContainer = "container"
+	TypeVM        = "vm"
+)
+
+// Key names a template's directory: its name for a container template (the
+// host's arch), NAME.vm.ARCH for a VM template of that Debian arch. Names
+// are DNS labels, so the dots cannot collide with one.
+func Key(name, typ, debArch string) string {
+	if typ == TypeVM {
+		return name + ".vm." + debArch
+	}
+	return name
+}
+
+// validKey reports whether key is what Key makes.
+func validKey(key string) bool {
+	name, rest, vm := strings.Cut(key, ".vm.")
+	if guest.ValidateName(name) != nil {
+		return false
+	}
+	if !vm {
+		return true
+	}
+	a, err := arch.Parse(rest)
+	return err == nil && a.Debian == rest
 }
 
 // Request says what to build.
 type Request struct {
 	Source string // "busybox", "debian" or "debian:SUITE"
 	Name   string // defaults to the source with ':' turned into '-'
-	Arch   string // Debian architecture name; defaults to the host's
+	Arch   string // amd64/x86_64, arm64/aarch64...; defaults to the host's
+	Type   string // container (default) or vm
+}
+
+// Resolved is a validated request with its defaults filled in.
+type Resolved struct {
+	Request
+	Kind  string // busybox or debian
+	Suite string // Debian suite, for debian
+	Arch  arch.Arch
+	Key   string
 }
 
 // Resolve fills the request's defaults and validates it.
-func (r Request) Resolve() (Request, string, error) {
+func (r Request) Resolve() (Resolved, error) {
 	kind, suite, _ := strings.Cut(r.Source, ":")
 	switch kind {
 	case "busybox":
 		if suite != "" {
-			return r, "", fmt.Errorf("%w: source %q: busybox takes no suite; use busybox", api.ErrInvalid, r.Source)
+			return Resolved{}, fmt.Errorf("%w: source %q: busybox takes no suite; use busybox", api.ErrInvalid, r.Source)
 		}
 	case "debian":
 		if suite == "" {
 			suite = DefaultSuite
 		}
 	default:
-		return r, "", fmt.Errorf("%w: source %q: use busybox or debian[:SUITE]", api.ErrInvalid, r.Source)
+		return Resolved{}, fmt.Errorf("%w: source %q: use busybox or debian[:SUITE]", api.ErrInvalid, r.Source)
 	}
 	if r.Name == "" {
 		r.Name = strings.ReplaceAll(r.Source, ":", "-")
 	}
 	if err := guest.ValidateName(r.Name); err != nil {
-		return r, "", fmt.Errorf("template %w", err)
+		return Resolved{}, fmt.Errorf("template %w", err)
 	}
-	host := HostArch()
-	if r.Arch == "" {
-		r.Arch = host
+	if r.Type == "" {
+		r.Type = TypeContainer
 	}
-	if r.Arch != host {
-		return r, "", fmt.Errorf("%w: arch %s: container templates must match the host (%s); foreign architectures come with the vm class", api.ErrInvalid, r.Arch, host)
+	if r.Type != TypeContainer && r.Type != TypeVM {
+		return Resolved{}, fmt.Errorf("%w: type %q: use container or vm", api.ErrInvalid, r.Type)
 	}
-	return r, suite, nil
+	a := arch.Host()
+	if r.Arch != "" {
+		var err error
+		if a, err = arch.Parse(r.Arch); err != nil {
+			return Resolved{}, fmt.Errorf("%w: %v", api.ErrInvalid, err)
+		}
+	}
+	if r.Type == TypeContainer && a != arch.Host() {
+		return Resolved{}, fmt.Errorf("%w: arch %s: a container shares the host's %s kernel; build a VM template (--type vm) for foreign architectures", api.ErrInvalid, a.Debian, arch.Host().Debian)
+	}
+	if r.Type == TypeVM && kind == "debian" && a != arch.Host() {
+		return Resolved{}, fmt.Errorf("%w: arch %s: Debian VM templates are built for the host's arch (%s) only; use busybox for foreign architectures", api.ErrInvalid, a.Debian, arch.Host().Debian)
+	}
+	return Resolved{Request: r, Kind: kind, Suite: suite, Arch: a, Key: Key(r.Name, r.Type, a.Debian)}, nil
 }
 
 // HostArch is the host's architecture in Debian's naming.
-func HostArch() string {
-	switch runtime.GOARCH {
-	case "386":
-		return "i386"
-	case "arm":
-		return "armhf"
+func HostArch() string { return arch.Host().Debian }
+
+// Find returns the template a guest of typ and arch (either naming; empty
+// for the host's) made from name uses.
+func (s Store) Find(name, typ, archName string) (*api.Template, error) {
+	a := arch.Host()
+	if archName != "" {
+		var err error
+		if a, err = arch.Parse(archName); err != nil {
+			return nil, fmt.Errorf("%w: %v", api.ErrInvalid, err)
+		}
 	}
-	return runtime.GOARCH
+	t, err := s.Load(Key(name, typ, a.Debian))
+	if err != nil && typ == TypeVM {
+		return nil, fmt.Errorf("template %s for %s VMs: %w: build it with 'polyvisor template build %s --type vm --arch %s'", name, a.Debian, api.ErrNotFound, name, a.Debian)
+	}
+	return t, err
 }
 
 // Build makes a template: the root tree is built in a staging directory,
 // shifted to the containers' id map, measured and digested, then renamed
 // into place. A failure or cancellation leaves nothing behind.
-func (s Store) Build(ctx context.Context, req Request, progress Progress) (t *api.Template, err error) {
-	req, suite, err := req.Resolve()
+func (s Store) Build(ctx context.Context, r Request, progress Progress) (t *api.Template, err error) {
+	req, err := r.Resolve()
 	if err != nil {
 		return nil, err
 	}
-	final := filepath.Join(s.Dir, req.Name)
+	final := filepath.Join(s.Dir, req.Key)
 	if _, err := os.Stat(final); err == nil {
-		return nil, fmt.Errorf("template %s: %w: delete it first or pass --name", req.Name, api.ErrExists)
+		return nil, fmt.Errorf("template %s: %w: delete it first or pass --name", req.Key, api.ErrExists)
 	}
 	if err := os.MkdirAll(s.Dir, 0o700); err != nil {
-		return nil, fmt.Errorf("build %s: %w", req.Name, err)
+		return nil, fmt.Errorf("build %s: %w", req.Key, err)
 	}
-	staging, err := os.MkdirTemp(s.Dir, ".build-"+req.Name+"-")
+	staging, err := os.MkdirTemp(s.Dir, ".build-"+req.Key+"-")
 	if err != nil {
-		return nil, fmt.Errorf("build %s: %w", req.Name, err)
+		return nil, fmt.Errorf("build %s: %w", req.Key, err)
 	}
 	defer func() {
 		if err != nil {
@@ -149,51 +225,84 @@ func (s Store) Build(ctx context.Context, req Request, progress Progress) (t *ap
 	}()
 	rootfs := filepath.Join(staging, "rootfs")
 	if err = os.Mkdir(rootfs, 0o755); err != nil {
-		return nil, fmt.Errorf("build %s: %w", req.Name, err)
+		return nil, fmt.Errorf("build %s: %w", req.Key, err)
 	}
-	kind, _, _ := strings.Cut(req.Source, ":")
-	if kind == "busybox" {
+	switch {
+	case req.Kind == "debian" && req.Type == TypeVM && s.containerTree(req) != "":
+		// The same Debian as a container template already has: copy it,
+		// shifted back to host ids, instead of debootstrapping again.
+		progress("copying the container template's tree", 0, 0)
+		if err = os.Remove(rootfs); err == nil {
+			err = idmap.CopyTree(ctx, s.containerTree(req), rootfs, idmap.ShiftDown(idmap.Default()))
+		}
+	case req.Kind == "debian":
+		err = BuildDebian(ctx, rootfs, req.Suite, req.Arch.Debian, progress)
+	case req.Arch != arch.Host():
+		err = BuildBusyboxArch(ctx, rootfs, req.Arch.Debian, s.cacheDir(), progress)
+	default:
 		err = BuildBusybox(ctx, rootfs, progress)
-	} else {
-		err = BuildDebian(ctx, rootfs, suite, req.Arch, progress)
 	}
 	if err != nil {
-		return nil, fmt.Errorf("build %s: %w", req.Name, err)
-	}
-	progress("shifting ownership to the container id map", 0, 0)
-	if err = idmap.ShiftTree(ctx, rootfs, idmap.ShiftUp(idmap.Default())); err != nil {
-		return nil, fmt.Errorf("build %s: %w", req.Name, err)
-	}
-	progress("computing digest", 0, 0)
-	digest, err := Digest(ctx, rootfs)
-	if err != nil {
-		return nil, fmt.Errorf("build %s: %w", req.Name, err)
-	}
-	size, err := treeSize(rootfs)
-	if err != nil {
-		return nil, fmt.Errorf("build %s: %w", req.Name, err)
+		return nil, fmt.Errorf("build %s: %w", req.Key, err)
 	}
 	t = &api.Template{
-		Name: req.Name, Source: kind, Suite: suite, Arch: req.Arch,
-		Digest: digest, Size: size, CreatedAt: time.Now().UTC(), UsedBy: []string{},
+		ID: req.Key, Name: req.Name, Type: req.Type, Source: req.Kind, Suite: req.Suite, Arch: req.Arch.Debian,
+		CreatedAt: time.Now().UTC(), UsedBy: []string{},
+	}
+	if req.Type == TypeVM {
+		err = s.finishVM(ctx, req, staging, t, progress)
+	} else {
+		err = finishContainer(ctx, rootfs, t, progress)
+	}
+	if err != nil {
+		return nil, fmt.Errorf("build %s: %w", req.Key, err)
 	}
 	data, err := yaml.Marshal(t)
 	if err != nil {
-		return nil, fmt.Errorf("build %s: %w", req.Name, err)
+		return nil, fmt.Errorf("build %s: %w", req.Key, err)
 	}
 	if err = fsutil.WriteFileAtomic(filepath.Join(staging, metaFile), data, 0o644); err != nil {
 		return nil, err
 	}
 	if err = os.Rename(staging, final); err != nil {
 		if errors.Is(err, fs.ErrExist) || errors.Is(err, os.ErrExist) {
-			err = fmt.Errorf("template %s: %w", req.Name, api.ErrExists)
+			err = fmt.Errorf("template %s: %w", req.Key, api.ErrExists)
 		}
-		return nil, fmt.Errorf("build %s: %w", req.Name, err)
+		return nil, fmt.Errorf("build %s: %w", req.Key, err)
 	}
 	if err = fsutil.SyncDir(s.Dir); err != nil {
 		return nil, err
 	}
 	return t, nil
+}
+
+// containerTree returns the root tree of a container template built from
+// the same source as req, or "".
+func (s Store) containerTree(req Resolved) string {
+	list, _ := s.List()
+	for _, t := range list {
+		if t.Type == TypeContainer && t.Source == req.Kind && t.Suite == req.Suite && t.Arch == req.Arch.Debian {
+			return s.Rootfs(t.ID)
+		}
+	}
+	return ""
+}
+
+// finishContainer shifts a container template's tree to the containers' id
+// map and records its digest and size.
+func finishContainer(ctx context.Context, rootfs string, t *api.Template, progress Progress) error {
+	progress("shifting ownership to the container id map", 0, 0)
+	if err := idmap.ShiftTree(ctx, rootfs, idmap.ShiftUp(idmap.Default())); err != nil {
+		return err
+	}
+	progress("computing digest", 0, 0)
+	digest, err := Digest(ctx, rootfs)
+	if err != nil {
+		return err
+	}
+	t.Digest = digest
+	t.Size, err = treeSize(rootfs)
+	return err
 }
 
 // Delete removes a template; the caller checks that no guest uses it.

@@ -43,14 +43,25 @@ func RepoRoot() string {
 	return filepath.Join(filepath.Dir(file), "..", "..")
 }
 
-// BuildBinaries builds polyvisor and polyvisor-monitor from repoRoot into
-// dir/bin (side by side, as the daemon expects) and returns that directory.
+// BuildBinaries builds polyvisor, polyvisor-monitor and the guest agent for
+// every arch from repoRoot into dir/bin (side by side, as the daemon
+// expects, like make build) and returns that directory.
 func BuildBinaries(repoRoot, dir string) (binDir string, err error) {
 	binDir = filepath.Join(dir, "bin")
-	build := exec.Command("go", "build", "-o", binDir+"/", "./cmd/polyvisor", "./cmd/polyvisor-monitor")
-	build.Dir = repoRoot
-	if out, err := build.CombinedOutput(); err != nil {
-		return "", fmt.Errorf("build polyvisor: %w\n%s", err, out)
+	builds := [][]string{{"build", "-o", binDir + "/", "./cmd/polyvisor", "./cmd/polyvisor-monitor"}}
+	for _, goarch := range []string{"amd64", "arm64", "riscv64"} {
+		builds = append(builds, []string{"build", "-trimpath", "-ldflags=-s", "-o", filepath.Join(binDir, "polyvisor-agent-"+goarch), "./cmd/polyvisor-agent", "GOARCH=" + goarch})
+	}
+	for _, args := range builds {
+		env := os.Environ()
+		if last := args[len(args)-1]; strings.HasPrefix(last, "GOARCH=") {
+			env, args = append(env, last, "CGO_ENABLED=0"), args[:len(args)-1]
+		}
+		build := exec.Command("go", args...)
+		build.Dir, build.Env = repoRoot, env
+		if out, err := build.CombinedOutput(); err != nil {
+			return "", fmt.Errorf("go %s: %w\n%s", strings.Join(args, " "), err, out)
+		}
 	}
 	return binDir, nil
 }

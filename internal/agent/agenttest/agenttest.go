@@ -1,0 +1,180 @@
+// Package agenttest stands in for a VM's agent port in tests: a pty pair
+// whose slave the agent serves (polyvisor-agent --port), and a unix
+// socket, like the one QEMU serves for the port's chardev, relayed to the
+// pty's master. The host side dials the socket as it would QEMU's.
+//
+// Like QEMU, the relay serves one host connection at a time and keeps the
+// guest's side open across them; unlike QEMU, it drops what the guest
+// writes while no host is connected instead of holding the guest's writes
+// back, and a guest reading the pty never sees end-of-file. Both make the
+// channel harsher than the real one.
+package agenttest
+
+import (
+	"fmt"
+	"net"
+	"os"
+	"path/filepath"
+	"sync"
+	"testing"
+
+	"github.com/creack/pty"
+	"golang.org/x/sys/unix"
+)
+
+// Port is one stand-in port.
+type Port struct {
+	// Device is the path the agent serves: the pty's slave, in raw mode.
+	Device string
+	// Socket is the unix socket the host dials.
+	Socket string
+
+	master *os.File // pollable, so that closing it stops the relay
+	slave  *os.File // held so that the master never reads EIO between agents
+	ln     net.Listener
+
+	mu   sync.Mutex
+	conn net.Conn // the host connected now, if any
+
+	wg sync.WaitGroup // the relay's goroutines
+}
+
+// NewPort makes a port whose socket lives in a temporary directory, and
+// tears it down when the test ends.
+func NewPort(t testing.TB) *Port {
+	t.Helper()
+	m, slave, err := pty.Open()
+	if err != nil {
+		t.Fatalf("open pty: %v", err)
+	}
+	master, err := pollable(m)
+	if err != nil {
+		m.Close()
+		slave.Close()
+		t.Fatalf("pty master: %v", err)
+	}
+	if err := makeRaw(slave); err != nil {
+		master.Close()
+		slave.Close()
+		t.Fatalf("pty slave: %v", err)
+	}
+	// A short directory: a unix socket path must fit in 108 bytes.
+	dir, err := os.MkdirTemp("", "agent")
+	if err != nil {
+		t.Fatal(err)
+	}
+	p := &Port{Device: slave.Name(), Socket: filepath.Join(dir, "agent.sock"), master: master, slave: slave}
+	p.ln, err = net.Listen("unix", p.Socket)
+	if err != nil {
+		t.Fatalf("listen: %v", err)
+	}
+	p.wg.Add(2)
+	go p.accept()
+	go p.guestToHost()
+	t.Cleanup(func() {
+		p.ln.Close()
+		p.Disconnect()
+		p.master.Close()
+		p.slave.Close()
+		p.wg.Wait()
+		os.RemoveAll(dir)
+	})
+	return p
+}
+
+// Disconnect drops the connected host, as QEMU does when its client's
+// socket closes: the guest is not told, and what was in flight is lost.
+func (p *Port) Disconnect() {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	if p.conn != nil {
+		p.conn.Close()
+	}
+}
+
+// accept serves one host at a time, copying what it sends to the guest.
+func (p *Port) accept() {
+	defer p.wg.Done()
+	for {
+		conn, err := p.ln.Accept()
+		if err != nil {
+			return
+		}
+		p.mu.Lock()
+		p.conn = conn
+		p.mu.Unlock()
+		buf := make([]byte, 32<<10)
+		for {
+			n, err := conn.Read(buf)
+			if n > 0 {
+				if _, werr := p.master.Write(buf[:n]); werr != nil {
+					err = werr
+				}
+			}
+			if err != nil {
+				break
+			}
+		}
+		p.mu.Lock()
+		p.conn = nil
+		p.mu.Unlock()
+		conn.Close()
+	}
+}
+
+// guestToHost copies what the guest writes to the connected host, or
+// drops it when there is none.
+func (p *Port) guestToHost() {
+	defer p.wg.Done()
+	buf := make([]byte, 32<<10)
+	for {
+		n, err := p.master.Read(buf)
+		if n > 0 {
+			p.mu.Lock()
+			if p.conn != nil {
+				p.conn.Write(buf[:n])
+			}
+			p.mu.Unlock()
+		}
+		if err != nil {
+			return
+		}
+	}
+}
+
+// pollable returns a copy of f registered with Go's poller (creack/pty
+// leaves its master in blocking mode, where Close does not interrupt a
+// Read) and closes f.
+func pollable(f *os.File) (*os.File, error) {
+	defer f.Close()
+	fd, err := unix.Dup(int(f.Fd()))
+	if err != nil {
+		return nil, err
+	}
+	if err := unix.SetNonblock(fd, true); err != nil {
+		unix.Close(fd)
+		return nil, err
+	}
+	unix.CloseOnExec(fd)
+	return os.NewFile(uintptr(fd), f.Name()), nil
+}
+
+// makeRaw puts the terminal f in raw mode, so that it carries bytes
+// unchanged.
+func makeRaw(f *os.File) error {
+	fd := int(f.Fd())
+	t, err := unix.IoctlGetTermios(fd, unix.TCGETS)
+	if err != nil {
+		return err
+	}
+	t.Iflag &^= unix.IGNBRK | unix.BRKINT | unix.PARMRK | unix.ISTRIP | unix.INLCR | unix.IGNCR | unix.ICRNL | unix.IXON
+	t.Oflag &^= unix.OPOST
+	t.Lflag &^= unix.ECHO | unix.ECHONL | unix.ICANON | unix.ISIG | unix.IEXTEN
+	t.Cflag &^= unix.CSIZE | unix.PARENB
+	t.Cflag |= unix.CS8
+	t.Cc[unix.VMIN], t.Cc[unix.VTIME] = 1, 0
+	if err := unix.IoctlSetTermios(fd, unix.TCSETS, t); err != nil {
+		return fmt.Errorf("set raw mode: %w", err)
+	}
+	return nil
+}

@@ -1,0 +1,134 @@
+package debpkg
+
+import (
+	"context"
+	"debug/elf"
+	"errors"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"strings"
+	"testing"
+	"time"
+)
+
+func requireRootAndApt(t *testing.T) {
+	t.Helper()
+	if os.Geteuid() != 0 {
+		t.Skip("skipping: adding an architecture to dpkg needs root")
+	}
+	for _, tool := range []string{"apt-get", "apt-cache", "dpkg-deb"} {
+		if _, err := exec.LookPath(tool); err != nil {
+			t.Skipf("skipping: %s is not installed (not a Debian host?)", tool)
+		}
+	}
+}
+
+func TestFetchAndExtractForeignBusybox(t *testing.T) {
+	requireRootAndApt(t)
+	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Minute)
+	defer cancel()
+	cache := t.TempDir()
+	deb, err := Fetch(ctx, cache, "busybox-static", "arm64")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if !strings.HasPrefix(filepath.Base(deb), "busybox-static_") || !strings.HasSuffix(deb, "_arm64.deb") {
+		t.Fatalf("fetched %s", deb)
+	}
+	leftovers, _ := filepath.Glob(filepath.Join(cache, ".download-*"))
+	if len(leftovers) > 0 {
+		t.Fatalf("temporary download directories left: %q", leftovers)
+	}
+	start := time.Now()
+	again, err := Fetch(ctx, cache, "busybox-static", "arm64")
+	if err != nil || again != deb {
+		t.Fatalf("second fetch: %s, %v", again, err)
+	}
+	t.Logf("cached fetch took %v", time.Since(start).Round(time.Millisecond))
+
+	dir := filepath.Join(t.TempDir(), "unpacked")
+	if err := Extract(ctx, deb, dir); err != nil {
+		t.Fatal(err)
+	}
+	bin, err := elf.Open(filepath.Join(dir, "bin/busybox"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer bin.Close()
+	if bin.Machine != elf.EM_AARCH64 {
+		t.Fatalf("bin/busybox is for %v, want EM_AARCH64", bin.Machine)
+	}
+	for _, prog := range bin.Progs {
+		if prog.Type == elf.PT_INTERP {
+			t.Fatal("busybox-static:arm64 is dynamically linked")
+		}
+	}
+}
+
+func TestResolveMetaFindsTheVersionedKernel(t *testing.T) {
+	requireRootAndApt(t)
+	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Minute)
+	defer cancel()
+	for _, arch := range []string{"amd64", "arm64"} {
+		real, err := ResolveMeta(ctx, "linux-image-"+arch, arch)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if !strings.HasPrefix(real, "linux-image-") || !strings.HasSuffix(real, "-"+arch) || real == "linux-image-"+arch {
+			t.Fatalf("linux-image-%s resolves to %q", arch, real)
+		}
+		t.Logf("linux-image-%s -> %s", arch, real)
+	}
+}
+
+// TestEnsureArchRefusesWhatNoSourceOffers checks that an architecture missing from every
+// Release file is refused before dpkg is touched. riscv64 is that architecture on bookworm
+// (Debian ships it from trixie on); the test skips on hosts whose sources do offer it.
+func TestEnsureArchRefusesWhatNoSourceOffers(t *testing.T) {
+	requireRootAndApt(t)
+	ctx := context.Background()
+	lists, err := listsDir(ctx)
+	if err != nil {
+		t.Fatal(err)
+	}
+	offered, err := offeredArchs(lists)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Logf("the host's apt sources offer: %q", offered)
+	for _, arch := range offered {
+		if arch == "riscv64" {
+			t.Skip("skipping: this host's apt sources offer riscv64")
+		}
+	}
+	before, err := configuredArchs(ctx)
+	if err != nil {
+		t.Fatal(err)
+	}
+	err = EnsureArch(ctx, "riscv64")
+	if !errors.Is(err, ErrArchUnavailable) {
+		t.Fatalf("EnsureArch(riscv64) = %v, want ErrArchUnavailable", err)
+	}
+	t.Logf("EnsureArch(riscv64): %v", err)
+	after, err := configuredArchs(ctx)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if strings.Join(before, " ") != strings.Join(after, " ") {
+		t.Fatalf("dpkg architectures changed from %q to %q", before, after)
+	}
+}
+
+func TestNamesThatLookLikeOptionsAreRefused(t *testing.T) {
+	ctx := context.Background()
+	if _, err := Fetch(ctx, t.TempDir(), "--help", "amd64"); err == nil {
+		t.Fatal("Fetch accepted package name --help")
+	}
+	if err := EnsureArch(ctx, "-o"); err == nil {
+		t.Fatal("EnsureArch accepted architecture -o")
+	}
+	if _, err := ResolveMeta(ctx, "linux-image-amd64", "amd64 arm64"); err == nil {
+		t.Fatal("ResolveMeta accepted architecture with a space")
+	}
+}

@@ -1,0 +1,291 @@
+// Package qemu is the driver of the hypervisor and emulation classes: each
+// VM is one QEMU process, run under polyvisor-monitor (which holds its
+// serial console and is its parent, so VMs outlive the daemon), controlled
+// over QMP, and reached inside through polyvisor's guest agent on a
+// virtio-serial port. KVM is used only when a canary guest really boots
+// under it; everything else runs under TCG, which also runs foreign
+// architectures.
+package qemu
+
+import (
+	"context"
+	"fmt"
+	"io"
+	"log/slog"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"sync"
+	"time"
+
+	"github.com/polyvisor/polyvisor/internal/agent"
+	"github.com/polyvisor/polyvisor/internal/api"
+	"github.com/polyvisor/polyvisor/internal/driver/monitored"
+	"github.com/polyvisor/polyvisor/internal/guest"
+	"github.com/polyvisor/polyvisor/internal/layout"
+	"github.com/polyvisor/polyvisor/internal/monitor"
+	"github.com/polyvisor/polyvisor/internal/qmp"
+	"github.com/polyvisor/polyvisor/internal/template"
+)
+
+// Class is this driver's name.
+const Class = "qemu"
+
+// handleVersion is the version of what Start persists in guest.yaml.
+const handleVersion = 1
+
+// BootTimeout bounds how long a VM may take from QEMU's start until its
+// agent answers; TCG boots of our templates take seconds, Debian's tens.
+const BootTimeout = 3 * time.Minute
+
+// Options configure the driver.
+type Options struct {
+	Layout  layout.Layout
+	Monitor string // path of polyvisor-monitor
+	Log     *slog.Logger
+}
+
+// Driver runs VM guests.
+type Driver struct {
+	opts      Options
+	log       *slog.Logger
+	monitors  *monitored.Launcher
+	templates template.Store
+	accel     accelerator
+
+	mu     sync.Mutex
+	agents map[string]*agent.Client // connected guest agents, by guest name
+}
+
+// New returns the QEMU driver.
+func New(opts Options) *Driver {
+	if opts.Log == nil {
+		opts.Log = slog.Default()
+	}
+	return &Driver{
+		opts: opts, log: opts.Log.With("driver", Class),
+		monitors:  &monitored.Launcher{Monitor: opts.Monitor},
+		templates: template.Store{Dir: opts.Layout.TemplatesDir()},
+		agents:    map[string]*agent.Client{},
+	}
+}
+
+// Class implements driver.Driver.
+func (d *Driver) Class() string { return Class }
+
+// Wait blocks until every monitor this daemon started has been reaped.
+func (d *Driver) Wait() { d.monitors.Wait() }
+
+func (d *Driver) guestDir(def *guest.Definition) string { return d.opts.Layout.GuestDir(def.Name) }
+func (d *Driver) runDir(def *guest.Definition) string   { return d.opts.Layout.GuestRunDir(def.Name) }
+func (d *Driver) qmpSocket(def *guest.Definition) string {
+	return filepath.Join(d.runDir(def), "qmp.sock")
+}
+func (d *Driver) agentSocket(def *guest.Definition) string {
+	return filepath.Join(d.runDir(def), "agent.sock")
+}
+
+// rootDisk is the guest's own qcow2 overlay on the template's base disk.
+const rootDisk = "disks/root.qcow2"
+
+// template loads the VM template a guest was made from.
+func (d *Driver) template(def *guest.Definition) (*api.Template, string, error) {
+	t, err := d.templates.Find(def.Template, guest.TypeVM, def.Arch)
+	if err != nil {
+		return nil, "", err
+	}
+	if t.Boot == nil {
+		return nil, "", fmt.Errorf("template %s has no boot files: rebuild it with --type vm", t.ID)
+	}
+	return t, filepath.Join(d.templates.Dir, t.ID), nil
+}
+
+// Create implements driver.Driver: the root disk is a qcow2 overlay whose
+// backing file is the template's read-only base, so creating is O(1) in the
+// template's size.
+func (d *Driver) Create(ctx context.Context, dir string, def *guest.Definition) error {
+	t, tdir, err := d.template(def)
+	if err != nil {
+		return err
+	}
+	if err := os.MkdirAll(filepath.Join(dir, "disks"), 0o700); err != nil {
+		return fmt.Errorf("create disks: %w", err)
+	}
+	base := filepath.Join(tdir, t.Boot.Disk)
+	out, err := exec.CommandContext(ctx, "qemu-img", "create", "-q", "-f", "qcow2", "-F", "qcow2", "-b", base, filepath.Join(dir, rootDisk)).CombinedOutput()
+	if err != nil {
+		return fmt.Errorf("clone root disk: %v: %s", err, oneLine(string(out)))
+	}
+	def.Disks = []guest.Disk{{Name: "root", Path: rootDisk, Kind: "qcow2"}}
+	return nil
+}
+
+// Start implements driver.Driver: QEMU runs under its monitor; the start
+// is done when the guest's agent answers, or fails (and leaves nothing
+// running) after BootTimeout.
+func (d *Driver) Start(ctx context.Context, def *guest.Definition) (status guest.Status, err error) {
+	t, tdir, err := d.template(def)
+	if err != nil {
+		return status, err
+	}
+	accel, _ := d.accel.decide(ctx, d, def.Arch)
+	runDir := d.runDir(def)
+	if err := os.RemoveAll(runDir); err != nil {
+		return status, fmt.Errorf("reset run dir: %w", err)
+	}
+	if err := os.MkdirAll(runDir, 0o700); err != nil {
+		return status, fmt.Errorf("create run dir: %w", err)
+	}
+	argv := commandLine(vmSpec{
+		Def: def, Boot: *t.Boot, TemplateDir: tdir, Disk: filepath.Join(d.guestDir(def), rootDisk),
+		Accel: accel, QMP: d.qmpSocket(def), Agent: d.agentSocket(def), TSCkHz: hostTSCkHz(),
+	})
+	status, err = d.monitors.Start(ctx, monitor.Config{
+		ID: def.Name, Dir: runDir, Log: d.ConsoleLog(def), LogMax: monitor.DefaultLogMax,
+		ReadySocket: d.qmpSocket(def), Command: argv,
+	})
+	if err != nil {
+		os.RemoveAll(runDir)
+		return status, fmt.Errorf("start %s: %w", def.Name, err)
+	}
+	status.HandleVersion, status.Accel = handleVersion, accel
+	def = def.Clone()
+	def.Status = status
+	defer func() {
+		if err != nil {
+			d.kill(context.WithoutCancel(ctx), def)
+			d.Cleanup(context.WithoutCancel(ctx), def)
+		}
+	}()
+	bootCtx, cancel := context.WithTimeout(ctx, BootTimeout)
+	defer cancel()
+	c, err := d.agent(bootCtx, def)
+	if err != nil {
+		if !monitored.Process(def).Alive() {
+			return status, fmt.Errorf("start %s: QEMU exited while the guest booted: %s", def.Name, lastConsoleLines(d.ConsoleLog(def)))
+		}
+		return status, fmt.Errorf("start %s: the guest did not boot within %s (its console: %s)", def.Name, BootTimeout, lastConsoleLines(d.ConsoleLog(def)))
+	}
+	// The guest's hostname is its name, as for containers.
+	c.Exec(bootCtx, agent.ExecRequest{Command: []string{"hostname", def.Name}}, nil, io.Discard, io.Discard, nil)
+	return status, nil
+}
+
+// agent returns the guest's agent connection, dialling it if needed: after
+// a daemon restart, the first exec reconnects.
+func (d *Driver) agent(ctx context.Context, def *guest.Definition) (*agent.Client, error) {
+	d.mu.Lock()
+	c := d.agents[def.Name]
+	d.mu.Unlock()
+	if c != nil {
+		return c, nil
+	}
+	c, err := agent.Dial(ctx, d.agentSocket(def))
+	if err != nil {
+		return nil, fmt.Errorf("reach the agent of %s: %w", def.Name, err)
+	}
+	d.mu.Lock()
+	defer d.mu.Unlock()
+	if old := d.agents[def.Name]; old != nil {
+		c.Close()
+		return old, nil
+	}
+	d.agents[def.Name] = c
+	return c, nil
+}
+
+// dropAgent forgets the guest's agent connection.
+func (d *Driver) dropAgent(name string) {
+	d.mu.Lock()
+	c := d.agents[name]
+	delete(d.agents, name)
+	d.mu.Unlock()
+	if c != nil {
+		c.Close()
+	}
+}
+
+// Stop implements driver.Driver: the guest is asked to power off (through
+// its agent, or ACPI where it has no agent), then QEMU is told to quit,
+// then killed.
+func (d *Driver) Stop(ctx context.Context, def *guest.Definition, timeout time.Duration) error {
+	proc := monitored.Process(def)
+	if !proc.Alive() {
+		return nil
+	}
+	if timeout > 0 {
+		d.askPowerOff(ctx, def)
+		polite, cancel := context.WithTimeout(ctx, timeout)
+		err := proc.Wait(polite)
+		cancel()
+		if err == nil {
+			return nil
+		}
+		d.log.Info("guest did not power off in time; quitting QEMU", "guest", def.Name, "timeout", timeout)
+	}
+	return d.kill(ctx, def)
+}
+
+// askPowerOff starts the guest's own shutdown.
+func (d *Driver) askPowerOff(ctx context.Context, def *guest.Definition) {
+	reach, cancel := context.WithTimeout(ctx, 2*time.Second)
+	defer cancel()
+	if c, err := d.agent(reach, def); err == nil {
+		// busybox's poweroff signals init and returns at once.
+		if code, err := c.Exec(reach, agent.ExecRequest{Command: []string{"poweroff"}}, nil, io.Discard, io.Discard, nil); err == nil && code == 0 {
+			return
+		}
+	}
+	if m, err := qmp.Dial(reach, d.qmpSocket(def)); err == nil {
+		defer m.Close()
+		m.Run(reach, qmp.SystemPowerdown{}, nil)
+	}
+}
+
+// kill ends QEMU: quit over QMP, then SIGKILL.
+func (d *Driver) kill(ctx context.Context, def *guest.Definition) error {
+	proc := monitored.Process(def)
+	if !proc.Alive() {
+		return nil // a SIGKILLed QEMU leaves its QMP socket: do not dial it
+	}
+	quick, cancel := context.WithTimeout(ctx, 5*time.Second)
+	defer cancel()
+	if m, err := qmp.Dial(quick, d.qmpSocket(def)); err == nil {
+		m.Run(quick, qmp.Quit{}, nil)
+		m.Close()
+		if proc.Wait(quick) == nil {
+			return nil
+		}
+	}
+	if err := proc.Signal(9); err != nil {
+		return fmt.Errorf("stop %s: %w", def.Name, err)
+	}
+	hard, cancel2 := context.WithTimeout(ctx, 10*time.Second)
+	defer cancel2()
+	if err := proc.Wait(hard); err != nil {
+		return fmt.Errorf("stop %s: QEMU %d survived SIGKILL: %w", def.Name, proc.PID, err)
+	}
+	return nil
+}
+
+// Cleanup implements driver.Driver.
+func (d *Driver) Cleanup(ctx context.Context, def *guest.Definition) (*api.Exit, error) {
+	d.dropAgent(def.Name)
+	if monitored.Monitor(def).Alive() && !monitored.Process(def).Alive() {
+		monitored.WaitMonitor(ctx, def)
+	}
+	exit := monitored.ReadExit(d.runDir(def))
+	if err := os.RemoveAll(d.runDir(def)); err != nil {
+		return exit, fmt.Errorf("clean up %s: %w", def.Name, err)
+	}
+	return exit, nil
+}
+
+// Delete implements driver.Driver: the disks live in the guest's
+// directory, which the daemon removes.
+func (d *Driver) Delete(ctx context.Context, def *guest.Definition) error { return nil }
+
+// ConsoleLog implements driver.Consoler.
+func (d *Driver) ConsoleLog(def *guest.Definition) string {
+	return filepath.Join(d.guestDir(def), "console.log")
+}

@@ -1,0 +1,83 @@
+package template
+
+import (
+	"context"
+	"debug/elf"
+	"os"
+	"path/filepath"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/polyvisor/polyvisor/internal/debpkg"
+)
+
+func TestBuildBusyboxArchForArm64(t *testing.T) {
+	requireRoot(t)
+	requireCommand(t, "apt-get")
+	if _, err := os.Stat(hostBusybox); err != nil {
+		t.Skipf("skipping: %s", errNoBusyboxStatic)
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Minute)
+	defer cancel()
+	rootfs := t.TempDir()
+	if err := BuildBusyboxArch(ctx, rootfs, "arm64", debpkg.DefaultCacheDir, nil); err != nil {
+		t.Fatal(err)
+	}
+	bin, err := elf.Open(filepath.Join(rootfs, "bin/busybox"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer bin.Close()
+	if bin.Machine != elf.EM_AARCH64 {
+		t.Fatalf("/bin/busybox is for %v, want EM_AARCH64", bin.Machine)
+	}
+	for _, applet := range []string{"sbin/init", "bin/sh", "usr/bin/wc", "sbin/poweroff"} {
+		if target, err := os.Readlink(filepath.Join(rootfs, applet)); err != nil || target != "/bin/busybox" {
+			t.Errorf("/%s -> %q, %v", applet, target, err)
+		}
+	}
+	checkMode(t, rootfs, "bin/busybox", 0o755)
+	checkMode(t, rootfs, "tmp", os.ModeDir|os.ModeSticky|0o777)
+	if inittab, _ := os.ReadFile(filepath.Join(rootfs, "etc/inittab")); !strings.Contains(string(inittab), "::respawn:-/bin/sh\n") {
+		t.Fatalf("/etc/inittab is %q", inittab)
+	}
+}
+
+func TestBuildBusyboxArchRefusesNonEmptyDir(t *testing.T) {
+	rootfs := t.TempDir()
+	if err := os.WriteFile(filepath.Join(rootfs, "something"), nil, 0o644); err != nil {
+		t.Fatal(err)
+	}
+	if err := BuildBusyboxArch(context.Background(), rootfs, "arm64", t.TempDir(), nil); err == nil {
+		t.Fatal("BuildBusyboxArch into a non-empty directory succeeded")
+	}
+}
+
+func TestBusyboxVersionIgnoresBinNMU(t *testing.T) {
+	dir := t.TempDir()
+	write := func(name, banner string) string {
+		path := filepath.Join(dir, name)
+		if err := os.WriteFile(path, []byte("\x7fELF\x00junk\x00"+banner+"\x00more"), 0o644); err != nil {
+			t.Fatal(err)
+		}
+		return path
+	}
+	host := write("host", "BusyBox v1.35.0 (Debian 1:1.35.0-4+deb12u1+b1)")
+	rebuilt := write("rebuilt", "BusyBox v1.35.0 (Debian 1:1.35.0-4+deb12u1+b2)")
+	plain := write("plain", "BusyBox v1.35.0 (Debian 1:1.35.0-4+deb12u1)")
+	newer := write("newer", "BusyBox v1.36.1 (Debian 1:1.36.1-9)")
+	none := write("none", "no banner here")
+	if err := requireSameBusybox(host, rebuilt); err != nil {
+		t.Errorf("binNMUs of one version differ: %v", err)
+	}
+	if err := requireSameBusybox(host, plain); err != nil {
+		t.Errorf("a binNMU and its source version differ: %v", err)
+	}
+	if err := requireSameBusybox(host, newer); err == nil {
+		t.Error("busybox 1.35.0 and 1.36.1 taken for the same")
+	}
+	if err := requireSameBusybox(host, none); err == nil {
+		t.Error("a file without banner accepted")
+	}
+}

@@ -1,0 +1,56 @@
+package template
+
+import (
+	"context"
+	"crypto/sha256"
+	"encoding/hex"
+	"fmt"
+	"os"
+	"path/filepath"
+
+	"github.com/polyvisor/polyvisor/internal/api"
+	"github.com/polyvisor/polyvisor/internal/vmimage"
+)
+
+// AgentName is the file name of the guest agent built for goarch, as
+// `make build` leaves it beside polyvisor.
+func AgentName(goarch string) string { return "polyvisor-agent-" + goarch }
+
+// finishVM turns the root tree built in staging/rootfs into a VM
+// template's files (kernel, initrd, root disk) and describes them in t.
+// The tree itself is dropped: the root disk holds it.
+func (s Store) finishVM(ctx context.Context, req Resolved, staging string, t *api.Template, progress Progress) error {
+	agent := filepath.Join(s.AgentDir, AgentName(req.Arch.GOARCH))
+	if _, err := os.Stat(agent); err != nil {
+		return fmt.Errorf("guest agent for %s not found at %s: run make build", req.Arch.Debian, agent)
+	}
+	rootfs := filepath.Join(staging, "rootfs")
+	boot, err := vmimage.Build(ctx, rootfs, req.Arch.Debian, staging, s.cacheDir(), agent, progress)
+	if err != nil {
+		return err
+	}
+	if err := os.RemoveAll(rootfs); err != nil {
+		return err
+	}
+	t.Boot = &api.TemplateBoot{
+		Kernel: boot.Kernel, Initrd: boot.Initrd, Disk: boot.Disk, Cmdline: boot.Cmdline,
+		Machine: boot.Machine, Console: boot.Console, QEMU: boot.QEMU, KernelVersion: boot.KernelVersion,
+	}
+	progress("computing digest", 0, 0)
+	sum := sha256.New()
+	for _, name := range []string{boot.Kernel, boot.Initrd, boot.Disk} {
+		path := filepath.Join(staging, name)
+		fileSum, err := fileSHA256(path)
+		if err != nil {
+			return err
+		}
+		fmt.Fprintf(sum, "%s %s\n", name, fileSum)
+		info, err := os.Stat(path)
+		if err != nil {
+			return err
+		}
+		t.Size += info.Size()
+	}
+	t.Digest = "sha256:" + hex.EncodeToString(sum.Sum(nil))
+	return nil
+}

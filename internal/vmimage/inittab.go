@@ -1,0 +1,48 @@
+package vmimage
+
+// vmInittab returns /etc/inittab for busybox init as pid 1 of a VM whose serial console is
+// the device console (ttyS0, ttyAMA0).
+//
+// The shell runs on the console by its device name rather than on "console" (the container
+// inittab's choice): busybox init opens /dev/ttyS0 after setsid, so it becomes the shell's
+// controlling tty and job control and Ctrl-C work; /dev/console would give no controlling
+// tty. The agent's output goes to /dev/console, the same serial line.
+//
+// Stopping: `poweroff` (busybox's applet) sends SIGUSR2 to init, which runs the shutdown
+// actions, kills every process and calls reboot(RB_POWER_OFF): the machine powers off and
+// QEMU exits (PSCI on arm64 virt, ACPI on x86 microvm). ACPI power-button events
+// (QMP system_powerdown) reach no one here: nothing in a busybox system listens to them, so the
+// host stops a guest through its agent or the shell.
+func vmInittab(console, shell string, agent bool) string {
+	tab := "# Written by polyvisor for busybox init in a VM.\n" +
+		"::sysinit:/" + sysinitPath + "\n"
+	if agent {
+		tab += "::respawn:/" + agentPath + "\n"
+	}
+	return tab + console + "::respawn:-" + shell + "\n" +
+		"::shutdown:/bin/sync\n" +
+		"::shutdown:/bin/umount -a -r\n"
+}
+
+// sysinitScript brings up a VM's file systems and names it; busybox init runs it first and
+// waits for it. The initramfs has mounted /proc, /sys and /dev already; they are mounted here
+// only when the kernel booted the disk without it. It uses commands that both a busybox tree
+// and Debian's minbase have.
+const sysinitScript = `#!/bin/sh
+# Written by polyvisor: busybox init's sysinit in a VM.
+mountpoint -q /proc || mount -t proc proc /proc
+mountpoint -q /sys || mount -t sysfs sysfs /sys
+mountpoint -q /dev || mount -t devtmpfs devtmpfs /dev
+mkdir -p /dev/pts /dev/shm
+mountpoint -q /dev/pts || mount -t devpts -o gid=5,mode=620,ptmxmode=666 devpts /dev/pts
+mountpoint -q /dev/shm || mount -t tmpfs -o mode=1777,nosuid,nodev tmpfs /dev/shm
+mount -o remount,rw / || echo "polyvisor-sysinit: cannot remount / read-write"
+mountpoint -q /run || mount -t tmpfs -o mode=755,nosuid,nodev tmpfs /run
+name=
+for word in $(cat /proc/cmdline); do
+	case "$word" in ` + HostnameParam + `=*) name="${word#` + HostnameParam + `=}" ;; esac
+done
+[ -n "$name" ] || [ ! -r /etc/hostname ] || read -r name < /etc/hostname
+[ -z "$name" ] || hostname "$name"
+echo ` + BootedMarker + `
+`

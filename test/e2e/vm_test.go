@@ -1,0 +1,137 @@
+package e2e
+
+import (
+	"os"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/polyvisor/polyvisor/internal/api"
+	"github.com/polyvisor/polyvisor/internal/testenv"
+)
+
+// vmTemplates builds the VM templates the VM tests share, once.
+var vmTemplates struct {
+	built bool
+	err   string
+}
+
+func requireVMTemplates(t *testing.T) {
+	t.Helper()
+	requireRoot(t)
+	if !vmTemplates.built {
+		vmTemplates.built = true
+		for _, args := range [][]string{
+			{"template", "build", "busybox", "--type", "vm"},
+			{"template", "build", "busybox", "--type", "vm", "--arch", "aarch64"},
+			{"template", "build", "debian:bookworm", "--name", "debian", "--type", "vm"},
+		} {
+			began := time.Now()
+			if out, errOut, code := env.main.Run(args...); code != 0 {
+				vmTemplates.err = strings.Join(args, " ") + ": " + out + errOut
+				break
+			}
+			t.Logf("%s took %s", strings.Join(args, " "), time.Since(began).Round(time.Millisecond))
+		}
+	}
+	if vmTemplates.err != "" {
+		t.Fatal(vmTemplates.err)
+	}
+}
+
+func TestVMsBootUnderTCGAndRunCommands(t *testing.T) {
+	requireVMTemplates(t)
+	d := env.main
+	vm := launch(t, d, "busybox", "e2e-vm", "--type", "vm")
+	arm := launch(t, d, "busybox", "e2e-arm", "--type", "vm", "--arch", "aarch64")
+	for _, g := range []api.Guest{vm, arm} {
+		if g.State != api.StateRunning || g.Driver != "qemu" || g.PID <= 0 {
+			t.Errorf("%s: %+v", g.Name, g)
+		}
+	}
+	if arm.Class != "emulation" || arm.Accel != "tcg" || arm.Arch != "arm64" {
+		t.Errorf("aarch64 guest: class %s accel %s arch %s", arm.Class, arm.Accel, arm.Arch)
+	}
+	if m := strings.TrimSpace(d.Must(t, "exec", arm.Name, "--", "uname", "-m")); m != "aarch64" {
+		t.Errorf("uname -m in the arm guest: %q", m)
+	}
+	if m := strings.TrimSpace(d.Must(t, "exec", vm.Name, "--", "uname", "-m")); m != "x86_64" {
+		t.Errorf("uname -m in the x86 guest: %q", m)
+	}
+	out, errOut, code := d.RunInput("piped\n", "exec", vm.Name, "--", "sh", "-c", "cat; echo e >&2; exit 6")
+	if code != 6 || out != "piped\n" || errOut != "e\n" {
+		t.Errorf("exec streams: code %d out %q err %q", code, out, errOut)
+	}
+	if log := d.Must(t, "console", vm.Name, "--log"); !strings.Contains(log, "Linux version") {
+		t.Errorf("the console log does not show the kernel booting:\n%s", log)
+	}
+	var check api.HostCheck
+	jsonUnmarshal(d.Must(t, "host", "check", "--format", "json"), &check)
+	for _, v := range check.Classes {
+		if v.Class == "qemu" && (!v.Works || v.Details["kvm"] == "") {
+			t.Errorf("host check for qemu: %+v, want it working and saying why (not) KVM", v)
+		}
+	}
+}
+
+func TestDebianVM(t *testing.T) {
+	requireVMTemplates(t)
+	d := env.main
+	g := launch(t, d, "debian", "e2e-debvm", "--type", "vm", "--memory", "512MiB")
+	if osr := d.Must(t, "exec", g.Name, "--", "cat", "/etc/os-release"); !strings.Contains(osr, "bookworm") {
+		t.Errorf("os-release in the Debian VM:\n%s", osr)
+	}
+}
+
+func TestVMLifecycleAndFaults(t *testing.T) {
+	requireVMTemplates(t)
+	d := ownDaemonWithVM(t)
+	g := launch(t, d, "busybox", "life", "--type", "vm")
+	d.Must(t, "exec", g.Name, "--", "sh", "-c", "echo kept > /root/mark; sync")
+	d.Must(t, "stop", g.Name, "--timeout", "30s")
+	if info(t, d, g.Name).State != api.StateStopped || alive(g.PID) {
+		t.Fatal("VM still running after stop")
+	}
+	d.Must(t, "start", g.Name)
+	if out := d.Must(t, "exec", g.Name, "--", "cat", "/root/mark"); out != "kept\n" {
+		t.Errorf("a file written before stop reads %q", out)
+	}
+	// Guests outlive the daemon and are adopted again.
+	running := info(t, d, g.Name)
+	d.Kill()
+	if !alive(running.PID) {
+		t.Fatal("killing the daemon killed the VM")
+	}
+	if err := d.Restart(); err != nil {
+		t.Fatal(err)
+	}
+	if out := d.Must(t, "exec", g.Name, "--", "echo", "adopted"); out != "adopted\n" {
+		t.Errorf("exec after a daemon restart: %q", out)
+	}
+	// QEMU killed from outside: noticed.
+	if p, err := os.FindProcess(running.PID); err == nil {
+		p.Kill()
+	}
+	deadline := time.Now().Add(15 * time.Second)
+	for info(t, d, g.Name).State != api.StateStopped {
+		if time.Now().After(deadline) {
+			t.Fatal("a killed QEMU is still reported running")
+		}
+		time.Sleep(100 * time.Millisecond)
+	}
+	expectError(t, d, "arch", "launch", "busybox", "x", "--type", "vm", "--arch", "vax")
+	expectError(t, d, "memory", "launch", "busybox", "x", "--type", "vm", "--memory", "4TiB")
+	expectError(t, d, "template debian for amd64 VMs", "launch", "debian", "x", "--type", "vm")
+	if gs, _ := d.Guests(); len(gs) != 1 {
+		t.Errorf("failed launches left guests: %+v", gs)
+	}
+}
+
+// ownDaemonWithVM is a daemon of the test's own sharing nothing but the
+// busybox VM template, rebuilt there (seconds).
+func ownDaemonWithVM(t *testing.T) *testenv.Daemon {
+	t.Helper()
+	d := ownDaemon(t)
+	d.Must(t, "template", "build", "busybox", "--type", "vm")
+	return d
+}
