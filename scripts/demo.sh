@@ -32,12 +32,21 @@ step "host check"
 step "templates"
 "$pv" template show busybox >/dev/null 2>&1 || "$pv" template build busybox
 "$pv" template show debian >/dev/null 2>&1 || "$pv" template build debian:bookworm --name debian
+"$pv" template show busybox.vm.amd64 >/dev/null 2>&1 || "$pv" template build busybox --type vm
+"$pv" template show busybox.vm.arm64 >/dev/null 2>&1 || "$pv" template build busybox --type vm --arch aarch64
 "$pv" template list
 
 step "launch one container from each template"
 for g in demo-busybox demo-debian; do "$pv" delete --force "$g" >/dev/null 2>&1 || true; done
 "$pv" launch busybox demo-busybox --memory 64MiB
 "$pv" launch debian demo-debian --memory 256MiB --cpus 1
+"$pv" list
+
+step "a VM (KVM only if a canary boots, else TCG) and a foreign-arch VM (aarch64, emulated)"
+for g in demo-vm demo-arm; do "$pv" delete --force "$g" >/dev/null 2>&1 || true; done
+"$pv" launch busybox demo-vm --type vm
+"$pv" launch busybox demo-arm --type vm --arch aarch64
+echo "uname -m in demo-vm: $("$pv" exec demo-vm -- uname -m); in demo-arm: $("$pv" exec demo-arm -- uname -m)"
 "$pv" list
 
 step "exec into the Debian guest: /etc/os-release"
@@ -70,4 +79,5 @@ fi
 echo
 echo "Try: $pv console demo-busybox   (Ctrl-a q detaches)"
 echo "     $pv exec demo-debian -- bash"
-echo "     $pv delete --force demo-busybox demo-debian"
+echo "     $pv console demo-arm --log"
+echo "     $pv delete --force demo-busybox demo-debian demo-vm demo-arm"

@@ -51,10 +51,8 @@ func main() {
 	signal.Notify(make(chan os.Signal, 1), syscall.SIGHUP, syscall.SIGPIPE)
 	ctx, stop := signal.NotifyContext(context.Background(), syscall.SIGTERM, syscall.SIGINT)
 	defer stop()
-	if err := agent.Run(ctx, cfg); err != nil {
-		cfg.Log.Error("agent failed", "err", err)
-		os.Exit(1)
-	}
+	agent.Run(ctx, cfg)
+	cfg.Log.Info("polyvisor-agent stopped")
 }
 
 // errVersion asks main to print the version.

@@ -1,6 +1,7 @@
 package agent
 
 import (
+	"bytes"
 	"context"
 	"encoding/json"
 	"errors"
@@ -129,6 +130,7 @@ func (c *Client) closeSession(s *clientSession) {
 // the agent grants, then CloseStdin.
 func (c *Client) feedStdin(s *clientSession, stdin io.Reader) {
 	buf := make([]byte, 32<<10)
+	sig := helloSignature()
 	for {
 		n, err := stdin.Read(buf)
 		for sent := 0; sent < n; {
@@ -136,10 +138,18 @@ func (c *Client) feedStdin(s *clientSession, stdin io.Reader) {
 			if !ok {
 				return
 			}
-			if c.send(typeStdin, s.id, buf[sent:sent+k]) != nil {
+			part := buf[sent : sent+k]
+			if i := bytes.Index(part, sig); i >= 0 {
+				// End the frame in the middle of what the agent would
+				// take for a new host's Hello: the next frame's header
+				// then splits it in the stream.
+				part = part[:i+len(sig)/2]
+				s.credit.give(k - len(part))
+			}
+			if c.send(typeStdin, s.id, part) != nil {
 				return
 			}
-			sent += k
+			sent += len(part)
 		}
 		select {
 		case <-s.done:

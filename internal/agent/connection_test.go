@@ -16,7 +16,7 @@ import (
 // quickDial is how long a Dial may take when the agent should resync at
 // once: a handful of Hello retries, far less than the minutes it would
 // take to feed a 64 KiB frame with Hellos.
-const quickDial = 3 * time.Second
+const quickDial = 5 * time.Second
 
 func TestReconnectKillsTheOldSessionsAndServesTheNewHost(t *testing.T) {
 	port := newGuest(t)

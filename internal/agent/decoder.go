@@ -13,8 +13,8 @@ import "bytes"
 // for the signature: a new host connection then resynchronises it at once,
 // even when the Hello arrives in the middle of a frame an old connection
 // never finished, which would otherwise swallow it and every Hello after it
-// up to MaxPayload bytes. The price is that command input containing a
-// Hello's signature (25 bytes no text contains) restarts the connection.
+// up to MaxPayload bytes. The host keeps signatures out of command input
+// (see Client.feedStdin).
 type decoder struct {
 	buf     []byte // bytes received; buf[off:] are not consumed yet
 	off     int

@@ -17,10 +17,12 @@
 // opens /dev/vportNpM. The channel is one byte stream with no connections
 // in it: QEMU accepts one host client at a time, and the guest's port stays
 // open across host clients. While no client is connected, the guest reads
-// end-of-file (at once, every time) and its writes wait; bytes in flight
-// when a client goes may be lost, or be delivered to the next one. The
-// protocol is built for that: every host connection starts with a
-// handshake that both sides can find in a stream full of leftovers.
+// end-of-file (at once, every time) and its writes wait (so seen with QEMU
+// 7.2 and Linux 6.1, x86_64 and aarch64 guests); a client that leaves and
+// another that comes quickly may go unnoticed by the guest, and bytes in
+// flight may be lost or be delivered to the next client. The protocol is
+// built for that: every host connection starts with a handshake that both
+// sides can find in a stream full of leftovers.
 //
 // # Frames
 //
@@ -62,8 +64,10 @@
 // signature (its header and the magic, 25 bytes). It watches for that
 // signature everywhere, inside payloads too, so a Hello that arrives
 // where the rest of a frame cut off by a disconnect was expected still
-// resynchronises it at once; the price is that command input containing
-// those 25 bytes restarts the connection. A header with an unknown type or
+// resynchronises it at once. So that command input never looks like a
+// Hello, the host ends a Stdin frame in the middle of any signature in it:
+// the next frame's header then splits the signature in the stream (no
+// other frame the host sends can hold one). A header with an unknown type or
 // a length over MaxPayload puts the agent out of step until the next
 // Hello; it never exits on a bad frame. A Hello with a new nonce kills
 // every session of the previous connection (nobody can reach them any

@@ -68,6 +68,25 @@ func TestExecPipesStdinBeyondTheWindow(t *testing.T) {
 	}
 }
 
+func TestExecInputMayHoldHellos(t *testing.T) {
+	c := dial(t, newGuest(t))
+	// Input full of what the agent would take for a new host's Hello,
+	// at every offset a frame boundary could fall on.
+	hello := encodeFrame(typeHello, 0, encodeHello(nonce{3}))
+	var in []byte
+	for i := range 300 {
+		in = append(in, bytes.Repeat([]byte{'x'}, i)...)
+		in = append(in, hello...)
+	}
+	got := execute(t, c, ExecRequest{Command: []string{"cat"}}, string(in))
+	if got.code != 0 || got.stdout != string(in) {
+		t.Fatalf("cat: code %d, %d bytes back of %d", got.code, len(got.stdout), len(in))
+	}
+	if got := execute(t, c, ExecRequest{Command: []string{"true"}}, ""); got.code != 0 {
+		t.Fatalf("the connection did not survive: %+v", got)
+	}
+}
+
 func TestExecWithoutStdinGetsEOF(t *testing.T) {
 	c := dial(t, newGuest(t))
 	ctx, cancel := context.WithTimeout(context.Background(), testTimeout)

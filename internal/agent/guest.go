@@ -41,12 +41,12 @@ type Config struct {
 	devDir   string
 }
 
-// Run serves the host on the agent's port until ctx ends, and returns nil
-// then. It never gives up on its own: a missing port is looked for again
-// every second, and a port that fails is opened again, so that a guest's
-// init can start the agent once and forget it. Commands it started are
-// killed before it returns.
-func Run(ctx context.Context, cfg Config) error {
+// Run serves the host on the agent's port until ctx ends. It never gives
+// up on its own: a missing port is looked for again every second, and a
+// port that fails is opened again, so that a guest's init can start the
+// agent once and forget it. Commands it started are killed before it
+// returns.
+func Run(ctx context.Context, cfg Config) {
 	if cfg.Log == nil {
 		cfg.Log = slog.New(slog.NewTextHandler(io.Discard, nil))
 	}
@@ -61,17 +61,17 @@ func Run(ctx context.Context, cfg Config) error {
 	for {
 		port, err := openPort(ctx, cfg)
 		if err != nil {
-			return nil // ctx ended
+			return // ctx ended
 		}
 		cfg.Log.Info("serving", "port", port.Name())
 		err = serve(ctx, port, cfg.Log)
 		port.Close()
 		if ctx.Err() != nil {
-			return nil
+			return
 		}
 		cfg.Log.Error("port failed, opening it again", "port", port.Name(), "err", err)
 		if sleep(ctx, portRetry) != nil {
-			return nil
+			return
 		}
 	}
 }

@@ -21,17 +21,16 @@ const testTimeout = 20 * time.Second
 func startAgent(t *testing.T, device string) (stop func()) {
 	t.Helper()
 	ctx, cancel := context.WithCancel(context.Background())
-	done := make(chan error, 1)
+	done := make(chan struct{})
 	go func() {
-		done <- Run(ctx, Config{Port: device, Log: testLogger(t)})
+		defer close(done)
+		Run(ctx, Config{Port: device, Log: testLogger(t)})
 	}()
 	var once sync.Once
 	stop = func() {
 		once.Do(func() {
 			cancel()
-			if err := <-done; err != nil {
-				t.Errorf("agent: %v", err)
-			}
+			<-done
 		})
 	}
 	t.Cleanup(stop)

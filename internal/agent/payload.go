@@ -109,10 +109,11 @@ type ExecRequest struct {
 	Env []string `json:"env,omitempty"`
 	// Cwd is the working directory, "/" when empty.
 	Cwd string `json:"cwd,omitempty"`
-	// TTY runs the command on a new pseudo-terminal: its output all comes
-	// as stdout, and Rows and Cols set the terminal's size when both are
-	// non-zero.
-	TTY  bool   `json:"tty,omitempty"`
+	// TTY runs the command on a new pseudo-terminal, whose output all
+	// comes as stdout.
+	TTY bool `json:"tty,omitempty"`
+	// Rows and Cols are the terminal's initial size; it is left at the
+	// kernel's default unless both are set.
 	Rows uint16 `json:"rows,omitempty"`
 	Cols uint16 `json:"cols,omitempty"`
 }

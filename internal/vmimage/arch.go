@@ -19,22 +19,16 @@ const (
 type archSpec struct {
 	debian  string // Debian architecture: amd64
 	qemu    string // QEMU system emulator
-	machine string // a machine with virtio-mmio transports and direct kernel boot, with its options
+	machine string // a machine with virtio-mmio transports and direct kernel boot
 	console string // the serial console's device name in the guest
 	kernel  string // file name of the kernel in the template
 	format  kernelFormat
 }
 
-// microvmMachine is microvm with the legacy PIT and PIC, which its "auto" leaves out under
-// TCG: without a PIT the kernel cannot calibrate the TSC (no HPET, no PM timer, no kvmclock
-// under TCG either) and hangs right after "tsc: Marking TSC unstable". With them, and the RTC
-// for the wall clock, it boots; under KVM they cost nothing noticeable.
-const microvmMachine = "microvm,pit=on,pic=on,rtc=on"
-
 // archSpecs lists the architectures Build knows. riscv64 is here for when the host's apt
 // sources offer it (Debian ships it from trixie on; bookworm does not) and is untested.
 var archSpecs = []archSpec{
-	{debian: "amd64", qemu: "qemu-system-x86_64", machine: microvmMachine, console: "ttyS0", kernel: "vmlinux", format: bzImageToVmlinux},
+	{debian: "amd64", qemu: "qemu-system-x86_64", machine: "microvm", console: "ttyS0", kernel: "vmlinux", format: bzImageToVmlinux},
 	{debian: "arm64", qemu: "qemu-system-aarch64", machine: "virt", console: "ttyAMA0", kernel: "Image", format: rawImage},
 	{debian: "riscv64", qemu: "qemu-system-riscv64", machine: "virt", console: "ttyS0", kernel: "Image", format: rawImage},
 }

@@ -22,6 +22,9 @@ const bootTimeout = 90 * time.Second
 // authentication and SVE, which cost boot time for nothing here.
 var guestCPU = map[string]string{"qemu-system-x86_64": "max", "qemu-system-aarch64": "cortex-a57", "qemu-system-riscv64": "max"}
 
+// debianArch is the Debian architecture each QEMU emulates.
+var debianArch = map[string]string{"qemu-system-x86_64": "amd64", "qemu-system-aarch64": "arm64", "qemu-system-riscv64": "riscv64"}
+
 // qemuArgs returns the command line that boots the template in dir: with the root disk when
 // overlay is set, the kernel and initrd alone otherwise; extra goes on the kernel command line.
 func qemuArgs(dir string, boot vmimage.Boot, overlay, extra string) []string {
@@ -31,6 +34,9 @@ func qemuArgs(dir string, boot vmimage.Boot, overlay, extra string) []string {
 		"-kernel", filepath.Join(dir, boot.Kernel), "-initrd", filepath.Join(dir, boot.Initrd),
 	}
 	cmdline := "console=" + boot.Console
+	if tcg := vmimage.TCGCmdline(debianArch[boot.QEMU]); tcg != "" {
+		cmdline += " " + tcg
+	}
 	if overlay != "" {
 		cmdline += " " + boot.Cmdline
 		args = append(args,
@@ -177,4 +183,3 @@ func ctxFor(t *testing.T, d time.Duration) context.Context {
 	t.Cleanup(cancel)
 	return ctx
 }
-

@@ -51,7 +51,9 @@ read -r cmdline < /proc/cmdline
 case " $cmdline " in
 *" ` + CanaryFlag + ` "*)
 	echo ` + CanaryMarker + `
-	poweroff -f
+	poweroff -f # a machine that cannot power off (no ACPI) returns here: -no-reboot ends a reboot
+	reboot -f
+	rescue "cannot power off or reboot"
 	;;
 esac
 

@@ -29,7 +29,7 @@ type Boot struct {
 	Initrd        string `json:"initrd" yaml:"initrd"`                 // initrd.img
 	Disk          string `json:"disk" yaml:"disk"`                     // disk.qcow2, the read-only base of every clone
 	Cmdline       string `json:"cmdline" yaml:"cmdline"`               // kernel command line without console=, which the driver adds
-	Machine       string `json:"machine" yaml:"machine"`               // QEMU machine and its options: microvm,pit=on,pic=on,rtc=on or virt
+	Machine       string `json:"machine" yaml:"machine"`               // QEMU machine: microvm or virt
 	Console       string `json:"console" yaml:"console"`               // the guest's serial console device: ttyS0, ttyAMA0
 	QEMU          string `json:"qemu" yaml:"qemu"`                     // QEMU system emulator: qemu-system-x86_64, ...
 	KernelVersion string `json:"kernel_version" yaml:"kernel_version"` // kernel release, as uname -r gives it

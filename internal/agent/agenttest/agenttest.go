@@ -82,8 +82,9 @@ func NewPort(t testing.TB) *Port {
 	return p
 }
 
-// Disconnect drops the connected host, as QEMU does when its client's
-// socket closes: the guest is not told, and what was in flight is lost.
+// Disconnect drops the connected host, as when QEMU's client goes away,
+// except that the guest is not told (QEMU makes its reads return
+// end-of-file) and what was in flight is lost.
 func (p *Port) Disconnect() {
 	p.mu.Lock()
 	defer p.mu.Unlock()

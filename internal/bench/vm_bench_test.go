@@ -1,0 +1,236 @@
+package bench
+
+import (
+	"context"
+	"fmt"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"strings"
+	"syscall"
+	"testing"
+	"time"
+
+	"github.com/polyvisor/polyvisor/internal/agent"
+	"github.com/polyvisor/polyvisor/internal/api"
+	"github.com/polyvisor/polyvisor/internal/testenv"
+)
+
+// vmBootMemo keeps a VM benchmark's samples across the testing package's
+// calls of the benchmark function.
+type vmBootMemo struct {
+	polyvisor, raw samples
+	accel          string
+	argv           []string // QEMU's command line, as polyvisor ran it
+}
+
+// buildVMTemplates builds the busybox VM templates a fixture needs, once.
+func (f *fixture) buildVMTemplates(b *testing.B, arches ...string) {
+	b.Helper()
+	for _, a := range arches {
+		began := time.Now()
+		if out, errOut, code := f.daemon.Run("template", "build", "busybox", "--type", "vm", "--arch", a); code != 0 {
+			b.Fatalf("template build busybox --type vm --arch %s: %s%s", a, out, errOut)
+		}
+		fmt.Printf("bench: %s: VM template for %s took %s\n", f.name, a, time.Since(began).Round(time.Millisecond))
+	}
+}
+
+// launchVM boots a busybox VM through the API: the operation ends when the
+// guest's agent answers, that is, when userspace runs.
+func (f *fixture) launchVM(ctx context.Context, name, arch string) (time.Duration, error) {
+	began := time.Now()
+	err := f.createGuest(ctx, api.GuestCreate{Name: name, Template: "busybox", Type: "vm", Arch: arch, Start: true})
+	return time.Since(began), err
+}
+
+// BenchmarkVMBoot compares boot-to-userspace of a busybox microVM through
+// polyvisor with the very same QEMU command line run by hand, alternating.
+// Both end when the guest agent answers on its virtio-serial port.
+func BenchmarkVMBoot(b *testing.B) {
+	requireRoot(b)
+	f := openFixture(b, "vmboot")
+	m, _ := f.memo.(*vmBootMemo)
+	if m == nil {
+		f.buildVMTemplates(b, "amd64")
+		m = &vmBootMemo{}
+		f.memo = m
+	}
+	for i := range b.N {
+		ctx, cancel := context.WithTimeout(b.Context(), opTimeout)
+		name := fmt.Sprintf("boot-%d", len(m.polyvisor))
+		took, err := f.launchVM(ctx, name, "amd64")
+		if err != nil {
+			cancel()
+			b.Fatal(err)
+		}
+		m.polyvisor = append(m.polyvisor, took)
+		if m.argv == nil {
+			g, err := f.client.Guest(ctx, name)
+			if err != nil {
+				b.Fatal(err)
+			}
+			m.accel = g.Accel
+			if m.argv, err = cmdline(g.PID); err != nil {
+				b.Fatal(err)
+			}
+		}
+		if err := testenv.DeleteGuest(ctx, f.client, name); err != nil {
+			b.Fatal(err)
+		}
+		rawTook, err := bootRaw(ctx, f, m.argv, i)
+		cancel()
+		if err != nil {
+			b.Fatal(err)
+		}
+		m.raw = append(m.raw, rawTook)
+	}
+	b.ReportMetric(m.polyvisor.median(), "polyvisor-ms/op")
+	b.ReportMetric(m.raw.median(), "qemu-ms/op")
+	b.ReportMetric(m.polyvisor.median()/m.raw.median(), "ratio")
+	b.Logf("n=%d accel %s; polyvisor ms: min %.0f p50 %.0f max %.0f; qemu by hand ms: min %.0f p50 %.0f max %.0f; ratio %.2f (target <= 1.15)",
+		len(m.raw), m.accel, m.polyvisor.percentile(0), m.polyvisor.median(), m.polyvisor.percentile(100),
+		m.raw.percentile(0), m.raw.median(), m.raw.percentile(100), m.polyvisor.median()/m.raw.median())
+}
+
+// BenchmarkVMBootAarch64 measures boot-to-userspace of a busybox aarch64
+// guest, emulated under TCG, through polyvisor.
+func BenchmarkVMBootAarch64(b *testing.B) {
+	requireRoot(b)
+	f := openFixture(b, "vmbootarm")
+	m, _ := f.memo.(*vmBootMemo)
+	if m == nil {
+		f.buildVMTemplates(b, "arm64")
+		m = &vmBootMemo{}
+		f.memo = m
+	}
+	for range b.N {
+		ctx, cancel := context.WithTimeout(b.Context(), opTimeout)
+		name := fmt.Sprintf("arm-%d", len(m.polyvisor))
+		took, err := f.launchVM(ctx, name, "arm64")
+		if err == nil {
+			err = testenv.DeleteGuest(ctx, f.client, name)
+		}
+		cancel()
+		if err != nil {
+			b.Fatal(err)
+		}
+		m.polyvisor = append(m.polyvisor, took)
+	}
+	b.ReportMetric(m.polyvisor.median(), "polyvisor-ms/op")
+	b.Logf("n=%d aarch64 under TCG: min %.0f p50 %.0f max %.0f ms", len(m.polyvisor),
+		m.polyvisor.percentile(0), m.polyvisor.median(), m.polyvisor.percentile(100))
+}
+
+// BenchmarkVMIdleMemory measures the host memory of idle busybox VMs with
+// 256 MiB of guest RAM: QEMU's PSS and its monitor's.
+func BenchmarkVMIdleMemory(b *testing.B) {
+	const vms = 3
+	requireRoot(b)
+	f := openFixture(b, "vmidle")
+	type result struct{ qemu, monitor int64 }
+	r, _ := f.memo.(*result)
+	if r == nil {
+		f.buildVMTemplates(b, "amd64")
+		r = &result{}
+		ctx, cancel := context.WithTimeout(b.Context(), 3*opTimeout)
+		defer cancel()
+		for i := range vms {
+			if _, err := f.launchVM(ctx, fmt.Sprintf("idle-%d", i), "amd64"); err != nil {
+				b.Fatal(err)
+			}
+		}
+		time.Sleep(5 * time.Second)
+		guests, err := f.client.Guests(ctx)
+		if err != nil {
+			b.Fatal(err)
+		}
+		for _, g := range guests {
+			q, err1 := pssKiB(g.PID)
+			mon, err2 := pssKiB(g.MonitorPID)
+			if err1 != nil || err2 != nil {
+				b.Fatal(err1, err2)
+			}
+			r.qemu += q
+			r.monitor += mon
+		}
+		f.memo = r
+		b.Logf("%d idle busybox VMs, 256 MiB each: QEMU %d KiB PSS in all, monitors %d KiB", vms, r.qemu, r.monitor)
+	}
+	for range b.N {
+	}
+	b.ReportMetric(0, "ns/op")
+	b.ReportMetric(float64(r.qemu)/vms, "qemu-kib-per-vm")
+	b.ReportMetric(float64(r.monitor)/vms, "monitor-kib-per-vm")
+}
+
+// cmdline reads a process's argv.
+func cmdline(pid int) ([]string, error) {
+	data, err := os.ReadFile(fmt.Sprintf("/proc/%d/cmdline", pid))
+	if err != nil {
+		return nil, err
+	}
+	return strings.Split(strings.TrimSuffix(string(data), "\x00"), "\x00"), nil
+}
+
+// bootRaw runs polyvisor's QEMU command line by hand, with a fresh disk
+// overlay and sockets of its own and the console in a file, and times it
+// until the guest agent answers.
+func bootRaw(ctx context.Context, f *fixture, argv []string, i int) (time.Duration, error) {
+	dir := filepath.Join(f.rawDir(), fmt.Sprintf("vm-%d", i))
+	if err := os.MkdirAll(dir, 0o700); err != nil {
+		return 0, err
+	}
+	defer os.RemoveAll(dir)
+	args := append([]string(nil), argv...)
+	agentSock := filepath.Join(dir, "agent.sock")
+	for j, a := range args {
+		switch {
+		case strings.HasPrefix(a, "id=root,file="):
+			base := strings.TrimSuffix(strings.TrimPrefix(a, "id=root,file="), ",format=qcow2,if=none,discard=unmap")
+			overlay := filepath.Join(dir, "root.qcow2")
+			if out, err := exec.Command("qemu-img", "create", "-q", "-f", "qcow2", "-F", "qcow2", "-b", backingOf(base), overlay).CombinedOutput(); err != nil {
+				return 0, fmt.Errorf("overlay: %v: %s", err, out)
+			}
+			args[j] = "id=root,file=" + overlay + ",format=qcow2,if=none,discard=unmap"
+		case strings.HasPrefix(a, "socket,id=agent,path="):
+			args[j] = "socket,id=agent,path=" + agentSock + ",server=on,wait=off"
+		case strings.HasPrefix(a, "stdio,id=console"):
+			args[j] = "file,id=console,path=" + filepath.Join(dir, "console.log")
+		case strings.HasPrefix(a, "unix:") && strings.HasSuffix(a, ",server=on,wait=off"):
+			args[j] = "unix:" + filepath.Join(dir, "qmp.sock") + ",server=on,wait=off"
+		}
+	}
+	began := time.Now()
+	cmd := exec.Command(args[0], args[1:]...)
+	cmd.SysProcAttr = &syscall.SysProcAttr{Setsid: true}
+	if err := cmd.Start(); err != nil {
+		return 0, err
+	}
+	defer func() {
+		cmd.Process.Kill()
+		cmd.Wait()
+	}()
+	c, err := agent.Dial(ctx, agentSock)
+	if err != nil {
+		return 0, fmt.Errorf("raw QEMU's agent: %w", err)
+	}
+	took := time.Since(began)
+	c.Close()
+	return took, nil
+}
+
+// backingOf returns the backing file of a qcow2 overlay.
+func backingOf(overlay string) string {
+	out, err := exec.Command("qemu-img", "info", "--output=json", overlay).Output()
+	if err != nil {
+		return overlay
+	}
+	const key = `"backing-filename": "`
+	s := string(out)
+	if i := strings.Index(s, key); i >= 0 {
+		rest := s[i+len(key):]
+		return rest[:strings.Index(rest, `"`)]
+	}
+	return overlay
+}
