@@ -21,7 +21,7 @@ import (
 func buildAgent(t *testing.T, goarch, dir string) string {
 	t.Helper()
 	out := filepath.Join(dir, "polyvisor-agent-"+goarch)
-	cmd := exec.Command("go", "build", "-trimpath", "-ldflags=-s -w", "-o", out, ".")
+	cmd := exec.Command("go", "build", "-trimpath", "-ldflags=-s", "-o", out, ".")
 	cmd.Env = append(os.Environ(), "CGO_ENABLED=0", "GOOS=linux", "GOARCH="+goarch)
 	if b, err := cmd.CombinedOutput(); err != nil {
 		t.Fatalf("build for %s: %v\n%s", goarch, err, b)

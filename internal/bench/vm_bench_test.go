@@ -22,6 +22,7 @@ type vmBootMemo struct {
 	polyvisor, raw samples
 	accel          string
 	argv           []string // QEMU's command line, as polyvisor ran it
+	base           string   // the template's base disk its overlay stands on
 }
 
 // buildVMTemplates builds the busybox VM templates a fixture needs, once.
@@ -74,11 +75,16 @@ func BenchmarkVMBoot(b *testing.B) {
 			if m.argv, err = cmdline(g.PID); err != nil {
 				b.Fatal(err)
 			}
+			for _, a := range m.argv {
+				if overlay, ok := strings.CutPrefix(a, "id=root,file="); ok {
+					m.base = backingOf(strings.Split(overlay, ",")[0])
+				}
+			}
 		}
 		if err := testenv.DeleteGuest(ctx, f.client, name); err != nil {
 			b.Fatal(err)
 		}
-		rawTook, err := bootRaw(ctx, f, m.argv, i)
+		rawTook, err := bootRaw(ctx, f, m.argv, m.base, i)
 		cancel()
 		if err != nil {
 			b.Fatal(err)
@@ -176,7 +182,7 @@ func cmdline(pid int) ([]string, error) {
 // bootRaw runs polyvisor's QEMU command line by hand, with a fresh disk
 // overlay and sockets of its own and the console in a file, and times it
 // until the guest agent answers.
-func bootRaw(ctx context.Context, f *fixture, argv []string, i int) (time.Duration, error) {
+func bootRaw(ctx context.Context, f *fixture, argv []string, base string, i int) (time.Duration, error) {
 	dir := filepath.Join(f.rawDir(), fmt.Sprintf("vm-%d", i))
 	if err := os.MkdirAll(dir, 0o700); err != nil {
 		return 0, err
@@ -187,9 +193,8 @@ func bootRaw(ctx context.Context, f *fixture, argv []string, i int) (time.Durati
 	for j, a := range args {
 		switch {
 		case strings.HasPrefix(a, "id=root,file="):
-			base := strings.TrimSuffix(strings.TrimPrefix(a, "id=root,file="), ",format=qcow2,if=none,discard=unmap")
 			overlay := filepath.Join(dir, "root.qcow2")
-			if out, err := exec.Command("qemu-img", "create", "-q", "-f", "qcow2", "-F", "qcow2", "-b", backingOf(base), overlay).CombinedOutput(); err != nil {
+			if out, err := exec.Command("qemu-img", "create", "-q", "-f", "qcow2", "-F", "qcow2", "-b", base, overlay).CombinedOutput(); err != nil {
 				return 0, fmt.Errorf("overlay: %v: %s", err, out)
 			}
 			args[j] = "id=root,file=" + overlay + ",format=qcow2,if=none,discard=unmap"
@@ -211,6 +216,10 @@ func bootRaw(ctx context.Context, f *fixture, argv []string, i int) (time.Durati
 		cmd.Process.Kill()
 		cmd.Wait()
 	}()
+	// QEMU creates its sockets a few milliseconds after it starts.
+	for _, err := os.Stat(agentSock); err != nil && time.Since(began) < 10*time.Second; _, err = os.Stat(agentSock) {
+		time.Sleep(2 * time.Millisecond)
+	}
 	c, err := agent.Dial(ctx, agentSock)
 	if err != nil {
 		return 0, fmt.Errorf("raw QEMU's agent: %w", err)
@@ -222,7 +231,8 @@ func bootRaw(ctx context.Context, f *fixture, argv []string, i int) (time.Durati
 
 // backingOf returns the backing file of a qcow2 overlay.
 func backingOf(overlay string) string {
-	out, err := exec.Command("qemu-img", "info", "--output=json", overlay).Output()
+	// -U: the running VM holds the image's lock.
+	out, err := exec.Command("qemu-img", "info", "-U", "--output=json", overlay).Output()
 	if err != nil {
 		return overlay
 	}

@@ -30,14 +30,16 @@ func vmInittab(console, shell string, agent bool) string {
 // and Debian's minbase have.
 const sysinitScript = `#!/bin/sh
 # Written by polyvisor: busybox init's sysinit in a VM.
-mountpoint -q /proc || mount -t proc proc /proc
-mountpoint -q /sys || mount -t sysfs sysfs /sys
-mountpoint -q /dev || mount -t devtmpfs devtmpfs /dev
+# mounted DIR: is a file system mounted on DIR? (busybox-static has no mountpoint applet)
+mounted() { grep -qs "^[^ ]* $1 " /proc/mounts; }
+mounted /proc || mount -t proc proc /proc
+mounted /sys || mount -t sysfs sysfs /sys
+mounted /dev || mount -t devtmpfs devtmpfs /dev
 mkdir -p /dev/pts /dev/shm
-mountpoint -q /dev/pts || mount -t devpts -o gid=5,mode=620,ptmxmode=666 devpts /dev/pts
-mountpoint -q /dev/shm || mount -t tmpfs -o mode=1777,nosuid,nodev tmpfs /dev/shm
+mounted /dev/pts || mount -t devpts -o gid=5,mode=620,ptmxmode=666 devpts /dev/pts
+mounted /dev/shm || mount -t tmpfs -o mode=1777,nosuid,nodev tmpfs /dev/shm
 mount -o remount,rw / || echo "polyvisor-sysinit: cannot remount / read-write"
-mountpoint -q /run || mount -t tmpfs -o mode=755,nosuid,nodev tmpfs /run
+mounted /run || mount -t tmpfs -o mode=755,nosuid,nodev tmpfs /run
 name=
 for word in $(cat /proc/cmdline); do
 	case "$word" in ` + HostnameParam + `=*) name="${word#` + HostnameParam + `=}" ;; esac
