@@ -23,14 +23,19 @@ type archSpec struct {
 	console string // the serial console's device name in the guest
 	kernel  string // file name of the kernel in the template
 	format  kernelFormat
+	// powerButton are the modules that turn QEMU's system_powerdown into a KEY_POWER input
+	// event (/dev/input/event*), which busybox acpid in the guest answers with poweroff.
+	powerButton []string
 }
 
 // archSpecs lists the architectures Build knows. riscv64 is here for when the host's apt
 // sources offer it (Debian ships it from trixie on; bookworm does not) and is untested.
 var archSpecs = []archSpec{
-	{debian: "amd64", qemu: "qemu-system-x86_64", machine: "microvm", console: "ttyS0", kernel: "vmlinux", format: bzImageToVmlinux},
-	{debian: "arm64", qemu: "qemu-system-aarch64", machine: "virt", console: "ttyAMA0", kernel: "Image", format: rawImage},
-	{debian: "riscv64", qemu: "qemu-system-riscv64", machine: "virt", console: "ttyS0", kernel: "Image", format: rawImage},
+	{debian: "amd64", qemu: "qemu-system-x86_64", machine: "microvm", console: "ttyS0", kernel: "vmlinux", format: bzImageToVmlinux,
+		powerButton: []string{"button", "evdev"}}, // the ACPI power button, signalled through microvm's GED
+	{debian: "arm64", qemu: "qemu-system-aarch64", machine: "virt", console: "ttyAMA0", kernel: "Image", format: rawImage,
+		powerButton: []string{"gpio_keys", "evdev"}}, // virt's power key on its PL061 GPIO controller
+	{debian: "riscv64", qemu: "qemu-system-riscv64", machine: "virt", console: "ttyS0", kernel: "Image", format: rawImage}, // no power button
 }
 
 // lookupArch returns the spec of the Debian architecture arch.

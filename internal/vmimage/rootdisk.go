@@ -6,7 +6,6 @@ import (
 	"io/fs"
 	"os"
 	"path/filepath"
-	"strconv"
 	"syscall"
 )
 
@@ -91,9 +90,4 @@ func treeUsage(root string) (int64, error) {
 		return nil
 	})
 	return total, err
-}
-
-// sizeString formats n bytes for a message.
-func sizeString(n int64) string {
-	return strconv.FormatFloat(float64(n)/(1<<20), 'f', 1, 64) + " MiB"
 }

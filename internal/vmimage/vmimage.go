@@ -75,6 +75,11 @@ func Build(ctx context.Context, rootfs, arch, outDir, cacheDir string, agent str
 		}
 	}()
 
+	// First what fails fast: a tree without busybox or an agent for another architecture.
+	progress("installing the agent and init configuration", 0, 0)
+	if err := prepareRootTree(rootfs, spec, agent); err != nil {
+		return Boot{}, fmt.Errorf("build vm image: %w", err)
+	}
 	progress("fetching the kernel (linux-image-"+arch+")", 0, 0)
 	kernel, err := unpackKernel(ctx, cacheDir, arch, filepath.Join(work, "kernel"))
 	if err != nil {
@@ -90,11 +95,7 @@ func Build(ctx context.Context, rootfs, arch, outDir, cacheDir string, agent str
 		return Boot{}, fmt.Errorf("build vm image: %w", err)
 	}
 	progress("building the initramfs", 0, 0)
-	if err := buildInitrd(ctx, kernel, busybox, filepath.Join(outDir, initrdName)); err != nil {
-		return Boot{}, fmt.Errorf("build vm image: %w", err)
-	}
-	progress("installing the agent and init configuration", 0, 0)
-	if err := prepareRootTree(rootfs, spec, agent); err != nil {
+	if err := buildInitrd(ctx, kernel, append(initrdModules, spec.powerButton...), busybox, filepath.Join(outDir, initrdName)); err != nil {
 		return Boot{}, fmt.Errorf("build vm image: %w", err)
 	}
 	progress("making the root disk", 0, 0)
@@ -107,14 +108,14 @@ func Build(ctx context.Context, rootfs, arch, outDir, cacheDir string, agent str
 	}, nil
 }
 
-// buildInitrd resolves the modules the initramfs loads from the unpacked kernel and writes
-// the initramfs to path.
-func buildInitrd(ctx context.Context, kernel unpackedKernel, busybox []byte, path string) error {
+// buildInitrd resolves the modules wanted and their dependencies in the unpacked kernel and
+// writes the initramfs that loads them to path.
+func buildInitrd(ctx context.Context, kernel unpackedKernel, wanted []string, busybox []byte, path string) error {
 	tree, err := openModuleTree(kernel.modules)
 	if err != nil {
 		return err
 	}
-	modules, _, err := tree.loadOrder(ctx, initrdModules)
+	modules, _, err := tree.loadOrder(ctx, wanted)
 	if err != nil {
 		return err
 	}

@@ -2,6 +2,7 @@ package e2e
 
 import (
 	"os"
+	"strconv"
 	"strings"
 	"testing"
 	"time"
@@ -88,6 +89,9 @@ func TestVMLifecycleAndFaults(t *testing.T) {
 	d := ownDaemonWithVM(t)
 	g := launch(t, d, "busybox", "life", "--type", "vm")
 	d.Must(t, "exec", g.Name, "--", "sh", "-c", "echo kept > /root/mark; sync")
+	if out := d.Must(t, "config", "set", g.Name, "memory=320MiB"); !strings.Contains(out, "applies at next start") {
+		t.Errorf("config set on a running VM said: %s", out)
+	}
 	d.Must(t, "stop", g.Name, "--timeout", "30s")
 	if info(t, d, g.Name).State != api.StateStopped || alive(g.PID) {
 		t.Fatal("VM still running after stop")
@@ -95,6 +99,13 @@ func TestVMLifecycleAndFaults(t *testing.T) {
 	d.Must(t, "start", g.Name)
 	if out := d.Must(t, "exec", g.Name, "--", "cat", "/root/mark"); out != "kept\n" {
 		t.Errorf("a file written before stop reads %q", out)
+	}
+	if mem := d.Must(t, "exec", g.Name, "--", "sh", "-c", "grep MemTotal /proc/meminfo"); !strings.Contains(mem, "kB") || info(t, d, g.Name).Memory != 320<<20 {
+		t.Errorf("after restart: %s, info memory %d", mem, info(t, d, g.Name).Memory)
+	} else if kb, _ := strconv.Atoi(strings.Fields(mem)[1]); kb <= 256<<10 || kb > 320<<10 {
+		// The kernel keeps some for itself: MemTotal is a little under the
+		// RAM, and more than any 256 MiB guest (the old size) could show.
+		t.Errorf("the guest sees MemTotal %d kB after memory=320MiB", kb)
 	}
 	// Guests outlive the daemon and are adopted again.
 	running := info(t, d, g.Name)

@@ -1,0 +1,62 @@
+package vmimage
+
+import (
+	"os"
+	"os/exec"
+	"path/filepath"
+	"strings"
+	"testing"
+)
+
+// TestScriptsParse checks the initramfs's /init and the disk's sysinit with busybox sh -n,
+// the shell that runs them.
+func TestScriptsParse(t *testing.T) {
+	if _, err := exec.LookPath("busybox"); err != nil {
+		t.Skip("skipping: busybox is not installed")
+	}
+	for name, script := range map[string]string{
+		"init":    initScript([]string{"virtio_mmio", "ext4"}),
+		"sysinit": sysinitScript,
+	} {
+		path := filepath.Join(t.TempDir(), name)
+		if err := os.WriteFile(path, []byte(script), 0o755); err != nil {
+			t.Fatal(err)
+		}
+		if out, err := exec.Command("busybox", "sh", "-n", path).CombinedOutput(); err != nil {
+			t.Errorf("%s does not parse: %v: %s", name, err, out)
+		}
+	}
+	if init := initScript([]string{"virtio_mmio", "ext4"}); !strings.Contains(init, "for module in virtio_mmio ext4; do") {
+		t.Errorf("/init does not load the modules in order:\n%s", init)
+	}
+}
+
+func TestVMInittab(t *testing.T) {
+	tab := vmInittab("ttyAMA0", "/bin/bash", true)
+	for _, want := range []string{
+		"::sysinit:/usr/lib/polyvisor/sysinit\n",
+		"::respawn:/usr/sbin/polyvisor-agent\n",
+		"ttyAMA0::respawn:-/bin/bash\n",
+		"::shutdown:/bin/sync\n",
+		"::shutdown:/bin/umount -a -r\n",
+	} {
+		if !strings.Contains(tab, want) {
+			t.Errorf("inittab lacks %q:\n%s", want, tab)
+		}
+	}
+	if strings.Contains(vmInittab("ttyS0", "/bin/sh", false), "polyvisor-agent") {
+		t.Error("inittab without an agent starts one")
+	}
+}
+
+func TestDiskSizeLeavesRoomAndRoundsToMiB(t *testing.T) {
+	for tree, want := range map[int64]int64{
+		0:         64 << 20,
+		1:         65 << 20,
+		200 << 20: 364 << 20,
+	} {
+		if got := diskSize(tree); got != want {
+			t.Errorf("diskSize(%d) = %d, want %d", tree, got, want)
+		}
+	}
+}
