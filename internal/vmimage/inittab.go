@@ -10,24 +10,23 @@ package vmimage
 //
 // Stopping: `poweroff` (busybox's applet) sends SIGUSR2 to init, which runs the shutdown
 // actions, kills every process and calls reboot(RB_POWER_OFF): the machine powers off and
-// QEMU exits (PSCI on arm64 virt, ACPI on x86 microvm). ACPI power-button events
-// (QMP system_powerdown) reach no one here: nothing in a busybox system listens to them, so the
-// host stops a guest through its agent or the shell.
-func vmInittab(console, shell string, agent bool) string {
+// QEMU exits (ACPI S5 on x86 microvm, PSCI on arm64 virt). With powerButton, busybox acpid
+// turns the power key that QMP system_powerdown presses into that same poweroff; without it
+// nothing in a busybox system would listen to the key.
+func vmInittab(console, shell string, agent, powerButton bool) string {
 	tab := "# Written by polyvisor for busybox init in a VM.\n" +
 		"::sysinit:/" + sysinitPath + "\n"
 	if agent {
 		tab += "::respawn:/" + agentPath + "\n"
+	}
+	if powerButton {
+		tab += "::respawn:/bin/busybox acpid -f -c /etc/acpi -p /run/acpid.pid\n"
 	}
 	return tab + console + "::respawn:-" + shell + "\n" +
 		"::shutdown:/bin/sync\n" +
 		"::shutdown:/bin/umount -a -r\n"
 }
 
-// sysinitScript brings up a VM's file systems and names it; busybox init runs it first and
-// waits for it. The initramfs has mounted /proc, /sys and /dev already; they are mounted here
-// only when the kernel booted the disk without it. It uses commands that both a busybox tree
-// and Debian's minbase have.
 const sysinitScript = `#!/bin/sh
 # Written by polyvisor: busybox init's sysinit in a VM.
 # mounted DIR: is a file system mounted on DIR? (busybox-static has no mountpoint applet)

@@ -12,6 +12,9 @@ import (
 const (
 	agentPath   = "usr/sbin/polyvisor-agent"
 	sysinitPath = "usr/lib/polyvisor/sysinit"
+	// powerKeyHandler is what busybox acpid runs on a KEY_POWER input event: its built-in
+	// tables name the event PWRF/00000080 and look for it under /etc/acpi.
+	powerKeyHandler = "etc/acpi/PWRF/00000080"
 )
 
 // prepareRootTree makes the root tree bootable as a VM by busybox init: the agent, the
@@ -40,11 +43,17 @@ func prepareRootTree(rootfs string, spec archSpec, agent string) error {
 	if err := root.WriteFile(sysinitPath, []byte(sysinitScript), 0o755); err != nil {
 		return fmt.Errorf("write sysinit: %w", err)
 	}
+	powerButton := len(spec.powerButton) > 0
+	if powerButton {
+		if err := writePowerKeyHandler(root); err != nil {
+			return err
+		}
+	}
 	shell := "/bin/sh"
 	if _, err := root.Stat("bin/bash"); err == nil {
 		shell = "/bin/bash" // a Debian tree: the shell its users expect
 	}
-	if err := root.WriteFile("etc/inittab", []byte(vmInittab(spec.console, shell, agent != "")), 0o644); err != nil {
+	if err := root.WriteFile("etc/inittab", []byte(vmInittab(spec.console, shell, agent != "", powerButton)), 0o644); err != nil {
 		return fmt.Errorf("write /etc/inittab: %w", err)
 	}
 	// Debian's minbase has no init system, so nothing provides poweroff, reboot and halt;
@@ -55,6 +64,20 @@ func prepareRootTree(rootfs string, spec archSpec, agent string) error {
 				return fmt.Errorf("link /%s to busybox: %w", applet, err)
 			}
 		}
+	}
+	return nil
+}
+
+// writePowerKeyHandler makes the power key (QMP system_powerdown) power the guest off, and
+// makes sure acpid has its log directory.
+func writePowerKeyHandler(root *os.Root) error {
+	for _, dir := range []string{"etc/acpi/PWRF", "var/log"} {
+		if err := root.MkdirAll(dir, 0o755); err != nil {
+			return fmt.Errorf("install power key handler: %w", err)
+		}
+	}
+	if err := root.WriteFile(powerKeyHandler, []byte("#!/bin/sh\n# Written by polyvisor: the power key powers the VM off.\nexec poweroff\n"), 0o755); err != nil {
+		return fmt.Errorf("install power key handler: %w", err)
 	}
 	return nil
 }

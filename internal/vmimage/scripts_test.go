@@ -32,11 +32,12 @@ func TestScriptsParse(t *testing.T) {
 }
 
 func TestVMInittab(t *testing.T) {
-	tab := vmInittab("ttyAMA0", "/bin/bash", true)
+	tab := vmInittab("ttyAMA0", "/bin/bash", true, true)
 	for _, want := range []string{
 		"::sysinit:/usr/lib/polyvisor/sysinit\n",
 		"::respawn:/usr/sbin/polyvisor-agent\n",
 		"ttyAMA0::respawn:-/bin/bash\n",
+		"::respawn:/bin/busybox acpid -f -c /etc/acpi -p /run/acpid.pid\n",
 		"::shutdown:/bin/sync\n",
 		"::shutdown:/bin/umount -a -r\n",
 	} {
@@ -44,8 +45,8 @@ func TestVMInittab(t *testing.T) {
 			t.Errorf("inittab lacks %q:\n%s", want, tab)
 		}
 	}
-	if strings.Contains(vmInittab("ttyS0", "/bin/sh", false), "polyvisor-agent") {
-		t.Error("inittab without an agent starts one")
+	if tab := vmInittab("ttyS0", "/bin/sh", false, false); strings.Contains(tab, "polyvisor-agent") || strings.Contains(tab, "acpid") {
+		t.Errorf("inittab without agent and power button starts them:\n%s", tab)
 	}
 }
 

@@ -11,6 +11,7 @@ import (
 	"io/fs"
 	"os"
 	"path/filepath"
+	"slices"
 )
 
 // File names of a VM template's parts inside its directory.
@@ -95,7 +96,7 @@ func Build(ctx context.Context, rootfs, arch, outDir, cacheDir string, agent str
 		return Boot{}, fmt.Errorf("build vm image: %w", err)
 	}
 	progress("building the initramfs", 0, 0)
-	if err := buildInitrd(ctx, kernel, append(initrdModules, spec.powerButton...), busybox, filepath.Join(outDir, initrdName)); err != nil {
+	if err := buildInitrd(ctx, kernel, slices.Concat(initrdModules, spec.powerButton), busybox, filepath.Join(outDir, initrdName)); err != nil {
 		return Boot{}, fmt.Errorf("build vm image: %w", err)
 	}
 	progress("making the root disk", 0, 0)
