@@ -38,11 +38,12 @@ func EnsureArch(ctx context.Context, arch string) error {
 		return err
 	}
 	if len(offered) == 0 { // never updated: fetch the lists once to learn what is offered
-		if err := aptUpdate(ctx); err != nil {
-			return err
-		}
+		updateErr := aptUpdate(ctx)
 		if offered, err = offeredArchs(lists); err != nil {
 			return err
+		}
+		if len(offered) == 0 && updateErr != nil {
+			return updateErr
 		}
 	}
 	if !slices.Contains(offered, arch) {
@@ -53,10 +54,14 @@ func EnsureArch(ctx context.Context, arch string) error {
 			return fmt.Errorf("add architecture %s: %w", arch, err)
 		}
 	}
-	if err := aptUpdate(ctx); err != nil {
-		return err
-	}
+	// apt-get update fails when any one source cannot be reached (a third-party repository on
+	// a host without internet) even though it fetched the others: what matters is whether
+	// lists for arch came.
+	updateErr := aptUpdate(ctx)
 	if !hasPackageLists(lists, arch) {
+		if updateErr != nil {
+			return updateErr
+		}
 		return fmt.Errorf("debian architecture %s: apt-get update fetched no package lists for it: %w", arch, ErrArchUnavailable)
 	}
 	return nil

@@ -1,10 +1,13 @@
 package vmimage_test
 
 import (
+	"bufio"
 	"bytes"
 	"context"
 	"fmt"
 	"io"
+	"net"
+	"os"
 	"os/exec"
 	"path/filepath"
 	"strings"
@@ -52,9 +55,41 @@ func qemuArgs(dir string, boot vmimage.Boot, overlay, extra string) []string {
 	return append(args, "-append", cmdline, "-serial", "stdio")
 }
 
+// qmpSocket returns where a guest started by startGuest listens for QMP.
+func (g *guest) qmpSocket() string { return filepath.Join(g.dir, "qmp.sock") }
+
+// qmp sends one QMP command (after the capabilities handshake) and returns its reply line.
+func (g *guest) qmp(command string) string {
+	g.t.Helper()
+	conn, err := net.Dial("unix", g.qmpSocket())
+	if err != nil {
+		g.t.Fatalf("QMP: %v", err)
+	}
+	defer conn.Close()
+	conn.SetDeadline(time.Now().Add(10 * time.Second))
+	replies := bufio.NewReader(conn)
+	readReply := func() string {
+		for {
+			line, err := replies.ReadString('\n')
+			if err != nil {
+				g.t.Fatalf("QMP: %v", err)
+			}
+			if !strings.Contains(line, `"event"`) {
+				return strings.TrimSpace(line)
+			}
+		}
+	}
+	readReply() // the greeting
+	fmt.Fprintln(conn, `{"execute": "qmp_capabilities"}`)
+	readReply()
+	fmt.Fprintf(conn, "{\"execute\": %q}\n", command)
+	return readReply()
+}
+
 // guest is one QEMU process booting a template, its serial console on a pipe.
 type guest struct {
 	t       *testing.T
+	dir     string // holds the QMP socket
 	cmd     *exec.Cmd
 	stdin   io.WriteCloser
 	started time.Time
@@ -69,8 +104,9 @@ type guest struct {
 // by its pid if it still runs.
 func startGuest(t *testing.T, dir string, boot vmimage.Boot, overlay, extra string) *guest {
 	t.Helper()
-	g := &guest{t: t, exited: make(chan struct{})}
-	g.cmd = exec.Command(boot.QEMU, qemuArgs(dir, boot, overlay, extra)...)
+	g := &guest{t: t, dir: shortTempDir(t), exited: make(chan struct{})}
+	args := append(qemuArgs(dir, boot, overlay, extra), "-qmp", "unix:"+g.qmpSocket()+",server=on,wait=off")
+	g.cmd = exec.Command(boot.QEMU, args...)
 	stdout, err := g.cmd.StdoutPipe()
 	if err != nil {
 		t.Fatal(err)
@@ -175,6 +211,18 @@ func newOverlay(t *testing.T, dir string, boot vmimage.Boot) string {
 		t.Fatalf("qemu-img create: %v: %s", err, out)
 	}
 	return overlay
+}
+
+// shortTempDir returns a temporary directory with a path short enough for a unix socket
+// (t.TempDir's, named after the test, can exceed the 108-byte limit).
+func shortTempDir(t *testing.T) string {
+	t.Helper()
+	dir, err := os.MkdirTemp("", "pv-")
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { os.RemoveAll(dir) })
+	return dir
 }
 
 // ctxFor returns a context that ends with the test.

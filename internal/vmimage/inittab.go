@@ -27,6 +27,10 @@ func vmInittab(console, shell string, agent, powerButton bool) string {
 		"::shutdown:/bin/umount -a -r\n"
 }
 
+// sysinitScript brings up a VM's file systems and names it; busybox init runs it first and
+// waits for it. The initramfs has mounted /proc, /sys and /dev already; they are mounted here
+// only when the kernel booted the disk without it. It uses commands that both a busybox tree
+// and Debian's minbase have.
 const sysinitScript = `#!/bin/sh
 # Written by polyvisor: busybox init's sysinit in a VM.
 # mounted DIR: is a file system mounted on DIR? (busybox-static has no mountpoint applet)

@@ -26,6 +26,7 @@ func TestMain(m *testing.M) {
 	}
 	workDir = dir
 	code := m.Run()
+	// VMIMAGE_KEEP=1 keeps the built templates, to boot them by hand.
 	if os.Getenv("VMIMAGE_KEEP") == "" {
 		os.RemoveAll(dir)
 	} else {

@@ -29,7 +29,7 @@ type Boot struct {
 	Kernel        string `json:"kernel" yaml:"kernel"`                 // vmlinux (x86_64, booted through PVH on microvm) or Image (arm64, riscv64)
 	Initrd        string `json:"initrd" yaml:"initrd"`                 // initrd.img
 	Disk          string `json:"disk" yaml:"disk"`                     // disk.qcow2, the read-only base of every clone
-	Cmdline       string `json:"cmdline" yaml:"cmdline"`               // kernel command line without console=, which the driver adds
+	Cmdline       string `json:"cmdline" yaml:"cmdline"`               // kernel command line without console= (the driver's); under TCG add TCGCmdline
 	Machine       string `json:"machine" yaml:"machine"`               // QEMU machine: microvm or virt
 	Console       string `json:"console" yaml:"console"`               // the guest's serial console device: ttyS0, ttyAMA0
 	QEMU          string `json:"qemu" yaml:"qemu"`                     // QEMU system emulator: qemu-system-x86_64, ...

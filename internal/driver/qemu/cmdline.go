@@ -9,6 +9,7 @@ import (
 
 	"github.com/polyvisor/polyvisor/internal/api"
 	"github.com/polyvisor/polyvisor/internal/guest"
+	"github.com/polyvisor/polyvisor/internal/vmimage"
 )
 
 // vmSpec is what a QEMU command line is made from.
@@ -19,24 +20,7 @@ type vmSpec struct {
 	Disk        string // the guest's root overlay
 	Accel       string // kvm or tcg
 	QMP, Agent  string // socket paths
-	TSCkHz      int    // the host's TSC rate, for x86 guests under TCG
-}
-
-// hostTSCkHz reads the host CPU's rate from /proc/cpuinfo, or 0.
-func hostTSCkHz() int {
-	data, err := os.ReadFile("/proc/cpuinfo")
-	if err != nil {
-		return 0
-	}
-	for _, line := range strings.Split(string(data), "\n") {
-		if name, value, ok := strings.Cut(line, ":"); ok && strings.TrimSpace(name) == "cpu MHz" {
-			mhz, err := strconv.ParseFloat(strings.TrimSpace(value), 64)
-			if err == nil && mhz > 0 {
-				return int(mhz * 1000)
-			}
-		}
-	}
-	return 0
+	TCGCmdline  string // kernel options a guest of this arch needs under TCG
 }
 
 // commandLine returns QEMU's argv: direct kernel boot of the template's
@@ -50,12 +34,11 @@ func commandLine(s vmSpec) []string {
 		cpu = "cortex-a57" // "max" under TCG emulates costly extensions (pointer authentication)
 	}
 	machine := s.Boot.Machine + ",accel=" + s.Accel
-	cmdline := "console=" + s.Boot.Console + " " + s.Boot.Cmdline
-	if s.Accel == "tcg" && strings.HasSuffix(s.Boot.QEMU, "x86_64") && s.TSCkHz > 0 {
-		// Under TCG the guest's TSC runs at the host's rate, but the
-		// kernel's calibration against the PIT often times out on a busy
-		// host, and then it hangs half the time: tell it the rate.
-		cmdline += " tsc_early_khz=" + strconv.Itoa(s.TSCkHz)
+	cmdline := "console=" + s.Boot.Console + " " + s.Boot.Cmdline + " " + vmimage.HostnameParam + "=" + def.Name
+	if s.Accel == "tcg" && s.TCGCmdline != "" {
+		// Under TCG the x86 kernel's TSC calibration against the PIT often
+		// times out on a busy host, and then it hangs: it is told the rate.
+		cmdline += " " + s.TCGCmdline
 	}
 	return []string{
 		s.Boot.QEMU,

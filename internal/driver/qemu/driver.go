@@ -26,6 +26,7 @@ import (
 	"github.com/polyvisor/polyvisor/internal/monitor"
 	"github.com/polyvisor/polyvisor/internal/qmp"
 	"github.com/polyvisor/polyvisor/internal/template"
+	"github.com/polyvisor/polyvisor/internal/vmimage"
 )
 
 // Class is this driver's name.
@@ -55,6 +56,20 @@ type Driver struct {
 
 	mu     sync.Mutex
 	agents map[string]*agent.Client // connected guest agents, by guest name
+	// tcg caches vmimage.TCGCmdline per arch: it measures the host's TSC.
+	tcg map[string]string
+}
+
+// tcgCmdline returns the kernel options a guest of arch needs under TCG.
+func (d *Driver) tcgCmdline(arch string) string {
+	d.mu.Lock()
+	defer d.mu.Unlock()
+	opts, ok := d.tcg[arch]
+	if !ok {
+		opts = vmimage.TCGCmdline(arch)
+		d.tcg[arch] = opts
+	}
+	return opts
 }
 
 // New returns the QEMU driver.
@@ -67,6 +82,7 @@ func New(opts Options) *Driver {
 		monitors:  &monitored.Launcher{Monitor: opts.Monitor},
 		templates: template.Store{Dir: opts.Layout.TemplatesDir()},
 		agents:    map[string]*agent.Client{},
+		tcg:       map[string]string{},
 	}
 }
 
@@ -138,7 +154,7 @@ func (d *Driver) Start(ctx context.Context, def *guest.Definition) (status guest
 	}
 	argv := commandLine(vmSpec{
 		Def: def, Boot: *t.Boot, TemplateDir: tdir, Disk: filepath.Join(d.guestDir(def), rootDisk),
-		Accel: accel, QMP: d.qmpSocket(def), Agent: d.agentSocket(def), TSCkHz: hostTSCkHz(),
+		Accel: accel, QMP: d.qmpSocket(def), Agent: d.agentSocket(def), TCGCmdline: d.tcgCmdline(def.Arch),
 	})
 	status, err = d.monitors.Start(ctx, monitor.Config{
 		ID: def.Name, Dir: runDir, Log: d.ConsoleLog(def), LogMax: monitor.DefaultLogMax,
@@ -159,15 +175,12 @@ func (d *Driver) Start(ctx context.Context, def *guest.Definition) (status guest
 	}()
 	bootCtx, cancel := context.WithTimeout(ctx, BootTimeout)
 	defer cancel()
-	c, err := d.agent(bootCtx, def)
-	if err != nil {
+	if _, err = d.agent(bootCtx, def); err != nil {
 		if !monitored.Process(def).Alive() {
 			return status, fmt.Errorf("start %s: QEMU exited while the guest booted: %s", def.Name, lastConsoleLines(d.ConsoleLog(def)))
 		}
 		return status, fmt.Errorf("start %s: the guest did not boot within %s (its console: %s)", def.Name, BootTimeout, lastConsoleLines(d.ConsoleLog(def)))
 	}
-	// The guest's hostname is its name, as for containers.
-	c.Exec(bootCtx, agent.ExecRequest{Command: []string{"hostname", def.Name}}, nil, io.Discard, io.Discard, nil)
 	return status, nil
 }
 
