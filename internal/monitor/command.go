@@ -1,20 +1,18 @@
 package monitor
 
 import (
-	"bytes"
 	"context"
 	"errors"
 	"fmt"
-	"io"
 	"os"
 	"os/exec"
-	"strings"
 	"syscall"
 	"time"
 
 	"github.com/creack/pty"
 	"golang.org/x/sys/unix"
 
+	"github.com/polyvisor/polyvisor/internal/runcmd"
 	"github.com/polyvisor/polyvisor/internal/stream"
 )
 
@@ -111,22 +109,11 @@ func describeWait(ws unix.WaitStatus) string {
 	return fmt.Sprintf("exit status %d", ws.ExitStatus())
 }
 
-// lastLines returns up to n last non-empty lines of a file, joined on one line.
+// lastLines returns up to n last non-empty lines of a file, on one line.
 func lastLines(path string, n int) string {
-	f, err := os.Open(path)
-	if err != nil {
-		return "(no error output)"
+	data, err := os.ReadFile(path)
+	if lines := runcmd.LastLines(string(data), n); err == nil && lines != "" {
+		return lines
 	}
-	defer f.Close()
-	data, _ := io.ReadAll(io.LimitReader(f, 1<<20))
-	var lines []string
-	for _, l := range bytes.Split(bytes.TrimSpace(data), []byte("\n")) {
-		if s := strings.TrimSpace(string(l)); s != "" {
-			lines = append(lines, s)
-		}
-	}
-	if len(lines) == 0 {
-		return "(no error output)"
-	}
-	return strings.Join(lines[max(0, len(lines)-n):], "; ")
+	return "(no error output)"
 }

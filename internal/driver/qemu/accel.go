@@ -13,6 +13,7 @@ import (
 
 	"github.com/polyvisor/polyvisor/internal/api"
 	"github.com/polyvisor/polyvisor/internal/arch"
+	"github.com/polyvisor/polyvisor/internal/runcmd"
 	"github.com/polyvisor/polyvisor/internal/template"
 )
 
@@ -112,9 +113,8 @@ func hostTemplate(store template.Store) (*api.Template, error) {
 
 // lastOutput keeps the last lines of QEMU's output, on one line.
 func lastOutput(out string) string {
-	lines := strings.Split(strings.TrimSpace(out), "\n")
-	if len(lines) == 0 || lines[0] == "" {
-		return "no output"
+	if lines := runcmd.LastLines(out, 2); lines != "" {
+		return lines
 	}
-	return strings.Join(lines[max(0, len(lines)-2):], " | ")
+	return "no output"
 }

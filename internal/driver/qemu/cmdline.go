@@ -77,9 +77,3 @@ func lastConsoleLines(path string) string {
 	}
 	return fmt.Sprintf("%q", strings.Join(keep, " | "))
 }
-
-// oneLine keeps the last meaningful line of a tool's output.
-func oneLine(s string) string {
-	lines := strings.Split(strings.TrimSpace(s), "\n")
-	return strings.TrimSpace(lines[len(lines)-1])
-}

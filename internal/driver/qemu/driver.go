@@ -25,6 +25,7 @@ import (
 	"github.com/polyvisor/polyvisor/internal/layout"
 	"github.com/polyvisor/polyvisor/internal/monitor"
 	"github.com/polyvisor/polyvisor/internal/qmp"
+	"github.com/polyvisor/polyvisor/internal/runcmd"
 	"github.com/polyvisor/polyvisor/internal/template"
 	"github.com/polyvisor/polyvisor/internal/vmimage"
 )
@@ -130,7 +131,7 @@ func (d *Driver) Create(ctx context.Context, dir string, def *guest.Definition) 
 	base := filepath.Join(tdir, t.Boot.Disk)
 	out, err := exec.CommandContext(ctx, "qemu-img", "create", "-q", "-f", "qcow2", "-F", "qcow2", "-b", base, filepath.Join(dir, rootDisk)).CombinedOutput()
 	if err != nil {
-		return fmt.Errorf("clone root disk: %v: %s", err, oneLine(string(out)))
+		return fmt.Errorf("clone root disk: %v: %s", err, runcmd.LastLines(string(out), 1))
 	}
 	def.Disks = []guest.Disk{{Name: "root", Path: rootDisk, Kind: "qcow2"}}
 	return nil
