@@ -11,6 +11,7 @@ import (
 	"strings"
 
 	"golang.org/x/sys/unix"
+	"golang.org/x/term"
 )
 
 // errNoPort is returned when no virtio-serial port has the agent's name.
@@ -110,17 +111,10 @@ func makeRaw(f *os.File) error {
 // makeFdRaw is makeRaw on a descriptor; fd not being a terminal is no
 // error.
 func makeFdRaw(fd int) error {
-	t, err := unix.IoctlGetTermios(fd, unix.TCGETS)
-	if err != nil {
-		return nil // not a terminal
+	if !term.IsTerminal(fd) {
+		return nil
 	}
-	t.Iflag &^= unix.IGNBRK | unix.BRKINT | unix.PARMRK | unix.ISTRIP | unix.INLCR | unix.IGNCR | unix.ICRNL | unix.IXON
-	t.Oflag &^= unix.OPOST
-	t.Lflag &^= unix.ECHO | unix.ECHONL | unix.ICANON | unix.ISIG | unix.IEXTEN
-	t.Cflag &^= unix.CSIZE | unix.PARENB
-	t.Cflag |= unix.CS8
-	t.Cc[unix.VMIN], t.Cc[unix.VTIME] = 1, 0
-	if err := unix.IoctlSetTermios(fd, unix.TCSETS, t); err != nil {
+	if _, err := term.MakeRaw(fd); err != nil {
 		return fmt.Errorf("set raw mode: %w", err)
 	}
 	return nil

@@ -1,20 +1,14 @@
 package container
 
 import (
-	"context"
-	"io"
-	"log/slog"
 	"os"
-	"path/filepath"
 	"testing"
 	"time"
 
 	"github.com/polyvisor/polyvisor/internal/api"
 	"github.com/polyvisor/polyvisor/internal/driver/drivertest"
 	"github.com/polyvisor/polyvisor/internal/guest"
-	"github.com/polyvisor/polyvisor/internal/layout"
 	"github.com/polyvisor/polyvisor/internal/template"
-	"github.com/polyvisor/polyvisor/internal/testenv"
 )
 
 // TestConformance runs the driver suite against real runc, the real
@@ -23,26 +17,9 @@ func TestConformance(t *testing.T) {
 	if os.Geteuid() != 0 {
 		t.Skip("skipping: containers need root")
 	}
-	tmp := t.TempDir()
-	if err := testenv.OpenToSearch(tmp); err != nil {
-		t.Fatal(err)
-	}
-	bin, err := testenv.BuildBinaries(testenv.RepoRoot(), tmp)
-	if err != nil {
-		t.Fatal(err)
-	}
-	l := layout.New(filepath.Join(tmp, "state"))
-	for _, dir := range []string{l.GuestsDir(), l.TemplatesDir()} {
-		if err := os.MkdirAll(dir, 0o711); err != nil {
-			t.Fatal(err)
-		}
-		os.Chmod(l.StateDir, 0o711)
-	}
-	ctx := context.Background()
-	if _, err := (template.Store{Dir: l.TemplatesDir()}).Build(ctx, template.Request{Source: "busybox"}, func(string, int64, int64) {}); err != nil {
-		t.Fatal(err)
-	}
-	d := New(Options{Layout: l, Monitor: filepath.Join(bin, "polyvisor-monitor"), Log: slog.New(slog.NewTextHandler(io.Discard, nil))})
+	h := drivertest.NewHost(t, template.TypeContainer)
+	l := h.Layout
+	d := New(Options{Layout: l, Monitor: h.Monitor(), Log: h.Log})
 	t.Cleanup(func() {
 		d.Wait()
 		removeCgroup(l.CgroupParent())

@@ -1,11 +1,7 @@
 package qemu
 
 import (
-	"context"
-	"io"
-	"log/slog"
 	"os"
-	"path/filepath"
 	"testing"
 	"time"
 
@@ -13,9 +9,7 @@ import (
 	"github.com/polyvisor/polyvisor/internal/arch"
 	"github.com/polyvisor/polyvisor/internal/driver/drivertest"
 	"github.com/polyvisor/polyvisor/internal/guest"
-	"github.com/polyvisor/polyvisor/internal/layout"
 	"github.com/polyvisor/polyvisor/internal/template"
-	"github.com/polyvisor/polyvisor/internal/testenv"
 )
 
 // TestConformance runs the driver suite against real QEMU (TCG here), the
@@ -24,23 +18,9 @@ func TestConformance(t *testing.T) {
 	if os.Geteuid() != 0 {
 		t.Skip("skipping: VM templates and guests need root")
 	}
-	tmp := t.TempDir()
-	bin, err := testenv.BuildBinaries(testenv.RepoRoot(), tmp)
-	if err != nil {
-		t.Fatal(err)
-	}
-	l := layout.New(filepath.Join(tmp, "state"))
-	for _, dir := range []string{l.GuestsDir(), l.TemplatesDir()} {
-		if err := os.MkdirAll(dir, 0o700); err != nil {
-			t.Fatal(err)
-		}
-	}
-	store := template.Store{Dir: l.TemplatesDir(), AgentDir: bin}
-	ctx := context.Background()
-	if _, err := store.Build(ctx, template.Request{Source: "busybox", Type: template.TypeVM}, func(string, int64, int64) {}); err != nil {
-		t.Fatal(err)
-	}
-	d := New(Options{Layout: l, Monitor: filepath.Join(bin, "polyvisor-monitor"), Log: slog.New(slog.NewTextHandler(io.Discard, nil))})
+	h := drivertest.NewHost(t, template.TypeVM)
+	l := h.Layout
+	d := New(Options{Layout: l, Monitor: h.Monitor(), Log: h.Log})
 	t.Cleanup(func() {
 		d.Wait()
 		os.RemoveAll(l.RunDir())
