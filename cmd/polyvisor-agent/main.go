@@ -5,6 +5,13 @@
 // restart it, should it ever exit). See package agent for the protocol.
 //
 //	polyvisor-agent [--port DEVICE] [--log-level debug|info|warn|error]
+//	polyvisor-agent grow-root [--disk-size BYTES]
+//
+// grow-root makes the ext4 root file system fill its disk, after the host
+// grew the disk (config set NAME disk.root.size=...): the guest's sysinit
+// runs it at every boot, and the host runs it through exec after growing a
+// running guest's disk, with --disk-size so that it waits for the guest's
+// kernel to see the new size. It prints what it did and exits 1 on failure.
 //
 // Without --port it finds the port through /sys/class/virtio-ports and
 // waits for it, retrying every second, if virtio_console is not loaded
@@ -29,11 +36,16 @@ import (
 	"os"
 	"os/signal"
 	"syscall"
+	"time"
 
 	"github.com/polyvisor/polyvisor/internal/agent"
+	"github.com/polyvisor/polyvisor/internal/growfs"
 )
 
 func main() {
+	if len(os.Args) > 1 && os.Args[1] == "grow-root" {
+		os.Exit(growRoot(os.Args[2:]))
+	}
 	cfg, err := parseArgs(os.Args[1:])
 	if errors.Is(err, flag.ErrHelp) {
 		os.Exit(0)
@@ -79,4 +91,24 @@ func parseArgs(args []string) (agent.Config, error) {
 	}
 	cfg.Log = slog.New(slog.NewTextHandler(os.Stderr, &slog.HandlerOptions{Level: level}))
 	return cfg, nil
+}
+
+// growRoot runs the grow-root command and returns its exit status.
+func growRoot(args []string) int {
+	fs := flag.NewFlagSet("polyvisor-agent grow-root", flag.ContinueOnError)
+	diskSize := fs.Uint64("disk-size", 0, "wait up to 10 s for the root disk to reach this size in bytes first")
+	if err := fs.Parse(args); err != nil {
+		return 2
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	defer cancel()
+	result, err := growfs.Grow(ctx, "/", *diskSize)
+	if err != nil {
+		fmt.Fprintln(os.Stderr, "polyvisor-agent: grow the root file system:", err)
+		return 1
+	}
+	if result.Grown() {
+		fmt.Printf("polyvisor-agent: root file system on %s grown from %d to %d MiB\n", result.Device, result.From>>20, result.To>>20)
+	}
+	return 0
 }

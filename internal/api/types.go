@@ -37,6 +37,7 @@ type Guest struct {
 	PID        int       `json:"pid" yaml:"pid"`
 	MonitorPID int       `json:"monitorPid,omitempty" yaml:"monitorPid,omitempty"`
 	IPv4       []string  `json:"ipv4" yaml:"ipv4"`
+	Disks      []Disk    `json:"disks,omitempty" yaml:"disks,omitempty"`
 	IDMap      *IDMap    `json:"idmap,omitempty" yaml:"idmap,omitempty"`
 	CreatedAt  time.Time `json:"createdAt" yaml:"createdAt"`
 	StartedAt  time.Time `json:"startedAt,omitzero" yaml:"startedAt,omitempty"`
@@ -85,8 +86,21 @@ type ConfigChange struct {
 	Set map[string]string `json:"set"`
 }
 
+// Disk is one of a guest's disks.
+type Disk struct {
+	Name string `json:"name" yaml:"name"`
+	Kind string `json:"kind" yaml:"kind"` // qcow2, overlay-upper, rootfs-copy
+	// Size is what the guest sees, in bytes; 0 for a directory, which
+	// takes what the host's file system has.
+	Size int64 `json:"size,omitempty" yaml:"size,omitempty"`
+	// Allocated is the space a disk image takes on the host, in bytes:
+	// a qcow2 clone holds only what the guest wrote.
+	Allocated int64 `json:"allocated,omitempty" yaml:"allocated,omitempty"`
+}
+
 // ConfigResult says, per changed key, whether it took effect on the running
-// guest ("live") or waits for the next start ("next-start").
+// guest ("live"), waits for the next start ("next-start"), or already had
+// that value ("unchanged").
 type ConfigResult struct {
 	Applied map[string]string `json:"applied"`
 }

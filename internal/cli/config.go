@@ -87,9 +87,12 @@ func (a *app) printApplied(result api.ConfigResult, values map[string]string) {
 	}
 	sort.Strings(keys)
 	for _, k := range keys {
-		how := "applied live"
-		if result.Applied[k] != "live" {
-			how = "applies at next start"
+		how := "applies at next start"
+		switch result.Applied[k] {
+		case "live":
+			how = "applied live"
+		case "unchanged":
+			how = "unchanged"
 		}
 		if v, ok := values[k]; ok {
 			fmt.Fprintf(a.stdout, "%s=%s: %s\n", k, v, how)

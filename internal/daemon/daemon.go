@@ -21,6 +21,7 @@ import (
 	"github.com/polyvisor/polyvisor/internal/idmap"
 	"github.com/polyvisor/polyvisor/internal/layout"
 	"github.com/polyvisor/polyvisor/internal/template"
+	"golang.org/x/sys/unix"
 )
 
 // Config configures a daemon.
@@ -156,6 +157,16 @@ func (d *Daemon) view(def *guest.Definition) api.Guest {
 	if running(def) {
 		g.State = api.StateRunning
 		g.PID, g.MonitorPID, g.StartedAt = def.Status.InitPID, def.Status.MonitorPID, def.Status.StartedAt
+	}
+	for _, disk := range def.Disks {
+		view := api.Disk{Name: disk.Name, Kind: disk.Kind, Size: int64(disk.Size)}
+		if disk.Size > 0 {
+			var st unix.Stat_t
+			if unix.Stat(filepath.Join(d.layout.GuestDir(def.Name), disk.Path), &st) == nil {
+				view.Allocated = st.Blocks * 512
+			}
+		}
+		g.Disks = append(g.Disks, view)
 	}
 	if !def.Privileged && def.Type == guest.TypeContainer {
 		m := idmap.Default()

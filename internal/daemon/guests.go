@@ -304,30 +304,65 @@ func (d *Daemon) setConfig(ctx context.Context, e *entry, set map[string]string)
 			return result, err
 		}
 	}
-	mode := "next-start"
-	if running(def) {
-		drv, err := d.driverFor(def)
-		if err != nil {
-			return result, err
+	drv, err := d.driverFor(def)
+	if err != nil {
+		return result, err
+	}
+	limits := map[string]string{}
+	for key, value := range set {
+		if _, ok := guest.DiskOfKey(key); !ok {
+			limits[key] = value
 		}
+	}
+	mode := "next-start"
+	if running(def) && len(limits) > 0 {
 		if updater, ok := drv.(driver.LimitUpdater); ok {
 			if err := updater.UpdateLimits(ctx, next); err != nil {
 				return result, err
 			}
 			mode = "live"
 		} else {
-			for key := range set {
+			for key := range limits {
 				next.Status.Pending = appendOnce(next.Status.Pending, key)
 			}
 		}
 	}
-	for key := range set {
+	for key := range limits {
 		result.Applied[key] = mode
+	}
+	// Disks last: growing one cannot be undone, so it comes after every
+	// check, and the definition is saved even if a later disk fails.
+	resizer, _ := drv.(driver.DiskResizer)
+	var resizeErr error
+	for key := range set {
+		name, ok := guest.DiskOfKey(key)
+		if !ok {
+			continue
+		}
+		if resizer == nil {
+			return result, fmt.Errorf("%w: %s: class %s cannot resize disks", api.ErrNotAvailable, key, def.Class)
+		}
+		if old, _ := def.Disk(name); old != nil {
+			if disk, _ := next.Disk(name); disk.Size == old.Size {
+				result.Applied[key] = "unchanged"
+				continue
+			}
+		}
+		applied, err := resizer.ResizeDisk(ctx, next, name)
+		if err != nil {
+			// Keep the size the disk had; what was grown before stays grown.
+			disk, _ := next.Disk(name)
+			old, _ := def.Disk(name)
+			disk.Size = old.Size
+			resizeErr = err
+			break
+		}
+		result.Applied[key] = applied
 	}
 	if err := d.save(e, next); err != nil {
 		return result, err
 	}
-	return result, nil
+	return result, resizeErr
 }
 
 func appendOnce(list []string, s string) []string {

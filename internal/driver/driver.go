@@ -61,6 +61,14 @@ type LimitUpdater interface {
 	UpdateLimits(ctx context.Context, def *guest.Definition) error
 }
 
+// DiskResizer grows a guest's disk image to the size its definition now
+// gives (def.Disk(name).Size), running or not. It reports whether the
+// guest uses the new space already ("live") or from its next start
+// ("next-start").
+type DiskResizer interface {
+	ResizeDisk(ctx context.Context, def *guest.Definition, name string) (applied string, err error)
+}
+
 // Registry maps a class name to its driver.
 type Registry struct {
 	drivers map[string]Driver

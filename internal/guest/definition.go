@@ -66,6 +66,37 @@ type Disk struct {
 	Name string `yaml:"name"`
 	Path string `yaml:"path"`
 	Kind string `yaml:"kind"` // overlay-upper, rootfs-copy, qcow2...
+	// Size is the size the guest sees, for disk images; it only grows
+	// (config set NAME disk.NAME.size=SIZE).
+	Size Size `yaml:"size,omitempty"`
+}
+
+// MaxDiskSize bounds a disk's size: far beyond any host here, and within
+// what qcow2 and ext4 (4 KiB blocks, 64bit) take.
+const MaxDiskSize = Size(64 << 40)
+
+// diskSizeKey is the settable key of a disk's size: disk.NAME.size.
+func diskSizeKey(name string) string { return "disk." + name + ".size" }
+
+// DiskOfKey returns the name of the disk a disk.NAME.size key sets, and
+// whether key is such a key.
+func DiskOfKey(key string) (string, bool) {
+	name, ok := strings.CutPrefix(key, "disk.")
+	if !ok {
+		return "", false
+	}
+	name, ok = strings.CutSuffix(name, ".size")
+	return name, ok && name != ""
+}
+
+// Disk returns the disk named name.
+func (d *Definition) Disk(name string) (*Disk, bool) {
+	for i := range d.Disks {
+		if d.Disks[i].Name == name {
+			return &d.Disks[i], true
+		}
+	}
+	return nil, false
 }
 
 // Status is what the daemon needs to find a running guest again after it
@@ -192,7 +223,7 @@ func (d *Definition) Marshal() ([]byte, error) {
 }
 
 // Settable lists the keys `config set` accepts.
-var Settable = []string{"cpus", "memory", "processes"}
+var Settable = []string{"cpus", "memory", "processes", "disk.root.size"}
 
 // Set changes one settable key from its text form, validating it.
 func (d *Definition) Set(key, value string) error {
@@ -216,9 +247,37 @@ func (d *Definition) Set(key, value string) error {
 		}
 		d.Processes = n
 	default:
-		return fmt.Errorf("%w: unknown key %q: settable keys are %s", api.ErrInvalid, key, strings.Join(Settable, ", "))
+		name, ok := DiskOfKey(key)
+		if !ok {
+			return fmt.Errorf("%w: unknown key %q: settable keys are %s", api.ErrInvalid, key, strings.Join(Settable, ", "))
+		}
+		return d.setDiskSize(key, name, value)
 	}
 	return d.Validate()
+}
+
+// setDiskSize grows a disk image: never shrinks it, which would cut off
+// the end of the guest's file system.
+func (d *Definition) setDiskSize(key, name, value string) error {
+	disk, ok := d.Disk(name)
+	if !ok || disk.Kind != RootfsQcow2 {
+		if d.Type == TypeContainer {
+			return fmt.Errorf("%w: %s: a container has no disk image; its files share the host's file system", api.ErrInvalid, key)
+		}
+		return fmt.Errorf("%w: %s: %s has no disk image named %q", api.ErrInvalid, key, d.Name, name)
+	}
+	size, err := ParseSize(value)
+	if err != nil {
+		return fmt.Errorf("%w: %s: %v", api.ErrInvalid, key, err)
+	}
+	if size < disk.Size {
+		return fmt.Errorf("%w: %s %s: smaller than the disk's %s; disks only grow (shrinking would cut off the guest's file system)", api.ErrInvalid, key, size, disk.Size)
+	}
+	if size > MaxDiskSize {
+		return fmt.Errorf("%w: %s %s: use at most %s", api.ErrInvalid, key, size, MaxDiskSize)
+	}
+	disk.Size = size
+	return nil
 }
 
 // keyAtLine names the top-level key whose value sits on line.
@@ -266,11 +325,19 @@ func Changes(current, edited *Definition) (map[string]string, error) {
 	if a.Processes != b.Processes {
 		set["processes"] = strconv.Itoa(b.Processes)
 	}
+	if len(a.Disks) == len(b.Disks) {
+		for i := range a.Disks {
+			if a.Disks[i].Name == b.Disks[i].Name && a.Disks[i].Size != b.Disks[i].Size {
+				set[diskSizeKey(b.Disks[i].Name)] = b.Disks[i].Size.String()
+				b.Disks[i].Size = a.Disks[i].Size
+			}
+		}
+	}
 	b.CPUs, b.Memory, b.Processes, b.Status = a.CPUs, a.Memory, a.Processes, a.Status
 	left, _ := a.Marshal()
 	right, _ := b.Marshal()
 	if !bytes.Equal(left, right) {
-		return nil, fmt.Errorf("%w: only %s can change after creation; revert the other edits", api.ErrInvalid, strings.Join(Settable, ", "))
+		return nil, fmt.Errorf("%w: only %s (disk sizes) can change after creation; revert the other edits", api.ErrInvalid, strings.Join(Settable, ", "))
 	}
 	return set, nil
 }

@@ -114,3 +114,46 @@ func TestChanges(t *testing.T) {
 		t.Errorf("a template change was accepted: %v", err)
 	}
 }
+
+func sampleVM() *Definition {
+	d := sample()
+	d.Type, d.Class, d.Rootfs = TypeVM, "qemu", RootfsQcow2
+	d.Disks = []Disk{{Name: "root", Path: "disks/root.qcow2", Kind: RootfsQcow2, Size: 1 << 30}}
+	return d
+}
+
+func TestDiskSizesOnlyGrow(t *testing.T) {
+	d := sampleVM()
+	if err := d.Set("disk.root.size", "8GiB"); err != nil {
+		t.Fatal(err)
+	}
+	if disk, _ := d.Disk("root"); disk.Size != 8<<30 {
+		t.Errorf("root disk is %s after setting 8GiB", disk.Size)
+	}
+	for _, c := range []struct {
+		def              *Definition
+		key, value, want string
+	}{
+		{sampleVM(), "disk.root.size", "512MiB", "disks only grow"},
+		{sampleVM(), "disk.root.size", "65537GiB", "use at most 64TiB"},
+		{sampleVM(), "disk.root.size", "lots", "disk.root.size"},
+		{sampleVM(), "disk.data.size", "2GiB", `no disk image named "data"`},
+		{sample(), "disk.root.size", "2GiB", "a container has no disk image"},
+		{sampleVM(), "disk..size", "2GiB", "unknown key"},
+	} {
+		if err := c.def.Set(c.key, c.value); err == nil || !strings.Contains(err.Error(), c.want) {
+			t.Errorf("set %s=%s on a %s: err = %v, want one saying %q", c.key, c.value, c.def.Type, err, c.want)
+		}
+	}
+	// config edit takes a changed size as the same key.
+	current := sampleVM()
+	edited := current.Clone()
+	edited.Disks[0].Size = 4 << 30
+	if set, err := Changes(current, edited); err != nil || len(set) != 1 || set["disk.root.size"] != "4GiB" {
+		t.Errorf("Changes of a disk size = %v, %v", set, err)
+	}
+	edited.Disks[0].Path = "elsewhere.qcow2"
+	if _, err := Changes(current, edited); err == nil {
+		t.Error("a disk's path changed by config edit was accepted")
+	}
+}

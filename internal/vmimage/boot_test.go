@@ -34,6 +34,7 @@ func TestBusyboxVMBoots(t *testing.T) {
 			t.Logf("%s: boot to %s: median %v of %v", arch, vmimage.BootedMarker, times[1].Round(10*time.Millisecond), times)
 			t.Logf("QEMU command line: %s %s", b.boot.QEMU, strings.Join(qemuArgs(b.dir, b.boot, "OVERLAY", ""), " "))
 
+			g.waitFor(growRootMarker, 0)
 			g.waitFor(agentMarker, 0)
 			_, at := g.waitFor("# ", afterBoot)
 			out, _ := g.run("uname -m; cut -d' ' -f1 /proc/modules | sort | tr '\\n' ' '; echo; cat /sys/class/virtio-ports/*/name; grep ' / ' /proc/mounts; cat /proc/cmdline; date", at)

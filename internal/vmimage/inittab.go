@@ -42,6 +42,8 @@ mkdir -p /dev/pts /dev/shm
 mounted /dev/pts || mount -t devpts -o gid=5,mode=620,ptmxmode=666 devpts /dev/pts
 mounted /dev/shm || mount -t tmpfs -o mode=1777,nosuid,nodev tmpfs /dev/shm
 mount -o remount,rw / || echo "polyvisor-sysinit: cannot remount / read-write"
+# The host may have grown the disk since the last boot (config set NAME disk.root.size=).
+[ ! -x /` + agentPath + ` ] || /` + agentPath + ` grow-root
 mounted /run || mount -t tmpfs -o mode=755,nosuid,nodev tmpfs /run
 name=
 for word in $(cat /proc/cmdline); do

@@ -17,6 +17,9 @@ const (
 	powerKeyHandler = "etc/acpi/PWRF/00000080"
 )
 
+// GuestAgent is where a template's guest has the agent, for the host to run it through exec.
+const GuestAgent = "/" + agentPath
+
 // prepareRootTree makes the root tree bootable as a VM by busybox init: the agent, the
 // sysinit script, /etc/inittab, and poweroff/reboot/halt where the tree lacks them. agent is
 // the host path of the guest agent binary, or "" for none.

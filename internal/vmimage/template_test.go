@@ -140,14 +140,37 @@ func buildTemplate(t *testing.T, b *builtTemplate, source, arch string) error {
 	return nil
 }
 
-// agentMarker is what the stand-in for the guest agent prints once started.
-const agentMarker = "POLYVISOR-AGENT-STANDIN"
+// agentMarker is what the stand-in for the guest agent prints once started; growRootMarker
+// what it prints when sysinit runs it as "polyvisor-agent grow-root".
+const (
+	agentMarker    = "POLYVISOR-AGENT-STANDIN"
+	growRootMarker = "POLYVISOR-GROW-ROOT-STANDIN"
+)
 
 // buildAgentStandIn builds, for arch, a static Go program that prints agentMarker and
-// sleeps: it stands in for cmd/polyvisor-agent, proving that init starts what Build installs.
+// sleeps, or prints growRootMarker and exits when its first argument is grow-root: it stands
+// in for cmd/polyvisor-agent, proving that init starts what Build installs.
 func buildAgentStandIn(dir, arch string) (string, error) {
 	src := filepath.Join(dir, "agent-standin.go")
-	code := "package main\n\nimport (\n\t\"fmt\"\n\t\"time\"\n)\n\nfunc main() {\n\tfmt.Println(\"" + agentMarker + "\")\n\tfor {\n\t\ttime.Sleep(time.Hour)\n\t}\n}\n"
+	code := `package main
+
+import (
+	"fmt"
+	"os"
+	"time"
+)
+
+func main() {
+	if len(os.Args) > 1 && os.Args[1] == "grow-root" {
+		fmt.Println("` + growRootMarker + `")
+		return
+	}
+	fmt.Println("` + agentMarker + `")
+	for {
+		time.Sleep(time.Hour)
+	}
+}
+`
 	if err := os.WriteFile(src, []byte(code), 0o644); err != nil {
 		return "", err
 	}

@@ -92,13 +92,31 @@ func TestVMLifecycleAndFaults(t *testing.T) {
 	if out := d.Must(t, "config", "set", g.Name, "memory=320MiB"); !strings.Contains(out, "applies at next start") {
 		t.Errorf("config set on a running VM said: %s", out)
 	}
+	// The root disk grows while the guest runs, and the guest uses it at once.
+	if out := d.Must(t, "config", "set", g.Name, "disk.root.size=200MiB"); !strings.Contains(out, "applied live") {
+		t.Errorf("growing a running VM's disk said: %s", out)
+	}
+	if kb := rootFSKiB(t, d, g.Name); kb < 180<<10 || kb > 200<<10 {
+		t.Errorf("after a live grow to 200MiB the guest's / has %d KiB", kb)
+	}
+	expectError(t, d, "disks only grow", "config", "set", g.Name, "disk.root.size=100MiB")
 	d.Must(t, "stop", g.Name, "--timeout", "30s")
 	if info(t, d, g.Name).State != api.StateStopped || alive(g.PID) {
 		t.Fatal("VM still running after stop")
 	}
+	// And while it is stopped, the guest growing its file system at boot.
+	if out := d.Must(t, "config", "set", g.Name, "disk.root.size=300MiB"); !strings.Contains(out, "applies at next start") {
+		t.Errorf("growing a stopped VM's disk said: %s", out)
+	}
 	d.Must(t, "start", g.Name)
 	if out := d.Must(t, "exec", g.Name, "--", "cat", "/root/mark"); out != "kept\n" {
 		t.Errorf("a file written before stop reads %q", out)
+	}
+	if kb := rootFSKiB(t, d, g.Name); kb < 280<<10 || kb > 300<<10 {
+		t.Errorf("after growing the stopped VM's disk to 300MiB the guest's / has %d KiB", kb)
+	}
+	if disks := info(t, d, g.Name).Disks; len(disks) != 1 || disks[0].Size != 300<<20 || disks[0].Allocated <= 0 {
+		t.Errorf("info's disks: %+v", disks)
 	}
 	if mem := d.Must(t, "exec", g.Name, "--", "sh", "-c", "grep MemTotal /proc/meminfo"); !strings.Contains(mem, "kB") || info(t, d, g.Name).Memory != 320<<20 {
 		t.Errorf("after restart: %s, info memory %d", mem, info(t, d, g.Name).Memory)
@@ -145,4 +163,20 @@ func ownDaemonWithVM(t *testing.T) *testenv.Daemon {
 	d := ownDaemon(t)
 	d.Must(t, "template", "build", "busybox", "--type", "vm")
 	return d
+}
+
+// rootFSKiB is the size of the guest's root file system, as df sees it.
+func rootFSKiB(t *testing.T, d *testenv.Daemon, name string) int {
+	t.Helper()
+	out := d.Must(t, "exec", name, "--", "df", "-k", "/")
+	lines := strings.Split(strings.TrimSpace(out), "\n")
+	fields := strings.Fields(lines[len(lines)-1])
+	if len(fields) < 2 {
+		t.Fatalf("df -k /: %q", out)
+	}
+	kb, err := strconv.Atoi(fields[1])
+	if err != nil {
+		t.Fatalf("df -k /: %q", out)
+	}
+	return kb
 }

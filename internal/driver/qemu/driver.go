@@ -13,7 +13,6 @@ import (
 	"io"
 	"log/slog"
 	"os"
-	"os/exec"
 	"path/filepath"
 	"sync"
 	"time"
@@ -129,11 +128,15 @@ func (d *Driver) Create(ctx context.Context, dir string, def *guest.Definition) 
 		return fmt.Errorf("create disks: %w", err)
 	}
 	base := filepath.Join(tdir, t.Boot.Disk)
-	out, err := exec.CommandContext(ctx, "qemu-img", "create", "-q", "-f", "qcow2", "-F", "qcow2", "-b", base, filepath.Join(dir, rootDisk)).CombinedOutput()
-	if err != nil {
-		return fmt.Errorf("clone root disk: %v: %s", err, runcmd.LastLines(string(out), 1))
+	clone := filepath.Join(dir, rootDisk)
+	if err := runcmd.Run(ctx, runcmd.Cmd{Name: "qemu-img", Args: []string{"create", "-q", "-f", "qcow2", "-F", "qcow2", "-b", base, clone}}); err != nil {
+		return fmt.Errorf("clone root disk: %w", err)
 	}
-	def.Disks = []guest.Disk{{Name: "root", Path: rootDisk, Kind: "qcow2"}}
+	info, err := inspectImage(ctx, clone)
+	if err != nil {
+		return err
+	}
+	def.Disks = []guest.Disk{{Name: "root", Path: rootDisk, Kind: guest.RootfsQcow2, Size: guest.Size(info.VirtualSize)}}
 	return nil
 }
 
