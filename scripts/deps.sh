@@ -13,6 +13,8 @@ packages=(
   qemu-system-misc # VM guests: riscv64 (virt), emulated
   qemu-utils      # qemu-img: qcow2 base disks and overlays
   e2fsprogs       # mke2fs -d: ext4 root disks without loop devices
+  grub-pc-bin     # GRUB for PC BIOS: VM templates built with --firmware bios
+  grub-common     # grub-mkimage, which links GRUB's core image
   xz-utils        # unpacking the kernel's payload into a vmlinux
   iproute2        # network namespaces in tests
   procps          # ps/pgrep for diagnostics

@@ -145,6 +145,10 @@ type TemplateBoot struct {
 	Console       string `json:"console" yaml:"console"`
 	QEMU          string `json:"qemu" yaml:"qemu"`
 	KernelVersion string `json:"kernelVersion" yaml:"kernelVersion"`
+	// Firmware is "" for direct kernel boot (Kernel, Initrd, Cmdline are
+	// QEMU's), or "bios": the disk carries its own bootloader, which holds
+	// the kernel command line; Kernel and Initrd are empty.
+	Firmware string `json:"firmware,omitempty" yaml:"firmware,omitempty"`
 }
 
 // TemplateBuild is the body of POST /1.0/templates.
@@ -153,6 +157,8 @@ type TemplateBuild struct {
 	Name   string `json:"name,omitempty"`
 	Arch   string `json:"arch,omitempty"`
 	Type   string `json:"type,omitempty"` // container (default) or vm
+	// Firmware makes a VM template whose disk boots by itself: "bios".
+	Firmware string `json:"firmware,omitempty"`
 }
 
 // Operation states.

@@ -308,7 +308,7 @@ func (d *Daemon) handleTemplateBuild(r *http.Request) (any, error) {
 	if err := readJSON(r, &req); err != nil {
 		return nil, err
 	}
-	resolved, err := template.Request{Source: req.Source, Name: req.Name, Arch: req.Arch, Type: req.Type}.Resolve()
+	resolved, err := template.Request{Source: req.Source, Name: req.Name, Arch: req.Arch, Type: req.Type, Firmware: req.Firmware}.Resolve()
 	if err != nil {
 		return nil, err
 	}

@@ -116,23 +116,37 @@ type Result struct {
 func (r Result) Grown() bool { return r.To > r.From }
 
 // Grow makes the ext4 file system mounted read-write on mountpoint fill
-// its device. When the host has just grown the disk, the guest's kernel
-// learns the new size a moment later: minSize (bytes, 0 for none) makes
-// Grow wait, until ctx ends, for the device to reach it.
+// its device; on a partition, the partition first fills the disk when it
+// is the last of an MBR table. When the host has just grown the disk, the
+// guest's kernel learns the new size a moment later: minSize (bytes, 0 for
+// none) makes Grow wait, until ctx ends, for the disk to reach it.
 func Grow(ctx context.Context, mountpoint string, minSize uint64) (Result, error) {
 	dev, err := DeviceOf(mountpoint)
 	if err != nil {
 		return Result{}, err
 	}
-	size, err := dev.Size()
-	for err == nil && size < minSize {
+	disk, partition, err := dev.Partition()
+	if err != nil {
+		return Result{}, err
+	}
+	diskSize, err := disk.Size()
+	for err == nil && diskSize < minSize {
 		select {
 		case <-ctx.Done():
-			return Result{}, fmt.Errorf("%s is %d bytes, not the %d the host gave it: %w", dev.Path, size, minSize, ctx.Err())
+			return Result{}, fmt.Errorf("%s is %d bytes, not the %d the host gave it: %w", disk.Path, diskSize, minSize, ctx.Err())
 		case <-time.After(50 * time.Millisecond):
 		}
-		size, err = dev.Size()
+		diskSize, err = disk.Size()
 	}
+	if err != nil {
+		return Result{}, err
+	}
+	if partition > 0 {
+		if err := growPartition(disk, partition); err != nil {
+			return Result{}, err
+		}
+	}
+	size, err := dev.Size()
 	if err != nil {
 		return Result{}, err
 	}

@@ -2,6 +2,7 @@ package growfs
 
 import (
 	"bytes"
+	"encoding/binary"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -82,5 +83,50 @@ func TestDeviceOfNamesTheBlockDevice(t *testing.T) {
 	}
 	if size, err := dev.Size(); err != nil || size == 0 {
 		t.Errorf("size of %s: %d, %v", dev.Path, size, err)
+	}
+}
+
+// table returns an MBR with partitions given as {type, first sector, sectors}.
+func table(parts ...[3]uint32) []byte {
+	b := make([]byte, 512)
+	for i, p := range parts {
+		e := b[446+16*i:]
+		e[4] = byte(p[0])
+		binary.LittleEndian.PutUint32(e[8:], p[1])
+		binary.LittleEndian.PutUint32(e[12:], p[2])
+	}
+	b[510], b[511] = 0x55, 0xaa
+	return b
+}
+
+func TestGrowLastPartition(t *testing.T) {
+	for _, tc := range []struct {
+		name        string
+		table       []byte
+		number      int
+		diskSectors uint64
+		want        uint64
+		wantErr     string
+	}{
+		{"last partition fills the disk", table([3]uint32{0x83, 2048, 1000}), 1, 10000, 7952, ""},
+		{"already full", table([3]uint32{0x83, 2048, 7952}), 1, 10000, 7952, ""},
+		{"another partition follows", table([3]uint32{0x83, 2048, 1000}, [3]uint32{0x82, 4096, 100}), 1, 10000, 1000, ""},
+		{"second partition is last", table([3]uint32{0x83, 2048, 1000}, [3]uint32{0x83, 4096, 100}), 2, 10000, 5904, ""},
+		{"MBR's 2 TiB limit", table([3]uint32{0x83, 2048, 1000}), 1, 1 << 40, 1<<32 - 1 - 2048, ""},
+		{"GPT", table([3]uint32{0xee, 1, 1000}), 1, 10000, 0, "GPT"},
+		{"no table", make([]byte, 512), 1, 10000, 0, "no MBR"},
+		{"logical partition", table([3]uint32{0x83, 2048, 1000}), 5, 10000, 0, "not a primary"},
+	} {
+		got, err := GrowLastPartition(tc.table, tc.number, tc.diskSectors)
+		if tc.wantErr != "" {
+			if err == nil || !strings.Contains(err.Error(), tc.wantErr) {
+				t.Errorf("%s: err = %v, want one saying %q", tc.name, err, tc.wantErr)
+			}
+			continue
+		}
+		stored := uint64(binary.LittleEndian.Uint32(tc.table[446+16*(tc.number-1)+12:]))
+		if err != nil || got != tc.want || stored != tc.want {
+			t.Errorf("%s: got %d (table says %d), %v; want %d", tc.name, got, stored, err, tc.want)
+		}
 	}
 }

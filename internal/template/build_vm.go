@@ -25,7 +25,7 @@ func (s Store) finishVM(ctx context.Context, req Resolved, staging string, t *ap
 		return fmt.Errorf("guest agent for %s not found at %s: run make build", req.Arch.Debian, agent)
 	}
 	rootfs := filepath.Join(staging, "rootfs")
-	boot, err := vmimage.Build(ctx, rootfs, req.Arch.Debian, staging, s.cacheDir(), agent, progress)
+	boot, err := vmimage.Build(ctx, vmimage.Spec{Rootfs: rootfs, Arch: req.Arch.Debian, OutDir: staging, CacheDir: s.cacheDir(), Agent: agent, Firmware: req.Firmware}, progress)
 	if err != nil {
 		return err
 	}
@@ -34,11 +34,14 @@ func (s Store) finishVM(ctx context.Context, req Resolved, staging string, t *ap
 	}
 	t.Boot = &api.TemplateBoot{
 		Kernel: boot.Kernel, Initrd: boot.Initrd, Disk: boot.Disk, Cmdline: boot.Cmdline,
-		Machine: boot.Machine, Console: boot.Console, QEMU: boot.QEMU, KernelVersion: boot.KernelVersion,
+		Machine: boot.Machine, Console: boot.Console, QEMU: boot.QEMU, KernelVersion: boot.KernelVersion, Firmware: boot.Firmware,
 	}
 	progress("computing digest", 0, 0)
 	sum := sha256.New()
 	for _, name := range []string{boot.Kernel, boot.Initrd, boot.Disk} {
+		if name == "" {
+			continue // booted by firmware: the kernel and initrd are inside the disk
+		}
 		path := filepath.Join(staging, name)
 		fileSum, err := fileSHA256(path)
 		if err != nil {

@@ -10,6 +10,7 @@ import (
 	"io/fs"
 	"os"
 	"path/filepath"
+	"slices"
 	"sort"
 	"strings"
 	"time"
@@ -21,6 +22,7 @@ import (
 	"github.com/polyvisor/polyvisor/internal/fsutil"
 	"github.com/polyvisor/polyvisor/internal/guest"
 	"github.com/polyvisor/polyvisor/internal/idmap"
+	"github.com/polyvisor/polyvisor/internal/vmimage"
 )
 
 // metaFile is a template's description inside its directory.
@@ -125,6 +127,9 @@ type Request struct {
 	Name   string // defaults to the source with ':' turned into '-'
 	Arch   string // amd64/x86_64, arm64/aarch64...; defaults to the host's
 	Type   string // container (default) or vm
+	// Firmware, for a VM template, is "" for direct kernel boot, or bios for a
+	// disk that carries its own bootloader (vmimage.Firmwares).
+	Firmware string
 }
 
 // Resolved is a validated request with its defaults filled in.
@@ -168,6 +173,17 @@ func (r Request) Resolve() (Resolved, error) {
 		var err error
 		if a, err = arch.Parse(r.Arch); err != nil {
 			return Resolved{}, fmt.Errorf("%w: %v", api.ErrInvalid, err)
+		}
+	}
+	if r.Firmware != "" {
+		if r.Type != TypeVM {
+			return Resolved{}, fmt.Errorf("%w: firmware %s: only VM templates boot through firmware; add --type vm", api.ErrInvalid, r.Firmware)
+		}
+		if !slices.Contains(vmimage.Firmwares, r.Firmware) {
+			return Resolved{}, fmt.Errorf("%w: firmware %q: use %s, or leave it out for direct kernel boot", api.ErrInvalid, r.Firmware, strings.Join(vmimage.Firmwares, " or "))
+		}
+		if a.Debian != "amd64" {
+			return Resolved{}, fmt.Errorf("%w: firmware %s: boots amd64 guests only, not %s", api.ErrInvalid, r.Firmware, a.Debian)
 		}
 	}
 	if r.Type == TypeContainer && a != arch.Host() {

@@ -55,16 +55,16 @@ func callerDir(t *testing.T) string {
 func TestBuildRefusesBadArgumentsBeforeFetching(t *testing.T) {
 	ctx := context.Background()
 	out := callerDir(t)
-	if _, err := vmimage.Build(ctx, t.TempDir(), "vax", out, t.TempDir(), "", nil); err == nil {
+	if _, err := vmimage.Build(ctx, vmimage.Spec{Rootfs: t.TempDir(), Arch: "vax", OutDir: out, CacheDir: t.TempDir()}, nil); err == nil {
 		t.Error("architecture vax accepted")
 	}
-	if _, err := vmimage.Build(ctx, filepath.Join(out, "missing"), "amd64", out, t.TempDir(), "", nil); err == nil {
+	if _, err := vmimage.Build(ctx, vmimage.Spec{Rootfs: filepath.Join(out, "missing"), Arch: "amd64", OutDir: out, CacheDir: t.TempDir()}, nil); err == nil {
 		t.Error("a missing root tree accepted")
 	}
 	if err := os.WriteFile(filepath.Join(out, "disk.qcow2"), nil, 0o644); err != nil {
 		t.Fatal(err)
 	}
-	if _, err := vmimage.Build(ctx, t.TempDir(), "amd64", out, t.TempDir(), "", nil); !errors.Is(err, fs.ErrExist) {
+	if _, err := vmimage.Build(ctx, vmimage.Spec{Rootfs: t.TempDir(), Arch: "amd64", OutDir: out, CacheDir: t.TempDir()}, nil); !errors.Is(err, fs.ErrExist) {
 		t.Errorf("Build over an existing disk.qcow2: %v, want fs.ErrExist", err)
 	}
 }
@@ -72,7 +72,7 @@ func TestBuildRefusesBadArgumentsBeforeFetching(t *testing.T) {
 func TestBuildChecksTheTreeBeforeFetching(t *testing.T) {
 	out := callerDir(t)
 	start := time.Now()
-	_, err := vmimage.Build(context.Background(), t.TempDir(), "amd64", out, t.TempDir(), "", nil)
+	_, err := vmimage.Build(context.Background(), vmimage.Spec{Rootfs: t.TempDir(), Arch: "amd64", OutDir: out, CacheDir: t.TempDir()}, nil)
 	if err == nil || !strings.Contains(err.Error(), "/bin/busybox") {
 		t.Fatalf("Build of a tree without busybox: %v", err)
 	}
@@ -90,7 +90,7 @@ func TestBuildRefusesAnAgentThatCannotRunInTheGuest(t *testing.T) {
 	}
 	// The host's busybox-static is a static amd64 binary; /bin/ls is dynamically linked.
 	for arch, agent := range map[string]string{"arm64": "/bin/busybox", "amd64": "/bin/ls"} {
-		_, err := vmimage.Build(context.Background(), hostBusyboxTree(t), arch, callerDir(t), t.TempDir(), agent, nil)
+		_, err := vmimage.Build(context.Background(), vmimage.Spec{Rootfs: hostBusyboxTree(t), Arch: arch, OutDir: callerDir(t), CacheDir: t.TempDir(), Agent: agent}, nil)
 		if err == nil || !strings.Contains(err.Error(), "guest agent") {
 			t.Errorf("Build for %s with agent %s: %v", arch, agent, err)
 		} else {
@@ -114,7 +114,7 @@ func TestBuildLeavesOnlyTheCallersFilesOnFailure(t *testing.T) {
 			cancel()
 		}
 	}
-	_, err := vmimage.Build(ctx, rootfs, "amd64", out, debpkg.DefaultCacheDir, "", progress)
+	_, err := vmimage.Build(ctx, vmimage.Spec{Rootfs: rootfs, Arch: "amd64", OutDir: out, CacheDir: debpkg.DefaultCacheDir}, progress)
 	if !errors.Is(err, context.Canceled) {
 		t.Fatalf("Build canceled before the disk: %v", err)
 	}
@@ -139,7 +139,7 @@ func TestBuildStopsWhenCanceled(t *testing.T) {
 			time.AfterFunc(300*time.Millisecond, cancel) // while xz unpacks the vmlinux
 		}
 	}
-	_, err := vmimage.Build(ctx, hostBusyboxTree(t), "amd64", out, debpkg.DefaultCacheDir, "", progress)
+	_, err := vmimage.Build(ctx, vmimage.Spec{Rootfs: hostBusyboxTree(t), Arch: "amd64", OutDir: out, CacheDir: debpkg.DefaultCacheDir}, progress)
 	if !errors.Is(err, context.Canceled) {
 		t.Fatalf("canceled Build: %v, want context.Canceled", err)
 	}

@@ -15,6 +15,9 @@ const (
 	// HostnameParam=NAME on the kernel command line names the guest, overriding /etc/hostname
 	// (every clone of a template shares its disk, so the name comes from outside).
 	HostnameParam = "polyvisor.hostname"
+	// HostnameFwCfg is the fw_cfg file naming a guest whose disk's bootloader holds its
+	// kernel command line (firmware boot); the guest reads it in /sys/firmware/qemu_fw_cfg.
+	HostnameFwCfg = "opt/org.polyvisor/hostname"
 )
 
 // initScript returns the initramfs's /init for loading modules (names, in load order; each

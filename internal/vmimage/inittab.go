@@ -49,6 +49,8 @@ name=
 for word in $(cat /proc/cmdline); do
 	case "$word" in ` + HostnameParam + `=*) name="${word#` + HostnameParam + `=}" ;; esac
 done
+fwcfg=/sys/firmware/qemu_fw_cfg/by_name/` + HostnameFwCfg + `/raw
+[ -n "$name" ] || [ ! -r "$fwcfg" ] || read -r name < "$fwcfg"
 [ -n "$name" ] || [ ! -r /etc/hostname ] || read -r name < /etc/hostname
 [ -z "$name" ] || hostname "$name"
 echo ` + BootedMarker + `

@@ -122,7 +122,7 @@ func buildTemplate(t *testing.T, b *builtTemplate, source, arch string) error {
 		phaseStart = time.Now()
 	}
 	start = time.Now()
-	b.boot, err = vmimage.Build(ctx, rootfs, arch, b.dir, debpkg.DefaultCacheDir, agent, progress)
+	b.boot, err = vmimage.Build(ctx, vmimage.Spec{Rootfs: rootfs, Arch: arch, OutDir: b.dir, CacheDir: debpkg.DefaultCacheDir, Agent: agent}, progress)
 	if err != nil {
 		return err
 	}

@@ -12,6 +12,7 @@ import (
 	"os"
 	"path/filepath"
 	"slices"
+	"strings"
 )
 
 // File names of a VM template's parts inside its directory.
@@ -20,50 +21,87 @@ const (
 	diskName   = "disk.qcow2"
 )
 
-// rootCmdline is the kernel command line a template boots its root disk with.
-const rootCmdline = "root=/dev/vda ro"
+// rootCmdline is the kernel command line a template boots its root disk with;
+// partitionRootCmdline the one of a disk with a partition table (firmware boot).
+const (
+	rootCmdline          = "root=/dev/vda ro"
+	partitionRootCmdline = "root=/dev/vda1 ro"
+)
+
+// firmwareMachine is the QEMU machine of firmware-booted guests: a PC with PCI.
+const firmwareMachine = "q35"
 
 // Boot says how to boot a VM template: its files, relative to the template's directory, and
 // the QEMU machine they are made for.
 type Boot struct {
-	Kernel        string `json:"kernel" yaml:"kernel"`                 // vmlinux (x86_64, booted through PVH on microvm) or Image (arm64, riscv64)
-	Initrd        string `json:"initrd" yaml:"initrd"`                 // initrd.img
-	Disk          string `json:"disk" yaml:"disk"`                     // disk.qcow2, the read-only base of every clone
-	Cmdline       string `json:"cmdline" yaml:"cmdline"`               // kernel command line without console= (the driver's); under TCG add TCGCmdline
-	Machine       string `json:"machine" yaml:"machine"`               // QEMU machine: microvm or virt
-	Console       string `json:"console" yaml:"console"`               // the guest's serial console device: ttyS0, ttyAMA0
-	QEMU          string `json:"qemu" yaml:"qemu"`                     // QEMU system emulator: qemu-system-x86_64, ...
-	KernelVersion string `json:"kernel_version" yaml:"kernel_version"` // kernel release, as uname -r gives it
+	Kernel        string `json:"kernel" yaml:"kernel"`                         // vmlinux (x86_64, booted through PVH on microvm) or Image (arm64, riscv64); "" when the firmware boots the disk
+	Initrd        string `json:"initrd" yaml:"initrd"`                         // initrd.img; "" when the firmware boots the disk
+	Disk          string `json:"disk" yaml:"disk"`                             // disk.qcow2, the read-only base of every clone
+	Cmdline       string `json:"cmdline" yaml:"cmdline"`                       // kernel command line without console= (the driver's); under TCG add TCGCmdline; with Firmware, the one the disk's bootloader passes
+	Machine       string `json:"machine" yaml:"machine"`                       // QEMU machine: microvm or virt; q35 with Firmware
+	Console       string `json:"console" yaml:"console"`                       // the guest's serial console device: ttyS0, ttyAMA0
+	QEMU          string `json:"qemu" yaml:"qemu"`                             // QEMU system emulator: qemu-system-x86_64, ...
+	KernelVersion string `json:"kernel_version" yaml:"kernel_version"`         // kernel release, as uname -r gives it
+	Firmware      string `json:"firmware,omitempty" yaml:"firmware,omitempty"` // "" for direct kernel boot, or FirmwareBIOS: the disk has its own bootloader
 }
 
-// Build makes the VM template of the root tree rootfs (owned by host root, not shifted) for
-// the Debian architecture arch, writing the kernel, initrd.img and disk.qcow2 into outDir,
-// with packages fetched through cacheDir (see debpkg.Fetch). agent is the guest agent, a
-// static binary for arch installed as /usr/sbin/polyvisor-agent and respawned by init; ""
-// installs none. Build writes the VM's init configuration into rootfs itself, so the caller
-// passes a tree it owns.
+// Spec says what Build makes.
+type Spec struct {
+	// Rootfs is the root tree, owned by host root (not shifted). Build writes the VM's init
+	// configuration into it, so the caller passes a tree it owns.
+	Rootfs string
+	// Arch is the Debian architecture: amd64, arm64.
+	Arch string
+	// OutDir receives the template's files.
+	OutDir string
+	// CacheDir keeps the Debian packages fetched (see debpkg.Fetch).
+	CacheDir string
+	// Agent is the guest agent, a static binary for Arch installed as
+	// /usr/sbin/polyvisor-agent and respawned by init; "" installs none.
+	Agent string
+	// Firmware is "" for QEMU's direct kernel boot on a virtio-mmio machine (the fast path),
+	// or one of Firmwares for a disk that carries its own bootloader, booted on q35.
+	Firmware string
+}
+
+// Build makes the VM template of a root tree: the kernel, initrd.img and disk.qcow2 in
+// spec.OutDir, or with a firmware, disk.qcow2 alone, with the kernel, initramfs and
+// bootloader inside.
 //
-// Other files in outDir are left alone. On failure the files Build made there are removed,
-// and its temporary work directory inside outDir with them; cancelling ctx kills the tools it
+// Other files in OutDir are left alone. On failure the files Build made there are removed,
+// and its temporary work directory inside OutDir with them; cancelling ctx kills the tools it
 // runs.
-func Build(ctx context.Context, rootfs, arch, outDir, cacheDir string, agent string, progress func(phase string, done, total int64)) (boot Boot, err error) {
+func Build(ctx context.Context, spec Spec, progress func(phase string, done, total int64)) (boot Boot, err error) {
 	if progress == nil {
 		progress = func(string, int64, int64) {}
 	}
-	spec, err := lookupArch(arch)
+	arch, err := lookupArch(spec.Arch)
 	if err != nil {
 		return Boot{}, err
 	}
-	if info, err := os.Stat(rootfs); err != nil || !info.IsDir() {
-		return Boot{}, fmt.Errorf("build vm image: root tree %s is not a directory: %w", rootfs, errors.Join(err, fs.ErrInvalid))
+	if info, err := os.Stat(spec.Rootfs); err != nil || !info.IsDir() {
+		return Boot{}, fmt.Errorf("build vm image: root tree %s is not a directory: %w", spec.Rootfs, errors.Join(err, fs.ErrInvalid))
 	}
-	outputs := []string{spec.kernel, initrdName, diskName}
+	outputs := []string{arch.kernel, initrdName, diskName}
+	switch spec.Firmware {
+	case "":
+	case FirmwareBIOS:
+		if arch.debian != "amd64" {
+			return Boot{}, fmt.Errorf("build vm image: firmware %s boots amd64 guests, not %s", spec.Firmware, arch.debian)
+		}
+		if err := checkGRUB(); err != nil {
+			return Boot{}, fmt.Errorf("build vm image: %w", err)
+		}
+		outputs = []string{diskName}
+	default:
+		return Boot{}, fmt.Errorf("build vm image: firmware %q: use %s, or none for direct kernel boot", spec.Firmware, strings.Join(Firmwares, " or "))
+	}
 	for _, name := range outputs {
-		if _, err := os.Lstat(filepath.Join(outDir, name)); !errors.Is(err, fs.ErrNotExist) {
-			return Boot{}, fmt.Errorf("build vm image: %s already in %s: %w", name, outDir, fs.ErrExist)
+		if _, err := os.Lstat(filepath.Join(spec.OutDir, name)); !errors.Is(err, fs.ErrNotExist) {
+			return Boot{}, fmt.Errorf("build vm image: %s already in %s: %w", name, spec.OutDir, fs.ErrExist)
 		}
 	}
-	work, err := os.MkdirTemp(outDir, ".vmimage-")
+	work, err := os.MkdirTemp(spec.OutDir, ".vmimage-")
 	if err != nil {
 		return Boot{}, fmt.Errorf("build vm image: %w", err)
 	}
@@ -71,42 +109,62 @@ func Build(ctx context.Context, rootfs, arch, outDir, cacheDir string, agent str
 	defer func() {
 		if err != nil {
 			for _, name := range outputs {
-				os.Remove(filepath.Join(outDir, name))
+				os.Remove(filepath.Join(spec.OutDir, name))
 			}
 		}
 	}()
 
 	// First what fails fast: a tree without busybox or an agent for another architecture.
 	progress("installing the agent and init configuration", 0, 0)
-	if err := prepareRootTree(rootfs, spec, agent); err != nil {
+	if err := prepareRootTree(spec.Rootfs, arch, spec.Agent); err != nil {
 		return Boot{}, fmt.Errorf("build vm image: %w", err)
 	}
-	progress("fetching the kernel (linux-image-"+arch+")", 0, 0)
-	kernel, err := unpackKernel(ctx, cacheDir, arch, filepath.Join(work, "kernel"))
+	progress("fetching the kernel (linux-image-"+arch.debian+")", 0, 0)
+	kernel, err := unpackKernel(ctx, spec.CacheDir, arch.debian, filepath.Join(work, "kernel"))
 	if err != nil {
 		return Boot{}, fmt.Errorf("build vm image: %w", err)
 	}
-	progress("writing the kernel", 0, 0)
-	if err := writeKernel(ctx, spec, kernel, filepath.Join(outDir, spec.kernel)); err != nil {
-		return Boot{}, fmt.Errorf("build vm image: %w", err)
+	if spec.Firmware == "" {
+		progress("writing the kernel", 0, 0)
+		if err := writeKernel(ctx, arch, kernel, filepath.Join(spec.OutDir, arch.kernel)); err != nil {
+			return Boot{}, fmt.Errorf("build vm image: %w", err)
+		}
 	}
-	progress("fetching busybox-static:"+arch, 0, 0)
-	busybox, err := fetchBusybox(ctx, cacheDir, arch, filepath.Join(work, "busybox"))
+	progress("fetching busybox-static:"+arch.debian, 0, 0)
+	busybox, err := fetchBusybox(ctx, spec.CacheDir, arch.debian, filepath.Join(work, "busybox"))
 	if err != nil {
 		return Boot{}, fmt.Errorf("build vm image: %w", err)
 	}
 	progress("building the initramfs", 0, 0)
-	if err := buildInitrd(ctx, kernel, slices.Concat(initrdModules, spec.powerButton), busybox, filepath.Join(outDir, initrdName)); err != nil {
+	modules := slices.Concat(initrdModules, arch.powerButton)
+	initrd := filepath.Join(spec.OutDir, initrdName)
+	if spec.Firmware != "" {
+		modules = append(modules, firmwareModules...)
+		initrd = filepath.Join(work, initrdName)
+	}
+	if err := buildInitrd(ctx, kernel, modules, busybox, initrd); err != nil {
 		return Boot{}, fmt.Errorf("build vm image: %w", err)
+	}
+	boot = Boot{
+		Kernel: arch.kernel, Initrd: initrdName, Disk: diskName, Cmdline: rootCmdline,
+		Machine: arch.machine, Console: arch.console, QEMU: arch.qemu, KernelVersion: kernel.version,
 	}
 	progress("making the root disk", 0, 0)
-	if err := makeRootDisk(ctx, rootfs, filepath.Join(outDir, diskName), work); err != nil {
+	if spec.Firmware == "" {
+		if err := makeRootDisk(ctx, spec.Rootfs, filepath.Join(spec.OutDir, diskName), work); err != nil {
+			return Boot{}, fmt.Errorf("build vm image: %w", err)
+		}
+		return boot, nil
+	}
+	boot.Kernel, boot.Initrd, boot.Machine, boot.Firmware = "", "", firmwareMachine, spec.Firmware
+	boot.Cmdline = partitionRootCmdline + " console=" + arch.console
+	if err := installBootFiles(spec.Rootfs, kernel, initrd, boot.Cmdline); err != nil {
 		return Boot{}, fmt.Errorf("build vm image: %w", err)
 	}
-	return Boot{
-		Kernel: spec.kernel, Initrd: initrdName, Disk: diskName, Cmdline: rootCmdline,
-		Machine: spec.machine, Console: spec.console, QEMU: spec.qemu, KernelVersion: kernel.version,
-	}, nil
+	if err := makeBIOSDisk(ctx, spec.Rootfs, filepath.Join(spec.OutDir, diskName), work); err != nil {
+		return Boot{}, fmt.Errorf("build vm image: %w", err)
+	}
+	return boot, nil
 }
 
 // buildInitrd resolves the modules wanted and their dependencies in the unpacked kernel and

@@ -26,6 +26,7 @@ func requireVMTemplates(t *testing.T) {
 			{"template", "build", "busybox", "--type", "vm"},
 			{"template", "build", "busybox", "--type", "vm", "--arch", "aarch64"},
 			{"template", "build", "debian:bookworm", "--name", "debian", "--type", "vm"},
+			{"template", "build", "busybox", "--name", "bbios", "--type", "vm", "--firmware", "bios"},
 		} {
 			began := time.Now()
 			if out, errOut, code := env.main.Run(args...); code != 0 {
@@ -82,6 +83,39 @@ func TestDebianVM(t *testing.T) {
 	if osr := d.Must(t, "exec", g.Name, "--", "cat", "/etc/os-release"); !strings.Contains(osr, "bookworm") {
 		t.Errorf("os-release in the Debian VM:\n%s", osr)
 	}
+}
+
+func TestFirmwareBootsTheDisksOwnBootloader(t *testing.T) {
+	requireVMTemplates(t)
+	d := env.main
+	var tmpl api.Template
+	jsonUnmarshal(d.Must(t, "template", "show", "bbios.vm.amd64", "--format", "json"), &tmpl)
+	if tmpl.Boot == nil || tmpl.Boot.Firmware != "bios" || tmpl.Boot.Machine != "q35" || tmpl.Boot.Kernel != "" {
+		t.Fatalf("firmware template's boot: %+v", tmpl.Boot)
+	}
+	g := launch(t, d, "bbios", "e2e-bios", "--type", "vm")
+	// GRUB, not QEMU, loaded the kernel: it names the image it booted.
+	if cmdline := d.Must(t, "exec", g.Name, "--", "cat", "/proc/cmdline"); !strings.Contains(cmdline, "BOOT_IMAGE=/boot/vmlinuz") || !strings.Contains(cmdline, "root=/dev/vda1") {
+		t.Errorf("kernel command line of the firmware-booted guest: %q", cmdline)
+	}
+	// The name comes through fw_cfg, as the command line is the disk's.
+	if name := strings.TrimSpace(d.Must(t, "exec", g.Name, "--", "hostname")); name != g.Name {
+		t.Errorf("hostname %q, want %q", name, g.Name)
+	}
+	if log := d.Must(t, "console", g.Name, "--log"); !strings.Contains(log, "Booting `polyvisor'") || !strings.Contains(log, "Q35") {
+		t.Errorf("the console does not show GRUB booting on q35:\n%s", log)
+	}
+	// A partitioned disk grows too: the agent moves the end of the last
+	// partition, then grows the file system in it.
+	if out := d.Must(t, "config", "set", g.Name, "disk.root.size=200MiB"); !strings.Contains(out, "applied live") {
+		t.Errorf("growing a firmware-booted VM's disk said: %s", out)
+	}
+	if kb := rootFSKiB(t, d, g.Name); kb < 175<<10 || kb > 200<<10 {
+		t.Errorf("after a live grow to 200MiB the firmware-booted guest's / has %d KiB", kb)
+	}
+	d.Must(t, "stop", g.Name, "--timeout", "30s")
+	expectError(t, d, "firmware", "template", "build", "busybox", "--name", "x", "--type", "vm", "--firmware", "uefi2")
+	expectError(t, d, "amd64", "template", "build", "busybox", "--name", "x", "--type", "vm", "--firmware", "bios", "--arch", "aarch64")
 }
 
 func TestVMLifecycleAndFaults(t *testing.T) {

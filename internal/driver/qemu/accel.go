@@ -104,7 +104,7 @@ func hostTemplate(store template.Store) (*api.Template, error) {
 		return nil, err
 	}
 	for i := range list {
-		if t := &list[i]; t.Type == template.TypeVM && t.Arch == arch.Host().Debian && t.Boot != nil {
+		if t := &list[i]; t.Type == template.TypeVM && t.Arch == arch.Host().Debian && t.Boot != nil && t.Boot.Kernel != "" {
 			return t, nil
 		}
 	}

@@ -23,45 +23,58 @@ type vmSpec struct {
 	TCGCmdline  string // kernel options a guest of this arch needs under TCG
 }
 
-// commandLine returns QEMU's argv: direct kernel boot of the template's
-// kernel and initrd on a virtio-mmio machine (microvm, virt), the root disk
-// and the agent's virtio-serial port as virtio-mmio devices, the serial
-// console on the monitor's pty (stdio), QMP on a socket.
+// commandLine returns QEMU's argv. Templates without firmware boot fast:
+// QEMU loads their kernel and initrd itself (direct kernel boot) on a
+// virtio-mmio machine (microvm, virt), with the root disk and the agent's
+// virtio-serial port as virtio-mmio devices. Firmware-booted templates run
+// on q35 with the devices on PCI, and the firmware boots the disk's own
+// bootloader. Either way the serial console is the monitor's pty (stdio)
+// and QMP is on a socket.
 func commandLine(s vmSpec) []string {
 	def := s.Def
 	cpu := "max"
 	if s.Boot.Machine == "virt" && s.Accel == "tcg" && strings.HasSuffix(s.Boot.QEMU, "aarch64") {
 		cpu = "cortex-a57" // "max" under TCG emulates costly extensions (pointer authentication)
 	}
-	machine := s.Boot.Machine + ",accel=" + s.Accel
-	cmdline := "console=" + s.Boot.Console + " " + s.Boot.Cmdline + " " + vmimage.HostnameParam + "=" + def.Name
-	if s.Accel == "tcg" && s.TCGCmdline != "" {
-		// Under TCG the x86 kernel's TSC calibration against the PIT often
-		// times out on a busy host, and then it hangs: it is told the rate.
-		cmdline += " " + s.TCGCmdline
-	}
-	return []string{
+	argv := []string{
 		s.Boot.QEMU,
 		"-name", def.Name,
-		"-machine", machine,
+		"-machine", s.Boot.Machine + ",accel=" + s.Accel,
 		"-cpu", cpu,
 		"-smp", strconv.Itoa(def.CPUs),
 		"-m", strconv.FormatInt(int64(def.Memory)>>20, 10),
 		"-nodefaults", "-no-user-config", "-display", "none",
-		"-kernel", s.TemplateDir + "/" + s.Boot.Kernel,
-		"-initrd", s.TemplateDir + "/" + s.Boot.Initrd,
-		"-append", strings.TrimSpace(cmdline),
-		"-drive", "id=" + driveID("root") + ",file=" + s.Disk + ",format=qcow2,if=none,discard=unmap",
-		"-device", "virtio-blk-device,drive=" + driveID("root"),
-		"-device", "virtio-serial-device",
-		"-chardev", "socket,id=agent,path=" + s.Agent + ",server=on,wait=off",
+	}
+	bus := "device" // virtio-mmio: virtio-blk-device, virtio-serial-device
+	if s.Boot.Firmware == "" {
+		cmdline := "console=" + s.Boot.Console + " " + s.Boot.Cmdline + " " + vmimage.HostnameParam + "=" + def.Name
+		if s.Accel == "tcg" && s.TCGCmdline != "" {
+			// Under TCG the x86 kernel's TSC calibration against the PIT often
+			// times out on a busy host, and then it hangs: it is told the rate.
+			cmdline += " " + s.TCGCmdline
+		}
+		argv = append(argv,
+			"-kernel", s.TemplateDir+"/"+s.Boot.Kernel,
+			"-initrd", s.TemplateDir+"/"+s.Boot.Initrd,
+			"-append", strings.TrimSpace(cmdline))
+	} else {
+		// The disk's bootloader holds the command line: the guest's name
+		// reaches it through fw_cfg instead. SeaBIOS is q35's default.
+		bus = "pci"
+		argv = append(argv, "-fw_cfg", "name="+vmimage.HostnameFwCfg+",string="+def.Name)
+	}
+	return append(argv,
+		"-drive", "id="+driveID("root")+",file="+s.Disk+",format=qcow2,if=none,discard=unmap",
+		"-device", "virtio-blk-"+bus+",drive="+driveID("root")+",bootindex=1",
+		"-device", "virtio-serial-"+bus,
+		"-chardev", "socket,id=agent,path="+s.Agent+",server=on,wait=off",
 		"-device", "virtserialport,chardev=agent,name=org.polyvisor.agent",
 		// The console is the monitor's pty; signal=off keeps a typed ^C
 		// for the guest instead of killing QEMU.
 		"-chardev", "stdio,id=console,signal=off",
 		"-serial", "chardev:console",
-		"-qmp", "unix:" + s.QMP + ",server=on,wait=off",
-	}
+		"-qmp", "unix:"+s.QMP+",server=on,wait=off",
+	)
 }
 
 // lastConsoleLines returns the end of a console log on one line, for errors.
