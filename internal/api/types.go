@@ -149,6 +149,9 @@ type TemplateBoot struct {
 	// QEMU's), or "bios": the disk carries its own bootloader, which holds
 	// the kernel command line; Kernel and Initrd are empty.
 	Firmware string `json:"firmware,omitempty" yaml:"firmware,omitempty"`
+	// MinMemory is the least memory, in bytes, a guest of this template
+	// boots with; launch raises its default to it.
+	MinMemory int64 `json:"minMemory,omitempty" yaml:"minMemory,omitempty"`
 }
 
 // TemplateBuild is the body of POST /1.0/templates.
@@ -157,7 +160,7 @@ type TemplateBuild struct {
 	Name   string `json:"name,omitempty"`
 	Arch   string `json:"arch,omitempty"`
 	Type   string `json:"type,omitempty"` // container (default) or vm
-	// Firmware makes a VM template whose disk boots by itself: "bios".
+	// Firmware makes a VM template whose disk boots by itself: "bios" or "uefi".
 	Firmware string `json:"firmware,omitempty"`
 }
 

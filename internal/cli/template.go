@@ -16,7 +16,7 @@ func (a *app) templateCmd() *cobra.Command {
 	var build api.TemplateBuild
 	var buildFormat string
 	buildCmd := &cobra.Command{
-		Use:   "build busybox|debian[:SUITE] [--type vm] [--arch ARCH] [--firmware bios]",
+		Use:   "build busybox|debian[:SUITE] [--type vm] [--arch ARCH] [--firmware bios|uefi]",
 		Short: "Build a container or VM template from busybox-static or a Debian mirror",
 		Args:  exactArgs(1, "a source: busybox or debian[:SUITE]"),
 		RunE: func(cmd *cobra.Command, args []string) error {
@@ -46,7 +46,7 @@ func (a *app) templateCmd() *cobra.Command {
 	buildCmd.Flags().StringVar(&build.Name, "name", "", "template name (default: the source, ':' as '-')")
 	buildCmd.Flags().StringVar(&build.Arch, "arch", "", "architecture: amd64/x86_64, arm64/aarch64, riscv64 (default: the host's; VM templates only for others)")
 	buildCmd.Flags().StringVar(&build.Type, "type", "container", "container, or vm for a kernel, initrd and root disk booted by QEMU")
-	buildCmd.Flags().StringVar(&build.Firmware, "firmware", "", "VM templates: bios for a partitioned disk with GRUB that boots by itself on q35 (default: direct kernel boot on microvm/virt, faster)")
+	buildCmd.Flags().StringVar(&build.Firmware, "firmware", "", "VM templates: bios or uefi, for a partitioned disk with GRUB that boots by itself on q35 (default: direct kernel boot on microvm/virt, faster)")
 	buildCmd.Flags().StringVar(&buildFormat, "format", "text", "output: text or json")
 
 	var listFormat string

@@ -85,6 +85,16 @@ func (d *Daemon) newDefinition(req api.GuestCreate) (*guest.Definition, error) {
 		return nil, err
 	}
 	def.Arch, def.TemplateDigest = t.Arch, t.Digest
+	if t.Boot != nil && def.Memory < guest.Size(t.Boot.MinMemory) {
+		least := guest.Size(t.Boot.MinMemory)
+		if req.Memory != "" {
+			return nil, fmt.Errorf("%w: memory %s: guests of template %s need at least %s to boot", api.ErrInvalid, def.Memory, t.ID, least)
+		}
+		def.Memory = least
+		if err := fitsHostMemory(def.Memory); err != nil {
+			return nil, err
+		}
+	}
 	if err := def.Validate(); err != nil {
 		return nil, err
 	}

@@ -34,7 +34,7 @@ func (s Store) finishVM(ctx context.Context, req Resolved, staging string, t *ap
 	}
 	t.Boot = &api.TemplateBoot{
 		Kernel: boot.Kernel, Initrd: boot.Initrd, Disk: boot.Disk, Cmdline: boot.Cmdline,
-		Machine: boot.Machine, Console: boot.Console, QEMU: boot.QEMU, KernelVersion: boot.KernelVersion, Firmware: boot.Firmware,
+		Machine: boot.Machine, Console: boot.Console, QEMU: boot.QEMU, KernelVersion: boot.KernelVersion, Firmware: boot.Firmware, MinMemory: boot.MinMemory,
 	}
 	progress("computing digest", 0, 0)
 	sum := sha256.New()

@@ -23,9 +23,9 @@ const (
 
 // rootCmdline is the kernel command line a template boots its root disk with;
 // partitionRootCmdline the one of a disk with a partition table (firmware boot).
-const (
+var (
 	rootCmdline          = "root=/dev/vda ro"
-	partitionRootCmdline = "root=/dev/vda1 ro"
+	partitionRootCmdline = fmt.Sprintf("root=/dev/vda%d ro", rootPartNo)
 )
 
 // firmwareMachine is the QEMU machine of firmware-booted guests: a PC with PCI.
@@ -34,15 +34,16 @@ const firmwareMachine = "q35"
 // Boot says how to boot a VM template: its files, relative to the template's directory, and
 // the QEMU machine they are made for.
 type Boot struct {
-	Kernel        string `json:"kernel" yaml:"kernel"`                         // vmlinux (x86_64, booted through PVH on microvm) or Image (arm64, riscv64); "" when the firmware boots the disk
-	Initrd        string `json:"initrd" yaml:"initrd"`                         // initrd.img; "" when the firmware boots the disk
-	Disk          string `json:"disk" yaml:"disk"`                             // disk.qcow2, the read-only base of every clone
-	Cmdline       string `json:"cmdline" yaml:"cmdline"`                       // kernel command line without console= (the driver's); under TCG add TCGCmdline; with Firmware, the one the disk's bootloader passes
-	Machine       string `json:"machine" yaml:"machine"`                       // QEMU machine: microvm or virt; q35 with Firmware
-	Console       string `json:"console" yaml:"console"`                       // the guest's serial console device: ttyS0, ttyAMA0
-	QEMU          string `json:"qemu" yaml:"qemu"`                             // QEMU system emulator: qemu-system-x86_64, ...
-	KernelVersion string `json:"kernel_version" yaml:"kernel_version"`         // kernel release, as uname -r gives it
-	Firmware      string `json:"firmware,omitempty" yaml:"firmware,omitempty"` // "" for direct kernel boot, or FirmwareBIOS: the disk has its own bootloader
+	Kernel        string `json:"kernel" yaml:"kernel"`                             // vmlinux (x86_64, booted through PVH on microvm) or Image (arm64, riscv64); "" when the firmware boots the disk
+	Initrd        string `json:"initrd" yaml:"initrd"`                             // initrd.img; "" when the firmware boots the disk
+	Disk          string `json:"disk" yaml:"disk"`                                 // disk.qcow2, the read-only base of every clone
+	Cmdline       string `json:"cmdline" yaml:"cmdline"`                           // kernel command line without console= (the driver's); under TCG add TCGCmdline; with Firmware, the one the disk's bootloader passes
+	Machine       string `json:"machine" yaml:"machine"`                           // QEMU machine: microvm or virt; q35 with Firmware
+	Console       string `json:"console" yaml:"console"`                           // the guest's serial console device: ttyS0, ttyAMA0
+	QEMU          string `json:"qemu" yaml:"qemu"`                                 // QEMU system emulator: qemu-system-x86_64, ...
+	KernelVersion string `json:"kernel_version" yaml:"kernel_version"`             // kernel release, as uname -r gives it
+	Firmware      string `json:"firmware,omitempty" yaml:"firmware,omitempty"`     // "" for direct kernel boot, or one of Firmwares: the disk has its own bootloader
+	MinMemory     int64  `json:"min_memory,omitempty" yaml:"min_memory,omitempty"` // bytes a guest needs to boot, when more than any guest has
 }
 
 // Spec says what Build makes.
@@ -85,11 +86,11 @@ func Build(ctx context.Context, spec Spec, progress func(phase string, done, tot
 	outputs := []string{arch.kernel, initrdName, diskName}
 	switch spec.Firmware {
 	case "":
-	case FirmwareBIOS:
+	case FirmwareBIOS, FirmwareUEFI:
 		if arch.debian != "amd64" {
 			return Boot{}, fmt.Errorf("build vm image: firmware %s boots amd64 guests, not %s", spec.Firmware, arch.debian)
 		}
-		if err := checkGRUB(); err != nil {
+		if err := checkFirmwareTools(); err != nil {
 			return Boot{}, fmt.Errorf("build vm image: %w", err)
 		}
 		outputs = []string{diskName}
@@ -161,7 +162,10 @@ func Build(ctx context.Context, spec Spec, progress func(phase string, done, tot
 	if err := installBootFiles(spec.Rootfs, kernel, initrd, boot.Cmdline); err != nil {
 		return Boot{}, fmt.Errorf("build vm image: %w", err)
 	}
-	if err := makeBIOSDisk(ctx, spec.Rootfs, filepath.Join(spec.OutDir, diskName), work); err != nil {
+	if spec.Firmware == FirmwareUEFI {
+		boot.MinMemory = UEFIMinMemory
+	}
+	if err := makeFirmwareDisk(ctx, spec.Rootfs, filepath.Join(spec.OutDir, diskName), work); err != nil {
 		return Boot{}, fmt.Errorf("build vm image: %w", err)
 	}
 	return boot, nil

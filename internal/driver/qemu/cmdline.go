@@ -17,10 +17,11 @@ type vmSpec struct {
 	Def         *guest.Definition
 	Boot        api.TemplateBoot
 	TemplateDir string
-	Disk        string // the guest's root overlay
-	Accel       string // kvm or tcg
-	QMP, Agent  string // socket paths
-	TCGCmdline  string // kernel options a guest of this arch needs under TCG
+	Disk        string       // the guest's root overlay
+	Accel       string       // kvm or tcg
+	QMP, Agent  string       // socket paths
+	TCGCmdline  string       // kernel options a guest of this arch needs under TCG
+	UEFI        uefiFirmware // with Boot.Firmware uefi
 }
 
 // commandLine returns QEMU's argv. Templates without firmware boot fast:
@@ -59,9 +60,15 @@ func commandLine(s vmSpec) []string {
 			"-append", strings.TrimSpace(cmdline))
 	} else {
 		// The disk's bootloader holds the command line: the guest's name
-		// reaches it through fw_cfg instead. SeaBIOS is q35's default.
+		// reaches it through fw_cfg instead. SeaBIOS is q35's default
+		// firmware; UEFI is OVMF on pflash.
 		bus = "pci"
 		argv = append(argv, "-fw_cfg", "name="+vmimage.HostnameFwCfg+",string="+def.Name)
+		if s.Boot.Firmware == vmimage.FirmwareUEFI {
+			argv = append(argv,
+				"-drive", "if=pflash,format=raw,unit=0,readonly=on,file="+s.UEFI.Code,
+				"-drive", "if=pflash,format=raw,unit=1,file="+s.UEFI.Vars)
+		}
 	}
 	return append(argv,
 		"-drive", "id="+driveID("root")+",file="+s.Disk+",format=qcow2,if=none,discard=unmap",

@@ -20,6 +20,7 @@ import (
 	"github.com/polyvisor/polyvisor/internal/agent"
 	"github.com/polyvisor/polyvisor/internal/api"
 	"github.com/polyvisor/polyvisor/internal/driver/monitored"
+	"github.com/polyvisor/polyvisor/internal/fsutil"
 	"github.com/polyvisor/polyvisor/internal/guest"
 	"github.com/polyvisor/polyvisor/internal/layout"
 	"github.com/polyvisor/polyvisor/internal/monitor"
@@ -101,8 +102,12 @@ func (d *Driver) agentSocket(def *guest.Definition) string {
 	return filepath.Join(d.runDir(def), "agent.sock")
 }
 
-// rootDisk is the guest's own qcow2 overlay on the template's base disk.
-const rootDisk = "disks/root.qcow2"
+// rootDisk is the guest's own qcow2 overlay on the template's base disk;
+// uefiVars its UEFI variable store, when its firmware is UEFI.
+const (
+	rootDisk = "disks/root.qcow2"
+	uefiVars = "disks/uefi-vars.fd"
+)
 
 // template loads the VM template a guest was made from.
 func (d *Driver) template(def *guest.Definition) (*api.Template, string, error) {
@@ -137,6 +142,21 @@ func (d *Driver) Create(ctx context.Context, dir string, def *guest.Definition) 
 		return err
 	}
 	def.Disks = []guest.Disk{{Name: "root", Path: rootDisk, Kind: guest.RootfsQcow2, Size: guest.Size(info.VirtualSize)}}
+	if t.Boot.Firmware == vmimage.FirmwareUEFI {
+		// The guest's own UEFI variable store (boot entries and the like).
+		fw, err := findUEFI(firmwareDirs, "x86_64", t.Boot.Machine)
+		if err != nil {
+			return err
+		}
+		vars, err := os.ReadFile(fw.VarsTemplate)
+		if err == nil {
+			err = fsutil.WriteFileAtomic(filepath.Join(dir, uefiVars), vars, 0o600)
+		}
+		if err != nil {
+			return fmt.Errorf("copy UEFI variable store: %w", err)
+		}
+		def.Disks = append(def.Disks, guest.Disk{Name: "uefi-vars", Path: uefiVars, Kind: "uefi-vars"})
+	}
 	return nil
 }
 
@@ -148,6 +168,16 @@ func (d *Driver) Start(ctx context.Context, def *guest.Definition) (status guest
 	if err != nil {
 		return status, err
 	}
+	if least := guest.Size(t.Boot.MinMemory); def.Memory < least {
+		return status, fmt.Errorf("%w: start %s: memory %s: template %s needs at least %s to boot; config set %s memory=%s", api.ErrInvalid, def.Name, def.Memory, t.ID, least, def.Name, least)
+	}
+	var uefi uefiFirmware
+	if t.Boot.Firmware == vmimage.FirmwareUEFI {
+		if uefi, err = findUEFI(firmwareDirs, "x86_64", t.Boot.Machine); err != nil {
+			return status, fmt.Errorf("start %s: %w", def.Name, err)
+		}
+		uefi.Vars = filepath.Join(d.guestDir(def), uefiVars)
+	}
 	accel, _ := d.accel.decide(ctx, d, def.Arch)
 	runDir := d.runDir(def)
 	if err := os.RemoveAll(runDir); err != nil {
@@ -158,7 +188,7 @@ func (d *Driver) Start(ctx context.Context, def *guest.Definition) (status guest
 	}
 	argv := commandLine(vmSpec{
 		Def: def, Boot: *t.Boot, TemplateDir: tdir, Disk: filepath.Join(d.guestDir(def), rootDisk),
-		Accel: accel, QMP: d.qmpSocket(def), Agent: d.agentSocket(def), TCGCmdline: d.tcgCmdline(def.Arch),
+		Accel: accel, QMP: d.qmpSocket(def), Agent: d.agentSocket(def), TCGCmdline: d.tcgCmdline(def.Arch), UEFI: uefi,
 	})
 	status, err = d.monitors.Start(ctx, monitor.Config{
 		ID: def.Name, Dir: runDir, Log: d.ConsoleLog(def), LogMax: monitor.DefaultLogMax,
