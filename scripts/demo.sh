@@ -12,8 +12,11 @@ mkdir -p /run/polyvisor
 
 step() { printf '\n\033[1m== %s\033[0m\n' "$*"; }
 
+# The demo's guests join no network: networking (bridges, dnsmasq, NAT) is
+# shown in its own network namespace by make test, and the demo leaves the
+# host's network as it found it.
 start_daemon() {
-  setsid "$pv" daemon --state-dir "$state" >>"$log" 2>&1 </dev/null &
+  setsid "$pv" daemon --state-dir "$state" --default-network none >>"$log" 2>&1 </dev/null &
   disown
   for _ in $(seq 100); do
     "$pv" list >/dev/null 2>&1 && return 0
@@ -66,7 +69,7 @@ set -e
 "$pv" list
 
 step "kill -9 the daemon: guests keep running; a new daemon adopts them"
-old=$(pgrep -xf "$pv daemon --state-dir $state" | head -1 || true)
+old=$(pgrep -xf "$pv daemon --state-dir $state --default-network none" | head -1 || true)
 if [ -n "$old" ]; then
   kill -9 "$old"
   echo "killed daemon $old"

@@ -16,6 +16,9 @@ packages=(
   grub-pc-bin     # GRUB for PC BIOS: VM templates built with --firmware bios
   grub-common     # grub-mkimage, which links GRUB's core image
   xz-utils        # unpacking the kernel's payload into a vmlinux
+  dnsmasq-base    # DHCP and DNS of managed networks (the binary alone, no system service)
+  dnsmasq-utils   # dhcp_release: a deleted guest's lease goes with it
+  nftables        # nft, to read polyvisor's NAT table (tests, admins)
   iproute2        # network namespaces in tests
   procps          # ps/pgrep for diagnostics
 )

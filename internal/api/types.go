@@ -37,6 +37,7 @@ type Guest struct {
 	PID        int       `json:"pid" yaml:"pid"`
 	MonitorPID int       `json:"monitorPid,omitempty" yaml:"monitorPid,omitempty"`
 	IPv4       []string  `json:"ipv4" yaml:"ipv4"`
+	Networks   []string  `json:"networks" yaml:"networks"`
 	Disks      []Disk    `json:"disks,omitempty" yaml:"disks,omitempty"`
 	IDMap      *IDMap    `json:"idmap,omitempty" yaml:"idmap,omitempty"`
 	CreatedAt  time.Time `json:"createdAt" yaml:"createdAt"`
@@ -72,6 +73,9 @@ type GuestCreate struct {
 	Privileged bool   `json:"privileged,omitempty"`
 	Copy       bool   `json:"copy,omitempty"`
 	Start      bool   `json:"start,omitempty"`
+	// Networks the guest joins; absent: the default network (polyvisor0),
+	// ["none"]: none.
+	Networks []string `json:"networks,omitempty"`
 }
 
 // StateChange is the body of PUT /1.0/guests/NAME/state.
@@ -216,4 +220,34 @@ type ServerInfo struct {
 	Version  string `json:"version"`
 	StateDir string `json:"stateDir"`
 	PID      int    `json:"pid"`
+}
+
+// Network describes a managed network.
+type Network struct {
+	Name     string `json:"name" yaml:"name"`
+	Bridge   string `json:"bridge" yaml:"bridge"`
+	Subnet   string `json:"subnet" yaml:"subnet"`
+	Gateway  string `json:"gateway" yaml:"gateway"`
+	Domain   string `json:"domain" yaml:"domain"`
+	Isolated bool   `json:"isolated" yaml:"isolated"`
+	// DNSMasqPID is the pid of the network's dnsmasq (DHCP and DNS); 0 while
+	// it is being restarted.
+	DNSMasqPID int       `json:"dnsmasqPid" yaml:"dnsmasqPid"`
+	Leases     []Lease   `json:"leases" yaml:"leases"`
+	CreatedAt  time.Time `json:"createdAt" yaml:"createdAt"`
+}
+
+// Lease is an address dnsmasq gave out.
+type Lease struct {
+	MAC      string    `json:"mac" yaml:"mac"`
+	IPv4     string    `json:"ipv4" yaml:"ipv4"`
+	Hostname string    `json:"hostname,omitempty" yaml:"hostname,omitempty"`
+	Expires  time.Time `json:"expires" yaml:"expires"`
+}
+
+// NetworkCreate is the body of POST /1.0/networks.
+type NetworkCreate struct {
+	Name     string `json:"name"`
+	Subnet   string `json:"subnet,omitempty"` // empty: a free one is chosen
+	Isolated bool   `json:"isolated,omitempty"`
 }

@@ -137,7 +137,7 @@ func BenchmarkList500(b *testing.B) {
 		err := forEach(guestNames("list", listGuests), 4, func(name string) error {
 			ctx, cancel := context.WithTimeout(b.Context(), opTimeout)
 			defer cancel()
-			return f.createGuest(ctx, api.GuestCreate{Name: name, Template: "busybox"})
+			return f.createGuest(ctx, api.GuestCreate{Name: name, Template: "busybox", Networks: []string{"none"}})
 		})
 		if err != nil {
 			b.Fatal(err)

@@ -41,6 +41,18 @@ var (
 // daemon and building busybox on first use.
 func openFixture(b *testing.B, name string) *fixture {
 	b.Helper()
+	return openFixtureWith(b, name, false)
+}
+
+// openNetworkFixture is openFixture with the daemon in a network namespace
+// of its own, where its guests join the default network.
+func openNetworkFixture(b *testing.B, name string) *fixture {
+	b.Helper()
+	return openFixtureWith(b, name, true)
+}
+
+func openFixtureWith(b *testing.B, name string, netns bool) *fixture {
+	b.Helper()
 	fixtureMu.Lock()
 	defer fixtureMu.Unlock()
 	if current != nil && current.name == name {
@@ -50,7 +62,7 @@ func openFixture(b *testing.B, name string) *fixture {
 		current.close()
 		current = nil
 	}
-	f, err := newFixture(name)
+	f, err := newFixture(name, netns)
 	if err != nil {
 		b.Fatal(err)
 	}
@@ -68,7 +80,7 @@ func closeFixture() {
 	}
 }
 
-func newFixture(name string) (*fixture, error) {
+func newFixture(name string, netns bool) (*fixture, error) {
 	dir, err := os.MkdirTemp("", "pv-bench-"+name+"-")
 	if err != nil {
 		return nil, fmt.Errorf("fixture %s: %w", name, err)
@@ -78,7 +90,12 @@ func newFixture(name string) (*fixture, error) {
 		os.RemoveAll(dir)
 		return nil, fmt.Errorf("fixture %s: %w", name, err)
 	}
-	d, err := testenv.Start(filepath.Join(dir, "daemon"), binDir)
+	var d *testenv.Daemon
+	if netns {
+		d, err = testenv.StartInNetns(filepath.Join(dir, "daemon"), binDir, fmt.Sprintf("pv-bench-%d", os.Getpid()))
+	} else {
+		d, err = testenv.Start(filepath.Join(dir, "daemon"), binDir, "--default-network", "none")
+	}
 	if err != nil {
 		os.RemoveAll(dir)
 		return nil, fmt.Errorf("fixture %s: %w", name, err)
@@ -118,7 +135,9 @@ func (f *fixture) rawDir() string { return filepath.Join(f.dir, "raw") }
 // launch creates and starts a busybox guest through the API and waits
 // until its init runs.
 func (f *fixture) launch(ctx context.Context, name string) error {
-	return f.createGuest(ctx, api.GuestCreate{Name: name, Template: "busybox", Start: true})
+	// No network: these figures are the container class's own; what a
+	// network adds is measured apart.
+	return f.createGuest(ctx, api.GuestCreate{Name: name, Template: "busybox", Start: true, Networks: []string{"none"}})
 }
 
 // createGuest sends a create request and waits for its operation.

@@ -18,6 +18,7 @@ import (
 	"github.com/polyvisor/polyvisor/internal/driver/qemu"
 	"github.com/polyvisor/polyvisor/internal/guest"
 	"github.com/polyvisor/polyvisor/internal/layout"
+	"github.com/polyvisor/polyvisor/internal/network"
 )
 
 // registerDrivers is where every guest class is plugged in: a new class is
@@ -35,6 +36,7 @@ func registerDrivers(l layout.Layout, opts daemonOptions, log *slog.Logger, faul
 
 type daemonOptions struct {
 	stateDir, runtime, monitor, logLevel string
+	defaultNetwork                       string
 	faults                               []string
 }
 
@@ -62,6 +64,7 @@ func (a *app) daemonCmd() *cobra.Command {
 			}
 			d, err := daemon.New(daemon.Config{
 				StateDir: opts.stateDir, Socket: a.socket, Drivers: reg, Log: log, Fault: fault,
+				DefaultNetwork: opts.defaultNetwork,
 				// make build puts the guest agents beside the monitor.
 				AgentDir: filepath.Dir(monitor),
 			})
@@ -78,6 +81,7 @@ func (a *app) daemonCmd() *cobra.Command {
 	f.StringVar(&opts.runtime, "runtime", "runc", "OCI runtime for containers (runc, or crun where the host allows)")
 	f.StringVar(&opts.monitor, "monitor", "", "path of polyvisor-monitor (default: beside this binary, then $PATH)")
 	f.StringVar(&opts.logLevel, "log-level", "info", "debug, info, warn or error")
+	f.StringVar(&opts.defaultNetwork, "default-network", network.DefaultName, "network a guest joins when it names none (made on first use if it is "+network.DefaultName+"), or none")
 	f.StringSliceVar(&opts.faults, "inject-fault", nil, "fail at these named points (testing only)")
 	f.MarkHidden("inject-fault")
 	return cmd

@@ -48,6 +48,7 @@ func NewRoot() *cobra.Command {
 		a.daemonCmd(),
 		a.hostCmd(),
 		a.templateCmd(),
+		a.networkCmd(),
 		a.launchCmd("launch", true),
 		a.launchCmd("create", false),
 		a.listCmd(),

@@ -213,6 +213,29 @@ func (c *Client) DeleteTemplate(ctx context.Context, name string) error {
 	return c.call(ctx, http.MethodDelete, api.Version+"/templates/"+url.PathEscape(name), nil, nil)
 }
 
+// Networks lists the managed networks.
+func (c *Client) Networks(ctx context.Context) ([]api.Network, error) {
+	var ns []api.Network
+	return ns, c.call(ctx, http.MethodGet, api.Version+"/networks", nil, &ns)
+}
+
+// Network describes one network.
+func (c *Client) Network(ctx context.Context, name string) (api.Network, error) {
+	var n api.Network
+	return n, c.call(ctx, http.MethodGet, api.Version+"/networks/"+url.PathEscape(name), nil, &n)
+}
+
+// CreateNetwork makes a network and brings it up.
+func (c *Client) CreateNetwork(ctx context.Context, req api.NetworkCreate) (api.Network, error) {
+	var n api.Network
+	return n, c.call(ctx, http.MethodPost, api.Version+"/networks", req, &n)
+}
+
+// DeleteNetwork removes a network no guest uses.
+func (c *Client) DeleteNetwork(ctx context.Context, name string) error {
+	return c.call(ctx, http.MethodDelete, api.Version+"/networks/"+url.PathEscape(name), nil, nil)
+}
+
 // Operation returns an operation's current state.
 func (c *Client) Operation(ctx context.Context, id string) (api.Operation, error) {
 	var op api.Operation

@@ -20,6 +20,7 @@ import (
 	"github.com/polyvisor/polyvisor/internal/guest"
 	"github.com/polyvisor/polyvisor/internal/idmap"
 	"github.com/polyvisor/polyvisor/internal/layout"
+	"github.com/polyvisor/polyvisor/internal/network"
 	"github.com/polyvisor/polyvisor/internal/template"
 	"golang.org/x/sys/unix"
 )
@@ -32,6 +33,9 @@ type Config struct {
 	AgentDir string
 	Drivers  *driver.Registry
 	Log      *slog.Logger
+	// DefaultNetwork is what a guest that names no network joins:
+	// network.DefaultName when empty, "none" for no network.
+	DefaultNetwork string
 	// Fault injects a failure at a named point (tests only).
 	Fault func(point string) error
 }
@@ -45,6 +49,7 @@ type Daemon struct {
 	store     guest.Store
 	templates template.Store
 	ops       *operations
+	networks  *network.Manager
 	// watchers are the goroutines waiting for running guests to end.
 	watchers sync.WaitGroup
 	ctx      context.Context
@@ -69,12 +74,19 @@ func New(cfg Config) (*Daemon, error) {
 	if err := checkTraversable(l.StateDir); err != nil {
 		return nil, err
 	}
+	if cfg.DefaultNetwork == "" {
+		cfg.DefaultNetwork = network.DefaultName
+	}
+	if _, err := network.ResolveNetworks([]string{cfg.DefaultNetwork}, ""); err != nil {
+		return nil, fmt.Errorf("--default-network: %w", err)
+	}
 	return &Daemon{
 		cfg: cfg, layout: l, log: cfg.Log,
 		guests:    newTable(),
 		store:     guest.Store{Dir: l.GuestsDir()},
 		templates: template.Store{Dir: l.TemplatesDir(), AgentDir: cfg.AgentDir},
 		ops:       newOperations(),
+		networks:  network.NewManager(l, cfg.Log),
 	}, nil
 }
 
@@ -88,6 +100,8 @@ func (d *Daemon) Run(ctx context.Context) error {
 	if err := d.reconcile(ctx); err != nil {
 		return fmt.Errorf("reconcile: %w", err)
 	}
+	d.networks.Restore(ctx)
+	defer d.networks.Close()
 	listener, err := listenUnix(d.cfg.Socket)
 	if err != nil {
 		return err
@@ -158,6 +172,14 @@ func (d *Daemon) view(def *guest.Definition) api.Guest {
 		g.State = api.StateRunning
 		g.PID, g.MonitorPID, g.StartedAt = def.Status.InitPID, def.Status.MonitorPID, def.Status.StartedAt
 	}
+	if g.State == api.StateRunning {
+		for _, n := range def.Networks {
+			if ip, ok := d.networks.Lease(n, network.NICOf(def.Name, n).MAC.String()); ok {
+				g.IPv4 = append(g.IPv4, ip)
+			}
+		}
+	}
+	g.Networks = append([]string{}, def.Networks...)
 	for _, disk := range def.Disks {
 		view := api.Disk{Name: disk.Name, Kind: disk.Kind, Size: int64(disk.Size)}
 		if disk.Size > 0 {

@@ -15,6 +15,7 @@ import (
 	"github.com/polyvisor/polyvisor/internal/driver"
 	"github.com/polyvisor/polyvisor/internal/fsutil"
 	"github.com/polyvisor/polyvisor/internal/guest"
+	"github.com/polyvisor/polyvisor/internal/network"
 	"github.com/polyvisor/polyvisor/internal/procutil"
 	"github.com/polyvisor/polyvisor/internal/template"
 )
@@ -66,6 +67,11 @@ func (d *Daemon) newDefinition(req api.GuestCreate) (*guest.Definition, error) {
 			return nil, err
 		}
 	}
+	networks, err := network.ResolveNetworks(req.Networks, d.cfg.DefaultNetwork)
+	if err != nil {
+		return nil, err
+	}
+	def.Networks = networks
 	if def.Template == "" {
 		return nil, fmt.Errorf("%w: template is empty: name one from 'polyvisor template list'", api.ErrInvalid)
 	}
@@ -178,6 +184,9 @@ func (d *Daemon) startLocked(ctx context.Context, e *entry) error {
 	if err != nil {
 		return err
 	}
+	if err := d.networks.Prepare(ctx, def.Networks); err != nil {
+		return fmt.Errorf("start %s: %w", def.Name, err)
+	}
 	status, err := drv.Start(ctx, def)
 	if err != nil {
 		return err
@@ -268,6 +277,13 @@ func (d *Daemon) deleteLocked(ctx context.Context, e *entry, force bool) error {
 		return fmt.Errorf("delete %s: %w", def.Name, err)
 	}
 	d.guests.remove(def.Name)
+	// Its leases go too, so that its name stops resolving; a failure here
+	// only leaves a lease to expire.
+	for _, n := range def.Networks {
+		if err := d.networks.Release(ctx, n, network.NICOf(def.Name, n).MAC.String()); err != nil {
+			d.log.Warn("release the deleted guest's lease", "guest", def.Name, "err", err)
+		}
+	}
 	d.log.Info("guest deleted", "guest", def.Name)
 	return nil
 }

@@ -39,6 +39,10 @@ func (d *Daemon) routes() http.Handler {
 	mux.Handle("POST "+v+"/templates", answer(accepted, d.handleTemplateBuild))
 	mux.Handle("GET "+v+"/templates/{name}", answer(ok, d.handleTemplate))
 	mux.Handle("DELETE "+v+"/templates/{name}", answer(http.StatusNoContent, d.handleTemplateDelete))
+	mux.Handle("GET "+v+"/networks", answer(ok, d.handleNetworks))
+	mux.Handle("POST "+v+"/networks", answer(http.StatusCreated, d.handleNetworkCreate))
+	mux.Handle("GET "+v+"/networks/{name}", answer(ok, d.handleNetwork))
+	mux.Handle("DELETE "+v+"/networks/{name}", answer(http.StatusNoContent, d.handleNetworkDelete))
 	mux.Handle("GET "+v+"/operations/{id}", answer(ok, d.handleOperation))
 	mux.Handle("GET "+v+"/operations/{id}/wait", answer(ok, d.handleOperationWait))
 	return mux
@@ -329,6 +333,27 @@ func (d *Daemon) handleTemplateDelete(r *http.Request) (any, error) {
 		return nil, fmt.Errorf("%w: template %s is used by %s; delete them first", api.ErrConflict, name, strings.Join(users, ", "))
 	}
 	return nil, d.templates.Delete(name)
+}
+
+func (d *Daemon) handleNetworks(r *http.Request) (any, error) {
+	return d.networks.List(), nil
+}
+
+func (d *Daemon) handleNetworkCreate(r *http.Request) (any, error) {
+	var req api.NetworkCreate
+	if err := readJSON(r, &req); err != nil {
+		return nil, err
+	}
+	return d.networks.Create(r.Context(), req)
+}
+
+func (d *Daemon) handleNetwork(r *http.Request) (any, error) {
+	return d.networks.Get(r.PathValue("name"))
+}
+
+func (d *Daemon) handleNetworkDelete(r *http.Request) (any, error) {
+	name := r.PathValue("name")
+	return nil, d.networks.Delete(r.Context(), name, d.guests.networkUsers(name))
 }
 
 func (d *Daemon) handleOperation(r *http.Request) (any, error) {

@@ -5,6 +5,7 @@ import (
 
 	"github.com/polyvisor/polyvisor/internal/api"
 	"github.com/polyvisor/polyvisor/internal/driver"
+	"github.com/polyvisor/polyvisor/internal/network"
 )
 
 // reconcile brings the daemon's table in line with the host on start: it
@@ -22,6 +23,7 @@ func (d *Daemon) reconcile(ctx context.Context) error {
 		return err
 	}
 	live := map[string]bool{}
+	liveIfs := map[string]bool{}
 	adopted, released := 0, 0
 	for _, name := range names {
 		def, err := d.store.Load(name)
@@ -37,6 +39,9 @@ func (d *Daemon) reconcile(ctx context.Context) error {
 		}
 		if running(def) {
 			live[name] = true
+			for _, n := range def.Networks {
+				liveIfs[network.NICOf(name, n).HostIf] = true
+			}
 			d.watch(e, def)
 			adopted++
 			continue
@@ -57,6 +62,12 @@ func (d *Daemon) reconcile(ctx context.Context) error {
 				d.log.Warn("sweep orphans", "class", drv.Class(), "err", err)
 			}
 		}
+	}
+	// Interfaces of guests that ended unwatched: a veth whose container's
+	// namespace lingers, a tap of ours that QEMU did not take away.
+	bridges, _ := d.networks.Names()
+	if removed, err := network.SweepInterfaces(liveIfs, bridges); err != nil || len(removed) > 0 {
+		d.log.Info("swept orphaned guest interfaces", "removed", removed, "err", err)
 	}
 	d.log.Info("reconciled", "guests", len(names), "adopted", adopted, "released", released)
 	return nil

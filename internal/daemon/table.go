@@ -2,6 +2,7 @@ package daemon
 
 import (
 	"fmt"
+	"slices"
 	"sort"
 	"sync"
 	"sync/atomic"
@@ -133,6 +134,17 @@ func (t *table) usersOf(key string) []string {
 	for name, tmpl := range t.reserved {
 		if tmpl == key {
 			users = append(users, name)
+		}
+	}
+	return users
+}
+
+// networkUsers lists the guests attached to a network.
+func (t *table) networkUsers(network string) []string {
+	var users []string
+	for _, def := range t.all() {
+		if slices.Contains(def.Networks, network) {
+			users = append(users, def.Name)
 		}
 	}
 	return users

@@ -58,3 +58,15 @@ func (l Layout) RuncRoot() string { return filepath.Join(l.RunDir(), ".runc") }
 
 // CgroupParent is the cgroup under which this daemon's guests live.
 func (l Layout) CgroupParent() string { return "/" + l.Namespace }
+
+// NetworksDir holds one directory per managed network: its definition,
+// dnsmasq's configuration and its leases.
+func (l Layout) NetworksDir() string { return filepath.Join(l.StateDir, "networks") }
+
+// NetworkDir is the named network's directory.
+func (l Layout) NetworkDir(name string) string { return filepath.Join(l.NetworksDir(), name) }
+
+// NetworkRunDir holds the named network's dnsmasq pid file.
+func (l Layout) NetworkRunDir(name string) string {
+	return filepath.Join(l.RunDir(), ".networks", name)
+}

@@ -34,6 +34,7 @@ func busyboxDirs() []fileSpec {
 		{path: "proc", mode: 0o555}, {path: "sys", mode: 0o555}, {path: "tmp", mode: 0o777 | os.ModeSticky},
 		{path: "root", mode: 0o700}, {path: "etc", mode: 0o755}, {path: "run", mode: 0o755},
 		{path: "var", mode: 0o755}, {path: "var/log", mode: 0o755}, {path: "var/tmp", mode: 0o777 | os.ModeSticky},
+		{path: "usr/lib", mode: 0o755}, {path: "usr/lib/polyvisor", mode: 0o755},
 	}
 }
 
@@ -46,6 +47,11 @@ func busyboxEtcFiles() []fileSpec {
 		{path: "etc/hostname", mode: 0o644},
 		{path: "etc/inittab", mode: 0o644, content: inittab("/bin/sh")},
 	}
+}
+
+// busyboxFiles returns every file of a busybox rootfs but the binary and its applets.
+func busyboxFiles() []fileSpec {
+	return append(busyboxEtcFiles(), guestNetFiles()...)
 }
 
 // BuildBusybox fills the empty directory rootfs with a busybox system from the host's busybox-static (/bin/busybox, Debian package busybox-static).
@@ -98,7 +104,7 @@ func fillBusyboxTree(ctx context.Context, rootfs, busybox string, applets []stri
 		}
 	}
 	progress("writing /etc", 0, 0)
-	for _, file := range busyboxEtcFiles() {
+	for _, file := range busyboxFiles() {
 		if err := root.WriteFile(file.path, []byte(file.content), file.mode); err != nil {
 			return fmt.Errorf("build busybox rootfs: %w", err)
 		}

@@ -3,6 +3,8 @@ package template
 import (
 	"fmt"
 	"os"
+
+	"github.com/polyvisor/polyvisor/internal/guestnet"
 )
 
 // inittab returns the /etc/inittab for busybox init as pid 1 of a container whose console is
@@ -27,15 +29,33 @@ import (
 // killed by SIGHUP) or without it (init exits 0); the same for SIGUSR2. TestBusyboxInitStopsOnSIGTERM checks it.
 func inittab(loginShell string) string {
 	return "# Written by polyvisor for busybox init in a container.\n" +
+		guestnet.InittabLine +
 		"console::respawn:-" + loginShell + "\n" +
 		"::ctrlaltdel:/bin/true\n" +
 		"::shutdown:/bin/true\n"
 }
 
-// writeInittab writes inittab(loginShell) to /etc/inittab inside root.
+// writeInittab writes inittab(loginShell) to /etc/inittab inside root, with the DHCP
+// scripts it starts.
 func writeInittab(root *os.Root, loginShell string) error {
 	if err := root.WriteFile("etc/inittab", []byte(inittab(loginShell)), 0o644); err != nil {
 		return fmt.Errorf("write /etc/inittab: %w", err)
 	}
+	if err := root.MkdirAll("usr/lib/polyvisor", 0o755); err != nil {
+		return fmt.Errorf("write DHCP scripts: %w", err)
+	}
+	for _, f := range guestNetFiles() {
+		if err := root.WriteFile(f.path, []byte(f.content), f.mode); err != nil {
+			return fmt.Errorf("write /%s: %w", f.path, err)
+		}
+	}
 	return nil
+}
+
+// guestNetFiles are the DHCP launcher and udhcpc's script (package guestnet).
+func guestNetFiles() []fileSpec {
+	return []fileSpec{
+		{path: guestnet.LauncherPath, mode: 0o755, content: guestnet.Launcher},
+		{path: guestnet.ScriptPath, mode: 0o755, content: guestnet.Script},
+	}
 }

@@ -71,6 +71,9 @@ type Daemon struct {
 	StateDir string
 	Socket   string
 	BinDir   string
+	// Netns, when set, is the network namespace (ip netns) the daemon runs
+	// in, so that its bridges and dnsmasq stay out of the host's.
+	Netns string
 
 	extra []string
 	cmd   *exec.Cmd
@@ -96,6 +99,36 @@ func Start(dir string, binDir string, extra ...string) (*Daemon, error) {
 	return d, d.start()
 }
 
+// StartInNetns is Start with the daemon inside a new network namespace,
+// named netns, which Destroy deletes.
+func StartInNetns(dir, binDir, netns string, extra ...string) (*Daemon, error) {
+	if out, err := exec.Command("ip", "netns", "add", netns).CombinedOutput(); err != nil {
+		return nil, fmt.Errorf("ip netns add %s: %v: %s", netns, err, strings.TrimSpace(string(out)))
+	}
+	if out, err := exec.Command("ip", "-n", netns, "link", "set", "lo", "up").CombinedOutput(); err != nil {
+		exec.Command("ip", "netns", "delete", netns).Run()
+		return nil, fmt.Errorf("bring lo up in %s: %v: %s", netns, err, out)
+	}
+	if err := os.MkdirAll(dir, 0o755); err != nil {
+		return nil, fmt.Errorf("create daemon dir: %w", err)
+	}
+	if err := OpenToSearch(dir); err != nil {
+		return nil, err
+	}
+	d := &Daemon{
+		StateDir: filepath.Join(dir, "state"),
+		Socket:   filepath.Join(dir, "pv.sock"),
+		BinDir:   binDir,
+		Netns:    netns,
+		extra:    extra,
+	}
+	if err := d.start(); err != nil {
+		exec.Command("ip", "netns", "delete", netns).Run()
+		return nil, err
+	}
+	return d, nil
+}
+
 // OpenToSearch makes dir and its parents inside the temp dir searchable by
 // others: the daemon refuses a state dir whose parents are not, because a
 // container's unprivileged root must traverse down to its rootfs.
@@ -119,8 +152,14 @@ func OpenToSearch(dir string) error {
 }
 
 func (d *Daemon) start() error {
-	args := append([]string{"daemon", "--state-dir", d.StateDir, "--socket", d.Socket, "--log-level", "debug"}, d.extra...)
-	d.cmd = exec.Command(filepath.Join(d.BinDir, "polyvisor"), args...)
+	args := append([]string{filepath.Join(d.BinDir, "polyvisor"), "daemon", "--state-dir", d.StateDir, "--socket", d.Socket, "--log-level", "debug"}, d.extra...)
+	if d.Netns != "" {
+		// nsenter switches the network namespace alone and execs the
+		// daemon (its pid is the daemon's); ip netns exec would also
+		// remount /sys, hiding the cgroup mounts runc needs.
+		args = append([]string{"nsenter", "--net=/run/netns/" + d.Netns, "--"}, args...)
+	}
+	d.cmd = exec.Command(args[0], args[1:]...)
 	d.log = &lockedBuffer{}
 	d.cmd.Stdout, d.cmd.Stderr = d.log, d.log
 	// Its own session, so a ^C at the terminal reaches only the test, which
@@ -260,9 +299,14 @@ func (d *Daemon) Destroy() error {
 		}
 	}
 	if d.running() {
-		errs = append(errs, d.deleteAllGuests())
+		errs = append(errs, d.deleteAllGuests(), d.deleteAllNetworks())
 	}
 	d.stop()
+	if d.Netns != "" {
+		if out, err := exec.Command("ip", "netns", "delete", d.Netns).CombinedOutput(); err != nil {
+			errs = append(errs, fmt.Errorf("ip netns delete %s: %v: %s", d.Netns, err, out))
+		}
+	}
 	l := layout.New(d.StateDir)
 	for _, dir := range CgroupDirs(l.CgroupParent()) {
 		if err := syscall.Rmdir(dir); err != nil && !errors.Is(err, syscall.ENOENT) {
@@ -271,6 +315,23 @@ func (d *Daemon) Destroy() error {
 	}
 	if err := os.RemoveAll(l.RunDir()); err != nil {
 		errs = append(errs, fmt.Errorf("remove run dir: %w", err))
+	}
+	return errors.Join(errs...)
+}
+
+// deleteAllNetworks deletes the daemon's networks: their dnsmasq
+// processes outlive it otherwise.
+func (d *Daemon) deleteAllNetworks() error {
+	ctx, cancel := context.WithTimeout(context.Background(), deleteTimeout)
+	defer cancel()
+	c := d.Client()
+	networks, err := c.Networks(ctx)
+	if err != nil {
+		return err
+	}
+	var errs []error
+	for _, n := range networks {
+		errs = append(errs, c.DeleteNetwork(ctx, n.Name))
 	}
 	return errors.Join(errs...)
 }

@@ -1,5 +1,7 @@
 package vmimage
 
+import "github.com/polyvisor/polyvisor/internal/guestnet"
+
 // vmInittab returns /etc/inittab for busybox init as pid 1 of a VM whose serial console is
 // the device console (ttyS0, ttyAMA0).
 //
@@ -19,6 +21,7 @@ func vmInittab(console, shell string, agent, powerButton bool) string {
 	if agent {
 		tab += "::respawn:/" + agentPath + "\n"
 	}
+	tab += guestnet.InittabLine
 	if powerButton {
 		tab += "::respawn:/bin/busybox acpid -f -c /etc/acpi -p /run/acpid.pid\n"
 	}

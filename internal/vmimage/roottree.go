@@ -6,6 +6,8 @@ import (
 	"io"
 	"io/fs"
 	"os"
+
+	"github.com/polyvisor/polyvisor/internal/guestnet"
 )
 
 // Paths inside the guest's root tree.
@@ -45,6 +47,11 @@ func prepareRootTree(rootfs string, spec archSpec, agent string) error {
 	}
 	if err := root.WriteFile(sysinitPath, []byte(sysinitScript), 0o755); err != nil {
 		return fmt.Errorf("write sysinit: %w", err)
+	}
+	for path, content := range map[string]string{guestnet.LauncherPath: guestnet.Launcher, guestnet.ScriptPath: guestnet.Script} {
+		if err := root.WriteFile(path, []byte(content), 0o755); err != nil {
+			return fmt.Errorf("write /%s: %w", path, err)
+		}
 	}
 	powerButton := len(spec.powerButton) > 0
 	if powerButton {

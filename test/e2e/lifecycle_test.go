@@ -11,6 +11,7 @@ import (
 	"github.com/polyvisor/polyvisor/internal/api"
 	"github.com/polyvisor/polyvisor/internal/driver/container"
 	"github.com/polyvisor/polyvisor/internal/layout"
+	"github.com/polyvisor/polyvisor/internal/procutil"
 	"github.com/polyvisor/polyvisor/internal/testenv"
 )
 
@@ -31,9 +32,11 @@ func hostUID(t *testing.T, pid int) int {
 	return -1
 }
 
+// alive reports whether pid runs: a zombie has ended (this host's pid 1
+// does not reap the orphans it inherits).
 func alive(pid int) bool {
-	_, err := os.Stat("/proc/" + strconv.Itoa(pid))
-	return err == nil
+	id, err := procutil.Identify(pid)
+	return err == nil && id.Alive()
 }
 
 func TestBusyboxAndDebianGuestsRun(t *testing.T) {

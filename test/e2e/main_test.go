@@ -46,7 +46,11 @@ func setup(m *testing.M) (int, error) {
 	if env.bin, err = testenv.BuildBinaries(testenv.RepoRoot(), tmp); err != nil {
 		return 1, err
 	}
-	if env.main, err = testenv.Start(filepath.Join(tmp, "main"), env.bin); err != nil {
+	// Guests join no network unless a test says so: networks are tested by
+	// daemons inside namespaces of their own (netnsDaemon), so that no
+	// bridge, dnsmasq or NAT rule of a test reaches the host's namespace.
+	// This daemon stays in the host's to fetch packages for templates.
+	if env.main, err = testenv.Start(filepath.Join(tmp, "main"), env.bin, "--default-network", "none"); err != nil {
 		return 1, err
 	}
 	defer env.main.Destroy()
@@ -89,11 +93,15 @@ func requireRoot(t *testing.T) {
 // when the test ends.
 func ownDaemon(t *testing.T, extra ...string) *testenv.Daemon {
 	t.Helper()
-	d, err := testenv.Start(t.TempDir(), env.bin, extra...)
+	d, err := testenv.Start(t.TempDir(), env.bin, append([]string{"--default-network", "none"}, extra...)...)
 	if err != nil {
 		t.Fatal(err)
 	}
-	t.Cleanup(func() { d.Destroy() })
+	t.Cleanup(func() {
+		if err := d.Destroy(); err != nil {
+			t.Errorf("destroy the test's daemon: %v", err)
+		}
+	})
 	d.Must(t, "template", "build", "busybox")
 	return d
 }

@@ -12,6 +12,7 @@ import (
 	"github.com/polyvisor/polyvisor/internal/driver/monitored"
 	"github.com/polyvisor/polyvisor/internal/guest"
 	"github.com/polyvisor/polyvisor/internal/monitor"
+	"github.com/polyvisor/polyvisor/internal/network"
 	"github.com/polyvisor/polyvisor/internal/procutil"
 )
 
@@ -43,5 +44,17 @@ func (d *Driver) startMonitor(ctx context.Context, def *guest.Definition) (guest
 		return status, fmt.Errorf("start %s: %w", def.Name, err)
 	}
 	status.HandleVersion = handleVersion
+	// The guest's eth0, in the network namespace runc made; its init's
+	// DHCP client waits for it.
+	for _, n := range def.Networks {
+		if err := network.PlugVeth(network.NICOf(def.Name, n), status.InitPID); err != nil {
+			started := def.Clone()
+			started.Status = status
+			ctx := context.WithoutCancel(ctx)
+			d.Stop(ctx, started, 0)
+			d.Cleanup(ctx, started)
+			return guest.Status{}, fmt.Errorf("start %s: %w", def.Name, err)
+		}
+	}
 	return status, nil
 }

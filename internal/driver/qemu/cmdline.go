@@ -9,6 +9,7 @@ import (
 
 	"github.com/polyvisor/polyvisor/internal/api"
 	"github.com/polyvisor/polyvisor/internal/guest"
+	"github.com/polyvisor/polyvisor/internal/network"
 	"github.com/polyvisor/polyvisor/internal/vmimage"
 )
 
@@ -22,6 +23,7 @@ type vmSpec struct {
 	QMP, Agent  string       // socket paths
 	TCGCmdline  string       // kernel options a guest of this arch needs under TCG
 	UEFI        uefiFirmware // with Boot.Firmware uefi
+	NICs        []network.NIC
 }
 
 // commandLine returns QEMU's argv. Templates without firmware boot fast:
@@ -69,6 +71,15 @@ func commandLine(s vmSpec) []string {
 				"-drive", "if=pflash,format=raw,unit=0,readonly=on,file="+s.UEFI.Code,
 				"-drive", "if=pflash,format=raw,unit=1,file="+s.UEFI.Vars)
 		}
+	}
+	for i, nic := range s.NICs {
+		// QEMU makes the tap (it runs as root) and it goes away with QEMU;
+		// the driver joins it to the bridge once QEMU is up. No vhost-net
+		// here (see DESIGN.md).
+		id := "net" + strconv.Itoa(i)
+		argv = append(argv,
+			"-netdev", "tap,id="+id+",ifname="+nic.HostIf+",script=no,downscript=no",
+			"-device", "virtio-net-"+bus+",netdev="+id+",mac="+nic.MAC.String())
 	}
 	return append(argv,
 		"-drive", "id="+driveID("root")+",file="+s.Disk+",format=qcow2,if=none,discard=unmap",

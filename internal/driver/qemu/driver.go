@@ -24,6 +24,7 @@ import (
 	"github.com/polyvisor/polyvisor/internal/guest"
 	"github.com/polyvisor/polyvisor/internal/layout"
 	"github.com/polyvisor/polyvisor/internal/monitor"
+	"github.com/polyvisor/polyvisor/internal/network"
 	"github.com/polyvisor/polyvisor/internal/qmp"
 	"github.com/polyvisor/polyvisor/internal/runcmd"
 	"github.com/polyvisor/polyvisor/internal/template"
@@ -186,8 +187,13 @@ func (d *Driver) Start(ctx context.Context, def *guest.Definition) (status guest
 	if err := os.MkdirAll(runDir, 0o700); err != nil {
 		return status, fmt.Errorf("create run dir: %w", err)
 	}
+	var nics []network.NIC
+	for _, n := range def.Networks {
+		nics = append(nics, network.NICOf(def.Name, n))
+	}
 	argv := commandLine(vmSpec{
-		Def: def, Boot: *t.Boot, TemplateDir: tdir, Disk: filepath.Join(d.guestDir(def), rootDisk),
+		NICs: nics,
+		Def:  def, Boot: *t.Boot, TemplateDir: tdir, Disk: filepath.Join(d.guestDir(def), rootDisk),
 		Accel: accel, QMP: d.qmpSocket(def), Agent: d.agentSocket(def), TCGCmdline: d.tcgCmdline(def.Arch), UEFI: uefi,
 	})
 	status, err = d.monitors.Start(ctx, monitor.Config{
@@ -207,6 +213,11 @@ func (d *Driver) Start(ctx context.Context, def *guest.Definition) (status guest
 			d.Cleanup(context.WithoutCancel(ctx), def)
 		}
 	}()
+	for _, nic := range nics {
+		if err = network.PlugTap(ctx, nic); err != nil {
+			return status, fmt.Errorf("start %s: %w", def.Name, err)
+		}
+	}
 	bootCtx, cancel := context.WithTimeout(ctx, BootTimeout)
 	defer cancel()
 	if _, err = d.agent(bootCtx, def); err != nil {

@@ -1,0 +1,56 @@
+// Package guestnet holds what a guest built from polyvisor's templates runs
+// to join its network: busybox's udhcpc on eth0, started by init, and the
+// script udhcpc calls to apply a lease. Container and VM templates install
+// the same two files, so every class gets its address the same way, by
+// DHCP from the network's dnsmasq.
+package guestnet
+
+// Paths inside the guest's tree, without the leading slash.
+const (
+	LauncherPath = "usr/lib/polyvisor/dhcp"
+	ScriptPath   = "usr/lib/polyvisor/udhcpc.script"
+)
+
+// InittabLine starts the launcher from busybox init, again whenever it ends.
+const InittabLine = "::respawn:/" + LauncherPath + "\n"
+
+// Launcher waits a little for eth0 (the host plugs it in just after the
+// guest's init starts), then runs udhcpc in the foreground; a guest with
+// no network sleeps instead, so that init does not respawn it every second.
+const Launcher = `#!/bin/sh
+# Written by polyvisor: DHCP on eth0, started by init.
+tries=0
+while [ ! -e /sys/class/net/eth0 ]; do
+	tries=$((tries + 1))
+	[ "$tries" -le 100 ] || exec sleep 2147483647
+	sleep 0.1
+done
+exec busybox udhcpc -f -i eth0 -x hostname:"$(hostname)" -s /` + ScriptPath + `
+`
+
+// Script applies udhcpc's events: the address, the default route (none on
+// an isolated network, whose DHCP gives no router) and the resolver.
+const Script = `#!/bin/sh
+# Written by polyvisor: udhcpc's event script.
+case "$1" in
+deconfig)
+	busybox ip addr flush dev "$interface"
+	busybox ip link set "$interface" up
+	;;
+bound | renew)
+	busybox ip addr flush dev "$interface"
+	busybox ip addr add "$ip/${mask:-24}" dev "$interface"
+	for r in $router; do
+		busybox ip route replace default via "$r" dev "$interface"
+		break
+	done
+	if [ -n "$dns" ]; then
+		{
+			[ -z "$domain" ] || echo "search $domain"
+			for d in $dns; do echo "nameserver $d"; done
+		} > /etc/resolv.conf.polyvisor && mv /etc/resolv.conf.polyvisor /etc/resolv.conf
+	fi
+	;;
+esac
+exit 0
+`

@@ -1,0 +1,418 @@
+package network
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"log/slog"
+	"os"
+	"path/filepath"
+	"slices"
+	"sort"
+	"sync"
+	"time"
+
+	"github.com/polyvisor/polyvisor/internal/api"
+	"github.com/polyvisor/polyvisor/internal/layout"
+	"github.com/polyvisor/polyvisor/internal/procutil"
+	"github.com/polyvisor/polyvisor/internal/runcmd"
+)
+
+// restartDelay spaces the restarts of a dnsmasq that keeps dying.
+const restartDelay = time.Second
+
+// Manager runs the networks of one daemon.
+type Manager struct {
+	layout layout.Layout
+	log    *slog.Logger
+	store  store
+
+	// ops serializes creating and deleting networks.
+	ops  sync.Mutex
+	mu   sync.Mutex
+	nets map[string]*running
+	// watchers are the goroutines restarting dnsmasq; Close waits for them.
+	watchers sync.WaitGroup
+}
+
+// running is a network the manager serves.
+type running struct {
+	def     *Definition
+	dnsmasq dnsmasq
+	stop    context.CancelFunc // ends its watcher
+	mu      sync.Mutex
+	pid     procutil.Identity
+}
+
+// NewManager returns the manager of the networks kept under l.
+func NewManager(l layout.Layout, log *slog.Logger) *Manager {
+	return &Manager{layout: l, log: log.With("component", "network"), store: store{dir: l.NetworksDir()}, nets: map[string]*running{}}
+}
+
+// Restore brings every stored network up: its bridge, and its dnsmasq,
+// adopted when it still runs with the same configuration. A network that
+// cannot be brought up is logged and left on disk; the others go on.
+func (m *Manager) Restore(ctx context.Context) {
+	names, err := m.store.names()
+	if err != nil {
+		m.log.Error("restore networks", "err", err)
+		return
+	}
+	for _, name := range names {
+		def, err := m.store.load(name)
+		if err == nil {
+			err = m.up(ctx, def)
+		}
+		if err != nil {
+			m.log.Error("restore network", "network", name, "err", err)
+		}
+	}
+	if err := m.syncNAT(); err != nil {
+		m.log.Error("restore networks' NAT", "err", err)
+	}
+}
+
+// syncNAT rewrites the nftables table from the networks that are up.
+func (m *Manager) syncNAT() error {
+	m.mu.Lock()
+	defs := make([]*Definition, 0, len(m.nets))
+	for _, r := range m.nets {
+		defs = append(defs, r.def)
+	}
+	m.mu.Unlock()
+	sort.Slice(defs, func(i, j int) bool { return defs[i].Name < defs[j].Name })
+	return syncNAT(defs)
+}
+
+// Close stops watching dnsmasq processes; they and the bridges stay, for
+// the next daemon to adopt.
+func (m *Manager) Close() {
+	m.mu.Lock()
+	for _, r := range m.nets {
+		r.stop()
+	}
+	m.mu.Unlock()
+	m.watchers.Wait()
+}
+
+// used lists what the host and the other networks hold.
+func (m *Manager) used() ([]inUse, error) {
+	m.mu.Lock()
+	ours := map[string]bool{}
+	var used []inUse
+	for _, r := range m.nets {
+		ours[r.def.Bridge] = true
+		used = append(used, inUse{Prefix: r.def.Subnet, Owner: "network " + r.def.Name})
+	}
+	m.mu.Unlock()
+	host, err := hostPrefixes(ours)
+	if err != nil {
+		return nil, err
+	}
+	return append(used, host...), nil
+}
+
+// Create makes a network and brings it up; on failure nothing of it is left.
+func (m *Manager) Create(ctx context.Context, req api.NetworkCreate) (api.Network, error) {
+	m.ops.Lock()
+	defer m.ops.Unlock()
+	return m.create(ctx, req)
+}
+
+func (m *Manager) create(ctx context.Context, req api.NetworkCreate) (api.Network, error) {
+	if err := validateName(req.Name); err != nil {
+		return api.Network{}, err
+	}
+	m.mu.Lock()
+	_, exists := m.nets[req.Name]
+	m.mu.Unlock()
+	if _, err := m.store.load(req.Name); exists || err == nil {
+		return api.Network{}, fmt.Errorf("network %s: %w", req.Name, api.ErrExists)
+	}
+	if interfaceExists(req.Name) {
+		return api.Network{}, fmt.Errorf("%w: network name %s: the host already has an interface of that name; choose another", api.ErrConflict, req.Name)
+	}
+	used, err := m.used()
+	if err != nil {
+		return api.Network{}, err
+	}
+	def := &Definition{SchemaVersion: SchemaVersion, Name: req.Name, Bridge: req.Name, Isolated: req.Isolated, CreatedAt: time.Now().UTC()}
+	if req.Subnet == "" {
+		def.Subnet, err = chooseSubnet(used)
+	} else {
+		def.Subnet, err = parseSubnet(req.Subnet, used)
+	}
+	if err != nil {
+		return api.Network{}, err
+	}
+	if err := m.store.save(def); err != nil {
+		return api.Network{}, err
+	}
+	err = m.up(ctx, def)
+	if err == nil {
+		err = m.syncNAT()
+	}
+	if err != nil {
+		m.down(context.WithoutCancel(ctx), def)
+		m.store.remove(def.Name)
+		m.syncNAT()
+		return api.Network{}, fmt.Errorf("create network %s: %w", def.Name, err)
+	}
+	m.log.Info("network created", "network", def.Name, "subnet", def.Subnet)
+	return m.Get(def.Name)
+}
+
+// EnsureDefault makes the default network unless it exists.
+func (m *Manager) EnsureDefault(ctx context.Context) error {
+	m.ops.Lock()
+	defer m.ops.Unlock()
+	m.mu.Lock()
+	_, ok := m.nets[DefaultName]
+	m.mu.Unlock()
+	if ok {
+		return nil
+	}
+	_, err := m.create(ctx, api.NetworkCreate{Name: DefaultName})
+	if errors.Is(err, api.ErrExists) {
+		return nil
+	}
+	return err
+}
+
+// Prepare makes sure the networks a guest joins are up, making the default
+// one on first use.
+func (m *Manager) Prepare(ctx context.Context, names []string) error {
+	for _, name := range names {
+		if name == DefaultName {
+			if err := m.EnsureDefault(ctx); err != nil {
+				return fmt.Errorf("default network %s: %w", DefaultName, err)
+			}
+			continue
+		}
+		if _, err := m.Get(name); err != nil {
+			if errors.Is(err, api.ErrNotFound) {
+				return fmt.Errorf("network %s: %w: create it with 'polyvisor network create %s'", name, api.ErrNotFound, name)
+			}
+			return err
+		}
+	}
+	return nil
+}
+
+// Lease returns the address leased to mac on network, if any.
+func (m *Manager) Lease(network string, mac string) (string, bool) {
+	f, err := os.Open(filepath.Join(m.store.path(network), leasesFile))
+	if err != nil {
+		return "", false
+	}
+	defer f.Close()
+	for _, l := range parseLeases(f) {
+		if l.MAC == mac {
+			return l.IPv4, true
+		}
+	}
+	return "", false
+}
+
+// Release ends the lease of mac on network, as a deleted guest's should:
+// dhcp_release (dnsmasq's own tool) sends dnsmasq the DHCPRELEASE the guest
+// no longer can, and dnsmasq forgets the lease and the name with it.
+func (m *Manager) Release(ctx context.Context, network, mac string) error {
+	ip, ok := m.Lease(network, mac)
+	if !ok {
+		return nil
+	}
+	def, err := m.store.load(network)
+	if err != nil {
+		return err
+	}
+	if err := runcmd.Run(ctx, runcmd.Cmd{Name: "dhcp_release", Args: []string{def.Bridge, ip, mac}}); err != nil {
+		return fmt.Errorf("release %s's lease on %s: %w", mac, network, err)
+	}
+	// dnsmasq rewrites its lease file once it has the packet.
+	for range 50 {
+		if _, ok := m.Lease(network, mac); !ok {
+			return nil
+		}
+		time.Sleep(20 * time.Millisecond)
+	}
+	return fmt.Errorf("release %s's lease on %s: dnsmasq still lists it", mac, network)
+}
+
+// ResolveNetworks turns what a user asked for into the networks a guest
+// joins: nothing asked is byDefault (a network's name, or "none"); "none"
+// alone is none.
+func ResolveNetworks(asked []string, byDefault string) ([]string, error) {
+	if len(asked) == 0 {
+		asked = []string{byDefault}
+	}
+	if slices.Contains(asked, "none") {
+		if len(asked) > 1 {
+			return nil, fmt.Errorf("%w: network none: it cannot go with other networks", api.ErrInvalid)
+		}
+		return []string{}, nil
+	}
+	seen := map[string]bool{}
+	for _, name := range asked {
+		if err := validateName(name); err != nil {
+			return nil, err
+		}
+		if seen[name] {
+			return nil, fmt.Errorf("%w: network %s is named twice", api.ErrInvalid, name)
+		}
+		seen[name] = true
+	}
+	if len(asked) > 1 {
+		return nil, fmt.Errorf("%w: networks %v: a guest joins one network for now", api.ErrInvalid, asked)
+	}
+	return asked, nil
+}
+
+// up brings a network's bridge and dnsmasq up and watches dnsmasq.
+func (m *Manager) up(ctx context.Context, def *Definition) error {
+	if err := ensureBridge(def); err != nil {
+		return err
+	}
+	dir, runDir := m.store.path(def.Name), m.layout.NetworkRunDir(def.Name)
+	dm := newDnsmasq(dir, runDir)
+	config := dnsmasqConfig(def, dir, runDir)
+	id, ok := dm.running()
+	if ok && !dm.configCurrent(config) {
+		if err := dm.stop(ctx); err != nil {
+			return err
+		}
+		ok = false
+	}
+	if !ok {
+		var err error
+		if id, err = dm.start(ctx, config); err != nil {
+			return err
+		}
+	}
+	watchCtx, stop := context.WithCancel(context.WithoutCancel(ctx))
+	r := &running{def: def, dnsmasq: dm, stop: stop, pid: id}
+	m.mu.Lock()
+	m.nets[def.Name] = r
+	m.mu.Unlock()
+	m.watchers.Add(1)
+	go m.watch(watchCtx, r, config)
+	return nil
+}
+
+// watch restarts the network's dnsmasq whenever it ends, until ctx ends.
+func (m *Manager) watch(ctx context.Context, r *running, config string) {
+	defer m.watchers.Done()
+	for {
+		r.mu.Lock()
+		id := r.pid
+		r.mu.Unlock()
+		if id.PID > 0 {
+			if err := id.Wait(ctx); err != nil {
+				return
+			}
+		}
+		m.log.Warn("dnsmasq ended; starting it again", "network", r.def.Name, "pid", id.PID)
+		select {
+		case <-ctx.Done():
+			return
+		case <-time.After(restartDelay):
+		}
+		next, err := r.dnsmasq.start(ctx, config)
+		if err != nil {
+			m.log.Error("restart dnsmasq", "network", r.def.Name, "err", err)
+		}
+		r.mu.Lock()
+		r.pid = next
+		r.mu.Unlock()
+	}
+}
+
+// down takes a network's dnsmasq and bridge away.
+func (m *Manager) down(ctx context.Context, def *Definition) error {
+	m.mu.Lock()
+	r := m.nets[def.Name]
+	delete(m.nets, def.Name)
+	m.mu.Unlock()
+	if r != nil {
+		r.stop()
+	}
+	dm := newDnsmasq(m.store.path(def.Name), m.layout.NetworkRunDir(def.Name))
+	return errors.Join(dm.stop(ctx), deleteBridge(def.Bridge), os.RemoveAll(m.layout.NetworkRunDir(def.Name)))
+}
+
+// Delete takes a network down and removes it. inUse names the guests on
+// it: a network in use is refused.
+func (m *Manager) Delete(ctx context.Context, name string, inUse []string) error {
+	m.ops.Lock()
+	defer m.ops.Unlock()
+	def, err := m.store.load(name)
+	if err != nil {
+		return err
+	}
+	if len(inUse) > 0 {
+		return fmt.Errorf("%w: network %s is used by %v: delete them or move them to another network first", api.ErrConflict, name, inUse)
+	}
+	if err := errors.Join(m.down(ctx, def), m.syncNAT()); err != nil {
+		return fmt.Errorf("delete network %s: %w", name, err)
+	}
+	if err := m.store.remove(name); err != nil {
+		return fmt.Errorf("delete network %s: %w", name, err)
+	}
+	m.log.Info("network deleted", "network", name)
+	return nil
+}
+
+// Get describes one network.
+func (m *Manager) Get(name string) (api.Network, error) {
+	m.mu.Lock()
+	r, ok := m.nets[name]
+	m.mu.Unlock()
+	if !ok {
+		if _, err := m.store.load(name); err != nil {
+			return api.Network{}, err
+		}
+		return api.Network{}, fmt.Errorf("%w: network %s is not up; see the daemon's log", api.ErrNotAvailable, name)
+	}
+	return m.view(r), nil
+}
+
+// List describes every network that is up, by name.
+func (m *Manager) List() []api.Network {
+	m.mu.Lock()
+	var rs []*running
+	for _, r := range m.nets {
+		rs = append(rs, r)
+	}
+	m.mu.Unlock()
+	list := make([]api.Network, 0, len(rs))
+	for _, r := range rs {
+		list = append(list, m.view(r))
+	}
+	sort.Slice(list, func(i, j int) bool { return list[i].Name < list[j].Name })
+	return list
+}
+
+func (m *Manager) view(r *running) api.Network {
+	r.mu.Lock()
+	pid := r.pid
+	r.mu.Unlock()
+	n := api.Network{
+		Name: r.def.Name, Bridge: r.def.Bridge, Subnet: r.def.Subnet.String(), Gateway: r.def.Gateway().String(),
+		Domain: Domain, Isolated: r.def.Isolated, CreatedAt: r.def.CreatedAt, Leases: []api.Lease{},
+	}
+	if pid.Alive() {
+		n.DNSMasqPID = pid.PID
+	}
+	if f, err := os.Open(filepath.Join(m.store.path(r.def.Name), leasesFile)); err == nil {
+		n.Leases = parseLeases(f)
+		f.Close()
+	}
+	return n
+}
+
+// Names lists the networks on disk.
+func (m *Manager) Names() ([]string, error) {
+	names, err := m.store.names()
+	slices.Sort(names)
+	return names, err
+}

@@ -1,0 +1,162 @@
+package e2e
+
+import (
+	"fmt"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/polyvisor/polyvisor/internal/api"
+	"github.com/polyvisor/polyvisor/internal/layout"
+	"github.com/polyvisor/polyvisor/internal/network"
+	"github.com/polyvisor/polyvisor/internal/testenv"
+)
+
+// netnsDaemon is a daemon of the test's own inside a network namespace the
+// test makes (and Destroy deletes): its bridges, dnsmasq and traffic never
+// touch the host's namespace.
+func netnsDaemon(t *testing.T) *testenv.Daemon {
+	t.Helper()
+	d, err := testenv.StartInNetns(t.TempDir(), env.bin, netnsName(t))
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() {
+		if err := d.Destroy(); err != nil {
+			t.Errorf("destroy: %v", err)
+		}
+	})
+	return d
+}
+
+// netnsName names the network namespace of a test's own daemon.
+func netnsName(t *testing.T) string {
+	ns := fmt.Sprintf("pv-e2e-%d-%s", os.Getpid(), strings.ToLower(strings.NewReplacer("/", "-", "_", "-").Replace(t.Name())))
+	return ns[:min(len(ns), 40)]
+}
+
+func networks(t *testing.T, d *testenv.Daemon) map[string]api.Network {
+	t.Helper()
+	var list []api.Network
+	if err := jsonUnmarshal(d.Must(t, "network", "list", "--format", "json"), &list); err != nil {
+		t.Fatal(err)
+	}
+	byName := map[string]api.Network{}
+	for _, n := range list {
+		byName[n.Name] = n
+	}
+	return byName
+}
+
+func TestNetworksAreManagedAndOutliveTheDaemon(t *testing.T) {
+	requireRoot(t)
+	d := netnsDaemon(t)
+	if out := d.Must(t, "network", "create", "lan"); !strings.Contains(out, "10.86.0.0/24, gateway 10.86.0.1") {
+		t.Errorf("network create said: %s", out)
+	}
+	d.Must(t, "network", "create", "iso", "--isolated", "--subnet", "192.168.77.0/24")
+	expectError(t, d, "overlaps 10.86.0.0/24 (network lan)", "network", "create", "clash", "--subnet", "10.86.0.0/16")
+	expectError(t, d, "network lan: already exists", "network", "create", "lan")
+	expectError(t, d, "subnet", "network", "create", "bad", "--subnet", "10.1.2.3")
+	nets := networks(t, d)
+	lan, iso := nets["lan"], nets["iso"]
+	if len(nets) != 2 || lan.DNSMasqPID <= 0 || !iso.Isolated || iso.Gateway != "192.168.77.1" {
+		t.Fatalf("networks: %+v", nets)
+	}
+	addr, err := exec.Command("ip", "-n", d.Netns, "addr", "show", "lan").Output()
+	if err != nil || !strings.Contains(string(addr), "inet 10.86.0.1/24") || !strings.Contains(string(addr), ",UP") {
+		t.Errorf("bridge lan in the daemon's namespace: %v: %s", err, addr)
+	}
+	if err := exec.Command("ip", "link", "show", "lan").Run(); err == nil {
+		t.Error("a bridge named lan appeared in the host's namespace")
+	}
+	// Killed daemon: dnsmasq keeps serving, and is adopted again.
+	d.Kill()
+	if !alive(lan.DNSMasqPID) {
+		t.Fatal("killing the daemon killed dnsmasq")
+	}
+	if err := d.Restart(); err != nil {
+		t.Fatal(err)
+	}
+	if again := networks(t, d)["lan"]; again.DNSMasqPID != lan.DNSMasqPID {
+		t.Errorf("after a restart dnsmasq is %d, want %d adopted", again.DNSMasqPID, lan.DNSMasqPID)
+	}
+	d.Must(t, "network", "delete", "lan", "iso")
+	if len(networks(t, d)) != 0 || alive(lan.DNSMasqPID) || alive(iso.DNSMasqPID) {
+		t.Errorf("after delete: networks %v, dnsmasq alive %v %v", networks(t, d), alive(lan.DNSMasqPID), alive(iso.DNSMasqPID))
+	}
+	if err := exec.Command("ip", "-n", d.Netns, "link", "show", "lan").Run(); err == nil {
+		t.Error("the bridge of a deleted network is left")
+	}
+	expectError(t, d, "network lan: not found", "network", "show", "lan")
+}
+
+// copyTemplate copies a built template from one daemon's state to another's.
+func copyTemplate(t *testing.T, from, to *testenv.Daemon, id string) {
+	t.Helper()
+	src := filepath.Join(layout.New(from.StateDir).TemplatesDir(), id)
+	dst := filepath.Join(layout.New(to.StateDir).TemplatesDir(), id)
+	if out, err := exec.Command("cp", "-a", src, dst).CombinedOutput(); err != nil {
+		t.Fatalf("copy template %s: %v: %s", id, err, out)
+	}
+}
+
+// waitForAddress waits for a guest's DHCP lease to show in info.
+func waitForAddress(t *testing.T, d *testenv.Daemon, name string) string {
+	t.Helper()
+	deadline := time.Now().Add(60 * time.Second)
+	for {
+		if g := info(t, d, name); len(g.IPv4) > 0 {
+			return g.IPv4[0]
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("%s got no address within a minute; its console:\n%s", name, d.Must(t, "console", name, "--log"))
+		}
+		time.Sleep(200 * time.Millisecond)
+	}
+}
+
+func TestGuestsGetAddressesAndReachEachOtherByName(t *testing.T) {
+	requireVMTemplates(t)
+	d := netnsDaemon(t)
+	d.Must(t, "template", "build", "busybox")
+	// The daemon in its namespace cannot reach a mirror: it gets a copy
+	// of the VM template the main daemon built.
+	copyTemplate(t, env.main, d, "busybox.vm.amd64")
+	c1 := launch(t, d, "busybox", "net-c1")
+	c2 := launch(t, d, "busybox", "net-c2")
+	vm := launch(t, d, "busybox", "net-vm", "--type", "vm")
+	addrs := map[string]string{}
+	for _, g := range []api.Guest{c1, c2, vm} {
+		addrs[g.Name] = waitForAddress(t, d, g.Name)
+		if !strings.HasPrefix(addrs[g.Name], "10.86.0.") || len(g.Networks) != 1 || g.Networks[0] != "polyvisor0" {
+			t.Errorf("%s: address %s, networks %v", g.Name, addrs[g.Name], g.Networks)
+		}
+	}
+	for _, pair := range [][2]string{{"net-c1", "net-c2"}, {"net-c2", "net-vm"}, {"net-vm", "net-c1"}} {
+		from, to := pair[0], pair[1]
+		out, errOut, code := d.Run("exec", from, "--", "busybox", "ping", "-c", "1", "-W", "5", to+".polyvisor")
+		if code != 0 || !strings.Contains(out, addrs[to]) {
+			t.Errorf("ping %s.polyvisor from %s: exit %d: %s%s", to, from, code, out, errOut)
+		}
+	}
+	// An isolated network gives no route out.
+	d.Must(t, "network", "create", "e2e-iso", "--isolated")
+	t.Cleanup(func() { d.Run("network", "delete", "e2e-iso") })
+	iso := launch(t, d, "busybox", "net-iso", "--network", "e2e-iso")
+	waitForAddress(t, d, iso.Name)
+	if routes := d.Must(t, "exec", iso.Name, "--", "ip", "route"); strings.Contains(routes, "default") {
+		t.Errorf("a guest on an isolated network has a default route:\n%s", routes)
+	}
+	expectError(t, d, "used by", "network", "delete", "e2e-iso")
+	expectError(t, d, "network nowhere", "launch", "busybox", "net-x", "--network", "nowhere")
+	// Deleting a guest takes its host interface away.
+	nic := network.NICOf(c1.Name, "polyvisor0")
+	d.Must(t, "delete", "--force", c1.Name)
+	if err := exec.Command("ip", "-n", d.Netns, "link", "show", nic.HostIf).Run(); err == nil {
+		t.Errorf("the veth %s of a deleted guest is left", nic.HostIf)
+	}
+}
