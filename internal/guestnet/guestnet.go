@@ -14,18 +14,21 @@ const (
 // InittabLine starts the launcher from busybox init, again whenever it ends.
 const InittabLine = "::respawn:/" + LauncherPath + "\n"
 
-// Launcher waits a little for eth0 (the host plugs it in just after the
-// guest's init starts), then runs udhcpc in the foreground; a guest with
-// no network sleeps instead, so that init does not respawn it every second.
+// Launcher waits a little for eth0 to have a carrier (the host plugs it in
+// just after the guest's init starts; a DHCPDISCOVER sent before the host's
+// end is up is lost, and udhcpc waits seconds to send another), then runs
+// udhcpc in the foreground. A guest with no network sleeps instead, so
+// that init does not respawn it every second.
 const Launcher = `#!/bin/sh
 # Written by polyvisor: DHCP on eth0, started by init.
 tries=0
-while [ ! -e /sys/class/net/eth0 ]; do
+until [ "$(cat /sys/class/net/eth0/carrier 2>/dev/null)" = 1 ]; do
 	tries=$((tries + 1))
-	[ "$tries" -le 100 ] || exec sleep 2147483647
-	sleep 0.1
+	[ "$tries" -le 200 ] || exec sleep 2147483647
+	[ ! -e /sys/class/net/eth0 ] || busybox ip link set eth0 up 2>/dev/null
+	sleep 0.05
 done
-exec busybox udhcpc -f -i eth0 -x hostname:"$(hostname)" -s /` + ScriptPath + `
+exec busybox udhcpc -f -T 1 -i eth0 -x hostname:"$(hostname)" -s /` + ScriptPath + `
 `
 
 // Script applies udhcpc's events: the address, the default route (none on

@@ -6,6 +6,7 @@ import (
 	"os/exec"
 	"path/filepath"
 	"strings"
+	"syscall"
 	"testing"
 	"time"
 
@@ -158,5 +159,47 @@ func TestGuestsGetAddressesAndReachEachOtherByName(t *testing.T) {
 	d.Must(t, "delete", "--force", c1.Name)
 	if err := exec.Command("ip", "-n", d.Netns, "link", "show", nic.HostIf).Run(); err == nil {
 		t.Errorf("the veth %s of a deleted guest is left", nic.HostIf)
+	}
+}
+
+func TestLaunchDeleteCyclesLeaveNothingOnTheNetwork(t *testing.T) {
+	requireRoot(t)
+	d := netnsDaemon(t)
+	d.Must(t, "template", "build", "busybox")
+	const cycles = 200
+	for i := range cycles {
+		name := fmt.Sprintf("cycle-%03d", i)
+		d.Must(t, "launch", "busybox", name)
+		if i%20 == 0 {
+			waitForAddress(t, d, name) // a lease to release
+		}
+		d.Must(t, "delete", "--force", name)
+	}
+	// A crash: the daemon killed with a guest running, and that guest
+	// ending while no daemon watches; the next daemon releases it.
+	kept := launch(t, d, "busybox", "survivor")
+	gone := launch(t, d, "busybox", "casualty")
+	waitForAddress(t, d, kept.Name)
+	waitForAddress(t, d, gone.Name)
+	d.Kill()
+	syscall.Kill(gone.PID, syscall.SIGKILL)
+	if err := d.Restart(); err != nil {
+		t.Fatal(err)
+	}
+	d.Must(t, "delete", "--force", gone.Name)
+	if g := info(t, d, kept.Name); g.State != api.StateRunning || len(g.IPv4) != 1 {
+		t.Errorf("the guest that outlived the daemon: %+v", g)
+	}
+	d.Must(t, "delete", "--force", kept.Name)
+	links, _ := exec.Command("ip", "-n", d.Netns, "-br", "link").Output()
+	if strings.Contains(string(links), network.HostIfPrefix) {
+		t.Errorf("guest interfaces left after %d cycles and a crash:\n%s", cycles, links)
+	}
+	if n := networks(t, d)[network.DefaultName]; len(n.Leases) != 0 {
+		t.Errorf("leases left after %d cycles and a crash: %+v", cycles, n.Leases)
+	}
+	table, err := exec.Command("ip", "netns", "exec", d.Netns, "nft", "list", "table", "ip", "polyvisor").CombinedOutput()
+	if err != nil || strings.Count(string(table), "masquerade") != 1 || strings.Contains(string(table), "pv-") {
+		t.Errorf("nftables table after the cycles: %v:\n%s", err, table)
 	}
 }
