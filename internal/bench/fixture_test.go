@@ -30,7 +30,12 @@ type fixture struct {
 	// memo holds what the benchmark set up or measured in its first call,
 	// for the next calls to reuse.
 	memo any
+	// closers undo what a benchmark set up beside the daemon.
+	closers []func()
 }
+
+// onClose runs fn when the fixture closes, before its daemon goes.
+func (f *fixture) onClose(fn func()) { f.closers = append(f.closers, fn) }
 
 var (
 	fixtureMu sync.Mutex
@@ -114,6 +119,9 @@ func newFixture(name string, netns bool) (*fixture, error) {
 // daemon and removes its files. Problems are printed, not fatal: the rest
 // of the cleanup still has to happen.
 func (f *fixture) close() {
+	for _, fn := range f.closers {
+		fn()
+	}
 	if err := f.daemon.Destroy(); err != nil {
 		fmt.Fprintf(os.Stderr, "bench: %s: destroy daemon: %v\n", f.name, err)
 	}

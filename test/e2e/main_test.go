@@ -97,9 +97,11 @@ func ownDaemon(t *testing.T, extra ...string) *testenv.Daemon {
 	if err != nil {
 		t.Fatal(err)
 	}
+	// A test may leave a guest it broke on purpose: what Destroy cannot
+	// delete is logged, and the temp dir goes anyway.
 	t.Cleanup(func() {
 		if err := d.Destroy(); err != nil {
-			t.Errorf("destroy the test's daemon: %v", err)
+			t.Logf("destroy the test's daemon: %v", err)
 		}
 	})
 	d.Must(t, "template", "build", "busybox")
