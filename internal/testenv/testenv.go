@@ -84,6 +84,12 @@ type Daemon struct {
 // Start starts a daemon whose state and socket live under dir, with the
 // binaries in binDir and extra daemon flags, and waits until it answers.
 func Start(dir string, binDir string, extra ...string) (*Daemon, error) {
+	return startIn(dir, binDir, "", extra)
+}
+
+// startIn starts a daemon under dir, in network namespace netns ("" for
+// ours).
+func startIn(dir, binDir, netns string, extra []string) (*Daemon, error) {
 	if err := os.MkdirAll(dir, 0o755); err != nil {
 		return nil, fmt.Errorf("create daemon dir: %w", err)
 	}
@@ -94,6 +100,7 @@ func Start(dir string, binDir string, extra ...string) (*Daemon, error) {
 		StateDir: filepath.Join(dir, "state"),
 		Socket:   filepath.Join(dir, "pv.sock"),
 		BinDir:   binDir,
+		Netns:    netns,
 		extra:    extra,
 	}
 	return d, d.start()
@@ -109,20 +116,8 @@ func StartInNetns(dir, binDir, netns string, extra ...string) (*Daemon, error) {
 		exec.Command("ip", "netns", "delete", netns).Run()
 		return nil, fmt.Errorf("bring lo up in %s: %v: %s", netns, err, out)
 	}
-	if err := os.MkdirAll(dir, 0o755); err != nil {
-		return nil, fmt.Errorf("create daemon dir: %w", err)
-	}
-	if err := OpenToSearch(dir); err != nil {
-		return nil, err
-	}
-	d := &Daemon{
-		StateDir: filepath.Join(dir, "state"),
-		Socket:   filepath.Join(dir, "pv.sock"),
-		BinDir:   binDir,
-		Netns:    netns,
-		extra:    extra,
-	}
-	if err := d.start(); err != nil {
+	d, err := startIn(dir, binDir, netns, extra)
+	if err != nil {
 		exec.Command("ip", "netns", "delete", netns).Run()
 		return nil, err
 	}
