@@ -126,7 +126,8 @@ func (m *Manager) create(ctx context.Context, req api.NetworkCreate) (api.Networ
 	m.mu.Lock()
 	_, exists := m.nets[req.Name]
 	m.mu.Unlock()
-	if _, err := m.store.load(req.Name); exists || err == nil {
+	// Even a definition that does not load is kept, never overwritten.
+	if _, err := os.Stat(m.store.path(req.Name)); exists || err == nil {
 		return api.Network{}, fmt.Errorf("network %s: %w", req.Name, api.ErrExists)
 	}
 	if interfaceExists(req.Name) {
