@@ -28,9 +28,10 @@ type Manager struct {
 	store  store
 
 	// ops serializes creating and deleting networks.
-	ops  sync.Mutex
-	mu   sync.Mutex
-	nets map[string]*running
+	ops        sync.Mutex
+	mu         sync.Mutex
+	nets       map[string]*running
+	leaseCache map[string]leaseCache
 	// watchers are the goroutines restarting dnsmasq; Close waits for them.
 	watchers sync.WaitGroup
 }
@@ -46,7 +47,7 @@ type running struct {
 
 // NewManager returns the manager of the networks kept under l.
 func NewManager(l layout.Layout, log *slog.Logger) *Manager {
-	return &Manager{layout: l, log: log.With("component", "network"), store: store{dir: l.NetworksDir()}, nets: map[string]*running{}}
+	return &Manager{layout: l, log: log.With("component", "network"), store: store{dir: l.NetworksDir()}, nets: map[string]*running{}, leaseCache: map[string]leaseCache{}}
 }
 
 // Restore brings every stored network up: its bridge, and its dnsmasq,
@@ -200,19 +201,49 @@ func (m *Manager) Prepare(ctx context.Context, names []string) error {
 	return nil
 }
 
-// Lease returns the address leased to mac on network, if any.
+// Lease returns the address leased to mac on network, if any. A list of
+// many guests asks once per guest: the lease file is read again only when
+// dnsmasq has rewritten it.
 func (m *Manager) Lease(network string, mac string) (string, bool) {
-	f, err := os.Open(filepath.Join(m.store.path(network), leasesFile))
-	if err != nil {
-		return "", false
-	}
-	defer f.Close()
-	for _, l := range parseLeases(f) {
+	for _, l := range m.leases(network) {
 		if l.MAC == mac {
 			return l.IPv4, true
 		}
 	}
 	return "", false
+}
+
+// leaseCache is a network's lease file as last read.
+type leaseCache struct {
+	modified time.Time
+	size     int64
+	leases   []api.Lease
+}
+
+// leases returns network's leases, from the cache while the file is
+// unchanged (its modification time and size).
+func (m *Manager) leases(network string) []api.Lease {
+	path := filepath.Join(m.store.path(network), leasesFile)
+	info, err := os.Stat(path)
+	if err != nil {
+		return nil
+	}
+	m.mu.Lock()
+	cached, ok := m.leaseCache[network]
+	m.mu.Unlock()
+	if ok && cached.modified.Equal(info.ModTime()) && cached.size == info.Size() {
+		return cached.leases
+	}
+	f, err := os.Open(path)
+	if err != nil {
+		return nil
+	}
+	defer f.Close()
+	fresh := leaseCache{modified: info.ModTime(), size: info.Size(), leases: parseLeases(f)}
+	m.mu.Lock()
+	m.leaseCache[network] = fresh
+	m.mu.Unlock()
+	return fresh.leases
 }
 
 // Release ends the lease of mac on network, as a deleted guest's should:
@@ -404,9 +435,8 @@ func (m *Manager) view(r *running) api.Network {
 	if pid.Alive() {
 		n.DNSMasqPID = pid.PID
 	}
-	if f, err := os.Open(filepath.Join(m.store.path(r.def.Name), leasesFile)); err == nil {
-		n.Leases = parseLeases(f)
-		f.Close()
+	if leases := m.leases(r.def.Name); leases != nil {
+		n.Leases = leases
 	}
 	return n
 }
