@@ -38,6 +38,7 @@ type Guest struct {
 	MonitorPID int       `json:"monitorPid,omitempty" yaml:"monitorPid,omitempty"`
 	IPv4       []string  `json:"ipv4" yaml:"ipv4"`
 	Networks   []string  `json:"networks" yaml:"networks"`
+	Publish    []string  `json:"publish,omitempty" yaml:"publish,omitempty"`
 	Disks      []Disk    `json:"disks,omitempty" yaml:"disks,omitempty"`
 	IDMap      *IDMap    `json:"idmap,omitempty" yaml:"idmap,omitempty"`
 	CreatedAt  time.Time `json:"createdAt" yaml:"createdAt"`
@@ -76,6 +77,8 @@ type GuestCreate struct {
 	// Networks the guest joins; absent: the default network (polyvisor0),
 	// ["none"]: none.
 	Networks []string `json:"networks,omitempty"`
+	// Publish forwards host ports to the guest: [HOSTIP:]HOSTPORT:GUESTPORT[/tcp|udp].
+	Publish []string `json:"publish,omitempty"`
 }
 
 // StateChange is the body of PUT /1.0/guests/NAME/state.

@@ -102,6 +102,11 @@ func (d *Daemon) Run(ctx context.Context) error {
 	}
 	d.networks.Restore(ctx)
 	defer d.networks.Close()
+	for _, def := range d.guests.all() {
+		if err := d.publish(ctx, def, false); err != nil {
+			d.log.Error("restore published ports", "guest", def.Name, "err", err)
+		}
+	}
 	listener, err := listenUnix(d.cfg.Socket)
 	if err != nil {
 		return err
@@ -180,6 +185,7 @@ func (d *Daemon) view(def *guest.Definition) api.Guest {
 		}
 	}
 	g.Networks = append([]string{}, def.Networks...)
+	g.Publish = def.Publish
 	for _, disk := range def.Disks {
 		view := api.Disk{Name: disk.Name, Kind: disk.Kind, Size: int64(disk.Size)}
 		if disk.Size > 0 {

@@ -72,6 +72,16 @@ func (d *Daemon) newDefinition(req api.GuestCreate) (*guest.Definition, error) {
 		return nil, err
 	}
 	def.Networks = networks
+	for _, p := range req.Publish {
+		f, err := network.ParsePublish(p)
+		if err != nil {
+			return nil, err
+		}
+		def.Publish = append(def.Publish, f.String())
+	}
+	if len(def.Publish) > 0 && len(def.Networks) == 0 {
+		return nil, fmt.Errorf("%w: publish: the guest joins no network; drop --network none", api.ErrInvalid)
+	}
 	if def.Template == "" {
 		return nil, fmt.Errorf("%w: template is empty: name one from 'polyvisor template list'", api.ErrInvalid)
 	}
@@ -132,6 +142,16 @@ func (d *Daemon) create(ctx context.Context, req api.GuestCreate, def *guest.Def
 	if err = os.Chmod(staging, 0o711); err != nil { // see New: traversable, not listable
 		return fmt.Errorf("create %s: %w", def.Name, err)
 	}
+	// Published ports are claimed first: a port in use fails the create
+	// before any disk is made.
+	if err = d.publish(ctx, def, true); err != nil {
+		return fmt.Errorf("create %s: %w", def.Name, err)
+	}
+	defer func() {
+		if err != nil {
+			d.unpublish(context.WithoutCancel(ctx), def)
+		}
+	}()
 	// The template cannot go away meanwhile: the reservation pins it.
 	if err = drv.Create(ctx, staging, def); err != nil {
 		return fmt.Errorf("create %s: %w", def.Name, err)
@@ -184,7 +204,7 @@ func (d *Daemon) startLocked(ctx context.Context, e *entry) error {
 	if err != nil {
 		return err
 	}
-	if err := d.networks.Prepare(ctx, def.Networks); err != nil {
+	if err := d.networks.Prepare(ctx, def.Name, def.Networks); err != nil {
 		return fmt.Errorf("start %s: %w", def.Name, err)
 	}
 	status, err := drv.Start(ctx, def)
@@ -277,15 +297,44 @@ func (d *Daemon) deleteLocked(ctx context.Context, e *entry, force bool) error {
 		return fmt.Errorf("delete %s: %w", def.Name, err)
 	}
 	d.guests.remove(def.Name)
-	// Its leases go too, so that its name stops resolving; a failure here
-	// only leaves a lease to expire.
-	for _, n := range def.Networks {
-		if err := d.networks.Release(ctx, n, network.NICOf(def.Name, n).MAC.String()); err != nil {
-			d.log.Warn("release the deleted guest's lease", "guest", def.Name, "err", err)
-		}
-	}
+	d.unpublish(ctx, def)
 	d.log.Info("guest deleted", "guest", def.Name)
 	return nil
+}
+
+// publish reserves the guest's address and forwards its published ports
+// to it. check refuses ports in use (a new guest); a restarted daemon
+// restoring what it published passes false.
+func (d *Daemon) publish(ctx context.Context, def *guest.Definition, check bool) error {
+	if len(def.Publish) == 0 {
+		return nil
+	}
+	forwards := make([]network.Forward, 0, len(def.Publish))
+	for _, p := range def.Publish {
+		f, err := network.ParsePublish(p)
+		if err != nil {
+			return err
+		}
+		forwards = append(forwards, f)
+	}
+	if err := d.networks.Prepare(ctx, def.Name, def.Networks[:1]); err != nil {
+		return err
+	}
+	return d.networks.SetForwards(def.Name, network.NICOf(def.Name, def.Networks[0]), forwards, check)
+}
+
+// unpublish takes a guest off its networks for good: its forwards, its
+// reservations and its leases, so that its name stops resolving. A failure
+// only leaves a lease to expire.
+func (d *Daemon) unpublish(ctx context.Context, def *guest.Definition) {
+	if err := d.networks.ClearForwards(def.Name); err != nil {
+		d.log.Warn("unpublish the guest's ports", "guest", def.Name, "err", err)
+	}
+	for _, n := range def.Networks {
+		if err := d.networks.Release(ctx, n, network.NICOf(def.Name, n).MAC.String()); err != nil {
+			d.log.Warn("release the guest's address", "guest", def.Name, "err", err)
+		}
+	}
 }
 
 // watch notices when a running guest ends on its own (poweroff inside, the

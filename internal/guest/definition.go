@@ -43,22 +43,25 @@ const (
 
 // Definition is one guest's guest.yaml: the source of truth for the host.
 type Definition struct {
-	SchemaVersion  int       `yaml:"schemaVersion"`
-	Name           string    `yaml:"name"`
-	Type           string    `yaml:"type"`
-	Class          string    `yaml:"class"`
-	Template       string    `yaml:"template"`
-	TemplateDigest string    `yaml:"templateDigest,omitempty"`
-	Arch           string    `yaml:"arch"`
-	CPUs           int       `yaml:"cpus"`
-	Memory         Size      `yaml:"memory"`
-	Processes      int       `yaml:"processes"`
-	Privileged     bool      `yaml:"privileged,omitempty"`
-	Rootfs         string    `yaml:"rootfs"`
-	Disks          []Disk    `yaml:"disks,omitempty"`
-	Networks       []string  `yaml:"networks,omitempty"`
-	CreatedAt      time.Time `yaml:"createdAt"`
-	Status         Status    `yaml:"status"`
+	SchemaVersion  int      `yaml:"schemaVersion"`
+	Name           string   `yaml:"name"`
+	Type           string   `yaml:"type"`
+	Class          string   `yaml:"class"`
+	Template       string   `yaml:"template"`
+	TemplateDigest string   `yaml:"templateDigest,omitempty"`
+	Arch           string   `yaml:"arch"`
+	CPUs           int      `yaml:"cpus"`
+	Memory         Size     `yaml:"memory"`
+	Processes      int      `yaml:"processes"`
+	Privileged     bool     `yaml:"privileged,omitempty"`
+	Rootfs         string   `yaml:"rootfs"`
+	Disks          []Disk   `yaml:"disks,omitempty"`
+	Networks       []string `yaml:"networks,omitempty"`
+	// Publish lists published ports, [HOSTIP:]HOSTPORT:GUESTPORT/PROTO,
+	// forwarded to the guest's address on its first network.
+	Publish   []string  `yaml:"publish,omitempty"`
+	CreatedAt time.Time `yaml:"createdAt"`
+	Status    Status    `yaml:"status"`
 }
 
 // Disk is one disk file or directory of the guest, relative to its directory.
@@ -301,6 +304,7 @@ func (d *Definition) Clone() *Definition {
 	c := *d
 	c.Disks = append([]Disk(nil), d.Disks...)
 	c.Networks = append([]string(nil), d.Networks...)
+	c.Publish = append([]string(nil), d.Publish...)
 	c.Status.Pending = append([]string(nil), d.Status.Pending...)
 	if d.Status.LastExit != nil {
 		e := *d.Status.LastExit

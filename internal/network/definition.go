@@ -105,7 +105,8 @@ func (s store) load(name string) (*Definition, error) {
 }
 
 func (s store) save(d *Definition) error {
-	if err := os.MkdirAll(s.path(d.Name), 0o750); err != nil {
+	// dnsmasq, once it has dropped root, reads the hosts file again on SIGHUP.
+	if err := os.MkdirAll(s.path(d.Name), 0o755); err != nil {
 		return fmt.Errorf("save network %s: %w", d.Name, err)
 	}
 	var buf bytes.Buffer

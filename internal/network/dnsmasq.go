@@ -44,6 +44,7 @@ func dnsmasqConfig(d *Definition, dir, runDir string) string {
 		"listen-address=" + d.Gateway().String(),
 		fmt.Sprintf("dhcp-range=%s,%s,%s,%s", first, last, mask, leaseTime),
 		"dhcp-leasefile=" + filepath.Join(dir, leasesFile),
+		"dhcp-hostsfile=" + filepath.Join(dir, hostsFile),
 		"dhcp-authoritative",
 		// Every address of the range is ours to give: no 3 s ICMP probe
 		// before each offer, which would delay every guest's first lease.

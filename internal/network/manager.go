@@ -32,6 +32,7 @@ type Manager struct {
 	mu         sync.Mutex
 	nets       map[string]*running
 	leaseCache map[string]leaseCache
+	forwards   map[string][]boundForward // published ports, by guest
 	// watchers are the goroutines restarting dnsmasq; Close waits for them.
 	watchers sync.WaitGroup
 }
@@ -47,7 +48,7 @@ type running struct {
 
 // NewManager returns the manager of the networks kept under l.
 func NewManager(l layout.Layout, log *slog.Logger) *Manager {
-	return &Manager{layout: l, log: log.With("component", "network"), store: store{dir: l.NetworksDir()}, nets: map[string]*running{}, leaseCache: map[string]leaseCache{}}
+	return &Manager{layout: l, log: log.With("component", "network"), store: store{dir: l.NetworksDir()}, nets: map[string]*running{}, leaseCache: map[string]leaseCache{}, forwards: map[string][]boundForward{}}
 }
 
 // Restore brings every stored network up: its bridge, and its dnsmasq,
@@ -73,16 +74,22 @@ func (m *Manager) Restore(ctx context.Context) {
 	}
 }
 
-// syncNAT rewrites the nftables table from the networks that are up.
+// syncNAT rewrites the nftables table from the networks that are up and
+// the ports guests publish.
 func (m *Manager) syncNAT() error {
 	m.mu.Lock()
 	defs := make([]*Definition, 0, len(m.nets))
 	for _, r := range m.nets {
 		defs = append(defs, r.def)
 	}
+	var forwards []boundForward
+	for _, fwds := range m.forwards {
+		forwards = append(forwards, fwds...)
+	}
 	m.mu.Unlock()
 	sort.Slice(defs, func(i, j int) bool { return defs[i].Name < defs[j].Name })
-	return syncNAT(defs)
+	sort.Slice(forwards, func(i, j int) bool { return forwards[i].String()+forwards[i].Guest < forwards[j].String()+forwards[j].Guest })
+	return syncNAT(defs, forwards)
 }
 
 // Close stops watching dnsmasq processes; they and the bridges stay, for
@@ -182,19 +189,20 @@ func (m *Manager) EnsureDefault(ctx context.Context) error {
 }
 
 // Prepare makes sure the networks a guest joins are up, making the default
-// one on first use.
-func (m *Manager) Prepare(ctx context.Context, names []string) error {
+// one on first use, and that the guest has its address reserved on each.
+func (m *Manager) Prepare(ctx context.Context, guest string, names []string) error {
 	for _, name := range names {
 		if name == DefaultName {
 			if err := m.EnsureDefault(ctx); err != nil {
 				return fmt.Errorf("default network %s: %w", DefaultName, err)
 			}
-			continue
-		}
-		if _, err := m.Get(name); err != nil {
+		} else if _, err := m.Get(name); err != nil {
 			if errors.Is(err, api.ErrNotFound) {
 				return fmt.Errorf("network %s: %w: create it with 'polyvisor network create %s'", name, api.ErrNotFound, name)
 			}
+			return err
+		}
+		if _, err := m.Reserve(name, guest, NICOf(guest, name)); err != nil {
 			return err
 		}
 	}
@@ -250,6 +258,9 @@ func (m *Manager) leases(network string) []api.Lease {
 // dhcp_release (dnsmasq's own tool) sends dnsmasq the DHCPRELEASE the guest
 // no longer can, and dnsmasq forgets the lease and the name with it.
 func (m *Manager) Release(ctx context.Context, network, mac string) error {
+	if err := m.Unreserve(network, mac); err != nil {
+		return err
+	}
 	ip, ok := m.Lease(network, mac)
 	if !ok {
 		return nil
@@ -306,6 +317,12 @@ func (m *Manager) up(ctx context.Context, def *Definition) error {
 		return err
 	}
 	dir, runDir := m.store.path(def.Name), m.layout.NetworkRunDir(def.Name)
+	// dnsmasq wants its hosts file to exist.
+	if f, err := os.OpenFile(filepath.Join(dir, hostsFile), os.O_WRONLY|os.O_CREATE, 0o644); err == nil {
+		f.Close()
+	} else {
+		return fmt.Errorf("network %s: reservations: %w", def.Name, err)
+	}
 	dm := newDnsmasq(dir, runDir)
 	config := dnsmasqConfig(def, dir, runDir)
 	id, ok := dm.running()
@@ -369,7 +386,9 @@ func (m *Manager) down(ctx context.Context, def *Definition) error {
 		r.stop()
 	}
 	dm := newDnsmasq(m.store.path(def.Name), m.layout.NetworkRunDir(def.Name))
-	return errors.Join(dm.stop(ctx), deleteBridge(def.Bridge), os.RemoveAll(m.layout.NetworkRunDir(def.Name)))
+	err := errors.Join(dm.stop(ctx), deleteBridge(def.Bridge), os.RemoveAll(m.layout.NetworkRunDir(def.Name)))
+	os.Remove(filepath.Dir(m.layout.NetworkRunDir(def.Name))) // once the last network is gone
+	return err
 }
 
 // Delete takes a network down and removes it. inUse names the guests on

@@ -20,8 +20,12 @@ import (
 
 func newManager(t *testing.T) *Manager {
 	t.Helper()
-	m := NewManager(layout.New(t.TempDir()), slog.New(slog.NewTextHandler(os.Stderr, &slog.HandlerOptions{Level: slog.LevelWarn})))
-	t.Cleanup(m.Close)
+	l := layout.New(t.TempDir())
+	m := NewManager(l, slog.New(slog.NewTextHandler(os.Stderr, &slog.HandlerOptions{Level: slog.LevelWarn})))
+	t.Cleanup(func() {
+		m.Close()
+		os.RemoveAll(l.RunDir())
+	})
 	return m
 }
 

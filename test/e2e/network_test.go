@@ -203,3 +203,45 @@ func TestLaunchDeleteCyclesLeaveNothingOnTheNetwork(t *testing.T) {
 		t.Errorf("nftables table after the cycles: %v:\n%s", err, table)
 	}
 }
+
+func TestPublishedPortAnswersOnTheHostsAddresses(t *testing.T) {
+	requireRoot(t)
+	d := netnsDaemon(t)
+	d.Must(t, "template", "build", "busybox")
+	web := launch(t, d, "busybox", "web", "--publish", "8080:80")
+	d.Must(t, "exec", web.Name, "--", "sh", "-c", "mkdir -p /www && echo hello-from-web > /www/index.html && httpd -p 80 -h /www")
+	waitForAddress(t, d, web.Name)
+	inNetns := func(args ...string) *exec.Cmd {
+		return exec.Command("nsenter", append([]string{"--net=/run/netns/" + d.Netns, "--"}, args...)...)
+	}
+	for _, url := range []string{"http://127.0.0.1:8080/", "http://10.86.0.1:8080/"} {
+		// (busybox 1.35's wget -T crashes: timeout bounds it instead)
+		out, err := inNetns("timeout", "20", "busybox", "wget", "-q", "-O", "-", url).CombinedOutput()
+		if err != nil || string(out) != "hello-from-web\n" {
+			t.Errorf("GET %s on the host: %v: %q", url, err, out)
+		}
+	}
+	if g := info(t, d, web.Name); len(g.Publish) != 1 || g.Publish[0] != "8080:80/tcp" {
+		t.Errorf("info's publish: %v", g.Publish)
+	}
+	// A port a host process holds, a port another guest publishes, and a
+	// malformed one are refused, leaving no guest behind.
+	holder := inNetns("busybox", "nc", "-l", "-p", "9090")
+	if err := holder.Start(); err != nil {
+		t.Fatal(err)
+	}
+	defer func() { holder.Process.Kill(); holder.Wait() }()
+	time.Sleep(200 * time.Millisecond)
+	expectError(t, d, "port 9090/tcp is in use", "launch", "busybox", "web2", "--publish", "9090:80")
+	expectError(t, d, "guest web publishes 8080:80/tcp already", "launch", "busybox", "web2", "--publish", "127.0.0.1:8080:81")
+	expectError(t, d, "two ports are needed", "launch", "busybox", "web2", "--publish", "80")
+	expectError(t, d, "joins no network", "launch", "busybox", "web2", "--publish", "8081:80", "--network", "none")
+	if gs, _ := d.Guests(); len(gs) != 1 {
+		t.Errorf("refused launches left guests: %+v", gs)
+	}
+	d.Must(t, "delete", "--force", web.Name)
+	table, _ := inNetns("nft", "list", "table", "ip", "polyvisor").CombinedOutput()
+	if strings.Contains(string(table), "dnat") {
+		t.Errorf("a deleted guest's published port is still forwarded:\n%s", table)
+	}
+}
