@@ -88,7 +88,9 @@ func (m *Manager) syncNAT() error {
 	}
 	m.mu.Unlock()
 	sort.Slice(defs, func(i, j int) bool { return defs[i].Name < defs[j].Name })
-	sort.Slice(forwards, func(i, j int) bool { return forwards[i].String()+forwards[i].Guest < forwards[j].String()+forwards[j].Guest })
+	sort.Slice(forwards, func(i, j int) bool {
+		return forwards[i].String()+forwards[i].Guest < forwards[j].String()+forwards[j].Guest
+	})
 	return syncNAT(defs, forwards)
 }
 
