@@ -6,6 +6,8 @@ import (
 	"fmt"
 	"os"
 	"path/filepath"
+	"slices"
+	"strings"
 	"time"
 
 	"golang.org/x/sys/unix"
@@ -372,7 +374,7 @@ func (d *Daemon) setConfig(ctx context.Context, e *entry, set map[string]string)
 	next := def.Clone()
 	result := api.ConfigResult{Applied: map[string]string{}}
 	if len(set) == 0 {
-		return result, fmt.Errorf("%w: nothing to set: pass KEY=VALUE, keys: cpus, memory, processes", api.ErrInvalid)
+		return result, fmt.Errorf("%w: nothing to set: pass KEY=VALUE, keys: %s", api.ErrInvalid, strings.Join(guest.Settable, ", "))
 	}
 	for key, value := range set {
 		if err := next.Set(key, value); err != nil {
@@ -385,9 +387,12 @@ func (d *Daemon) setConfig(ctx context.Context, e *entry, set map[string]string)
 	}
 	limits := map[string]string{}
 	for key, value := range set {
-		if _, ok := guest.DiskOfKey(key); !ok {
+		if _, ok := guest.DiskOfKey(key); !ok && key != "network" && key != "publish" {
 			limits[key] = value
 		}
+	}
+	if err := d.checkNetworkChange(def, next, set); err != nil {
+		return result, err
 	}
 	mode := "next-start"
 	if running(def) && len(limits) > 0 {
@@ -404,6 +409,9 @@ func (d *Daemon) setConfig(ctx context.Context, e *entry, set map[string]string)
 	}
 	for key := range limits {
 		result.Applied[key] = mode
+	}
+	if err := d.applyNetworkChange(ctx, def, next, set, result); err != nil {
+		return result, err
 	}
 	// Disks last: growing one cannot be undone, so it comes after every
 	// check, and the definition is saved even if a later disk fails.
@@ -438,6 +446,59 @@ func (d *Daemon) setConfig(ctx context.Context, e *entry, set map[string]string)
 		return result, err
 	}
 	return result, resizeErr
+}
+
+// checkNetworkChange validates network and publish changes: a running
+// guest keeps its interface, and published ports need a network.
+func (d *Daemon) checkNetworkChange(def, next *guest.Definition, set map[string]string) error {
+	if _, ok := set["network"]; ok && running(def) && !slices.Equal(def.Networks, next.Networks) {
+		return fmt.Errorf("%w: network: %s is running and its interface does not move; stop it first", api.ErrConflict, def.Name)
+	}
+	for i, p := range next.Publish {
+		f, err := network.ParsePublish(p)
+		if err != nil {
+			return err
+		}
+		next.Publish[i] = f.String()
+	}
+	if len(next.Publish) > 0 && len(next.Networks) == 0 {
+		return fmt.Errorf("%w: publish: %s joins no network; set network=NAME too", api.ErrInvalid, def.Name)
+	}
+	return nil
+}
+
+// applyNetworkChange moves a stopped guest to its new network (its old
+// address and forwards go, a new address is reserved) and publishes its
+// ports again; forwards apply at once, a new network at next start. On
+// failure what the guest had is restored.
+func (d *Daemon) applyNetworkChange(ctx context.Context, def, next *guest.Definition, set map[string]string, result api.ConfigResult) error {
+	_, netSet := set["network"]
+	_, pubSet := set["publish"]
+	if !netSet && !pubSet {
+		return nil
+	}
+	moved := !slices.Equal(def.Networks, next.Networks)
+	if moved {
+		d.unpublish(ctx, def)
+	} else if err := d.networks.ClearForwards(def.Name); err != nil {
+		return err
+	}
+	if err := d.publish(ctx, next, true); err != nil {
+		if rerr := d.publish(context.WithoutCancel(ctx), def, false); rerr != nil {
+			d.log.Error("restore published ports", "guest", def.Name, "err", rerr)
+		}
+		return err
+	}
+	if netSet {
+		result.Applied["network"] = "next-start"
+		if !moved {
+			result.Applied["network"] = "unchanged"
+		}
+	}
+	if pubSet {
+		result.Applied["publish"] = "live"
+	}
+	return nil
 }
 
 func appendOnce(list []string, s string) []string {

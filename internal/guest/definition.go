@@ -7,6 +7,7 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"slices"
 	"strconv"
 	"strings"
 	"time"
@@ -226,7 +227,7 @@ func (d *Definition) Marshal() ([]byte, error) {
 }
 
 // Settable lists the keys `config set` accepts.
-var Settable = []string{"cpus", "memory", "processes", "disk.root.size"}
+var Settable = []string{"cpus", "memory", "processes", "disk.root.size", "network", "publish"}
 
 // Set changes one settable key from its text form, validating it.
 func (d *Definition) Set(key, value string) error {
@@ -249,6 +250,25 @@ func (d *Definition) Set(key, value string) error {
 			return fmt.Errorf("%w: processes %q: use a whole number of at least 1", api.ErrInvalid, value)
 		}
 		d.Processes = n
+	case "network":
+		// The network's existence, and whether the guest may move now, are
+		// the daemon's to check.
+		if value == "none" {
+			d.Networks = nil
+			break
+		}
+		if err := ValidateName(value); err != nil {
+			return fmt.Errorf("%w: network %q: name one network, or none", api.ErrInvalid, value)
+		}
+		d.Networks = []string{value}
+	case "publish":
+		// A comma-separated list, empty for none; the daemon parses each.
+		d.Publish = nil
+		for _, p := range strings.Split(value, ",") {
+			if p = strings.TrimSpace(p); p != "" {
+				d.Publish = append(d.Publish, p)
+			}
+		}
 	default:
 		name, ok := DiskOfKey(key)
 		if !ok {
@@ -337,6 +357,16 @@ func Changes(current, edited *Definition) (map[string]string, error) {
 			}
 		}
 	}
+	if !slices.Equal(a.Networks, b.Networks) {
+		set["network"] = "none"
+		if len(b.Networks) > 0 {
+			set["network"] = strings.Join(b.Networks, ",")
+		}
+	}
+	if !slices.Equal(a.Publish, b.Publish) {
+		set["publish"] = strings.Join(b.Publish, ",")
+	}
+	b.Networks, b.Publish = a.Networks, a.Publish
 	b.CPUs, b.Memory, b.Processes, b.Status = a.CPUs, a.Memory, a.Processes, a.Status
 	left, _ := a.Marshal()
 	right, _ := b.Marshal()

@@ -157,3 +157,25 @@ func TestDiskSizesOnlyGrow(t *testing.T) {
 		t.Error("a disk's path changed by config edit was accepted")
 	}
 }
+
+func TestSetNetworkAndPublish(t *testing.T) {
+	d := sample()
+	if err := d.Set("network", "lan"); err != nil || len(d.Networks) != 1 || d.Networks[0] != "lan" {
+		t.Fatalf("set network: %v, %v", err, d.Networks)
+	}
+	if err := d.Set("publish", "8080:80, 53:53/udp,"); err != nil || len(d.Publish) != 2 || d.Publish[1] != "53:53/udp" {
+		t.Fatalf("set publish: %v, %v", err, d.Publish)
+	}
+	if err := d.Set("network", "Bad_Name"); err == nil || !strings.Contains(err.Error(), "network") {
+		t.Errorf("a bad network name: %v", err)
+	}
+	if err := d.Set("network", "none"); err != nil || len(d.Networks) != 0 {
+		t.Errorf("network none: %v, %v", err, d.Networks)
+	}
+	current := sample()
+	edited := current.Clone()
+	edited.Networks, edited.Publish = []string{"lan"}, []string{"8080:80/tcp"}
+	if set, err := Changes(current, edited); err != nil || set["network"] != "lan" || set["publish"] != "8080:80/tcp" {
+		t.Errorf("Changes of network and publish = %v, %v", set, err)
+	}
+}

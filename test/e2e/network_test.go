@@ -239,6 +239,30 @@ func TestPublishedPortAnswersOnTheHostsAddresses(t *testing.T) {
 	if gs, _ := d.Guests(); len(gs) != 1 {
 		t.Errorf("refused launches left guests: %+v", gs)
 	}
+	// Published ports change live; the network, once the guest is stopped.
+	if out := d.Must(t, "config", "set", web.Name, "publish=8081:80"); !strings.Contains(out, "publish=8081:80: applied live") {
+		t.Errorf("config set publish said: %s", out)
+	}
+	get := func(url string) (string, error) {
+		out, err := inNetns("timeout", "20", "busybox", "wget", "-q", "-O", "-", url).CombinedOutput()
+		return string(out), err
+	}
+	if out, err := get("http://127.0.0.1:8081/"); err != nil || out != "hello-from-web\n" {
+		t.Errorf("GET on the newly published port: %v: %q", err, out)
+	}
+	if out, err := get("http://127.0.0.1:8080/"); err == nil {
+		t.Errorf("the unpublished port still answers: %q", out)
+	}
+	expectError(t, d, "stop it first", "config", "set", web.Name, "network=other")
+	d.Must(t, "network", "create", "other")
+	d.Must(t, "stop", web.Name)
+	if out := d.Must(t, "config", "set", web.Name, "network=other"); !strings.Contains(out, "network=other: applies at next start") {
+		t.Errorf("config set network said: %s", out)
+	}
+	d.Must(t, "start", web.Name)
+	if ip := waitForAddress(t, d, web.Name); !strings.HasPrefix(ip, "10.86.1.") {
+		t.Errorf("after moving to network other (10.86.1.0/24) the guest has %s", ip)
+	}
 	d.Must(t, "delete", "--force", web.Name)
 	table, _ := inNetns("nft", "list", "table", "ip", "polyvisor").CombinedOutput()
 	if strings.Contains(string(table), "dnat") {
