@@ -154,11 +154,19 @@ func TestGuestsGetAddressesAndReachEachOtherByName(t *testing.T) {
 	}
 	expectError(t, d, "used by", "network", "delete", "e2e-iso")
 	expectError(t, d, "network nowhere", "launch", "busybox", "net-x", "--network", "nowhere")
-	// Deleting a guest takes its host interface away.
-	nic := network.NICOf(c1.Name, "polyvisor0")
-	d.Must(t, "delete", "--force", c1.Name)
-	if err := exec.Command("ip", "-n", d.Netns, "link", "show", nic.HostIf).Run(); err == nil {
-		t.Errorf("the veth %s of a deleted guest is left", nic.HostIf)
+	// Deleting a guest takes its host interface (veth or tap) away, and
+	// its lease.
+	for _, g := range []api.Guest{c1, vm} {
+		nic := network.NICOf(g.Name, "polyvisor0")
+		d.Must(t, "delete", "--force", g.Name)
+		if err := exec.Command("ip", "-n", d.Netns, "link", "show", nic.HostIf).Run(); err == nil {
+			t.Errorf("the interface %s of deleted guest %s is left", nic.HostIf, g.Name)
+		}
+		for _, l := range networks(t, d)["polyvisor0"].Leases {
+			if l.MAC == nic.MAC.String() {
+				t.Errorf("deleted guest %s keeps its lease %+v", g.Name, l)
+			}
+		}
 	}
 }
 
@@ -208,8 +216,9 @@ func TestPublishedPortAnswersOnTheHostsAddresses(t *testing.T) {
 	requireRoot(t)
 	d := netnsDaemon(t)
 	d.Must(t, "template", "build", "busybox")
-	web := launch(t, d, "busybox", "web", "--publish", "8080:80")
-	d.Must(t, "exec", web.Name, "--", "sh", "-c", "mkdir -p /www && echo hello-from-web > /www/index.html && httpd -p 80 -h /www")
+	copyTemplate(t, env.main, d, "debian") // built with the mirror the namespace cannot reach
+	web := launch(t, d, "debian", "web", "--publish", "8080:80")
+	d.Must(t, "exec", web.Name, "--", "sh", "-c", "mkdir -p /www && echo hello-from-web > /www/index.html && busybox httpd -p 80 -h /www")
 	waitForAddress(t, d, web.Name)
 	inNetns := func(args ...string) *exec.Cmd {
 		return exec.Command("nsenter", append([]string{"--net=/run/netns/" + d.Netns, "--"}, args...)...)
