@@ -4,7 +4,7 @@ BIN      := bin
 GOFLAGS  ?=
 export GOFLAGS
 
-.PHONY: all build deps demo test unit e2e bench fmt vet clean
+.PHONY: all build deps demo test unit e2e bench fuzz fmt vet clean
 
 all: build
 
@@ -31,6 +31,16 @@ vet:
 
 bench: deps build
 	$(GO) test -run '^$$' -bench . -benchtime 20x -count 1 -timeout 30m ./internal/bench/
+
+# Every fuzz test, FUZZTIME each (make test runs their seed corpora only).
+FUZZTIME ?= 15s
+fuzz:
+	@for f in $$(grep -rl --include='*_test.go' '^func Fuzz' internal); do \
+		for t in $$(grep -o '^func Fuzz[A-Za-z0-9]*' $$f | cut -d' ' -f2); do \
+			echo "== $$t ($$(dirname $$f))"; \
+			$(GO) test -run '^$$' -fuzz "^$$t$$" -fuzztime $(FUZZTIME) ./$$(dirname $$f) || exit 1; \
+		done; \
+	done
 
 clean:
 	rm -rf $(BIN)

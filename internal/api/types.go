@@ -81,6 +81,43 @@ type GuestCreate struct {
 	Publish []string `json:"publish,omitempty"`
 }
 
+// Import is the body of POST /1.0/imports.
+type Import struct {
+	// Path is the file (or OCI layout directory) to import, absolute, on
+	// the daemon's host.
+	Path string `json:"path"`
+	// Name names the template and the guest; "" takes the definition's
+	// name, or the file's.
+	Name string `json:"name,omitempty"`
+	// As is "guest" (the default: a template and a guest on it) or
+	// "template" (the template alone).
+	As string `json:"as,omitempty"`
+	// Firmware says how the disk boots, bios or uefi, over what the
+	// definition says; a bare disk image boots by BIOS unless it is set.
+	Firmware string `json:"firmware,omitempty"`
+	// CPUs and Memory override what the definition states.
+	CPUs   int    `json:"cpus,omitempty"`
+	Memory string `json:"memory,omitempty"`
+	// Networks, as for a create.
+	Networks []string `json:"networks,omitempty"`
+	Start    bool     `json:"start,omitempty"`
+}
+
+// Import targets.
+const (
+	ImportAsGuest    = "guest"
+	ImportAsTemplate = "template"
+)
+
+// Export is the body of POST /1.0/guests/NAME/export.
+type Export struct {
+	// Path is the file to write, absolute, on the daemon's host; it must
+	// not exist.
+	Path string `json:"path"`
+	// Format is ova, qcow2, vmdk or vhdx for a VM, tar for a container.
+	Format string `json:"format"`
+}
+
 // StateChange is the body of PUT /1.0/guests/NAME/state.
 type StateChange struct {
 	Action  string `json:"action"` // start, stop, restart
@@ -139,6 +176,19 @@ type Template struct {
 	UsedBy    []string  `json:"usedBy" yaml:"usedBy"`
 	// Boot says how to boot a VM template's files; nil for containers.
 	Boot *TemplateBoot `json:"boot,omitempty" yaml:"boot,omitempty"`
+	// Process, for a container template imported from an OCI image, is
+	// what its guests run instead of /sbin/init.
+	Process *TemplateProcess `json:"process,omitempty" yaml:"process,omitempty"`
+	// Origin says where an imported template came from: its format and
+	// file.
+	Origin string `json:"origin,omitempty" yaml:"origin,omitempty"`
+}
+
+// TemplateProcess is the command a container image runs, from its config.
+type TemplateProcess struct {
+	Args []string `json:"args" yaml:"args"`
+	Env  []string `json:"env,omitempty" yaml:"env,omitempty"`
+	Cwd  string   `json:"cwd,omitempty" yaml:"cwd,omitempty"`
 }
 
 // TemplateBoot is how a VM template boots: file names are relative to the
@@ -159,6 +209,10 @@ type TemplateBoot struct {
 	// MinMemory is the least memory, in bytes, a guest of this template
 	// boots with; launch raises its default to it.
 	MinMemory int64 `json:"minMemory,omitempty" yaml:"minMemory,omitempty"`
+	// NoAgent says the disk may carry no polyvisor agent (an imported
+	// disk): a start is done once the firmware runs, not when the agent
+	// answers, and exec works only if the guest happens to run one.
+	NoAgent bool `json:"noAgent,omitempty" yaml:"noAgent,omitempty"`
 }
 
 // TemplateBuild is the body of POST /1.0/templates.
@@ -180,13 +234,19 @@ const (
 
 // Operation is a long-running request, polled or waited on by id.
 type Operation struct {
-	ID        string    `json:"id"`
-	Kind      string    `json:"kind"`
-	Resource  string    `json:"resource"`
-	Status    string    `json:"status"`
-	Error     string    `json:"error,omitempty"`
-	ErrorKind string    `json:"errorKind,omitempty"`
-	Progress  Progress  `json:"progress"`
+	ID        string   `json:"id"`
+	Kind      string   `json:"kind"`
+	Resource  string   `json:"resource"`
+	Status    string   `json:"status"`
+	Error     string   `json:"error,omitempty"`
+	ErrorKind string   `json:"errorKind,omitempty"`
+	Progress  Progress `json:"progress"`
+	// Warnings name, a line each, what the operation could not carry
+	// over (an import's unmapped devices, for one).
+	Warnings []string `json:"warnings,omitempty"`
+	// Result names what the operation made, when Resource could not say
+	// it at the start (an import's template or guest).
+	Result    string    `json:"result,omitempty"`
 	CreatedAt time.Time `json:"createdAt"`
 	UpdatedAt time.Time `json:"updatedAt"`
 }

@@ -197,3 +197,12 @@ func minArgs(n int, usage string) cobra.PositionalArgs {
 		return nil
 	}
 }
+
+func rangeArgs(least, most int, usage string) cobra.PositionalArgs {
+	return func(cmd *cobra.Command, args []string) error {
+		if len(args) < least || len(args) > most {
+			return fmt.Errorf("%s needs %s (got %d argument(s)); see --help", cmd.CommandPath(), usage, len(args))
+		}
+		return nil
+	}
+}

@@ -60,6 +60,10 @@ func NewRoot() *cobra.Command {
 		a.execCmd(),
 		a.consoleCmd(),
 		a.configCmd(),
+		a.snapshotCmd(),
+		a.copyCmd(),
+		a.importCmd(),
+		a.exportCmd(),
 	)
 	return root
 }

@@ -246,6 +246,13 @@ func (c *Client) Operation(ctx context.Context, id string) (api.Operation, error
 // With onProgress, it is called with each state seen, about five times a
 // second; the daemon still answers the moment the operation ends.
 func (c *Client) Wait(ctx context.Context, op api.Operation, onProgress func(api.Operation)) error {
+	_, err := c.WaitResult(ctx, op, onProgress)
+	return err
+}
+
+// WaitResult is Wait, returning the finished operation too (its result
+// and warnings).
+func (c *Client) WaitResult(ctx context.Context, op api.Operation, onProgress func(api.Operation)) (api.Operation, error) {
 	wait := "30"
 	if onProgress != nil {
 		wait = "0.2"
@@ -255,16 +262,16 @@ func (c *Client) Wait(ctx context.Context, op api.Operation, onProgress func(api
 			onProgress(op)
 		}
 		if err := c.call(ctx, http.MethodGet, api.Version+"/operations/"+op.ID+"/wait?timeout="+wait, nil, &op); err != nil {
-			return err
+			return op, err
 		}
 	}
 	if onProgress != nil {
 		onProgress(op)
 	}
 	if op.Status == api.OpFailure {
-		return &apiError{msg: op.Error, sentinel: api.Sentinel(op.ErrorKind)}
+		return op, &apiError{msg: op.Error, sentinel: api.Sentinel(op.ErrorKind)}
 	}
-	return nil
+	return op, nil
 }
 
 func guestPath(name string) string { return api.Version + "/guests/" + url.PathEscape(name) }

@@ -179,7 +179,7 @@ func (d *Daemon) view(def *guest.Definition) api.Guest {
 	}
 	if g.State == api.StateRunning {
 		for _, n := range def.Networks {
-			if ip, ok := d.networks.Lease(n, network.NICOf(def.Name, n).MAC.String()); ok {
+			if ip, ok := d.networks.Lease(n, network.GuestNIC(def, n).MAC.String()); ok {
 				g.IPv4 = append(g.IPv4, ip)
 			}
 		}

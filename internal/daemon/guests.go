@@ -206,7 +206,7 @@ func (d *Daemon) startLocked(ctx context.Context, e *entry) error {
 	if err != nil {
 		return err
 	}
-	if err := d.networks.Prepare(ctx, def.Name, def.Networks); err != nil {
+	if err := d.networks.Prepare(ctx, def, def.Networks); err != nil {
 		return fmt.Errorf("start %s: %w", def.Name, err)
 	}
 	status, err := drv.Start(ctx, def)
@@ -319,10 +319,10 @@ func (d *Daemon) publish(ctx context.Context, def *guest.Definition, check bool)
 		}
 		forwards = append(forwards, f)
 	}
-	if err := d.networks.Prepare(ctx, def.Name, def.Networks[:1]); err != nil {
+	if err := d.networks.Prepare(ctx, def, def.Networks[:1]); err != nil {
 		return err
 	}
-	return d.networks.SetForwards(def.Name, network.NICOf(def.Name, def.Networks[0]), forwards, check)
+	return d.networks.SetForwards(def.Name, network.GuestNIC(def, def.Networks[0]), forwards, check)
 }
 
 // unpublish takes a guest off its networks for good: its forwards, its
@@ -333,7 +333,7 @@ func (d *Daemon) unpublish(ctx context.Context, def *guest.Definition) {
 		d.log.Warn("unpublish the guest's ports", "guest", def.Name, "err", err)
 	}
 	for _, n := range def.Networks {
-		if err := d.networks.Release(ctx, n, network.NICOf(def.Name, n).MAC.String()); err != nil {
+		if err := d.networks.Release(ctx, n, network.GuestNIC(def, n).MAC.String()); err != nil {
 			d.log.Warn("release the guest's address", "guest", def.Name, "err", err)
 		}
 	}

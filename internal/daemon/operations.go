@@ -5,6 +5,7 @@ import (
 	"crypto/rand"
 	"encoding/hex"
 	"fmt"
+	"slices"
 	"sync"
 	"time"
 
@@ -34,6 +35,38 @@ const keepFinished = 10 * time.Minute
 // start runs fn in the background under ctx (the daemon's lifetime) and
 // returns the operation describing it.
 func (o *operations) start(ctx context.Context, kind, resource string, fn func(ctx context.Context, progress func(api.Progress)) error) api.Operation {
+	return o.startReporting(ctx, kind, resource, func(ctx context.Context, r *opReport) error {
+		return fn(ctx, r.progress)
+	})
+}
+
+// opReport is how a running operation tells its clients how far it got,
+// what it could not carry over, and what it made.
+type opReport struct {
+	op *operation
+}
+
+func (r *opReport) progress(p api.Progress) {
+	r.op.mu.Lock()
+	defer r.op.mu.Unlock()
+	r.op.op.Progress, r.op.op.UpdatedAt = p, time.Now().UTC()
+}
+
+func (r *opReport) warn(warning string) {
+	r.op.mu.Lock()
+	defer r.op.mu.Unlock()
+	r.op.op.Warnings = append(r.op.op.Warnings, warning)
+}
+
+func (r *opReport) result(name string) {
+	r.op.mu.Lock()
+	defer r.op.mu.Unlock()
+	r.op.op.Result = name
+}
+
+// startReporting is start for an operation that also reports warnings and
+// its result.
+func (o *operations) startReporting(ctx context.Context, kind, resource string, fn func(ctx context.Context, r *opReport) error) api.Operation {
 	id := make([]byte, 8)
 	rand.Read(id)
 	now := time.Now().UTC()
@@ -48,11 +81,7 @@ func (o *operations) start(ctx context.Context, kind, resource string, fn func(c
 	o.wg.Add(1)
 	go func() {
 		defer o.wg.Done()
-		err := fn(ctx, func(p api.Progress) {
-			op.mu.Lock()
-			op.op.Progress, op.op.UpdatedAt = p, time.Now().UTC()
-			op.mu.Unlock()
-		})
+		err := fn(ctx, &opReport{op: op})
 		op.mu.Lock()
 		op.op.Status, op.op.UpdatedAt = api.OpSuccess, time.Now().UTC()
 		if err != nil {
@@ -77,7 +106,9 @@ func (o *operations) prune(now time.Time) {
 func (op *operation) snapshot() api.Operation {
 	op.mu.Lock()
 	defer op.mu.Unlock()
-	return op.op
+	s := op.op
+	s.Warnings = slices.Clone(op.op.Warnings)
+	return s
 }
 
 func (o *operations) get(id string) (*operation, error) {

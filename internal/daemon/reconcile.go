@@ -40,7 +40,7 @@ func (d *Daemon) reconcile(ctx context.Context) error {
 		if running(def) {
 			live[name] = true
 			for _, n := range def.Networks {
-				liveIfs[network.NICOf(name, n).HostIf] = true
+				liveIfs[network.GuestNIC(def, n).HostIf] = true
 			}
 			d.watch(e, def)
 			adopted++

@@ -14,6 +14,7 @@ import (
 
 	"github.com/polyvisor/polyvisor/internal/api"
 	"github.com/polyvisor/polyvisor/internal/guest"
+	"github.com/polyvisor/polyvisor/internal/idmap"
 )
 
 // Driver runs the guests of one class.
@@ -67,6 +68,12 @@ type LimitUpdater interface {
 // ("next-start").
 type DiskResizer interface {
 	ResizeDisk(ctx context.Context, def *guest.Definition, name string) (applied string, err error)
+}
+
+// TreeReader lends a stopped guest's root tree, as the guest sees it, to
+// fn, with the shift from host ids back to the guest's (nil for none).
+type TreeReader interface {
+	ReadRootTree(ctx context.Context, def *guest.Definition, fn func(root string, toGuest idmap.ShiftFunc) error) error
 }
 
 // Registry maps a class name to its driver.
@@ -129,4 +136,39 @@ func (r *Registry) All() []Driver {
 // daemon calls it once on start with the names of the live guests.
 type Sweeper interface {
 	Sweep(ctx context.Context, live map[string]bool) error
+}
+
+// Snapshotter takes, restores and deletes point-in-time snapshots of a
+// guest's disks. dir is the snapshot's own directory inside the guest's
+// (a staging one during CreateSnapshot), where the driver keeps what it
+// copies; the daemon writes the snapshot's record beside it and removes
+// dir after DeleteSnapshot. CreateSnapshot works on a running guest too
+// (consistently: the guest is paused or frozen meanwhile) and, when it
+// fails, leaves nothing of the snapshot behind. RestoreSnapshot needs the
+// guest stopped; it may update def's disks (a VM disk gets back the size
+// it had), which the daemon saves. DeleteSnapshot works running or not.
+type Snapshotter interface {
+	CreateSnapshot(ctx context.Context, def *guest.Definition, name, dir string) (SnapshotInfo, error)
+	RestoreSnapshot(ctx context.Context, def *guest.Definition, name, dir string) error
+	DeleteSnapshot(ctx context.Context, def *guest.Definition, name, dir string) error
+}
+
+// SnapshotInfo is what a driver says of a snapshot it took.
+type SnapshotInfo struct {
+	// Kind says what the snapshot is: qcow2-internal, overlay-upper or
+	// rootfs-copy.
+	Kind string
+	// Size is the space the snapshot's own copy takes on the host, in
+	// bytes; 0 when it is not known (a qcow2 internal snapshot shares its
+	// clusters with the live disk).
+	Size int64
+}
+
+// Copier copies a guest's disks into dir, a new guest's staging
+// directory, for def (the new guest's definition, whose Disks it sets),
+// as Create would from a template. The copy has none of the source's
+// snapshots. A class that cannot copy a running guest consistently
+// refuses one.
+type Copier interface {
+	Copy(ctx context.Context, src *guest.Definition, dir string, def *guest.Definition) error
 }

@@ -7,6 +7,8 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"maps"
+	"net"
 	"slices"
 	"strconv"
 	"strings"
@@ -60,9 +62,12 @@ type Definition struct {
 	Networks       []string `yaml:"networks,omitempty"`
 	// Publish lists published ports, [HOSTIP:]HOSTPORT:GUESTPORT/PROTO,
 	// forwarded to the guest's address on its first network.
-	Publish   []string  `yaml:"publish,omitempty"`
-	CreatedAt time.Time `yaml:"createdAt"`
-	Status    Status    `yaml:"status"`
+	Publish []string `yaml:"publish,omitempty"`
+	// MACs gives, by network, a MAC the guest keeps instead of the one
+	// derived from its name: an imported guest's vendor-assigned MAC.
+	MACs      map[string]string `yaml:"macs,omitempty"`
+	CreatedAt time.Time         `yaml:"createdAt"`
+	Status    Status            `yaml:"status"`
 }
 
 // Disk is one disk file or directory of the guest, relative to its directory.
@@ -166,6 +171,11 @@ func (d *Definition) Validate() error {
 	if d.Processes < 1 {
 		return fmt.Errorf("%w: processes %d: use a whole number of at least 1", api.ErrInvalid, d.Processes)
 	}
+	for netName, mac := range d.MACs {
+		if hw, err := net.ParseMAC(mac); err != nil || len(hw) != 6 || hw[0]&1 == 1 {
+			return fmt.Errorf("%w: macs: %s: %q is not a unicast Ethernet address like 52:54:00:12:34:56", api.ErrInvalid, netName, mac)
+		}
+	}
 	if d.Type == TypeVM && d.Rootfs != RootfsQcow2 {
 		return fmt.Errorf("%w: rootfs %q: a vm's root disk is qcow2", api.ErrInvalid, d.Rootfs)
 	}
@@ -253,6 +263,12 @@ func (d *Definition) Set(key, value string) error {
 	case "network":
 		// The network's existence, and whether the guest may move now, are
 		// the daemon's to check.
+		// The guest's own MAC (an imported one) moves with it.
+		var mac string
+		if len(d.Networks) > 0 {
+			mac = d.MACs[d.Networks[0]]
+		}
+		d.MACs = nil
 		if value == "none" {
 			d.Networks = nil
 			break
@@ -261,6 +277,9 @@ func (d *Definition) Set(key, value string) error {
 			return fmt.Errorf("%w: network %q: name one network, or none", api.ErrInvalid, value)
 		}
 		d.Networks = []string{value}
+		if mac != "" {
+			d.MACs = map[string]string{value: mac}
+		}
 	case "publish":
 		// A comma-separated list, empty for none; the daemon parses each.
 		d.Publish = nil
@@ -325,6 +344,9 @@ func (d *Definition) Clone() *Definition {
 	c.Disks = append([]Disk(nil), d.Disks...)
 	c.Networks = append([]string(nil), d.Networks...)
 	c.Publish = append([]string(nil), d.Publish...)
+	if d.MACs != nil {
+		c.MACs = maps.Clone(d.MACs)
+	}
 	c.Status.Pending = append([]string(nil), d.Status.Pending...)
 	if d.Status.LastExit != nil {
 		e := *d.Status.LastExit
@@ -365,6 +387,9 @@ func Changes(current, edited *Definition) (map[string]string, error) {
 	}
 	if !slices.Equal(a.Publish, b.Publish) {
 		set["publish"] = strings.Join(b.Publish, ",")
+	}
+	if !slices.Equal(a.Networks, b.Networks) {
+		b.MACs = a.MACs // they move with the network (Set "network")
 	}
 	b.Networks, b.Publish = a.Networks, a.Publish
 	b.CPUs, b.Memory, b.Processes, b.Status = a.CPUs, a.Memory, a.Processes, a.Status

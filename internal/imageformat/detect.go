@@ -61,7 +61,7 @@ func (f Format) QEMUFormat() string {
 }
 
 // ErrUnknown says that the content matched no format.
-var ErrUnknown = errors.New("not a disk image, appliance or guest definition polyvisor knows")
+var ErrUnknown = errors.New("not a disk image, appliance, guest definition or container image polyvisor knows")
 
 // headSize is how much of the file's start Detect reads.
 const headSize = 64 << 10
@@ -84,7 +84,9 @@ func Detect(r io.ReaderAt, size int64) (Format, error) {
 		return vmdkSparseKind(head), nil
 	case len(head) >= 1024 && string(head[:8]) == "conectix" && string(head[512:520]) == "cxsparse":
 		return VHDDynamic, nil
-	case len(head) >= 262 && string(head[257:262]) == "ustar":
+	case len(head) >= 262 && string(head[257:262]) == "ustar" && ovaDescriptorFirst(head):
+		// DSP0243: an OVA's first member is its descriptor. Any other tar
+		// (a root tree, a docker save) is not told here.
 		return OVA, nil
 	}
 	if size >= 512 {
@@ -186,4 +188,11 @@ func (f Format) String() string {
 		return unknownName
 	}
 	return string(f)
+}
+
+// ovaDescriptorFirst reports whether a tar's first member, whose header
+// starts head, is named *.ovf.
+func ovaDescriptorFirst(head []byte) bool {
+	name := string(bytes.TrimRight(head[:100], "\x00"))
+	return strings.HasSuffix(strings.ToLower(name), ".ovf")
 }

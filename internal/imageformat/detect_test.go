@@ -115,14 +115,19 @@ func TestDetectsTextAndArchiveFormats(t *testing.T) {
 }
 
 func TestRefusesWhatItDoesNotKnow(t *testing.T) {
+	var rootTree bytes.Buffer
+	tw := tar.NewWriter(&rootTree)
+	tw.WriteHeader(&tar.Header{Name: "bin/", Typeflag: tar.TypeDir, Mode: 0o755})
+	tw.Close()
 	for name, data := range map[string][]byte{
-		"zeros":             make([]byte, 4096),
-		"empty":             {},
-		"other XML":         []byte(`<?xml version="1.0"?><html><body/></html>`),
-		"entity XML":        []byte(`<?xml version="1.0"?><!DOCTYPE domain [<!ENTITY x SYSTEM "file:///etc/passwd">]><domain>&x;</domain>`),
-		"qcow2 version 9":   append([]byte("QFI\xfb\x00\x00\x00\x09"), make([]byte, 600)...),
-		"shell script":      []byte("#!/bin/sh\necho hello\n"),
-		"half a VHD footer": append(make([]byte, 512), []byte("conectix")...),
+		"a tar not led by a .ovf": rootTree.Bytes(),
+		"zeros":                   make([]byte, 4096),
+		"empty":                   {},
+		"other XML":               []byte(`<?xml version="1.0"?><html><body/></html>`),
+		"entity XML":              []byte(`<?xml version="1.0"?><!DOCTYPE domain [<!ENTITY x SYSTEM "file:///etc/passwd">]><domain>&x;</domain>`),
+		"qcow2 version 9":         append([]byte("QFI\xfb\x00\x00\x00\x09"), make([]byte, 600)...),
+		"shell script":            []byte("#!/bin/sh\necho hello\n"),
+		"half a VHD footer":       append(make([]byte, 512), []byte("conectix")...),
 	} {
 		if got, err := Detect(bytes.NewReader(data), int64(len(data))); err == nil {
 			t.Errorf("%s: detected %s", name, got)

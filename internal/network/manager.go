@@ -13,6 +13,7 @@ import (
 	"time"
 
 	"github.com/polyvisor/polyvisor/internal/api"
+	"github.com/polyvisor/polyvisor/internal/guest"
 	"github.com/polyvisor/polyvisor/internal/layout"
 	"github.com/polyvisor/polyvisor/internal/procutil"
 	"github.com/polyvisor/polyvisor/internal/runcmd"
@@ -192,7 +193,7 @@ func (m *Manager) EnsureDefault(ctx context.Context) error {
 
 // Prepare makes sure the networks a guest joins are up, making the default
 // one on first use, and that the guest has its address reserved on each.
-func (m *Manager) Prepare(ctx context.Context, guest string, names []string) error {
+func (m *Manager) Prepare(ctx context.Context, def *guest.Definition, names []string) error {
 	for _, name := range names {
 		if name == DefaultName {
 			if err := m.EnsureDefault(ctx); err != nil {
@@ -204,7 +205,7 @@ func (m *Manager) Prepare(ctx context.Context, guest string, names []string) err
 			}
 			return err
 		}
-		if _, err := m.Reserve(name, guest, NICOf(guest, name)); err != nil {
+		if _, err := m.Reserve(name, def.Name, GuestNIC(def, name)); err != nil {
 			return err
 		}
 	}

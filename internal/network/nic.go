@@ -13,6 +13,8 @@ import (
 
 	"github.com/vishvananda/netlink"
 	"github.com/vishvananda/netns"
+
+	"github.com/polyvisor/polyvisor/internal/guest"
 )
 
 // GuestInterface is what a guest sees of its network: eth0.
@@ -39,6 +41,18 @@ func NICOf(guest, network string) NIC {
 	// A locally administered unicast MAC: 02 and five bytes of the hash.
 	mac := net.HardwareAddr{0x02, sum[0], sum[1], sum[2], sum[3], sum[4]}
 	return NIC{Network: network, Bridge: network, HostIf: HostIfPrefix + hex.EncodeToString(sum[5:10]), MAC: mac}
+}
+
+// GuestNIC returns the interface of a guest on network: NICOf, with the
+// MAC the definition carries for that network when it has one (an imported
+// guest keeps the MAC its vendor gave it, and with it what the guest's OS
+// bound to that MAC).
+func GuestNIC(def *guest.Definition, network string) NIC {
+	nic := NICOf(def.Name, network)
+	if mac, err := net.ParseMAC(def.MACs[network]); err == nil {
+		nic.MAC = mac
+	}
+	return nic
 }
 
 // PlugVeth gives the process pid's network namespace (a container's) an

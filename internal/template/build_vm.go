@@ -37,12 +37,20 @@ func (s Store) finishVM(ctx context.Context, req Resolved, staging string, t *ap
 		Machine: boot.Machine, Console: boot.Console, QEMU: boot.QEMU, KernelVersion: boot.KernelVersion, Firmware: boot.Firmware, MinMemory: boot.MinMemory,
 	}
 	progress("computing digest", 0, 0)
+	return DescribeVMFiles(staging, t)
+}
+
+// DescribeVMFiles records the digest and size of the files t.Boot names
+// in dir.
+func DescribeVMFiles(dir string, t *api.Template) error {
+	boot := t.Boot
 	sum := sha256.New()
+	t.Size = 0
 	for _, name := range []string{boot.Kernel, boot.Initrd, boot.Disk} {
 		if name == "" {
 			continue // booted by firmware: the kernel and initrd are inside the disk
 		}
-		path := filepath.Join(staging, name)
+		path := filepath.Join(dir, name)
 		fileSum, err := fileSHA256(path)
 		if err != nil {
 			return err

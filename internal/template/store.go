@@ -218,78 +218,91 @@ func (s Store) Find(name, typ, archName string) (*api.Template, error) {
 // Build makes a template: the root tree is built in a staging directory,
 // shifted to the containers' id map, measured and digested, then renamed
 // into place. A failure or cancellation leaves nothing behind.
-func (s Store) Build(ctx context.Context, r Request, progress Progress) (t *api.Template, err error) {
+func (s Store) Build(ctx context.Context, r Request, progress Progress) (*api.Template, error) {
 	req, err := r.Resolve()
 	if err != nil {
 		return nil, err
 	}
-	final := filepath.Join(s.Dir, req.Key)
-	if _, err := os.Stat(final); err == nil {
-		return nil, fmt.Errorf("template %s: %w: delete it first or pass --name", req.Key, api.ErrExists)
+	t := &api.Template{
+		ID: req.Key, Name: req.Name, Type: req.Type, Source: req.Kind, Suite: req.Suite, Arch: req.Arch.Debian,
 	}
-	if err := os.MkdirAll(s.Dir, 0o700); err != nil {
-		return nil, fmt.Errorf("build %s: %w", req.Key, err)
-	}
-	staging, err := os.MkdirTemp(s.Dir, ".build-"+req.Key+"-")
+	err = s.Add(t, func(staging string) error {
+		rootfs := filepath.Join(staging, "rootfs")
+		if err := os.Mkdir(rootfs, 0o755); err != nil {
+			return err
+		}
+		var err error
+		switch {
+		case req.Kind == "debian" && req.Type == TypeVM && s.containerTree(req) != "":
+			// The same Debian as a container template already has: copy it,
+			// shifted back to host ids, instead of debootstrapping again.
+			progress("copying the container template's tree", 0, 0)
+			if err = os.Remove(rootfs); err == nil {
+				err = idmap.CopyTree(ctx, s.containerTree(req), rootfs, idmap.ShiftDown(idmap.Default()))
+			}
+		case req.Kind == "debian":
+			err = BuildDebian(ctx, rootfs, req.Suite, req.Arch.Debian, progress)
+		case req.Arch != arch.Host():
+			err = BuildBusyboxArch(ctx, rootfs, req.Arch.Debian, s.cacheDir(), progress)
+		default:
+			err = BuildBusybox(ctx, rootfs, progress)
+		}
+		if err != nil {
+			return err
+		}
+		if req.Type == TypeVM {
+			return s.finishVM(ctx, req, staging, t, progress)
+		}
+		return FinishContainer(ctx, rootfs, t, progress)
+	})
 	if err != nil {
 		return nil, fmt.Errorf("build %s: %w", req.Key, err)
+	}
+	return t, nil
+}
+
+// Add makes template t.ID from what fill puts into a staging directory
+// (rootfs/ for a container template; the files t.Boot names for a VM one)
+// while completing t. The directory is renamed into place, with t written
+// beside, only when fill succeeds: a failure or cancellation leaves nothing.
+func (s Store) Add(t *api.Template, fill func(staging string) error) (err error) {
+	if !validKey(t.ID) {
+		return fmt.Errorf("%w: template %q: not a template name", api.ErrInvalid, t.ID)
+	}
+	final := filepath.Join(s.Dir, t.ID)
+	if _, err := os.Stat(final); err == nil {
+		return fmt.Errorf("template %s: %w: delete it first or choose another name", t.ID, api.ErrExists)
+	}
+	if err := os.MkdirAll(s.Dir, 0o700); err != nil {
+		return err
+	}
+	staging, err := os.MkdirTemp(s.Dir, ".build-"+t.ID+"-")
+	if err != nil {
+		return err
 	}
 	defer func() {
 		if err != nil {
 			os.RemoveAll(staging)
 		}
 	}()
-	rootfs := filepath.Join(staging, "rootfs")
-	if err = os.Mkdir(rootfs, 0o755); err != nil {
-		return nil, fmt.Errorf("build %s: %w", req.Key, err)
+	if err = fill(staging); err != nil {
+		return err
 	}
-	switch {
-	case req.Kind == "debian" && req.Type == TypeVM && s.containerTree(req) != "":
-		// The same Debian as a container template already has: copy it,
-		// shifted back to host ids, instead of debootstrapping again.
-		progress("copying the container template's tree", 0, 0)
-		if err = os.Remove(rootfs); err == nil {
-			err = idmap.CopyTree(ctx, s.containerTree(req), rootfs, idmap.ShiftDown(idmap.Default()))
-		}
-	case req.Kind == "debian":
-		err = BuildDebian(ctx, rootfs, req.Suite, req.Arch.Debian, progress)
-	case req.Arch != arch.Host():
-		err = BuildBusyboxArch(ctx, rootfs, req.Arch.Debian, s.cacheDir(), progress)
-	default:
-		err = BuildBusybox(ctx, rootfs, progress)
-	}
-	if err != nil {
-		return nil, fmt.Errorf("build %s: %w", req.Key, err)
-	}
-	t = &api.Template{
-		ID: req.Key, Name: req.Name, Type: req.Type, Source: req.Kind, Suite: req.Suite, Arch: req.Arch.Debian,
-		CreatedAt: time.Now().UTC(), UsedBy: []string{},
-	}
-	if req.Type == TypeVM {
-		err = s.finishVM(ctx, req, staging, t, progress)
-	} else {
-		err = finishContainer(ctx, rootfs, t, progress)
-	}
-	if err != nil {
-		return nil, fmt.Errorf("build %s: %w", req.Key, err)
-	}
+	t.CreatedAt, t.UsedBy = time.Now().UTC(), []string{}
 	data, err := yaml.Marshal(t)
 	if err != nil {
-		return nil, fmt.Errorf("build %s: %w", req.Key, err)
+		return err
 	}
 	if err = fsutil.WriteFileAtomic(filepath.Join(staging, metaFile), data, 0o644); err != nil {
-		return nil, err
+		return err
 	}
 	if err = os.Rename(staging, final); err != nil {
 		if errors.Is(err, fs.ErrExist) || errors.Is(err, os.ErrExist) {
-			err = fmt.Errorf("template %s: %w", req.Key, api.ErrExists)
+			err = fmt.Errorf("template %s: %w", t.ID, api.ErrExists)
 		}
-		return nil, fmt.Errorf("build %s: %w", req.Key, err)
+		return err
 	}
-	if err = fsutil.SyncDir(s.Dir); err != nil {
-		return nil, err
-	}
-	return t, nil
+	return fsutil.SyncDir(s.Dir)
 }
 
 // containerTree returns the root tree of a container template built from
@@ -304,9 +317,9 @@ func (s Store) containerTree(req Resolved) string {
 	return ""
 }
 
-// finishContainer shifts a container template's tree to the containers' id
-// map and records its digest and size.
-func finishContainer(ctx context.Context, rootfs string, t *api.Template, progress Progress) error {
+// FinishContainer shifts a container template's tree, owned by host ids,
+// to the containers' id map and records its digest and size in t.
+func FinishContainer(ctx context.Context, rootfs string, t *api.Template, progress Progress) error {
 	progress("shifting ownership to the container id map", 0, 0)
 	if err := idmap.ShiftTree(ctx, rootfs, idmap.ShiftUp(idmap.Default())); err != nil {
 		return err

@@ -38,6 +38,10 @@ type Machine struct {
 	// description); OSFamily is its family: OSLinux, OSWindows, OSOther or "".
 	OS       string
 	OSFamily string
+	// Arch is the guest's CPU architecture in the kernel's naming (x86_64,
+	// aarch64, i686) when the source states it, "" when it does not. The
+	// parser cannot know the host; the importer compares the two.
+	Arch string
 	// Disks are the hard disks, boot disk first. CD-ROMs and floppies are
 	// not disks: they become warnings.
 	Disks []Disk

@@ -48,7 +48,8 @@ func DecodeXML(data []byte, what string, v any) error {
 		}
 		switch t := tok.(type) {
 		case xml.Directive:
-			return fmt.Errorf("%s: a document type declaration (<!%.20s...>) is not accepted: entities are refused", what, bytes.TrimSpace(t))
+			head := bytes.TrimSpace(t)
+			return fmt.Errorf("%s: a document type declaration (<!%q...>) is not accepted: entities are refused", what, head[:min(len(head), 20)])
 		case xml.StartElement:
 			if depth++; depth > MaxXMLDepth {
 				return fmt.Errorf("%s: nested deeper than %d elements", what, MaxXMLDepth)

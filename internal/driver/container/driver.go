@@ -19,6 +19,7 @@ import (
 	"github.com/polyvisor/polyvisor/internal/guest"
 	"github.com/polyvisor/polyvisor/internal/idmap"
 	"github.com/polyvisor/polyvisor/internal/layout"
+	"github.com/polyvisor/polyvisor/internal/template"
 )
 
 // Class is this driver's name.
@@ -141,10 +142,19 @@ func (d *Driver) Start(ctx context.Context, def *guest.Definition) (status guest
 	if err = d.fault("after-rootfs"); err != nil {
 		return status, err
 	}
-	spec, err := buildSpec(specInput{
+	in := specInput{
 		Def: def, Rootfs: d.rootfs(def), CgroupPath: d.cgroupPath(def),
 		Args: []string{"/sbin/init"}, Terminal: true, Log: log,
-	})
+	}
+	// A template imported from a container image runs the image's command.
+	t, err := template.Store{Dir: d.opts.Layout.TemplatesDir()}.Load(def.Template)
+	if err != nil {
+		return status, fmt.Errorf("start %s: %w", def.Name, err)
+	}
+	if p := t.Process; p != nil {
+		in.Args, in.Env, in.Cwd = p.Args, p.Env, p.Cwd
+	}
+	spec, err := buildSpec(in)
 	if err != nil {
 		return status, err
 	}

@@ -47,7 +47,7 @@ func (d *Driver) startMonitor(ctx context.Context, def *guest.Definition) (guest
 	// The guest's eth0, in the network namespace runc made; its init's
 	// DHCP client waits for it.
 	for _, n := range def.Networks {
-		if err := network.PlugVeth(network.NICOf(def.Name, n), status.InitPID); err != nil {
+		if err := network.PlugVeth(network.GuestNIC(def, n), status.InitPID); err != nil {
 			started := def.Clone()
 			started.Status = status
 			ctx := context.WithoutCancel(ctx)

@@ -1,6 +1,7 @@
 package container
 
 import (
+	"cmp"
 	"fmt"
 	"log/slog"
 
@@ -25,6 +26,8 @@ type specInput struct {
 	Rootfs     string
 	CgroupPath string
 	Args       []string // init's command line
+	Env        []string // its environment; defaultEnv when nil
+	Cwd        string   // its working directory; / when empty
 	Terminal   bool
 	HostLimits rlimitReader
 	Log        *slog.Logger
@@ -71,7 +74,7 @@ func buildSpec(in specInput) (*specs.Spec, error) {
 			User:     specs.User{UID: 0, GID: 0},
 			Args:     in.Args,
 			Env:      defaultEnv,
-			Cwd:      "/",
+			Cwd:      cmp.Or(in.Cwd, "/"),
 			Capabilities: &specs.LinuxCapabilities{
 				Bounding: caps, Effective: caps, Permitted: caps,
 			},
@@ -88,6 +91,9 @@ func buildSpec(in specInput) (*specs.Spec, error) {
 			MaskedPaths:   maskedPaths,
 			ReadonlyPaths: readonlyPaths,
 		},
+	}
+	if in.Env != nil {
+		spec.Process.Env = in.Env
 	}
 	if !def.Privileged {
 		m := idmap.Default()

@@ -3,13 +3,13 @@ package qemu
 import (
 	"bytes"
 	"context"
-	"encoding/json"
 	"fmt"
 	"path/filepath"
 	"strconv"
 
 	"github.com/polyvisor/polyvisor/internal/agent"
 	"github.com/polyvisor/polyvisor/internal/api"
+	"github.com/polyvisor/polyvisor/internal/diskimage"
 	"github.com/polyvisor/polyvisor/internal/driver/monitored"
 	"github.com/polyvisor/polyvisor/internal/guest"
 	"github.com/polyvisor/polyvisor/internal/qmp"
@@ -17,24 +17,9 @@ import (
 	"github.com/polyvisor/polyvisor/internal/vmimage"
 )
 
-// imageInfo is what qemu-img info says of an image.
-type imageInfo struct {
-	VirtualSize int64  `json:"virtual-size"`
-	ActualSize  int64  `json:"actual-size"`
-	Format      string `json:"format"`
-}
-
-// inspectImage runs qemu-img info; -U reads an image a running QEMU holds.
-func inspectImage(ctx context.Context, path string) (imageInfo, error) {
-	var info imageInfo
-	var stdout bytes.Buffer
-	if err := runcmd.Run(ctx, runcmd.Cmd{Name: "qemu-img", Args: []string{"info", "-U", "--output", "json", path}, Stdout: &stdout}); err != nil {
-		return info, fmt.Errorf("inspect %s: %w", filepath.Base(path), err)
-	}
-	if err := json.Unmarshal(stdout.Bytes(), &info); err != nil {
-		return info, fmt.Errorf("inspect %s: qemu-img info: %w", filepath.Base(path), err)
-	}
-	return info, nil
+// inspectImage runs qemu-img info on one of the driver's own qcow2 images.
+func inspectImage(ctx context.Context, path string) (diskimage.Info, error) {
+	return diskimage.Inspect(ctx, path, "qcow2")
 }
 
 // ResizeDisk implements driver.DiskResizer: qemu-img resize while the

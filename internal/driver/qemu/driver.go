@@ -189,7 +189,7 @@ func (d *Driver) Start(ctx context.Context, def *guest.Definition) (status guest
 	}
 	var nics []network.NIC
 	for _, n := range def.Networks {
-		nics = append(nics, network.NICOf(def.Name, n))
+		nics = append(nics, network.GuestNIC(def, n))
 	}
 	argv := commandLine(vmSpec{
 		NICs: nics,
@@ -217,6 +217,10 @@ func (d *Driver) Start(ctx context.Context, def *guest.Definition) (status guest
 		if err = network.PlugTap(ctx, nic); err != nil {
 			return status, fmt.Errorf("start %s: %w", def.Name, err)
 		}
+	}
+	if t.Boot.NoAgent {
+		// Nothing in an imported disk tells us it has booted; QEMU runs.
+		return status, nil
 	}
 	bootCtx, cancel := context.WithTimeout(ctx, BootTimeout)
 	defer cancel()

@@ -1,0 +1,117 @@
+package cli
+
+import (
+	"fmt"
+	"os"
+	"path/filepath"
+
+	"github.com/spf13/cobra"
+
+	"github.com/polyvisor/polyvisor/internal/api"
+)
+
+func (a *app) importCmd() *cobra.Command {
+	var req api.Import
+	var format string
+	cmd := &cobra.Command{
+		Use:   "import FILE [NAME]",
+		Short: "Import a disk image (qcow2, raw, VMDK, VDI, VHD, VHDX), an appliance (OVA, OVF), a definition (.vmx, .vbox, libvirt XML, xl.cfg) or a container image (OCI layout, docker save, rootfs tarball)",
+		Long: `Import tells FILE's format by its content, never its name, and makes a
+template of it; with --as guest (the default) also a guest on that template,
+with the CPUs, memory, MACs and firmware its definition states. Whatever the
+source defines that polyvisor cannot carry over is printed as a warning line.
+Imported VM disks boot by their own firmware on q35 (BIOS unless the
+definition or --firmware says UEFI). A failed import leaves nothing behind.`,
+		Args: rangeArgs(1, 2, "FILE [NAME]"),
+		RunE: func(cmd *cobra.Command, args []string) error {
+			if err := checkFormat(format, "text", "json"); err != nil {
+				return err
+			}
+			path, err := filepath.Abs(args[0])
+			if err != nil {
+				return err
+			}
+			req.Path = path
+			if len(args) == 2 {
+				req.Name = args[1]
+			}
+			c := a.client()
+			op, err := c.Import(cmd.Context(), req)
+			if err != nil {
+				return err
+			}
+			op, err = c.WaitResult(cmd.Context(), op, a.progress(format, "import "+filepath.Base(path)))
+			printWarnings(op)
+			if err != nil {
+				return err
+			}
+			if format == "json" {
+				if req.As == api.ImportAsTemplate {
+					t, err := c.Template(cmd.Context(), op.Result)
+					if err != nil {
+						return err
+					}
+					return printStructured(a.stdout, "json", t)
+				}
+				g, err := c.Guest(cmd.Context(), op.Result)
+				if err != nil {
+					return err
+				}
+				return printStructured(a.stdout, "json", g)
+			}
+			if req.As == api.ImportAsTemplate {
+				fmt.Fprintf(a.stdout, "Template %s imported from %s\n", op.Result, filepath.Base(path))
+			} else {
+				fmt.Fprintf(a.stdout, "Guest %s imported from %s\n", op.Result, filepath.Base(path))
+			}
+			return nil
+		},
+	}
+	f := cmd.Flags()
+	f.StringVar(&req.As, "as", api.ImportAsGuest, "guest (a template and a guest on it) or template")
+	f.StringVar(&req.Firmware, "firmware", "", "how the disk boots: bios or uefi (default: what the definition says, else bios)")
+	f.IntVar(&req.CPUs, "cpus", 0, "CPUs (default: what the definition states, else 1)")
+	f.StringVar(&req.Memory, "memory", "", "memory, like 1GiB (default: what the definition states, else 256MiB)")
+	f.StringArrayVar(&req.Networks, "network", nil, "network to join (default polyvisor0; none for no network); the definition's NICs keep their MACs in order")
+	f.BoolVar(&req.Start, "start", false, "start the guest once imported")
+	f.StringVar(&format, "format", "text", "output: text or json")
+	return cmd
+}
+
+func (a *app) exportCmd() *cobra.Command {
+	var req api.Export
+	cmd := &cobra.Command{
+		Use:   "export NAME FILE --format ova|qcow2|vmdk|vhdx|tar",
+		Short: "Write a stopped guest out: a VM as an OVF appliance or a disk image, a container as a rootfs tarball",
+		Args:  exactArgs(2, "NAME FILE"),
+		RunE: func(cmd *cobra.Command, args []string) error {
+			path, err := filepath.Abs(args[1])
+			if err != nil {
+				return err
+			}
+			req.Path = path
+			c := a.client()
+			op, err := c.Export(cmd.Context(), args[0], req)
+			if err != nil {
+				return err
+			}
+			op, err = c.WaitResult(cmd.Context(), op, a.progress("text", "export "+args[0]))
+			printWarnings(op)
+			if err != nil {
+				return err
+			}
+			fmt.Fprintf(a.stdout, "Guest %s exported to %s (%s)\n", args[0], path, req.Format)
+			return nil
+		},
+	}
+	cmd.Flags().StringVar(&req.Format, "format", "", "ova, qcow2, vmdk or vhdx for a VM; tar for a container")
+	cmd.MarkFlagRequired("format")
+	return cmd
+}
+
+// printWarnings prints an operation's warnings on stderr, a line each.
+func printWarnings(op api.Operation) {
+	for _, w := range op.Warnings {
+		fmt.Fprintf(os.Stderr, "Warning: %s\n", w)
+	}
+}

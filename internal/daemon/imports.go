@@ -1,0 +1,199 @@
+package daemon
+
+import (
+	"cmp"
+	"context"
+	"errors"
+	"fmt"
+	"net/http"
+	"path/filepath"
+	"slices"
+	"strings"
+
+	"github.com/polyvisor/polyvisor/internal/api"
+	"github.com/polyvisor/polyvisor/internal/driver"
+	"github.com/polyvisor/polyvisor/internal/exporter"
+	"github.com/polyvisor/polyvisor/internal/guest"
+	"github.com/polyvisor/polyvisor/internal/idmap"
+	"github.com/polyvisor/polyvisor/internal/importer"
+	"github.com/polyvisor/polyvisor/internal/network"
+)
+
+// handleImport makes a template of a file another product made, and with
+// As "guest" (the default) a guest on it with the CPUs, memory and MACs
+// its definition states. A failure leaves neither.
+func (d *Daemon) handleImport(r *http.Request) (any, error) {
+	var req api.Import
+	if err := readJSON(r, &req); err != nil {
+		return nil, err
+	}
+	if req.As == "" {
+		req.As = api.ImportAsGuest
+	}
+	if req.As != api.ImportAsGuest && req.As != api.ImportAsTemplate {
+		return nil, fmt.Errorf("%w: as %q: use guest or template", api.ErrInvalid, req.As)
+	}
+	if req.As == api.ImportAsTemplate && (req.Start || req.CPUs != 0 || req.Memory != "" || len(req.Networks) > 0) {
+		return nil, fmt.Errorf("%w: --start, --cpus, --memory and --network describe a guest; drop them or import --as guest", api.ErrInvalid)
+	}
+	if req.Name != "" && req.As == api.ImportAsGuest {
+		if _, err := d.guests.get(req.Name); err == nil {
+			return nil, fmt.Errorf("guest %s: %w: delete it first or pass another name", req.Name, api.ErrExists)
+		}
+	}
+	resource := req.Name
+	if resource == "" {
+		resource = filepath.Base(req.Path)
+	}
+	return d.ops.startReporting(d.ctx, "import", resource, func(ctx context.Context, r *opReport) error {
+		return d.importGuest(ctx, req, r)
+	}), nil
+}
+
+// importGuest runs an import operation.
+func (d *Daemon) importGuest(ctx context.Context, req api.Import, r *opReport) (err error) {
+	im := importer.Importer{Templates: d.templates}
+	res, err := im.Import(ctx, importer.Request{Path: req.Path, Name: req.Name, Firmware: req.Firmware}, func(phase string, done, total int64) {
+		r.progress(api.Progress{Phase: phase, Done: done, Total: total})
+	})
+	if err != nil {
+		return err
+	}
+	for _, w := range res.Machine.Warnings {
+		r.warn(w)
+	}
+	t := res.Template
+	d.log.Info("template imported", "template", t.ID, "format", res.Format, "from", req.Path)
+	if req.As == api.ImportAsTemplate {
+		r.result(t.ID)
+		return nil
+	}
+	defer func() {
+		if err != nil {
+			if derr := d.templates.Delete(t.ID); derr != nil {
+				d.log.Error("remove template of a failed import", "template", t.ID, "err", derr)
+			}
+		}
+	}()
+	create := api.GuestCreate{
+		Name: t.Name, Template: t.Name, Type: t.Type, Arch: t.Arch, CPUs: req.CPUs, Memory: req.Memory,
+		Networks: req.Networks, Start: req.Start,
+	}
+	m := res.Machine
+	if create.CPUs == 0 {
+		create.CPUs = m.CPUs
+	}
+	if create.Memory == "" && m.Memory > 0 {
+		create.Memory = guest.Size(m.Memory).String()
+	}
+	def, err := d.newDefinition(create)
+	if err != nil {
+		return fmt.Errorf("import %s as guest %s: %w", filepath.Base(req.Path), t.Name, err)
+	}
+	for i, nic := range m.NICs {
+		switch {
+		case i >= len(def.Networks):
+			r.warn(fmt.Sprintf("NIC %d (%s on %q) is not connected: the guest joins %d network(s)", i+1, cmp.Or(nic.MAC, "generated MAC"), nic.Network, len(def.Networks)))
+		case nic.MAC != "":
+			if def.MACs == nil {
+				def.MACs = map[string]string{}
+			}
+			def.MACs[def.Networks[i]] = nic.MAC
+		}
+	}
+	if err := d.guests.reserve(def.Name, templateKey(def)); err != nil {
+		return err
+	}
+	if err := d.create(ctx, create, def); err != nil {
+		return err
+	}
+	r.result(def.Name)
+	return nil
+}
+
+// handleExport writes a stopped guest out in another product's format.
+func (d *Daemon) handleExport(r *http.Request) (any, error) {
+	var req api.Export
+	if err := readJSON(r, &req); err != nil {
+		return nil, err
+	}
+	e, err := d.guests.get(r.PathValue("name"))
+	if err != nil {
+		return nil, err
+	}
+	def := e.def.Load()
+	formats := exporter.ContainerFormats
+	if def.Type == guest.TypeVM {
+		formats = exporter.VMFormats
+	}
+	if !slices.Contains(formats, req.Format) {
+		return nil, fmt.Errorf("%w: format %q: a %s exports as %s", api.ErrInvalid, req.Format, def.Type, strings.Join(formats, ", "))
+	}
+	if err := exporter.CheckDestination(req.Path); err != nil {
+		return nil, err
+	}
+	if running(def) {
+		return nil, fmt.Errorf("guest %s: %w: it is running; stop it first, so that its disk holds still", def.Name, api.ErrConflict)
+	}
+	return d.ops.startReporting(d.ctx, "export", def.Name, func(ctx context.Context, r *opReport) error {
+		// The guest cannot start meanwhile.
+		e.op.Lock()
+		defer e.op.Unlock()
+		def := e.def.Load()
+		if running(def) {
+			return fmt.Errorf("guest %s: %w: it was started; stop it first", def.Name, api.ErrConflict)
+		}
+		report := func(phase string, done, total int64) {
+			r.progress(api.Progress{Phase: phase, Done: done, Total: total})
+		}
+		if err := d.export(ctx, def, req, report, r.warn); err != nil {
+			return fmt.Errorf("export %s: %w", def.Name, err)
+		}
+		d.log.Info("guest exported", "guest", def.Name, "format", req.Format, "to", req.Path)
+		return nil
+	}), nil
+}
+
+// export writes def out as req says; the guest is stopped and held.
+func (d *Daemon) export(ctx context.Context, def *guest.Definition, req api.Export, progress exporter.Progress, warn func(string)) error {
+	if def.Type != guest.TypeVM {
+		drv, err := d.driverFor(def)
+		if err != nil {
+			return err
+		}
+		tr, ok := drv.(driver.TreeReader)
+		if !ok {
+			return fmt.Errorf("%w: class %s cannot lend its root tree", api.ErrNotAvailable, def.Class)
+		}
+		return tr.ReadRootTree(ctx, def, func(root string, toGuest idmap.ShiftFunc) error {
+			return exporter.Tree(ctx, root, req.Path, toGuest, progress)
+		})
+	}
+	root, ok := def.Disk("root")
+	if !ok {
+		return errors.New("it has no root disk")
+	}
+	disk := filepath.Join(d.layout.GuestDir(def.Name), root.Path)
+	t, err := d.templates.Find(def.Template, def.Type, def.Arch)
+	if err != nil {
+		return err
+	}
+	bootable := t.Boot != nil && t.Boot.Firmware != ""
+	if req.Format != exporter.FormatOVA {
+		if !bootable {
+			warn(fmt.Sprintf("template %s boots its kernel directly, so this disk carries no bootloader: attach it as a data disk, or export a guest of a template built with --firmware bios|uefi", t.ID))
+		}
+		return exporter.Disk(ctx, disk, req.Path, req.Format, progress)
+	}
+	if !bootable {
+		return fmt.Errorf("%w: template %s boots its kernel directly, so its disk carries no bootloader and an appliance of it would not boot; build the template with --firmware bios or uefi", api.ErrInvalid, t.ID)
+	}
+	var nics []exporter.NIC
+	for _, n := range def.Networks {
+		nics = append(nics, exporter.NIC{MAC: network.GuestNIC(def, n).MAC.String(), Network: n})
+	}
+	return exporter.OVA(ctx, exporter.Appliance{
+		Name: def.Name, CPUs: def.CPUs, Memory: int64(def.Memory), Firmware: t.Boot.Firmware,
+		Disk: disk, NICs: nics,
+	}, req.Path, progress)
+}

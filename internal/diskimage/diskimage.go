@@ -1,0 +1,170 @@
+// Package diskimage inspects and converts disk images with qemu-img, the
+// field's tool for every format polyvisor imports and exports, and keeps
+// hostile images from reaching files they do not contain.
+package diskimage
+
+import (
+	"bytes"
+	"context"
+	"encoding/json"
+	"fmt"
+	"io"
+	"path/filepath"
+	"regexp"
+	"strconv"
+	"strings"
+
+	"github.com/polyvisor/polyvisor/internal/api"
+	"github.com/polyvisor/polyvisor/internal/runcmd"
+)
+
+// Info is what qemu-img info says of an image.
+type Info struct {
+	VirtualSize     int64  `json:"virtual-size"`
+	ActualSize      int64  `json:"actual-size"`
+	Format          string `json:"format"`
+	BackingFilename string `json:"backing-filename"`
+	FormatSpecific  struct {
+		Type string `json:"type"`
+		Data struct {
+			DataFile string `json:"data-file"`
+			Extents  []struct {
+				Filename string `json:"filename"`
+			} `json:"extents"`
+		} `json:"data"`
+	} `json:"format-specific"`
+}
+
+// Inspect runs qemu-img info on path; format, when given, is trusted
+// instead of probed. -U reads an image a running QEMU holds. qemu-img info
+// does not open backing files.
+func Inspect(ctx context.Context, path, format string) (Info, error) {
+	var info Info
+	args := []string{"info", "-U", "--output", "json"}
+	if format != "" {
+		args = append(args, "-f", format)
+	}
+	var stdout bytes.Buffer
+	if err := runcmd.Run(ctx, runcmd.Cmd{Name: "qemu-img", Args: append(args, path), Stdout: &stdout}); err != nil {
+		return info, fmt.Errorf("inspect %s: %w", filepath.Base(path), err)
+	}
+	if err := json.Unmarshal(stdout.Bytes(), &info); err != nil {
+		return info, fmt.Errorf("inspect %s: qemu-img info: %w", filepath.Base(path), err)
+	}
+	return info, nil
+}
+
+// CheckSelfContained refuses an image that would make qemu-img read other
+// files: a backing file, a qcow2 external data file, or a VMDK extent
+// outside the image's own directory. An imported image names whatever its
+// author liked; polyvisor reads only what the user handed it.
+func CheckSelfContained(path string, info Info) error {
+	name := filepath.Base(path)
+	if info.BackingFilename != "" {
+		return fmt.Errorf("%w: %s: it is a differencing image on %q; import the image it is based on, or flatten it first with 'qemu-img convert'", api.ErrInvalid, name, info.BackingFilename)
+	}
+	if f := info.FormatSpecific.Data.DataFile; f != "" {
+		return fmt.Errorf("%w: %s: its data lives in the external file %q; flatten it first with 'qemu-img convert'", api.ErrInvalid, name, f)
+	}
+	dir := filepath.Dir(path)
+	for _, e := range info.FormatSpecific.Data.Extents {
+		if e.Filename == path {
+			continue
+		}
+		if rel, err := filepath.Rel(dir, e.Filename); err != nil || strings.Contains(rel, "/") || rel == ".." {
+			return fmt.Errorf("%w: %s: extent %q lies outside the descriptor's directory", api.ErrInvalid, name, e.Filename)
+		}
+	}
+	return nil
+}
+
+// descriptorExtent matches an extent line of a VMDK text descriptor:
+// ACCESS SECTORS TYPE "FILE" [OFFSET].
+var descriptorExtent = regexp.MustCompile(`^\s*(RW|RDONLY|NOACCESS)\s+\d+\s+\w+\s+"([^"]*)"`)
+
+// DescriptorExtents reads a VMDK text descriptor (at most 64 KiB) and
+// returns the extent files it names, refusing any that is not a plain file
+// name beside it, and a differencing descriptor. It runs before qemu-img
+// opens anything.
+func DescriptorExtents(r io.Reader) ([]string, error) {
+	data, err := io.ReadAll(io.LimitReader(r, 64<<10+1))
+	if err != nil {
+		return nil, err
+	}
+	if len(data) > 64<<10 {
+		return nil, fmt.Errorf("%w: VMDK descriptor larger than 64 KiB", api.ErrInvalid)
+	}
+	var files []string
+	for i, line := range strings.Split(string(data), "\n") {
+		line = strings.TrimSpace(line)
+		if key, _, ok := strings.Cut(line, "="); ok && strings.TrimSpace(key) == "parentFileNameHint" {
+			return nil, fmt.Errorf("%w: VMDK descriptor line %d: it is a differencing disk (parentFileNameHint); import its parent, or flatten it first with 'qemu-img convert'", api.ErrInvalid, i+1)
+		}
+		m := descriptorExtent.FindStringSubmatch(line)
+		if m == nil {
+			continue
+		}
+		f := m[2]
+		if f == "" || f == "." || f == ".." || strings.ContainsAny(f, "/\\\x00") {
+			return nil, fmt.Errorf("%w: VMDK descriptor line %d: extent %q is not a file beside the descriptor", api.ErrInvalid, i+1, f)
+		}
+		files = append(files, f)
+	}
+	if len(files) == 0 {
+		return nil, fmt.Errorf("%w: VMDK descriptor names no extent", api.ErrInvalid)
+	}
+	return files, nil
+}
+
+// progressLine matches qemu-img's -p output: "    (12.34/100%)".
+var progressLine = regexp.MustCompile(`\((\d+(?:\.\d+)?)/100%\)`)
+
+// Convert copies src (of srcFormat, "" to probe) into a new image dst of
+// dstFormat with qemu-img convert, passing opts (-o ...) and reporting
+// progress in hundredths of a percent (done of 10000).
+func Convert(ctx context.Context, src, srcFormat, dst, dstFormat string, opts []string, progress func(done, total int64)) error {
+	args := []string{"convert", "-p", "-O", dstFormat}
+	if srcFormat != "" {
+		args = append(args, "-f", srcFormat)
+	}
+	args = append(args, opts...)
+	args = append(args, src, dst)
+	pr, pw := io.Pipe()
+	done := make(chan struct{})
+	go func() {
+		defer close(done)
+		readProgress(pr, progress)
+	}()
+	err := runcmd.Run(ctx, runcmd.Cmd{Name: "qemu-img", Args: args, Stdout: pw})
+	pw.Close()
+	<-done
+	if err != nil {
+		return fmt.Errorf("convert %s to %s: %w", filepath.Base(src), dstFormat, err)
+	}
+	return nil
+}
+
+// readProgress turns qemu-img's carriage-return separated progress into
+// calls of progress, until r ends.
+func readProgress(r io.Reader, progress func(done, total int64)) {
+	buf := make([]byte, 4096)
+	var pending []byte
+	for {
+		n, err := r.Read(buf)
+		pending = append(pending, buf[:n]...)
+		for {
+			i := bytes.IndexAny(pending, "\r\n")
+			if i < 0 {
+				break
+			}
+			if m := progressLine.FindSubmatch(pending[:i]); m != nil && progress != nil {
+				pct, _ := strconv.ParseFloat(string(m[1]), 64)
+				progress(int64(pct*100), 10000)
+			}
+			pending = pending[i+1:]
+		}
+		if err != nil {
+			return
+		}
+	}
+}

@@ -1,0 +1,43 @@
+package container
+
+import (
+	"context"
+	"fmt"
+	"os"
+	"path/filepath"
+
+	"golang.org/x/sys/unix"
+
+	"github.com/polyvisor/polyvisor/internal/api"
+	"github.com/polyvisor/polyvisor/internal/driver/monitored"
+	"github.com/polyvisor/polyvisor/internal/guest"
+	"github.com/polyvisor/polyvisor/internal/idmap"
+)
+
+// ReadRootTree implements driver.TreeReader. A stopped overlay guest's
+// tree is its upper dir over the template's, mounted read-only for the
+// call (both as lower layers: no work dir, nothing can change), so its
+// whiteouts hide what the guest deleted.
+func (d *Driver) ReadRootTree(ctx context.Context, def *guest.Definition, fn func(root string, toGuest idmap.ShiftFunc) error) error {
+	if initIdentity(def).Alive() || monitored.Monitor(def).Alive() {
+		return fmt.Errorf("%w: guest %s is running; stop it first, so that its files hold still", api.ErrConflict, def.Name)
+	}
+	var toGuest idmap.ShiftFunc
+	if !def.Privileged {
+		toGuest = idmap.ShiftDown(idmap.Default())
+	}
+	if def.Rootfs == guest.RootfsCopy {
+		return fn(filepath.Join(d.guestDir(def), copyRootfs), toGuest)
+	}
+	target, err := os.MkdirTemp(d.guestDir(def), ".tree-")
+	if err != nil {
+		return fmt.Errorf("read %s: %w", def.Name, err)
+	}
+	defer os.Remove(target)
+	opts := fmt.Sprintf("lowerdir=%s:%s", filepath.Join(d.guestDir(def), upperDir), d.templateRootfs(def.Template))
+	if err := unix.Mount("overlay", target, "overlay", unix.MS_RDONLY, opts); err != nil {
+		return fmt.Errorf("read %s: mount its tree: %w", def.Name, err)
+	}
+	defer unmount(target)
+	return fn(target, toGuest)
+}

@@ -1,0 +1,288 @@
+package qemu
+
+import (
+	"bytes"
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io"
+	"os"
+	"path/filepath"
+	"time"
+
+	"github.com/polyvisor/polyvisor/internal/agent"
+	"github.com/polyvisor/polyvisor/internal/api"
+	"github.com/polyvisor/polyvisor/internal/driver"
+	"github.com/polyvisor/polyvisor/internal/driver/monitored"
+	"github.com/polyvisor/polyvisor/internal/fsutil"
+	"github.com/polyvisor/polyvisor/internal/guest"
+	"github.com/polyvisor/polyvisor/internal/qmp"
+	"github.com/polyvisor/polyvisor/internal/runcmd"
+)
+
+// A VM's snapshots are qcow2 internal snapshots of its root overlay,
+// tagged with the snapshot's name. They share the overlay's clusters, so
+// taking one writes metadata only, whatever the disk holds. A UEFI guest's
+// variable store, a small raw file, is copied into the snapshot's directory.
+
+// SnapshotKind is the kind of a VM's snapshots.
+const SnapshotKind = "qcow2-internal"
+
+// snapshotVars is the UEFI variable store's copy in a snapshot's directory.
+const snapshotVars = "uefi-vars.fd"
+
+// Timeouts of the steps around a running guest's snapshot.
+const (
+	syncTimeout = 10 * time.Second // the guest's sync, best effort
+	contTimeout = 10 * time.Second // resuming its CPUs, even when ctx has ended
+)
+
+func (d *Driver) rootPath(def *guest.Definition) string {
+	return filepath.Join(d.guestDir(def), rootDisk)
+}
+
+// CreateSnapshot implements driver.Snapshotter. A stopped guest's disk is
+// snapshotted by qemu-img; a running guest is first asked to sync, then
+// paused over QMP for the time of the snapshot (and of the UEFI vars'
+// copy), and always resumed.
+func (d *Driver) CreateSnapshot(ctx context.Context, def *guest.Definition, name, dir string) (driver.SnapshotInfo, error) {
+	info := driver.SnapshotInfo{Kind: SnapshotKind}
+	// A tag a crash left without its record goes first: the daemon has
+	// checked that no snapshot of this name exists.
+	if err := d.deleteTag(ctx, def, name); err != nil {
+		return info, fmt.Errorf("snapshot %s of %s: %w", name, def.Name, err)
+	}
+	if monitored.Process(def).Alive() {
+		return info, d.snapshotRunning(ctx, def, name, dir)
+	}
+	if err := d.saveVars(def, dir); err != nil {
+		return info, err
+	}
+	if err := qemuImg(ctx, "snapshot", "-c", name, d.rootPath(def)); err != nil {
+		return info, fmt.Errorf("snapshot %s of %s: %w", name, def.Name, err)
+	}
+	return info, nil
+}
+
+// snapshotRunning takes the snapshot of a running guest while its CPUs
+// are paused, so the disk and the UEFI vars are of one instant.
+func (d *Driver) snapshotRunning(ctx context.Context, def *guest.Definition, name, dir string) (err error) {
+	d.syncGuest(ctx, def)
+	m, err := qmp.Dial(ctx, d.qmpSocket(def))
+	if err != nil {
+		return fmt.Errorf("snapshot %s of %s: %w", name, def.Name, err)
+	}
+	defer m.Close()
+	var status qmp.StatusInfo
+	if err := m.Run(ctx, qmp.QueryStatus{}, &status); err != nil {
+		return fmt.Errorf("snapshot %s of %s: %w", name, def.Name, err)
+	}
+	taken := false
+	// A guest someone else paused stays paused.
+	if status.Running {
+		if err := m.Run(ctx, qmp.Stop{}, nil); err != nil {
+			return fmt.Errorf("snapshot %s of %s: pause: %w", name, def.Name, err)
+		}
+		defer func() {
+			// Resumed whatever happened, and a snapshot that cannot be
+			// reported (the guest did not resume) is not kept.
+			after, cancel := context.WithTimeout(context.WithoutCancel(ctx), contTimeout)
+			defer cancel()
+			if cerr := m.Run(after, qmp.Cont{}, nil); cerr != nil {
+				err = errors.Join(err, fmt.Errorf("resume %s after its snapshot: %w", def.Name, cerr))
+			}
+			if err != nil && taken {
+				if derr := m.Run(after, qmp.BlockdevSnapshotDeleteInternalSync{Device: driveID("root"), Name: name}, nil); derr != nil {
+					d.log.Error("remove the snapshot of a failed snapshot operation", "guest", def.Name, "snapshot", name, "err", derr)
+				}
+			}
+		}()
+	}
+	if err := d.saveVars(def, dir); err != nil {
+		return err
+	}
+	if err := m.Run(ctx, qmp.BlockdevSnapshotInternalSync{Device: driveID("root"), Name: name}, nil); err != nil {
+		return fmt.Errorf("snapshot %s of %s: %w", name, def.Name, err)
+	}
+	taken = true
+	return nil
+}
+
+// syncGuest asks the guest to write its dirty pages out, so the snapshot
+// holds what its programs wrote; a guest that does not answer is
+// snapshotted as it is (crash-consistent).
+func (d *Driver) syncGuest(ctx context.Context, def *guest.Definition) {
+	ctx, cancel := context.WithTimeout(ctx, syncTimeout)
+	defer cancel()
+	c, err := d.agent(ctx, def)
+	if err == nil {
+		var code int
+		code, err = c.Exec(ctx, agent.ExecRequest{Command: []string{"sync"}}, nil, io.Discard, io.Discard, nil)
+		if err == nil && code != 0 {
+			err = fmt.Errorf("sync exited with %d", code)
+		}
+	}
+	if err != nil {
+		d.log.Warn("the guest did not sync before its snapshot; it is taken crash-consistent", "guest", def.Name, "err", err)
+	}
+}
+
+// RestoreSnapshot implements driver.Snapshotter: the root disk goes back
+// to the snapshot (its size too, which def's disk takes), and so does the
+// UEFI variable store.
+func (d *Driver) RestoreSnapshot(ctx context.Context, def *guest.Definition, name, dir string) error {
+	if monitored.Process(def).Alive() {
+		return fmt.Errorf("guest %s: %w: it is running; stop it first, then restore", def.Name, api.ErrConflict)
+	}
+	tags, err := snapshotTags(ctx, d.rootPath(def))
+	if err != nil {
+		return err
+	}
+	if tags[name] == 0 {
+		return fmt.Errorf("snapshot %s of %s: %w: its disk has no such snapshot; delete the snapshot", name, def.Name, api.ErrNotFound)
+	}
+	if err := qemuImg(ctx, "snapshot", "-a", name, d.rootPath(def)); err != nil {
+		return fmt.Errorf("restore %s of %s: %w", name, def.Name, err)
+	}
+	if err := d.restoreVars(def, dir); err != nil {
+		return err
+	}
+	info, err := inspectImage(ctx, d.rootPath(def))
+	if err != nil {
+		return err
+	}
+	if disk, ok := def.Disk("root"); ok {
+		disk.Size = guest.Size(info.VirtualSize)
+	}
+	return nil
+}
+
+// DeleteSnapshot implements driver.Snapshotter, over QMP while the guest
+// runs. A snapshot whose tag is already gone is deleted all the same.
+func (d *Driver) DeleteSnapshot(ctx context.Context, def *guest.Definition, name, dir string) error {
+	if err := d.deleteTag(ctx, def, name); err != nil {
+		return fmt.Errorf("delete snapshot %s of %s: %w", name, def.Name, err)
+	}
+	return nil
+}
+
+// deleteTag removes every internal snapshot tagged name from the root
+// disk, if it has any.
+func (d *Driver) deleteTag(ctx context.Context, def *guest.Definition, name string) error {
+	tags, err := snapshotTags(ctx, d.rootPath(def))
+	if err != nil || tags[name] == 0 {
+		return err
+	}
+	if !monitored.Process(def).Alive() {
+		for range tags[name] {
+			if err := qemuImg(ctx, "snapshot", "-d", name, d.rootPath(def)); err != nil {
+				return err
+			}
+		}
+		return nil
+	}
+	m, err := qmp.Dial(ctx, d.qmpSocket(def))
+	if err != nil {
+		return err
+	}
+	defer m.Close()
+	for range tags[name] {
+		if err := m.Run(ctx, qmp.BlockdevSnapshotDeleteInternalSync{Device: driveID("root"), Name: name}, nil); err != nil {
+			return err
+		}
+	}
+	return nil
+}
+
+// snapshotTags counts the internal snapshots of a qcow2 image by name
+// (qemu-img lets a name repeat); -U reads the image of a running guest.
+func snapshotTags(ctx context.Context, path string) (map[string]int, error) {
+	var out bytes.Buffer
+	if err := runcmd.Run(ctx, runcmd.Cmd{Name: "qemu-img", Args: []string{"info", "-U", "--output", "json", path}, Stdout: &out}); err != nil {
+		return nil, fmt.Errorf("inspect %s: %w", filepath.Base(path), err)
+	}
+	var info struct {
+		Snapshots []qmp.SnapshotInfo `json:"snapshots"`
+	}
+	if err := json.Unmarshal(out.Bytes(), &info); err != nil {
+		return nil, fmt.Errorf("inspect %s: qemu-img info: %w", filepath.Base(path), err)
+	}
+	tags := map[string]int{}
+	for _, s := range info.Snapshots {
+		tags[s.Name]++
+	}
+	return tags, nil
+}
+
+// saveVars copies a UEFI guest's variable store into the snapshot.
+func (d *Driver) saveVars(def *guest.Definition, dir string) error {
+	if _, ok := def.Disk("uefi-vars"); !ok {
+		return nil
+	}
+	if err := copyFile(filepath.Join(d.guestDir(def), uefiVars), filepath.Join(dir, snapshotVars)); err != nil {
+		return fmt.Errorf("save the UEFI variable store of %s: %w", def.Name, err)
+	}
+	return nil
+}
+
+// restoreVars puts a snapshot's UEFI variable store back.
+func (d *Driver) restoreVars(def *guest.Definition, dir string) error {
+	saved := filepath.Join(dir, snapshotVars)
+	if _, err := os.Stat(saved); errors.Is(err, os.ErrNotExist) {
+		return nil
+	}
+	if err := copyFile(saved, filepath.Join(d.guestDir(def), uefiVars)); err != nil {
+		return fmt.Errorf("restore the UEFI variable store of %s: %w", def.Name, err)
+	}
+	return nil
+}
+
+// copyFile replaces dst with a copy of the small file src, atomically.
+func copyFile(src, dst string) error {
+	data, err := os.ReadFile(src)
+	if err != nil {
+		return err
+	}
+	return fsutil.WriteFileAtomic(dst, data, 0o600)
+}
+
+// Copy implements driver.Copier: the root overlay is rewritten by
+// qemu-img convert onto the same template base, so the copy is an overlay
+// again, holding only what the guest wrote and none of the source's
+// snapshots; the UEFI variable store is copied. The source must be
+// stopped: a running guest's disk changes under the copy.
+func (d *Driver) Copy(ctx context.Context, src *guest.Definition, dir string, def *guest.Definition) error {
+	if monitored.Process(src).Alive() {
+		return fmt.Errorf("guest %s: %w: it is running; stop it first (a VM's disk is copied while it is stopped)", src.Name, api.ErrConflict)
+	}
+	t, tdir, err := d.template(src)
+	if err != nil {
+		return err
+	}
+	if err := os.MkdirAll(filepath.Join(dir, "disks"), 0o700); err != nil {
+		return fmt.Errorf("copy %s: %w", src.Name, err)
+	}
+	base := filepath.Join(tdir, t.Boot.Disk)
+	clone := filepath.Join(dir, rootDisk)
+	if err := qemuImg(ctx, "convert", "-O", "qcow2", "-B", base, "-F", "qcow2", d.rootPath(src), clone); err != nil {
+		return fmt.Errorf("copy the root disk of %s: %w", src.Name, err)
+	}
+	info, err := inspectImage(ctx, clone)
+	if err != nil {
+		return err
+	}
+	def.Disks = []guest.Disk{{Name: "root", Path: rootDisk, Kind: guest.RootfsQcow2, Size: guest.Size(info.VirtualSize)}}
+	if vars, ok := src.Disk("uefi-vars"); ok {
+		if err := copyFile(filepath.Join(d.guestDir(src), vars.Path), filepath.Join(dir, uefiVars)); err != nil {
+			return fmt.Errorf("copy the UEFI variable store of %s: %w", src.Name, err)
+		}
+		def.Disks = append(def.Disks, guest.Disk{Name: "uefi-vars", Path: uefiVars, Kind: "uefi-vars"})
+	}
+	return nil
+}
+
+// qemuImg runs one qemu-img command quietly.
+func qemuImg(ctx context.Context, args ...string) error {
+	return runcmd.Run(ctx, runcmd.Cmd{Name: "qemu-img", Args: args})
+}
