@@ -68,6 +68,22 @@ echo "the hog's exit code: $? (137 = killed by the OOM killer)"
 set -e
 "$pv" list
 
+step "snapshot and restore, then export the guest and import it back"
+"$pv" delete --force demo-imported >/dev/null 2>&1 || true
+"$pv" template delete demo-imported >/dev/null 2>&1 || true
+"$pv" snapshot delete demo-busybox demo-snap >/dev/null 2>&1 || true
+"$pv" exec demo-busybox -- sh -c 'echo before > /root/note'
+"$pv" snapshot create demo-busybox demo-snap
+"$pv" exec demo-busybox -- sh -c 'echo after > /root/note'
+"$pv" stop demo-busybox
+"$pv" snapshot restore demo-busybox demo-snap
+work=$(mktemp -d)
+"$pv" export demo-busybox "$work/demo-busybox.tar" --format tar
+"$pv" import "$work/demo-busybox.tar" demo-imported --start
+rm -rf "$work"
+"$pv" start demo-busybox
+echo "/root/note after the restore: $("$pv" exec demo-busybox -- cat /root/note); in the imported copy: $("$pv" exec demo-imported -- cat /root/note)"
+
 step "kill -9 the daemon: guests keep running; a new daemon adopts them"
 old=$(pgrep -xf "$pv daemon --state-dir $state --default-network none" | head -1 || true)
 if [ -n "$old" ]; then
@@ -83,4 +99,4 @@ echo
 echo "Try: $pv console demo-busybox   (Ctrl-a q detaches)"
 echo "     $pv exec demo-debian -- bash"
 echo "     $pv console demo-arm --log"
-echo "     $pv delete --force demo-busybox demo-debian demo-vm demo-arm"
+echo "     $pv delete --force demo-busybox demo-debian demo-vm demo-arm demo-imported"

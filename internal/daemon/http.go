@@ -86,6 +86,15 @@ func writeError(w http.ResponseWriter, err error) {
 }
 
 // readJSON decodes a request body strictly.
+// guestRequest decodes a request's body into v and finds the guest its
+// path names.
+func (d *Daemon) guestRequest(r *http.Request, v any) (*entry, error) {
+	if err := readJSON(r, v); err != nil {
+		return nil, err
+	}
+	return d.guests.get(r.PathValue("name"))
+}
+
 func readJSON(r *http.Request, v any) error {
 	dec := json.NewDecoder(io.LimitReader(r.Body, 1<<20))
 	dec.DisallowUnknownFields()

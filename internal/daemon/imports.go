@@ -114,10 +114,7 @@ func (d *Daemon) importGuest(ctx context.Context, req api.Import, r *opReport) (
 // handleExport writes a stopped guest out in another product's format.
 func (d *Daemon) handleExport(r *http.Request) (any, error) {
 	var req api.Export
-	if err := readJSON(r, &req); err != nil {
-		return nil, err
-	}
-	e, err := d.guests.get(r.PathValue("name"))
+	e, err := d.guestRequest(r, &req)
 	if err != nil {
 		return nil, err
 	}

@@ -34,6 +34,8 @@ func (d *Daemon) reconcile(ctx context.Context) error {
 			continue
 		}
 		e := d.guests.release(name, def)
+		// No snapshot operation runs yet: a staging one is a crash's.
+		sweepDotEntries(d.snapshotsDir(name), d.log)
 		if def.Status.State != api.StateRunning {
 			continue
 		}

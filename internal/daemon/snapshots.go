@@ -337,10 +337,7 @@ func (d *Daemon) handleSnapshots(r *http.Request) (any, error) {
 // guest, a name taken) and takes the snapshot as an operation.
 func (d *Daemon) handleSnapshotCreate(r *http.Request) (any, error) {
 	var req api.SnapshotCreate
-	if err := readJSON(r, &req); err != nil {
-		return nil, err
-	}
-	e, err := d.guests.get(r.PathValue("name"))
+	e, err := d.guestRequest(r, &req)
 	if err != nil {
 		return nil, err
 	}
@@ -412,10 +409,7 @@ func (d *Daemon) snapshotRequest(r *http.Request) (*entry, string, error) {
 // operation.
 func (d *Daemon) handleCopy(r *http.Request) (any, error) {
 	var req api.GuestCopy
-	if err := readJSON(r, &req); err != nil {
-		return nil, err
-	}
-	e, err := d.guests.get(r.PathValue("name"))
+	e, err := d.guestRequest(r, &req)
 	if err != nil {
 		return nil, err
 	}

@@ -97,6 +97,8 @@ func TestImportAndExportVMs(t *testing.T) {
 	// What VirtualBox, Virtual PC and raw dd users bring.
 	for name, args := range map[string][]string{
 		"vdi": {"-O", "vdi"}, "vhd": {"-O", "vpc"}, "vhd-fixed": {"-O", "vpc", "-o", "subformat=fixed"}, "raw": {"-O", "raw"},
+		"vmdk-stream":  {"-O", "vmdk", "-o", "subformat=streamOptimized"},
+		"vmdk-extents": {"-O", "vmdk", "-o", "subformat=twoGbMaxExtentSparse"}, // a text descriptor naming its extent files
 	} {
 		disks[name] = filepath.Join(dir, "src-"+name+".img")
 		qemuImg(t, append(append([]string{"convert"}, args...), disks["qcow2"], disks[name])...)
