@@ -13,7 +13,8 @@ AGENT_ARCHES := amd64 arm64 riscv64
 
 build:
 	$(GO) build -o $(BIN)/ ./cmd/polyvisor ./cmd/polyvisor-monitor
-	for a in $(AGENT_ARCHES); do CGO_ENABLED=0 GOARCH=$$a $(GO) build -trimpath -ldflags=-s -o $(BIN)/polyvisor-agent-$$a ./cmd/polyvisor-agent || exit 1; done
+	for a in $(AGENT_ARCHES); do CGO_ENABLED=0 GOARCH=$$a $(GO) build -trimpath -ldflags=-s -o $(BIN)/polyvisor-agent-$$a ./cmd/polyvisor-agent || exit 1; \
+		CGO_ENABLED=0 GOARCH=$$a $(GO) build -trimpath -ldflags=-s -o $(BIN)/polyvisor-probe-$$a ./cmd/polyvisor-probe || exit 1; done
 
 deps:
 	bash scripts/deps.sh

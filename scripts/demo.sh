@@ -95,8 +95,12 @@ else
   echo "the running daemon was not started by this script; leaving it alone"
 fi
 "$pv" list
+
+step "polyvisor bench --quick: every class measured on this host, side by side"
+"$pv" bench --quick
 echo
 echo "Try: $pv console demo-busybox   (Ctrl-a q detaches)"
 echo "     $pv exec demo-debian -- bash"
 echo "     $pv console demo-arm --log"
+echo "     $pv advise --guest-os windows --priority disk"
 echo "     $pv delete --force demo-busybox demo-debian demo-vm demo-arm demo-imported"

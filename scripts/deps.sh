@@ -21,6 +21,7 @@ packages=(
   nftables        # nft, to read polyvisor's NAT table (tests, admins)
   iproute2        # network namespaces in tests
   procps          # ps/pgrep for diagnostics
+  chromium        # headless browser: the bench report.html test draws its charts
 )
 
 missing=()

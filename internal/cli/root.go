@@ -64,6 +64,8 @@ func NewRoot() *cobra.Command {
 		a.copyCmd(),
 		a.importCmd(),
 		a.exportCmd(),
+		a.benchCmd(),
+		a.adviseCmd(),
 	)
 	return root
 }

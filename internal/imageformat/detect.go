@@ -128,8 +128,11 @@ var (
 // detectText recognizes the text formats: a VMDK descriptor, a .vmx, an
 // xl.cfg, and XML documents by their root element.
 func detectText(head []byte) (Format, bool) {
-	if bytes.IndexByte(head, 0) >= 0 {
-		return "", false // text has no NUL bytes
+	// qemu-img pads a VMDK descriptor with NULs to a sector; otherwise
+	// text has none.
+	head = bytes.TrimRight(head, "\x00")
+	if len(head) == 0 || bytes.IndexByte(head, 0) >= 0 {
+		return "", false
 	}
 	text := string(head)
 	switch {

@@ -43,6 +43,7 @@ func TestDetectsImagesMadeByQemuImg(t *testing.T) {
 		{"vmdk", []string{"-o", "subformat=monolithicSparse"}, VMDKSparse},
 		{"vmdk", []string{"-o", "subformat=streamOptimized"}, VMDKStream},
 		{"vmdk", []string{"-o", "subformat=monolithicFlat"}, VMDKText},
+		{"vmdk", []string{"-o", "subformat=twoGbMaxExtentSparse"}, VMDKText},
 		{"vdi", nil, VDI},
 		{"vpc", []string{"-o", "subformat=dynamic"}, VHDDynamic},
 		{"vpc", []string{"-o", "subformat=fixed"}, VHDFixed},
@@ -149,4 +150,13 @@ func FuzzDetect(f *testing.F) {
 			t.Fatal("no error and no format")
 		}
 	})
+}
+
+func TestDetectsADescriptorPaddedWithNULs(t *testing.T) {
+	// qemu-img convert pads the descriptor of a converted disk to a sector.
+	text := "# Disk DescriptorFile\nversion=1\ncreateType=\"twoGbMaxExtentSparse\"\nRW 8 SPARSE \"d-s001.vmdk\"\n"
+	data := append([]byte(text), make([]byte, 512-len(text))...)
+	if got, err := Detect(bytes.NewReader(data), int64(len(data))); err != nil || got != VMDKText {
+		t.Errorf("padded descriptor: detected %v, %v", got, err)
+	}
 }

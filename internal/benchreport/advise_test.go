@@ -1,0 +1,181 @@
+package benchreport
+
+import (
+	"errors"
+	"strings"
+	"testing"
+
+	"github.com/polyvisor/polyvisor/internal/api"
+)
+
+func advise(t *testing.T, r *Report, n Needs) Advice {
+	t.Helper()
+	a, err := Advise(r, n)
+	if err != nil {
+		t.Fatalf("Advise(%+v): %v", n, err)
+	}
+	return a
+}
+
+func contains(t *testing.T, what string, lines []string, want string) {
+	t.Helper()
+	for _, l := range lines {
+		if strings.Contains(l, want) {
+			return
+		}
+	}
+	t.Errorf("%s lack %q: %q", what, want, lines)
+}
+
+func TestAdviseLinuxByPriority(t *testing.T) {
+	r := fullReport()
+	cases := map[string]string{
+		PriorityCPU:       Container, // 0.98× against the TCG vm's 0.05×
+		PriorityDisk:      Container,
+		PriorityBoot:      Container, // 18 ms against 1430 ms
+		PriorityDensity:   Container, // 3 MiB against 230 MiB
+		PriorityIsolation: VM,        // a separate kernel, though slower here
+	}
+	for priority, want := range cases {
+		a := advise(t, r, Needs{GuestOS: OSLinux, Priority: priority})
+		if a.Class != want {
+			t.Errorf("linux, %s: %s, want %s (reasons %q)", priority, a.Class, want, a.Reasons)
+		}
+		if _, ok := a.Refused[Emulation]; !ok {
+			t.Errorf("linux on the host's arch, %s: emulation not refused: %v", priority, a.Refused)
+		}
+		if len(a.Tradeoffs) != 1 {
+			t.Errorf("linux, %s: tradeoffs %q, want one for the other class that fits", priority, a.Tradeoffs)
+		}
+	}
+
+	a := advise(t, r, Needs{Priority: PriorityCPU})
+	contains(t, "reasons", a.Reasons, "cpu 0.98× of native")
+	contains(t, "reasons", a.Reasons, "boot 18.0 ms")
+	contains(t, "tradeoffs", a.Tradeoffs, "vm: cpu 0.051× of native")
+
+	a = advise(t, r, Needs{Priority: PriorityIsolation})
+	contains(t, "reasons", a.Reasons, "separate guest kernel")
+	contains(t, "reasons", a.Reasons, "VMs run under TCG on this host")
+	contains(t, "tradeoffs", a.Tradeoffs, "container: cpu 0.98× of native")
+}
+
+func TestAdviseWindowsNeverContainer(t *testing.T) {
+	r := fullReport()
+	for _, os := range []string{OSWindows, OSOther} {
+		for _, priority := range []string{PriorityCPU, PriorityDensity, PriorityBoot, PriorityDisk, PriorityIsolation} {
+			a := advise(t, r, Needs{GuestOS: os, Priority: priority})
+			if a.Class == Container {
+				t.Errorf("%s, %s: a container recommended", os, priority)
+			}
+			if a.Class != VM {
+				t.Errorf("%s, %s: %s, want vm", os, priority, a.Class)
+			}
+			if why := a.Refused[Container]; !strings.Contains(why, "shares the host's Linux kernel") || !strings.Contains(why, os) {
+				t.Errorf("%s: container refused with %q", os, why)
+			}
+		}
+	}
+}
+
+func TestAdviseForeignArch(t *testing.T) {
+	r := fullReport()
+	for _, arch := range []string{"aarch64", "arm64", "riscv64", "s390x"} {
+		a := advise(t, r, Needs{GuestOS: OSLinux, Arch: arch, Priority: PriorityCPU})
+		if a.Class != Emulation {
+			t.Errorf("%s guest: %s, want emulation", arch, a.Class)
+		}
+		for _, c := range []string{Container, VM} {
+			if !strings.Contains(a.Refused[c], "needs emulation") {
+				t.Errorf("%s guest: %s refused with %q", arch, c, a.Refused[c])
+			}
+		}
+		if len(a.Tradeoffs) != 0 {
+			t.Errorf("%s guest: tradeoffs %q with nothing else fitting", arch, a.Tradeoffs)
+		}
+	}
+	a := advise(t, r, Needs{Arch: "riscv64"})
+	contains(t, "reasons", a.Reasons, "measured with a aarch64 guest; riscv64 runs under the same TCG")
+	a = advise(t, r, Needs{Arch: "amd64"}) // the host's, in Debian's words
+	if a.Class != Container {
+		t.Errorf("amd64 on an x86_64 host: %s, want container", a.Class)
+	}
+}
+
+func TestAdviseCountBeyondMemory(t *testing.T) {
+	r := fullReport() // 24 GiB, 1 GiB kept: 102 vms of 230 MiB, 7850 containers of 3 MiB
+	a := advise(t, r, Needs{GuestOS: OSLinux, Priority: PriorityIsolation, Count: 200})
+	if a.Class != Container {
+		t.Errorf("200 isolated guests: %s, want container (200 vms do not fit)", a.Class)
+	}
+	if why := a.Refused[VM]; !strings.Contains(why, "200 guests at 230 MiB each need 44.9 GiB") || !strings.Contains(why, "holds 102") {
+		t.Errorf("vm refused with %q", why)
+	}
+	contains(t, "reasons", a.Reasons, "200 guests need 600 MiB of host memory; up to 7850 fit")
+
+	a = advise(t, r, Needs{GuestOS: OSWindows, Count: 100})
+	if a.Class != VM {
+		t.Errorf("100 windows guests: %s, want vm (102 fit)", a.Class)
+	}
+
+	a, err := Advise(r, Needs{GuestOS: OSWindows, Count: 103})
+	if !errors.Is(err, api.ErrNotAvailable) || a.Class != "" {
+		t.Fatalf("103 windows guests: %q, %v; want no class and a not-available error", a.Class, err)
+	}
+	for _, c := range []string{Container, VM, Emulation} {
+		if a.Refused[c] == "" {
+			t.Errorf("103 windows guests: %s not refused: %v", c, a.Refused)
+		}
+	}
+	if !strings.Contains(err.Error(), "holds 102") {
+		t.Errorf("error does not say why: %v", err)
+	}
+}
+
+func TestAdviseRefusesClassesThatDoNotWork(t *testing.T) {
+	r := brokenReport()
+	a := advise(t, r, Needs{Priority: PriorityIsolation, Count: 5})
+	if a.Class != Container {
+		t.Errorf("isolation without a working vm: %s, want container", a.Class)
+	}
+	if a.Refused[VM] != "does not work on this host: qemu-system-x86_64 not found: run make deps" {
+		t.Errorf("vm refused with %q", a.Refused[VM])
+	}
+	contains(t, "reasons", a.Reasons, "though it shares the host's kernel")
+	contains(t, "reasons", a.Reasons, "density was not measured")
+
+	_, err := Advise(r, Needs{GuestOS: OSWindows})
+	if !errors.Is(err, api.ErrNotAvailable) || !strings.Contains(err.Error(), "qemu-system-x86_64 not found") {
+		t.Errorf("windows without a working vm: %v", err)
+	}
+}
+
+func TestAdviseInvalidNeeds(t *testing.T) {
+	for _, n := range []Needs{{GuestOS: "beos"}, {Priority: "speed"}, {Count: -1}} {
+		if _, err := Advise(fullReport(), n); !errors.Is(err, api.ErrInvalid) {
+			t.Errorf("Advise(%+v): %v, want invalid", n, err)
+		}
+	}
+}
+
+func TestWriteAdvice(t *testing.T) {
+	r := fullReport()
+	a := advise(t, r, Needs{GuestOS: OSWindows, Priority: PriorityCPU, Count: 4})
+	var b strings.Builder
+	if err := WriteAdvice(&b, a); err != nil {
+		t.Fatal(err)
+	}
+	out := b.String()
+	for _, want := range []string{
+		"Recommended: vm\n", "for windows guests (arch the host's, priority cpu, count 4)", "Why:\n  - the only class that fits: cpu 0.051× of native",
+		"Refused:\n  - container: a container shares the host's Linux kernel", "  - emulation: emulation is for foreign",
+	} {
+		if !strings.Contains(out, want) {
+			t.Errorf("advice lacks %q:\n%s", want, out)
+		}
+	}
+	if strings.Contains(out, "Trade-offs:") {
+		t.Errorf("trade-offs printed with no alternative:\n%s", out)
+	}
+	t.Logf("\n%s", out)
+}

@@ -1,0 +1,65 @@
+package benchreport
+
+import (
+	_ "embed"
+	"html/template"
+	"io"
+	"strings"
+)
+
+// reportHTML is report.html: everything inline, nothing fetched, so the
+// file can be mailed or opened offline.
+//
+//go:embed report.html.tmpl
+var reportHTML string
+
+var htmlTemplate = template.Must(template.New("report.html").Funcs(template.FuncMap{
+	"verdictClass": func(v string) string { return strings.ReplaceAll(strings.ToLower(v), " ", "-") },
+}).Parse(reportHTML))
+
+// htmlPage is what the template reads: the report's static parts, and
+// Data, its JSON, for the charts' script.
+type htmlPage struct {
+	*Report
+	Created  string
+	Memory   string
+	Versions string
+	Legend   string
+	Rows     []htmlRow
+	Claims   []Claim
+	Data     File
+}
+
+type htmlRow struct {
+	Figure string
+	Cells  []htmlCell
+}
+
+type htmlCell struct {
+	Class string // ok, failed, na
+	Text  string
+}
+
+// WriteHTML writes report.html: a self-contained page with the host, the
+// chapter's claims, the ratios table and a chart per figure, drawn by its
+// inline script from the report's JSON embedded in the page.
+func WriteHTML(w io.Writer, r *Report) error {
+	file := NewFile(r)
+	p := htmlPage{
+		Report:   r,
+		Created:  r.CreatedAt.UTC().Format("2006-01-02 15:04:05 MST"),
+		Memory:   FormatBytes(r.Host.MemoryBytes),
+		Versions: Versions(r.Host),
+		Legend:   RatioLegend,
+		Claims:   file.Claims,
+		Data:     file,
+	}
+	for _, row := range file.Ratios {
+		hr := htmlRow{Figure: row.Figure}
+		for _, c := range row.Cells {
+			hr.Cells = append(hr.Cells, htmlCell{Class: strings.ReplaceAll(c.State, "/", ""), Text: c.Text})
+		}
+		p.Rows = append(p.Rows, hr)
+	}
+	return htmlTemplate.Execute(w, p)
+}

@@ -1,0 +1,102 @@
+// Package benchreport is what `polyvisor bench` found on this host, and
+// how it is shown: the terminal table, report.json, a self-contained
+// report.html with charts, the chapter's claims checked against the
+// numbers, and `polyvisor advise`'s recommendation from them.
+package benchreport
+
+import (
+	"time"
+
+	"github.com/polyvisor/polyvisor/internal/probe"
+)
+
+// Version is the schema version of report.json.
+const Version = 1
+
+// Report is one bench run. Every figure in it was measured in that run;
+// nothing is a constant.
+type Report struct {
+	Version   int       `json:"version"`
+	CreatedAt time.Time `json:"createdAt"`
+	Command   string    `json:"command"` // the command line that produced it
+	Size      string    `json:"size"`    // probe.SizeQuick, ...
+	Host      Host      `json:"host"`
+	// Classes are native first, then each class asked for, in order.
+	Classes []Class `json:"classes"`
+}
+
+// Host says which machine and software produced the report.
+type Host struct {
+	Hostname    string            `json:"hostname"`
+	Kernel      string            `json:"kernel"`
+	Arch        string            `json:"arch"`
+	CPUModel    string            `json:"cpuModel"`
+	CPUs        int               `json:"cpus"`
+	MemoryBytes int64             `json:"memoryBytes"`
+	Versions    map[string]string `json:"versions"` // polyvisor, qemu, runc
+	// Accel says whether VMs run under KVM or TCG here, and why.
+	Accel       string `json:"accel"`
+	AccelReason string `json:"accelReason"`
+}
+
+// Class names.
+const (
+	Native    = "native"
+	Container = "container"
+	VM        = "vm"
+	Emulation = "emulation"
+)
+
+// Class is what was measured of one class of guest (or of the host itself,
+// for Native).
+type Class struct {
+	Name  string `json:"name"`  // Native, Container, VM, Emulation
+	Label string `json:"label"` // e.g. "vm (TCG: no /dev/kvm)", "emulation (aarch64 on x86_64, TCG)"
+	Arch  string `json:"arch"`  // uname -m inside
+	Accel string `json:"accel,omitempty"`
+	// Works is false when the class cannot run here; Reason says why (from
+	// host check, or the failure that stopped it).
+	Works  bool   `json:"works"`
+	Reason string `json:"reason,omitempty"`
+	// Probe is the probe's output inside a fresh guest of the class; nil
+	// with ProbeError when it failed.
+	Probe      *probe.Output `json:"probe,omitempty"`
+	ProbeError string        `json:"probeError,omitempty"`
+	// Lifecycle figures, milliseconds: provision (create from template),
+	// boot (start until ready), stop, delete. Not for Native.
+	Lifecycle []Figure `json:"lifecycle,omitempty"`
+	// Density is how many idle guests fit, and the host memory each takes.
+	Density *Density `json:"density,omitempty"`
+}
+
+// Lifecycle figure names.
+const (
+	Provision = "provision"
+	Boot      = "boot"
+	Stop      = "stop"
+	Delete    = "delete"
+)
+
+// Figure is a measured value: the median of Runs, with its spread, or an
+// Error.
+type Figure struct {
+	Name           string    `json:"name"`
+	Unit           string    `json:"unit"`
+	HigherIsBetter bool      `json:"higherIsBetter"`
+	Median         float64   `json:"median,omitempty"`
+	Min            float64   `json:"min,omitempty"`
+	Max            float64   `json:"max,omitempty"`
+	Runs           []float64 `json:"runs,omitempty"`
+	Error          string    `json:"error,omitempty"`
+}
+
+// Density is the outcome of launching idle guests of a class.
+type Density struct {
+	Guests int `json:"guests"` // launched and running at once
+	// BudgetBytes is the host memory the run allowed itself.
+	BudgetBytes int64 `json:"budgetBytes"`
+	// PerGuestBytes is the host memory each idle guest took: the growth of
+	// the host's used memory divided by Guests.
+	PerGuestBytes int64  `json:"perGuestBytes"`
+	Error         string `json:"error,omitempty"`
+}

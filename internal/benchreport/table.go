@@ -1,0 +1,167 @@
+package benchreport
+
+import (
+	"fmt"
+	"io"
+	"strings"
+	"unicode/utf8"
+)
+
+// Table layout, in terminal columns.
+const (
+	tableWidth = 118 // the whole table fits a 120-column terminal
+	maxColumn  = 30  // a class's column when few classes leave room
+	minColumn  = 12
+	columnGap  = 2
+)
+
+// RatioLegend says, once for every view, how ratios read.
+const RatioLegend = `ratios are "x of native": 1.00× is as good as the host itself, below 1 worse, above 1 better ` +
+	`(class/native where higher is better, native/class where lower is better: ns, µs, ms)`
+
+// WriteTable prints the report for a terminal: the host, then one row per
+// figure with a column per class, then the chapter's claims.
+func WriteTable(w io.Writer, r *Report) error {
+	var b strings.Builder
+	writeHeader(&b, r)
+	b.WriteString("\n")
+	writeRows(&b, r, Rows(r))
+	b.WriteString("\n")
+	b.WriteString(wrap(RatioLegend, tableWidth, "", ""))
+	for _, c := range r.Classes {
+		if !c.Works {
+			b.WriteString(wrap(fmt.Sprintf("%s does not work here: %s", c.Name, orDefault(c.Reason, "no reason recorded")), tableWidth, "", "  "))
+		}
+	}
+	b.WriteString("\nThe chapter's claims, checked here:\n")
+	indent := strings.Repeat(" ", 16)
+	for _, c := range Claims(r) {
+		b.WriteString(wrap(c.Statement, tableWidth, pad("  "+c.Verdict, len(indent)), indent))
+		b.WriteString(wrap(c.Evidence, tableWidth, indent, indent))
+	}
+	_, err := io.WriteString(w, b.String())
+	return err
+}
+
+func writeHeader(b *strings.Builder, r *Report) {
+	h := r.Host
+	fmt.Fprintf(b, "polyvisor bench on %s, %s, size %s\n", orDefault(h.Hostname, "an unnamed host"), r.CreatedAt.UTC().Format("2006-01-02 15:04 MST"), orDefault(r.Size, "unknown"))
+	fmt.Fprintf(b, "host:     %s, %s, %d CPUs, %s memory\n", orDefault(h.Arch, "arch unknown"), orDefault(h.CPUModel, "CPU unknown"), h.CPUs, FormatBytes(h.MemoryBytes))
+	fmt.Fprintf(b, "kernel:   %s\n", orDefault(h.Kernel, "unknown"))
+	accel := orDefault(h.Accel, "unknown")
+	if h.AccelReason != "" {
+		accel += ": " + oneLine(h.AccelReason)
+	}
+	b.WriteString(wrap(accel, tableWidth, "accel:    ", "          "))
+	fmt.Fprintf(b, "versions: %s\n", Versions(h))
+	if r.Command != "" {
+		fmt.Fprintf(b, "command:  %s\n", r.Command)
+	}
+}
+
+// Versions lists the host's software versions, sorted: "qemu 7.2.0, runc 1.1.5".
+func Versions(h Host) string {
+	if len(h.Versions) == 0 {
+		return "unknown"
+	}
+	var parts []string
+	for _, name := range sortedKeys(h.Versions) {
+		parts = append(parts, name+" "+h.Versions[name])
+	}
+	return strings.Join(parts, ", ")
+}
+
+func writeRows(b *strings.Builder, r *Report, rows []Row) {
+	first := len("figure")
+	for _, row := range rows {
+		first = max(first, utf8.RuneCountInString(row.Figure))
+	}
+	n := max(len(r.Classes), 1)
+	col := min(maxColumn, max(minColumn, (tableWidth-first)/n-columnGap))
+
+	// Labels are wrapped onto as many header lines as the longest needs.
+	labels := make([][]string, len(r.Classes))
+	lines := 1
+	for i, c := range r.Classes {
+		labels[i] = wrapWords(orDefault(c.Label, c.Name), col)
+		lines = max(lines, len(labels[i]))
+	}
+	for l := 0; l < lines; l++ {
+		head := ""
+		if l == lines-1 {
+			head = "figure"
+		}
+		cells := make([]string, len(r.Classes))
+		for i := range r.Classes {
+			if l < len(labels[i]) {
+				cells[i] = labels[i][l]
+			}
+		}
+		writeLine(b, head, first, cells, col)
+	}
+	b.WriteString(strings.Repeat("─", first+len(r.Classes)*(col+columnGap)) + "\n")
+	for _, row := range rows {
+		cells := make([]string, len(row.Cells))
+		for i, c := range row.Cells {
+			cells[i] = CellText(row, c)
+		}
+		writeLine(b, row.Figure, first, cells, col)
+	}
+}
+
+func writeLine(b *strings.Builder, head string, first int, cells []string, col int) {
+	line := pad(head, first)
+	for _, c := range cells {
+		line += strings.Repeat(" ", columnGap) + pad(truncate(c, col), col)
+	}
+	b.WriteString(strings.TrimRight(line, " ") + "\n")
+}
+
+func pad(s string, width int) string {
+	return s + strings.Repeat(" ", max(0, width-utf8.RuneCountInString(s)))
+}
+
+// truncate shortens s to width runes, ending it with … when cut.
+func truncate(s string, width int) string {
+	if utf8.RuneCountInString(s) <= width {
+		return s
+	}
+	runes := []rune(s)
+	return strings.TrimRight(string(runes[:width-1]), " ") + "…"
+}
+
+// wrapWords breaks s into lines of at most width runes, at spaces; a word
+// longer than width is cut.
+func wrapWords(s string, width int) []string {
+	var lines []string
+	line := ""
+	for _, word := range strings.Fields(s) {
+		word = truncate(word, width)
+		switch {
+		case line == "":
+			line = word
+		case utf8.RuneCountInString(line)+1+utf8.RuneCountInString(word) <= width:
+			line += " " + word
+		default:
+			lines = append(lines, line)
+			line = word
+		}
+	}
+	return append(lines, line)
+}
+
+// wrap breaks s into lines of at most width runes, the first prefixed by
+// first and the others by rest, each ended by a newline.
+func wrap(s string, width int, first, rest string) string {
+	inner := width - max(utf8.RuneCountInString(first), utf8.RuneCountInString(rest))
+	lines := wrapWords(s, max(inner, 20))
+	var b strings.Builder
+	for i, l := range lines {
+		prefix := rest
+		if i == 0 {
+			prefix = first
+		}
+		b.WriteString(strings.TrimRight(prefix+l, " ") + "\n")
+	}
+	return b.String()
+}

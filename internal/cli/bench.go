@@ -1,0 +1,199 @@
+package cli
+
+import (
+	"fmt"
+	"os"
+	"path/filepath"
+	"sort"
+	"strings"
+	"time"
+
+	"github.com/schollz/progressbar/v3"
+	"github.com/spf13/cobra"
+	"golang.org/x/term"
+
+	"github.com/polyvisor/polyvisor/internal/benchreport"
+	"github.com/polyvisor/polyvisor/internal/evaluate"
+	"github.com/polyvisor/polyvisor/internal/probe"
+)
+
+// benchDir is where reports go by default: bench/ in the daemon's state
+// directory, one directory per run, so that advise finds the last one.
+const benchDir = "bench"
+
+func (a *app) benchCmd() *cobra.Command {
+	var classes, out, format, size string
+	var quick bool
+	cmd := &cobra.Command{
+		Use:   "bench [--classes container,vm,emulation] [--quick] [--out DIR] [--format table|json]",
+		Short: "Measure every class on this host: the probe natively and in a fresh guest of each class, lifecycle and density",
+		Long: `bench runs polyvisor-probe (CPU, memory, system calls, process creation,
+O_DIRECT disk I/O) natively on the host, then inside a fresh busybox guest
+of each class, and times each class's lifecycle (provision, boot, stop,
+delete) and density (idle guests per memory budget). Every figure is a median
+of repeated runs with its spread, and a ratio to native from the same run.
+It writes report.json and a self-contained report.html (charts, and the
+chapter's claims checked against the numbers) to --out, by default a new
+directory under the daemon's state directory, and prints the table.`,
+		Args: exactArgs(0, ""),
+		RunE: func(cmd *cobra.Command, args []string) error {
+			if err := checkFormat(format, "table", "json"); err != nil {
+				return err
+			}
+			if quick {
+				size = probe.SizeQuick
+			}
+			c := a.client()
+			if out == "" {
+				info, err := c.Server(cmd.Context())
+				if err != nil {
+					return err
+				}
+				out = filepath.Join(info.StateDir, benchDir, time.Now().UTC().Format("20060102-150405"))
+			}
+			probeDir, err := executableDir()
+			if err != nil {
+				return err
+			}
+			report, err := evaluate.Run(cmd.Context(), evaluate.Options{
+				Client: c, ProbeDir: probeDir, Size: size, Classes: strings.Split(classes, ","),
+				Command: "polyvisor " + strings.Join(os.Args[1:], " "), Progress: a.phaseProgress(format),
+			})
+			if err != nil {
+				return err
+			}
+			if err := writeReport(out, report); err != nil {
+				return err
+			}
+			if format == "json" {
+				return benchreport.WriteJSON(a.stdout, report)
+			}
+			if err := benchreport.WriteTable(a.stdout, report); err != nil {
+				return err
+			}
+			fmt.Fprintf(a.stdout, "\nReport: %s (and report.json)\n", filepath.Join(out, "report.html"))
+			return nil
+		},
+	}
+	f := cmd.Flags()
+	f.StringVar(&classes, "classes", strings.Join(evaluate.Classes, ","), "classes to measure beside native: "+strings.Join(evaluate.Classes, ", "))
+	f.BoolVar(&quick, "quick", false, "small workloads and few runs (same as --size quick)")
+	f.StringVar(&size, "size", probe.SizeDefault, "workload size: quick, default or thorough")
+	f.StringVar(&out, "out", "", "directory for report.json and report.html (default: a new one under STATE/bench)")
+	f.StringVar(&format, "format", "table", "output: table or json")
+	return cmd
+}
+
+func (a *app) adviseCmd() *cobra.Command {
+	var needs benchreport.Needs
+	var reportPath string
+	cmd := &cobra.Command{
+		Use:   "advise [--guest-os linux|windows|other] [--arch ARCH] [--priority density|disk|cpu|isolation|boot] [--count N]",
+		Short: "Recommend a class for stated needs, from the last bench of this host (a quick one when there is none)",
+		Args:  exactArgs(0, ""),
+		RunE: func(cmd *cobra.Command, args []string) error {
+			c := a.client()
+			info, err := c.Server(cmd.Context())
+			if err != nil {
+				return err
+			}
+			if reportPath == "" {
+				reportPath = lastReport(filepath.Join(info.StateDir, benchDir))
+			}
+			var report *benchreport.Report
+			if reportPath == "" {
+				fmt.Fprintln(os.Stderr, "No bench report on this host yet: running polyvisor bench --quick first.")
+				probeDir, err := executableDir()
+				if err != nil {
+					return err
+				}
+				report, err = evaluate.Run(cmd.Context(), evaluate.Options{
+					Client: c, ProbeDir: probeDir, Size: probe.SizeQuick, Classes: evaluate.Classes,
+					Command: "polyvisor advise (quick bench)", Progress: a.phaseProgress("table"),
+				})
+				if err != nil {
+					return err
+				}
+				if err := writeReport(filepath.Join(info.StateDir, benchDir, time.Now().UTC().Format("20060102-150405")), report); err != nil {
+					return err
+				}
+			} else {
+				f, err := os.Open(reportPath)
+				if err != nil {
+					return err
+				}
+				defer f.Close()
+				if report, err = benchreport.ReadJSON(f); err != nil {
+					return fmt.Errorf("%s: %w", reportPath, err)
+				}
+			}
+			advice, err := benchreport.Advise(report, needs)
+			if err != nil {
+				return err
+			}
+			return benchreport.WriteAdvice(a.stdout, advice)
+		},
+	}
+	f := cmd.Flags()
+	f.StringVar(&needs.GuestOS, "guest-os", "linux", "the guests' OS: linux, windows or other")
+	f.StringVar(&needs.Arch, "arch", "", "the guests' architecture (default: the host's)")
+	f.StringVar(&needs.Priority, "priority", "cpu", "what matters most: density, disk, cpu, isolation or boot")
+	f.IntVar(&needs.Count, "count", 1, "how many such guests")
+	f.StringVar(&reportPath, "report", "", "a report.json to advise from (default: the last bench of this host)")
+	return cmd
+}
+
+// writeReport writes report.json and report.html into dir.
+func writeReport(dir string, r *benchreport.Report) error {
+	if err := os.MkdirAll(dir, 0o755); err != nil {
+		return err
+	}
+	for name, write := range map[string]func(*os.File) error{
+		"report.json": func(f *os.File) error { return benchreport.WriteJSON(f, r) },
+		"report.html": func(f *os.File) error { return benchreport.WriteHTML(f, r) },
+	} {
+		f, err := os.Create(filepath.Join(dir, name))
+		if err != nil {
+			return err
+		}
+		if err := write(f); err != nil {
+			f.Close()
+			return fmt.Errorf("write %s: %w", name, err)
+		}
+		if err := f.Close(); err != nil {
+			return err
+		}
+	}
+	return nil
+}
+
+// lastReport returns the newest report.json under dir, or "".
+func lastReport(dir string) string {
+	runs, _ := filepath.Glob(filepath.Join(dir, "*", "report.json"))
+	sort.Strings(runs) // the directories are named by UTC time
+	if len(runs) == 0 {
+		return ""
+	}
+	return runs[len(runs)-1]
+}
+
+// executableDir is where the CLI's binary is: the probes lie beside it.
+func executableDir() (string, error) {
+	exe, err := os.Executable()
+	if err != nil {
+		return "", err
+	}
+	return filepath.Dir(exe), nil
+}
+
+// phaseProgress shows the phase bench is in, on a terminal.
+func (a *app) phaseProgress(format string) func(string) {
+	if format == "json" || !term.IsTerminal(int(os.Stderr.Fd())) {
+		return func(phase string) { fmt.Fprintf(os.Stderr, "bench: %s\n", phase) }
+	}
+	bar := progressbar.NewOptions(-1, progressbar.OptionSetWriter(os.Stderr), progressbar.OptionSpinnerType(14), progressbar.OptionClearOnFinish())
+	return func(phase string) {
+		bar.Describe("bench: " + phase)
+		bar.Add(1)
+	}
+}

@@ -1,0 +1,62 @@
+package client
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"io"
+
+	"github.com/polyvisor/polyvisor/internal/api"
+	"github.com/polyvisor/polyvisor/internal/stream"
+)
+
+// Run runs a command in a guest without a terminal, feeding it stdin (nil
+// for none) and copying its output, and returns its exit code.
+func (c *Client) Run(ctx context.Context, name string, command []string, stdin io.Reader, stdout, stderr io.Writer) (int, error) {
+	conn, err := c.Exec(ctx, name, api.ExecRequest{Command: command})
+	if err != nil {
+		return 0, err
+	}
+	defer conn.Close()
+	stop := context.AfterFunc(ctx, func() { conn.Close() })
+	defer stop()
+	out := stream.NewFrameWriter(conn)
+	go func() {
+		if stdin != nil {
+			buf := make([]byte, 64<<10)
+			for {
+				n, err := stdin.Read(buf)
+				if n > 0 && out.WriteFrame(stream.Stdin, buf[:n]) != nil {
+					return
+				}
+				if err != nil {
+					break
+				}
+			}
+		}
+		out.WriteFrame(stream.CloseStdin, nil)
+	}()
+	for {
+		f, err := stream.ReadFrame(conn)
+		if err != nil {
+			if ctx.Err() != nil {
+				return 0, ctx.Err()
+			}
+			if errors.Is(err, io.EOF) {
+				return 0, fmt.Errorf("exec in %s: the daemon closed the session without an exit code", name)
+			}
+			return 0, fmt.Errorf("exec in %s: %w", name, err)
+		}
+		switch f.Type {
+		case stream.Stdout:
+			stdout.Write(f.Data)
+		case stream.Stderr:
+			stderr.Write(f.Data)
+		case stream.Exit:
+			code, err := stream.DecodeExit(f.Data)
+			return int(code), err
+		case stream.Error:
+			return 0, fmt.Errorf("exec in %s: %s", name, f.Data)
+		}
+	}
+}

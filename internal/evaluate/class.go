@@ -1,0 +1,290 @@
+package evaluate
+
+import (
+	"bytes"
+	"context"
+	"fmt"
+	"os"
+	"path/filepath"
+	"runtime"
+	"slices"
+	"strings"
+	"time"
+
+	"github.com/polyvisor/polyvisor/internal/api"
+	"github.com/polyvisor/polyvisor/internal/arch"
+	"github.com/polyvisor/polyvisor/internal/benchreport"
+	"github.com/polyvisor/polyvisor/internal/probe"
+	"github.com/polyvisor/polyvisor/internal/template"
+)
+
+// guestSpec is what a class's guests are made of: the busybox template of
+// each kind, so that every class runs the same user space.
+type guestSpec struct {
+	class   string
+	typ     string
+	arch    arch.Arch
+	verdict string // the host check's class
+	memory  string // for the probe's guest: mem.copy needs room
+}
+
+func specOf(class string) guestSpec {
+	switch class {
+	case benchreport.VM:
+		return guestSpec{class: class, typ: template.TypeVM, arch: arch.Host(), verdict: "qemu", memory: "512MiB"}
+	case benchreport.Emulation:
+		foreign, _ := arch.Parse("arm64")
+		if arch.Host() == foreign {
+			foreign, _ = arch.Parse("amd64")
+		}
+		return guestSpec{class: class, typ: template.TypeVM, arch: foreign, verdict: "qemu", memory: "512MiB"}
+	}
+	return guestSpec{class: class, typ: template.TypeContainer, arch: arch.Host(), verdict: "container", memory: "512MiB"}
+}
+
+// namePrefix starts the names of every guest bench makes.
+const namePrefix = "pv-bench-"
+
+// measureClass measures one class: lifecycle, the probe inside, density.
+func (r *runner) measureClass(ctx context.Context, class string, host benchreport.Host, check api.HostCheck) benchreport.Class {
+	spec := specOf(class)
+	c := benchreport.Class{Name: class, Label: class, Arch: spec.arch.QEMU}
+	for _, v := range check.Classes {
+		if v.Class == spec.verdict {
+			c.Works, c.Reason = v.Works, v.Reason
+		}
+	}
+	if spec.typ == template.TypeVM {
+		c.Accel = host.Accel
+		if class == benchreport.Emulation {
+			c.Accel = "tcg"
+			c.Label = fmt.Sprintf("emulation (%s on %s, TCG)", spec.arch.QEMU, host.Arch)
+		} else {
+			c.Label = fmt.Sprintf("vm (%s)", strings.ToUpper(host.Accel))
+		}
+	}
+	if !c.Works {
+		return c
+	}
+	if err := r.ensureTemplate(ctx, spec); err != nil {
+		c.Works, c.Reason = false, err.Error()
+		return c
+	}
+	r.opts.Progress(c.Label + ": lifecycle")
+	c.Lifecycle = r.lifecycle(ctx, spec)
+	r.opts.Progress(c.Label + ": probe")
+	out, err := r.probeIn(ctx, spec)
+	if err != nil {
+		c.ProbeError = err.Error()
+	}
+	c.Probe = out
+	r.opts.Progress(c.Label + ": density")
+	c.Density = r.density(ctx, spec)
+	return c
+}
+
+// ensureTemplate builds the class's busybox template when it is missing.
+func (r *runner) ensureTemplate(ctx context.Context, spec guestSpec) error {
+	key := template.Key("busybox", spec.typ, spec.arch.Debian)
+	if _, err := r.opts.Client.Template(ctx, key); err == nil {
+		return nil
+	}
+	r.opts.Progress("building template " + key)
+	op, err := r.opts.Client.BuildTemplate(ctx, api.TemplateBuild{Source: "busybox", Type: spec.typ, Arch: spec.arch.Debian})
+	if err != nil {
+		return fmt.Errorf("build template %s: %w", key, err)
+	}
+	return r.opts.Client.Wait(ctx, op, nil)
+}
+
+// create makes (and with start, starts) a guest of the class. It gets
+// every host CPU, as the native probe has them: a guest's default limit of
+// one CPU would throttle it and be measured instead of the class.
+func (r *runner) create(ctx context.Context, spec guestSpec, name, memory string, start bool) error {
+	op, err := r.opts.Client.CreateGuest(ctx, api.GuestCreate{
+		Name: name, Template: "busybox", Type: spec.typ, Arch: spec.arch.Debian, Memory: memory,
+		CPUs: runtime.NumCPU(), Networks: []string{"none"}, Start: start,
+	})
+	if err != nil {
+		return err
+	}
+	return r.opts.Client.Wait(ctx, op, nil)
+}
+
+// state changes a guest's state and waits.
+func (r *runner) state(ctx context.Context, name, action string) error {
+	op, err := r.opts.Client.ChangeState(ctx, name, api.StateChange{Action: action, Timeout: "20s"})
+	if err != nil {
+		return err
+	}
+	return r.opts.Client.Wait(ctx, op, nil)
+}
+
+// remove deletes a guest bench made, stopping it first; it runs even when
+// ctx is cancelled, so nothing of bench stays behind.
+func (r *runner) remove(ctx context.Context, name string) error {
+	ctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), time.Minute)
+	defer cancel()
+	op, err := r.opts.Client.DeleteGuest(ctx, name, true)
+	if err != nil {
+		return err
+	}
+	return r.opts.Client.Wait(ctx, op, nil)
+}
+
+// lifecycle times provision (create), boot (start until ready: the
+// container's init runs, the VM's agent answers), stop and delete.
+func (r *runner) lifecycle(ctx context.Context, spec guestSpec) []benchreport.Figure {
+	steps := []string{benchreport.Provision, benchreport.Boot, benchreport.Stop, benchreport.Delete}
+	runs := map[string][]float64{}
+	errs := map[string]string{}
+	for i := range r.scale.lifecycleRuns {
+		name := fmt.Sprintf("%s%s-life-%d", namePrefix, spec.class, i)
+		actions := map[string]func() error{
+			benchreport.Provision: func() error { return r.create(ctx, spec, name, "", false) },
+			benchreport.Boot:      func() error { return r.state(ctx, name, "start") },
+			benchreport.Stop:      func() error { return r.state(ctx, name, "stop") },
+			benchreport.Delete: func() error {
+				op, err := r.opts.Client.DeleteGuest(ctx, name, false)
+				if err == nil {
+					err = r.opts.Client.Wait(ctx, op, nil)
+				}
+				return err
+			},
+		}
+		for _, step := range steps {
+			began := time.Now()
+			if err := actions[step](); err != nil {
+				errs[step] = err.Error()
+				r.remove(ctx, name)
+				break
+			}
+			runs[step] = append(runs[step], float64(time.Since(began).Microseconds())/1000)
+		}
+	}
+	var figs []benchreport.Figure
+	for _, step := range steps {
+		f := figureOf(step, "ms", false, runs[step])
+		if len(runs[step]) < r.scale.lifecycleRuns {
+			f.Error = errs[step]
+		}
+		figs = append(figs, f)
+	}
+	return figs
+}
+
+// figureOf summarises runs; with none it is empty (the caller sets Error).
+func figureOf(name, unit string, higherIsBetter bool, runs []float64) benchreport.Figure {
+	f := benchreport.Figure{Name: name, Unit: unit, HigherIsBetter: higherIsBetter, Runs: runs}
+	if len(runs) == 0 {
+		return f
+	}
+	sorted := slices.Clone(runs)
+	slices.Sort(sorted)
+	f.Min, f.Max = sorted[0], sorted[len(sorted)-1]
+	if n := len(sorted); n%2 == 1 {
+		f.Median = sorted[n/2]
+	} else {
+		f.Median = (sorted[n/2-1] + sorted[n/2]) / 2
+	}
+	return f
+}
+
+// probeIn runs the probe inside a fresh guest of the class: the binary of
+// the guest's arch goes in through exec's stdin.
+func (r *runner) probeIn(ctx context.Context, spec guestSpec) (_ *probe.Output, err error) {
+	name := namePrefix + spec.class + "-probe"
+	if err := r.create(ctx, spec, name, spec.memory, true); err != nil {
+		return nil, fmt.Errorf("launch: %w", err)
+	}
+	defer r.remove(ctx, name)
+	bin, err := os.Open(filepath.Join(r.opts.ProbeDir, ProbeName(spec.arch.GOARCH)))
+	if err != nil {
+		return nil, err
+	}
+	defer bin.Close()
+	const inGuest = "/var/tmp/polyvisor-probe"
+	var stderr bytes.Buffer
+	code, err := r.opts.Client.Run(ctx, name, []string{"sh", "-c", "mkdir -p /var/tmp && cat > " + inGuest + " && chmod 755 " + inGuest}, bin, &stderr, &stderr)
+	if err == nil && code != 0 {
+		err = fmt.Errorf("exit code %d: %s", code, strings.TrimSpace(stderr.String()))
+	}
+	if err != nil {
+		return nil, fmt.Errorf("copy the probe in: %w", err)
+	}
+	var stdout bytes.Buffer
+	stderr.Reset()
+	code, err = r.opts.Client.Run(ctx, name, []string{inGuest, "--size", r.opts.Size, "--dir", "/var/tmp"}, nil, &stdout, &stderr)
+	if err == nil && code != 0 {
+		err = fmt.Errorf("exit code %d: %s", code, lastLine(stderr.String()))
+	}
+	if err != nil {
+		return nil, fmt.Errorf("run the probe: %w", err)
+	}
+	return parseProbe(stdout.Bytes())
+}
+
+func lastLine(s string) string {
+	lines := strings.Split(strings.TrimSpace(s), "\n")
+	return lines[len(lines)-1]
+}
+
+// density launches idle guests of the class, up to the size's count or a
+// memory budget (a quarter of what the host has available), and reports
+// the host memory each takes: the proportional set size of its processes
+// (monitor, container processes or QEMU), which a busy host's other
+// activity does not blur the way its free memory would.
+func (r *runner) density(ctx context.Context, spec guestSpec) *benchreport.Density {
+	count := r.scale.densityContainers
+	if spec.typ == template.TypeVM {
+		count = r.scale.densityVMs
+	}
+	d := &benchreport.Density{BudgetBytes: meminfo()["MemAvailable"] / 4}
+	before := usedMemory()
+	var names []string
+	defer func() {
+		for _, n := range names {
+			r.remove(ctx, n)
+		}
+	}()
+	for i := range count {
+		if usedMemory()-before > d.BudgetBytes {
+			break
+		}
+		name := fmt.Sprintf("%s%s-idle-%d", namePrefix, spec.class, i)
+		if err := r.create(ctx, spec, name, "", true); err != nil {
+			d.Error = err.Error()
+			r.remove(ctx, name)
+			break
+		}
+		names = append(names, name)
+	}
+	// Let the guests settle into idleness before measuring.
+	select {
+	case <-time.After(2 * time.Second):
+	case <-ctx.Done():
+	}
+	d.Guests = len(names)
+	if d.Guests == 0 {
+		if d.Error == "" {
+			d.Error = "no guest fit in the memory budget"
+		}
+		return d
+	}
+	var monitors []int
+	for _, n := range names {
+		g, err := r.opts.Client.Guest(ctx, n)
+		if err != nil {
+			d.Error = err.Error()
+			return d
+		}
+		monitors = append(monitors, g.MonitorPID)
+	}
+	pss, err := treePSS(monitors)
+	if err != nil {
+		d.Error = fmt.Sprintf("measure the guests' memory: %v", err)
+		return d
+	}
+	d.PerGuestBytes = pss / int64(d.Guests)
+	return d
+}

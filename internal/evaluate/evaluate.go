@@ -1,0 +1,136 @@
+// Package evaluate runs `polyvisor bench`: the probe natively on the host,
+// then inside a fresh guest of each class through the daemon's API, with
+// the lifecycle and density of each class, into a benchreport.Report.
+// A class or workload that fails is recorded with its error; the run goes
+// on.
+package evaluate
+
+import (
+	"context"
+	"encoding/json"
+	"fmt"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"slices"
+	"strings"
+	"time"
+
+	"github.com/polyvisor/polyvisor/internal/api"
+	"github.com/polyvisor/polyvisor/internal/arch"
+	"github.com/polyvisor/polyvisor/internal/benchreport"
+	"github.com/polyvisor/polyvisor/internal/client"
+	"github.com/polyvisor/polyvisor/internal/probe"
+)
+
+// Classes are the guest classes bench knows, in report order.
+var Classes = []string{benchreport.Container, benchreport.VM, benchreport.Emulation}
+
+// Options say what to measure.
+type Options struct {
+	Client *client.Client
+	// ProbeDir holds polyvisor-probe-GOARCH for each arch.
+	ProbeDir string
+	Size     string   // probe.SizeQuick, SizeDefault, SizeThorough
+	Classes  []string // a subset of Classes
+	Command  string   // the command line, for the report
+	// Progress receives each phase as it starts.
+	Progress func(phase string)
+}
+
+// ProbeName is the file name of the probe built for goarch.
+func ProbeName(goarch string) string { return "polyvisor-probe-" + goarch }
+
+// scale is how much of each thing a size does.
+type scale struct {
+	lifecycleRuns     int
+	densityContainers int
+	densityVMs        int
+}
+
+var scales = map[string]scale{
+	probe.SizeQuick:    {lifecycleRuns: 3, densityContainers: 16, densityVMs: 2},
+	probe.SizeDefault:  {lifecycleRuns: 5, densityContainers: 50, densityVMs: 4},
+	probe.SizeThorough: {lifecycleRuns: 9, densityContainers: 100, densityVMs: 8},
+}
+
+// Run measures and returns the report.
+func Run(ctx context.Context, opts Options) (*benchreport.Report, error) {
+	sc, ok := scales[opts.Size]
+	if !ok {
+		return nil, fmt.Errorf("%w: size %q: use quick, default or thorough", api.ErrInvalid, opts.Size)
+	}
+	for _, c := range opts.Classes {
+		if !slices.Contains(Classes, c) {
+			return nil, fmt.Errorf("%w: class %q: use %s", api.ErrInvalid, c, strings.Join(Classes, ", "))
+		}
+	}
+	if opts.Progress == nil {
+		opts.Progress = func(string) {}
+	}
+	r := &runner{opts: opts, scale: sc}
+	opts.Progress("host facts and host check")
+	report := &benchreport.Report{
+		Version: benchreport.Version, CreatedAt: time.Now().UTC(), Command: opts.Command, Size: opts.Size,
+	}
+	check, err := opts.Client.HostCheck(ctx)
+	if err != nil {
+		return nil, err
+	}
+	report.Host = hostFacts(ctx, opts.Client, check)
+	opts.Progress("probe on the host (native)")
+	native := benchreport.Class{Name: benchreport.Native, Label: "native (" + report.Host.Arch + ")", Arch: report.Host.Arch, Works: true}
+	native.Probe, err = r.runNative(ctx)
+	if err != nil {
+		native.ProbeError = err.Error()
+	}
+	report.Classes = append(report.Classes, native)
+	for _, name := range opts.Classes {
+		if err := ctx.Err(); err != nil {
+			return nil, err
+		}
+		report.Classes = append(report.Classes, r.measureClass(ctx, name, report.Host, check))
+	}
+	return report, nil
+}
+
+type runner struct {
+	opts  Options
+	scale scale
+}
+
+// runNative runs the probe on the host.
+func (r *runner) runNative(ctx context.Context) (*probe.Output, error) {
+	dir, err := os.MkdirTemp("/var/tmp", "polyvisor-bench-")
+	if err != nil {
+		return nil, err
+	}
+	defer os.RemoveAll(dir)
+	bin := filepath.Join(r.opts.ProbeDir, ProbeName(arch.Host().GOARCH))
+	out, err := exec.CommandContext(ctx, bin, "--size", r.opts.Size, "--dir", dir).Output()
+	if err != nil {
+		return nil, fmt.Errorf("run %s: %w", bin, exitDetail(err))
+	}
+	return parseProbe(out)
+}
+
+// parseProbe reads the probe's JSON.
+func parseProbe(out []byte) (*probe.Output, error) {
+	var o probe.Output
+	if err := json.Unmarshal(out, &o); err != nil {
+		return nil, fmt.Errorf("the probe's output is not its JSON: %w", err)
+	}
+	if o.Probe != "polyvisor-probe" || o.Version != 1 {
+		return nil, fmt.Errorf("the probe's output is %q version %d, want polyvisor-probe version 1", o.Probe, o.Version)
+	}
+	return &o, nil
+}
+
+// exitDetail adds a failed command's stderr to its error.
+func exitDetail(err error) error {
+	if ee, ok := err.(*exec.ExitError); ok && len(ee.Stderr) > 0 {
+		lines := strings.Split(strings.TrimSpace(string(ee.Stderr)), "\n")
+		return fmt.Errorf("%w: %s", err, lines[len(lines)-1])
+	}
+	return err
+}

@@ -1,0 +1,93 @@
+package e2e
+
+import (
+	"os"
+	"path/filepath"
+	"strings"
+	"testing"
+
+	"github.com/polyvisor/polyvisor/internal/benchreport"
+	"github.com/polyvisor/polyvisor/internal/probe"
+)
+
+// cpuRatio is a class's median of a CPU workload over native's in the
+// same run.
+func cpuRatio(t *testing.T, r *benchreport.Report, class, workload string) float64 {
+	t.Helper()
+	median := map[string]float64{}
+	for _, c := range r.Classes {
+		if c.Probe == nil {
+			continue
+		}
+		for _, res := range c.Probe.Results {
+			if res.Name == workload && res.Error == "" {
+				median[c.Name] = res.Median
+			}
+		}
+	}
+	if median[benchreport.Native] == 0 || median[class] == 0 {
+		t.Fatalf("%s of %s or native was not measured: %v", workload, class, median)
+	}
+	return median[class] / median[benchreport.Native]
+}
+
+func TestBenchQuickMeasuresEveryClassAndAdviseReadsIt(t *testing.T) {
+	requireVMTemplates(t)
+	d := env.main
+	out := t.TempDir()
+	table := d.Must(t, "bench", "--quick", "--out", out)
+	for _, want := range []string{"native", "container", "vm (TCG)", "emulation (aarch64"} {
+		if !strings.Contains(table, want) {
+			t.Errorf("the table has no column %q:\n%s", want, table)
+		}
+	}
+	f, err := os.Open(filepath.Join(out, "report.json"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer f.Close()
+	r, err := benchreport.ReadJSON(f)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(r.Classes) != 4 {
+		t.Fatalf("classes %d, want native, container, vm, emulation", len(r.Classes))
+	}
+	for _, c := range r.Classes {
+		if !c.Works || c.Probe == nil || c.ProbeError != "" {
+			t.Errorf("%s: works %v, probe error %q, reason %q", c.Name, c.Works, c.ProbeError, c.Reason)
+		}
+		if c.Name != benchreport.Native && (len(c.Lifecycle) != 4 || c.Density == nil || c.Density.Guests == 0 || c.Density.PerGuestBytes <= 0) {
+			t.Errorf("%s: lifecycle %+v density %+v", c.Name, c.Lifecycle, c.Density)
+		}
+	}
+	// The chapter's sanity: a container computes at native speed, TCG
+	// does not. The bounds are loose: make test runs other packages beside.
+	if ratio := cpuRatio(t, r, benchreport.Container, probe.CPUFloat); ratio < 0.6 || ratio > 1.6 {
+		t.Errorf("container cpu.float ratio to native %.2f, want near 1", ratio)
+	}
+	for _, class := range []string{benchreport.VM, benchreport.Emulation} {
+		if ratio := cpuRatio(t, r, class, probe.CPUFloat); ratio > 0.5 {
+			t.Errorf("%s (TCG) cpu.float ratio to native %.2f, want well below 1", class, ratio)
+		}
+	}
+	if html, err := os.ReadFile(filepath.Join(out, "report.html")); err != nil || !strings.Contains(string(html), "report-data") {
+		t.Errorf("report.html: %v", err)
+	}
+	if guests, _ := d.Guests(); len(guests) > 0 {
+		for _, g := range guests {
+			if strings.HasPrefix(g.Name, "pv-bench-") {
+				t.Errorf("bench left guest %s", g.Name)
+			}
+		}
+	}
+
+	advice := d.Must(t, "advise", "--guest-os", "windows", "--report", filepath.Join(out, "report.json"))
+	lower := strings.ToLower(advice)
+	if !strings.Contains(lower, "container") || !strings.Contains(lower, "kernel") {
+		t.Errorf("advise for windows does not say why a container is out:\n%s", advice)
+	}
+	if first := strings.SplitN(advice, "\n", 2)[0]; strings.Contains(strings.ToLower(first), "container") {
+		t.Errorf("advise recommends a container for windows:\n%s", advice)
+	}
+}
