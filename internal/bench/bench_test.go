@@ -4,7 +4,6 @@ import (
 	"context"
 	"encoding/json"
 	"fmt"
-	"os"
 	"path/filepath"
 	"testing"
 	"time"
@@ -13,6 +12,7 @@ import (
 
 	"github.com/polyvisor/polyvisor/internal/api"
 	"github.com/polyvisor/polyvisor/internal/layout"
+	"github.com/polyvisor/polyvisor/internal/peer"
 	"github.com/polyvisor/polyvisor/internal/testenv"
 )
 
@@ -54,7 +54,7 @@ func BenchmarkLaunch(b *testing.B) {
 		}
 		pv = append(pv, took)
 		if memo.spec == nil {
-			spec, err := readSpec(filepath.Join(l.GuestDir(name), "bundle", "config.json"))
+			spec, err := peer.ReadSpec(filepath.Join(l.GuestDir(name), "bundle", "config.json"))
 			if err != nil {
 				b.Fatal(err)
 			}
@@ -69,8 +69,8 @@ func BenchmarkLaunch(b *testing.B) {
 		if err != nil {
 			b.Fatal(err)
 		}
-		took, err := r.run()
-		if rerr := r.remove(); err == nil && rerr != nil {
+		took, err := r.Run()
+		if rerr := r.Remove(); err == nil && rerr != nil {
 			err = rerr
 		}
 		if err != nil {
@@ -100,19 +100,6 @@ func BenchmarkLaunch(b *testing.B) {
 	b.Logf("n=%d polyvisor ms: min %.1f p50 %.1f p90 %.1f max %.1f; runc ms: min %.1f p50 %.1f p90 %.1f max %.1f; ratio %.2f (target <= 1.5)",
 		len(pv), pv.percentile(0), pv.median(), pv.percentile(90), pv.percentile(100),
 		raw.percentile(0), raw.median(), raw.percentile(90), raw.percentile(100), ratio)
-}
-
-// readSpec reads a bundle's config.json.
-func readSpec(path string) (*specs.Spec, error) {
-	data, err := os.ReadFile(path)
-	if err != nil {
-		return nil, fmt.Errorf("read guest bundle: %w", err)
-	}
-	var spec specs.Spec
-	if err := json.Unmarshal(data, &spec); err != nil {
-		return nil, fmt.Errorf("decode %s: %w", path, err)
-	}
-	return &spec, nil
 }
 
 // Sizes of the listing benchmark.

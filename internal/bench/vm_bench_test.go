@@ -4,15 +4,12 @@ import (
 	"context"
 	"fmt"
 	"os"
-	"os/exec"
 	"path/filepath"
-	"strings"
-	"syscall"
 	"testing"
 	"time"
 
-	"github.com/polyvisor/polyvisor/internal/agent"
 	"github.com/polyvisor/polyvisor/internal/api"
+	"github.com/polyvisor/polyvisor/internal/peer"
 	"github.com/polyvisor/polyvisor/internal/testenv"
 )
 
@@ -72,13 +69,11 @@ func BenchmarkVMBoot(b *testing.B) {
 				b.Fatal(err)
 			}
 			m.accel = g.Accel
-			if m.argv, err = cmdline(g.PID); err != nil {
+			if m.argv, err = peer.Cmdline(g.PID); err != nil {
 				b.Fatal(err)
 			}
-			for _, a := range m.argv {
-				if overlay, ok := strings.CutPrefix(a, "id=root,file="); ok {
-					m.base = backingOf(strings.Split(overlay, ",")[0])
-				}
+			if m.base, err = peer.BackingOf(peer.RootDisk(m.argv)); err != nil {
+				b.Fatal(err)
 			}
 		}
 		if err := testenv.DeleteGuest(ctx, f.client, name); err != nil {
@@ -170,15 +165,6 @@ func BenchmarkVMIdleMemory(b *testing.B) {
 	b.ReportMetric(float64(r.monitor)/vms, "monitor-kib-per-vm")
 }
 
-// cmdline reads a process's argv.
-func cmdline(pid int) ([]string, error) {
-	data, err := os.ReadFile(fmt.Sprintf("/proc/%d/cmdline", pid))
-	if err != nil {
-		return nil, err
-	}
-	return strings.Split(strings.TrimSuffix(string(data), "\x00"), "\x00"), nil
-}
-
 // bootRaw runs polyvisor's QEMU command line by hand, with a fresh disk
 // overlay and sockets of its own and the console in a file, and times it
 // until the guest agent answers.
@@ -188,59 +174,21 @@ func bootRaw(ctx context.Context, f *fixture, argv []string, base string, i int)
 		return 0, err
 	}
 	defer os.RemoveAll(dir)
-	args := append([]string(nil), argv...)
-	agentSock := filepath.Join(dir, "agent.sock")
-	for j, a := range args {
-		switch {
-		case strings.HasPrefix(a, "id=root,file="):
-			overlay := filepath.Join(dir, "root.qcow2")
-			if out, err := exec.Command("qemu-img", "create", "-q", "-f", "qcow2", "-F", "qcow2", "-b", base, overlay).CombinedOutput(); err != nil {
-				return 0, fmt.Errorf("overlay: %v: %s", err, out)
-			}
-			args[j] = "id=root,file=" + overlay + ",format=qcow2,if=none,discard=unmap"
-		case strings.HasPrefix(a, "socket,id=agent,path="):
-			args[j] = "socket,id=agent,path=" + agentSock + ",server=on,wait=off"
-		case strings.HasPrefix(a, "stdio,id=console"):
-			args[j] = "file,id=console,path=" + filepath.Join(dir, "console.log")
-		case strings.HasPrefix(a, "unix:") && strings.HasSuffix(a, ",server=on,wait=off"):
-			args[j] = "unix:" + filepath.Join(dir, "qmp.sock") + ",server=on,wait=off"
-		}
-	}
-	began := time.Now()
-	cmd := exec.Command(args[0], args[1:]...)
-	cmd.SysProcAttr = &syscall.SysProcAttr{Setsid: true}
-	if err := cmd.Start(); err != nil {
+	disk, err := peer.Overlay(base, dir)
+	if err != nil {
 		return 0, err
 	}
-	defer func() {
-		cmd.Process.Kill()
-		cmd.Wait()
-	}()
-	// QEMU creates its sockets a few milliseconds after it starts.
-	for _, err := os.Stat(agentSock); err != nil && time.Since(began) < 10*time.Second; _, err = os.Stat(agentSock) {
-		time.Sleep(2 * time.Millisecond)
-	}
-	c, err := agent.Dial(ctx, agentSock)
+	began := time.Now()
+	q, err := peer.StartQEMU(argv, disk, dir)
 	if err != nil {
-		return 0, fmt.Errorf("raw QEMU's agent: %w", err)
+		return 0, err
+	}
+	defer q.Stop()
+	c, err := q.Agent(ctx)
+	if err != nil {
+		return 0, err
 	}
 	took := time.Since(began)
 	c.Close()
 	return took, nil
-}
-
-// backingOf returns the backing file of a qcow2 overlay.
-func backingOf(overlay string) string {
-	// -U: the running VM holds the image's lock.
-	out, err := exec.Command("qemu-img", "info", "-U", "--output=json", overlay).Output()
-	if err != nil {
-		return overlay
-	}
-	const key = `"backing-filename": "`
-	s := string(out)
-	if i := strings.Index(s, key); i >= 0 {
-		rest := s[i+len(key):]
-		return rest[:strings.Index(rest, `"`)]
-	}
-	return overlay
 }

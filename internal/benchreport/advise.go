@@ -63,7 +63,7 @@ func Advise(r *Report, n Needs) (Advice, error) {
 	var candidates []*Class
 	for i := range r.Classes {
 		c := &r.Classes[i]
-		if c.Name == Native {
+		if c.Name == Native || c.Peer() {
 			continue
 		}
 		if why := refusal(r, c, n, want, foreign); why != "" {

@@ -5,6 +5,7 @@
 package benchreport
 
 import (
+	"strings"
 	"time"
 
 	"github.com/polyvisor/polyvisor/internal/probe"
@@ -46,6 +47,14 @@ const (
 	VM        = "vm"
 	Emulation = "emulation"
 )
+
+// PeerPrefix starts the Name of a peer's class (peer-runc, peer-qemu):
+// not a polyvisor class but a program polyvisor is compared with, measured
+// the same way. Claims and advice leave peers out.
+const PeerPrefix = "peer-"
+
+// Peer says whether the class is a peer's.
+func (c *Class) Peer() bool { return strings.HasPrefix(c.Name, PeerPrefix) }
 
 // Class is what was measured of one class of guest (or of the host itself,
 // for Native).

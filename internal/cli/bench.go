@@ -22,10 +22,10 @@ import (
 const benchDir = "bench"
 
 func (a *app) benchCmd() *cobra.Command {
-	var classes, out, format, size string
+	var classes, out, format, size, peers string
 	var quick bool
 	cmd := &cobra.Command{
-		Use:   "bench [--classes container,vm,emulation] [--quick] [--out DIR] [--format table|json]",
+		Use:   "bench [--classes container,vm,emulation] [--peers runc,qemu|none] [--quick] [--out DIR] [--format table|json]",
 		Short: "Measure every class on this host: the probe natively and in a fresh guest of each class, lifecycle and density",
 		Long: `bench runs polyvisor-probe (CPU, memory, system calls, process creation,
 O_DIRECT disk I/O) natively on the host, then inside a fresh busybox guest
@@ -55,8 +55,14 @@ directory under the daemon's state directory, and prints the table.`,
 			if err != nil {
 				return err
 			}
+			peerList := evaluate.DefaultPeers()
+			if peers == "none" {
+				peerList = nil
+			} else if peers != "" {
+				peerList = strings.Split(peers, ",")
+			}
 			report, err := evaluate.Run(cmd.Context(), evaluate.Options{
-				Client: c, ProbeDir: probeDir, Size: size, Classes: strings.Split(classes, ","),
+				Client: c, ProbeDir: probeDir, Size: size, Classes: strings.Split(classes, ","), Peers: peerList,
 				Command: "polyvisor " + strings.Join(os.Args[1:], " "), Progress: a.phaseProgress(format),
 			})
 			if err != nil {
@@ -81,6 +87,7 @@ directory under the daemon's state directory, and prints the table.`,
 	f.StringVar(&size, "size", probe.SizeDefault, "workload size: quick, default or thorough")
 	f.StringVar(&out, "out", "", "directory for report.json and report.html (default: a new one under STATE/bench)")
 	f.StringVar(&format, "format", "table", "output: table or json")
+	f.StringVar(&peers, "peers", "", "peers to measure the same way: runc, qemu, lxc, podman, virsh, or none (default: runc,qemu where installed)")
 	return cmd
 }
 

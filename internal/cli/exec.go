@@ -2,7 +2,6 @@ package cli
 
 import (
 	"bytes"
-	"errors"
 	"fmt"
 	"io"
 	"os"
@@ -74,32 +73,11 @@ func (a *app) execCmd() *cobra.Command {
 // readSession prints a session's output until its exit frame and turns
 // that into the CLI's exit code.
 func readSession(conn io.Reader, stdout, stderr io.Writer) error {
-	for {
-		f, err := stream.ReadFrame(conn)
-		if err != nil {
-			if errors.Is(err, io.EOF) {
-				return fmt.Errorf("the daemon closed the session without an exit code")
-			}
-			return fmt.Errorf("session: %w", err)
-		}
-		switch f.Type {
-		case stream.Stdout:
-			stdout.Write(f.Data)
-		case stream.Stderr:
-			stderr.Write(f.Data)
-		case stream.Exit:
-			code, err := stream.DecodeExit(f.Data)
-			if err != nil {
-				return err
-			}
-			if code != 0 {
-				return &ExitError{Code: int(code)}
-			}
-			return nil
-		case stream.Error:
-			return errors.New(string(f.Data))
-		}
+	code, err := stream.CopySession(conn, stdout, stderr)
+	if err == nil && code != 0 {
+		return &ExitError{Code: code}
 	}
+	return err
 }
 
 // copyInput sends stdin as Stdin frames. With detach, it watches for the

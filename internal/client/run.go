@@ -2,7 +2,6 @@ package client
 
 import (
 	"context"
-	"errors"
 	"fmt"
 	"io"
 
@@ -36,27 +35,12 @@ func (c *Client) Run(ctx context.Context, name string, command []string, stdin i
 		}
 		out.WriteFrame(stream.CloseStdin, nil)
 	}()
-	for {
-		f, err := stream.ReadFrame(conn)
-		if err != nil {
-			if ctx.Err() != nil {
-				return 0, ctx.Err()
-			}
-			if errors.Is(err, io.EOF) {
-				return 0, fmt.Errorf("exec in %s: the daemon closed the session without an exit code", name)
-			}
-			return 0, fmt.Errorf("exec in %s: %w", name, err)
+	code, err := stream.CopySession(conn, stdout, stderr)
+	if err != nil {
+		if ctx.Err() != nil {
+			return 0, ctx.Err()
 		}
-		switch f.Type {
-		case stream.Stdout:
-			stdout.Write(f.Data)
-		case stream.Stderr:
-			stderr.Write(f.Data)
-		case stream.Exit:
-			code, err := stream.DecodeExit(f.Data)
-			return int(code), err
-		case stream.Error:
-			return 0, fmt.Errorf("exec in %s: %s", name, f.Data)
-		}
+		return 0, fmt.Errorf("exec in %s: %w", name, err)
 	}
+	return code, nil
 }

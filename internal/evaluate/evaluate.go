@@ -20,6 +20,7 @@ import (
 	"github.com/polyvisor/polyvisor/internal/arch"
 	"github.com/polyvisor/polyvisor/internal/benchreport"
 	"github.com/polyvisor/polyvisor/internal/client"
+	"github.com/polyvisor/polyvisor/internal/peer"
 	"github.com/polyvisor/polyvisor/internal/probe"
 )
 
@@ -34,6 +35,9 @@ type Options struct {
 	Size     string   // probe.SizeQuick, SizeDefault, SizeThorough
 	Classes  []string // a subset of Classes
 	Command  string   // the command line, for the report
+	// Peers are the peers (peer.Names) measured after the classes, as
+	// classes named benchreport.PeerPrefix+name; see DefaultPeers.
+	Peers []string
 	// Progress receives each phase as it starts.
 	Progress func(phase string)
 }
@@ -65,8 +69,16 @@ func Run(ctx context.Context, opts Options) (*benchreport.Report, error) {
 			return nil, fmt.Errorf("%w: class %q: use %s", api.ErrInvalid, c, strings.Join(Classes, ", "))
 		}
 	}
+	for _, p := range opts.Peers {
+		if !slices.Contains(peer.Names, p) {
+			return nil, fmt.Errorf("%w: peer %q: use %s, or none", api.ErrInvalid, p, strings.Join(peer.Names, ", "))
+		}
+	}
 	if opts.Progress == nil {
 		opts.Progress = func(string) {}
+	}
+	if _, err := os.Stat(filepath.Join(opts.ProbeDir, ProbeName(arch.Host().GOARCH))); err != nil {
+		return nil, fmt.Errorf("%w: %s is not beside polyvisor in %s: run make build", api.ErrNotAvailable, ProbeName(arch.Host().GOARCH), opts.ProbeDir)
 	}
 	r := &runner{opts: opts, scale: sc}
 	opts.Progress("host facts and host check")
@@ -91,6 +103,7 @@ func Run(ctx context.Context, opts Options) (*benchreport.Report, error) {
 		}
 		report.Classes = append(report.Classes, r.measureClass(ctx, name, report.Host, check))
 	}
+	report.Classes = append(report.Classes, r.measurePeers(ctx, report.Host)...)
 	return report, nil
 }
 

@@ -50,7 +50,9 @@ func BuildBinaries(repoRoot, dir string) (binDir string, err error) {
 	binDir = filepath.Join(dir, "bin")
 	builds := [][]string{{"build", "-o", binDir + "/", "./cmd/polyvisor", "./cmd/polyvisor-monitor"}}
 	for _, goarch := range []string{"amd64", "arm64", "riscv64"} {
-		builds = append(builds, []string{"build", "-trimpath", "-ldflags=-s", "-o", filepath.Join(binDir, "polyvisor-agent-"+goarch), "./cmd/polyvisor-agent", "GOARCH=" + goarch})
+		for _, cmd := range []string{"polyvisor-agent", "polyvisor-probe"} {
+			builds = append(builds, []string{"build", "-trimpath", "-ldflags=-s", "-o", filepath.Join(binDir, cmd+"-"+goarch), "./cmd/" + cmd, "GOARCH=" + goarch})
+		}
 	}
 	for _, args := range builds {
 		env := os.Environ()

@@ -35,25 +35,24 @@ func TestBenchQuickMeasuresEveryClassAndAdviseReadsIt(t *testing.T) {
 	requireVMTemplates(t)
 	d := env.main
 	out := t.TempDir()
-	table := d.Must(t, "bench", "--quick", "--out", out)
+	if left := peerLeftovers(t); len(left) > 0 {
+		t.Fatalf("peer leftovers before the run: %q", left)
+	}
+	table := d.Must(t, "bench", "--quick", "--peers", "runc,qemu,podman", "--out", out)
 	for _, want := range []string{"native", "container", "vm (TCG)", "emulation (aarch64"} {
 		if !strings.Contains(table, want) {
 			t.Errorf("the table has no column %q:\n%s", want, table)
 		}
 	}
-	f, err := os.Open(filepath.Join(out, "report.json"))
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer f.Close()
-	r, err := benchreport.ReadJSON(f)
-	if err != nil {
-		t.Fatal(err)
-	}
-	if len(r.Classes) != 4 {
-		t.Fatalf("classes %d, want native, container, vm, emulation", len(r.Classes))
-	}
+	r := readReport(t, out)
+	var names []string
 	for _, c := range r.Classes {
+		names = append(names, c.Name)
+	}
+	if got := strings.Join(names, ","); got != "native,container,vm,emulation,peer-runc,peer-qemu,peer-podman" {
+		t.Fatalf("classes %s, want native, container, vm, emulation and the peers asked for", got)
+	}
+	for _, c := range r.Classes[:4] {
 		if !c.Works || c.Probe == nil || c.ProbeError != "" {
 			t.Errorf("%s: works %v, probe error %q, reason %q", c.Name, c.Works, c.ProbeError, c.Reason)
 		}
@@ -63,25 +62,18 @@ func TestBenchQuickMeasuresEveryClassAndAdviseReadsIt(t *testing.T) {
 	}
 	// The chapter's sanity: a container computes at native speed, TCG
 	// does not. The bounds are loose: make test runs other packages beside.
-	if ratio := cpuRatio(t, r, benchreport.Container, probe.CPUFloat); ratio < 0.6 || ratio > 1.6 {
-		t.Errorf("container cpu.float ratio to native %.2f, want near 1", ratio)
+	if ratio := cpuRatio(t, r, benchreport.Container, probe.CPUInt); ratio < 0.6 || ratio > 1.6 {
+		t.Errorf("container cpu.int ratio to native %.2f, want near 1", ratio)
 	}
 	for _, class := range []string{benchreport.VM, benchreport.Emulation} {
 		if ratio := cpuRatio(t, r, class, probe.CPUFloat); ratio > 0.5 {
 			t.Errorf("%s (TCG) cpu.float ratio to native %.2f, want well below 1", class, ratio)
 		}
 	}
+	checkPeers(t, d, r, table)
 	if html, err := os.ReadFile(filepath.Join(out, "report.html")); err != nil || !strings.Contains(string(html), "report-data") {
 		t.Errorf("report.html: %v", err)
 	}
-	if guests, _ := d.Guests(); len(guests) > 0 {
-		for _, g := range guests {
-			if strings.HasPrefix(g.Name, "pv-bench-") {
-				t.Errorf("bench left guest %s", g.Name)
-			}
-		}
-	}
-
 	advice := d.Must(t, "advise", "--guest-os", "windows", "--report", filepath.Join(out, "report.json"))
 	lower := strings.ToLower(advice)
 	if !strings.Contains(lower, "container") || !strings.Contains(lower, "kernel") {

@@ -1,0 +1,141 @@
+package peer
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"strings"
+	"syscall"
+	"time"
+
+	"github.com/polyvisor/polyvisor/internal/agent"
+)
+
+// rootDrive starts the -drive value of a polyvisor VM's root disk.
+const rootDrive = "id=root,file="
+
+// Cmdline reads a process's argv: a running VM's QEMU command line.
+func Cmdline(pid int) ([]string, error) {
+	data, err := os.ReadFile(fmt.Sprintf("/proc/%d/cmdline", pid))
+	if err != nil {
+		return nil, err
+	}
+	return strings.Split(strings.TrimSuffix(string(data), "\x00"), "\x00"), nil
+}
+
+// RootDisk is the root disk's file in a polyvisor VM's QEMU argv, "" when
+// it has none.
+func RootDisk(argv []string) string {
+	for _, a := range argv {
+		if rest, ok := strings.CutPrefix(a, rootDrive); ok {
+			return strings.Split(rest, ",")[0]
+		}
+	}
+	return ""
+}
+
+// BackingOf returns the backing file of a qcow2 overlay.
+func BackingOf(overlay string) (string, error) {
+	// -U: a running VM holds the image's lock.
+	out, err := exec.Command("qemu-img", "info", "-U", "--output=json", overlay).Output()
+	if err != nil {
+		return "", fmt.Errorf("qemu-img info %s: %w", overlay, err)
+	}
+	var info struct {
+		Backing string `json:"backing-filename"`
+	}
+	if err := json.Unmarshal(out, &info); err != nil {
+		return "", fmt.Errorf("qemu-img info %s: %w", overlay, err)
+	}
+	if info.Backing == "" {
+		return "", fmt.Errorf("%s has no backing file", overlay)
+	}
+	return info.Backing, nil
+}
+
+// QEMUArgs is polyvisor's QEMU argv made to run by hand in dir: the root
+// disk is disk, the agent and QMP sockets are dir's, and the console,
+// polyvisor-monitor's stdio, goes to dir/console.log. Everything else is
+// kept as it was.
+func QEMUArgs(argv []string, dir, disk string) []string {
+	args := append([]string(nil), argv...)
+	for i, a := range args {
+		switch {
+		case strings.HasPrefix(a, rootDrive):
+			rest := strings.SplitN(strings.TrimPrefix(a, rootDrive), ",", 2)
+			args[i] = rootDrive + disk
+			if len(rest) == 2 {
+				args[i] += "," + rest[1]
+			}
+		case strings.HasPrefix(a, "socket,id=agent,path="):
+			args[i] = "socket,id=agent,path=" + filepath.Join(dir, "agent.sock") + ",server=on,wait=off"
+		case strings.HasPrefix(a, "stdio,id=console"):
+			args[i] = "file,id=console,path=" + filepath.Join(dir, "console.log")
+		case i > 0 && args[i-1] == "-qmp":
+			args[i] = "unix:" + filepath.Join(dir, "qmp.sock") + ",server=on,wait=off"
+		}
+	}
+	return args
+}
+
+// QEMU is a VM run by hand from polyvisor's argv, as a child of this
+// process.
+type QEMU struct {
+	Dir string
+	cmd *exec.Cmd
+}
+
+// Overlay makes a fresh qcow2 overlay of base in dir, a VM's root disk,
+// and returns its path.
+func Overlay(base, dir string) (string, error) {
+	disk := filepath.Join(dir, "root.qcow2")
+	if out, err := exec.Command("qemu-img", "create", "-q", "-f", "qcow2", "-F", "qcow2", "-b", base, disk).CombinedOutput(); err != nil {
+		return "", fmt.Errorf("raw qemu: overlay: %w: %s", err, strings.TrimSpace(string(out)))
+	}
+	return disk, nil
+}
+
+// StartQEMU starts QEMU with argv rewritten by QEMUArgs for dir and disk.
+func StartQEMU(argv []string, disk, dir string) (*QEMU, error) {
+	args := QEMUArgs(argv, dir, disk)
+	q := &QEMU{Dir: dir, cmd: exec.Command(args[0], args[1:]...)}
+	q.cmd.SysProcAttr = &syscall.SysProcAttr{Setsid: true}
+	if err := q.cmd.Start(); err != nil {
+		return nil, fmt.Errorf("raw qemu: %w", err)
+	}
+	return q, nil
+}
+
+// PID is QEMU's.
+func (q *QEMU) PID() int { return q.cmd.Process.Pid }
+
+// Agent waits until the guest's agent answers: boot to ready.
+func (q *QEMU) Agent(ctx context.Context) (*agent.Client, error) {
+	sock := filepath.Join(q.Dir, "agent.sock")
+	// QEMU creates its sockets a few milliseconds after it starts.
+	for _, err := os.Stat(sock); err != nil; _, err = os.Stat(sock) {
+		select {
+		case <-ctx.Done():
+			return nil, fmt.Errorf("raw qemu: no agent socket: %w", ctx.Err())
+		case <-time.After(2 * time.Millisecond):
+		}
+	}
+	c, err := agent.Dial(ctx, sock)
+	if err != nil {
+		return nil, fmt.Errorf("raw qemu: %w", err)
+	}
+	return c, nil
+}
+
+// Stop kills QEMU and waits for it to be gone.
+func (q *QEMU) Stop() error {
+	if err := q.cmd.Process.Kill(); err != nil && !errors.Is(err, os.ErrProcessDone) {
+		return fmt.Errorf("raw qemu: kill %d: %w", q.PID(), err)
+	}
+	q.cmd.Wait()
+	return nil
+}

@@ -1,0 +1,217 @@
+package peer
+
+import (
+	"bytes"
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"strings"
+	"syscall"
+	"time"
+
+	specs "github.com/opencontainers/runtime-spec/specs-go"
+	"golang.org/x/sys/unix"
+
+	"github.com/polyvisor/polyvisor/internal/idmap"
+)
+
+// Runc is a container run by runc directly from a copy of a polyvisor
+// guest's config.json, on an overlay of the template's rootfs of its own.
+type Runc struct {
+	ID       string
+	Dir      string // bundle/, rootfs/ (overlay mount), upper/, work/
+	RuncRoot string // runc's --root, shared by the containers of one Dir's parent
+	Cgroup   string // the container's cgroup path
+}
+
+// ReadSpec reads a bundle's config.json.
+func ReadSpec(path string) (*specs.Spec, error) {
+	data, err := os.ReadFile(path)
+	if err != nil {
+		return nil, fmt.Errorf("read guest bundle: %w", err)
+	}
+	var spec specs.Spec
+	if err := json.Unmarshal(data, &spec); err != nil {
+		return nil, fmt.Errorf("decode %s: %w", path, err)
+	}
+	return &spec, nil
+}
+
+// runcOf names the container id's files under parent.
+func runcOf(parent, id, cgroupParent string) *Runc {
+	return &Runc{ID: id, Dir: filepath.Join(parent, id), RuncRoot: filepath.Join(parent, "runc-root"), Cgroup: cgroupParent + "/" + id}
+}
+
+// PrepareRunc makes the bundle of container id under parent and mounts its
+// overlay rootfs over lower (a template rootfs, owned by the container's
+// id map); its cgroup goes under cgroupParent. None of this is part of
+// the container's boot, which is runc run alone. On failure it leaves
+// nothing.
+func PrepareRunc(parent string, spec *specs.Spec, lower, id, cgroupParent string) (_ *Runc, err error) {
+	r := runcOf(parent, id, cgroupParent)
+	defer func() {
+		if err != nil {
+			r.Remove()
+			err = fmt.Errorf("raw runc %s: %w", id, err)
+		}
+	}()
+	// Searchable by the container's unprivileged root, down to its rootfs.
+	for _, sub := range []string{"", "bundle", "rootfs", "upper", "work"} {
+		if err := os.MkdirAll(filepath.Join(r.Dir, sub), 0o711); err != nil {
+			return nil, err
+		}
+	}
+	if err := os.Chmod(parent, 0o711); err != nil {
+		return nil, err
+	}
+	// The merged root takes the upper dir's owner and mode: the
+	// container's root's, as polyvisor's does.
+	owner := int(idmap.Default().HostBase)
+	for _, sub := range []string{"upper", "work"} {
+		p := filepath.Join(r.Dir, sub)
+		if err := os.Lchown(p, owner, owner); err != nil {
+			return nil, err
+		}
+		if err := os.Chmod(p, 0o755); err != nil {
+			return nil, err
+		}
+	}
+	opts := fmt.Sprintf("lowerdir=%s,upperdir=%s,workdir=%s", lower, r.Upper(), filepath.Join(r.Dir, "work"))
+	if err := unix.Mount("overlay", r.Rootfs(), "overlay", 0, opts); err != nil {
+		return nil, fmt.Errorf("mount overlay: %w", err)
+	}
+	s := *spec
+	proc, root, linux := *s.Process, *s.Root, *s.Linux
+	// No terminal, so no console socket is needed: runc run -d then passes
+	// its own stdio (/dev/null) through to init.
+	proc.Terminal = false
+	root.Path = r.Rootfs()
+	linux.CgroupsPath = r.Cgroup
+	s.Process, s.Root, s.Linux = &proc, &root, &linux
+	data, err := json.MarshalIndent(&s, "", "  ")
+	if err != nil {
+		return nil, fmt.Errorf("encode config.json: %w", err)
+	}
+	if err := os.WriteFile(filepath.Join(r.Dir, "bundle", "config.json"), data, 0o600); err != nil {
+		return nil, err
+	}
+	return r, nil
+}
+
+// Rootfs is where the container's overlay root is mounted.
+func (r *Runc) Rootfs() string { return filepath.Join(r.Dir, "rootfs") }
+
+// Upper is the overlay's upper dir.
+func (r *Runc) Upper() string { return filepath.Join(r.Dir, "upper") }
+
+// CopyIn copies the host file src to name in the container's root
+// directory, executable and owned by the container's root.
+func (r *Runc) CopyIn(src, name string) error {
+	data, err := os.ReadFile(src)
+	if err != nil {
+		return err
+	}
+	// Through the mount, so the file lands in the upper dir.
+	dst := filepath.Join(r.Rootfs(), name)
+	if err := os.WriteFile(dst, data, 0o755); err != nil {
+		return err
+	}
+	owner := int(idmap.Default().HostBase)
+	return os.Lchown(dst, owner, owner)
+}
+
+// Run starts the container detached and returns how long runc took; runc
+// run -d returns once the container's init has been started.
+func (r *Runc) Run() (time.Duration, error) {
+	// runc's complaints go to an unlinked file, not a pipe that init would
+	// inherit and hold open.
+	stderr, err := os.CreateTemp(r.Dir, ".stderr-")
+	if err != nil {
+		return 0, fmt.Errorf("raw runc %s: %w", r.ID, err)
+	}
+	os.Remove(stderr.Name())
+	defer stderr.Close()
+	cmd := exec.Command("runc", "--root", r.RuncRoot, "run", "-d", "--bundle", filepath.Join(r.Dir, "bundle"), r.ID)
+	cmd.Stderr = stderr // stdin and stdout: /dev/null
+	began := time.Now()
+	err = cmd.Run()
+	took := time.Since(began)
+	if err != nil {
+		stderr.Seek(0, io.SeekStart)
+		msg, _ := io.ReadAll(io.LimitReader(stderr, 4096))
+		return 0, fmt.Errorf("raw runc %s: runc run: %w: %s", r.ID, err, bytes.TrimSpace(msg))
+	}
+	return took, nil
+}
+
+// Exec runs args in the running container with runc exec and returns its
+// exit code.
+func (r *Runc) Exec(ctx context.Context, args []string, stdout, stderr io.Writer) (int, error) {
+	cmd := exec.CommandContext(ctx, "runc", append([]string{"--root", r.RuncRoot, "exec", r.ID}, args...)...)
+	cmd.Stdout, cmd.Stderr = stdout, stderr
+	err := cmd.Run()
+	var ee *exec.ExitError
+	if errors.As(err, &ee) && ee.ExitCode() >= 0 {
+		return ee.ExitCode(), nil
+	}
+	if err != nil {
+		return -1, fmt.Errorf("raw runc %s: runc exec: %w", r.ID, err)
+	}
+	return 0, nil
+}
+
+// Remove deletes the container, its cgroup, mount and files; what is
+// already gone is fine.
+func (r *Runc) Remove() error {
+	var errs []error
+	if out, err := exec.Command("runc", "--root", r.RuncRoot, "delete", "--force", r.ID).CombinedOutput(); err != nil &&
+		!strings.Contains(string(out), "does not exist") && !strings.Contains(string(out), "no such file") {
+		errs = append(errs, fmt.Errorf("raw runc %s: runc delete: %w: %s", r.ID, err, bytes.TrimSpace(out)))
+	}
+	errs = append(errs, RemoveCgroup(r.Cgroup))
+	if err := unix.Unmount(r.Rootfs(), unix.MNT_DETACH); err != nil && !errors.Is(err, unix.EINVAL) && !errors.Is(err, unix.ENOENT) {
+		errs = append(errs, fmt.Errorf("raw runc %s: unmount: %w", r.ID, err))
+	}
+	if err := os.RemoveAll(r.Dir); err != nil {
+		errs = append(errs, fmt.Errorf("raw runc %s: %w", r.ID, err))
+	}
+	return errors.Join(errs...)
+}
+
+// SweepRunc removes whatever raw containers an interrupted or failed run
+// left under parent, then the cgroup parent.
+func SweepRunc(parent, cgroupParent string) error {
+	var errs []error
+	entries, err := os.ReadDir(parent)
+	if err != nil && !errors.Is(err, os.ErrNotExist) {
+		errs = append(errs, err)
+	}
+	for _, e := range entries {
+		if e.IsDir() && e.Name() != "runc-root" {
+			errs = append(errs, runcOf(parent, e.Name(), cgroupParent).Remove())
+		}
+	}
+	errs = append(errs, RemoveCgroup(cgroupParent))
+	return errors.Join(errs...)
+}
+
+// RemoveCgroup removes a cgroup from every hierarchy; one already gone is
+// fine.
+func RemoveCgroup(path string) error {
+	dirs, _ := filepath.Glob("/sys/fs/cgroup/*" + path) // cgroup v1, hybrid
+	if _, err := os.Stat("/sys/fs/cgroup" + path); err == nil {
+		dirs = append(dirs, "/sys/fs/cgroup"+path) // cgroup v2
+	}
+	var errs []error
+	for _, dir := range dirs {
+		if err := syscall.Rmdir(dir); err != nil && !errors.Is(err, syscall.ENOENT) {
+			errs = append(errs, fmt.Errorf("remove cgroup %s: %w", dir, err))
+		}
+	}
+	return errors.Join(errs...)
+}
