@@ -258,16 +258,27 @@ func workloadCell(c Class, name string, row *Row) Cell {
 	return cell
 }
 
+// guestCell starts a cell of a figure only guests have: n/a for native and
+// for a class that does not work here, with the reason; measured says the
+// class's own figure decides.
+func guestCell(c Class) (cell Cell, measured bool) {
+	cell = Cell{Class: c.Name, State: StateNA, Detail: "not measured in this class"}
+	switch {
+	case c.Name == Native:
+		cell.Detail = notAGuest
+	case !c.Works:
+		cell.Detail = orDefault(c.Reason, "does not work on this host")
+	default:
+		measured = true
+	}
+	return cell, measured
+}
+
 func lifecycleRow(r *Report, name string) Row {
 	row := Row{Figure: LifecycleFigure(name), Group: GroupLifecycle}
 	for _, c := range r.Classes {
-		cell := Cell{Class: c.Name, State: StateNA, Detail: "not measured in this class"}
-		switch {
-		case c.Name == Native:
-			cell.Detail = notAGuest
-		case !c.Works:
-			cell.Detail = orDefault(c.Reason, "does not work on this host")
-		default:
+		cell, measured := guestCell(c)
+		if measured {
 			for _, f := range c.Lifecycle {
 				if f.Name != name {
 					continue
@@ -291,18 +302,14 @@ func lifecycleRow(r *Report, name string) Row {
 func densityRow(r *Report) Row {
 	row := Row{Figure: DensityFigure, Group: GroupDensity, Unit: "MiB"}
 	for _, c := range r.Classes {
-		cell := Cell{Class: c.Name, State: StateNA, Detail: "not measured in this class"}
+		cell, measured := guestCell(c)
 		switch {
-		case c.Name == Native:
-			cell.Detail = notAGuest
-		case !c.Works:
-			cell.Detail = orDefault(c.Reason, "does not work on this host")
-		case c.Density == nil:
+		case !measured, c.Density == nil:
 		case c.Density.Error != "":
 			cell.State, cell.Detail = StateFailed, c.Density.Error
 		case c.Density.PerGuestBytes <= 0:
 			cell.State = StateFailed
-			cell.Detail = fmt.Sprintf("no memory growth measured over %d guests", c.Density.Guests)
+			cell.Detail = fmt.Sprintf("no memory measured for %d guests", c.Density.Guests)
 		default:
 			cell.State = StateOK
 			cell.Median = float64(c.Density.PerGuestBytes) / (1 << 20)
