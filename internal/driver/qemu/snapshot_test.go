@@ -19,7 +19,7 @@ func stoppedVM(t *testing.T) (*Driver, *guest.Definition) {
 	t.Helper()
 	for _, tool := range []string{"qemu-img", "qemu-io"} {
 		if _, err := exec.LookPath(tool); err != nil {
-			t.Skipf("skipping: %s is not installed (make deps installs qemu-utils)", tool)
+			t.Fatalf("%s is not installed: run make deps (it installs qemu-utils)", tool)
 		}
 	}
 	l := layout.New(t.TempDir())
