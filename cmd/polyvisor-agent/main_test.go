@@ -3,10 +3,7 @@ package main
 import (
 	"bytes"
 	"context"
-	"debug/elf"
-	"os"
 	"os/exec"
-	"path/filepath"
 	"runtime"
 	"strings"
 	"syscall"
@@ -15,50 +12,15 @@ import (
 
 	"github.com/polyvisor/polyvisor/internal/agent"
 	"github.com/polyvisor/polyvisor/internal/agent/agenttest"
+	"github.com/polyvisor/polyvisor/internal/testenv"
 )
 
-// buildAgent builds the agent as VM templates do, for goarch, into dir.
-func buildAgent(t *testing.T, goarch, dir string) string {
-	t.Helper()
-	out := filepath.Join(dir, "polyvisor-agent-"+goarch)
-	cmd := exec.Command("go", "build", "-trimpath", "-ldflags=-s", "-o", out, ".")
-	cmd.Env = append(os.Environ(), "CGO_ENABLED=0", "GOOS=linux", "GOARCH="+goarch)
-	if b, err := cmd.CombinedOutput(); err != nil {
-		t.Fatalf("build for %s: %v\n%s", goarch, err, b)
-	}
-	return out
-}
-
-// TestCrossCompiles builds the agent for every guest architecture polyvisor
-// templates ship and checks that each is a static executable for that
-// machine, which any guest userland can run.
-func TestCrossCompiles(t *testing.T) {
-	dir := t.TempDir()
-	for goarch, machine := range map[string]elf.Machine{
-		"amd64":   elf.EM_X86_64,
-		"arm64":   elf.EM_AARCH64,
-		"riscv64": elf.EM_RISCV,
-	} {
-		t.Run(goarch, func(t *testing.T) {
-			f, err := elf.Open(buildAgent(t, goarch, dir))
-			if err != nil {
-				t.Fatal(err)
-			}
-			defer f.Close()
-			if f.Machine != machine || f.Class != elf.ELFCLASS64 || f.Type != elf.ET_EXEC {
-				t.Fatalf("machine %v class %v type %v, want %v ELFCLASS64 ET_EXEC", f.Machine, f.Class, f.Type, machine)
-			}
-			for _, p := range f.Progs {
-				if p.Type == elf.PT_INTERP || p.Type == elf.PT_DYNAMIC {
-					t.Fatalf("dynamically linked: has %v", p.Type)
-				}
-			}
-		})
-	}
-}
+// TestCrossCompiles checks that the agent builds static for every guest
+// architecture.
+func TestCrossCompiles(t *testing.T) { testenv.CheckStaticCrossBuilds(t, "polyvisor-agent") }
 
 func TestBinaryServesAHost(t *testing.T) {
-	bin := buildAgent(t, runtime.GOARCH, t.TempDir())
+	bin := testenv.BuildStatic(t, "polyvisor-agent", runtime.GOARCH, t.TempDir())
 	port := agenttest.NewPort(t)
 	var logs bytes.Buffer
 	cmd := exec.Command(bin, "--port", port.Device, "--log-level", "debug")

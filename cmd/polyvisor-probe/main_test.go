@@ -3,9 +3,7 @@ package main
 import (
 	"bufio"
 	"bytes"
-	"debug/elf"
 	"encoding/json"
-	"os"
 	"os/exec"
 	"path/filepath"
 	"runtime"
@@ -14,47 +12,12 @@ import (
 	"testing"
 
 	"github.com/polyvisor/polyvisor/internal/probe"
+	"github.com/polyvisor/polyvisor/internal/testenv"
 )
 
-// buildProbe builds the probe as the Makefile does, for goarch, into dir.
-func buildProbe(t *testing.T, goarch, dir string) string {
-	t.Helper()
-	out := filepath.Join(dir, "polyvisor-probe-"+goarch)
-	cmd := exec.Command("go", "build", "-trimpath", "-ldflags=-s", "-o", out, ".")
-	cmd.Env = append(os.Environ(), "CGO_ENABLED=0", "GOOS=linux", "GOARCH="+goarch)
-	if b, err := cmd.CombinedOutput(); err != nil {
-		t.Fatalf("build for %s: %v\n%s", goarch, err, b)
-	}
-	return out
-}
-
-// TestCrossCompiles builds the probe for every guest architecture and
-// checks that each is a static executable for that machine, which any
-// guest userland can run.
-func TestCrossCompiles(t *testing.T) {
-	dir := t.TempDir()
-	for goarch, machine := range map[string]elf.Machine{
-		"amd64":   elf.EM_X86_64,
-		"arm64":   elf.EM_AARCH64,
-		"riscv64": elf.EM_RISCV,
-	} {
-		t.Run(goarch, func(t *testing.T) {
-			f, err := elf.Open(buildProbe(t, goarch, dir))
-			if err != nil {
-				t.Fatal(err)
-			}
-			defer f.Close()
-			if f.Machine != machine || f.Class != elf.ELFCLASS64 || f.Type != elf.ET_EXEC {
-				t.Fatalf("machine %v class %v type %v, want %v ELFCLASS64 ET_EXEC", f.Machine, f.Class, f.Type, machine)
-			}
-			for _, p := range f.Progs {
-				if p.Type == elf.PT_INTERP || p.Type == elf.PT_DYNAMIC {
-					t.Fatalf("dynamically linked: has %v", p.Type)
-				}
-			}
-		})
-	}
-}
+// TestCrossCompiles checks that the probe builds static for every guest
+// architecture.
+func TestCrossCompiles(t *testing.T) { testenv.CheckStaticCrossBuilds(t, "polyvisor-probe") }
 
 // probeOutput runs the binary with args and returns its parsed stdout
 // and its stderr; it must exit 0.
@@ -76,7 +39,7 @@ func probeOutput(t *testing.T, bin string, args ...string) (probe.Output, string
 // TestBinary runs the built probe: proc.spawn runs it again with --exit,
 // net.tcp sends to another probe's --serve, and only JSON is on stdout.
 func TestBinary(t *testing.T) {
-	bin := buildProbe(t, runtime.GOARCH, t.TempDir())
+	bin := testenv.BuildStatic(t, "polyvisor-probe", runtime.GOARCH, t.TempDir())
 
 	serve := exec.Command(bin, "--serve", "127.0.0.1:0")
 	stdout, err := serve.StdoutPipe()
