@@ -4,7 +4,7 @@ BIN      := bin
 GOFLAGS  ?=
 export GOFLAGS
 
-.PHONY: all build deps demo test unit e2e bench fuzz fmt vet clean
+.PHONY: all build deps deps-check demo test unit e2e bench fuzz fmt vet clean
 
 all: build
 
@@ -19,11 +19,17 @@ build:
 deps:
 	bash scripts/deps.sh
 
+# A fresh machine's rehearsal of make deps: scripts/deps.sh runs in a fresh
+# minimal Debian root, then every declared host requirement must be there.
+deps-check: deps build
+	$(GO) run ./tools/deps-check --polyvisor $(BIN)/polyvisor --script scripts/deps.sh
+
 demo: deps build
 	bash scripts/demo.sh
 
-# Unit tests, then the end-to-end suite against real runc (root needed).
-test: deps build vet
+# The fresh-machine rehearsal first, then the unit tests and the end-to-end
+# suite against real runc and QEMU (root needed).
+test: deps build deps-check vet
 	$(GO) test -count=1 -timeout 20m ./...
 
 vet:

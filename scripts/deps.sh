@@ -1,28 +1,49 @@
 #!/usr/bin/env bash
-# Installs every host package polyvisor needs, with apt-get. Idempotent: it
-# only touches apt when a package is missing.
+# Installs every host package polyvisor, its demo and its tests need, with
+# apt-get. Idempotent: it only touches apt when a package is missing.
+#
+# The list is internal/hostreq's, package for package: a unit test compares
+# the two, and `make deps-check` runs this script in a fresh Debian root and
+# checks there that every declared program, file and directory is present.
+# `scripts/deps.sh --list` prints the packages and changes nothing.
 set -euo pipefail
 
 packages=(
-  runc            # the OCI runtime of the container class
-  crun            # the alternative runtime (--runtime crun), where the host's cgroups allow it
-  busybox-static  # busybox template and the host check's canary
-  debootstrap     # Debian templates
-  qemu-system-x86 # VM guests: x86_64 (microvm), KVM or TCG
-  qemu-system-arm # VM guests: aarch64 (virt), emulated
-  qemu-system-misc # VM guests: riscv64 (virt), emulated
-  qemu-utils      # qemu-img: qcow2 base disks and overlays
-  e2fsprogs       # mke2fs -d: ext4 root disks without loop devices
-  grub-pc-bin     # GRUB for PC BIOS: VM templates built with --firmware bios
-  grub-common     # grub-mkimage, which links GRUB's core image
-  xz-utils        # unpacking the kernel's payload into a vmlinux
-  dnsmasq-base    # DHCP and DNS of managed networks (the binary alone, no system service)
-  dnsmasq-utils   # dhcp_release: a deleted guest's lease goes with it
-  nftables        # nft, to read polyvisor's NAT table (tests, admins)
-  iproute2        # network namespaces in tests
-  procps          # ps/pgrep for diagnostics
-  chromium        # headless browser: the bench report.html test draws its charts
+  runc               # containers: the default OCI runtime
+  crun               # containers under --runtime crun, where the host's cgroups allow it
+  busybox-static     # busybox templates, the container canary, VM initramfs
+  debootstrap        # Debian templates
+  qemu-system-x86    # x86_64 VMs, KVM or TCG
+  qemu-system-arm    # emulated aarch64 guests
+  qemu-system-misc   # emulated riscv64 guests
+  qemu-utils         # qemu-img: VM disks, snapshots, imports, exports; qemu-io for tests
+  e2fsprogs          # mke2fs -d: ext4 root disks without loop devices
+  grub-common        # grub-mkimage, which links GRUB's images
+  grub-pc-bin        # GRUB for PC BIOS: VM templates built with --firmware bios|uefi
+  grub-efi-amd64-bin # GRUB for UEFI: VM templates built with --firmware bios|uefi
+  ovmf               # UEFI firmware for q35 guests, found through QEMU's descriptors
+  dosfstools         # mkfs.fat: the EFI system partition
+  mtools             # mcopy, mmd: filling the EFI system partition without a mount
+  cpio               # VM initramfs archives
+  xz-utils           # unpacking the kernel's payload into a vmlinux
+  zstd               # zstd-compressed kernels and modules of newer Debian suites
+  apt                # apt-get, apt-cache, apt-config: kernels and packages of other architectures
+  dpkg               # dpkg, dpkg-deb: foreign architectures, unpacking kernels and modules
+  dnsmasq-base       # DHCP and DNS of managed networks (the binary alone, no system service)
+  dnsmasq-utils      # dhcp_release: a deleted guest's lease goes with it
+  nftables           # nft, to read polyvisor's NAT table (tests, admins)
+  iproute2           # ip: network namespaces in tests
+  util-linux         # nsenter, unshare
+  coreutils          # cp -a for container snapshots, chroot, sleep
+  dash               # sh
+  bash               # this script, make deps-check, the demo
+  chromium           # headless browser: the bench report.html test draws its charts
 )
+
+if [ "${1:-}" = "--list" ]; then
+  printf '%s\n' "${packages[@]}"
+  exit 0
+fi
 
 missing=()
 for p in "${packages[@]}"; do

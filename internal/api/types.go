@@ -3,7 +3,11 @@
 // that scripts rely on (docs/api.md).
 package api
 
-import "time"
+import (
+	"time"
+
+	"github.com/polyvisor/polyvisor/internal/hostreq"
+)
 
 // Version is the API path prefix.
 const Version = "/1.0"
@@ -275,7 +279,21 @@ type ClassVerdict struct {
 
 // HostCheck is the answer of GET /1.0/host/check.
 type HostCheck struct {
-	Classes []ClassVerdict `json:"classes"`
+	Classes []ClassVerdict `json:"classes,omitempty"`
+	// Requirements is every program, file and directory polyvisor needs
+	// from the host (and the optional peers bench compares with), each with
+	// its Debian package, the feature that needs it and whether it is here.
+	Requirements []hostreq.Status `json:"requirements"`
+	// InstallLine is the apt-get command that installs what make deps
+	// would and the host lacks; empty when nothing is missing.
+	InstallLine string `json:"installLine,omitempty"`
+}
+
+// NewHostRequirements returns a HostCheck that holds this host's
+// requirements alone.
+func NewHostRequirements() HostCheck {
+	reqs := hostreq.Check()
+	return HostCheck{Requirements: reqs, InstallLine: hostreq.InstallLine(hostreq.Missing(reqs))}
 }
 
 // ServerInfo is the answer of GET /1.0.

@@ -16,11 +16,9 @@ import (
 	"testing"
 	"time"
 
+	"github.com/polyvisor/polyvisor/internal/hostreq"
 	"github.com/polyvisor/polyvisor/internal/probe"
 )
-
-// chromiumPath is Debian's chromium, which scripts/deps.sh installs.
-const chromiumPath = "/usr/bin/chromium"
 
 // chromiumTimeout bounds one headless Chromium run; it only catches a hang.
 const chromiumTimeout = 60 * time.Second
@@ -117,9 +115,7 @@ func TestWriteHTMLEscapes(t *testing.T) {
 // so that a hang kills it and every process it started, and only those.
 func runChromium(t *testing.T, dir string, args ...string) []byte {
 	t.Helper()
-	if _, err := os.Stat(chromiumPath); err != nil {
-		t.Fatalf("%s is missing (%v): run make deps, scripts/deps.sh installs chromium", chromiumPath, err)
-	}
+	chromium := hostreq.Need(t, "chromium")
 	ctx, cancel := context.WithTimeout(t.Context(), chromiumTimeout)
 	defer cancel()
 	base := []string{
@@ -127,7 +123,7 @@ func runChromium(t *testing.T, dir string, args ...string) []byte {
 		"--disable-background-networking", "--disable-component-update", "--disable-sync",
 		"--user-data-dir=" + filepath.Join(dir, "chromium-profile"),
 	}
-	cmd := exec.CommandContext(ctx, chromiumPath, append(base, args...)...)
+	cmd := exec.CommandContext(ctx, chromium, append(base, args...)...)
 	cmd.Env = append(os.Environ(), "HOME="+dir)
 	cmd.SysProcAttr = &syscall.SysProcAttr{Setpgid: true}
 	cmd.Cancel = func() error { return syscall.Kill(-cmd.Process.Pid, syscall.SIGKILL) }

@@ -122,7 +122,7 @@ func editInEditor(data []byte) ([]byte, error) {
 		editor = "vi"
 	}
 	// The editor may carry arguments ("code --wait"): let the shell split it.
-	cmd := exec.Command("/bin/sh", "-c", editor+` "$1"`, "editor", f.Name())
+	cmd := exec.Command("sh", "-c", editor+` "$1"`, "editor", f.Name())
 	cmd.Stdin, cmd.Stdout, cmd.Stderr = os.Stdin, os.Stdout, os.Stderr
 	if err := cmd.Run(); err != nil {
 		return nil, fmt.Errorf("editor %s: %w", editor, err)

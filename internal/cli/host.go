@@ -2,21 +2,36 @@ package cli
 
 import (
 	"fmt"
+	"io"
+	"strings"
 	"text/tabwriter"
 
+	"github.com/polyvisor/polyvisor/internal/api"
+	"github.com/polyvisor/polyvisor/internal/hostreq"
 	"github.com/spf13/cobra"
 )
 
 func (a *app) hostCmd() *cobra.Command {
 	host := &cobra.Command{Use: "host", Short: "What this host can run"}
 	var format string
+	var requirementsOnly bool
 	check := &cobra.Command{
 		Use:   "check",
-		Short: "Canary-test each guest class and say why one does not work",
-		Args:  exactArgs(0, ""),
+		Short: "Canary-test each guest class, list missing host packages, and say why a class does not work",
+		Long: `Canary-test each guest class on the daemon's host and say why one does not
+work, then name every program, file or directory polyvisor needs from the host
+that is missing, the feature it disables and the apt-get line that installs it.
+
+With --requirements, check only the host requirements, here and without a
+daemon, listing each one; the exit code is non-zero when one make deps would
+install is missing.`,
+		Args: exactArgs(0, ""),
 		RunE: func(cmd *cobra.Command, args []string) error {
 			if err := checkFormat(format, "table", "json"); err != nil {
 				return err
+			}
+			if requirementsOnly {
+				return a.checkRequirements(format)
 			}
 			check, err := a.client().HostCheck(cmd.Context())
 			if err != nil {
@@ -34,10 +49,92 @@ func (a *app) hostCmd() *cobra.Command {
 				}
 				fmt.Fprintf(tw, "%s\t%s\t%s\t%s\n", v.Class, works, v.Duration, v.Reason)
 			}
-			return tw.Flush()
+			if err := tw.Flush(); err != nil {
+				return err
+			}
+			fmt.Fprintln(a.stdout)
+			printMissing(a.stdout, check)
+			return nil
 		},
 	}
 	check.Flags().StringVar(&format, "format", "table", "output: table or json")
+	check.Flags().BoolVar(&requirementsOnly, "requirements", false, "check the host requirements only, locally, without a daemon")
 	host.AddCommand(check)
 	return host
+}
+
+// checkRequirements lists every host requirement and its state, and fails
+// when one make deps installs is missing.
+func (a *app) checkRequirements(format string) error {
+	check := api.NewHostRequirements()
+	missing := hostreq.Missing(check.Requirements)
+	if format == "json" {
+		if err := printStructured(a.stdout, "json", check); err != nil {
+			return err
+		}
+	} else {
+		tw := tabwriter.NewWriter(a.stdout, 0, 4, 2, ' ', 0)
+		fmt.Fprintln(tw, "REQUIREMENT\tKIND\tPACKAGE\tUSE\tSTATE\tFEATURE")
+		for _, s := range check.Requirements {
+			fmt.Fprintf(tw, "%s\t%s\t%s\t%s\t%s\t%s\n", s.Name, s.Kind, orDash(s.Package), s.Use, requirementState(s), s.Feature)
+		}
+		if err := tw.Flush(); err != nil {
+			return err
+		}
+	}
+	if len(missing) > 0 {
+		return fmt.Errorf("host requirements missing: %s: %s (make deps does)", requirementNames(missing), check.InstallLine)
+	}
+	return nil
+}
+
+// printMissing says which host requirements are missing, what each
+// disables and what installs them, or that none is.
+func printMissing(w io.Writer, check api.HostCheck) {
+	missing := hostreq.Missing(check.Requirements)
+	if len(missing) == 0 {
+		fmt.Fprintf(w, "Host requirements: all that make deps installs are present (%d packages).\n", len(hostreq.Packages()))
+	} else {
+		tw := tabwriter.NewWriter(w, 0, 4, 2, ' ', 0)
+		fmt.Fprintln(tw, "MISSING\tPACKAGE\tDISABLES")
+		for _, s := range missing {
+			fmt.Fprintf(tw, "%s\t%s\t%s\n", s.Name, s.Package, s.Feature)
+		}
+		tw.Flush()
+		fmt.Fprintf(w, "Fix: %s (or make deps)\n", check.InstallLine)
+	}
+	var peers []string
+	for _, s := range check.Requirements {
+		if s.Use == hostreq.Peer && !s.Present {
+			peers = append(peers, fmt.Sprintf("%s (%s)", s.Name, s.Package))
+		}
+	}
+	if len(peers) > 0 {
+		fmt.Fprintf(w, "Optional peers bench compares with when installed, not installed here: %s.\n", strings.Join(peers, ", "))
+	}
+}
+
+func requirementState(s hostreq.Status) string {
+	switch {
+	case s.Present:
+		return "present"
+	case s.Installed():
+		return "MISSING"
+	}
+	return "absent (" + string(s.Use) + ", optional)"
+}
+
+func requirementNames(statuses []hostreq.Status) string {
+	names := make([]string, len(statuses))
+	for i, s := range statuses {
+		names[i] = s.Name
+	}
+	return strings.Join(names, ", ")
+}
+
+func orDash(s string) string {
+	if s == "" {
+		return "-"
+	}
+	return s
 }

@@ -109,7 +109,7 @@ func (d *Daemon) handleInfo(r *http.Request) (any, error) {
 }
 
 func (d *Daemon) handleHostCheck(r *http.Request) (any, error) {
-	var check api.HostCheck
+	check := api.NewHostRequirements()
 	for _, drv := range d.cfg.Drivers.All() {
 		check.Classes = append(check.Classes, drv.Check(r.Context()))
 	}

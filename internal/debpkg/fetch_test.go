@@ -5,11 +5,12 @@ import (
 	"debug/elf"
 	"errors"
 	"os"
-	"os/exec"
 	"path/filepath"
 	"strings"
 	"testing"
 	"time"
+
+	"github.com/polyvisor/polyvisor/internal/hostreq"
 )
 
 func requireRootAndApt(t *testing.T) {
@@ -18,9 +19,7 @@ func requireRootAndApt(t *testing.T) {
 		t.Skip("skipping: adding an architecture to dpkg needs root")
 	}
 	for _, tool := range []string{"apt-get", "apt-cache", "dpkg-deb"} {
-		if _, err := exec.LookPath(tool); err != nil {
-			t.Skipf("skipping: %s is not installed (not a Debian host?)", tool)
-		}
+		hostreq.Need(t, tool)
 	}
 }
 

@@ -13,6 +13,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/polyvisor/polyvisor/internal/hostreq"
 	"github.com/polyvisor/polyvisor/internal/monitor"
 )
 
@@ -72,17 +73,8 @@ func requireRootAndRunc(t *testing.T) string {
 	if os.Geteuid() != 0 {
 		t.Skip("needs root to run containers with runc")
 	}
-	runc, err := exec.LookPath("runc")
-	if err != nil {
-		runc = "/usr/sbin/runc"
-		if _, err := os.Stat(runc); err != nil {
-			t.Skip("needs runc in PATH or at /usr/sbin/runc")
-		}
-	}
-	if _, err := os.Stat("/bin/busybox"); err != nil {
-		t.Skip("needs a static /bin/busybox for the guest's rootfs")
-	}
-	return runc
+	hostreq.Need(t, hostreq.StaticBusybox) // the guest's rootfs
+	return hostreq.Need(t, "runc")
 }
 
 // buildMonitor builds polyvisor-monitor into a temporary directory.

@@ -5,10 +5,8 @@
 package peer
 
 import (
-	"fmt"
-	"os/exec"
-
 	"github.com/polyvisor/polyvisor/internal/arch"
+	"github.com/polyvisor/polyvisor/internal/hostreq"
 )
 
 // Names are the peers bench knows, in report order.
@@ -25,12 +23,9 @@ func Binary(name string) string {
 	return name
 }
 
-// Installed says why a peer cannot run here, or nil when its program is
-// on the PATH.
+// Installed says why a peer cannot run here (its program is not installed,
+// and which package has it), or nil when it can.
 func Installed(name string) error {
-	bin := Binary(name)
-	if _, err := exec.LookPath(bin); err != nil {
-		return fmt.Errorf("not installed (%s not found)", bin)
-	}
-	return nil
+	_, err := hostreq.Lookup(Binary(name))
+	return err
 }

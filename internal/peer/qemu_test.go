@@ -1,9 +1,12 @@
 package peer
 
 import (
+	"errors"
 	"slices"
 	"strings"
 	"testing"
+
+	"github.com/polyvisor/polyvisor/internal/hostreq"
 )
 
 // polyvisorArgv is the shape of the argv polyvisor gives a busybox VM.
@@ -49,10 +52,14 @@ func TestRootDisk(t *testing.T) {
 }
 
 func TestInstalled(t *testing.T) {
-	if err := Installed("lxc"); err != nil && err.Error() != "not installed (lxc-start not found)" {
-		t.Errorf("Installed(lxc) = %v", err)
-	}
-	if err := Installed("no-such-peer-program"); err == nil || !strings.HasPrefix(err.Error(), "not installed (") {
-		t.Errorf("Installed of a missing program = %v", err)
+	for _, name := range Names {
+		_, lookErr := hostreq.Lookup(Binary(name))
+		err := Installed(name)
+		if (err == nil) != (lookErr == nil) {
+			t.Errorf("Installed(%s) = %v, but the host's look-up says %v", name, err, lookErr)
+		}
+		if err != nil && (!errors.Is(err, hostreq.ErrMissing) || !strings.Contains(err.Error(), "is not installed: bench's")) {
+			t.Errorf("Installed(%s) = %v, want the requirement's message", name, err)
+		}
 	}
 }

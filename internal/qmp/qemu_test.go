@@ -13,6 +13,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/polyvisor/polyvisor/internal/hostreq"
 	"github.com/polyvisor/polyvisor/internal/qmp"
 )
 
@@ -158,15 +159,11 @@ func checkBlockResize(t *testing.T, m *qmp.Monitor, image string) {
 	}
 }
 
-// requireQEMU returns the path of a QEMU binary, or skips the test, saying
-// why, when it is not installed.
+// requireQEMU returns the path of a QEMU binary, or fails the test naming
+// the package that installs it.
 func requireQEMU(t *testing.T, name string) string {
 	t.Helper()
-	path, err := exec.LookPath(name)
-	if err != nil {
-		t.Skipf("%s is not installed: %v", name, err)
-	}
-	return path
+	return hostreq.Need(t, name)
 }
 
 // startProcess starts a process that the test's end kills if it still runs,

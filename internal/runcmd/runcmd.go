@@ -1,7 +1,8 @@
 // Package runcmd runs the host tools polyvisor drives (apt-get, dpkg-deb,
-// mke2fs, qemu-img, xz) the one way that holds up: in a process group of
-// their own, so cancelling kills whatever they started, and with their
-// complaint in the error.
+// mke2fs, qemu-img, xz) the one way that holds up: found through the declared
+// host requirements (a missing one says which package installs it), in a
+// process group of their own, so cancelling kills whatever they started, and
+// with their complaint in the error.
 package runcmd
 
 import (
@@ -13,11 +14,13 @@ import (
 	"strings"
 	"syscall"
 	"time"
+
+	"github.com/polyvisor/polyvisor/internal/hostreq"
 )
 
 // Cmd is one command to run.
 type Cmd struct {
-	Name   string
+	Name   string // a host requirement's name (see hostreq), or a path
 	Args   []string
 	Dir    string    // working directory; empty for ours
 	Env    []string  // nil for ours
@@ -27,7 +30,14 @@ type Cmd struct {
 
 // Run runs c. A failure carries the last lines of its standard error.
 func Run(ctx context.Context, c Cmd) error {
-	cmd := exec.CommandContext(ctx, c.Name, c.Args...)
+	path := c.Name
+	if !strings.Contains(path, "/") {
+		var err error
+		if path, err = hostreq.Lookup(c.Name); err != nil {
+			return err
+		}
+	}
+	cmd := exec.CommandContext(ctx, path, c.Args...)
 	cmd.Dir, cmd.Env = c.Dir, c.Env
 	cmd.SysProcAttr = &syscall.SysProcAttr{Setpgid: true}
 	cmd.Cancel = func() error { return syscall.Kill(-cmd.Process.Pid, syscall.SIGKILL) }

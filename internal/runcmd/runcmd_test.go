@@ -3,9 +3,12 @@ package runcmd
 import (
 	"bytes"
 	"context"
+	"errors"
 	"strings"
 	"testing"
 	"time"
+
+	"github.com/polyvisor/polyvisor/internal/hostreq"
 )
 
 func TestRunPassesStreamsAndReportsStderr(t *testing.T) {
@@ -28,5 +31,17 @@ func TestRunCancelKillsTheProcessGroup(t *testing.T) {
 	err := Run(ctx, Cmd{Name: "sh", Args: []string{"-c", "sleep 30 & wait"}, Stdout: &bytes.Buffer{}})
 	if err == nil || time.Since(began) > 4*time.Second {
 		t.Errorf("err %v after %v", err, time.Since(began))
+	}
+}
+
+func TestRunFindsToolsOnlyThroughTheDeclaredRequirements(t *testing.T) {
+	err := Run(context.Background(), Cmd{Name: "no-such-tool-of-ours"})
+	var undeclared *hostreq.UndeclaredError
+	if !errors.As(err, &undeclared) || undeclared.Name != "no-such-tool-of-ours" {
+		t.Errorf("err = %v, want an undeclared requirement", err)
+	}
+	// A path is run as it is: the caller found it.
+	if err := Run(context.Background(), Cmd{Name: hostreq.Need(t, "sh"), Args: []string{"-c", "exit 0"}}); err != nil {
+		t.Errorf("run by path: %v", err)
 	}
 }

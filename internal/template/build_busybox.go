@@ -11,13 +11,12 @@ import (
 	"os/exec"
 	"path/filepath"
 	"strings"
+
+	"github.com/polyvisor/polyvisor/internal/hostreq"
 )
 
 // hostBusybox is where Debian's busybox-static package installs its binary.
-const hostBusybox = "/bin/busybox"
-
-// errNoBusyboxStatic is the message for a host without busybox-static.
-const errNoBusyboxStatic = "busybox-static is not installed: run make deps (apt-get install busybox-static)"
+const hostBusybox = hostreq.StaticBusybox
 
 // fileSpec is one file or directory a builder writes.
 type fileSpec struct {
@@ -118,17 +117,17 @@ func fillBusyboxTree(ctx context.Context, rootfs, busybox string, applets []stri
 // requireStaticBinary fails unless path is a statically linked executable, which alone runs
 // in a rootfs without libraries.
 func requireStaticBinary(path string) error {
-	f, err := elf.Open(path)
-	if os.IsNotExist(err) {
-		return fmt.Errorf("%s", errNoBusyboxStatic)
+	if _, err := hostreq.Lookup(path); err != nil {
+		return err
 	}
+	f, err := elf.Open(path)
 	if err != nil {
 		return fmt.Errorf("read %s: %w", path, err)
 	}
 	defer f.Close()
 	for _, prog := range f.Progs {
 		if prog.Type == elf.PT_INTERP {
-			return fmt.Errorf("%s is dynamically linked (package busybox, not busybox-static): run make deps (apt-get install busybox-static)", path)
+			return fmt.Errorf("%s is dynamically linked (package busybox, not busybox-static): install it with apt-get install busybox-static (make deps does)", path)
 		}
 	}
 	return nil

@@ -10,14 +10,13 @@ import (
 	"time"
 
 	"github.com/polyvisor/polyvisor/internal/debpkg"
+	"github.com/polyvisor/polyvisor/internal/hostreq"
 )
 
 func TestBuildBusyboxArchForArm64(t *testing.T) {
 	requireRoot(t)
 	requireCommand(t, "apt-get")
-	if _, err := os.Stat(hostBusybox); err != nil {
-		t.Skipf("skipping: %s", errNoBusyboxStatic)
-	}
+	hostreq.Need(t, hostBusybox)
 	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Minute)
 	defer cancel()
 	rootfs := t.TempDir()

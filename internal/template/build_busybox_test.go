@@ -7,14 +7,14 @@ import (
 	"strings"
 	"testing"
 	"time"
+
+	"github.com/polyvisor/polyvisor/internal/hostreq"
 )
 
 func buildBusyboxForTest(t *testing.T) string {
 	t.Helper()
 	requireRoot(t)
-	if _, err := os.Stat(hostBusybox); err != nil {
-		t.Skipf("skipping: %s", errNoBusyboxStatic)
-	}
+	hostreq.Need(t, hostBusybox)
 	rootfs := t.TempDir()
 	var phases []string
 	progress := func(phase string, done, total int64) {

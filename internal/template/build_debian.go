@@ -13,6 +13,8 @@ import (
 	"strings"
 	"syscall"
 	"time"
+
+	"github.com/polyvisor/polyvisor/internal/hostreq"
 )
 
 // debianName matches the suite and architecture names debootstrap accepts from us; it keeps
@@ -29,20 +31,7 @@ var debianName = regexp.MustCompile(`^[a-z0-9][a-z0-9.+-]*$`)
 // rootfs are undone; the files it wrote are left for the caller, who owns rootfs, to remove.
 func BuildDebian(ctx context.Context, rootfs, suite, arch string, progress Progress) error {
 	progress = reportTo(progress)
-	if !debianName.MatchString(suite) || !debianName.MatchString(arch) {
-		return fmt.Errorf("build debian: invalid suite %q or arch %q", suite, arch)
-	}
-	if _, err := exec.LookPath("debootstrap"); err != nil {
-		return errors.New("debootstrap is not installed: run make deps (apt-get install debootstrap)")
-	}
-	if err := requireEmptyDir(rootfs); err != nil {
-		return fmt.Errorf("build debian %s: %w", suite, err)
-	}
-	mirror, err := MirrorFromHost("/")
-	if err != nil {
-		return fmt.Errorf("build debian %s: %w", suite, err)
-	}
-	if err := runDebootstrap(ctx, rootfs, suite, arch, mirror, progress); err != nil {
+	if err := Debootstrap(ctx, rootfs, suite, arch, []string{"busybox"}, progress); err != nil {
 		return err
 	}
 	if err := finishDebian(rootfs, progress); err != nil {
@@ -51,11 +40,41 @@ func BuildDebian(ctx context.Context, rootfs, suite, arch string, progress Progr
 	return nil
 }
 
+// Debootstrap installs Debian SUITE's minimal base (--variant=minbase) for arch, plus the
+// packages in include, into the empty directory rootfs, from the mirror in the host's apt
+// sources, reporting progress. Nothing is left mounted inside rootfs.
+func Debootstrap(ctx context.Context, rootfs, suite, arch string, include []string, progress Progress) error {
+	progress = reportTo(progress)
+	if !debianName.MatchString(suite) || !debianName.MatchString(arch) {
+		return fmt.Errorf("build debian: invalid suite %q or arch %q", suite, arch)
+	}
+	for _, pkg := range include {
+		if !debianName.MatchString(pkg) {
+			return fmt.Errorf("build debian: invalid package name %q", pkg)
+		}
+	}
+	debootstrap, err := hostreq.Lookup("debootstrap")
+	if err != nil {
+		return err
+	}
+	if err := requireEmptyDir(rootfs); err != nil {
+		return fmt.Errorf("build debian %s: %w", suite, err)
+	}
+	mirror, err := MirrorFromHost("/")
+	if err != nil {
+		return fmt.Errorf("build debian %s: %w", suite, err)
+	}
+	args := []string{"--variant=minbase", "--arch", arch}
+	if len(include) > 0 {
+		args = append(args, "--include="+strings.Join(include, ","))
+	}
+	return runDebootstrap(ctx, debootstrap, append(args, suite, rootfs, mirror), suite, mirror, rootfs, progress)
+}
+
 // runDebootstrap runs debootstrap in its own process group, reporting its "I:" lines as
 // progress. Cancelling ctx kills the whole group (debootstrap and the dpkg it runs).
-func runDebootstrap(ctx context.Context, rootfs, suite, arch, mirror string, progress Progress) (err error) {
-	cmd := exec.CommandContext(ctx, "debootstrap", "--variant=minbase", "--include=busybox",
-		"--arch", arch, suite, rootfs, mirror)
+func runDebootstrap(ctx context.Context, debootstrap string, args []string, suite, mirror, rootfs string, progress Progress) (err error) {
+	cmd := exec.CommandContext(ctx, debootstrap, args...)
 	cmd.SysProcAttr = &syscall.SysProcAttr{Setpgid: true}
 	cmd.Cancel = func() error { return syscall.Kill(-cmd.Process.Pid, syscall.SIGKILL) }
 	cmd.WaitDelay = 10 * time.Second

@@ -10,6 +10,8 @@ import (
 	"syscall"
 	"testing"
 	"time"
+
+	"github.com/polyvisor/polyvisor/internal/hostreq"
 )
 
 func requireRoot(t *testing.T) {
@@ -19,11 +21,10 @@ func requireRoot(t *testing.T) {
 	}
 }
 
+// requireCommand fails t, naming the package, when name is missing.
 func requireCommand(t *testing.T, name string) {
 	t.Helper()
-	if _, err := exec.LookPath(name); err != nil {
-		t.Skipf("skipping: %s is not installed (make deps installs it)", name)
-	}
+	hostreq.Need(t, name)
 }
 
 // inChroot runs script with /bin/sh inside rootfs and returns its output.

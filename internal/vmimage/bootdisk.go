@@ -8,10 +8,11 @@ import (
 	"hash/fnv"
 	"io/fs"
 	"os"
-	"os/exec"
 	"path/filepath"
 	"strconv"
 	"strings"
+
+	"github.com/polyvisor/polyvisor/internal/hostreq"
 )
 
 // Firmware a template's disk can be booted by, instead of QEMU's direct kernel boot. Both
@@ -38,8 +39,8 @@ var firmwareModules = []string{"virtio_pci", "qemu_fw_cfg"}
 
 // GRUB's two platforms, as Debian's grub-pc-bin and grub-efi-amd64-bin install them.
 const (
-	grubPC  = "/usr/lib/grub/i386-pc"    // boot.img, and the modules linked into core.img
-	grubEFI = "/usr/lib/grub/x86_64-efi" // the modules linked into BOOTX64.EFI
+	grubPC  = hostreq.GrubPCDir  // boot.img, and the modules linked into core.img
+	grubEFI = hostreq.GrubEFIDir // the modules linked into BOOTX64.EFI
 )
 
 // grubModules are linked into GRUB's images: the disk and file system drivers reach
@@ -88,19 +89,9 @@ menuentry "polyvisor" {
 
 // checkFirmwareTools says what is missing to make a disk both firmwares boot.
 func checkFirmwareTools() error {
-	for path, pkg := range map[string]string{
-		filepath.Join(grubPC, "boot.img"):        "grub-pc-bin",
-		filepath.Join(grubPC, "biosdisk.mod"):    "grub-pc-bin",
-		filepath.Join(grubEFI, "linux.mod"):      "grub-efi-amd64-bin",
-		filepath.Join(grubEFI, "part_msdos.mod"): "grub-efi-amd64-bin",
-	} {
-		if _, err := os.Stat(path); err != nil {
-			return fmt.Errorf("GRUB is missing (%s): install %s (make deps does)", path, pkg)
-		}
-	}
-	for tool, pkg := range map[string]string{"grub-mkimage": "grub-common", "mkfs.fat": "dosfstools", "mcopy": "mtools", "mmd": "mtools"} {
-		if _, err := exec.LookPath(tool); err != nil {
-			return fmt.Errorf("%s is missing: install %s (make deps does)", tool, pkg)
+	for _, name := range []string{grubPC, grubEFI, "grub-mkimage", "mkfs.fat", "mcopy", "mmd"} {
+		if _, err := hostreq.Lookup(name); err != nil {
+			return err
 		}
 	}
 	return nil

@@ -8,6 +8,8 @@ import (
 	"encoding/binary"
 	"os/exec"
 	"testing"
+
+	"github.com/polyvisor/polyvisor/internal/hostreq"
 )
 
 // fakeBzImage returns a bzImage-shaped file whose setup header locates payload.
@@ -34,15 +36,13 @@ func TestBzImagePayloadDecompressesGzipAndXz(t *testing.T) {
 	zw.Write(kernel)
 	zw.Close()
 	payloads := map[string][]byte{"gzip": gz.Bytes()}
-	if _, err := exec.LookPath("xz"); err == nil {
-		cmd := exec.Command("xz", "-c", "--check=crc32")
-		cmd.Stdin = bytes.NewReader(kernel)
-		xz, err := cmd.Output()
-		if err != nil {
-			t.Fatal(err)
-		}
-		payloads["xz"] = withSize(xz, len(kernel))
+	cmd := exec.Command(hostreq.Need(t, "xz"), "-c", "--check=crc32")
+	cmd.Stdin = bytes.NewReader(kernel)
+	xz, err := cmd.Output()
+	if err != nil {
+		t.Fatal(err)
 	}
+	payloads["xz"] = withSize(xz, len(kernel))
 	for method, payload := range payloads {
 		got, size, err := bzImagePayload(fakeBzImage(payload, 0x20f))
 		if err != nil || !bytes.Equal(got, payload) || int(size) != len(kernel) {

@@ -5,12 +5,12 @@ import (
 	"os/exec"
 	"strings"
 	"testing"
+
+	"github.com/polyvisor/polyvisor/internal/hostreq"
 )
 
 func TestCPIOWriterMakesWhatCpioLists(t *testing.T) {
-	if _, err := exec.LookPath("cpio"); err != nil {
-		t.Skip("skipping: cpio is not installed")
-	}
+	hostreq.Need(t, "cpio")
 	var archive bytes.Buffer
 	w := newCPIOWriter(&archive)
 	w.dir("bin", 0o755)

@@ -1,11 +1,11 @@
 package vmimage_test
 
 import (
-	"os/exec"
 	"strings"
 	"testing"
 	"time"
 
+	"github.com/polyvisor/polyvisor/internal/hostreq"
 	"github.com/polyvisor/polyvisor/internal/vmimage"
 )
 
@@ -17,9 +17,7 @@ func TestDebianVMBoots(t *testing.T) {
 		t.Skip("skipping in -short mode: debootstraps Debian")
 	}
 	requireVMTools(t, "qemu-system-x86_64")
-	if _, err := exec.LookPath("debootstrap"); err != nil {
-		t.Skip("skipping: debootstrap is not installed")
-	}
+	hostreq.Need(t, "debootstrap")
 	b := sharedTemplate(t, "debian", "amd64")
 	g := startGuest(t, b.dir, b.boot, newOverlay(t, b.dir, b.boot), vmimage.HostnameParam+"=deb1")
 	took, at := g.waitFor(vmimage.BootedMarker, 0)

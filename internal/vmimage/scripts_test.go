@@ -6,14 +6,14 @@ import (
 	"path/filepath"
 	"strings"
 	"testing"
+
+	"github.com/polyvisor/polyvisor/internal/hostreq"
 )
 
 // TestScriptsParse checks the initramfs's /init and the disk's sysinit with busybox sh -n,
 // the shell that runs them.
 func TestScriptsParse(t *testing.T) {
-	if _, err := exec.LookPath("busybox"); err != nil {
-		t.Skip("skipping: busybox is not installed")
-	}
+	hostreq.Need(t, "busybox")
 	for name, script := range map[string]string{
 		"init":    initScript([]string{"virtio_mmio", "ext4"}),
 		"sysinit": sysinitScript,

@@ -11,6 +11,7 @@ import (
 	"time"
 
 	"github.com/polyvisor/polyvisor/internal/debpkg"
+	"github.com/polyvisor/polyvisor/internal/hostreq"
 	"github.com/polyvisor/polyvisor/internal/template"
 	"github.com/polyvisor/polyvisor/internal/vmimage"
 )
@@ -57,9 +58,7 @@ func requireVMTools(t *testing.T, qemu string) {
 		t.Skip("skipping: building a VM template needs root (dpkg --add-architecture, root-owned trees)")
 	}
 	for _, tool := range []string{qemu, "qemu-img", "mke2fs", "apt-get", "dpkg-deb", "xz", "go"} {
-		if _, err := exec.LookPath(tool); err != nil {
-			t.Skipf("skipping: %s is not installed", tool)
-		}
+		hostreq.Need(t, tool)
 	}
 }
 

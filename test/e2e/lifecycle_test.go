@@ -10,6 +10,7 @@ import (
 
 	"github.com/polyvisor/polyvisor/internal/api"
 	"github.com/polyvisor/polyvisor/internal/driver/container"
+	"github.com/polyvisor/polyvisor/internal/hostreq"
 	"github.com/polyvisor/polyvisor/internal/layout"
 	"github.com/polyvisor/polyvisor/internal/procutil"
 	"github.com/polyvisor/polyvisor/internal/testenv"
@@ -287,6 +288,19 @@ func TestHostCheckRunsTheCanary(t *testing.T) {
 	}
 	if len(check.Classes) == 0 || check.Classes[0].Class != "container" || !check.Classes[0].Works {
 		t.Errorf("host check: %+v", check)
+	}
+	// After make deps, every requirement it installs is reported present,
+	// where it really is.
+	if len(check.Requirements) != len(hostreq.All()) {
+		t.Errorf("host check lists %d requirements, %d are declared", len(check.Requirements), len(hostreq.All()))
+	}
+	for _, s := range check.Requirements {
+		if s.Installed() && (!s.Present || s.Path == "") {
+			t.Errorf("after make deps, host check says %s (%s) is missing", s.Name, s.Package)
+		}
+	}
+	if table := env.main.Must(t, "host", "check"); !strings.Contains(table, "Host requirements: all that make deps installs are present") {
+		t.Errorf("host check's table:\n%s", table)
 	}
 }
 

@@ -11,11 +11,12 @@ import (
 
 	"github.com/polyvisor/polyvisor/internal/api"
 	"github.com/polyvisor/polyvisor/internal/guest"
+	"github.com/polyvisor/polyvisor/internal/hostreq"
 	"github.com/polyvisor/polyvisor/internal/idmap"
 )
 
 // hostBusybox is the static busybox the canary runs (Debian's busybox-static).
-const hostBusybox = "/bin/busybox"
+const hostBusybox = hostreq.StaticBusybox
 
 // Check implements driver.Driver: it really runs a tiny container, in a
 // user namespace and with limits as a guest would get, instead of trusting
@@ -24,9 +25,9 @@ func (d *Driver) Check(ctx context.Context) (v api.ClassVerdict) {
 	began := time.Now()
 	v = api.ClassVerdict{Class: Class, Details: map[string]string{"runtime": d.opts.Runtime, "cgroups": CgroupMode()}}
 	defer func() { v.Duration = time.Since(began).Round(time.Millisecond).String() }()
-	runtime, err := exec.LookPath(d.opts.Runtime)
+	runtime, err := d.runtimePath()
 	if err != nil {
-		v.Reason = fmt.Sprintf("OCI runtime %s is not installed: run make deps", d.opts.Runtime)
+		v.Reason = err.Error()
 		return v
 	}
 	if out, err := exec.CommandContext(ctx, runtime, "--version").Output(); err == nil {
@@ -47,8 +48,8 @@ func (d *Driver) Check(ctx context.Context) (v api.ClassVerdict) {
 // canary runs `busybox true` in a throw-away bundle with every namespace
 // and limit a guest gets, and removes all of it afterwards.
 func (d *Driver) canary(ctx context.Context, runtime string) error {
-	if _, err := os.Stat(hostBusybox); err != nil {
-		return fmt.Errorf("busybox-static is not installed: run make deps")
+	if _, err := hostreq.Lookup(hostBusybox); err != nil {
+		return err
 	}
 	ctx, cancel := context.WithTimeout(ctx, 30*time.Second)
 	defer cancel()
@@ -97,4 +98,20 @@ func (d *Driver) canary(ctx context.Context, runtime string) error {
 		return fmt.Errorf("canary container failed: %v: %s", runErr, oneLine(string(out)))
 	}
 	return nil
+}
+
+// runtimePath finds the OCI runtime: runc and crun through the declared host
+// requirements (a missing one names its package), any other by its path.
+func (d *Driver) runtimePath() (string, error) {
+	name := d.opts.Runtime
+	if strings.Contains(name, "/") {
+		if _, err := os.Stat(name); err != nil {
+			return "", fmt.Errorf("OCI runtime %s: %w", name, err)
+		}
+		return name, nil
+	}
+	if _, declared := hostreq.Find(name); !declared {
+		return "", fmt.Errorf("OCI runtime %s: give runc, crun or the runtime's path", name)
+	}
+	return hostreq.Lookup(name)
 }

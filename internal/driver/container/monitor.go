@@ -3,7 +3,6 @@ package container
 import (
 	"context"
 	"fmt"
-	"os/exec"
 	"path/filepath"
 
 	"golang.org/x/sys/unix"
@@ -32,9 +31,9 @@ func (d *Driver) ConsoleLog(def *guest.Definition) string {
 // startMonitor starts polyvisor-monitor, which runs the container with
 // runc and keeps its console.
 func (d *Driver) startMonitor(ctx context.Context, def *guest.Definition) (guest.Status, error) {
-	runtime, err := exec.LookPath(d.opts.Runtime)
+	runtime, err := d.runtimePath()
 	if err != nil {
-		return guest.Status{}, fmt.Errorf("%w: OCI runtime %s is not installed: run make deps", api.ErrNotAvailable, d.opts.Runtime)
+		return guest.Status{}, fmt.Errorf("%w: start %s: %w", api.ErrNotAvailable, def.Name, err)
 	}
 	status, err := d.monitors.Start(ctx, monitor.Config{
 		ID: def.Name, Bundle: filepath.Join(d.guestDir(def), bundleDir), Runc: runtime,

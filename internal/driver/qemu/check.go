@@ -9,6 +9,7 @@ import (
 
 	"github.com/polyvisor/polyvisor/internal/api"
 	"github.com/polyvisor/polyvisor/internal/arch"
+	"github.com/polyvisor/polyvisor/internal/hostreq"
 )
 
 // Check implements driver.Driver: which QEMU system emulators exist, and
@@ -18,8 +19,13 @@ func (d *Driver) Check(ctx context.Context) (v api.ClassVerdict) {
 	v = api.ClassVerdict{Class: Class, Details: map[string]string{}}
 	defer func() { v.Duration = time.Since(began).Round(time.Millisecond).String() }()
 	var emulators []string
+	var hostMissing error
 	for _, a := range arch.All() {
-		if path, err := exec.LookPath("qemu-system-" + a.QEMU); err == nil {
+		path, err := hostreq.Lookup("qemu-system-" + a.QEMU)
+		if a == arch.Host() {
+			hostMissing = err
+		}
+		if err == nil {
 			emulators = append(emulators, a.QEMU)
 			if a == arch.Host() {
 				if out, err := exec.CommandContext(ctx, path, "--version").Output(); err == nil {
@@ -29,7 +35,7 @@ func (d *Driver) Check(ctx context.Context) (v api.ClassVerdict) {
 		}
 	}
 	if len(emulators) == 0 {
-		v.Reason = "QEMU is not installed: run make deps"
+		v.Reason = hostMissing.Error()
 		return v
 	}
 	v.Details["emulators"] = strings.Join(emulators, ",")

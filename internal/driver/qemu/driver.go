@@ -22,6 +22,7 @@ import (
 	"github.com/polyvisor/polyvisor/internal/driver/monitored"
 	"github.com/polyvisor/polyvisor/internal/fsutil"
 	"github.com/polyvisor/polyvisor/internal/guest"
+	"github.com/polyvisor/polyvisor/internal/hostreq"
 	"github.com/polyvisor/polyvisor/internal/layout"
 	"github.com/polyvisor/polyvisor/internal/monitor"
 	"github.com/polyvisor/polyvisor/internal/network"
@@ -178,6 +179,9 @@ func (d *Driver) Start(ctx context.Context, def *guest.Definition) (status guest
 			return status, fmt.Errorf("start %s: %w", def.Name, err)
 		}
 		uefi.Vars = filepath.Join(d.guestDir(def), uefiVars)
+	}
+	if _, err := hostreq.Lookup(t.Boot.QEMU); err != nil {
+		return status, fmt.Errorf("%w: start %s: %w", api.ErrNotAvailable, def.Name, err)
 	}
 	accel, _ := d.accel.decide(ctx, d, def.Arch)
 	runDir := d.runDir(def)

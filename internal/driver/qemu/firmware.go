@@ -10,6 +10,7 @@ import (
 	"sort"
 
 	"github.com/polyvisor/polyvisor/internal/api"
+	"github.com/polyvisor/polyvisor/internal/hostreq"
 )
 
 // firmwareDirs hold QEMU's firmware descriptors (docs/interop/firmware.json in QEMU), the
@@ -83,7 +84,11 @@ func findUEFI(dirs []string, qemuArch, machine string) (uefiFirmware, error) {
 		}
 		return fw, nil
 	}
-	return uefiFirmware{}, fmt.Errorf("%w: no UEFI firmware for %s %s among QEMU's firmware descriptors (%v): install ovmf (make deps does)", api.ErrNotAvailable, qemuArch, machine, dirs)
+	why := "none of them offers UEFI without Secure Boot on pflash"
+	if _, err := hostreq.Lookup(hostreq.OVMFDescriptor); err != nil {
+		why = err.Error()
+	}
+	return uefiFirmware{}, fmt.Errorf("%w: no UEFI firmware for %s %s among QEMU's firmware descriptors (%v): %s", api.ErrNotAvailable, qemuArch, machine, dirs, why)
 }
 
 // serves reports whether the descriptor is plain UEFI on raw pflash for machine of qemuArch.

@@ -42,7 +42,7 @@ func TestFindUEFIChoosesAndRefuses(t *testing.T) {
 	write(dir, "30-i440fx.json", descriptor("", "x86_64", "pc-i440fx-*", code))
 	write(dir, "40-missing.json", descriptor("", "x86_64", "pc-q35-*", filepath.Join(dir, "GONE.fd")))
 	write(dir, "50-broken.json", "{")
-	if _, err := findUEFI([]string{dir}, "x86_64", "q35"); err == nil || !strings.Contains(err.Error(), "install ovmf") {
+	if _, err := findUEFI([]string{dir}, "x86_64", "q35"); err == nil || !strings.Contains(err.Error(), "no UEFI firmware for x86_64 q35") {
 		t.Fatalf("no usable descriptor: err = %v", err)
 	}
 	write(dir, "60-plain.json", descriptor(`"acpi-s3"`, "x86_64", "pc-q35-*", code))

@@ -10,6 +10,7 @@ import (
 
 	"github.com/polyvisor/polyvisor/internal/api"
 	"github.com/polyvisor/polyvisor/internal/guest"
+	"github.com/polyvisor/polyvisor/internal/hostreq"
 	"github.com/polyvisor/polyvisor/internal/layout"
 )
 
@@ -17,11 +18,8 @@ import (
 // overlay on a base image, with a pattern written by qemu-io.
 func stoppedVM(t *testing.T) (*Driver, *guest.Definition) {
 	t.Helper()
-	for _, tool := range []string{"qemu-img", "qemu-io"} {
-		if _, err := exec.LookPath(tool); err != nil {
-			t.Fatalf("%s is not installed: run make deps (it installs qemu-utils)", tool)
-		}
-	}
+	hostreq.Need(t, "qemu-img")
+	hostreq.Need(t, "qemu-io")
 	l := layout.New(t.TempDir())
 	def := &guest.Definition{Name: "vm", Rootfs: guest.RootfsQcow2, Status: guest.Status{State: api.StateStopped}}
 	dir := l.GuestDir(def.Name)
@@ -97,7 +95,7 @@ func TestVMSnapshotOfAStoppedGuest(t *testing.T) {
 
 func run(t *testing.T, name string, args ...string) {
 	t.Helper()
-	if out, err := exec.Command(name, args...).CombinedOutput(); err != nil {
+	if out, err := exec.Command(hostreq.Need(t, name), args...).CombinedOutput(); err != nil {
 		t.Fatalf("%s %s: %v: %s", name, strings.Join(args, " "), err, out)
 	}
 }

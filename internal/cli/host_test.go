@@ -1,0 +1,46 @@
+package cli
+
+import (
+	"bytes"
+	"strings"
+	"testing"
+
+	"github.com/polyvisor/polyvisor/internal/api"
+	"github.com/polyvisor/polyvisor/internal/hostreq"
+)
+
+// hostWithout returns a host check in which the requirements named are
+// missing and every other one is present.
+func hostWithout(names ...string) api.HostCheck {
+	var check api.HostCheck
+	for _, r := range hostreq.All() {
+		present := true
+		for _, n := range names {
+			present = present && r.Name != n
+		}
+		check.Requirements = append(check.Requirements, hostreq.Status{Requirement: r, Present: present})
+	}
+	check.InstallLine = hostreq.InstallLine(hostreq.Missing(check.Requirements))
+	return check
+}
+
+func TestHostCheckNamesAMissingRequirementsFeatureAndPackage(t *testing.T) {
+	var out bytes.Buffer
+	printMissing(&out, hostWithout(hostreq.OVMFDescriptor, "mcopy", "podman"))
+	text := out.String()
+	for _, want := range []string{
+		"MISSING", hostreq.OVMFDescriptor, "ovmf", "UEFI guests",
+		"mcopy", "mtools", "EFI system partition",
+		"Fix: apt-get install ovmf mtools (or make deps)",
+		"not installed here: podman (podman)",
+	} {
+		if !strings.Contains(text, want) {
+			t.Errorf("host check output lacks %q:\n%s", want, text)
+		}
+	}
+	out.Reset()
+	printMissing(&out, hostWithout())
+	if text := out.String(); !strings.HasPrefix(text, "Host requirements: all that make deps installs are present") || strings.Contains(text, "Fix:") {
+		t.Errorf("a complete host: %q", text)
+	}
+}
