@@ -39,18 +39,23 @@ func (d *Daemon) reconcile(ctx context.Context) error {
 		if def.Status.State != api.StateRunning {
 			continue
 		}
+		drv, err := d.driverFor(def)
+		if err != nil {
+			d.log.Error("guest of an unknown class", "guest", name, "class", def.Class)
+			continue
+		}
 		if running(def) {
 			live[name] = true
 			for _, n := range def.Networks {
 				liveIfs[network.GuestNIC(def, n).HostIf] = true
 			}
+			if a, ok := drv.(driver.Adopter); ok {
+				if err := a.Adopt(ctx, def); err != nil {
+					d.log.Error("repair adopted guest", "guest", name, "err", err)
+				}
+			}
 			d.watch(e, def)
 			adopted++
-			continue
-		}
-		drv, err := d.driverFor(def)
-		if err != nil {
-			d.log.Error("guest of an unknown class", "guest", name, "class", def.Class)
 			continue
 		}
 		if err := d.markStopped(ctx, e, drv); err != nil {

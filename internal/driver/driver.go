@@ -138,6 +138,13 @@ type Sweeper interface {
 	Sweep(ctx context.Context, live map[string]bool) error
 }
 
+// Adopter repairs a live guest the daemon adopts on start, left in a state
+// only an interrupted operation puts it in: a container frozen for a
+// snapshot or copy when the daemon died is thawed.
+type Adopter interface {
+	Adopt(ctx context.Context, def *guest.Definition) error
+}
+
 // Snapshotter takes, restores and deletes point-in-time snapshots of a
 // guest's disks. dir is the snapshot's own directory inside the guest's
 // (a staging one during CreateSnapshot), where the driver keeps what it

@@ -110,19 +110,34 @@ func (r *Runc) Rootfs() string { return filepath.Join(r.Dir, "rootfs") }
 func (r *Runc) Upper() string { return filepath.Join(r.Dir, "upper") }
 
 // CopyIn copies the host file src to name in the container's root
-// directory, executable and owned by the container's root.
+// directory, executable and owned by the container's root. The container
+// runs, so its tree may hold symlinks pointing anywhere on the host: name
+// is resolved inside the root (os.Root refuses to leave it), and the owner
+// is set through the open file.
 func (r *Runc) CopyIn(src, name string) error {
 	data, err := os.ReadFile(src)
 	if err != nil {
 		return err
 	}
 	// Through the mount, so the file lands in the upper dir.
-	dst := filepath.Join(r.Rootfs(), name)
-	if err := os.WriteFile(dst, data, 0o755); err != nil {
+	root, err := os.OpenRoot(r.Rootfs())
+	if err != nil {
+		return err
+	}
+	defer root.Close()
+	f, err := root.OpenFile(strings.TrimPrefix(name, "/"), os.O_WRONLY|os.O_CREATE|os.O_TRUNC, 0o755)
+	if err != nil {
+		return err
+	}
+	defer f.Close()
+	if _, err := f.Write(data); err != nil {
 		return err
 	}
 	owner := int(idmap.Default().HostBase)
-	return os.Lchown(dst, owner, owner)
+	if err := f.Chown(owner, owner); err != nil {
+		return err
+	}
+	return f.Close()
 }
 
 // Run starts the container detached and returns how long runc took; runc

@@ -6,6 +6,7 @@ import (
 	"errors"
 	"fmt"
 	"os/exec"
+	"strconv"
 	"strings"
 )
 
@@ -28,14 +29,20 @@ func (e *runtimeError) Unwrap() error { return e.err }
 
 // runc runs the OCI runtime against this daemon's state root.
 func (d *Driver) runc(ctx context.Context, args ...string) error {
+	_, err := d.runcOutput(ctx, args...)
+	return err
+}
+
+// runcOutput is runc that returns what the runtime printed.
+func (d *Driver) runcOutput(ctx context.Context, args ...string) ([]byte, error) {
 	full := append([]string{"--root", d.opts.Layout.RuncRoot()}, args...)
 	cmd := exec.CommandContext(ctx, d.opts.Runtime, full...)
-	var stderr bytes.Buffer
-	cmd.Stderr = &stderr
+	var stdout, stderr bytes.Buffer
+	cmd.Stdout, cmd.Stderr = &stdout, &stderr
 	if err := cmd.Run(); err != nil {
-		return &runtimeError{args: args, stderr: stderr.String(), err: err}
+		return nil, &runtimeError{args: args, stderr: stderr.String(), err: err}
 	}
-	return nil
+	return stdout.Bytes(), nil
 }
 
 // isNotExist reports whether the runtime said the container does not exist.
@@ -45,13 +52,43 @@ func isNotExist(err error) bool {
 }
 
 // oneLine keeps the last meaningful line of a runtime's (often JSON-ish,
-// multi-line) complaint.
+// multi-line) complaint, and of a log line (time="…" level=error msg="…")
+// only its message.
 func oneLine(s string) string {
 	lines := strings.Split(strings.TrimSpace(s), "\n")
 	for i := len(lines) - 1; i >= 0; i-- {
 		if l := strings.TrimSpace(lines[i]); l != "" {
-			return l
+			return logMessage(l)
 		}
 	}
 	return s
+}
+
+// logMessage returns the msg="…" of a logrus line as runc writes it, or
+// line itself when it is not one.
+func logMessage(line string) string {
+	i := strings.Index(line, " msg=")
+	if !strings.HasPrefix(line, "time=") || i < 0 {
+		return line
+	}
+	rest := line[i+len(" msg="):]
+	if !strings.HasPrefix(rest, `"`) {
+		if end := strings.IndexByte(rest, ' '); end >= 0 {
+			return rest[:end]
+		}
+		return rest
+	}
+	for end := 1; end < len(rest); end++ {
+		if rest[end] == '\\' {
+			end++
+			continue
+		}
+		if rest[end] == '"' {
+			if msg, err := strconv.Unquote(rest[:end+1]); err == nil {
+				return msg
+			}
+			break
+		}
+	}
+	return line
 }

@@ -123,7 +123,7 @@ func (d *Driver) Copy(ctx context.Context, src *guest.Definition, dir string, de
 		lower = d.templateRootfs(src.Template)
 	}
 	if err := resetMachineID(to, lower); err != nil {
-		return fmt.Errorf("copy %s: %w", src.Name, err)
+		return fmt.Errorf("copy %s: machine id: %w", src.Name, err)
 	}
 	def.Disks = []guest.Disk{{Name: "root", Path: rel, Kind: kind}}
 	return nil
@@ -222,61 +222,4 @@ func treeSize(ctx context.Context, root string) (int64, error) {
 		return 0, fmt.Errorf("measure %s: %w", filepath.Base(root), err)
 	}
 	return total, nil
-}
-
-// machineID is the file systemd keeps a host's identity in.
-const machineID = "etc/machine-id"
-
-// resetMachineID empties the machine id of a copied guest whose tree
-// (merged over lower, for an overlay upper dir; lower is empty for a
-// full copy) has one with content. An empty /etc/machine-id makes systemd
-// generate a new id at boot, as on a freshly installed system.
-func resetMachineID(tree, lower string) error {
-	own := filepath.Join(tree, machineID)
-	var st unix.Stat_t
-	switch err := unix.Lstat(own, &st); {
-	case err == nil:
-		if st.Mode&unix.S_IFMT != unix.S_IFREG || st.Size == 0 {
-			return nil // empty, a whiteout (deleted) or a link: nothing to reset
-		}
-		return os.Truncate(own, 0)
-	case !errors.Is(err, unix.ENOENT) && !errors.Is(err, unix.ENOTDIR):
-		return fmt.Errorf("machine id: %w", err)
-	}
-	if lower == "" {
-		return nil
-	}
-	var ref unix.Stat_t
-	if unix.Lstat(filepath.Join(lower, machineID), &ref) != nil || ref.Mode&unix.S_IFMT != unix.S_IFREG || ref.Size == 0 {
-		return nil
-	}
-	// The template's id shows through the overlay: an empty file in the
-	// copy's upper dir, owned like the template's, hides it.
-	etc := filepath.Join(tree, filepath.Dir(machineID))
-	var etcSt unix.Stat_t
-	switch err := unix.Lstat(etc, &etcSt); {
-	case errors.Is(err, unix.ENOENT):
-		if err := copyDirMeta(filepath.Join(lower, filepath.Dir(machineID)), etc); err != nil {
-			return fmt.Errorf("machine id: %w", err)
-		}
-	case err != nil:
-		return fmt.Errorf("machine id: %w", err)
-	case etcSt.Mode&unix.S_IFMT != unix.S_IFDIR:
-		return nil // /etc deleted or replaced in the guest
-	}
-	if err := os.WriteFile(own, nil, os.FileMode(ref.Mode&0o7777)); err != nil {
-		return fmt.Errorf("machine id: %w", err)
-	}
-	if err := os.Lchown(own, int(ref.Uid), int(ref.Gid)); err != nil {
-		return fmt.Errorf("machine id: %w", err)
-	}
-	return os.Chmod(own, os.FileMode(ref.Mode&0o777))
-}
-
-// copyDirMeta makes dir with the owner and mode of ref.
-func copyDirMeta(ref, dir string) error {
-	if err := os.Mkdir(dir, 0o700); err != nil {
-		return err
-	}
-	return matchOwner(dir, ref)
 }

@@ -53,7 +53,7 @@ func (d *Driver) ResizeDisk(ctx context.Context, def *guest.Definition, name str
 	}
 	// The disk is grown; if the guest cannot follow now, its next boot does.
 	var out bytes.Buffer
-	c, err := d.agent(ctx, def)
+	c, err := d.execAgent(ctx, def)
 	if err == nil {
 		var code int
 		code, err = c.Exec(ctx, agent.ExecRequest{Command: []string{vmimage.GuestAgent, "grow-root", "--disk-size", strconv.FormatInt(size, 10)}}, nil, &out, &out, nil)

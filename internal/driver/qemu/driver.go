@@ -238,13 +238,23 @@ func (d *Driver) Start(ctx context.Context, def *guest.Definition) (status guest
 }
 
 // agent returns the guest's agent connection, dialling it if needed: after
-// a daemon restart, the first exec reconnects.
+// a daemon restart, the first exec reconnects. A kept connection must answer
+// a ping within ctx first: an agent that died, froze or went hostile since
+// would otherwise hold every later call forever.
 func (d *Driver) agent(ctx context.Context, def *guest.Definition) (*agent.Client, error) {
 	d.mu.Lock()
 	c := d.agents[def.Name]
 	d.mu.Unlock()
 	if c != nil {
-		return c, nil
+		err := c.Ping(ctx)
+		if err == nil {
+			return c, nil
+		}
+		d.dropAgent(def.Name)
+		if ctx.Err() != nil {
+			return nil, fmt.Errorf("reach the agent of %s: %w", def.Name, err)
+		}
+		// The connection broke (the guest rebooted, say): dial again.
 	}
 	c, err := agent.Dial(ctx, d.agentSocket(def))
 	if err != nil {

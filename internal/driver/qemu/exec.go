@@ -39,27 +39,31 @@ func (d *Driver) AttachConsole(ctx context.Context, def *guest.Definition) (net.
 	return monitored.AttachConsole(ctx, def, d.runDir(def))
 }
 
-// agentWaitNoAgent bounds the wait for an agent in a guest whose disk may
-// have none (an imported one), so exec fails instead of hanging; a guest
-// that started less than BootTimeout ago may still be booting and gets
-// the rest of it.
-const agentWaitNoAgent = 15 * time.Second
+// agentWait bounds the wait for a guest's agent, so that exec fails with a
+// clear line instead of hanging on an agent that is dead, frozen or
+// talking garbage. A guest with an agent has booted when its start ends
+// (the start waits for the agent); one whose disk was imported and may
+// have none, and that started less than BootTimeout ago, may still be
+// booting and gets the rest of it.
+const agentWait = 15 * time.Second
 
-// execAgent returns the guest's agent for an exec.
+// execAgent returns the guest's agent for an exec, within agentWait.
 func (d *Driver) execAgent(ctx context.Context, def *guest.Definition) (*agent.Client, error) {
-	t, _, err := d.template(def)
-	if err != nil || !t.Boot.NoAgent {
-		return d.agent(ctx, def)
-	}
-	deadline := time.Now().Add(agentWaitNoAgent)
-	if booting := def.Status.StartedAt.Add(BootTimeout); booting.After(deadline) {
+	t, _, terr := d.template(def)
+	noAgent := terr == nil && t.Boot.NoAgent
+	deadline := time.Now().Add(agentWait)
+	if booting := def.Status.StartedAt.Add(BootTimeout); noAgent && booting.After(deadline) {
 		deadline = booting
 	}
+	waited := time.Until(deadline).Round(time.Second)
 	wait, cancel := context.WithDeadline(ctx, deadline)
 	defer cancel()
 	c, err := d.agent(wait, def)
-	if err != nil && ctx.Err() == nil {
+	if err == nil || ctx.Err() != nil {
+		return c, err
+	}
+	if noAgent {
 		return nil, fmt.Errorf("%w: exec in %s: no polyvisor agent answered: its disk was imported and may have none; use 'polyvisor console %s'", api.ErrNotAvailable, def.Name, def.Name)
 	}
-	return c, err
+	return nil, fmt.Errorf("exec in %s: the guest agent did not answer within %s: is the guest booted? see 'polyvisor console %s --log'", def.Name, waited, def.Name)
 }
