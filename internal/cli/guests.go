@@ -9,6 +9,7 @@ import (
 	"github.com/spf13/cobra"
 
 	"github.com/polyvisor/polyvisor/internal/api"
+	"github.com/polyvisor/polyvisor/internal/guest"
 )
 
 func (a *app) launchCmd(verb string, start bool) *cobra.Command {
@@ -24,6 +25,9 @@ func (a *app) launchCmd(verb string, start bool) *cobra.Command {
 		Args:  exactArgs(2, "TEMPLATE NAME"),
 		RunE: func(cmd *cobra.Command, args []string) error {
 			if err := checkFormat(format, "text", "json"); err != nil {
+				return err
+			}
+			if err := checkCounts(cmd, req.CPUs, req.Processes); err != nil {
 				return err
 			}
 			req.Template, req.Name, req.Start = args[0], args[1], start
@@ -172,8 +176,24 @@ func (a *app) deleteCmd() *cobra.Command {
 			return nil
 		},
 	}
-	cmd.Flags().BoolVar(&force, "force", false, "stop a running guest first")
+	cmd.Flags().BoolVar(&force, "force", false, "stop a running guest first; remove a broken one (whose guest.yaml does not load) once none of its processes runs")
 	return cmd
+}
+
+// checkCounts refuses --cpus and --processes given as 0 or less. The
+// request carries 0 as "not given", for the default, so the daemon could
+// not tell an explicit 0 from none.
+func checkCounts(cmd *cobra.Command, cpus, processes int) error {
+	f := cmd.Flags()
+	if f.Changed("cpus") {
+		if err := guest.CheckCPUs("--cpus", cpus); err != nil {
+			return err
+		}
+	}
+	if f.Changed("processes") {
+		return guest.CheckProcesses("--processes", processes)
+	}
+	return nil
 }
 
 // exactArgs is cobra.ExactArgs with an error that shows the usage.

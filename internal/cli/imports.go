@@ -27,6 +27,9 @@ definition or --firmware says UEFI). A failed import leaves nothing behind.`,
 			if err := checkFormat(format, "text", "json"); err != nil {
 				return err
 			}
+			if err := checkCounts(cmd, req.CPUs, 0); err != nil {
+				return err
+			}
 			path, err := filepath.Abs(args[0])
 			if err != nil {
 				return err

@@ -9,7 +9,6 @@ import (
 	"fmt"
 	"log/slog"
 	"net"
-	"net/http"
 	"os"
 	"path/filepath"
 	"sync"
@@ -111,7 +110,7 @@ func (d *Daemon) Run(ctx context.Context) error {
 	if err != nil {
 		return err
 	}
-	srv := &http.Server{Handler: d.routes(), ReadHeaderTimeout: 10 * time.Second, BaseContext: func(net.Listener) context.Context { return ctx }}
+	srv := newServer(ctx, d.routes(), readTimeout)
 	d.log.Info("polyvisor daemon ready", "socket", d.cfg.Socket, "state", d.layout.StateDir, "guests", d.guests.len())
 	served := make(chan error, 1)
 	go func() { served <- srv.Serve(listener) }()

@@ -10,8 +10,6 @@ import (
 	"strings"
 	"time"
 
-	"golang.org/x/sys/unix"
-
 	"github.com/polyvisor/polyvisor/internal/api"
 	"github.com/polyvisor/polyvisor/internal/arch"
 	"github.com/polyvisor/polyvisor/internal/driver"
@@ -42,16 +40,27 @@ func (d *Daemon) newDefinition(req api.GuestCreate) (*guest.Definition, error) {
 	if def.Type == "" {
 		def.Type = guest.TypeContainer
 	}
+	// Zero is what the request carries when the user did not say (the
+	// CLI refuses an explicit 0 itself); a negative count is refused.
 	if def.CPUs == 0 {
 		def.CPUs = guest.DefaultCPUs
 	}
 	if def.Processes == 0 {
 		def.Processes = guest.DefaultProcesses
 	}
+	if err := guest.CheckCPUs("cpus", def.CPUs); err != nil {
+		return nil, err
+	}
+	if err := guest.CheckProcesses("processes", def.Processes); err != nil {
+		return nil, err
+	}
 	if req.Memory != "" {
 		m, err := guest.ParseSize(req.Memory)
 		if err != nil {
 			return nil, fmt.Errorf("%w: memory: %v", api.ErrInvalid, err)
+		}
+		if err := checkMemory(m); err != nil {
+			return nil, err
 		}
 		def.Memory = m
 	}
@@ -65,9 +74,6 @@ func (d *Daemon) newDefinition(req api.GuestCreate) (*guest.Definition, error) {
 			return nil, fmt.Errorf("%w: --copy and --privileged are for containers; a VM's disk is always its own qcow2 overlay", api.ErrInvalid)
 		}
 		def.Rootfs = guest.RootfsQcow2
-		if err := fitsHostMemory(def.Memory); err != nil {
-			return nil, err
-		}
 	}
 	networks, err := network.ResolveNetworks(req.Networks, d.cfg.DefaultNetwork)
 	if err != nil {
@@ -109,8 +115,8 @@ func (d *Daemon) newDefinition(req api.GuestCreate) (*guest.Definition, error) {
 			return nil, fmt.Errorf("%w: memory %s: guests of template %s need at least %s to boot", api.ErrInvalid, def.Memory, t.ID, least)
 		}
 		def.Memory = least
-		if err := fitsHostMemory(def.Memory); err != nil {
-			return nil, err
+		if err := guest.CheckHostMemory("memory", def.Memory); err != nil {
+			return nil, fmt.Errorf("template %s: %w", t.ID, err)
 		}
 	}
 	if err := def.Validate(); err != nil {
@@ -523,16 +529,11 @@ func (d *Daemon) sweepGuestDir() {
 	}
 }
 
-// fitsHostMemory refuses a VM asking for more memory than the host has:
-// QEMU would start and then be killed by the OOM killer mid-boot.
-func fitsHostMemory(m guest.Size) error {
-	var info unix.Sysinfo_t
-	if err := unix.Sysinfo(&info); err != nil {
-		return nil
+// checkMemory refuses memory a guest could not boot with or the host does
+// not have.
+func checkMemory(m guest.Size) error {
+	if err := guest.CheckMemory("memory", m); err != nil {
+		return err
 	}
-	total := guest.Size(uint64(info.Totalram) * uint64(info.Unit))
-	if m > total {
-		return fmt.Errorf("%w: memory %s: the host has %s in all; ask for less", api.ErrInvalid, m, guest.Size(total>>20<<20))
-	}
-	return nil
+	return guest.CheckHostMemory("memory", m)
 }

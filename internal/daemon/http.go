@@ -3,8 +3,10 @@ package daemon
 import (
 	"context"
 	"encoding/json"
+	"errors"
 	"fmt"
 	"io"
+	"net"
 	"net/http"
 	"os"
 	"strconv"
@@ -55,6 +57,34 @@ func (d *Daemon) routes() http.Handler {
 	return mux
 }
 
+// Deadlines on what a client sends, so that one that stalls holds its
+// connection for a bounded time only: its headers, then its whole request.
+const (
+	headerTimeout = 10 * time.Second
+	readTimeout   = 30 * time.Second
+)
+
+// newServer serves h under those deadlines (readTimeout is a parameter for
+// tests). Neither cuts a request once it is read: net/http lifts the read
+// deadline when it has the body (so the operation wait's long poll runs
+// on) and when a stream takes the connection over (exec, console).
+func newServer(ctx context.Context, h http.Handler, readTimeout time.Duration) *http.Server {
+	return &http.Server{
+		Handler:           h,
+		ReadHeaderTimeout: headerTimeout,
+		ReadTimeout:       readTimeout,
+		BaseContext:       func(net.Listener) context.Context { return ctx },
+	}
+}
+
+// bodyError says what went wrong reading a request's body.
+func bodyError(err error) error {
+	if errors.Is(err, os.ErrDeadlineExceeded) {
+		return fmt.Errorf("%w: request body: it stopped arriving before it was whole; send the whole body with the request", api.ErrInvalid)
+	}
+	return fmt.Errorf("%w: request body: %v", api.ErrInvalid, err)
+}
+
 // answer adapts a handler that returns a value (or an error) to HTTP: the
 // value as JSON with status, the error as writeError says.
 func answer(status int, fn func(r *http.Request) (any, error)) http.Handler {
@@ -99,7 +129,7 @@ func readJSON(r *http.Request, v any) error {
 	dec := json.NewDecoder(io.LimitReader(r.Body, 1<<20))
 	dec.DisallowUnknownFields()
 	if err := dec.Decode(v); err != nil {
-		return fmt.Errorf("%w: request body: %v", api.ErrInvalid, err)
+		return bodyError(err)
 	}
 	return nil
 }
@@ -207,11 +237,14 @@ func (d *Daemon) handleState(r *http.Request) (any, error) {
 
 func (d *Daemon) handleDelete(r *http.Request) (any, error) {
 	name := r.PathValue("name")
+	force := r.URL.Query().Get("force") == "1"
+	if d.guests.brokenCause(name) != nil {
+		return d.deleteBroken(name, force)
+	}
 	e, err := d.guests.get(name)
 	if err != nil {
 		return nil, err
 	}
-	force := r.URL.Query().Get("force") == "1"
 	// Refuse at once rather than in the operation: the common mistake
 	// deserves an immediate, clear answer.
 	if running(e.def.Load()) && !force {
@@ -260,7 +293,7 @@ func (d *Daemon) handleConfigReplace(r *http.Request) (any, error) {
 	}
 	data, err := io.ReadAll(io.LimitReader(r.Body, 1<<20))
 	if err != nil {
-		return nil, err
+		return nil, bodyError(err)
 	}
 	edited, err := guest.Parse(data)
 	if err != nil {

@@ -24,13 +24,21 @@ func (d *Daemon) reconcile(ctx context.Context) error {
 	}
 	live := map[string]bool{}
 	liveIfs := map[string]bool{}
+	bridges, _ := d.networks.Names()
 	adopted, released := 0, 0
 	for _, name := range names {
 		def, err := d.store.Load(name)
 		if err != nil {
-			// Nothing is lost: the directory stays for the admin to fix.
+			// Nothing is lost: the directory stays for the admin to fix,
+			// and whatever of the guest may still run is left running
+			// (a typo in a running guest's file must not kill it): the
+			// sweeps below count it live, on any of our networks.
 			d.log.Error("skipping a guest whose definition does not load", "guest", name, "err", err)
 			d.guests.markBroken(name, err)
+			live[name] = true
+			for _, bridge := range bridges {
+				liveIfs[network.NICOf(name, bridge).HostIf] = true
+			}
 			continue
 		}
 		e := d.guests.release(name, def)
@@ -72,7 +80,6 @@ func (d *Daemon) reconcile(ctx context.Context) error {
 	}
 	// Interfaces of guests that ended unwatched: a veth whose container's
 	// namespace lingers, a tap of ours that QEMU did not take away.
-	bridges, _ := d.networks.Names()
 	if removed, err := network.SweepInterfaces(liveIfs, bridges); err != nil || len(removed) > 0 {
 		d.log.Info("swept orphaned guest interfaces", "removed", removed, "err", err)
 	}

@@ -46,7 +46,7 @@ func (t *table) get(name string) (*entry, error) {
 	defer t.mu.RUnlock()
 	e, ok := t.guests[name]
 	if err := t.broken[name]; err != nil {
-		return nil, fmt.Errorf("guest %s is broken: %w (fix its guest.yaml, then restart the daemon)", name, err)
+		return nil, fmt.Errorf("guest %s is broken: %w (fix its guest.yaml, then restart the daemon; or remove it with 'polyvisor delete --force %s')", name, err, name)
 	}
 	if !ok {
 		return nil, fmt.Errorf("guest %s: %w: see 'polyvisor list'", name, api.ErrNotFound)
@@ -88,6 +88,36 @@ func (t *table) markBroken(name string, err error) {
 	t.mu.Lock()
 	defer t.mu.Unlock()
 	t.broken[name] = err
+}
+
+// brokenCause returns why the named guest is broken, or nil if it is not.
+func (t *table) brokenCause(name string) error {
+	t.mu.RLock()
+	defer t.mu.RUnlock()
+	return t.broken[name]
+}
+
+// claimBroken takes a broken guest off the table for its removal: the name
+// stays reserved, so neither a create nor a second delete can touch it
+// meanwhile. It returns why the guest was broken (nil if it is not);
+// putBack undoes it.
+func (t *table) claimBroken(name string) (cause error) {
+	t.mu.Lock()
+	defer t.mu.Unlock()
+	cause = t.broken[name]
+	if cause != nil {
+		delete(t.broken, name)
+		t.reserved[name] = ""
+	}
+	return cause
+}
+
+// putBack returns a claimed broken guest to the table, as it was.
+func (t *table) putBack(name string, cause error) {
+	t.mu.Lock()
+	defer t.mu.Unlock()
+	delete(t.reserved, name)
+	t.broken[name] = cause
 }
 
 // brokenViews describes the broken guests for list.

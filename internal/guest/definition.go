@@ -159,17 +159,22 @@ func (d *Definition) Validate() error {
 	if d.Type != TypeContainer && d.Type != TypeVM {
 		return fmt.Errorf("%w: type %q: use container or vm", api.ErrInvalid, d.Type)
 	}
-	if d.Template == "" {
-		return fmt.Errorf("%w: template is empty: name a template from 'polyvisor template list'", api.ErrInvalid)
+	if err := validateTemplate(d.Template); err != nil {
+		return err
 	}
-	if d.CPUs < 1 || d.CPUs > MaxCPUs {
-		return fmt.Errorf("%w: cpus %d: use a whole number from 1 to %d", api.ErrInvalid, d.CPUs, MaxCPUs)
+	if err := CheckCPUs("cpus", d.CPUs); err != nil {
+		return err
 	}
-	if d.Memory < MinMemory {
-		return fmt.Errorf("%w: memory %s: use at least %s, like 64MiB or 1GiB", api.ErrInvalid, d.Memory, MinMemory)
+	if err := CheckMemory("memory", d.Memory); err != nil {
+		return err
 	}
-	if d.Processes < 1 {
-		return fmt.Errorf("%w: processes %d: use a whole number of at least 1", api.ErrInvalid, d.Processes)
+	if err := CheckProcesses("processes", d.Processes); err != nil {
+		return err
+	}
+	for _, disk := range d.Disks {
+		if err := CheckDiskSize(diskSizeKey(disk.Name), disk.Size); err != nil {
+			return err
+		}
 	}
 	for netName, mac := range d.MACs {
 		if hw, err := net.ParseMAC(mac); err != nil || len(hw) != 6 || hw[0]&1 == 1 {
@@ -182,7 +187,36 @@ func (d *Definition) Validate() error {
 	if d.Type == TypeContainer && d.Rootfs != RootfsOverlay && d.Rootfs != RootfsCopy {
 		return fmt.Errorf("%w: rootfs %q: use overlay or copy", api.ErrInvalid, d.Rootfs)
 	}
+	return d.validatePrivileged()
+}
+
+// validateTemplate checks that the template is a plain template name: the
+// drivers join it to the templates directory, so "../../etc" or "a/b"
+// would reach outside it.
+func validateTemplate(name string) error {
+	if name == "" {
+		return fmt.Errorf("%w: template is empty: name a template from 'polyvisor template list'", api.ErrInvalid)
+	}
+	if !isDNSLabel(name) {
+		return fmt.Errorf("%w: template %q: name a template from 'polyvisor template list' (1-63 lower-case letters, digits and '-', no '/' or '..')", api.ErrInvalid, name)
+	}
 	return nil
+}
+
+// validatePrivileged refuses privileged where the guest's tree is the
+// template's, which is stored shifted to the shared id map: without a user
+// namespace, host root would own nothing in it and the guest would see
+// every file owned by an unmapped id. The definition records no shift of
+// its own; the rootfs kind tells: only a copy can have been shifted back
+// (create --privileged). A VM has no user namespace to leave.
+func (d *Definition) validatePrivileged() error {
+	if !d.Privileged || d.Rootfs == RootfsCopy {
+		return nil
+	}
+	if d.Type == TypeVM {
+		return fmt.Errorf("%w: privileged: only containers run privileged; remove privileged: true", api.ErrInvalid)
+	}
+	return fmt.Errorf("%w: privileged: rootfs %s is the template's tree, shifted for an unprivileged guest; remove privileged: true, or create a new guest with --privileged (which copies the tree)", api.ErrInvalid, d.Rootfs)
 }
 
 // Parse reads a guest.yaml strictly: unknown keys are errors.
@@ -245,7 +279,7 @@ func (d *Definition) Set(key, value string) error {
 	case "cpus":
 		n, err := strconv.Atoi(value)
 		if err != nil {
-			return fmt.Errorf("%w: cpus %q: use a whole number from 1 to %d", api.ErrInvalid, value, MaxCPUs)
+			return fmt.Errorf("%w: cpus %q: give a whole number from 1 to %d", api.ErrInvalid, value, MaxCPUs)
 		}
 		d.CPUs = n
 	case "memory":
@@ -253,11 +287,14 @@ func (d *Definition) Set(key, value string) error {
 		if err != nil {
 			return fmt.Errorf("%w: memory: %v", api.ErrInvalid, err)
 		}
+		if err := CheckHostMemory("memory", s); err != nil {
+			return err
+		}
 		d.Memory = s
 	case "processes":
 		n, err := strconv.Atoi(value)
 		if err != nil {
-			return fmt.Errorf("%w: processes %q: use a whole number of at least 1", api.ErrInvalid, value)
+			return fmt.Errorf("%w: processes %q: give a whole number of at least 1", api.ErrInvalid, value)
 		}
 		d.Processes = n
 	case "network":
@@ -315,8 +352,8 @@ func (d *Definition) setDiskSize(key, name, value string) error {
 	if size < disk.Size {
 		return fmt.Errorf("%w: %s %s: smaller than the disk's %s; disks only grow (shrinking would cut off the guest's file system)", api.ErrInvalid, key, size, disk.Size)
 	}
-	if size > MaxDiskSize {
-		return fmt.Errorf("%w: %s %s: use at most %s", api.ErrInvalid, key, size, MaxDiskSize)
+	if err := CheckDiskSize(key, size); err != nil {
+		return err
 	}
 	disk.Size = size
 	return nil

@@ -32,6 +32,12 @@ func (s Store) Load(name string) (*Definition, error) {
 		return nil, fmt.Errorf("load guest %s: %w", name, err)
 	}
 	d, err := Parse(data)
+	if err == nil && d.Name != name {
+		// Every path of the guest (run dir, cgroup, runtime state) derives
+		// from its name: a copied or renamed directory would act on another
+		// guest's.
+		err = fmt.Errorf("%w: name %q differs from its directory %q: set name: %s, or rename the directory to %s", api.ErrInvalid, d.Name, name, name, d.Name)
+	}
 	if err != nil {
 		return nil, fmt.Errorf("guest %s: %s: %w", name, FileName, err)
 	}

@@ -52,6 +52,12 @@ func TestBadInputGetsOneClearLineAndLeavesNothing(t *testing.T) {
 	expectError(t, d, "memory", "launch", "busybox", "e2e-x", "--memory", "lots")
 	expectError(t, d, "memory", "launch", "busybox", "e2e-x", "--memory", "1KiB")
 	expectError(t, d, "cpus", "launch", "busybox", "e2e-x", "--cpus", "-1")
+	expectError(t, d, "--cpus 0: give at least 1 CPU", "launch", "busybox", "e2e-x", "--cpus", "0")
+	expectError(t, d, "--processes 0: give at least 1 process", "create", "busybox", "e2e-x", "--processes", "0")
+	expectError(t, d, "memory 99999TiB: the host has", "launch", "busybox", "e2e-x", "--memory", "99999TiB")
+	expectError(t, d, "memory 99999TiB: the host has", "config", "set", "e2e-dup", "memory=99999TiB")
+	expectError(t, d, "cpus 0: give at least 1 CPU", "config", "set", "e2e-dup", "cpus=0")
+	expectError(t, d, "processes 0: give at least 1 process", "config", "set", "e2e-dup", "processes=0")
 	expectError(t, d, "name", "launch", "busybox", "Bad_Name")
 	expectError(t, d, "type", "launch", "busybox", "e2e-x", "--type", "zone")
 	expectError(t, d, "unknown key \"colour\"", "config", "set", "e2e-dup", "colour=blue")
@@ -201,4 +207,54 @@ func TestBrokenDefinitionIsKeptAndReported(t *testing.T) {
 	}
 	expectError(t, d, `unknown key "colour"`, "info", "edited")
 	expectError(t, d, "already exists", "launch", "busybox", "edited")
+	// It goes only when asked with --force.
+	expectError(t, d, "delete --force edited", "delete", "edited")
+	d.Must(t, "delete", "edited", "--force")
+	if entries := guestDirEntries(t, d); len(entries) != 0 {
+		t.Errorf("delete --force of a broken guest left %v", entries)
+	}
+	if gs, err := d.Guests(); err != nil || len(gs) != 0 {
+		t.Errorf("list after delete --force shows %+v, %v", gs, err)
+	}
+}
+
+// TestMisleadingHandEditsLoadBroken: a definition whose name is not its
+// directory's (a copied directory), or whose template is a path, is kept
+// and listed as broken; deleting the copy leaves the original whole.
+func TestMisleadingHandEditsLoadBroken(t *testing.T) {
+	requireRoot(t)
+	d := ownDaemon(t)
+	d.Must(t, "create", "busybox", "first")
+	d.Must(t, "create", "busybox", "second")
+	l := layout.New(d.StateDir)
+	d.Kill()
+	data, err := os.ReadFile(filepath.Join(l.GuestDir("first"), "guest.yaml"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	os.MkdirAll(l.GuestDir("copied"), 0o711)
+	os.WriteFile(filepath.Join(l.GuestDir("copied"), "guest.yaml"), data, 0o640)
+	second := filepath.Join(l.GuestDir("second"), "guest.yaml")
+	data, _ = os.ReadFile(second)
+	os.WriteFile(second, []byte(strings.Replace(string(data), "template: busybox", "template: ../../etc", 1)), 0o640)
+	if err := d.Restart(); err != nil {
+		t.Fatal(err)
+	}
+	want := map[string]string{"first": "", "copied": `differs from its directory "copied"`, "second": `template "../../etc"`}
+	gs, err := d.Guests()
+	if err != nil || len(gs) != len(want) {
+		t.Fatalf("list: %+v, %v", gs, err)
+	}
+	for _, g := range gs {
+		if broken := g.State == api.StateBroken; broken != (want[g.Name] != "") || !strings.Contains(g.Error, want[g.Name]) {
+			t.Errorf("%s: state %s, error %q; want broken: %q", g.Name, g.State, g.Error, want[g.Name])
+		}
+	}
+	d.Must(t, "delete", "copied", "--force")
+	if g := info(t, d, "first"); g.State != api.StateStopped {
+		t.Errorf("first after deleting its copy: %+v", g)
+	}
+	if entries := guestDirEntries(t, d); strings.Join(entries, ",") != "first,second" {
+		t.Errorf("guests dir after deleting the copy: %v", entries)
+	}
 }

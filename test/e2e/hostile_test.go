@@ -1,7 +1,10 @@
 package e2e
 
 import (
+	"os"
 	"os/exec"
+	"path/filepath"
+	"slices"
 	"strings"
 	"testing"
 	"time"
@@ -66,4 +69,88 @@ func TestExecIntoAVMWhoseAgentIsFrozenFailsInTime(t *testing.T) {
 	}
 	// The daemon still answers, and the guest can still be stopped.
 	d.Must(t, "stop", vm.Name, "--force")
+}
+
+// TestAnUnprivilegedContainerIsConfined runs, as the root of a busybox
+// guest, a program that tries what a hostile guest would (the keyring,
+// io_uring, new namespaces, mounts, unmounting masked paths, module
+// loading, sysrq, raw block devices, bpf, kexec, the host's processes,
+// setns), and
+// asserts each is denied: the guest runs under Docker's default
+// capabilities (no CAP_SYS_ADMIN), moby's default seccomp profile,
+// no_new_privs and its own cgroup namespace.
+func TestAnUnprivilegedContainerIsConfined(t *testing.T) {
+	requireRoot(t)
+	escape := filepath.Join(t.TempDir(), "escape")
+	build := exec.Command(hostreq.Need(t, "go"), "build", "-o", escape, "./testdata/escape")
+	build.Env = append(os.Environ(), "CGO_ENABLED=0")
+	if out, err := build.CombinedOutput(); err != nil {
+		t.Fatalf("build the escape program: %v: %s", err, out)
+	}
+	program, err := os.ReadFile(escape)
+	if err != nil {
+		t.Fatal(err)
+	}
+	d := env.main
+	g := launch(t, d, "busybox", "e2e-confined")
+	if _, errOut, code := d.RunInput(string(program), "exec", g.Name, "--", "sh", "-c", "cat > /tmp/escape && chmod 755 /tmp/escape"); code != 0 {
+		t.Fatalf("copy the escape program in: %s", errOut)
+	}
+	out := d.Must(t, "exec", g.Name, "--", "/tmp/escape")
+	attempts := 0
+	for _, line := range strings.Split(strings.TrimSpace(out), "\n") {
+		attempts++
+		if !strings.Contains(line, " denied ") {
+			t.Errorf("a guest's root could: %s", line)
+		}
+	}
+	if attempts < 17 {
+		t.Errorf("the escape program made %d attempts, want 17:\n%s", attempts, out)
+	}
+	status := d.Must(t, "exec", g.Name, "--", "cat", "/proc/self/status")
+	for _, want := range []string{"NoNewPrivs:\t1", "Seccomp:\t2"} {
+		if !strings.Contains(status, want) {
+			t.Errorf("/proc/self/status in the guest lacks %q:\n%s", want, status)
+		}
+	}
+	if t.Failed() {
+		t.Logf("the escape program's report:\n%s", out)
+	}
+}
+
+// TestARunningGuestWithABrokenDefinitionKeepsRunning: a typo in a running
+// guest's guest.yaml used to get the guest killed by the next daemon's
+// sweep of orphans; it is listed as broken and left running instead.
+func TestARunningGuestWithABrokenDefinitionKeepsRunning(t *testing.T) {
+	requireRoot(t)
+	d := ownDaemon(t)
+	d.Must(t, "launch", "busybox", "typo")
+	g := info(t, d, "typo")
+	path := filepath.Join(layout.New(d.StateDir).GuestDir("typo"), "guest.yaml")
+	good, err := os.ReadFile(path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	d.Kill()
+	if err := os.WriteFile(path, append(slices.Clone(good), "colour: blue\n"...), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	if err := d.Restart(); err != nil {
+		t.Fatal(err)
+	}
+	if !alive(g.PID) || !alive(g.MonitorPID) {
+		t.Errorf("the guest whose definition broke was killed at the restart (init %d, monitor %d)", g.PID, g.MonitorPID)
+	}
+	// Fixed by hand, it is adopted again and can be removed.
+	d.Kill()
+	if err := os.WriteFile(path, good, 0o600); err != nil {
+		t.Fatal(err)
+	}
+	if err := d.Restart(); err != nil {
+		t.Fatal(err)
+	}
+	if after := info(t, d, "typo"); after.State != api.StateRunning || after.PID != g.PID {
+		t.Errorf("after the fix: %+v, want running with init %d", after, g.PID)
+	}
+	d.Must(t, "delete", "--force", "typo")
 }

@@ -8,6 +8,7 @@ import (
 	specs "github.com/opencontainers/runtime-spec/specs-go"
 	"golang.org/x/sys/unix"
 
+	"github.com/moby/profiles/seccomp"
 	"github.com/polyvisor/polyvisor/internal/guest"
 	"github.com/polyvisor/polyvisor/internal/idmap"
 )
@@ -44,14 +45,16 @@ func hostHardLimit(resource int) (uint64, error) {
 	return rl.Max, nil
 }
 
-// Capabilities a system container gets in its user namespace: Docker's
-// default set plus the few an init system needs. They are namespaced: they
-// grant nothing on the host.
+// Capabilities a container gets in its user namespace: Docker's default
+// fourteen, plus CAP_NET_ADMIN, which the guest's own DHCP client needs to
+// put its address and routes on eth0 (the address is leased, not set from
+// outside). No CAP_SYS_ADMIN: no mounts, no new namespaces, no unmounting
+// of the masked paths. They are namespaced: they grant nothing on the host.
 var containerCaps = []string{
 	"CAP_CHOWN", "CAP_DAC_OVERRIDE", "CAP_FSETID", "CAP_FOWNER", "CAP_MKNOD",
 	"CAP_NET_RAW", "CAP_SETGID", "CAP_SETUID", "CAP_SETFCAP", "CAP_SETPCAP",
 	"CAP_NET_BIND_SERVICE", "CAP_SYS_CHROOT", "CAP_KILL", "CAP_AUDIT_WRITE",
-	"CAP_NET_ADMIN", "CAP_SYS_ADMIN",
+	"CAP_NET_ADMIN",
 }
 
 // buildSpec returns the OCI runtime spec of a container guest.
@@ -97,11 +100,35 @@ func buildSpec(in specInput) (*specs.Spec, error) {
 	}
 	if !def.Privileged {
 		m := idmap.Default()
-		spec.Linux.Namespaces = append(spec.Linux.Namespaces, specs.LinuxNamespace{Type: specs.UserNamespace})
+		spec.Linux.Namespaces = append(spec.Linux.Namespaces,
+			specs.LinuxNamespace{Type: specs.UserNamespace}, specs.LinuxNamespace{Type: specs.CgroupNamespace})
 		spec.Linux.UIDMappings = []specs.LinuxIDMapping{{ContainerID: 0, HostID: m.HostBase, Size: m.Size}}
 		spec.Linux.GIDMappings = []specs.LinuxIDMapping{{ContainerID: 0, HostID: m.HostBase, Size: m.Size}}
+		if err := confine(spec); err != nil {
+			return nil, err
+		}
 	}
 	return spec, nil
+}
+
+// SeccompProfile names the system call filter of unprivileged containers.
+const SeccompProfile = "moby-default"
+
+// confine gives an unprivileged container Docker's default confinement on
+// top of its user namespace: no_new_privs (a setuid binary cannot raise its
+// privileges, inside the guest or through its tree) and moby's default
+// seccomp profile, which denies the keyring (add_key, keyctl: one guest
+// could exhaust the key quota every guest of the id map shares), io_uring,
+// new user namespaces, module loading, kexec, bpf and the rest, evaluated
+// against the container's capabilities.
+func confine(spec *specs.Spec) error {
+	spec.Process.NoNewPrivileges = true
+	profile, err := seccomp.GetDefaultProfile(spec)
+	if err != nil {
+		return fmt.Errorf("seccomp profile: %w", err)
+	}
+	spec.Linux.Seccomp = profile
+	return nil
 }
 
 // resources turns the guest's limits into cgroup settings, which runc
@@ -168,6 +195,7 @@ func defaultMounts(privileged bool) []specs.Mount {
 var maskedPaths = []string{
 	"/proc/acpi", "/proc/asound", "/proc/kcore", "/proc/keys", "/proc/latency_stats",
 	"/proc/timer_list", "/proc/timer_stats", "/proc/sched_debug", "/sys/firmware", "/proc/scsi",
+	"/sys/devices/virtual/powercap",
 }
 
 var readonlyPaths = []string{

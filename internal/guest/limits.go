@@ -1,0 +1,98 @@
+package guest
+
+import (
+	"bufio"
+	"bytes"
+	"fmt"
+	"os"
+	"strconv"
+	"strings"
+
+	"github.com/polyvisor/polyvisor/internal/api"
+)
+
+// The checks below are shared by the CLI's flags, the API's create request
+// and config set, so that each refuses a bad value with the same words.
+// field is the value's name as the user wrote it: "--cpus" on the command
+// line, "cpus" in a request or a KEY=VALUE.
+
+// CheckCPUs refuses a CPU count outside 1..MaxCPUs.
+func CheckCPUs(field string, n int) error {
+	if n < 1 {
+		return fmt.Errorf("%w: %s %d: give at least 1 CPU", api.ErrInvalid, field, n)
+	}
+	if n > MaxCPUs {
+		return fmt.Errorf("%w: %s %d: give at most %d CPUs", api.ErrInvalid, field, n, MaxCPUs)
+	}
+	return nil
+}
+
+// CheckProcesses refuses a process limit below 1: zero would let the
+// guest's init fork nothing.
+func CheckProcesses(field string, n int) error {
+	if n < 1 {
+		return fmt.Errorf("%w: %s %d: give at least 1 process, like 1024", api.ErrInvalid, field, n)
+	}
+	return nil
+}
+
+// CheckMemory refuses memory below what any guest boots with.
+func CheckMemory(field string, m Size) error {
+	if m < MinMemory {
+		return fmt.Errorf("%w: %s %s: give at least %s, like 256MiB or 1GiB", api.ErrInvalid, field, m, MinMemory)
+	}
+	return nil
+}
+
+// CheckHostMemory refuses memory beyond the host's: a VM would be killed
+// by the OOM killer mid-boot, and a container's limit would mean nothing.
+// It is checked when a value is asked for (create, config set), not when a
+// definition loads, so a guest moved to a smaller host still loads.
+func CheckHostMemory(field string, m Size) error {
+	total, err := HostMemory()
+	if err != nil {
+		return nil // not knowing the host is no reason to refuse
+	}
+	if m > total {
+		return fmt.Errorf("%w: %s %s: the host has %s in all; give at most that", api.ErrInvalid, field, m, total>>20<<20)
+	}
+	return nil
+}
+
+// CheckDiskSize refuses a disk larger than MaxDiskSize.
+func CheckDiskSize(field string, s Size) error {
+	if s < 0 || s > MaxDiskSize {
+		return fmt.Errorf("%w: %s %s: use at most %s", api.ErrInvalid, field, s, MaxDiskSize)
+	}
+	return nil
+}
+
+// HostMemory is the host's physical memory, MemTotal in /proc/meminfo.
+func HostMemory() (Size, error) {
+	data, err := os.ReadFile("/proc/meminfo")
+	if err != nil {
+		return 0, err
+	}
+	return parseMemTotal(data)
+}
+
+// parseMemTotal reads the "MemTotal:  24567890 kB" line of /proc/meminfo.
+func parseMemTotal(data []byte) (Size, error) {
+	sc := bufio.NewScanner(bytes.NewReader(data))
+	for sc.Scan() {
+		rest, ok := strings.CutPrefix(sc.Text(), "MemTotal:")
+		if !ok {
+			continue
+		}
+		fields := strings.Fields(rest)
+		if len(fields) != 2 || fields[1] != "kB" {
+			break
+		}
+		kib, err := strconv.ParseInt(fields[0], 10, 64)
+		if err != nil || kib <= 0 {
+			break
+		}
+		return Size(kib << 10), nil
+	}
+	return 0, fmt.Errorf("/proc/meminfo: no MemTotal line in kB")
+}

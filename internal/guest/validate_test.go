@@ -1,0 +1,89 @@
+package guest
+
+import (
+	"errors"
+	"os"
+	"path/filepath"
+	"strings"
+	"testing"
+
+	"github.com/polyvisor/polyvisor/internal/api"
+)
+
+// wantInvalid fails unless err is one ErrInvalid line containing every
+// part of want.
+func wantInvalid(t *testing.T, what string, err error, want ...string) {
+	t.Helper()
+	if err == nil || !errors.Is(err, api.ErrInvalid) || strings.Contains(err.Error(), "\n") {
+		t.Errorf("%s: err = %v, want one ErrInvalid line", what, err)
+		return
+	}
+	for _, w := range want {
+		if !strings.Contains(err.Error(), w) {
+			t.Errorf("%s: err = %q, want it to say %q", what, err, w)
+		}
+	}
+}
+
+func TestSetRefusesMemoryBeyondTheHost(t *testing.T) {
+	d := sample()
+	wantInvalid(t, "memory=99999TiB", d.Set("memory", "99999TiB"), "memory 99999TiB", "the host has")
+	if d.Memory != sample().Memory {
+		t.Errorf("a refused memory changed the definition to %s", d.Memory)
+	}
+	wantInvalid(t, "memory=0", sample().Set("memory", "0"), "memory 0", "at least")
+	wantInvalid(t, "cpus=0", sample().Set("cpus", "0"), "cpus 0", "give at least 1 CPU")
+	wantInvalid(t, "processes=0", sample().Set("processes", "0"), "processes 0", "at least 1")
+}
+
+func TestParseRefusesHandEdits(t *testing.T) {
+	good, _ := sample().Marshal()
+	vm := sampleVM()
+	vmText, _ := vm.Marshal()
+	for _, c := range []struct {
+		what, text string
+		want       []string
+	}{
+		{"template as a path", strings.Replace(string(good), "template: busybox", "template: ../../etc", 1), []string{`template "../../etc"`, "template list"}},
+		{"template with a slash", strings.Replace(string(good), "template: busybox", "template: a/b", 1), []string{`template "a/b"`}},
+		{"privileged overlay", strings.Replace(string(good), "rootfs: overlay", "rootfs: overlay\nprivileged: true", 1), []string{"privileged", "remove privileged: true"}},
+		{"privileged vm", strings.Replace(string(vmText), "rootfs: qcow2", "rootfs: qcow2\nprivileged: true", 1), []string{"privileged", "only containers"}},
+		{"huge disk", strings.Replace(string(vmText), "size: 1GiB", "size: 99999TiB", 1), []string{"disk.root.size 99999TiB", "64TiB"}},
+		{"zero cpus", strings.Replace(string(good), "cpus: 2", "cpus: 0", 1), []string{"cpus 0", "give at least 1 CPU"}},
+		{"zero processes", strings.Replace(string(good), "processes: 100", "processes: 0", 1), []string{"processes 0"}},
+	} {
+		_, err := Parse([]byte(c.text))
+		wantInvalid(t, c.what, err, c.want...)
+	}
+	// A privileged copy is what create --privileged makes.
+	priv := sample()
+	priv.Privileged, priv.Rootfs = true, RootfsCopy
+	data, _ := priv.Marshal()
+	if _, err := Parse(data); err != nil {
+		t.Errorf("a privileged copy: %v", err)
+	}
+}
+
+func TestLoadRefusesANameOtherThanItsDirectory(t *testing.T) {
+	s := Store{Dir: t.TempDir()}
+	dir := s.Path("web-2")
+	if err := os.MkdirAll(dir, 0o755); err != nil {
+		t.Fatal(err)
+	}
+	if err := s.Save(dir, sample()); err != nil { // says name: web-1
+		t.Fatal(err)
+	}
+	_, err := s.Load("web-2")
+	wantInvalid(t, "load", err, "guest web-2", `name "web-1" differs from its directory "web-2"`, "set name: web-2")
+	if _, statErr := os.Stat(filepath.Join(dir, FileName)); statErr != nil {
+		t.Errorf("loading removed the definition: %v", statErr)
+	}
+	d := sample()
+	d.Name = "web-2"
+	if err := s.Save(dir, d); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := s.Load("web-2"); err != nil {
+		t.Errorf("a matching name: %v", err)
+	}
+}
