@@ -60,15 +60,10 @@ func New(cfg Config) (*Daemon, error) {
 		cfg.Log = slog.Default()
 	}
 	l := layout.New(cfg.StateDir)
-	// Search-only (0711) for others: a container's root, an unprivileged
-	// host uid, must traverse down to its rootfs, but may list nothing.
-	for _, dir := range []string{l.StateDir, l.GuestsDir(), l.TemplatesDir()} {
-		if err := os.MkdirAll(dir, 0o711); err != nil {
-			return nil, fmt.Errorf("state dir: %w", err)
-		}
-		if err := os.Chmod(dir, 0o711); err != nil {
-			return nil, fmt.Errorf("state dir: %w", err)
-		}
+	// Search-only for others down to guests/, then each guest's directory
+	// for its own root alone (see perms.go).
+	if err := repairModes(l.StateDir, l.GuestsDir(), l.TemplatesDir()); err != nil {
+		return nil, err
 	}
 	if err := checkTraversable(l.StateDir); err != nil {
 		return nil, err

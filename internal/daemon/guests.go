@@ -147,7 +147,7 @@ func (d *Daemon) create(ctx context.Context, req api.GuestCreate, def *guest.Def
 			os.RemoveAll(staging)
 		}
 	}()
-	if err = os.Chmod(staging, 0o711); err != nil { // see New: traversable, not listable
+	if err = gateGuestDir(staging); err != nil {
 		return fmt.Errorf("create %s: %w", def.Name, err)
 	}
 	// Published ports are claimed first: a port in use fails the create

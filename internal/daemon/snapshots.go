@@ -271,7 +271,7 @@ func (d *Daemon) copyGuest(ctx context.Context, e *entry, name string) (err erro
 			os.RemoveAll(staging)
 		}
 	}()
-	if err = os.Chmod(staging, 0o711); err != nil { // see New: traversable, not listable
+	if err = gateGuestDir(staging); err != nil {
 		return fmt.Errorf("copy %s to %s: %w", src.Name, name, err)
 	}
 	if err = copier.Copy(ctx, src, staging, def); err != nil {

@@ -6,6 +6,7 @@ import (
 	"path/filepath"
 	"slices"
 	"strings"
+	"syscall"
 	"testing"
 	"time"
 
@@ -153,4 +154,53 @@ func TestARunningGuestWithABrokenDefinitionKeepsRunning(t *testing.T) {
 		t.Errorf("after the fix: %+v, want running with init %d", after, g.PID)
 	}
 	d.Must(t, "delete", "--force", "typo")
+}
+
+// TestHostUsersCannotReachAGuestsTree: a setuid program a guest makes is
+// owned by the id map's root, which is every unprivileged guest's root; a
+// plain host user who could reach it through the state dir would become
+// that root. The guest's directory is open to its own root alone, and the
+// merged tree is mounted nosuid.
+func TestHostUsersCannotReachAGuestsTree(t *testing.T) {
+	requireRoot(t)
+	d := ownDaemon(t)
+	d.Must(t, "launch", "busybox", "suid")
+	d.Must(t, "exec", "suid", "--", "sh", "-c", "cp /bin/busybox /pv-suid && chmod 4755 /pv-suid")
+	dir := layout.New(d.StateDir).GuestDir("suid")
+	// As a plain host user (nobody), through every path to the program.
+	asNobody := func(script string) (string, error) {
+		cmd := exec.Command(hostreq.Need(t, "sh"), "-c", script)
+		cmd.SysProcAttr = &syscall.SysProcAttr{Credential: &syscall.Credential{Uid: 65534, Gid: 65534}}
+		out, err := cmd.CombinedOutput()
+		return string(out), err
+	}
+	if out, err := asNobody("test -r /etc/os-release"); err != nil {
+		t.Fatalf("nobody cannot even read the host's /etc/os-release: %v %s", err, out)
+	}
+	for _, path := range []string{filepath.Join(dir, "disks/upper/pv-suid"), filepath.Join(dir, "rootfs/pv-suid")} {
+		if out, err := asNobody("test -e " + path); err == nil {
+			t.Errorf("a plain host user reaches %s %s", path, out)
+		}
+	}
+	st, err := os.Stat(dir)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if st.Mode().Perm() != 0o710 || st.Sys().(*syscall.Stat_t).Gid != 1000000 {
+		t.Errorf("guest dir mode %04o gid %d, want 0710 and the id map's root group", st.Mode().Perm(), st.Sys().(*syscall.Stat_t).Gid)
+	}
+	// A state dir opened up by hand is tightened at the next start.
+	d.Kill()
+	if err := os.Chmod(dir, 0o755); err != nil {
+		t.Fatal(err)
+	}
+	if err := d.Restart(); err != nil {
+		t.Fatal(err)
+	}
+	if st, err := os.Stat(dir); err != nil || st.Mode().Perm() != 0o710 {
+		t.Errorf("after a restart the guest dir is %v (%v), want 0710", st.Mode().Perm(), err)
+	}
+	if out := d.Must(t, "exec", "suid", "--", "echo", "still"); out != "still\n" {
+		t.Errorf("exec after the restart: %q", out)
+	}
 }
