@@ -8,6 +8,7 @@ import (
 	"os/signal"
 	"path/filepath"
 	"strings"
+	"syscall"
 
 	"github.com/spf13/cobra"
 	"golang.org/x/sys/unix"
@@ -106,15 +107,21 @@ func findMonitor(flag string) (string, error) {
 }
 
 // faultInjector fails at the named points, so tests can check that an
-// interrupted operation leaves nothing behind.
+// interrupted operation leaves nothing behind; "crash:POINT" kills the
+// daemon there instead (SIGKILL, as a crash would), so tests can check
+// what the next daemon makes of it.
 func faultInjector(points []string) func(string) error {
 	if len(points) == 0 {
 		return nil
 	}
 	return func(point string) error {
 		for _, p := range points {
-			if strings.TrimSpace(p) == point {
+			switch strings.TrimSpace(p) {
+			case point:
 				return fmt.Errorf("injected fault at %s", point)
+			case "crash:" + point:
+				syscall.Kill(os.Getpid(), syscall.SIGKILL)
+				select {} // the signal ends us
 			}
 		}
 		return nil

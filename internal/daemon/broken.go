@@ -136,22 +136,33 @@ func (d *Daemon) cannotTell(name, why string) error {
 // processOf returns a live process in the guest's cgroup (a container's)
 // or whose command line names its run dir (its monitor, its QEMU), or 0.
 func (d *Daemon) processOf(name string) (int, error) {
+	pids, err := d.processesOf(name)
+	if err != nil || len(pids) == 0 {
+		return 0, err
+	}
+	return pids[0], nil
+}
+
+// processesOf returns every live process in the guest's cgroup or whose
+// command line names its run dir.
+func (d *Daemon) processesOf(name string) ([]int, error) {
 	cgroup := d.layout.CgroupParent() + "/" + name
 	runDir := d.layout.GuestRunDir(name)
 	entries, err := os.ReadDir("/proc")
 	if err != nil {
-		return 0, err
+		return nil, err
 	}
+	var pids []int
 	for _, e := range entries {
 		pid, err := strconv.Atoi(e.Name())
 		if err != nil || pid == os.Getpid() {
 			continue
 		}
 		if inCgroup(pid, cgroup) || namesDir(pid, runDir) {
-			return pid, nil
+			pids = append(pids, pid)
 		}
 	}
-	return 0, nil
+	return pids, nil
 }
 
 // inCgroup reports whether process pid is in cgroup or below it, in any

@@ -184,7 +184,7 @@ func (d *Daemon) create(ctx context.Context, req api.GuestCreate, def *guest.Def
 	}
 	e.op.Lock()
 	defer e.op.Unlock()
-	if err = d.startLocked(ctx, e); err != nil {
+	if err = d.startLocked(ctx, e, guest.IntentLaunch); err != nil {
 		if derr := d.deleteLocked(context.WithoutCancel(ctx), e, true); derr != nil {
 			d.log.Error("remove guest after failed launch", "guest", def.Name, "err", derr)
 		}
@@ -202,8 +202,11 @@ func (d *Daemon) save(e *entry, def *guest.Definition) error {
 	return nil
 }
 
-// startLocked starts the guest; e.op is held.
-func (d *Daemon) startLocked(ctx context.Context, e *entry) error {
+// startLocked starts the guest as part of intent (guest.IntentStart or
+// guest.IntentLaunch); e.op is held. The intent is recorded before the
+// first process starts, so that a daemon killed before the start is
+// recorded finds it and ends what was left (see finishInterrupted).
+func (d *Daemon) startLocked(ctx context.Context, e *entry, intent string) error {
 	def := e.def.Load()
 	if running(def) {
 		return fmt.Errorf("guest %s: %w: it is already running", def.Name, api.ErrConflict)
@@ -215,8 +218,14 @@ func (d *Daemon) startLocked(ctx context.Context, e *entry) error {
 	if err := d.networks.Prepare(ctx, def, def.Networks); err != nil {
 		return fmt.Errorf("start %s: %w", def.Name, err)
 	}
+	pending := def.Clone()
+	pending.Status.Intent = intent
+	if err := d.save(e, pending); err != nil {
+		return fmt.Errorf("start %s: %w", def.Name, err)
+	}
 	status, err := drv.Start(ctx, def)
 	if err != nil {
+		d.forgetIntent(e, def)
 		return err
 	}
 	next := def.Clone()
@@ -224,15 +233,25 @@ func (d *Daemon) startLocked(ctx context.Context, e *entry) error {
 	next.Status = status
 	if err := d.fault("start-after-boot"); err != nil {
 		d.stopAndRelease(ctx, drv, next)
+		d.forgetIntent(e, def)
 		return err
 	}
 	if err := d.save(e, next); err != nil {
 		d.stopAndRelease(ctx, drv, next)
+		d.forgetIntent(e, def)
 		return err
 	}
 	d.watch(e, next)
 	d.log.Info("guest started", "guest", def.Name, "pid", status.InitPID, "monitor", status.MonitorPID)
 	return nil
+}
+
+// forgetIntent saves def, as it was before a start that failed and ended
+// what it started.
+func (d *Daemon) forgetIntent(e *entry, def *guest.Definition) {
+	if err := d.save(e, def); err != nil {
+		d.log.Error("forget the intent of a failed start", "guest", def.Name, "err", err)
+	}
 }
 
 // stopAndRelease ends a guest whose start could not be recorded.

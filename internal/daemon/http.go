@@ -208,7 +208,7 @@ func (d *Daemon) handleState(r *http.Request) (any, error) {
 	var fn func(ctx context.Context) error
 	switch req.Action {
 	case "start":
-		fn = func(ctx context.Context) error { return d.startLocked(ctx, e) }
+		fn = func(ctx context.Context) error { return d.startLocked(ctx, e, guest.IntentStart) }
 	case "stop":
 		fn = func(ctx context.Context) error {
 			if !running(e.def.Load()) {
@@ -223,7 +223,7 @@ func (d *Daemon) handleState(r *http.Request) (any, error) {
 					return err
 				}
 			}
-			return d.startLocked(ctx, e)
+			return d.startLocked(ctx, e, guest.IntentStart)
 		}
 	default:
 		return nil, fmt.Errorf("%w: action %q: use start, stop or restart", api.ErrInvalid, req.Action)

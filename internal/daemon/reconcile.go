@@ -44,12 +44,19 @@ func (d *Daemon) reconcile(ctx context.Context) error {
 		e := d.guests.release(name, def)
 		// No snapshot operation runs yet: a staging one is a crash's.
 		sweepDotEntries(d.snapshotsDir(name), d.log)
-		if def.Status.State != api.StateRunning {
+		if def.Status.State != api.StateRunning && def.Status.Intent == "" {
 			continue
 		}
 		drv, err := d.driverFor(def)
 		if err != nil {
 			d.log.Error("guest of an unknown class", "guest", name, "class", def.Class)
+			continue
+		}
+		if def.Status.Intent != "" {
+			if err := d.finishInterrupted(ctx, e, drv); err != nil {
+				d.log.Error("roll back an interrupted operation", "guest", name, "err", err)
+			}
+			released++
 			continue
 		}
 		if running(def) {

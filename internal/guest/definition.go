@@ -124,7 +124,18 @@ type Status struct {
 	LastExit *api.Exit `yaml:"lastExit,omitempty"`
 	// Pending lists limits changed while running that apply at next start.
 	Pending []string `yaml:"pending,omitempty"`
+	// Intent names the operation that was starting the guest's processes
+	// when this was saved (IntentStart or IntentLaunch), before it could
+	// record them: a daemon that finds it on start ends whatever that
+	// operation left running and rolls it back.
+	Intent string `yaml:"intent,omitempty"`
 }
+
+// The operations a Status.Intent names.
+const (
+	IntentStart  = "start"  // an interrupted start leaves the guest stopped
+	IntentLaunch = "launch" // an interrupted launch, which its client saw fail, leaves nothing
+)
 
 // isDNSLabel reports whether name is 1-63 of [a-z0-9-], starting with a
 // letter and not ending with '-'.
@@ -161,6 +172,9 @@ func (d *Definition) Validate() error {
 	}
 	if err := validateTemplate(d.Template); err != nil {
 		return err
+	}
+	if i := d.Status.Intent; i != "" && i != IntentStart && i != IntentLaunch {
+		return fmt.Errorf("%w: status.intent %q: use %s or %s, or remove it", api.ErrInvalid, i, IntentStart, IntentLaunch)
 	}
 	if err := CheckCPUs("cpus", d.CPUs); err != nil {
 		return err

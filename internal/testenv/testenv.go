@@ -231,6 +231,14 @@ func (d *Daemon) Restart() error {
 	return d.start()
 }
 
+// RestartWith is Restart with other daemon flags (extra as in Start): a
+// test that made the daemon crash on purpose starts it again without the
+// fault.
+func (d *Daemon) RestartWith(extra ...string) error {
+	d.extra = extra
+	return d.Restart()
+}
+
 // Client returns a Go API client of this daemon.
 func (d *Daemon) Client() *client.Client { return client.New(d.Socket) }
 
