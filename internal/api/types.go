@@ -27,29 +27,41 @@ type Guest struct {
 	Type string `json:"type" yaml:"type"`
 	// Class is the chapter's class: container, hypervisor (a VM under
 	// KVM) or emulation (a VM under TCG); Driver runs it.
-	Class      string    `json:"class" yaml:"class"`
-	Driver     string    `json:"driver" yaml:"driver"`
-	Accel      string    `json:"accel,omitempty" yaml:"accel,omitempty"`
-	State      string    `json:"state" yaml:"state"`
-	Template   string    `json:"template" yaml:"template"`
-	Arch       string    `json:"arch" yaml:"arch"`
-	CPUs       int       `json:"cpus" yaml:"cpus"`
-	Memory     int64     `json:"memory" yaml:"memory"`
-	Processes  int       `json:"processes" yaml:"processes"`
-	Privileged bool      `json:"privileged" yaml:"privileged"`
-	Rootfs     string    `json:"rootfs" yaml:"rootfs"`
-	PID        int       `json:"pid" yaml:"pid"`
-	MonitorPID int       `json:"monitorPid,omitempty" yaml:"monitorPid,omitempty"`
-	IPv4       []string  `json:"ipv4" yaml:"ipv4"`
-	Networks   []string  `json:"networks" yaml:"networks"`
-	Publish    []string  `json:"publish,omitempty" yaml:"publish,omitempty"`
-	Disks      []Disk    `json:"disks,omitempty" yaml:"disks,omitempty"`
-	IDMap      *IDMap    `json:"idmap,omitempty" yaml:"idmap,omitempty"`
-	CreatedAt  time.Time `json:"createdAt" yaml:"createdAt"`
-	StartedAt  time.Time `json:"startedAt,omitzero" yaml:"startedAt,omitempty"`
-	LastExit   *Exit     `json:"lastExit,omitempty" yaml:"lastExit,omitempty"`
-	Pending    []string  `json:"pending,omitempty" yaml:"pending,omitempty"`
-	Error      string    `json:"error,omitempty" yaml:"error,omitempty"`
+	Class      string   `json:"class" yaml:"class"`
+	Driver     string   `json:"driver" yaml:"driver"`
+	Accel      string   `json:"accel,omitempty" yaml:"accel,omitempty"`
+	State      string   `json:"state" yaml:"state"`
+	Template   string   `json:"template" yaml:"template"`
+	Arch       string   `json:"arch" yaml:"arch"`
+	CPUs       int      `json:"cpus" yaml:"cpus"`
+	Memory     int64    `json:"memory" yaml:"memory"`
+	Processes  int      `json:"processes" yaml:"processes"`
+	Privileged bool     `json:"privileged" yaml:"privileged"`
+	Rootfs     string   `json:"rootfs" yaml:"rootfs"`
+	PID        int      `json:"pid" yaml:"pid"`
+	MonitorPID int      `json:"monitorPid,omitempty" yaml:"monitorPid,omitempty"`
+	IPv4       []string `json:"ipv4" yaml:"ipv4"`
+	Networks   []string `json:"networks" yaml:"networks"`
+	Publish    []string `json:"publish,omitempty" yaml:"publish,omitempty"`
+	Disks      []Disk   `json:"disks,omitempty" yaml:"disks,omitempty"`
+	IDMap      *IDMap   `json:"idmap,omitempty" yaml:"idmap,omitempty"`
+	// Confinement is what a container runs under; absent for VMs.
+	Confinement *Confinement `json:"confinement,omitempty" yaml:"confinement,omitempty"`
+	CreatedAt   time.Time    `json:"createdAt" yaml:"createdAt"`
+	StartedAt   time.Time    `json:"startedAt,omitzero" yaml:"startedAt,omitempty"`
+	LastExit    *Exit        `json:"lastExit,omitempty" yaml:"lastExit,omitempty"`
+	Pending     []string     `json:"pending,omitempty" yaml:"pending,omitempty"`
+	Error       string       `json:"error,omitempty" yaml:"error,omitempty"`
+}
+
+// Confinement says what a container guest runs under.
+type Confinement struct {
+	// Capabilities are the guest root's (namespaced unless privileged).
+	Capabilities []string `json:"capabilities" yaml:"capabilities"`
+	// Seccomp names the system call filter: moby-default, or unconfined.
+	Seccomp         string   `json:"seccomp" yaml:"seccomp"`
+	NoNewPrivileges bool     `json:"noNewPrivileges" yaml:"noNewPrivileges"`
+	Namespaces      []string `json:"namespaces" yaml:"namespaces"`
 }
 
 // IDMap says which host ids a guest's root and users are.

@@ -194,6 +194,11 @@ func (d *Daemon) view(def *guest.Definition) api.Guest {
 		m := idmap.Default()
 		g.IDMap = &api.IDMap{HostUID: m.HostBase, HostGID: m.HostBase, Size: m.Size}
 	}
+	if drv, err := d.driverFor(def); err == nil {
+		if r, ok := drv.(driver.ConfinementReporter); ok {
+			g.Confinement = r.Confinement(def)
+		}
+	}
 	return g
 }
 

@@ -138,6 +138,12 @@ type Sweeper interface {
 	Sweep(ctx context.Context, live map[string]bool) error
 }
 
+// ConfinementReporter says what a guest of its class runs under, as the
+// driver would start it now.
+type ConfinementReporter interface {
+	Confinement(def *guest.Definition) *api.Confinement
+}
+
 // Adopter repairs a live guest the daemon adopts on start, left in a state
 // only an interrupted operation puts it in: a container frozen for a
 // snapshot or copy when the daemon died is thawed.

@@ -114,6 +114,11 @@ func TestAnUnprivilegedContainerIsConfined(t *testing.T) {
 			t.Errorf("/proc/self/status in the guest lacks %q:\n%s", want, status)
 		}
 	}
+	// info says what the guest runs under.
+	c := info(t, d, g.Name).Confinement
+	if c == nil || c.Seccomp != "moby-default" || !c.NoNewPrivileges || slices.Contains(c.Capabilities, "CAP_SYS_ADMIN") || !slices.Contains(c.Namespaces, "cgroup") {
+		t.Errorf("info's confinement: %+v", c)
+	}
 	if t.Failed() {
 		t.Logf("the escape program's report:\n%s", out)
 	}

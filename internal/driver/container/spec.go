@@ -9,6 +9,7 @@ import (
 	"golang.org/x/sys/unix"
 
 	"github.com/moby/profiles/seccomp"
+	"github.com/polyvisor/polyvisor/internal/api"
 	"github.com/polyvisor/polyvisor/internal/guest"
 	"github.com/polyvisor/polyvisor/internal/idmap"
 )
@@ -60,10 +61,7 @@ var containerCaps = []string{
 // buildSpec returns the OCI runtime spec of a container guest.
 func buildSpec(in specInput) (*specs.Spec, error) {
 	def := in.Def
-	caps := containerCaps
-	if def.Privileged {
-		caps = allCaps()
-	}
+	caps := capabilitiesOf(def)
 	nofile, err := clampRlimit(in, "RLIMIT_NOFILE", unix.RLIMIT_NOFILE, 1048576)
 	if err != nil {
 		return nil, err
@@ -85,11 +83,8 @@ func buildSpec(in specInput) (*specs.Spec, error) {
 		},
 		Mounts: defaultMounts(def.Privileged),
 		Linux: &specs.Linux{
-			CgroupsPath: in.CgroupPath,
-			Namespaces: []specs.LinuxNamespace{
-				{Type: specs.PIDNamespace}, {Type: specs.NetworkNamespace}, {Type: specs.IPCNamespace},
-				{Type: specs.UTSNamespace}, {Type: specs.MountNamespace},
-			},
+			CgroupsPath:   in.CgroupPath,
+			Namespaces:    namespacesOf(def),
 			Resources:     resources(def),
 			MaskedPaths:   maskedPaths,
 			ReadonlyPaths: readonlyPaths,
@@ -100,8 +95,6 @@ func buildSpec(in specInput) (*specs.Spec, error) {
 	}
 	if !def.Privileged {
 		m := idmap.Default()
-		spec.Linux.Namespaces = append(spec.Linux.Namespaces,
-			specs.LinuxNamespace{Type: specs.UserNamespace}, specs.LinuxNamespace{Type: specs.CgroupNamespace})
 		spec.Linux.UIDMappings = []specs.LinuxIDMapping{{ContainerID: 0, HostID: m.HostBase, Size: m.Size}}
 		spec.Linux.GIDMappings = []specs.LinuxIDMapping{{ContainerID: 0, HostID: m.HostBase, Size: m.Size}}
 		if err := confine(spec); err != nil {
@@ -109,6 +102,40 @@ func buildSpec(in specInput) (*specs.Spec, error) {
 		}
 	}
 	return spec, nil
+}
+
+// capabilitiesOf returns the capabilities def's root gets.
+func capabilitiesOf(def *guest.Definition) []string {
+	if def.Privileged {
+		return allCaps()
+	}
+	return containerCaps
+}
+
+// namespacesOf returns the namespaces def runs in: all of them, but the
+// user and cgroup ones for an unprivileged guest only.
+func namespacesOf(def *guest.Definition) []specs.LinuxNamespace {
+	ns := []specs.LinuxNamespace{
+		{Type: specs.PIDNamespace}, {Type: specs.NetworkNamespace}, {Type: specs.IPCNamespace},
+		{Type: specs.UTSNamespace}, {Type: specs.MountNamespace},
+	}
+	if !def.Privileged {
+		ns = append(ns, specs.LinuxNamespace{Type: specs.UserNamespace}, specs.LinuxNamespace{Type: specs.CgroupNamespace})
+	}
+	return ns
+}
+
+// Confinement implements driver.ConfinementReporter, from what buildSpec
+// gives the guest.
+func (d *Driver) Confinement(def *guest.Definition) *api.Confinement {
+	c := &api.Confinement{Capabilities: capabilitiesOf(def), Seccomp: "unconfined"}
+	for _, ns := range namespacesOf(def) {
+		c.Namespaces = append(c.Namespaces, string(ns.Type))
+	}
+	if !def.Privileged {
+		c.Seccomp, c.NoNewPrivileges = SeccompProfile, true
+	}
+	return c
 }
 
 // SeccompProfile names the system call filter of unprivileged containers.

@@ -87,3 +87,29 @@ func TestUnescapeMount(t *testing.T) {
 		}
 	}
 }
+
+// TestConfinementSaysWhatTheSpecGives keeps info's confinement true to the
+// bundle the guest really runs.
+func TestConfinementSaysWhatTheSpecGives(t *testing.T) {
+	d := &Driver{}
+	for _, privileged := range []bool{false, true} {
+		def := &guest.Definition{Name: "c", CPUs: 1, Memory: 64 << 20, Processes: 100, Privileged: privileged}
+		spec, c := specFor(t, def, 20000), d.Confinement(def)
+		if !slices.Equal(c.Capabilities, spec.Process.Capabilities.Bounding) {
+			t.Errorf("privileged %v: confinement capabilities %q, spec %q", privileged, c.Capabilities, spec.Process.Capabilities.Bounding)
+		}
+		var ns []string
+		for _, n := range spec.Linux.Namespaces {
+			ns = append(ns, string(n.Type))
+		}
+		if !slices.Equal(c.Namespaces, ns) {
+			t.Errorf("privileged %v: confinement namespaces %q, spec %q", privileged, c.Namespaces, ns)
+		}
+		if c.NoNewPrivileges != spec.Process.NoNewPrivileges || (c.Seccomp == SeccompProfile) != (spec.Linux.Seccomp != nil) {
+			t.Errorf("privileged %v: confinement %+v, spec no_new_privs %v seccomp %v", privileged, c, spec.Process.NoNewPrivileges, spec.Linux.Seccomp != nil)
+		}
+		if !privileged && (slices.Contains(c.Capabilities, "CAP_SYS_ADMIN") || !slices.Contains(c.Namespaces, "cgroup")) {
+			t.Errorf("an unprivileged guest's confinement: %+v", c)
+		}
+	}
+}
