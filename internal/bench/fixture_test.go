@@ -5,7 +5,6 @@ import (
 	"fmt"
 	"os"
 	"path/filepath"
-	"strings"
 	"sync"
 	"testing"
 	"time"
@@ -191,9 +190,4 @@ func guestNames(prefix string, n int) []string {
 		names[i] = fmt.Sprintf("%s-%03d", prefix, i)
 	}
 	return names
-}
-
-// hasPrefixPath reports whether p is dir or lies under it.
-func hasPrefixPath(p, dir string) bool {
-	return p == dir || strings.HasPrefix(p, dir+"/")
 }

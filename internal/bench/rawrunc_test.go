@@ -1,16 +1,14 @@
 package bench
 
 import (
-	"bufio"
 	"errors"
 	"fmt"
-	"os"
 	"sort"
-	"strings"
 
 	specs "github.com/opencontainers/runtime-spec/specs-go"
 	"golang.org/x/sys/unix"
 
+	"github.com/polyvisor/polyvisor/internal/fsutil"
 	"github.com/polyvisor/polyvisor/internal/peer"
 )
 
@@ -32,21 +30,9 @@ func sweepRaw(rawDir string) error { return peer.SweepRunc(rawDir, rawCgroupPare
 
 // unmountUnder lazily detaches every mount at or below dir, deepest first.
 func unmountUnder(dir string) error {
-	f, err := os.Open("/proc/self/mountinfo")
+	points, err := fsutil.MountsUnder(dir)
 	if err != nil {
-		return fmt.Errorf("read mounts: %w", err)
-	}
-	defer f.Close()
-	var points []string
-	sc := bufio.NewScanner(f)
-	for sc.Scan() {
-		// Mount points with spaces are escaped as \040; ours have none.
-		if fields := strings.Fields(sc.Text()); len(fields) > 4 && hasPrefixPath(fields[4], dir) {
-			points = append(points, fields[4])
-		}
-	}
-	if err := sc.Err(); err != nil {
-		return fmt.Errorf("read mounts: %w", err)
+		return err
 	}
 	sort.Sort(sort.Reverse(sort.StringSlice(points)))
 	var errs []error

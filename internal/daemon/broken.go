@@ -1,7 +1,6 @@
 package daemon
 
 import (
-	"bufio"
 	"bytes"
 	"context"
 	"errors"
@@ -106,12 +105,12 @@ func (d *Daemon) checkNothingRuns(name string, rec record, readable bool) error 
 	if pid != 0 {
 		return stillRuns(name, pid)
 	}
-	point, err := mountUnder(d.layout.GuestDir(name))
+	points, err := fsutil.MountsUnder(d.layout.GuestDir(name))
 	if err != nil {
 		return d.cannotTell(name, err.Error())
 	}
-	if point != "" {
-		return fmt.Errorf("guest %s: %w: its root tree is still mounted at %s; umount it, then delete --force again", name, api.ErrConflict, point)
+	if len(points) > 0 {
+		return fmt.Errorf("guest %s: %w: its root tree is still mounted at %s; umount it, then delete --force again", name, api.ErrConflict, points[0])
 	}
 	if state := filepath.Join(d.layout.RuncRoot(), name); exists(state) {
 		return d.cannotTell(name, "its runtime state remains in "+state)
@@ -187,30 +186,6 @@ func namesDir(pid int, dir string) bool {
 		}
 	}
 	return false
-}
-
-// mountEscapes undoes the octal escapes of mount points in mountinfo.
-var mountEscapes = strings.NewReplacer(`\040`, " ", `\011`, "\t", `\012`, "\n", `\134`, `\`)
-
-// mountUnder returns a mount point at or below dir, or "".
-func mountUnder(dir string) (string, error) {
-	f, err := os.Open("/proc/self/mountinfo")
-	if err != nil {
-		return "", err
-	}
-	defer f.Close()
-	sc := bufio.NewScanner(f)
-	for sc.Scan() {
-		// Fields: mount ID, parent ID, major:minor, root, mount point, ...
-		fields := strings.Fields(sc.Text())
-		if len(fields) < 5 {
-			continue
-		}
-		if point := mountEscapes.Replace(fields[4]); point == dir || strings.HasPrefix(point, dir+"/") {
-			return point, nil
-		}
-	}
-	return "", sc.Err()
 }
 
 func exists(path string) bool {

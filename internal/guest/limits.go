@@ -1,14 +1,10 @@
 package guest
 
 import (
-	"bufio"
-	"bytes"
 	"fmt"
-	"os"
-	"strconv"
-	"strings"
 
 	"github.com/polyvisor/polyvisor/internal/api"
+	"golang.org/x/sys/unix"
 )
 
 // The checks below are shared by the CLI's flags, the API's create request
@@ -67,32 +63,11 @@ func CheckDiskSize(field string, s Size) error {
 	return nil
 }
 
-// HostMemory is the host's physical memory, MemTotal in /proc/meminfo.
+// HostMemory is the host's physical memory (MemTotal).
 func HostMemory() (Size, error) {
-	data, err := os.ReadFile("/proc/meminfo")
-	if err != nil {
-		return 0, err
+	var info unix.Sysinfo_t
+	if err := unix.Sysinfo(&info); err != nil {
+		return 0, fmt.Errorf("host memory: %w", err)
 	}
-	return parseMemTotal(data)
-}
-
-// parseMemTotal reads the "MemTotal:  24567890 kB" line of /proc/meminfo.
-func parseMemTotal(data []byte) (Size, error) {
-	sc := bufio.NewScanner(bytes.NewReader(data))
-	for sc.Scan() {
-		rest, ok := strings.CutPrefix(sc.Text(), "MemTotal:")
-		if !ok {
-			continue
-		}
-		fields := strings.Fields(rest)
-		if len(fields) != 2 || fields[1] != "kB" {
-			break
-		}
-		kib, err := strconv.ParseInt(fields[0], 10, 64)
-		if err != nil || kib <= 0 {
-			break
-		}
-		return Size(kib << 10), nil
-	}
-	return 0, fmt.Errorf("/proc/meminfo: no MemTotal line in kB")
+	return Size(uint64(info.Totalram) * uint64(info.Unit)), nil
 }

@@ -8,6 +8,8 @@ import (
 	"strings"
 	"testing"
 	"time"
+
+	"github.com/polyvisor/polyvisor/internal/fsutil"
 )
 
 func TestDebootstrapProgress(t *testing.T) {
@@ -97,19 +99,6 @@ func FuzzDebootstrapProgress(f *testing.F) {
 	})
 }
 
-func TestUnescapeMountPath(t *testing.T) {
-	for in, want := range map[string]string{
-		`/plain`:            "/plain",
-		`/with\040space`:    "/with space",
-		`/tab\011and\134bs`: "/tab\tand\\bs",
-		`/short\04`:         `/short\04`,
-	} {
-		if got := unescapeMountPath(in); got != want {
-			t.Errorf("unescapeMountPath(%q) = %q, want %q", in, got, want)
-		}
-	}
-}
-
 func requireDebootstrap(t *testing.T) {
 	t.Helper()
 	if testing.Short() {
@@ -135,7 +124,7 @@ func TestBuildDebianCancelledLeavesNoMountsOrProcesses(t *testing.T) {
 	// the target by then, and dpkg running.
 	progress := func(phase string, done, total int64) {
 		if phase == "installing packages" && done >= 5 && ctx.Err() == nil {
-			mounts, _ := mountPoints()
+			mounts, _ := fsutil.MountPoints()
 			for _, m := range mounts {
 				if strings.HasPrefix(m, rootfs+"/") {
 					t.Logf("mounted in the target when cancelling: %s", m)
@@ -155,7 +144,7 @@ func TestBuildDebianCancelledLeavesNoMountsOrProcesses(t *testing.T) {
 
 func checkNoMountsUnder(t *testing.T, dir string) {
 	t.Helper()
-	mounts, err := mountPoints()
+	mounts, err := fsutil.MountPoints()
 	if err != nil {
 		t.Fatal(err)
 	}

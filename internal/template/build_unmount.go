@@ -1,15 +1,13 @@
 package template
 
 import (
-	"bufio"
 	"errors"
 	"fmt"
-	"os"
 	"path/filepath"
 	"slices"
-	"strconv"
-	"strings"
 	"syscall"
+
+	"github.com/polyvisor/polyvisor/internal/fsutil"
 )
 
 // unmountUnder detaches every mount at or below dir, deepest first. debootstrap mounts /proc
@@ -20,15 +18,9 @@ func unmountUnder(dir string) error {
 	if err != nil {
 		return err
 	}
-	mounts, err := mountPoints()
+	under, err := fsutil.MountsUnder(dir)
 	if err != nil {
 		return err
-	}
-	var under []string
-	for _, m := range mounts {
-		if m == dir || strings.HasPrefix(m, dir+"/") {
-			under = append(under, m)
-		}
 	}
 	// Longer paths are deeper; unmount children before their parents.
 	slices.SortFunc(under, func(a, b string) int { return len(b) - len(a) })
@@ -38,43 +30,4 @@ func unmountUnder(dir string) error {
 		}
 	}
 	return nil
-}
-
-// mountPoints returns the mount points of this process's mount namespace.
-func mountPoints() ([]string, error) {
-	f, err := os.Open("/proc/self/mountinfo")
-	if err != nil {
-		return nil, err
-	}
-	defer f.Close()
-	var points []string
-	scanner := bufio.NewScanner(f)
-	for scanner.Scan() {
-		// Fields: mount ID, parent ID, major:minor, root, mount point, ...
-		fields := strings.Fields(scanner.Text())
-		if len(fields) < 5 {
-			continue
-		}
-		points = append(points, unescapeMountPath(fields[4]))
-	}
-	if err := scanner.Err(); err != nil {
-		return nil, fmt.Errorf("read /proc/self/mountinfo: %w", err)
-	}
-	return points, nil
-}
-
-// unescapeMountPath undoes the kernel's octal escapes (\040 for a space) in mountinfo paths.
-func unescapeMountPath(s string) string {
-	var b strings.Builder
-	for i := 0; i < len(s); i++ {
-		if s[i] == '\\' && i+4 <= len(s) {
-			if n, err := strconv.ParseUint(s[i+1:i+4], 8, 8); err == nil {
-				b.WriteByte(byte(n))
-				i += 3
-				continue
-			}
-		}
-		b.WriteByte(s[i])
-	}
-	return b.String()
 }

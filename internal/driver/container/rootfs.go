@@ -1,13 +1,13 @@
 package container
 
 import (
-	"bufio"
 	"errors"
 	"fmt"
 	"os"
 	"path/filepath"
-	"strings"
+	"slices"
 
+	"github.com/polyvisor/polyvisor/internal/fsutil"
 	"golang.org/x/sys/unix"
 )
 
@@ -57,50 +57,11 @@ func unmount(target string) error {
 
 // isMountPoint reports whether path is a mount point in our mount namespace.
 func isMountPoint(path string) (bool, error) {
-	mounts, err := mountPoints()
+	mounts, err := fsutil.MountPoints()
 	if err != nil {
 		return false, err
 	}
-	return mounts[filepath.Clean(path)], nil
-}
-
-// mountPoints reads /proc/self/mountinfo.
-func mountPoints() (map[string]bool, error) {
-	f, err := os.Open("/proc/self/mountinfo")
-	if err != nil {
-		return nil, fmt.Errorf("read mounts: %w", err)
-	}
-	defer f.Close()
-	points := map[string]bool{}
-	sc := bufio.NewScanner(f)
-	sc.Buffer(make([]byte, 64*1024), 1024*1024)
-	for sc.Scan() {
-		fields := strings.Fields(sc.Text())
-		if len(fields) > 4 {
-			points[unescapeMount(fields[4])] = true
-		}
-	}
-	return points, sc.Err()
-}
-
-// unescapeMount decodes mountinfo's octal escapes (\040 for space).
-func unescapeMount(s string) string {
-	if !strings.Contains(s, `\`) {
-		return s
-	}
-	var b strings.Builder
-	for i := 0; i < len(s); i++ {
-		if s[i] == '\\' && i+3 < len(s) {
-			var v int
-			if _, err := fmt.Sscanf(s[i+1:i+4], "%o", &v); err == nil {
-				b.WriteByte(byte(v))
-				i += 3
-				continue
-			}
-		}
-		b.WriteByte(s[i])
-	}
-	return b.String()
+	return slices.Contains(mounts, filepath.Clean(path)), nil
 }
 
 // matchOwner gives dir the owner and mode of ref, so an overlay's merged

@@ -80,14 +80,6 @@ func TestSpecOfAPrivilegedGuestStaysWithinTheHostsCapabilities(t *testing.T) {
 	}
 }
 
-func TestUnescapeMount(t *testing.T) {
-	for in, want := range map[string]string{`/a\040b`: "/a b", `/plain`: "/plain", `/x\134y`: `/x\y`} {
-		if got := unescapeMount(in); got != want {
-			t.Errorf("unescapeMount(%q) = %q, want %q", in, got, want)
-		}
-	}
-}
-
 // TestConfinementSaysWhatTheSpecGives keeps info's confinement true to the
 // bundle the guest really runs.
 func TestConfinementSaysWhatTheSpecGives(t *testing.T) {

@@ -6,6 +6,8 @@ import (
 	"os"
 	"path/filepath"
 	"strings"
+
+	"github.com/polyvisor/polyvisor/internal/fsutil"
 )
 
 // Sweep implements driver.Sweeper: after a daemon crash, or a guest that
@@ -14,11 +16,11 @@ import (
 func (d *Driver) Sweep(ctx context.Context, live map[string]bool) error {
 	var errs []error
 	guests := d.opts.Layout.GuestsDir() + string(filepath.Separator)
-	mounts, err := mountPoints()
+	mounts, err := fsutil.MountPoints()
 	if err != nil {
 		return err
 	}
-	for point := range mounts {
+	for _, point := range mounts {
 		rel, ok := strings.CutPrefix(point, guests)
 		if !ok {
 			continue

@@ -1,0 +1,67 @@
+package fsutil
+
+import (
+	"bufio"
+	"fmt"
+	"os"
+	"strconv"
+	"strings"
+)
+
+// MountPoints returns the mount points of this process's mount namespace,
+// as /proc/self/mountinfo lists them.
+func MountPoints() ([]string, error) {
+	f, err := os.Open("/proc/self/mountinfo")
+	if err != nil {
+		return nil, fmt.Errorf("read mounts: %w", err)
+	}
+	defer f.Close()
+	var points []string
+	sc := bufio.NewScanner(f)
+	sc.Buffer(make([]byte, 64*1024), 1024*1024)
+	for sc.Scan() {
+		// Fields: mount ID, parent ID, major:minor, root, mount point, ...
+		if fields := strings.Fields(sc.Text()); len(fields) > 4 {
+			points = append(points, unescapeMount(fields[4]))
+		}
+	}
+	if err := sc.Err(); err != nil {
+		return nil, fmt.Errorf("read mounts: %w", err)
+	}
+	return points, nil
+}
+
+// MountsUnder returns the mount points at dir or below it.
+func MountsUnder(dir string) ([]string, error) {
+	points, err := MountPoints()
+	if err != nil {
+		return nil, err
+	}
+	var under []string
+	for _, p := range points {
+		if p == dir || strings.HasPrefix(p, dir+"/") {
+			under = append(under, p)
+		}
+	}
+	return under, nil
+}
+
+// unescapeMount undoes the kernel's octal escapes (\040 for a space) in
+// mountinfo's paths.
+func unescapeMount(s string) string {
+	if !strings.Contains(s, `\`) {
+		return s
+	}
+	var b strings.Builder
+	for i := 0; i < len(s); i++ {
+		if s[i] == '\\' && i+4 <= len(s) {
+			if n, err := strconv.ParseUint(s[i+1:i+4], 8, 8); err == nil {
+				b.WriteByte(byte(n))
+				i += 3
+				continue
+			}
+		}
+		b.WriteByte(s[i])
+	}
+	return b.String()
+}
