@@ -89,7 +89,9 @@ type GuestCreate struct {
 	Processes  int    `json:"processes,omitempty"`
 	Privileged bool   `json:"privileged,omitempty"`
 	Copy       bool   `json:"copy,omitempty"`
-	Start      bool   `json:"start,omitempty"`
+	// Force accepts memory beyond the host's (overcommit).
+	Force bool `json:"force,omitempty"`
+	Start bool `json:"start,omitempty"`
 	// Networks the guest joins; absent: the default network (polyvisor0),
 	// ["none"]: none.
 	Networks []string `json:"networks,omitempty"`
@@ -144,6 +146,8 @@ type StateChange struct {
 // ConfigChange is the body of PATCH /1.0/guests/NAME/config.
 type ConfigChange struct {
 	Set map[string]string `json:"set"`
+	// Force accepts memory beyond the host's (overcommit).
+	Force bool `json:"force,omitempty"`
 }
 
 // Disk is one of a guest's disks.

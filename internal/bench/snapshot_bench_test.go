@@ -175,7 +175,7 @@ func (f *fixture) prepareDataVM(ctx context.Context, name string, mib int) error
 	if err := f.createGuest(ctx, api.GuestCreate{Name: name, Template: "busybox", Type: "vm", Networks: []string{"none"}}); err != nil {
 		return err
 	}
-	if _, err := f.client.SetConfig(ctx, name, map[string]string{"disk.root.size": "512MiB"}); err != nil {
+	if _, err := f.client.SetConfig(ctx, name, api.ConfigChange{Set: map[string]string{"disk.root.size": "512MiB"}}); err != nil {
 		return err
 	}
 	disk := filepath.Join(layout.New(f.daemon.StateDir).GuestDir(name), "disks", "root.qcow2")

@@ -28,6 +28,7 @@ func (a *app) configCmd() *cobra.Command {
 			return err
 		},
 	}
+	var force bool
 	set := &cobra.Command{
 		Use:   "set NAME KEY=VALUE...",
 		Short: "Change cpus, memory or processes; applied live where cgroups allow, else at next start",
@@ -41,7 +42,7 @@ func (a *app) configCmd() *cobra.Command {
 				}
 				changes[k] = v
 			}
-			result, err := a.client().SetConfig(cmd.Context(), args[0], changes)
+			result, err := a.client().SetConfig(cmd.Context(), args[0], api.ConfigChange{Set: changes, Force: force})
 			if err != nil {
 				return err
 			}
@@ -49,6 +50,7 @@ func (a *app) configCmd() *cobra.Command {
 			return nil
 		},
 	}
+	set.Flags().BoolVar(&force, "force", false, "accept memory beyond the host's (overcommit)")
 	edit := &cobra.Command{
 		Use:   "edit NAME",
 		Short: "Edit a guest's guest.yaml in $EDITOR; only cpus, memory and processes may change",

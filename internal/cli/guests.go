@@ -59,6 +59,7 @@ func (a *app) launchCmd(verb string, start bool) *cobra.Command {
 	f.StringVar(&req.Arch, "arch", "", "architecture (defaults to the template's)")
 	f.IntVar(&req.CPUs, "cpus", 0, "CPU limit, in CPUs (default 1)")
 	f.StringVar(&req.Memory, "memory", "", "memory limit, like 256MiB or 1GiB (default 256MiB)")
+	f.BoolVar(&req.Force, "force", false, "accept memory beyond the host's (overcommit)")
 	f.IntVar(&req.Processes, "processes", 0, "process limit (default 1024)")
 	f.BoolVar(&req.Copy, "copy", false, "give the guest a full private copy of the template (zone style) instead of an overlay")
 	f.StringArrayVar(&req.Networks, "network", nil, "network to join (default polyvisor0, made on first use; none for no network)")

@@ -174,9 +174,9 @@ func (c *Client) Config(ctx context.Context, name string) ([]byte, error) {
 }
 
 // SetConfig changes settable keys of a guest.
-func (c *Client) SetConfig(ctx context.Context, name string, set map[string]string) (api.ConfigResult, error) {
+func (c *Client) SetConfig(ctx context.Context, name string, change api.ConfigChange) (api.ConfigResult, error) {
 	var r api.ConfigResult
-	return r, c.call(ctx, http.MethodPatch, guestPath(name)+"/config", api.ConfigChange{Set: set}, &r)
+	return r, c.call(ctx, http.MethodPatch, guestPath(name)+"/config", change, &r)
 }
 
 // ConsoleLog copies a guest's saved console log to w.

@@ -59,7 +59,7 @@ func (d *Daemon) newDefinition(req api.GuestCreate) (*guest.Definition, error) {
 		if err != nil {
 			return nil, fmt.Errorf("%w: memory: %v", api.ErrInvalid, err)
 		}
-		if err := checkMemory(m); err != nil {
+		if err := checkMemory(m, req.Force); err != nil {
 			return nil, err
 		}
 		def.Memory = m
@@ -115,7 +115,7 @@ func (d *Daemon) newDefinition(req api.GuestCreate) (*guest.Definition, error) {
 			return nil, fmt.Errorf("%w: memory %s: guests of template %s need at least %s to boot", api.ErrInvalid, def.Memory, t.ID, least)
 		}
 		def.Memory = least
-		if err := guest.CheckHostMemory("memory", def.Memory); err != nil {
+		if err := checkMemory(def.Memory, req.Force); err != nil {
 			return nil, fmt.Errorf("template %s: %w", t.ID, err)
 		}
 	}
@@ -392,7 +392,7 @@ func (d *Daemon) watch(e *entry, def *guest.Definition) {
 }
 
 // setConfig changes settable keys, applying them live where the driver can.
-func (d *Daemon) setConfig(ctx context.Context, e *entry, set map[string]string) (api.ConfigResult, error) {
+func (d *Daemon) setConfig(ctx context.Context, e *entry, set map[string]string, force bool) (api.ConfigResult, error) {
 	e.op.Lock()
 	defer e.op.Unlock()
 	def := e.def.Load()
@@ -403,6 +403,11 @@ func (d *Daemon) setConfig(ctx context.Context, e *entry, set map[string]string)
 	}
 	for key, value := range set {
 		if err := next.Set(key, value); err != nil {
+			return result, err
+		}
+	}
+	if _, ok := set["memory"]; ok {
+		if err := checkMemory(next.Memory, force); err != nil {
 			return result, err
 		}
 	}
@@ -548,11 +553,14 @@ func (d *Daemon) sweepGuestDir() {
 	}
 }
 
-// checkMemory refuses memory a guest could not boot with or the host does
-// not have.
-func checkMemory(m guest.Size) error {
+// checkMemory refuses memory a guest could not boot with or, unless
+// forced, the host does not have.
+func checkMemory(m guest.Size, force bool) error {
 	if err := guest.CheckMemory("memory", m); err != nil {
 		return err
+	}
+	if force {
+		return nil
 	}
 	return guest.CheckHostMemory("memory", m)
 }

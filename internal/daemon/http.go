@@ -281,7 +281,7 @@ func (d *Daemon) handleConfigSet(r *http.Request) (any, error) {
 	if err != nil {
 		return nil, err
 	}
-	return d.setConfig(r.Context(), e, req.Set)
+	return d.setConfig(r.Context(), e, req.Set, req.Force)
 }
 
 // handleConfigReplace takes a whole edited guest.yaml (config edit): it is
@@ -303,7 +303,7 @@ func (d *Daemon) handleConfigReplace(r *http.Request) (any, error) {
 	if err != nil || len(set) == 0 {
 		return api.ConfigResult{Applied: map[string]string{}}, err
 	}
-	return d.setConfig(r.Context(), e, set)
+	return d.setConfig(r.Context(), e, set, false)
 }
 
 func (d *Daemon) handleConsoleLog(w http.ResponseWriter, r *http.Request) {

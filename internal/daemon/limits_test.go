@@ -30,4 +30,14 @@ func TestCreateRefusesBadLimits(t *testing.T) {
 			t.Errorf("%+v: err = %v, want one line saying %q", c.req, err, c.want)
 		}
 	}
+	// --force lifts the host's bound alone: the request goes on, to the
+	// driver this daemon does not have.
+	forced := api.GuestCreate{Name: "web", Template: "busybox", Memory: "99999TiB", Force: true}
+	if _, err := d.newDefinition(forced); !errors.Is(err, api.ErrNotAvailable) {
+		t.Errorf("forced memory: err = %v, want it past the memory checks", err)
+	}
+	forced.Memory = "0"
+	if _, err := d.newDefinition(forced); err == nil || !strings.Contains(err.Error(), "memory 0: give at least") {
+		t.Errorf("forced memory 0: err = %v, want it refused still", err)
+	}
 }

@@ -287,7 +287,9 @@ func (d *Definition) Marshal() ([]byte, error) {
 // Settable lists the keys `config set` accepts.
 var Settable = []string{"cpus", "memory", "processes", "disk.root.size", "network", "publish"}
 
-// Set changes one settable key from its text form, validating it.
+// Set changes one settable key from its text form, validating it. Bounds
+// that depend on the host (memory beyond the host's, which --force lifts)
+// are the caller's to check.
 func (d *Definition) Set(key, value string) error {
 	switch key {
 	case "cpus":
@@ -301,7 +303,7 @@ func (d *Definition) Set(key, value string) error {
 		if err != nil {
 			return fmt.Errorf("%w: memory: %v", api.ErrInvalid, err)
 		}
-		if err := CheckHostMemory("memory", s); err != nil {
+		if err := CheckMemory("memory", s); err != nil {
 			return err
 		}
 		d.Memory = s

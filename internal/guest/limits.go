@@ -42,6 +42,7 @@ func CheckMemory(field string, m Size) error {
 
 // CheckHostMemory refuses memory beyond the host's: a VM would be killed
 // by the OOM killer mid-boot, and a container's limit would mean nothing.
+// An administrator who means to overcommit says --force.
 // It is checked when a value is asked for (create, config set), not when a
 // definition loads, so a guest moved to a smaller host still loads.
 func CheckHostMemory(field string, m Size) error {
@@ -50,7 +51,7 @@ func CheckHostMemory(field string, m Size) error {
 		return nil // not knowing the host is no reason to refuse
 	}
 	if m > total {
-		return fmt.Errorf("%w: %s %s: the host has %s in all; give at most that", api.ErrInvalid, field, m, total>>20<<20)
+		return fmt.Errorf("%w: %s %s: the host has %s in all; give at most that, or --force to overcommit", api.ErrInvalid, field, m, total>>20<<20)
 	}
 	return nil
 }

@@ -25,9 +25,13 @@ func wantInvalid(t *testing.T, what string, err error, want ...string) {
 	}
 }
 
-func TestSetRefusesMemoryBeyondTheHost(t *testing.T) {
+// TestSetRefusesBadCounts: Set refuses what no guest can have; memory
+// beyond the host's is refused by CheckHostMemory, which the daemon skips
+// when the administrator forces an overcommit.
+func TestSetRefusesBadCounts(t *testing.T) {
+	wantInvalid(t, "host memory", CheckHostMemory("memory", 99999<<40), "memory 99999TiB", "the host has", "--force")
 	d := sample()
-	wantInvalid(t, "memory=99999TiB", d.Set("memory", "99999TiB"), "memory 99999TiB", "the host has")
+	wantInvalid(t, "memory=lots", d.Set("memory", "lots"), "memory")
 	if d.Memory != sample().Memory {
 		t.Errorf("a refused memory changed the definition to %s", d.Memory)
 	}

@@ -8,6 +8,7 @@ import (
 	"testing"
 
 	"github.com/polyvisor/polyvisor/internal/api"
+	"github.com/polyvisor/polyvisor/internal/guest"
 	"github.com/polyvisor/polyvisor/internal/layout"
 	"github.com/polyvisor/polyvisor/internal/testenv"
 )
@@ -56,6 +57,17 @@ func TestBadInputGetsOneClearLineAndLeavesNothing(t *testing.T) {
 	expectError(t, d, "--processes 0: give at least 1 process", "create", "busybox", "e2e-x", "--processes", "0")
 	expectError(t, d, "memory 99999TiB: the host has", "launch", "busybox", "e2e-x", "--memory", "99999TiB")
 	expectError(t, d, "memory 99999TiB: the host has", "config", "set", "e2e-dup", "memory=99999TiB")
+	// An administrator who means to overcommit says so.
+	host, err := guest.HostMemory()
+	if err != nil {
+		t.Fatal(err)
+	}
+	twiceTheHost := 2 * host >> 20 << 20
+	d.Must(t, "config", "set", "e2e-dup", "memory="+twiceTheHost.String(), "--force")
+	if g := info(t, d, "e2e-dup"); g.Memory != int64(twiceTheHost) {
+		t.Errorf("forced memory: info says %d, want %s", g.Memory, twiceTheHost)
+	}
+	d.Must(t, "config", "set", "e2e-dup", "memory=256MiB")
 	expectError(t, d, "cpus 0: give at least 1 CPU", "config", "set", "e2e-dup", "cpus=0")
 	expectError(t, d, "processes 0: give at least 1 process", "config", "set", "e2e-dup", "processes=0")
 	expectError(t, d, "name", "launch", "busybox", "Bad_Name")
