@@ -66,6 +66,8 @@ type Confinement struct {
 
 // IDMap says which host ids a guest's root and users are.
 type IDMap struct {
+	// Kind is isolated (a host range of the guest's own) or shared.
+	Kind    string `json:"kind" yaml:"kind"`
 	HostUID uint32 `json:"hostUid" yaml:"hostUid"`
 	HostGID uint32 `json:"hostGid" yaml:"hostGid"`
 	Size    uint32 `json:"size" yaml:"size"`
@@ -88,7 +90,11 @@ type GuestCreate struct {
 	Memory     string `json:"memory,omitempty"`
 	Processes  int    `json:"processes,omitempty"`
 	Privileged bool   `json:"privileged,omitempty"`
-	Copy       bool   `json:"copy,omitempty"`
+	// IDMap is the id map of an unprivileged container: isolated (a host
+	// id range of its own; the default) or shared (one range with every
+	// shared guest).
+	IDMap string `json:"idmap,omitempty"`
+	Copy  bool   `json:"copy,omitempty"`
 	// Force accepts memory beyond the host's (overcommit).
 	Force bool `json:"force,omitempty"`
 	Start bool `json:"start,omitempty"`

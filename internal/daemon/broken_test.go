@@ -66,7 +66,7 @@ func brokenGuest(t *testing.T, d *Daemon, name string, status guest.Status) stri
 	if err == nil {
 		t.Fatal("the edited definition loads")
 	}
-	d.guests.markBroken(name, err)
+	d.guests.markBroken(name, err, 0)
 	return dir
 }
 

@@ -190,9 +190,12 @@ func (d *Daemon) view(def *guest.Definition) api.Guest {
 		}
 		g.Disks = append(g.Disks, view)
 	}
-	if !def.Privileged && def.Type == guest.TypeContainer {
-		m := idmap.Default()
-		g.IDMap = &api.IDMap{HostUID: m.HostBase, HostGID: m.HostBase, Size: m.Size}
+	if m, ok := def.IDMap(); ok {
+		kind := idmap.Shared
+		if def.Isolated() {
+			kind = idmap.Isolated
+		}
+		g.IDMap = &api.IDMap{Kind: kind, HostUID: m.HostBase, HostGID: m.HostBase, Size: m.Size}
 	}
 	if drv, err := d.driverFor(def); err == nil {
 		if r, ok := drv.(driver.ConfinementReporter); ok {

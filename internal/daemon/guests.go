@@ -15,6 +15,7 @@ import (
 	"github.com/polyvisor/polyvisor/internal/driver"
 	"github.com/polyvisor/polyvisor/internal/fsutil"
 	"github.com/polyvisor/polyvisor/internal/guest"
+	"github.com/polyvisor/polyvisor/internal/idmap"
 	"github.com/polyvisor/polyvisor/internal/network"
 	"github.com/polyvisor/polyvisor/internal/procutil"
 	"github.com/polyvisor/polyvisor/internal/template"
@@ -122,7 +123,49 @@ func (d *Daemon) newDefinition(req api.GuestCreate) (*guest.Definition, error) {
 	if err := def.Validate(); err != nil {
 		return nil, err
 	}
+	// After Validate: an isolated guest's range is given by reserve.
+	if err := d.setIDMap(def, req.IDMap); err != nil {
+		return nil, err
+	}
 	return def, nil
+}
+
+// reserve claims def's name and, for an isolated guest, a host id range
+// of its own, which it records in def; create or copy releases both.
+func (d *Daemon) reserve(def *guest.Definition) error {
+	if err := d.guests.reserve(def.Name, templateKey(def)); err != nil {
+		return err
+	}
+	if !def.Isolated() {
+		return nil
+	}
+	m, err := d.guests.allocateIDMap(def.Name)
+	if err != nil {
+		d.guests.release(def.Name, nil)
+		return err
+	}
+	def.Security.IDMapBase = m.HostBase
+	return nil
+}
+
+// setIDMap records which id map an unprivileged container gets: isolated
+// unless the request says shared. Its range is given by reserve.
+func (d *Daemon) setIDMap(def *guest.Definition, kind string) error {
+	if def.Type != guest.TypeContainer || def.Privileged {
+		if kind != "" {
+			return fmt.Errorf("%w: idmap: only unprivileged containers have an id map; drop --idmap", api.ErrInvalid)
+		}
+		return nil
+	}
+	switch kind {
+	case "", idmap.Isolated:
+		def.Security.IDMap = idmap.Isolated
+	case idmap.Shared:
+		def.Security.IDMap = idmap.Shared
+	default:
+		return fmt.Errorf("%w: idmap %q: use %s (a host id range of the guest's own, the default) or %s", api.ErrInvalid, kind, idmap.Isolated, idmap.Shared)
+	}
+	return nil
 }
 
 // create makes a guest transactionally: its directory is assembled under a
@@ -147,7 +190,7 @@ func (d *Daemon) create(ctx context.Context, req api.GuestCreate, def *guest.Def
 			os.RemoveAll(staging)
 		}
 	}()
-	if err = gateGuestDir(staging); err != nil {
+	if err = gateGuestDir(staging, rootGroup(def)); err != nil {
 		return fmt.Errorf("create %s: %w", def.Name, err)
 	}
 	// Published ports are claimed first: a port in use fails the create

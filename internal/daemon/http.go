@@ -174,7 +174,7 @@ func (d *Daemon) handleCreate(r *http.Request) (any, error) {
 	if err != nil {
 		return nil, err
 	}
-	if err := d.guests.reserve(def.Name, templateKey(def)); err != nil {
+	if err := d.reserve(def); err != nil {
 		return nil, err
 	}
 	kind := "create"

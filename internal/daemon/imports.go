@@ -101,7 +101,7 @@ func (d *Daemon) importGuest(ctx context.Context, req api.Import, r *opReport) (
 			def.MACs[def.Networks[i]] = nic.MAC
 		}
 	}
-	if err := d.guests.reserve(def.Name, templateKey(def)); err != nil {
+	if err := d.reserve(def); err != nil {
 		return err
 	}
 	if err := d.create(ctx, create, def); err != nil {

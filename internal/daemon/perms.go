@@ -5,6 +5,7 @@ import (
 	"os"
 	"path/filepath"
 
+	"github.com/polyvisor/polyvisor/internal/guest"
 	"github.com/polyvisor/polyvisor/internal/idmap"
 )
 
@@ -20,15 +21,38 @@ const (
 	searchOnlyMode  = 0o711 // the state dir and guests/: traversable, not listable
 )
 
-// gateGuestDir gives a guest's directory its owner and mode.
-func gateGuestDir(dir string) error {
-	if err := os.Chown(dir, 0, idmap.HostBase); err != nil {
+// gateGuestDir gives a guest's directory its owner and mode: its group is
+// the host gid of the guest's root (see rootGroup).
+func gateGuestDir(dir string, group uint32) error {
+	if err := os.Chown(dir, 0, int(group)); err != nil {
 		return fmt.Errorf("gate %s: %w", dir, err)
 	}
 	if err := os.Chmod(dir, guestDirMode); err != nil {
 		return fmt.Errorf("gate %s: %w", dir, err)
 	}
 	return nil
+}
+
+// rootGroup is the host gid of def's root: its own range's first id for an
+// isolated guest, the shared range's otherwise (a privileged container or
+// a VM needs none; they keep the shared one, as before isolated maps).
+func rootGroup(def *guest.Definition) uint32 {
+	if m, ok := def.IDMap(); ok {
+		return m.HostBase
+	}
+	return idmap.HostBase
+}
+
+// storedRootGroup is rootGroup of a guest on disk, whose definition may
+// not load (a broken guest keeps the range it claims).
+func storedRootGroup(store guest.Store, name string) uint32 {
+	if def, err := store.Load(name); err == nil {
+		return rootGroup(def)
+	}
+	if base := store.IDMapBase(name); base != 0 {
+		return base
+	}
+	return idmap.HostBase
 }
 
 // repairModes makes the state dir's own directories, and every guest's,
@@ -49,7 +73,8 @@ func repairModes(stateDir, guestsDir, templatesDir string) error {
 	}
 	for _, e := range entries {
 		if e.Type().IsDir() {
-			if err := gateGuestDir(filepath.Join(guestsDir, e.Name())); err != nil {
+			group := storedRootGroup(guest.Store{Dir: guestsDir}, e.Name())
+			if err := gateGuestDir(filepath.Join(guestsDir, e.Name()), group); err != nil {
 				return fmt.Errorf("state dir: %w", err)
 			}
 		}

@@ -5,6 +5,9 @@ import (
 	"path/filepath"
 	"syscall"
 	"testing"
+
+	"github.com/polyvisor/polyvisor/internal/guest"
+	"github.com/polyvisor/polyvisor/internal/idmap"
 )
 
 func TestRepairModesTightensAnOpenedStateDir(t *testing.T) {
@@ -31,5 +34,54 @@ func TestRepairModesTightensAnOpenedStateDir(t *testing.T) {
 	}
 	if st, _ := os.Stat(g); st.Sys().(*syscall.Stat_t).Gid != 1000000 {
 		t.Errorf("guest dir group %d, want the id map's root group", st.Sys().(*syscall.Stat_t).Gid)
+	}
+}
+
+// An isolated guest's directory is open to its own root, whose gid is the
+// first of its range, also when its definition is broken.
+func TestRepairModesGivesAnIsolatedGuestDirItsOwnRootGroup(t *testing.T) {
+	if os.Geteuid() != 0 {
+		t.Skip("skipping: giving a guest dir its root's group needs root")
+	}
+	state := t.TempDir()
+	guests, templates := filepath.Join(state, "guests"), filepath.Join(state, "templates")
+	base := idmap.IsolatedPool().First + 2*idmap.Size
+	def := &guest.Definition{
+		SchemaVersion: guest.SchemaVersion, Name: "iso", Type: guest.TypeContainer, Class: "container",
+		Template: "busybox", Arch: "amd64", CPUs: 1, Memory: 64 << 20, Processes: 10, Rootfs: guest.RootfsOverlay,
+		Security: guest.Security{IDMap: idmap.Isolated, IDMapBase: base},
+	}
+	for name, edit := range map[string]func([]byte) []byte{
+		"iso":    func(b []byte) []byte { return b },
+		"broken": func(b []byte) []byte { return append(b, "unknown: key\n"...) },
+	} {
+		dir := filepath.Join(guests, name)
+		if err := os.MkdirAll(dir, 0o755); err != nil {
+			t.Fatal(err)
+		}
+		d := def.Clone()
+		d.Name = name
+		data, err := d.Marshal()
+		if err != nil {
+			t.Fatal(err)
+		}
+		if err := os.WriteFile(filepath.Join(dir, guest.FileName), edit(data), 0o600); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if err := os.MkdirAll(templates, 0o700); err != nil {
+		t.Fatal(err)
+	}
+	if err := repairModes(state, guests, templates); err != nil {
+		t.Fatal(err)
+	}
+	for _, name := range []string{"iso", "broken"} {
+		st, err := os.Stat(filepath.Join(guests, name))
+		if err != nil {
+			t.Fatal(err)
+		}
+		if gid := st.Sys().(*syscall.Stat_t).Gid; gid != base || st.Mode().Perm() != 0o710 {
+			t.Errorf("%s: guest dir group %d mode %04o, want %d and 0710", name, gid, st.Mode().Perm(), base)
+		}
 	}
 }

@@ -34,7 +34,7 @@ func (d *Daemon) reconcile(ctx context.Context) error {
 			// (a typo in a running guest's file must not kill it): the
 			// sweeps below count it live, on any of our networks.
 			d.log.Error("skipping a guest whose definition does not load", "guest", name, "err", err)
-			d.guests.markBroken(name, err)
+			d.guests.markBroken(name, err, d.store.IDMapBase(name))
 			live[name] = true
 			for _, bridge := range bridges {
 				liveIfs[network.NICOf(name, bridge).HostIf] = true

@@ -262,6 +262,15 @@ func (d *Daemon) copyGuest(ctx context.Context, e *entry, name string) (err erro
 		return fmt.Errorf("%w: class %s cannot copy guests", api.ErrNotAvailable, src.Class)
 	}
 	def := copyDefinition(src, name)
+	if def.Isolated() {
+		// A copy of an isolated guest gets a range of its own too; the
+		// driver shifts the copied tree into it.
+		m, err := d.guests.allocateIDMap(name)
+		if err != nil {
+			return err
+		}
+		def.Security.IDMapBase = m.HostBase
+	}
 	staging, err := os.MkdirTemp(d.layout.GuestsDir(), stagingPrefix+name+"-")
 	if err != nil {
 		return fmt.Errorf("copy %s to %s: %w", src.Name, name, err)
@@ -271,7 +280,7 @@ func (d *Daemon) copyGuest(ctx context.Context, e *entry, name string) (err erro
 			os.RemoveAll(staging)
 		}
 	}()
-	if err = gateGuestDir(staging); err != nil {
+	if err = gateGuestDir(staging, rootGroup(def)); err != nil {
 		return fmt.Errorf("copy %s to %s: %w", src.Name, name, err)
 	}
 	if err = copier.Copy(ctx, src, staging, def); err != nil {

@@ -9,6 +9,7 @@ import (
 
 	"github.com/polyvisor/polyvisor/internal/api"
 	"github.com/polyvisor/polyvisor/internal/guest"
+	"github.com/polyvisor/polyvisor/internal/idmap"
 	"github.com/polyvisor/polyvisor/internal/procutil"
 	"github.com/polyvisor/polyvisor/internal/template"
 )
@@ -28,10 +29,37 @@ type table struct {
 	reserved map[string]string // name of a guest being created -> its template's key
 	// broken holds guests whose definition did not load at start, with why.
 	broken map[string]error
+	// idBases holds the id ranges (their first host id) of isolated guests
+	// being created, and of broken guests, which keep theirs until removed.
+	idBases map[string]uint32
 }
 
 func newTable() *table {
-	return &table{guests: map[string]*entry{}, reserved: map[string]string{}, broken: map[string]error{}}
+	return &table{guests: map[string]*entry{}, reserved: map[string]string{}, broken: map[string]error{}, idBases: map[string]uint32{}}
+}
+
+// allocateIDMap gives name, a reserved guest, the lowest isolated id range
+// no other guest holds. Taking the range and recording it happen under one
+// lock, so concurrent creates never share one; release frees it if the
+// create fails, and a deleted guest's range is free once it leaves the table.
+func (t *table) allocateIDMap(name string) (idmap.Map, error) {
+	t.mu.Lock()
+	defer t.mu.Unlock()
+	var used []uint32
+	for _, e := range t.guests {
+		if def := e.def.Load(); def.Isolated() {
+			used = append(used, def.Security.IDMapBase)
+		}
+	}
+	for _, base := range t.idBases {
+		used = append(used, base)
+	}
+	m, err := idmap.IsolatedPool().Allocate(used)
+	if err != nil {
+		return m, fmt.Errorf("guest %s: %w: %w", name, api.ErrConflict, err)
+	}
+	t.idBases[name] = m.HostBase
+	return m, nil
 }
 
 func (t *table) len() int {
@@ -74,6 +102,9 @@ func (t *table) release(name string, def *guest.Definition) *entry {
 	t.mu.Lock()
 	defer t.mu.Unlock()
 	delete(t.reserved, name)
+	if t.broken[name] == nil {
+		delete(t.idBases, name)
+	}
 	if def == nil {
 		return nil
 	}
@@ -83,11 +114,15 @@ func (t *table) release(name string, def *guest.Definition) *entry {
 	return e
 }
 
-// markBroken records a guest whose definition does not load.
-func (t *table) markBroken(name string, err error) {
+// markBroken records a guest whose definition does not load, and the
+// isolated id range it claims (0 for none), which no other guest gets.
+func (t *table) markBroken(name string, err error, idBase uint32) {
 	t.mu.Lock()
 	defer t.mu.Unlock()
 	t.broken[name] = err
+	if idBase != 0 {
+		t.idBases[name] = idBase
+	}
 }
 
 // brokenCause returns why the named guest is broken, or nil if it is not.

@@ -17,6 +17,7 @@ import (
 	"gopkg.in/yaml.v3"
 
 	"github.com/polyvisor/polyvisor/internal/api"
+	"github.com/polyvisor/polyvisor/internal/idmap"
 )
 
 // SchemaVersion is the guest.yaml schema this build writes and reads.
@@ -65,9 +66,65 @@ type Definition struct {
 	Publish []string `yaml:"publish,omitempty"`
 	// MACs gives, by network, a MAC the guest keeps instead of the one
 	// derived from its name: an imported guest's vendor-assigned MAC.
-	MACs      map[string]string `yaml:"macs,omitempty"`
-	CreatedAt time.Time         `yaml:"createdAt"`
-	Status    Status            `yaml:"status"`
+	MACs map[string]string `yaml:"macs,omitempty"`
+	// Security says how an unprivileged container is kept apart from
+	// other guests; absent (older definitions) means the shared id map.
+	Security  Security  `yaml:"security,omitempty"`
+	CreatedAt time.Time `yaml:"createdAt"`
+	Status    Status    `yaml:"status"`
+}
+
+// Security is the isolation settings of an unprivileged container.
+type Security struct {
+	// IDMap is isolated (a host id range of the guest's own) or shared
+	// (the range the templates are stored in, with every shared guest).
+	IDMap string `yaml:"idmap,omitempty"`
+	// IDMapBase is the first host id of an isolated guest's range, given
+	// from idmap.IsolatedPool at creation.
+	IDMapBase uint32 `yaml:"idmapBase,omitempty"`
+}
+
+// IDMap returns the host id range of an unprivileged container's user
+// namespace, and false for a guest that has none (privileged, or a VM).
+func (d *Definition) IDMap() (idmap.Map, bool) {
+	if d.Type == TypeVM || d.Privileged {
+		return idmap.Map{}, false
+	}
+	if d.Security.IDMap == idmap.Isolated {
+		return idmap.Map{HostBase: d.Security.IDMapBase, Size: idmap.Size}, true
+	}
+	return idmap.Default(), true
+}
+
+// Isolated reports whether the guest has an id range of its own.
+func (d *Definition) Isolated() bool {
+	_, ok := d.IDMap()
+	return ok && d.Security.IDMap == idmap.Isolated
+}
+
+// validateSecurity checks the id map settings: a known kind, and for an
+// isolated guest a base that is one of the pool's.
+func (d *Definition) validateSecurity() error {
+	s := d.Security
+	if s == (Security{}) {
+		return nil
+	}
+	if d.Type != TypeContainer || d.Privileged {
+		return fmt.Errorf("%w: security: only unprivileged containers have an id map; remove the security section", api.ErrInvalid)
+	}
+	switch s.IDMap {
+	case idmap.Isolated:
+		if p := idmap.IsolatedPool(); !p.Contains(s.IDMapBase) {
+			return fmt.Errorf("%w: security.idmapBase %d: not a range of the isolated pool (%d + k*%d, k below %d); restore the value polyvisor wrote", api.ErrInvalid, s.IDMapBase, p.First, idmap.Size, p.Count)
+		}
+	case idmap.Shared:
+		if s.IDMapBase != 0 {
+			return fmt.Errorf("%w: security.idmapBase: a shared guest uses the shared range; remove idmapBase", api.ErrInvalid)
+		}
+	default:
+		return fmt.Errorf("%w: security.idmap %q: use %s or %s", api.ErrInvalid, s.IDMap, idmap.Isolated, idmap.Shared)
+	}
+	return nil
 }
 
 // Disk is one disk file or directory of the guest, relative to its directory.
@@ -200,6 +257,9 @@ func (d *Definition) Validate() error {
 	}
 	if d.Type == TypeContainer && d.Rootfs != RootfsOverlay && d.Rootfs != RootfsCopy {
 		return fmt.Errorf("%w: rootfs %q: use overlay or copy", api.ErrInvalid, d.Rootfs)
+	}
+	if err := d.validateSecurity(); err != nil {
+		return err
 	}
 	return d.validatePrivileged()
 }

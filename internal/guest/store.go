@@ -7,8 +7,11 @@ import (
 	"path/filepath"
 	"strings"
 
+	"gopkg.in/yaml.v3"
+
 	"github.com/polyvisor/polyvisor/internal/api"
 	"github.com/polyvisor/polyvisor/internal/fsutil"
+	"github.com/polyvisor/polyvisor/internal/idmap"
 )
 
 // FileName is the definition's file name inside a guest's directory.
@@ -67,4 +70,21 @@ func (s Store) Names() ([]string, error) {
 		}
 	}
 	return names, nil
+}
+
+// IDMapBase reads the host id range a guest's definition claims, even
+// where the definition does not load (a broken guest keeps its range
+// until it is removed): the base of an isolated guest, or 0.
+func (s Store) IDMapBase(name string) uint32 {
+	data, err := os.ReadFile(filepath.Join(s.Path(name), FileName))
+	if err != nil {
+		return 0
+	}
+	var d struct {
+		Security Security `yaml:"security"`
+	}
+	if yaml.Unmarshal(data, &d) != nil || d.Security.IDMap != idmap.Isolated {
+		return 0
+	}
+	return d.Security.IDMapBase
 }

@@ -91,3 +91,54 @@ func TestLoadRefusesANameOtherThanItsDirectory(t *testing.T) {
 		t.Errorf("a matching name: %v", err)
 	}
 }
+
+func TestSecurityIDMapRoundTripsAndHandEditsAreRefused(t *testing.T) {
+	iso := sample()
+	iso.Security = Security{IDMap: "isolated", IDMapBase: 1065536 + 3*65536}
+	data, _ := iso.Marshal()
+	if !strings.Contains(string(data), "security:\n  idmap: isolated\n  idmapBase: 1262144\n") {
+		t.Errorf("guest.yaml of an isolated guest:\n%s", data)
+	}
+	back, err := Parse(data)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if m, ok := back.IDMap(); !ok || m.HostBase != 1262144 || m.Size != 65536 || !back.Isolated() {
+		t.Errorf("read back: %+v %v isolated %v", m, ok, back.Isolated())
+	}
+	// An older definition, without the section, is a shared guest.
+	old, _ := sample().Marshal()
+	if strings.Contains(string(old), "security") {
+		t.Errorf("a definition without a security section wrote one:\n%s", old)
+	}
+	if d, err := Parse(old); err != nil || d.Isolated() {
+		t.Errorf("an older definition: %v, isolated %v; want shared", err, d != nil && d.Isolated())
+	} else if m, _ := d.IDMap(); m.HostBase != 1000000 {
+		t.Errorf("an older definition maps to %d, want the shared 1000000", m.HostBase)
+	}
+	text := string(data)
+	for _, c := range []struct {
+		what, text string
+		want       []string
+	}{
+		{"base off the grid", strings.Replace(text, "idmapBase: 1262144", "idmapBase: 1262145", 1), []string{"security.idmapBase 1262145", "restore the value"}},
+		{"the shared range as a base", strings.Replace(text, "idmapBase: 1262144", "idmapBase: 1000000", 1), []string{"security.idmapBase 1000000"}},
+		{"no base", strings.Replace(text, "  idmapBase: 1262144\n", "", 1), []string{"security.idmapBase 0"}},
+		{"unknown kind", strings.Replace(text, "idmap: isolated", "idmap: private", 1), []string{`security.idmap "private"`, "isolated or shared"}},
+		{"shared with a base", strings.Replace(text, "idmap: isolated", "idmap: shared", 1), []string{"security.idmapBase", "remove idmapBase"}},
+	} {
+		_, err := Parse([]byte(c.text))
+		wantInvalid(t, c.what, err, c.want...)
+	}
+	vm := sampleVM()
+	vm.Security = Security{IDMap: "shared"}
+	vmText, _ := vm.Marshal()
+	_, err = Parse(vmText)
+	wantInvalid(t, "a vm with an id map", err, "security", "only unprivileged containers")
+	// The id map is fixed at creation: config edit refuses to change it.
+	edited := back.Clone()
+	edited.Security.IDMapBase += 65536
+	if _, err := Changes(back, edited); err == nil {
+		t.Error("Changes accepted a new id map base")
+	}
+}

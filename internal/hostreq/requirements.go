@@ -106,7 +106,7 @@ func All() []Requirement {
 		{"unshare", Program, "util-linux", "tests: running a tool in a private mount namespace", Tests},
 		{"cp", Program, "coreutils", "snapshots of containers (cp -a keeps whiteouts and xattrs)", Product},
 		{"chroot", Program, "coreutils", "tests: running a built template's own shell inside its tree", Tests},
-		{"sleep", Program, "coreutils", "tests: a process to watch", Tests},
+		{"sleep", Program, "coreutils", "isolated id maps: the short-lived process whose user namespace an idmapped mount takes; tests: a process to watch", Product},
 		{"sh", Program, "dash", "config edit (runs $EDITOR) and tests that run shell commands", Product},
 		{"bash", Program, "bash", "make deps, make deps-check and the demo script", Product},
 		{"chromium", Program, "chromium", "tests: drawing bench's report.html headless", Tests},

@@ -92,6 +92,13 @@ func PrepareRunc(parent string, spec *specs.Spec, lower, id, cgroupParent string
 	proc.Terminal = false
 	root.Path = r.Rootfs()
 	linux.CgroupsPath = r.Cgroup
+	if len(linux.UIDMappings) > 0 {
+		// The tree is the shared range's (the template's, no idmapped
+		// mount): so is the container's map, whatever the guest's was.
+		m := idmap.Default()
+		ids := []specs.LinuxIDMapping{{ContainerID: 0, HostID: m.HostBase, Size: m.Size}}
+		linux.UIDMappings, linux.GIDMappings = ids, ids
+	}
 	s.Process, s.Root, s.Linux = &proc, &root, &linux
 	data, err := json.MarshalIndent(&s, "", "  ")
 	if err != nil {

@@ -72,6 +72,8 @@ func TestBadInputGetsOneClearLineAndLeavesNothing(t *testing.T) {
 	expectError(t, d, "processes 0: give at least 1 process", "config", "set", "e2e-dup", "processes=0")
 	expectError(t, d, "name", "launch", "busybox", "Bad_Name")
 	expectError(t, d, "type", "launch", "busybox", "e2e-x", "--type", "zone")
+	expectError(t, d, `idmap "private": use isolated`, "launch", "busybox", "e2e-x", "--idmap", "private")
+	expectError(t, d, "idmap: only unprivileged containers have an id map; drop --idmap", "launch", "busybox", "e2e-x", "--idmap", "shared", "--privileged")
 	expectError(t, d, "unknown key \"colour\"", "config", "set", "e2e-dup", "colour=blue")
 	expectError(t, d, "running", "delete", "e2e-dup")
 	expectError(t, d, "not found", "info", "e2e-nosuch")

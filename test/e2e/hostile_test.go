@@ -191,8 +191,9 @@ func TestHostUsersCannotReachAGuestsTree(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	if st.Mode().Perm() != 0o710 || st.Sys().(*syscall.Stat_t).Gid != 1000000 {
-		t.Errorf("guest dir mode %04o gid %d, want 0710 and the id map's root group", st.Mode().Perm(), st.Sys().(*syscall.Stat_t).Gid)
+	root := info(t, d, "suid").IDMap.HostGID
+	if st.Mode().Perm() != 0o710 || st.Sys().(*syscall.Stat_t).Gid != root || root == 1000000 {
+		t.Errorf("guest dir mode %04o gid %d, want 0710 and the group of the guest's own root %d (not the shared range's)", st.Mode().Perm(), st.Sys().(*syscall.Stat_t).Gid, root)
 	}
 	// A state dir opened up by hand is tightened at the next start.
 	d.Kill()
@@ -202,8 +203,8 @@ func TestHostUsersCannotReachAGuestsTree(t *testing.T) {
 	if err := d.Restart(); err != nil {
 		t.Fatal(err)
 	}
-	if st, err := os.Stat(dir); err != nil || st.Mode().Perm() != 0o710 {
-		t.Errorf("after a restart the guest dir is %v (%v), want 0710", st.Mode().Perm(), err)
+	if st, err := os.Stat(dir); err != nil || st.Mode().Perm() != 0o710 || st.Sys().(*syscall.Stat_t).Gid != root {
+		t.Errorf("after a restart the guest dir is %v (%v), want 0710 and group %d", st.Mode().Perm(), err, root)
 	}
 	if out := d.Must(t, "exec", "suid", "--", "echo", "still"); out != "still\n" {
 		t.Errorf("exec after the restart: %q", out)

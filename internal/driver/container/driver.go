@@ -95,10 +95,8 @@ func (d *Driver) Create(ctx context.Context, dir string, def *guest.Definition) 
 	}
 	switch def.Rootfs {
 	case guest.RootfsCopy:
-		var shift idmap.ShiftFunc
-		if def.Privileged {
-			shift = idmap.ShiftDown(idmap.Default())
-		}
+		// Back to host ids when privileged, into its own range when isolated.
+		shift := fromTemplate(def)
 		// Traversable by the container's (unprivileged) root, not listable.
 		if err := os.MkdirAll(filepath.Join(dir, "disks"), 0o711); err != nil {
 			return fmt.Errorf("create disks: %w", err)
@@ -114,7 +112,7 @@ func (d *Driver) Create(ctx context.Context, dir string, def *guest.Definition) 
 			}
 		}
 		// The merged root takes the upper dir's owner and mode.
-		if err := matchOwner(filepath.Join(dir, upperDir), lower); err != nil {
+		if err := matchOwner(filepath.Join(dir, upperDir), lower, fromTemplate(def)); err != nil {
 			return err
 		}
 		def.Disks = []guest.Disk{{Name: "root", Path: upperDir, Kind: "overlay-upper"}}
@@ -134,7 +132,11 @@ func (d *Driver) Start(ctx context.Context, def *guest.Definition) (status guest
 	}()
 	dir := d.guestDir(def)
 	if def.Rootfs == guest.RootfsOverlay {
-		err = mountOverlay(d.templateRootfs(def.Template), filepath.Join(dir, upperDir), filepath.Join(dir, workDir), d.rootfs(def))
+		lower, err := d.templateLower(ctx, def, filepath.Join(dir, lowerMount))
+		if err != nil {
+			return status, err
+		}
+		err = mountOverlay(lower, filepath.Join(dir, upperDir), filepath.Join(dir, workDir), d.rootfs(def))
 		if err != nil {
 			return status, err
 		}
@@ -246,7 +248,7 @@ func (d *Driver) Cleanup(ctx context.Context, def *guest.Definition) (*api.Exit,
 		errs = append(errs, err)
 	}
 	if def.Rootfs == guest.RootfsOverlay {
-		if err := unmount(d.rootfs(def)); err != nil {
+		if err := d.unmountRootfs(def); err != nil {
 			errs = append(errs, err)
 		}
 	}
@@ -264,9 +266,15 @@ func (d *Driver) Cleanup(ctx context.Context, def *guest.Definition) (*api.Exit,
 // still mounted on top of it.
 func (d *Driver) Delete(ctx context.Context, def *guest.Definition) error {
 	if def.Rootfs == guest.RootfsOverlay {
-		return unmount(d.rootfs(def))
+		return d.unmountRootfs(def)
 	}
 	return nil
+}
+
+// unmountRootfs detaches an overlay guest's merged tree, then the
+// idmapped template under it, if any.
+func (d *Driver) unmountRootfs(def *guest.Definition) error {
+	return errors.Join(unmount(d.rootfs(def)), unmount(filepath.Join(d.guestDir(def), lowerMount)))
 }
 
 // Wait blocks until every monitor this daemon started and that has ended

@@ -1,6 +1,7 @@
 package container
 
 import (
+	"cmp"
 	"os"
 	"testing"
 	"time"
@@ -8,11 +9,14 @@ import (
 	"github.com/polyvisor/polyvisor/internal/api"
 	"github.com/polyvisor/polyvisor/internal/driver/drivertest"
 	"github.com/polyvisor/polyvisor/internal/guest"
+	"github.com/polyvisor/polyvisor/internal/idmap"
 	"github.com/polyvisor/polyvisor/internal/template"
 )
 
 // TestConformance runs the driver suite against real runc, the real
-// monitor and a busybox template built for the occasion.
+// monitor and a busybox template built for the occasion, with a guest of
+// the shared id map and one of an isolated map (its template read through
+// an idmapped mount).
 func TestConformance(t *testing.T) {
 	if os.Geteuid() != 0 {
 		t.Skip("skipping: containers need root")
@@ -25,15 +29,19 @@ func TestConformance(t *testing.T) {
 		removeCgroup(l.CgroupParent())
 		os.RemoveAll(l.RunDir())
 	})
-	drivertest.Run(t, drivertest.Fixture{
-		Driver: d,
-		Definition: func(name string) *guest.Definition {
-			return &guest.Definition{
-				SchemaVersion: guest.SchemaVersion, Name: name, Type: guest.TypeContainer, Class: Class,
-				Template: "busybox", Arch: template.HostArch(), CPUs: 1, Memory: 64 << 20, Processes: 64,
-				Rootfs: guest.RootfsOverlay, CreatedAt: time.Now(), Status: guest.Status{State: api.StateStopped},
-			}
-		},
-		GuestDir: l.GuestDir,
-	})
+	for _, security := range []guest.Security{{}, {IDMap: idmap.Isolated, IDMapBase: idmap.IsolatedPool().First + 7*idmap.Size}} {
+		t.Run(cmp.Or(security.IDMap, "shared"), func(t *testing.T) {
+			drivertest.Run(t, drivertest.Fixture{
+				Driver: d,
+				Definition: func(name string) *guest.Definition {
+					return &guest.Definition{
+						SchemaVersion: guest.SchemaVersion, Name: name, Type: guest.TypeContainer, Class: Class,
+						Template: "busybox", Arch: template.HostArch(), CPUs: 1, Memory: 64 << 20, Processes: 64,
+						Rootfs: guest.RootfsOverlay, Security: security, CreatedAt: time.Now(), Status: guest.Status{State: api.StateStopped},
+					}
+				},
+				GuestDir: l.GuestDir,
+			})
+		})
+	}
 }

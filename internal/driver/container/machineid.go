@@ -6,6 +6,8 @@ import (
 	"io/fs"
 	"os"
 	"syscall"
+
+	"github.com/polyvisor/polyvisor/internal/idmap"
 )
 
 // The directory and file systemd keeps a host's identity in, relative to
@@ -25,7 +27,7 @@ const (
 // through os.Root, which refuses to leave it, and neither /etc nor
 // machine-id is followed when it is a symlink. A guest that replaced them
 // keeps what it has, and nothing outside its tree is read or written.
-func resetMachineID(tree, lower string) error {
+func resetMachineID(tree, lower string, fromTemplate idmap.ShiftFunc) error {
 	own, err := os.OpenRoot(tree)
 	if err != nil {
 		return err
@@ -35,7 +37,7 @@ func resetMachineID(tree, lower string) error {
 	if err != nil || hasOwn || lower == "" {
 		return err
 	}
-	return hideTemplateID(own, lower)
+	return hideTemplateID(own, lower, fromTemplate)
 }
 
 // emptyOwnID empties the tree's own machine id. It reports whether the
@@ -77,11 +79,12 @@ func emptyOwnID(own *os.Root) (bool, error) {
 	return true, f.Close()
 }
 
-// hideTemplateID puts an empty machine id, owned like the template's, in
+// hideTemplateID puts an empty machine id, owned like the template's
+// (through fromTemplate, into the guest's range), in
 // an overlay copy's upper dir where the template's id would show through.
 // A template whose /etc or machine-id is not a plain directory and file
 // is left alone: an /etc made in the upper dir would hide a linked one.
-func hideTemplateID(own *os.Root, lower string) error {
+func hideTemplateID(own *os.Root, lower string, fromTemplate idmap.ShiftFunc) error {
 	tmpl, err := os.OpenRoot(lower)
 	if err != nil {
 		return fmt.Errorf("template: %w", err)
@@ -102,17 +105,17 @@ func hideTemplateID(own *os.Root, lower string) error {
 		if err := own.Mkdir(etcDir, 0o700); err != nil {
 			return err
 		}
-		if err := ownLike(own, etcDir, os.O_RDONLY|syscall.O_DIRECTORY, etcRef); err != nil {
+		if err := ownLike(own, etcDir, os.O_RDONLY|syscall.O_DIRECTORY, etcRef, fromTemplate); err != nil {
 			return err
 		}
 	}
-	return ownLike(own, machineID, os.O_WRONLY|os.O_CREATE|os.O_EXCL, ref)
+	return ownLike(own, machineID, os.O_WRONLY|os.O_CREATE|os.O_EXCL, ref, fromTemplate)
 }
 
 // ownLike opens name in root with flag (creating it, where flag says so)
 // and gives it the owner and mode of ref through the open file: unlike
 // a chown or chmod by name, that cannot be turned onto another file.
-func ownLike(root *os.Root, name string, flag int, ref fs.FileInfo) error {
+func ownLike(root *os.Root, name string, flag int, ref fs.FileInfo, shift idmap.ShiftFunc) error {
 	st, ok := ref.Sys().(*syscall.Stat_t)
 	if !ok {
 		return fmt.Errorf("%s: no owner in the template's stat data", name)
@@ -122,8 +125,12 @@ func ownLike(root *os.Root, name string, flag int, ref fs.FileInfo) error {
 		return err
 	}
 	defer f.Close()
+	uid, gid, err := shift(st.Uid, st.Gid)
+	if err != nil {
+		return fmt.Errorf("%s: %w", name, err)
+	}
 	// Owner first: chown clears the setuid and setgid bits.
-	if err := f.Chown(int(st.Uid), int(st.Gid)); err != nil {
+	if err := f.Chown(int(uid), int(gid)); err != nil {
 		return err
 	}
 	if err := f.Chmod(ref.Mode() & (fs.ModePerm | fs.ModeSetuid | fs.ModeSetgid | fs.ModeSticky)); err != nil {

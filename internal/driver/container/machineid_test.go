@@ -1,6 +1,7 @@
 package container
 
 import (
+	"github.com/polyvisor/polyvisor/internal/idmap"
 	"os"
 	"path/filepath"
 	"syscall"
@@ -70,7 +71,7 @@ func TestResetMachineIDStaysInsideTheTree(t *testing.T) {
 			if c.overlay {
 				lower = templateTree(t)
 			}
-			if err := resetMachineID(tree, lower); err != nil {
+			if err := resetMachineID(tree, lower, sameIDs); err != nil {
 				t.Errorf("resetMachineID: %v, want the guest's own layout left alone", err)
 			}
 			assertHostIntact(t, host)
@@ -113,7 +114,7 @@ func TestResetMachineIDIgnoresATemplatesLinkedEtc(t *testing.T) {
 	lower := t.TempDir()
 	must(t, os.Symlink(host, filepath.Join(lower, "etc")))
 	tree := t.TempDir()
-	if err := resetMachineID(tree, lower); err != nil {
+	if err := resetMachineID(tree, lower, sameIDs); err != nil {
 		t.Errorf("resetMachineID: %v", err)
 	}
 	assertHostIntact(t, host)
@@ -127,22 +128,25 @@ func TestResetMachineIDIgnoresATemplatesLinkedEtc(t *testing.T) {
 func TestResetMachineIDEmptiesTheCopysID(t *testing.T) {
 	full := t.TempDir()
 	mustWrite(t, filepath.Join(full, machineID), "fedcba9876543210fedcba9876543210\n")
-	if err := resetMachineID(full, ""); err != nil {
+	if err := resetMachineID(full, "", sameIDs); err != nil {
 		t.Fatal(err)
 	}
 	if data, err := os.ReadFile(filepath.Join(full, machineID)); err != nil || len(data) != 0 {
 		t.Errorf("a full copy's machine id: %q %v, want it empty", data, err)
 	}
 	lower := templateTree(t)
-	owner := os.Geteuid()
+	owner, shift := os.Geteuid(), sameIDs
 	if owner == 0 {
-		// The container's root, as in a template stored shifted.
-		owner = 100000
-		must(t, os.Lchown(filepath.Join(lower, "etc"), owner, owner))
-		must(t, os.Lchown(filepath.Join(lower, machineID), owner, owner))
+		// The container's root, as in a template stored shifted to the
+		// shared range; the copy is an isolated guest's, so its files
+		// are owned in its own range.
+		must(t, os.Lchown(filepath.Join(lower, "etc"), idmap.HostBase, idmap.HostBase))
+		must(t, os.Lchown(filepath.Join(lower, machineID), idmap.HostBase, idmap.HostBase))
+		own := idmap.Map{HostBase: idmap.IsolatedPool().First, Size: idmap.Size}
+		owner, shift = int(own.HostBase), idmap.Between(idmap.Default(), own)
 	}
 	upper := t.TempDir()
-	if err := resetMachineID(upper, lower); err != nil {
+	if err := resetMachineID(upper, lower, shift); err != nil {
 		t.Fatal(err)
 	}
 	info, err := os.Lstat(filepath.Join(upper, machineID))
@@ -157,3 +161,6 @@ func TestResetMachineIDEmptiesTheCopysID(t *testing.T) {
 		t.Errorf("an overlay copy's /etc is owned by %d, want %d like the template's", uid, owner)
 	}
 }
+
+// sameIDs keeps every owner: a shared guest's copy.
+var sameIDs = idmap.Between(idmap.Default(), idmap.Default())

@@ -14,6 +14,7 @@ import (
 	"github.com/polyvisor/polyvisor/internal/driver"
 	"github.com/polyvisor/polyvisor/internal/fsutil"
 	"github.com/polyvisor/polyvisor/internal/guest"
+	"github.com/polyvisor/polyvisor/internal/idmap"
 	"github.com/polyvisor/polyvisor/internal/runcmd"
 )
 
@@ -115,6 +116,14 @@ func (d *Driver) Copy(ctx context.Context, src *guest.Definition, dir string, de
 	if err != nil {
 		return fmt.Errorf("copy %s: %w", src.Name, err)
 	}
+	// An isolated source's copy gets its own range (def's): the tree
+	// moves from the source's ids to the copy's.
+	from, _ := src.IDMap()
+	if to, ok := def.IDMap(); ok && to != from {
+		if err := idmap.ShiftTree(ctx, filepath.Join(dir, rel), idmap.Between(from, to)); err != nil {
+			return fmt.Errorf("copy %s: %w", src.Name, err)
+		}
+	}
 	lower := ""
 	if src.Rootfs == guest.RootfsOverlay {
 		if err := os.Mkdir(filepath.Join(dir, workDir), 0o711); err != nil {
@@ -122,7 +131,7 @@ func (d *Driver) Copy(ctx context.Context, src *guest.Definition, dir string, de
 		}
 		lower = d.templateRootfs(src.Template)
 	}
-	if err := resetMachineID(to, lower); err != nil {
+	if err := resetMachineID(to, lower, fromTemplate(def)); err != nil {
 		return fmt.Errorf("copy %s: machine id: %w", src.Name, err)
 	}
 	def.Disks = []guest.Disk{{Name: "root", Path: rel, Kind: kind}}

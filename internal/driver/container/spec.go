@@ -11,7 +11,6 @@ import (
 	"github.com/moby/profiles/seccomp"
 	"github.com/polyvisor/polyvisor/internal/api"
 	"github.com/polyvisor/polyvisor/internal/guest"
-	"github.com/polyvisor/polyvisor/internal/idmap"
 )
 
 // ociVersion is the runtime-spec version the bundles declare: the one
@@ -93,8 +92,7 @@ func buildSpec(in specInput) (*specs.Spec, error) {
 	if in.Env != nil {
 		spec.Process.Env = in.Env
 	}
-	if !def.Privileged {
-		m := idmap.Default()
+	if m, ok := def.IDMap(); ok {
 		spec.Linux.UIDMappings = []specs.LinuxIDMapping{{ContainerID: 0, HostID: m.HostBase, Size: m.Size}}
 		spec.Linux.GIDMappings = []specs.LinuxIDMapping{{ContainerID: 0, HostID: m.HostBase, Size: m.Size}}
 		if err := confine(spec); err != nil {

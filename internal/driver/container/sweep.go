@@ -12,7 +12,8 @@ import (
 
 // Sweep implements driver.Sweeper: after a daemon crash, or a guest that
 // ended while no daemon watched, it unmounts orphaned root trees, removes
-// orphaned cgroups, runtime state and run directories.
+// orphaned cgroups, runtime state and run directories. An isolated
+// guest's idmapped template mount (lower) goes with its rootfs.
 func (d *Driver) Sweep(ctx context.Context, live map[string]bool) error {
 	var errs []error
 	guests := d.opts.Layout.GuestsDir() + string(filepath.Separator)
@@ -25,8 +26,10 @@ func (d *Driver) Sweep(ctx context.Context, live map[string]bool) error {
 		if !ok {
 			continue
 		}
-		name, _, _ := strings.Cut(rel, string(filepath.Separator))
-		if !live[name] {
+		name, sub, _ := strings.Cut(rel, string(filepath.Separator))
+		// A dot entry is a temporary mount of an export that a crash
+		// interrupted (no operation runs while the daemon starts).
+		if !live[name] || strings.HasPrefix(sub, ".") {
 			d.log.Info("unmounting orphaned rootfs", "path", point)
 			errs = append(errs, unmount(point))
 		}

@@ -23,8 +23,8 @@ func (d *Driver) ReadRootTree(ctx context.Context, def *guest.Definition, fn fun
 		return fmt.Errorf("%w: guest %s is running; stop it first, so that its files hold still", api.ErrConflict, def.Name)
 	}
 	var toGuest idmap.ShiftFunc
-	if !def.Privileged {
-		toGuest = idmap.ShiftDown(idmap.Default())
+	if m, ok := def.IDMap(); ok {
+		toGuest = idmap.ShiftDown(m)
 	}
 	if def.Rootfs == guest.RootfsCopy {
 		return fn(filepath.Join(d.guestDir(def), copyRootfs), toGuest)
@@ -34,7 +34,19 @@ func (d *Driver) ReadRootTree(ctx context.Context, def *guest.Definition, fn fun
 		return fmt.Errorf("read %s: %w", def.Name, err)
 	}
 	defer os.Remove(target)
-	opts := fmt.Sprintf("lowerdir=%s:%s", filepath.Join(d.guestDir(def), upperDir), d.templateRootfs(def.Template))
+	// An isolated guest's upper dir holds its own range's ids: the
+	// template goes under it through an idmapped mount, as at start.
+	lower, err := os.MkdirTemp(d.guestDir(def), ".template-")
+	if err != nil {
+		return fmt.Errorf("read %s: %w", def.Name, err)
+	}
+	defer os.Remove(lower)
+	tmpl, err := d.templateLower(ctx, def, lower)
+	if err != nil {
+		return fmt.Errorf("read %s: %w", def.Name, err)
+	}
+	defer unmount(lower)
+	opts := fmt.Sprintf("lowerdir=%s:%s", filepath.Join(d.guestDir(def), upperDir), tmpl)
 	if err := unix.Mount("overlay", target, "overlay", unix.MS_RDONLY, opts); err != nil {
 		return fmt.Errorf("read %s: mount its tree: %w", def.Name, err)
 	}
