@@ -94,7 +94,13 @@ type GuestCreate struct {
 	// id range of its own; the default) or shared (one range with every
 	// shared guest).
 	IDMap string `json:"idmap,omitempty"`
-	Copy  bool   `json:"copy,omitempty"`
+	// Nesting lets an unprivileged container mount file systems and make
+	// namespaces of its own (CAP_SYS_ADMIN in its user namespace).
+	Nesting bool `json:"nesting,omitempty"`
+	// Capabilities replace the default ones: names, "default" for the
+	// default set, "-NAME" to drop one.
+	Capabilities []string `json:"capabilities,omitempty"`
+	Copy         bool     `json:"copy,omitempty"`
 	// Force accepts memory beyond the host's (overcommit).
 	Force bool `json:"force,omitempty"`
 	Start bool `json:"start,omitempty"`

@@ -64,6 +64,8 @@ func (a *app) launchCmd(verb string, start bool) *cobra.Command {
 	f.BoolVar(&req.Copy, "copy", false, "give the guest a full private copy of the template (zone style) instead of an overlay")
 	f.StringArrayVar(&req.Networks, "network", nil, "network to join (default polyvisor0, made on first use; none for no network)")
 	f.StringArrayVar(&req.Publish, "publish", nil, "forward a host port to the guest: [HOSTIP:]HOSTPORT:GUESTPORT[/tcp|udp], on every host address (loopback too) unless HOSTIP")
+	f.BoolVar(&req.Nesting, "nesting", false, "let an unprivileged container mount file systems and make namespaces of its own (CAP_SYS_ADMIN in its user namespace)")
+	f.StringSliceVar(&req.Capabilities, "capabilities", nil, "replace the container root's capabilities: names, default for the default set, -NAME to drop one (like default,CAP_SYS_PTRACE,-CAP_NET_RAW)")
 	f.StringVar(&req.IDMap, "idmap", "", "id map of an unprivileged container: isolated (host ids of its own, the default) or shared (one range with every shared guest)")
 	f.BoolVar(&req.Privileged, "privileged", false, "run without a user namespace: container root is host root (implies --copy)")
 	f.StringVar(&format, "format", "text", "output: text or json")

@@ -124,6 +124,9 @@ func (d *Daemon) newDefinition(req api.GuestCreate) (*guest.Definition, error) {
 		return nil, err
 	}
 	// After Validate: an isolated guest's range is given by reserve.
+	if err := setConfinement(def, req); err != nil {
+		return nil, err
+	}
 	if err := d.setIDMap(def, req.IDMap); err != nil {
 		return nil, err
 	}
@@ -166,6 +169,21 @@ func (d *Daemon) setIDMap(def *guest.Definition, kind string) error {
 		return fmt.Errorf("%w: idmap %q: use %s (a host id range of the guest's own, the default) or %s", api.ErrInvalid, kind, idmap.Isolated, idmap.Shared)
 	}
 	return nil
+}
+
+// setConfinement records what the request asks beyond the default
+// confinement: nesting, and an explicit list of capabilities.
+func setConfinement(def *guest.Definition, req api.GuestCreate) error {
+	if !req.Nesting && req.Capabilities == nil {
+		return nil
+	}
+	if def.Type != guest.TypeContainer || def.Privileged {
+		return fmt.Errorf("%w: nesting and capabilities are for unprivileged containers (a privileged one holds every capability already); drop --nesting and --capabilities", api.ErrInvalid)
+	}
+	def.Security.Nesting = req.Nesting
+	caps, err := guest.ParseCapabilities("capabilities", strings.Join(req.Capabilities, ","))
+	def.Security.Capabilities = caps
+	return err
 }
 
 // create makes a guest transactionally: its directory is assembled under a
@@ -460,7 +478,15 @@ func (d *Daemon) setConfig(ctx context.Context, e *entry, set map[string]string,
 	}
 	limits := map[string]string{}
 	for key, value := range set {
-		if _, ok := guest.DiskOfKey(key); !ok && key != "network" && key != "publish" {
+		switch _, disk := guest.DiskOfKey(key); {
+		case disk || key == "network" || key == "publish":
+		case strings.HasPrefix(key, "security."):
+			// The runtime's confinement is fixed when the guest starts.
+			result.Applied[key] = "next-start"
+			if running(def) {
+				next.Status.Pending = appendOnce(next.Status.Pending, key)
+			}
+		default:
 			limits[key] = value
 		}
 	}

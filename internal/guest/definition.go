@@ -17,6 +17,7 @@ import (
 	"gopkg.in/yaml.v3"
 
 	"github.com/polyvisor/polyvisor/internal/api"
+	"github.com/polyvisor/polyvisor/internal/capability"
 	"github.com/polyvisor/polyvisor/internal/idmap"
 )
 
@@ -82,6 +83,13 @@ type Security struct {
 	// IDMapBase is the first host id of an isolated guest's range, given
 	// from idmap.IsolatedPool at creation.
 	IDMapBase uint32 `yaml:"idmapBase,omitempty"`
+	// Nesting lets the guest's root mount file systems and make
+	// namespaces (CAP_SYS_ADMIN, within its user namespace), for guests
+	// that run containers or sandboxes of their own.
+	Nesting bool `yaml:"nesting,omitempty"`
+	// Capabilities, when set, replace the default capabilities of the
+	// guest's root (capability.Default), in capability-number order.
+	Capabilities []string `yaml:"capabilities,omitempty"`
 }
 
 // IDMap returns the host id range of an unprivileged container's user
@@ -102,15 +110,24 @@ func (d *Definition) Isolated() bool {
 	return ok && d.Security.IDMap == idmap.Isolated
 }
 
-// validateSecurity checks the id map settings: a known kind, and for an
-// isolated guest a base that is one of the pool's.
+// validateSecurity checks the security settings: only an unprivileged
+// container has them, capabilities are known ones, and the id map is of a
+// known kind with, for an isolated guest, a base that is one of the pool's.
 func (d *Definition) validateSecurity() error {
 	s := d.Security
-	if s == (Security{}) {
+	if s.IDMap == "" && s.IDMapBase == 0 && !s.Nesting && s.Capabilities == nil {
 		return nil
 	}
 	if d.Type != TypeContainer || d.Privileged {
-		return fmt.Errorf("%w: security: only unprivileged containers have an id map; remove the security section", api.ErrInvalid)
+		return fmt.Errorf("%w: security: only unprivileged containers have security settings (a privileged one holds every capability already); remove the security section", api.ErrInvalid)
+	}
+	for _, c := range s.Capabilities {
+		if canonical, ok := capability.Canonical(c); !ok || canonical != c {
+			return fmt.Errorf("%w: security.capabilities: %q is not a capability; write names like CAP_SYS_PTRACE", api.ErrInvalid, c)
+		}
+	}
+	if s.IDMap == "" && s.IDMapBase == 0 {
+		return nil // an older definition's shared map
 	}
 	switch s.IDMap {
 	case idmap.Isolated:
@@ -345,7 +362,13 @@ func (d *Definition) Marshal() ([]byte, error) {
 }
 
 // Settable lists the keys `config set` accepts.
-var Settable = []string{"cpus", "memory", "processes", "disk.root.size", "network", "publish"}
+var Settable = []string{"cpus", "memory", "processes", "disk.root.size", "network", "publish", KeyNesting, KeyCapabilities}
+
+// Security keys of `config set`; they take effect at the next start.
+const (
+	KeyNesting      = "security.nesting"
+	KeyCapabilities = "security.capabilities"
+)
 
 // Set changes one settable key from its text form, validating it. Bounds
 // that depend on the host (memory beyond the host's, which --force lifts)
@@ -393,6 +416,18 @@ func (d *Definition) Set(key, value string) error {
 		if mac != "" {
 			d.MACs = map[string]string{value: mac}
 		}
+	case KeyNesting:
+		on, err := strconv.ParseBool(value)
+		if err != nil {
+			return fmt.Errorf("%w: %s %q: give true or false", api.ErrInvalid, key, value)
+		}
+		d.Security.Nesting = on
+	case KeyCapabilities:
+		caps, err := ParseCapabilities(key, value)
+		if err != nil {
+			return err
+		}
+		d.Security.Capabilities = caps
 	case "publish":
 		// A comma-separated list, empty for none; the daemon parses each.
 		d.Publish = nil
@@ -409,6 +444,22 @@ func (d *Definition) Set(key, value string) error {
 		return d.setDiskSize(key, name, value)
 	}
 	return d.Validate()
+}
+
+// ParseCapabilities reads a capability list (capability.Parse): nil for
+// the default set ("default" or nothing), refused if it leaves none.
+func ParseCapabilities(field, value string) ([]string, error) {
+	caps, err := capability.Parse(field, value)
+	if err != nil {
+		return nil, fmt.Errorf("%w: %v", api.ErrInvalid, err)
+	}
+	switch {
+	case strings.TrimSpace(value) == "" || strings.EqualFold(strings.TrimSpace(value), "default"):
+		return nil, nil // the default set, which follows polyvisor's
+	case len(caps) == 0:
+		return nil, fmt.Errorf("%w: %s %q: that leaves no capability at all; give at least one, or default", api.ErrInvalid, field, value)
+	}
+	return caps, nil
 }
 
 // setDiskSize grows a disk image: never shrinks it, which would cut off
@@ -457,6 +508,7 @@ func (d *Definition) Clone() *Definition {
 	c.Disks = append([]Disk(nil), d.Disks...)
 	c.Networks = append([]string(nil), d.Networks...)
 	c.Publish = append([]string(nil), d.Publish...)
+	c.Security.Capabilities = slices.Clone(d.Security.Capabilities)
 	if d.MACs != nil {
 		c.MACs = maps.Clone(d.MACs)
 	}
@@ -501,10 +553,20 @@ func Changes(current, edited *Definition) (map[string]string, error) {
 	if !slices.Equal(a.Publish, b.Publish) {
 		set["publish"] = strings.Join(b.Publish, ",")
 	}
+	if a.Security.Nesting != b.Security.Nesting {
+		set[KeyNesting] = strconv.FormatBool(b.Security.Nesting)
+	}
+	if !slices.Equal(a.Security.Capabilities, b.Security.Capabilities) {
+		set[KeyCapabilities] = strings.Join(b.Security.Capabilities, ",")
+		if b.Security.Capabilities == nil {
+			set[KeyCapabilities] = "default"
+		}
+	}
 	if !slices.Equal(a.Networks, b.Networks) {
 		b.MACs = a.MACs // they move with the network (Set "network")
 	}
 	b.Networks, b.Publish = a.Networks, a.Publish
+	b.Security.Nesting, b.Security.Capabilities = a.Security.Nesting, a.Security.Capabilities
 	b.CPUs, b.Memory, b.Processes, b.Status = a.CPUs, a.Memory, a.Processes, a.Status
 	left, _ := a.Marshal()
 	right, _ := b.Marshal()

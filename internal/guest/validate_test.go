@@ -4,6 +4,7 @@ import (
 	"errors"
 	"os"
 	"path/filepath"
+	"slices"
 	"strings"
 	"testing"
 
@@ -141,4 +142,39 @@ func TestSecurityIDMapRoundTripsAndHandEditsAreRefused(t *testing.T) {
 	if _, err := Changes(back, edited); err == nil {
 		t.Error("Changes accepted a new id map base")
 	}
+}
+
+// TestSecurityKeys: nesting and capabilities are set, validated, compared
+// by config edit and refused where they mean nothing.
+func TestSecurityKeys(t *testing.T) {
+	d := sample()
+	if err := d.Set(KeyNesting, "true"); err != nil || !d.Security.Nesting {
+		t.Fatalf("set nesting: %v, %+v", err, d.Security)
+	}
+	if err := d.Set(KeyCapabilities, "default,sys_ptrace,-CAP_NET_RAW"); err != nil {
+		t.Fatal(err)
+	}
+	if !slices.Contains(d.Security.Capabilities, "CAP_SYS_PTRACE") || slices.Contains(d.Security.Capabilities, "CAP_NET_RAW") {
+		t.Errorf("capabilities %v", d.Security.Capabilities)
+	}
+	data, _ := d.Marshal()
+	back, err := Parse(data)
+	if err != nil || !slices.Equal(back.Security.Capabilities, d.Security.Capabilities) || !back.Security.Nesting {
+		t.Errorf("round trip: %v, %+v", err, back.Security)
+	}
+	set, err := Changes(sample(), d)
+	if err != nil || set[KeyNesting] != "true" || !strings.Contains(set[KeyCapabilities], "CAP_SYS_PTRACE") {
+		t.Errorf("Changes = %v, %v", set, err)
+	}
+	if err := d.Set(KeyCapabilities, "default"); err != nil || d.Security.Capabilities != nil {
+		t.Errorf("back to the default: %v, %v", err, d.Security.Capabilities)
+	}
+	wantInvalid(t, "bogus capability", sample().Set(KeyCapabilities, "CAP_FLY"), "security.capabilities", "CAP_FLY")
+	wantInvalid(t, "no capability", sample().Set(KeyCapabilities, "-CAP_KILL"), "no capability at all")
+	wantInvalid(t, "nesting=maybe", sample().Set(KeyNesting, "maybe"), "security.nesting", "true or false")
+	vm := sampleVM()
+	wantInvalid(t, "nesting on a VM", vm.Set(KeyNesting, "true"), "only unprivileged containers")
+	hand := sample()
+	hand.Security.Capabilities = []string{"cap_kill"}
+	wantInvalid(t, "hand-written lower case", hand.Validate(), "security.capabilities", "cap_kill")
 }

@@ -5,6 +5,7 @@ import (
 	"os/exec"
 	"path/filepath"
 	"slices"
+	"strconv"
 	"strings"
 	"syscall"
 	"testing"
@@ -13,6 +14,7 @@ import (
 	"github.com/polyvisor/polyvisor/internal/api"
 	"github.com/polyvisor/polyvisor/internal/hostreq"
 	"github.com/polyvisor/polyvisor/internal/layout"
+	"github.com/polyvisor/polyvisor/internal/testenv"
 )
 
 // TestAFrozenContainerIsThawedWhenAdopted: a daemon that dies while a
@@ -82,22 +84,9 @@ func TestExecIntoAVMWhoseAgentIsFrozenFailsInTime(t *testing.T) {
 // no_new_privs and its own cgroup namespace.
 func TestAnUnprivilegedContainerIsConfined(t *testing.T) {
 	requireRoot(t)
-	escape := filepath.Join(t.TempDir(), "escape")
-	build := exec.Command(hostreq.Need(t, "go"), "build", "-o", escape, "./testdata/escape")
-	build.Env = append(os.Environ(), "CGO_ENABLED=0")
-	if out, err := build.CombinedOutput(); err != nil {
-		t.Fatalf("build the escape program: %v: %s", err, out)
-	}
-	program, err := os.ReadFile(escape)
-	if err != nil {
-		t.Fatal(err)
-	}
 	d := env.main
 	g := launch(t, d, "busybox", "e2e-confined")
-	if _, errOut, code := d.RunInput(string(program), "exec", g.Name, "--", "sh", "-c", "cat > /tmp/escape && chmod 755 /tmp/escape"); code != 0 {
-		t.Fatalf("copy the escape program in: %s", errOut)
-	}
-	out := d.Must(t, "exec", g.Name, "--", "/tmp/escape")
+	out := runEscape(t, d, g.Name)
 	attempts := 0
 	for _, line := range strings.Split(strings.TrimSpace(out), "\n") {
 		attempts++
@@ -122,6 +111,85 @@ func TestAnUnprivilegedContainerIsConfined(t *testing.T) {
 	if t.Failed() {
 		t.Logf("the escape program's report:\n%s", out)
 	}
+}
+
+// runEscape builds the escape program, runs it as the root of guest name
+// and returns its report, a line an attempt.
+func runEscape(t *testing.T, d *testenv.Daemon, name string) string {
+	t.Helper()
+	escape := filepath.Join(t.TempDir(), "escape")
+	build := exec.Command(hostreq.Need(t, "go"), "build", "-o", escape, "./testdata/escape")
+	build.Env = append(os.Environ(), "CGO_ENABLED=0")
+	if out, err := build.CombinedOutput(); err != nil {
+		t.Fatalf("build the escape program: %v: %s", err, out)
+	}
+	program, err := os.ReadFile(escape)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, errOut, code := d.RunInput(string(program), "exec", name, "--", "sh", "-c", "cat > /tmp/escape && chmod 755 /tmp/escape"); code != 0 {
+		t.Fatalf("copy the escape program in: %s", errOut)
+	}
+	return d.Must(t, "exec", name, "--", "/tmp/escape")
+}
+
+// TestNestingOpensMountsAndNamespacesAlone: a guest launched with
+// --nesting may mount and make namespaces inside its own user namespace,
+// and nothing more: the keyring, io_uring, modules and sysrq stay denied.
+// An explicit capability list replaces the default one.
+func TestNestingOpensMountsAndNamespacesAlone(t *testing.T) {
+	requireRoot(t)
+	d := env.main
+	g := launch(t, d, "busybox", "e2e-nested", "--nesting")
+	report := map[string]string{}
+	out := runEscape(t, d, g.Name)
+	for _, line := range strings.Split(strings.TrimSpace(out), "\n") {
+		name, result, _ := strings.Cut(line, " ")
+		report[name] = result
+	}
+	for _, opened := range []string{"unshare_user", "unshare_mount"} {
+		if report[opened] != "ALLOWED" {
+			t.Errorf("%s in a nesting guest: %q, want ALLOWED", opened, report[opened])
+		}
+	}
+	for _, closed := range []string{"add_key", "keyctl", "io_uring_setup", "finit_module", "sysrq_trigger"} {
+		if !strings.HasPrefix(report[closed], "denied") {
+			t.Errorf("%s in a nesting guest: %q, want denied", closed, report[closed])
+		}
+	}
+	d.Must(t, "exec", g.Name, "--", "unshare", "-m", "sh", "-c", "mkdir -p /tmp/m && mount -t tmpfs none /tmp/m && touch /tmp/m/made")
+	if c := info(t, d, g.Name).Confinement; c == nil || !slices.Contains(c.Capabilities, "CAP_SYS_ADMIN") {
+		t.Errorf("info's confinement of a nesting guest: %+v", c)
+	}
+
+	// Without nesting the same mount is refused.
+	plain := launch(t, d, "busybox", "e2e-plain", "--capabilities", "default,CAP_SYS_PTRACE,-CAP_NET_RAW")
+	if _, _, code := d.Run("exec", plain.Name, "--", "unshare", "-m", "sh", "-c", "mkdir -p /tmp/m && mount -t tmpfs none /tmp/m"); code == 0 {
+		t.Error("a guest without nesting mounted a tmpfs")
+	}
+	status := d.Must(t, "exec", plain.Name, "--", "cat", "/proc/self/status")
+	capEff := ""
+	for _, line := range strings.Split(status, "\n") {
+		if v, ok := strings.CutPrefix(line, "CapEff:"); ok {
+			capEff = strings.TrimSpace(v)
+		}
+	}
+	mask, err := strconv.ParseUint(capEff, 16, 64)
+	if err != nil {
+		t.Fatalf("CapEff %q: %v", capEff, err)
+	}
+	const ptrace, netRaw = 19, 13
+	if mask&(1<<ptrace) == 0 || mask&(1<<netRaw) != 0 {
+		t.Errorf("CapEff %s: want CAP_SYS_PTRACE and not CAP_NET_RAW", capEff)
+	}
+	expectError(t, d, "capabilities: \"CAP_FLY\" is not a capability", "launch", "busybox", "e2e-x", "--capabilities", "CAP_FLY")
+	expectError(t, d, "nesting and capabilities are for unprivileged containers", "launch", "busybox", "e2e-x", "--privileged", "--nesting")
+
+	// config set switches nesting at the next start.
+	d.Must(t, "stop", "--force", plain.Name)
+	d.Must(t, "config", "set", plain.Name, "security.nesting=true")
+	d.Must(t, "start", plain.Name)
+	d.Must(t, "exec", plain.Name, "--", "unshare", "-m", "sh", "-c", "mkdir -p /tmp/m && mount -t tmpfs none /tmp/m")
 }
 
 // TestARunningGuestWithABrokenDefinitionKeepsRunning: a typo in a running

@@ -4,12 +4,14 @@ import (
 	"cmp"
 	"fmt"
 	"log/slog"
+	"slices"
 
 	specs "github.com/opencontainers/runtime-spec/specs-go"
 	"golang.org/x/sys/unix"
 
 	"github.com/moby/profiles/seccomp"
 	"github.com/polyvisor/polyvisor/internal/api"
+	"github.com/polyvisor/polyvisor/internal/capability"
 	"github.com/polyvisor/polyvisor/internal/guest"
 )
 
@@ -43,18 +45,6 @@ func hostHardLimit(resource int) (uint64, error) {
 		return 0, err
 	}
 	return rl.Max, nil
-}
-
-// Capabilities a container gets in its user namespace: Docker's default
-// fourteen, plus CAP_NET_ADMIN, which the guest's own DHCP client needs to
-// put its address and routes on eth0 (the address is leased, not set from
-// outside). No CAP_SYS_ADMIN: no mounts, no new namespaces, no unmounting
-// of the masked paths. They are namespaced: they grant nothing on the host.
-var containerCaps = []string{
-	"CAP_CHOWN", "CAP_DAC_OVERRIDE", "CAP_FSETID", "CAP_FOWNER", "CAP_MKNOD",
-	"CAP_NET_RAW", "CAP_SETGID", "CAP_SETUID", "CAP_SETFCAP", "CAP_SETPCAP",
-	"CAP_NET_BIND_SERVICE", "CAP_SYS_CHROOT", "CAP_KILL", "CAP_AUDIT_WRITE",
-	"CAP_NET_ADMIN",
 }
 
 // buildSpec returns the OCI runtime spec of a container guest.
@@ -102,12 +92,22 @@ func buildSpec(in specInput) (*specs.Spec, error) {
 	return spec, nil
 }
 
-// capabilitiesOf returns the capabilities def's root gets.
+// capabilitiesOf returns the capabilities def's root gets: every one for
+// a privileged guest; else its own list or the default, and CAP_SYS_ADMIN
+// with nesting. All but a privileged guest's are namespaced: they grant
+// nothing on the host.
 func capabilitiesOf(def *guest.Definition) []string {
 	if def.Privileged {
 		return allCaps()
 	}
-	return containerCaps
+	caps := def.Security.Capabilities
+	if caps == nil {
+		caps = capability.Default()
+	}
+	if def.Security.Nesting && !slices.Contains(caps, capability.SysAdmin) {
+		caps = append(slices.Clone(caps), capability.SysAdmin)
+	}
+	return caps
 }
 
 // namespacesOf returns the namespaces def runs in: all of them, but the
@@ -232,22 +232,10 @@ var readonlyPaths = []string{
 // example, root lacks CAP_SYS_RESOURCE), and asking for it fails the start.
 func allCaps() []string {
 	var caps []string
-	for n, name := range capabilityNames {
+	for n, name := range capability.Names {
 		if held, err := unix.PrctlRetInt(unix.PR_CAPBSET_READ, uintptr(n), 0, 0, 0); err == nil && held == 1 {
 			caps = append(caps, name)
 		}
 	}
 	return caps
-}
-
-// capabilityNames is indexed by capability number (linux/capability.h).
-var capabilityNames = []string{
-	"CAP_CHOWN", "CAP_DAC_OVERRIDE", "CAP_DAC_READ_SEARCH", "CAP_FOWNER", "CAP_FSETID", "CAP_KILL",
-	"CAP_SETGID", "CAP_SETUID", "CAP_SETPCAP", "CAP_LINUX_IMMUTABLE", "CAP_NET_BIND_SERVICE",
-	"CAP_NET_BROADCAST", "CAP_NET_ADMIN", "CAP_NET_RAW", "CAP_IPC_LOCK", "CAP_IPC_OWNER",
-	"CAP_SYS_MODULE", "CAP_SYS_RAWIO", "CAP_SYS_CHROOT", "CAP_SYS_PTRACE", "CAP_SYS_PACCT",
-	"CAP_SYS_ADMIN", "CAP_SYS_BOOT", "CAP_SYS_NICE", "CAP_SYS_RESOURCE", "CAP_SYS_TIME",
-	"CAP_SYS_TTY_CONFIG", "CAP_MKNOD", "CAP_LEASE", "CAP_AUDIT_WRITE", "CAP_AUDIT_CONTROL",
-	"CAP_SETFCAP", "CAP_MAC_OVERRIDE", "CAP_MAC_ADMIN", "CAP_SYSLOG", "CAP_WAKE_ALARM",
-	"CAP_BLOCK_SUSPEND", "CAP_AUDIT_READ",
 }

@@ -7,6 +7,7 @@ import (
 	specs "github.com/opencontainers/runtime-spec/specs-go"
 	"golang.org/x/sys/unix"
 
+	"github.com/polyvisor/polyvisor/internal/capability"
 	"github.com/polyvisor/polyvisor/internal/guest"
 )
 
@@ -72,7 +73,7 @@ func TestSpecOfAPrivilegedGuestStaysWithinTheHostsCapabilities(t *testing.T) {
 	if len(spec.Linux.UIDMappings) != 0 {
 		t.Error("a privileged guest got an id map")
 	}
-	for n, name := range capabilityNames {
+	for n, name := range capability.Names {
 		held, _ := unix.PrctlRetInt(unix.PR_CAPBSET_READ, uintptr(n), 0, 0, 0)
 		if got := slices.Contains(spec.Process.Capabilities.Bounding, name); got != (held == 1) {
 			t.Errorf("%s: in spec %v, held by this process %v", name, got, held == 1)
@@ -102,6 +103,48 @@ func TestConfinementSaysWhatTheSpecGives(t *testing.T) {
 		}
 		if !privileged && (slices.Contains(c.Capabilities, "CAP_SYS_ADMIN") || !slices.Contains(c.Namespaces, "cgroup")) {
 			t.Errorf("an unprivileged guest's confinement: %+v", c)
+		}
+	}
+}
+
+// TestNestingAndCapabilitiesShapeTheSpec: nesting adds CAP_SYS_ADMIN and
+// the system calls moby's profile opens with it (mount, unshare); an
+// explicit list replaces the default; the confinement info follows.
+func TestNestingAndCapabilitiesShapeTheSpec(t *testing.T) {
+	allows := func(spec *specs.Spec, call string) bool {
+		for _, rule := range spec.Linux.Seccomp.Syscalls {
+			if rule.Action == specs.ActAllow && len(rule.Args) == 0 && slices.Contains(rule.Names, call) {
+				return true
+			}
+		}
+		return false
+	}
+	plain := &guest.Definition{Name: "c", CPUs: 1, Memory: 64 << 20, Processes: 100}
+	nested := plain.Clone()
+	nested.Security.Nesting = true
+	listed := plain.Clone()
+	listed.Security.Capabilities = []string{"CAP_CHOWN", "CAP_SYS_PTRACE"}
+	for _, c := range []struct {
+		def        *guest.Definition
+		caps       []string
+		mountAllow bool
+	}{
+		{plain, capability.Default(), false},
+		{nested, append(capability.Default(), capability.SysAdmin), true},
+		{listed, []string{"CAP_CHOWN", "CAP_SYS_PTRACE"}, false},
+	} {
+		spec := specFor(t, c.def, 20000)
+		if got := spec.Process.Capabilities.Bounding; !slices.Equal(got, c.caps) {
+			t.Errorf("nesting %v, capabilities %v: spec holds %v, want %v", c.def.Security.Nesting, c.def.Security.Capabilities, got, c.caps)
+		}
+		if got := (&Driver{}).Confinement(c.def).Capabilities; !slices.Equal(got, c.caps) {
+			t.Errorf("confinement says %v, want %v", got, c.caps)
+		}
+		if allows(spec, "mount") != c.mountAllow || allows(spec, "add_key") {
+			t.Errorf("nesting %v: seccomp allows mount %v (want %v), add_key %v (want false)", c.def.Security.Nesting, allows(spec, "mount"), c.mountAllow, allows(spec, "add_key"))
+		}
+		if !spec.Process.NoNewPrivileges {
+			t.Error("no_new_privs off")
 		}
 	}
 }

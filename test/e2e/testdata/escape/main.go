@@ -8,8 +8,10 @@ import (
 	"errors"
 	"fmt"
 	"os"
+	"os/exec"
 	"path/filepath"
 	"strings"
+	"syscall"
 	"unsafe"
 
 	"golang.org/x/sys/unix"
@@ -37,7 +39,14 @@ func main() {
 			unix.Close(int(fd))
 			return nil
 		}},
-		{"unshare_user", func() error { return unix.Unshare(unix.CLONE_NEWUSER) }},
+		// A new user namespace is asked for by a child's clone: unshare
+		// of one fails with EINVAL in any multithreaded process, a Go
+		// program included, whatever the confinement.
+		{"unshare_user", func() error {
+			child := exec.Command("/bin/true")
+			child.SysProcAttr = &syscall.SysProcAttr{Cloneflags: syscall.CLONE_NEWUSER}
+			return child.Run()
+		}},
 		{"unshare_mount", func() error { return unix.Unshare(unix.CLONE_NEWNS) }},
 		{"mount_proc", func() error {
 			os.MkdirAll("/tmp/pv-escape-proc", 0o755)
