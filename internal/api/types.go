@@ -89,7 +89,10 @@ type GuestCreate struct {
 	Processes  int    `json:"processes,omitempty"`
 	Privileged bool   `json:"privileged,omitempty"`
 	Copy       bool   `json:"copy,omitempty"`
-	Start      bool   `json:"start,omitempty"`
+	// Disk is an overlay container's disk quota, like 10GiB (the default),
+	// or "none" for none; a VM's root disk grows to it from the template's.
+	Disk  string `json:"disk,omitempty"`
+	Start bool   `json:"start,omitempty"`
 	// Networks the guest joins; absent: the default network (polyvisor0),
 	// ["none"]: none.
 	Networks []string `json:"networks,omitempty"`
@@ -156,6 +159,10 @@ type Disk struct {
 	// Allocated is the space a disk image takes on the host, in bytes:
 	// a qcow2 clone holds only what the guest wrote.
 	Allocated int64 `json:"allocated,omitempty" yaml:"allocated,omitempty"`
+	// Used is what the guest's files take of Size, in bytes, as df in
+	// the guest counts it; given for a container's disk quota
+	// (kind overlay-image).
+	Used int64 `json:"used,omitempty" yaml:"used,omitempty"`
 }
 
 // ConfigResult says, per changed key, whether it took effect on the running

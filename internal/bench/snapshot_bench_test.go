@@ -3,8 +3,6 @@ package bench
 import (
 	"context"
 	"fmt"
-	"math/rand/v2"
-	"os"
 	"os/exec"
 	"path/filepath"
 	"testing"
@@ -64,18 +62,20 @@ func BenchmarkSnapshotContainer(b *testing.B) {
 	requireRoot(b)
 	f := openFixture(b, "snapshotct")
 	m, _ := f.memo.(snapshotMemo)
-	l := layout.New(f.daemon.StateDir)
 	if m == nil {
 		m = snapshotMemo{}
 		f.memo = m
 		for _, mib := range snapshotSizes {
 			name := fmt.Sprintf("ct-%d", mib)
-			if err := f.createGuest(b.Context(), api.GuestCreate{Name: name, Template: "busybox", Networks: []string{"none"}}); err != nil {
+			if err := f.createGuest(b.Context(), api.GuestCreate{Name: name, Template: "busybox", Networks: []string{"none"}, Start: true}); err != nil {
 				b.Fatal(err)
 			}
-			// Written on the host into the stopped guest's upper dir: what
-			// the guest would have written, without timing a dd inside.
-			if err := writeData(filepath.Join(l.GuestDir(name), "disks", "upper", "data"), mib); err != nil {
+			// Written by the guest into its upper dir (in its disk quota
+			// image), untimed.
+			if out, errOut, code := f.daemon.Run("exec", name, "--", "dd", "if=/dev/urandom", "of=/root/data", "bs=1M", fmt.Sprintf("count=%d", mib)); code != 0 {
+				b.Fatalf("write %d MiB in %s: %s%s", mib, name, out, errOut)
+			}
+			if err := f.setState(b.Context(), name, "stop"); err != nil {
 				b.Fatal(err)
 			}
 		}
@@ -184,22 +184,4 @@ func (f *fixture) prepareDataVM(ctx context.Context, name string, mib int) error
 		return fmt.Errorf("qemu-io %s: %v: %s", disk, err, out)
 	}
 	return nil
-}
-
-// writeData writes mib MiB of incompressible bytes to path.
-func writeData(path string, mib int) error {
-	f, err := os.Create(path)
-	if err != nil {
-		return err
-	}
-	buf := make([]byte, 1<<20)
-	rng := rand.NewChaCha8([32]byte{1})
-	for range mib {
-		rng.Read(buf)
-		if _, err := f.Write(buf); err != nil {
-			f.Close()
-			return err
-		}
-	}
-	return f.Close()
 }

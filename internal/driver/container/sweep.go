@@ -5,13 +5,15 @@ import (
 	"errors"
 	"os"
 	"path/filepath"
+	"slices"
 	"strings"
 
 	"github.com/polyvisor/polyvisor/internal/fsutil"
 )
 
 // Sweep implements driver.Sweeper: after a daemon crash, or a guest that
-// ended while no daemon watched, it unmounts orphaned root trees, removes
+// ended while no daemon watched, it unmounts orphaned root trees and disk
+// quota images (their loop devices go with the mounts), removes
 // orphaned cgroups, runtime state and run directories.
 func (d *Driver) Sweep(ctx context.Context, live map[string]bool) error {
 	var errs []error
@@ -20,6 +22,8 @@ func (d *Driver) Sweep(ctx context.Context, live map[string]bool) error {
 	if err != nil {
 		return err
 	}
+	// Newest first: a guest's overlay goes before the quota image under it.
+	slices.Reverse(mounts)
 	for _, point := range mounts {
 		rel, ok := strings.CutPrefix(point, guests)
 		if !ok {

@@ -34,10 +34,12 @@ func (d *Driver) ReadRootTree(ctx context.Context, def *guest.Definition, fn fun
 		return fmt.Errorf("read %s: %w", def.Name, err)
 	}
 	defer os.Remove(target)
-	opts := fmt.Sprintf("lowerdir=%s:%s", filepath.Join(d.guestDir(def), upperDir), d.templateRootfs(def.Template))
-	if err := unix.Mount("overlay", target, "overlay", unix.MS_RDONLY, opts); err != nil {
-		return fmt.Errorf("read %s: mount its tree: %w", def.Name, err)
-	}
-	defer unmount(target)
-	return fn(target, toGuest)
+	return d.withLayer(ctx, def, func() error {
+		opts := fmt.Sprintf("lowerdir=%s:%s", filepath.Join(d.guestDir(def), upperRel(def)), d.templateRootfs(def.Template)) + overlayOptions(def)
+		if err := unix.Mount("overlay", target, "overlay", unix.MS_RDONLY, opts); err != nil {
+			return fmt.Errorf("read %s: mount its tree: %w", def.Name, err)
+		}
+		defer unmount(target)
+		return fn(target, toGuest)
+	})
 }
