@@ -70,6 +70,10 @@ func TestImageBoundsWrites(t *testing.T) {
 	if err := Mount(ctx, image, target); err != nil { // a second mount is a no-op
 		t.Fatalf("mount again: %v", err)
 	}
+	for _, f := range loopsOf(t, image) {
+		dio, _ := os.ReadFile(filepath.Join(filepath.Dir(f), "dio"))
+		t.Logf("%s: dio %s", f, strings.TrimSpace(string(dio)))
+	}
 	if n := len(loopsOf(t, image)); n != 1 {
 		t.Fatalf("%d loop devices back the image, want 1", n)
 	}

@@ -132,8 +132,11 @@ func (d *Driver) withLayer(ctx context.Context, def *guest.Definition, fn func()
 		return fn()
 	}
 	mounted, err := loopfs.Mounted(filepath.Join(d.guestDir(def), layerMount))
-	if err != nil || mounted {
-		return errors.Join(err, fn())
+	if err != nil {
+		return err
+	}
+	if mounted {
+		return fn()
 	}
 	if err := d.mountLayer(ctx, def); err != nil {
 		return err
