@@ -101,6 +101,9 @@ type GuestCreate struct {
 	// default set, "-NAME" to drop one.
 	Capabilities []string `json:"capabilities,omitempty"`
 	Copy         bool     `json:"copy,omitempty"`
+	// Disk is an overlay container's disk quota, like 10GiB (the default),
+	// or "none" for none; a VM's root disk grows to it from the template's.
+	Disk string `json:"disk,omitempty"`
 	// Force accepts memory beyond the host's (overcommit).
 	Force bool `json:"force,omitempty"`
 	Start bool `json:"start,omitempty"`
@@ -172,6 +175,10 @@ type Disk struct {
 	// Allocated is the space a disk image takes on the host, in bytes:
 	// a qcow2 clone holds only what the guest wrote.
 	Allocated int64 `json:"allocated,omitempty" yaml:"allocated,omitempty"`
+	// Used is what the guest's files take of Size, in bytes, as df in
+	// the guest counts it; given for a container's disk quota
+	// (kind overlay-image).
+	Used int64 `json:"used,omitempty" yaml:"used,omitempty"`
 }
 
 // ConfigResult says, per changed key, whether it took effect on the running

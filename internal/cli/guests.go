@@ -30,6 +30,11 @@ func (a *app) launchCmd(verb string, start bool) *cobra.Command {
 			if err := checkCounts(cmd, req.CPUs, req.Processes); err != nil {
 				return err
 			}
+			if cmd.Flags().Changed("disk") {
+				if _, err := guest.ParseDiskQuota("--disk", req.Disk); err != nil {
+					return err
+				}
+			}
 			req.Template, req.Name, req.Start = args[0], args[1], start
 			c := a.client()
 			op, err := c.CreateGuest(cmd.Context(), req)
@@ -61,6 +66,7 @@ func (a *app) launchCmd(verb string, start bool) *cobra.Command {
 	f.StringVar(&req.Memory, "memory", "", "memory limit, like 256MiB or 1GiB (default 256MiB)")
 	f.BoolVar(&req.Force, "force", false, "accept memory beyond the host's (overcommit)")
 	f.IntVar(&req.Processes, "processes", 0, "process limit (default 1024)")
+	f.StringVar(&req.Disk, "disk", "", "containers: disk quota on what the guest writes, like 10GiB (the default), or none for no quota; VMs: grow the root disk to this size")
 	f.BoolVar(&req.Copy, "copy", false, "give the guest a full private copy of the template (zone style) instead of an overlay")
 	f.StringArrayVar(&req.Networks, "network", nil, "network to join (default polyvisor0, made on first use; none for no network)")
 	f.StringArrayVar(&req.Publish, "publish", nil, "forward a host port to the guest: [HOSTIP:]HOSTPORT:GUESTPORT[/tcp|udp], on every host address (loopback too) unless HOSTIP")
@@ -91,13 +97,13 @@ func (a *app) listCmd() *cobra.Command {
 				return printStructured(a.stdout, format, guests)
 			}
 			tw := tabwriter.NewWriter(a.stdout, 0, 4, 2, ' ', 0)
-			fmt.Fprintln(tw, "NAME\tTYPE\tCLASS\tSTATE\tIPV4\tCPUS\tMEMORY\tARCH")
+			fmt.Fprintln(tw, "NAME\tTYPE\tCLASS\tSTATE\tIPV4\tCPUS\tMEMORY\tDISK\tARCH")
 			for _, g := range guests {
 				ip := strings.Join(g.IPv4, ",")
 				if ip == "" {
 					ip = "-"
 				}
-				fmt.Fprintf(tw, "%s\t%s\t%s\t%s\t%s\t%d\t%s\t%s\n", g.Name, g.Type, g.Class, strings.ToUpper(g.State), ip, g.CPUs, humanBytes(g.Memory), g.Arch)
+				fmt.Fprintf(tw, "%s\t%s\t%s\t%s\t%s\t%d\t%s\t%s\t%s\n", g.Name, g.Type, g.Class, strings.ToUpper(g.State), ip, g.CPUs, humanBytes(g.Memory), diskColumn(g), g.Arch)
 			}
 			return tw.Flush()
 		},
@@ -229,4 +235,19 @@ func rangeArgs(least, most int, usage string) cobra.PositionalArgs {
 		}
 		return nil
 	}
+}
+
+// diskColumn is list's DISK: USED/SIZE of a container's disk quota, the
+// size of a VM's root disk, "-" for a guest whose files are unbounded.
+func diskColumn(g api.Guest) string {
+	for _, d := range g.Disks {
+		if d.Name != "root" || d.Size == 0 {
+			continue
+		}
+		if d.Kind == guest.DiskOverlayImage {
+			return humanBytes(d.Used) + "/" + humanBytes(d.Size)
+		}
+		return humanBytes(d.Size)
+	}
+	return "-"
 }

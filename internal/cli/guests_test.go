@@ -29,3 +29,25 @@ func TestZeroCountsAreRefused(t *testing.T) {
 		}
 	}
 }
+
+// TestBadDiskQuotaIsRefused: --disk takes a size of 16MiB to 64TiB or
+// none; anything else is refused before any request, in one line naming
+// --disk. No daemon listens: nothing is sent.
+func TestBadDiskQuotaIsRefused(t *testing.T) {
+	socket := filepath.Join(t.TempDir(), "none.sock")
+	for value, want := range map[string]string{
+		"0":     "--disk 0: give at least 16MiB",
+		"-1GiB": `--disk: "-1GiB" is not a size`,
+		"65TiB": "--disk 65TiB: use at most 64TiB",
+		"lots":  `--disk: "lots" is not a size`,
+	} {
+		for _, verb := range []string{"launch", "create"} {
+			root := NewRoot()
+			root.SetArgs([]string{verb, "busybox", "web", "--disk", value, "--socket", socket})
+			err := root.ExecuteContext(context.Background())
+			if err == nil || !strings.Contains(err.Error(), want) || strings.Contains(err.Error(), "\n") {
+				t.Errorf("%s --disk %s: err = %v, want one line saying %q", verb, value, err, want)
+			}
+		}
+	}
+}

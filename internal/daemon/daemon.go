@@ -180,6 +180,8 @@ func (d *Daemon) view(def *guest.Definition) api.Guest {
 	}
 	g.Networks = append([]string{}, def.Networks...)
 	g.Publish = def.Publish
+	drv, drvErr := d.driverFor(def)
+	usage, _ := drv.(driver.DiskUsageReporter)
 	for _, disk := range def.Disks {
 		view := api.Disk{Name: disk.Name, Kind: disk.Kind, Size: int64(disk.Size)}
 		if disk.Size > 0 {
@@ -187,6 +189,13 @@ func (d *Daemon) view(def *guest.Definition) api.Guest {
 			if unix.Stat(filepath.Join(d.layout.GuestDir(def.Name), disk.Path), &st) == nil {
 				view.Allocated = st.Blocks * 512
 			}
+		}
+		if usage != nil && drvErr == nil {
+			used, err := usage.DiskUsed(def, disk.Name)
+			if err != nil {
+				d.log.Warn("disk usage", "guest", def.Name, "disk", disk.Name, "err", err)
+			}
+			view.Used = used
 		}
 		g.Disks = append(g.Disks, view)
 	}

@@ -76,6 +76,9 @@ func (d *Daemon) newDefinition(req api.GuestCreate) (*guest.Definition, error) {
 		}
 		def.Rootfs = guest.RootfsQcow2
 	}
+	if err := setRootDiskSize(def, req.Disk); err != nil {
+		return nil, err
+	}
 	networks, err := network.ResolveNetworks(req.Networks, d.cfg.DefaultNetwork)
 	if err != nil {
 		return nil, err
@@ -620,6 +623,33 @@ func (d *Daemon) sweepGuestDir() {
 			os.RemoveAll(path)
 		}
 	}
+}
+
+// setRootDiskSize gives the driver's Create the root disk size asked for
+// (def.Disks' "root", Size 0 for none): an overlay container's disk quota,
+// DefaultDiskQuota unless the request says, or the size a VM's root disk
+// grows to from the template's. A copy's private tree is a plain
+// directory, which no quota bounds.
+func setRootDiskSize(def *guest.Definition, value string) error {
+	size := guest.Size(0)
+	if value != "" {
+		var err error
+		if size, err = guest.ParseDiskQuota("disk", value); err != nil {
+			return err
+		}
+	}
+	switch {
+	case def.Rootfs == guest.RootfsCopy && size > 0:
+		return fmt.Errorf("%w: disk: a --copy or --privileged container's tree is a plain directory that no quota bounds; drop --disk, or drop --copy", api.ErrInvalid)
+	case def.Rootfs == guest.RootfsOverlay && value == "":
+		size = guest.DefaultDiskQuota
+	case def.Type == guest.TypeVM && value == guest.NoDiskQuota:
+		return fmt.Errorf("%w: disk: a vm's root disk has a size; give one, like 10GiB, or leave --disk out for the template's", api.ErrInvalid)
+	}
+	if size > 0 {
+		def.Disks = []guest.Disk{{Name: "root", Size: size}}
+	}
+	return nil
 }
 
 // checkMemory refuses memory a guest could not boot with or, unless

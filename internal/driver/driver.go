@@ -70,6 +70,12 @@ type DiskResizer interface {
 	ResizeDisk(ctx context.Context, def *guest.Definition, name string) (applied string, err error)
 }
 
+// DiskUsageReporter says how many bytes of a bounded disk (a container's
+// disk quota) its guest's files take; 0 where the driver cannot tell.
+type DiskUsageReporter interface {
+	DiskUsed(def *guest.Definition, name string) (int64, error)
+}
+
 // TreeReader lends a stopped guest's root tree, as the guest sees it, to
 // fn, with the shift from host ids back to the guest's (nil for none).
 type TreeReader interface {

@@ -28,6 +28,12 @@ const ext4ResizeFS = 0x40086610
 type Superblock struct {
 	Blocks    uint64 // file system size in blocks
 	BlockSize uint64 // bytes
+	// Free counts the free blocks, as of the last time the file system
+	// wrote its superblock (exact once it is unmounted).
+	Free uint64
+	// Overhead counts the blocks of the file system's own metadata, where
+	// mke2fs (1.47 and later) or the kernel recorded it; 0 otherwise.
+	Overhead uint64
 }
 
 // Bytes is the file system's size.
@@ -39,10 +45,13 @@ const (
 	superblockOffset = 1024
 	superblockSize   = 1024
 	offBlocksLo      = 0x4
+	offFreeBlocksLo  = 0xC
 	offLogBlockSize  = 0x18
 	offMagic         = 0x38
 	offIncompat      = 0x60
 	offBlocksHi      = 0x150
+	offFreeBlocksHi  = 0x158
+	offOverhead      = 0x248
 	ext4Magic        = 0xEF53
 	incompat64Bit    = 0x80
 )
@@ -61,9 +70,10 @@ func ReadSuperblock(r io.ReaderAt) (Superblock, error) {
 	if logSize > 6 { // 1 KiB << 6 = 64 KiB, the largest block size
 		return Superblock{}, fmt.Errorf("superblock: block size 2^(10+%d) is out of range", logSize)
 	}
-	sb := Superblock{Blocks: uint64(le.Uint32(buf[offBlocksLo:])), BlockSize: 1024 << logSize}
+	sb := Superblock{Blocks: uint64(le.Uint32(buf[offBlocksLo:])), BlockSize: 1024 << logSize, Free: uint64(le.Uint32(buf[offFreeBlocksLo:])), Overhead: uint64(le.Uint32(buf[offOverhead:]))}
 	if le.Uint32(buf[offIncompat:])&incompat64Bit != 0 {
 		sb.Blocks |= uint64(le.Uint32(buf[offBlocksHi:])) << 32
+		sb.Free |= uint64(le.Uint32(buf[offFreeBlocksHi:])) << 32
 	}
 	return sb, nil
 }

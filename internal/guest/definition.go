@@ -158,12 +158,21 @@ type Disk struct {
 // what qcow2 and ext4 (4 KiB blocks, 64bit) take.
 const MaxDiskSize = Size(64 << 40)
 
+// DiskOverlayImage is the kind of an overlay container's root disk whose
+// upper and work dirs live in an ext4 image of the disk's size: its disk
+// quota. A container without one (kind overlay-upper, created before
+// quotas or with --disk none) writes to the host's file system unbounded.
+const DiskOverlayImage = "overlay-image"
+
 // diskSizeKey is the settable key of a disk's size: disk.NAME.size.
 func diskSizeKey(name string) string { return "disk." + name + ".size" }
 
 // DiskOfKey returns the name of the disk a disk.NAME.size key sets, and
-// whether key is such a key.
+// whether key is such a key; "disk" alone sets the root disk.
 func DiskOfKey(key string) (string, bool) {
+	if key == "disk" {
+		return "root", true
+	}
 	name, ok := strings.CutPrefix(key, "disk.")
 	if !ok {
 		return "", false
@@ -362,7 +371,7 @@ func (d *Definition) Marshal() ([]byte, error) {
 }
 
 // Settable lists the keys `config set` accepts.
-var Settable = []string{"cpus", "memory", "processes", "disk.root.size", "network", "publish", KeyNesting, KeyCapabilities}
+var Settable = []string{"cpus", "memory", "processes", "disk", "disk.root.size", "network", "publish", KeyNesting, KeyCapabilities}
 
 // Security keys of `config set`; they take effect at the next start.
 const (
@@ -466,15 +475,18 @@ func ParseCapabilities(field, value string) ([]string, error) {
 // the end of the guest's file system.
 func (d *Definition) setDiskSize(key, name, value string) error {
 	disk, ok := d.Disk(name)
-	if !ok || disk.Kind != RootfsQcow2 {
+	if !ok || (disk.Kind != RootfsQcow2 && disk.Kind != DiskOverlayImage) {
 		if d.Type == TypeContainer {
-			return fmt.Errorf("%w: %s: a container has no disk image; its files share the host's file system", api.ErrInvalid, key)
+			return fmt.Errorf("%w: %s: %s has no disk quota (created with --copy, --disk none or before quotas); its files share the host's file system", api.ErrInvalid, key, d.Name)
 		}
 		return fmt.Errorf("%w: %s: %s has no disk image named %q", api.ErrInvalid, key, d.Name, name)
 	}
 	size, err := ParseSize(value)
 	if err != nil {
 		return fmt.Errorf("%w: %s: %v", api.ErrInvalid, key, err)
+	}
+	if disk.Kind == DiskOverlayImage {
+		size = roundQuota(size)
 	}
 	if size < disk.Size {
 		return fmt.Errorf("%w: %s %s: smaller than the disk's %s; disks only grow (shrinking would cut off the guest's file system)", api.ErrInvalid, key, size, disk.Size)

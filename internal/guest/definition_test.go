@@ -138,7 +138,8 @@ func TestDiskSizesOnlyGrow(t *testing.T) {
 		{sampleVM(), "disk.root.size", "65537GiB", "use at most 64TiB"},
 		{sampleVM(), "disk.root.size", "lots", "disk.root.size"},
 		{sampleVM(), "disk.data.size", "2GiB", `no disk image named "data"`},
-		{sample(), "disk.root.size", "2GiB", "a container has no disk image"},
+		{sample(), "disk.root.size", "2GiB", "web-1 has no disk quota"},
+		{sample(), "disk", "2GiB", "web-1 has no disk quota"},
 		{sampleVM(), "disk..size", "2GiB", "unknown key"},
 	} {
 		if err := c.def.Set(c.key, c.value); err == nil || !strings.Contains(err.Error(), c.want) {

@@ -2,6 +2,7 @@ package guest
 
 import (
 	"fmt"
+	"strings"
 
 	"github.com/polyvisor/polyvisor/internal/api"
 	"golang.org/x/sys/unix"
@@ -63,6 +64,42 @@ func CheckDiskSize(field string, s Size) error {
 	}
 	return nil
 }
+
+// DefaultDiskQuota is the disk quota of an overlay container when the
+// create request gives none: room for a Debian system and its packages
+// several times over, while the image it lives in takes on the host only
+// what the guest writes (it is sparse).
+const DefaultDiskQuota = Size(10 << 30)
+
+// MinDiskQuota is the smallest disk quota: below it ext4's own journal and
+// metadata leave a guest too little room.
+const MinDiskQuota = Size(16 << 20)
+
+// NoDiskQuota is what --disk takes for a container without a quota.
+const NoDiskQuota = "none"
+
+// ParseDiskQuota reads a disk quota as the user wrote it (field is "--disk"
+// or "disk"): a size of MinDiskQuota to MaxDiskSize, rounded up to whole
+// 4 KiB blocks, or "none", which gives 0: no quota.
+func ParseDiskQuota(field, value string) (Size, error) {
+	if strings.TrimSpace(value) == NoDiskQuota {
+		return 0, nil
+	}
+	s, err := ParseSize(value)
+	if err != nil {
+		return 0, fmt.Errorf("%w: %s: %v, or none for no quota", api.ErrInvalid, field, err)
+	}
+	if s < MinDiskQuota {
+		return 0, fmt.Errorf("%w: %s %s: give at least %s, like 10GiB, or none for no quota", api.ErrInvalid, field, s, MinDiskQuota)
+	}
+	if err := CheckDiskSize(field, s); err != nil {
+		return 0, err
+	}
+	return roundQuota(s), nil
+}
+
+// roundQuota rounds a quota up to whole 4 KiB file system blocks.
+func roundQuota(s Size) Size { return (s + 4095) &^ 4095 }
 
 // HostMemory is the host's physical memory (MemTotal).
 func HostMemory() (Size, error) {

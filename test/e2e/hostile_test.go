@@ -250,10 +250,19 @@ func TestHostUsersCannotReachAGuestsTree(t *testing.T) {
 	if out, err := asNobody("test -r /etc/os-release"); err != nil {
 		t.Fatalf("nobody cannot even read the host's /etc/os-release: %v %s", err, out)
 	}
-	for _, path := range []string{filepath.Join(dir, "disks/upper/pv-suid"), filepath.Join(dir, "rootfs/pv-suid")} {
+	// The upper dir lives in the guest's disk quota image, itself mounted
+	// nosuid,nodev.
+	for _, path := range []string{filepath.Join(dir, "disks/layer/upper/pv-suid"), filepath.Join(dir, "rootfs/pv-suid")} {
+		if _, err := os.Stat(path); err != nil {
+			t.Fatalf("root cannot see %s: %v", path, err)
+		}
 		if out, err := asNobody("test -e " + path); err == nil {
 			t.Errorf("a plain host user reaches %s %s", path, out)
 		}
+	}
+	var fs syscall.Statfs_t
+	if err := syscall.Statfs(filepath.Join(dir, "disks/layer"), &fs); err != nil || fs.Flags&0x2 == 0 || fs.Flags&0x4 == 0 {
+		t.Errorf("the disk quota image's mount: flags %#x, %v; want nosuid (0x2) and nodev (0x4)", fs.Flags, err)
 	}
 	st, err := os.Stat(dir)
 	if err != nil {

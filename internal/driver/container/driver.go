@@ -86,8 +86,9 @@ func (d *Driver) fault(point string) error {
 }
 
 // Create implements driver.Driver: overlay guests get an empty upper layer
-// (O(1) in the template's size); copy guests get a private copy of the
-// template, shifted back to host ids when privileged.
+// (O(1) in the template's size), in a quota image when def asks for a root
+// disk size; copy guests get a private copy of the template, shifted back
+// to host ids when privileged.
 func (d *Driver) Create(ctx context.Context, dir string, def *guest.Definition) error {
 	lower := d.templateRootfs(def.Template)
 	if _, err := os.Stat(lower); err != nil {
@@ -106,6 +107,13 @@ func (d *Driver) Create(ctx context.Context, dir string, def *guest.Definition) 
 		}
 		def.Disks = []guest.Disk{{Name: "root", Path: copyRootfs, Kind: "rootfs-copy"}}
 	default:
+		if size := requestedDiskSize(def); size > 0 {
+			if err := makeLayer(ctx, dir, lower, fromTemplate(def), size, true); err != nil {
+				return err
+			}
+			def.Disks = []guest.Disk{{Name: "root", Path: layerImage, Kind: guest.DiskOverlayImage, Size: size}}
+			return nil
+		}
 		for _, sub := range []string{upperDir, workDir} {
 			if err := os.MkdirAll(filepath.Join(dir, sub), 0o711); err != nil {
 				return fmt.Errorf("create %s: %w", sub, err)
@@ -132,11 +140,14 @@ func (d *Driver) Start(ctx context.Context, def *guest.Definition) (status guest
 	}()
 	dir := d.guestDir(def)
 	if def.Rootfs == guest.RootfsOverlay {
+		if err = d.mountLayer(ctx, def); err != nil {
+			return status, err
+		}
 		lower, err := d.templateLower(ctx, def, filepath.Join(dir, lowerMount))
 		if err != nil {
 			return status, err
 		}
-		err = mountOverlay(lower, filepath.Join(dir, upperDir), filepath.Join(dir, workDir), d.rootfs(def))
+		err = mountOverlay(lower, filepath.Join(dir, upperRel(def)), filepath.Join(dir, workRel(def)), d.rootfs(def), overlayOptions(def))
 		if err != nil {
 			return status, err
 		}
@@ -251,6 +262,9 @@ func (d *Driver) Cleanup(ctx context.Context, def *guest.Definition) (*api.Exit,
 		if err := d.unmountRootfs(def); err != nil {
 			errs = append(errs, err)
 		}
+		if err := d.unmountLayer(def); err != nil {
+			errs = append(errs, err)
+		}
 	}
 	if err := os.RemoveAll(d.runDir(def)); err != nil {
 		errs = append(errs, fmt.Errorf("remove run dir: %w", err))
@@ -263,10 +277,11 @@ func (d *Driver) Cleanup(ctx context.Context, def *guest.Definition) (*api.Exit,
 
 // Delete implements driver.Driver. The disks live in the guest's directory,
 // which the daemon removes; all that is left here is making sure nothing is
-// still mounted on top of it.
+// still mounted on top of it (the quota image's loop device goes with its
+// mount).
 func (d *Driver) Delete(ctx context.Context, def *guest.Definition) error {
 	if def.Rootfs == guest.RootfsOverlay {
-		return d.unmountRootfs(def)
+		return errors.Join(d.unmountRootfs(def), d.unmountLayer(def))
 	}
 	return nil
 }

@@ -25,8 +25,8 @@ const (
 )
 
 // mountOverlay mounts template lower + guest upper at target, unless it is
-// already mounted (a daemon restart finds it so).
-func mountOverlay(lower, upper, work, target string) error {
+// already mounted (a daemon restart finds it so). extra adds options.
+func mountOverlay(lower, upper, work, target, extra string) error {
 	if mounted, err := isMountPoint(target); err != nil {
 		return err
 	} else if mounted {
@@ -35,7 +35,7 @@ func mountOverlay(lower, upper, work, target string) error {
 	if err := os.MkdirAll(target, 0o755); err != nil {
 		return fmt.Errorf("mount rootfs: %w", err)
 	}
-	opts := fmt.Sprintf("lowerdir=%s,upperdir=%s,workdir=%s", lower, upper, work)
+	opts := fmt.Sprintf("lowerdir=%s,upperdir=%s,workdir=%s", lower, upper, work) + extra
 	// nosuid, nodev: the guest's tree holds no program that may raise
 	// privileges on the host's side of the mount (inside, no_new_privs
 	// already makes setuid bits inert) and no device to open.

@@ -15,6 +15,7 @@ import (
 	"github.com/polyvisor/polyvisor/internal/fsutil"
 	"github.com/polyvisor/polyvisor/internal/guest"
 	"github.com/polyvisor/polyvisor/internal/idmap"
+	"github.com/polyvisor/polyvisor/internal/loopfs"
 	"github.com/polyvisor/polyvisor/internal/runcmd"
 )
 
@@ -42,7 +43,7 @@ func ownTree(def *guest.Definition) (rel, kind, inSnapshot string) {
 	if def.Rootfs == guest.RootfsCopy {
 		return copyRootfs, kindRootfsCopy, snapshotRootfs
 	}
-	return upperDir, kindOverlayUpper, snapshotUpper
+	return upperRel(def), kindOverlayUpper, snapshotUpper
 }
 
 // CreateSnapshot implements driver.Snapshotter.
@@ -50,8 +51,10 @@ func (d *Driver) CreateSnapshot(ctx context.Context, def *guest.Definition, name
 	rel, kind, base := ownTree(def)
 	info := driver.SnapshotInfo{Kind: kind}
 	saved := filepath.Join(dir, base)
-	err := d.frozen(ctx, def, func() error {
-		return copyTree(ctx, filepath.Join(d.guestDir(def), rel), saved)
+	err := d.withLayer(ctx, def, func() error {
+		return d.frozen(ctx, def, func() error {
+			return copyTree(ctx, filepath.Join(d.guestDir(def), rel), saved)
+		})
 	})
 	if err != nil {
 		return info, fmt.Errorf("snapshot %s of %s: %w", name, def.Name, err)
@@ -80,19 +83,21 @@ func (d *Driver) RestoreSnapshot(ctx context.Context, def *guest.Definition, nam
 			return err
 		}
 	}
-	if err := replaceTree(ctx, saved, filepath.Join(d.guestDir(def), rel)); err != nil {
-		return fmt.Errorf("restore %s of %s: %w", name, def.Name, err)
-	}
-	if def.Rootfs == guest.RootfsOverlay {
-		work := filepath.Join(d.guestDir(def), workDir)
-		if err := os.RemoveAll(work); err != nil {
-			return fmt.Errorf("restore %s of %s: reset the overlay's work dir: %w", name, def.Name, err)
+	return d.withLayer(ctx, def, func() error {
+		if err := replaceTree(ctx, saved, filepath.Join(d.guestDir(def), rel)); err != nil {
+			return fmt.Errorf("restore %s of %s: %w", name, def.Name, err)
 		}
-		if err := os.Mkdir(work, 0o711); err != nil {
-			return fmt.Errorf("restore %s of %s: reset the overlay's work dir: %w", name, def.Name, err)
+		if def.Rootfs == guest.RootfsOverlay {
+			work := filepath.Join(d.guestDir(def), workRel(def))
+			if err := os.RemoveAll(work); err != nil {
+				return fmt.Errorf("restore %s of %s: reset the overlay's work dir: %w", name, def.Name, err)
+			}
+			if err := os.Mkdir(work, 0o711); err != nil {
+				return fmt.Errorf("restore %s of %s: reset the overlay's work dir: %w", name, def.Name, err)
+			}
 		}
-	}
-	return nil
+		return nil
+	})
 }
 
 // DeleteSnapshot implements driver.Snapshotter: the snapshot is its
@@ -103,15 +108,36 @@ func (d *Driver) DeleteSnapshot(ctx context.Context, def *guest.Definition, name
 
 // Copy implements driver.Copier: the source's own tree is copied (frozen,
 // if it runs) and, where the guest has a machine id, the copy's is
-// emptied, so systemd gives the copy its own at first boot.
-func (d *Driver) Copy(ctx context.Context, src *guest.Definition, dir string, def *guest.Definition) error {
+// emptied, so systemd gives the copy its own at first boot. A source with
+// a disk quota gives the copy one of the same size, the tree copied into
+// it.
+func (d *Driver) Copy(ctx context.Context, src *guest.Definition, dir string, def *guest.Definition) (err error) {
 	rel, kind, _ := ownTree(src)
 	if err := os.MkdirAll(filepath.Join(dir, "disks"), 0o711); err != nil {
 		return fmt.Errorf("copy %s: %w", src.Name, err)
 	}
+	def.Disks = []guest.Disk{{Name: "root", Path: rel, Kind: kind}}
+	if hasLayer(src) {
+		disk, _ := src.Disk("root")
+		if err := makeLayer(ctx, dir, "", nil, disk.Size, false); err != nil {
+			return fmt.Errorf("copy %s: %w", src.Name, err)
+		}
+		mount := filepath.Join(dir, layerMount)
+		if err := loopfs.Mount(ctx, filepath.Join(dir, layerImage), mount); err != nil {
+			return fmt.Errorf("copy %s: %w", src.Name, err)
+		}
+		defer func() {
+			if uerr := loopfs.Unmount(mount); uerr != nil {
+				err = errors.Join(err, fmt.Errorf("copy %s: %w", src.Name, uerr))
+			}
+		}()
+		def.Disks = []guest.Disk{{Name: "root", Path: layerImage, Kind: guest.DiskOverlayImage, Size: disk.Size}}
+	}
 	to := filepath.Join(dir, rel)
-	err := d.frozen(ctx, src, func() error {
-		return copyTree(ctx, filepath.Join(d.guestDir(src), rel), to)
+	err = d.withLayer(ctx, src, func() error {
+		return d.frozen(ctx, src, func() error {
+			return copyTree(ctx, filepath.Join(d.guestDir(src), rel), to)
+		})
 	})
 	if err != nil {
 		return fmt.Errorf("copy %s: %w", src.Name, err)
@@ -119,14 +145,14 @@ func (d *Driver) Copy(ctx context.Context, src *guest.Definition, dir string, de
 	// An isolated source's copy gets its own range (def's): the tree
 	// moves from the source's ids to the copy's.
 	from, _ := src.IDMap()
-	if to, ok := def.IDMap(); ok && to != from {
-		if err := idmap.ShiftTree(ctx, filepath.Join(dir, rel), idmap.Between(from, to)); err != nil {
+	if own, ok := def.IDMap(); ok && own != from {
+		if err := idmap.ShiftTree(ctx, to, idmap.Between(from, own)); err != nil {
 			return fmt.Errorf("copy %s: %w", src.Name, err)
 		}
 	}
 	lower := ""
 	if src.Rootfs == guest.RootfsOverlay {
-		if err := os.Mkdir(filepath.Join(dir, workDir), 0o711); err != nil {
+		if err := os.MkdirAll(filepath.Join(dir, workRel(src)), 0o711); err != nil {
 			return fmt.Errorf("copy %s: %w", src.Name, err)
 		}
 		lower = d.templateRootfs(src.Template)
@@ -134,7 +160,6 @@ func (d *Driver) Copy(ctx context.Context, src *guest.Definition, dir string, de
 	if err := resetMachineID(to, lower, fromTemplate(def)); err != nil {
 		return fmt.Errorf("copy %s: machine id: %w", src.Name, err)
 	}
-	def.Disks = []guest.Disk{{Name: "root", Path: rel, Kind: kind}}
 	return nil
 }
 

@@ -5,15 +5,17 @@ import (
 	"errors"
 	"os"
 	"path/filepath"
+	"slices"
 	"strings"
 
 	"github.com/polyvisor/polyvisor/internal/fsutil"
 )
 
 // Sweep implements driver.Sweeper: after a daemon crash, or a guest that
-// ended while no daemon watched, it unmounts orphaned root trees, removes
-// orphaned cgroups, runtime state and run directories. An isolated
-// guest's idmapped template mount (lower) goes with its rootfs.
+// ended while no daemon watched, it unmounts orphaned root trees, an
+// isolated guest's idmapped template mount (lower) with its rootfs, and
+// disk quota images (their loop devices go with the mounts), and removes
+// orphaned cgroups, runtime state and run directories.
 func (d *Driver) Sweep(ctx context.Context, live map[string]bool) error {
 	var errs []error
 	guests := d.opts.Layout.GuestsDir() + string(filepath.Separator)
@@ -21,6 +23,8 @@ func (d *Driver) Sweep(ctx context.Context, live map[string]bool) error {
 	if err != nil {
 		return err
 	}
+	// Newest first: a guest's overlay goes before the quota image under it.
+	slices.Reverse(mounts)
 	for _, point := range mounts {
 		rel, ok := strings.CutPrefix(point, guests)
 		if !ok {

@@ -34,22 +34,24 @@ func (d *Driver) ReadRootTree(ctx context.Context, def *guest.Definition, fn fun
 		return fmt.Errorf("read %s: %w", def.Name, err)
 	}
 	defer os.Remove(target)
-	// An isolated guest's upper dir holds its own range's ids: the
-	// template goes under it through an idmapped mount, as at start.
-	lower, err := os.MkdirTemp(d.guestDir(def), ".template-")
-	if err != nil {
-		return fmt.Errorf("read %s: %w", def.Name, err)
-	}
-	defer os.Remove(lower)
-	tmpl, err := d.templateLower(ctx, def, lower)
-	if err != nil {
-		return fmt.Errorf("read %s: %w", def.Name, err)
-	}
-	defer unmount(lower)
-	opts := fmt.Sprintf("lowerdir=%s:%s", filepath.Join(d.guestDir(def), upperDir), tmpl)
-	if err := unix.Mount("overlay", target, "overlay", unix.MS_RDONLY, opts); err != nil {
-		return fmt.Errorf("read %s: mount its tree: %w", def.Name, err)
-	}
-	defer unmount(target)
-	return fn(target, toGuest)
+	return d.withLayer(ctx, def, func() error {
+		// An isolated guest's upper dir holds its own range's ids: the
+		// template goes under it through an idmapped mount, as at start.
+		lower, err := os.MkdirTemp(d.guestDir(def), ".template-")
+		if err != nil {
+			return fmt.Errorf("read %s: %w", def.Name, err)
+		}
+		defer os.Remove(lower)
+		tmpl, err := d.templateLower(ctx, def, lower)
+		if err != nil {
+			return fmt.Errorf("read %s: %w", def.Name, err)
+		}
+		defer unmount(lower)
+		opts := fmt.Sprintf("lowerdir=%s:%s", filepath.Join(d.guestDir(def), upperRel(def)), tmpl) + overlayOptions(def)
+		if err := unix.Mount("overlay", target, "overlay", unix.MS_RDONLY, opts); err != nil {
+			return fmt.Errorf("read %s: mount its tree: %w", def.Name, err)
+		}
+		defer unmount(target)
+		return fn(target, toGuest)
+	})
 }

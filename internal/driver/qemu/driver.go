@@ -14,6 +14,7 @@ import (
 	"log/slog"
 	"os"
 	"path/filepath"
+	"strconv"
 	"sync"
 	"time"
 
@@ -134,6 +135,11 @@ func (d *Driver) Create(ctx context.Context, dir string, def *guest.Definition) 
 	if err := os.MkdirAll(filepath.Join(dir, "disks"), 0o700); err != nil {
 		return fmt.Errorf("create disks: %w", err)
 	}
+	// The root disk size the request asked for (0: the template's).
+	var want guest.Size
+	if disk, ok := def.Disk("root"); ok {
+		want = disk.Size
+	}
 	base := filepath.Join(tdir, t.Boot.Disk)
 	clone := filepath.Join(dir, rootDisk)
 	if err := runcmd.Run(ctx, runcmd.Cmd{Name: "qemu-img", Args: []string{"create", "-q", "-f", "qcow2", "-F", "qcow2", "-b", base, clone}}); err != nil {
@@ -142,6 +148,16 @@ func (d *Driver) Create(ctx context.Context, dir string, def *guest.Definition) 
 	info, err := inspectImage(ctx, clone)
 	if err != nil {
 		return err
+	}
+	if want > 0 && want != guest.Size(info.VirtualSize) {
+		if want < guest.Size(info.VirtualSize) {
+			return fmt.Errorf("%w: disk %s: template %s's disk is %s; give at least that, or leave --disk out", api.ErrInvalid, want, t.ID, guest.Size(info.VirtualSize))
+		}
+		// The guest's sysinit grows its file system to the disk at boot.
+		if err := runcmd.Run(ctx, runcmd.Cmd{Name: "qemu-img", Args: []string{"resize", "-q", "-f", "qcow2", clone, strconv.FormatInt(int64(want), 10)}}); err != nil {
+			return fmt.Errorf("grow root disk: %w", err)
+		}
+		info.VirtualSize = int64(want)
 	}
 	def.Disks = []guest.Disk{{Name: "root", Path: rootDisk, Kind: guest.RootfsQcow2, Size: guest.Size(info.VirtualSize)}}
 	if t.Boot.Firmware == vmimage.FirmwareUEFI {
