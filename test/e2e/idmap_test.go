@@ -81,7 +81,7 @@ func TestIsolatedGuestsHaveHostIDsOfTheirOwn(t *testing.T) {
 	}
 	// On the host, the overlay guest's upper dir holds its own ids, the
 	// copied-up template file too; the copy guest's whole tree does.
-	upper := filepath.Join(l.GuestDir(a.Name), "disks", "upper")
+	upper := filepath.Join(l.GuestDir(a.Name), "disks", "layer", "upper") // in its disk quota's image, mounted while it runs
 	for path, want := range map[string]uint32{"made-here": baseA, "etc/passwd": baseA, "by-user": baseA + 1000} {
 		if uid, gid := owner(t, filepath.Join(upper, path)); uid != want || gid != want {
 			t.Errorf("%s's /%s is %d:%d on the host, want %d", a.Name, path, uid, gid, want)
