@@ -5,6 +5,7 @@ import (
 	"fmt"
 	"os"
 	"path/filepath"
+	"strings"
 	"testing"
 	"time"
 
@@ -92,6 +93,85 @@ func BenchmarkVMBoot(b *testing.B) {
 	b.Logf("n=%d accel %s; polyvisor ms: min %.0f p50 %.0f max %.0f; qemu by hand ms: min %.0f p50 %.0f max %.0f; ratio %.2f (target <= 1.15)",
 		len(m.raw), m.accel, m.polyvisor.percentile(0), m.polyvisor.median(), m.polyvisor.percentile(100),
 		m.raw.percentile(0), m.raw.median(), m.raw.percentile(100), m.polyvisor.median()/m.raw.median())
+}
+
+// BenchmarkVMBootConfinement compares boot-to-userspace of a busybox
+// microVM whose QEMU is confined (an unprivileged user, QEMU's seccomp
+// sandbox, a cgroup of its own) with the same VM under a daemon started
+// with the benchmarks-only --unconfined-vms, alternating between the two
+// daemons on one state dir.
+func BenchmarkVMBootConfinement(b *testing.B) {
+	requireRoot(b)
+	f := openFixture(b, "vmconfine")
+	type memo struct{ confined, unconfined samples }
+	m, _ := f.memo.(*memo)
+	if m == nil {
+		f.buildVMTemplates(b, "amd64")
+		m = &memo{}
+		f.memo = m
+	}
+	boot := func(unconfined bool) (time.Duration, error) {
+		flags := []string{"--default-network", "none"}
+		if unconfined {
+			flags = append(flags, "--unconfined-vms")
+		}
+		if err := f.daemon.RestartWith(flags...); err != nil {
+			return 0, err
+		}
+		ctx, cancel := context.WithTimeout(b.Context(), opTimeout)
+		defer cancel()
+		name := fmt.Sprintf("confine-%d-%v", len(m.confined), unconfined)
+		took, err := f.launchVM(ctx, name, "amd64")
+		if err != nil {
+			return 0, err
+		}
+		// Each side measures what it says: QEMU's seccomp mode is 2 under
+		// its sandbox, 0 without.
+		g, err := f.client.Guest(ctx, name)
+		if err == nil {
+			err = checkSeccomp(g.PID, !unconfined)
+		}
+		if derr := testenv.DeleteGuest(ctx, f.client, name); err == nil {
+			err = derr
+		}
+		return took, err
+	}
+	for i := range b.N {
+		// Alternating which goes first cancels what the order costs.
+		for _, unconfined := range []bool{i%2 == 1, i%2 == 0} {
+			took, err := boot(unconfined)
+			if err != nil {
+				b.Fatal(err)
+			}
+			if unconfined {
+				m.unconfined = append(m.unconfined, took)
+			} else {
+				m.confined = append(m.confined, took)
+			}
+		}
+	}
+	b.ReportMetric(m.confined.median(), "confined-ms/op")
+	b.ReportMetric(m.unconfined.median(), "unconfined-ms/op")
+	b.ReportMetric(m.confined.median()/m.unconfined.median(), "ratio")
+	b.Logf("n=%d; confined ms: min %.0f p50 %.0f max %.0f; unconfined ms: min %.0f p50 %.0f max %.0f; ratio %.2f",
+		len(m.unconfined), m.confined.percentile(0), m.confined.median(), m.confined.percentile(100),
+		m.unconfined.percentile(0), m.unconfined.median(), m.unconfined.percentile(100), m.confined.median()/m.unconfined.median())
+}
+
+// checkSeccomp fails unless QEMU pid is (or is not) under a seccomp filter.
+func checkSeccomp(pid int, filtered bool) error {
+	data, err := os.ReadFile(fmt.Sprintf("/proc/%d/status", pid))
+	if err != nil {
+		return err
+	}
+	want := "Seccomp:\t0"
+	if filtered {
+		want = "Seccomp:\t2"
+	}
+	if !strings.Contains(string(data), want+"\n") {
+		return fmt.Errorf("QEMU %d: want %q in its status:\n%s", pid, want, data)
+	}
+	return nil
 }
 
 // BenchmarkVMBootAarch64 measures boot-to-userspace of a busybox aarch64

@@ -6,6 +6,7 @@ import (
 	"time"
 
 	"github.com/polyvisor/polyvisor/internal/api"
+	"github.com/polyvisor/polyvisor/internal/cgroup"
 	"github.com/polyvisor/polyvisor/internal/driver/drivertest"
 	"github.com/polyvisor/polyvisor/internal/guest"
 	"github.com/polyvisor/polyvisor/internal/template"
@@ -22,7 +23,7 @@ func TestConformance(t *testing.T) {
 	d := New(Options{Layout: l, Monitor: h.Monitor(), Log: h.Log})
 	t.Cleanup(func() {
 		d.Wait()
-		removeCgroup(l.CgroupParent())
+		cgroup.Remove(l.CgroupParent())
 		os.RemoveAll(l.RunDir())
 	})
 	drivertest.Run(t, drivertest.Fixture{
