@@ -5,11 +5,13 @@ import (
 	"fmt"
 	"os"
 	"path/filepath"
+	"strconv"
 	"strings"
 	"testing"
 	"time"
 
 	"github.com/polyvisor/polyvisor/internal/api"
+	"github.com/polyvisor/polyvisor/internal/layout"
 	"github.com/polyvisor/polyvisor/internal/peer"
 	"github.com/polyvisor/polyvisor/internal/testenv"
 )
@@ -103,7 +105,10 @@ func BenchmarkVMBoot(b *testing.B) {
 func BenchmarkVMBootConfinement(b *testing.B) {
 	requireRoot(b)
 	f := openFixture(b, "vmconfine")
-	type memo struct{ confined, unconfined samples }
+	type memo struct {
+		confined, unconfined samples
+		throttled            samples // of the confined boots, by the cpu limit
+	}
 	m, _ := f.memo.(*memo)
 	if m == nil {
 		f.buildVMTemplates(b, "amd64")
@@ -131,6 +136,11 @@ func BenchmarkVMBootConfinement(b *testing.B) {
 		if err == nil {
 			err = checkSeccomp(g.PID, !unconfined)
 		}
+		if err == nil && !unconfined {
+			var throttled time.Duration
+			throttled, err = cpuThrottled(layout.New(f.daemon.StateDir).CgroupParent() + "/" + name)
+			m.throttled = append(m.throttled, throttled)
+		}
 		if derr := testenv.DeleteGuest(ctx, f.client, name); err == nil {
 			err = derr
 		}
@@ -153,9 +163,35 @@ func BenchmarkVMBootConfinement(b *testing.B) {
 	b.ReportMetric(m.confined.median(), "confined-ms/op")
 	b.ReportMetric(m.unconfined.median(), "unconfined-ms/op")
 	b.ReportMetric(m.confined.median()/m.unconfined.median(), "ratio")
-	b.Logf("n=%d; confined ms: min %.0f p50 %.0f max %.0f; unconfined ms: min %.0f p50 %.0f max %.0f; ratio %.2f",
+	b.ReportMetric(m.throttled.median(), "throttled-ms/op")
+	b.Logf("n=%d; confined ms: min %.0f p50 %.0f max %.0f; unconfined ms: min %.0f p50 %.0f max %.0f; ratio %.2f; confined QEMU throttled by its cpu limit: p50 %.0f ms, max %.0f ms",
 		len(m.unconfined), m.confined.percentile(0), m.confined.median(), m.confined.percentile(100),
-		m.unconfined.percentile(0), m.unconfined.median(), m.unconfined.percentile(100), m.confined.median()/m.unconfined.median())
+		m.unconfined.percentile(0), m.unconfined.median(), m.unconfined.percentile(100), m.confined.median()/m.unconfined.median(),
+		m.throttled.median(), m.throttled.percentile(100))
+}
+
+// cpuThrottled reads how long the cpu limit held the cgroup's processes
+// back (cgroup v1's cpu.stat throttled_time; v2's throttled_usec).
+func cpuThrottled(cgroup string) (time.Duration, error) {
+	for _, f := range []struct {
+		path, key string
+		unit      time.Duration
+	}{
+		{"/sys/fs/cgroup/cpu" + cgroup + "/cpu.stat", "throttled_time", time.Nanosecond},
+		{"/sys/fs/cgroup" + cgroup + "/cpu.stat", "throttled_usec", time.Microsecond},
+	} {
+		data, err := os.ReadFile(f.path)
+		if err != nil {
+			continue
+		}
+		for _, line := range strings.Split(string(data), "\n") {
+			if v, ok := strings.CutPrefix(line, f.key+" "); ok {
+				n, err := strconv.ParseInt(v, 10, 64)
+				return time.Duration(n) * f.unit, err
+			}
+		}
+	}
+	return 0, fmt.Errorf("no cpu.stat for cgroup %s", cgroup)
 }
 
 // checkSeccomp fails unless QEMU pid is (or is not) under a seccomp filter.
