@@ -17,6 +17,7 @@ packages=(
   qemu-system-arm    # emulated aarch64 guests
   qemu-system-misc   # emulated riscv64 guests
   qemu-utils         # qemu-img: VM disks, snapshots, imports, exports; qemu-io for tests
+  passwd             # useradd: the unprivileged user VMs' QEMU runs as
   e2fsprogs          # mke2fs -d: ext4 root disks without loop devices; containers' quota images (mke2fs, e2fsck, resize2fs)
   grub-common        # grub-mkimage, which links GRUB's images
   grub-pc-bin        # GRUB for PC BIOS: VM templates built with --firmware bios|uefi

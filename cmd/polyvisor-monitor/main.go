@@ -7,7 +7,7 @@
 //	polyvisor-monitor --id ID --bundle DIR --runc PATH --runc-root DIR \
 //	    --dir RUNDIR --log FILE [--log-max BYTES]
 //	polyvisor-monitor --id ID --dir RUNDIR --log FILE [--log-max BYTES] \
-//	    [--ready-socket PATH] -- COMMAND [ARGS...]
+//	    [--ready-socket PATH] [--cgroup /PARENT/NAME] -- COMMAND [ARGS...]
 //
 // The second form runs COMMAND (a QEMU process) as the guest, on a console
 // pty of the monitor's, instead of a runc container.
@@ -91,6 +91,7 @@ func parseArgs(args []string) (monitor.Config, error) {
 	fs.StringVar(&cfg.Log, "log", "", "console log file")
 	fs.Int64Var(&cfg.LogMax, "log-max", monitor.DefaultLogMax, "console log size that triggers rotation, in bytes")
 	fs.StringVar(&cfg.ReadySocket, "ready-socket", "", "with a command: report the start once this path exists")
+	fs.StringVar(&cfg.Cgroup, "cgroup", "", "with a command: the cgroup (/parent/name, made beforehand) it starts in")
 	if err := fs.Parse(args); err != nil {
 		return cfg, err
 	}

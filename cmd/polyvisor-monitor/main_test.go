@@ -24,7 +24,8 @@ func TestArgsRoundTrip(t *testing.T) {
 	}
 	vm := monitor.Config{
 		ID: "vm1", Dir: "/run/polyvisor/vm1", Log: "/var/log/vm1.log", LogMax: 4096, Runc: "runc",
-		ReadySocket: "/run/polyvisor/vm1/qmp.sock", Command: []string{"qemu-system-x86_64", "-M", "microvm", "--", "x"},
+		ReadySocket: "/run/polyvisor/vm1/qmp.sock", Cgroup: "/polyvisor/vm1",
+		Command: []string{"qemu-system-x86_64", "-M", "microvm", "--", "x"},
 	}
 	if got, err = parseArgs(vm.Args()); err != nil || !reflect.DeepEqual(got, vm) {
 		t.Fatalf("command form: got %+v, %v; want %+v", got, err, vm)

@@ -5,10 +5,13 @@ import (
 	"fmt"
 	"os"
 	"path/filepath"
+	"strconv"
+	"strings"
 	"testing"
 	"time"
 
 	"github.com/polyvisor/polyvisor/internal/api"
+	"github.com/polyvisor/polyvisor/internal/layout"
 	"github.com/polyvisor/polyvisor/internal/peer"
 	"github.com/polyvisor/polyvisor/internal/testenv"
 )
@@ -92,6 +95,119 @@ func BenchmarkVMBoot(b *testing.B) {
 	b.Logf("n=%d accel %s; polyvisor ms: min %.0f p50 %.0f max %.0f; qemu by hand ms: min %.0f p50 %.0f max %.0f; ratio %.2f (target <= 1.15)",
 		len(m.raw), m.accel, m.polyvisor.percentile(0), m.polyvisor.median(), m.polyvisor.percentile(100),
 		m.raw.percentile(0), m.raw.median(), m.raw.percentile(100), m.polyvisor.median()/m.raw.median())
+}
+
+// BenchmarkVMBootConfinement compares boot-to-userspace of a busybox
+// microVM whose QEMU is confined (an unprivileged user, QEMU's seccomp
+// sandbox, a cgroup of its own) with the same VM under a daemon started
+// with the benchmarks-only --unconfined-vms, alternating between the two
+// daemons on one state dir.
+func BenchmarkVMBootConfinement(b *testing.B) {
+	requireRoot(b)
+	f := openFixture(b, "vmconfine")
+	type memo struct {
+		confined, unconfined samples
+		throttled            samples // of the confined boots, by the cpu limit
+	}
+	m, _ := f.memo.(*memo)
+	if m == nil {
+		f.buildVMTemplates(b, "amd64")
+		m = &memo{}
+		f.memo = m
+	}
+	boot := func(unconfined bool) (time.Duration, error) {
+		flags := []string{"--default-network", "none"}
+		if unconfined {
+			flags = append(flags, "--unconfined-vms")
+		}
+		if err := f.daemon.RestartWith(flags...); err != nil {
+			return 0, err
+		}
+		ctx, cancel := context.WithTimeout(b.Context(), opTimeout)
+		defer cancel()
+		name := fmt.Sprintf("confine-%d-%v", len(m.confined), unconfined)
+		took, err := f.launchVM(ctx, name, "amd64")
+		if err != nil {
+			return 0, err
+		}
+		// Each side measures what it says: QEMU's seccomp mode is 2 under
+		// its sandbox, 0 without.
+		g, err := f.client.Guest(ctx, name)
+		if err == nil {
+			err = checkSeccomp(g.PID, !unconfined)
+		}
+		if err == nil && !unconfined {
+			var throttled time.Duration
+			throttled, err = cpuThrottled(layout.New(f.daemon.StateDir).CgroupParent() + "/" + name)
+			m.throttled = append(m.throttled, throttled)
+		}
+		if derr := testenv.DeleteGuest(ctx, f.client, name); err == nil {
+			err = derr
+		}
+		return took, err
+	}
+	for i := range b.N {
+		// Alternating which goes first cancels what the order costs.
+		for _, unconfined := range []bool{i%2 == 1, i%2 == 0} {
+			took, err := boot(unconfined)
+			if err != nil {
+				b.Fatal(err)
+			}
+			if unconfined {
+				m.unconfined = append(m.unconfined, took)
+			} else {
+				m.confined = append(m.confined, took)
+			}
+		}
+	}
+	b.ReportMetric(m.confined.median(), "confined-ms/op")
+	b.ReportMetric(m.unconfined.median(), "unconfined-ms/op")
+	b.ReportMetric(m.confined.median()/m.unconfined.median(), "ratio")
+	b.ReportMetric(m.throttled.median(), "throttled-ms/op")
+	b.Logf("n=%d; confined ms: min %.0f p50 %.0f max %.0f; unconfined ms: min %.0f p50 %.0f max %.0f; ratio %.2f; confined QEMU throttled by its cpu limit: p50 %.0f ms, max %.0f ms",
+		len(m.unconfined), m.confined.percentile(0), m.confined.median(), m.confined.percentile(100),
+		m.unconfined.percentile(0), m.unconfined.median(), m.unconfined.percentile(100), m.confined.median()/m.unconfined.median(),
+		m.throttled.median(), m.throttled.percentile(100))
+}
+
+// cpuThrottled reads how long the cpu limit held the cgroup's processes
+// back (cgroup v1's cpu.stat throttled_time; v2's throttled_usec).
+func cpuThrottled(cgroup string) (time.Duration, error) {
+	for _, f := range []struct {
+		path, key string
+		unit      time.Duration
+	}{
+		{"/sys/fs/cgroup/cpu" + cgroup + "/cpu.stat", "throttled_time", time.Nanosecond},
+		{"/sys/fs/cgroup" + cgroup + "/cpu.stat", "throttled_usec", time.Microsecond},
+	} {
+		data, err := os.ReadFile(f.path)
+		if err != nil {
+			continue
+		}
+		for _, line := range strings.Split(string(data), "\n") {
+			if v, ok := strings.CutPrefix(line, f.key+" "); ok {
+				n, err := strconv.ParseInt(v, 10, 64)
+				return time.Duration(n) * f.unit, err
+			}
+		}
+	}
+	return 0, fmt.Errorf("no cpu.stat for cgroup %s", cgroup)
+}
+
+// checkSeccomp fails unless QEMU pid is (or is not) under a seccomp filter.
+func checkSeccomp(pid int, filtered bool) error {
+	data, err := os.ReadFile(fmt.Sprintf("/proc/%d/status", pid))
+	if err != nil {
+		return err
+	}
+	want := "Seccomp:\t0"
+	if filtered {
+		want = "Seccomp:\t2"
+	}
+	if !strings.Contains(string(data), want+"\n") {
+		return fmt.Errorf("QEMU %d: want %q in its status:\n%s", pid, want, data)
+	}
+	return nil
 }
 
 // BenchmarkVMBootAarch64 measures boot-to-userspace of a busybox aarch64

@@ -31,7 +31,7 @@ func registerDrivers(l layout.Layout, opts daemonOptions, log *slog.Logger, faul
 	}
 	reg := driver.NewRegistry()
 	reg.Register(guest.TypeContainer, container.New(container.Options{Layout: l, Runtime: opts.runtime, Monitor: monitor, Log: log, Fault: fault}))
-	reg.Register(guest.TypeVM, qemu.New(qemu.Options{Layout: l, Monitor: monitor, Log: log}))
+	reg.Register(guest.TypeVM, qemu.New(qemu.Options{Layout: l, Monitor: monitor, Log: log, Unconfined: opts.unconfinedVMs}))
 	return reg, nil
 }
 
@@ -39,6 +39,7 @@ type daemonOptions struct {
 	stateDir, runtime, monitor, logLevel string
 	defaultNetwork                       string
 	faults                               []string
+	unconfinedVMs                        bool
 }
 
 func (a *app) daemonCmd() *cobra.Command {
@@ -85,6 +86,8 @@ func (a *app) daemonCmd() *cobra.Command {
 	f.StringVar(&opts.defaultNetwork, "default-network", network.DefaultName, "network a guest joins when it names none (made on first use if it is "+network.DefaultName+"), or none")
 	f.StringSliceVar(&opts.faults, "inject-fault", nil, "fail at these named points (testing only)")
 	f.MarkHidden("inject-fault")
+	f.BoolVar(&opts.unconfinedVMs, "unconfined-vms", false, "run QEMU as root, unsandboxed, outside any cgroup (benchmarks' baseline only)")
+	f.MarkHidden("unconfined-vms")
 	return cmd
 }
 

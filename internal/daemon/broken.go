@@ -132,8 +132,9 @@ func (d *Daemon) cannotTell(name, why string) error {
 	return fmt.Errorf("guest %s: %w: cannot tell whether it still runs (%s); stop what runs of it, then remove %s and %s by hand and restart the daemon", name, api.ErrConflict, why, d.layout.GuestDir(name), d.layout.GuestRunDir(name))
 }
 
-// processOf returns a live process in the guest's cgroup (a container's)
-// or whose command line names its run dir (its monitor, its QEMU), or 0.
+// processOf returns a live process in the guest's cgroup (a container's
+// processes, a VM's QEMU) or whose command line names its run dir (its
+// monitor, its QEMU), or 0.
 func (d *Daemon) processOf(name string) (int, error) {
 	pids, err := d.processesOf(name)
 	if err != nil || len(pids) == 0 {

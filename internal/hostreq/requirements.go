@@ -80,6 +80,7 @@ func All() []Requirement {
 		{"qemu-system-riscv64", Program, "qemu-system-misc", "emulated riscv64 guests", Product},
 		{"qemu-img", Program, "qemu-utils", "VM disks, snapshots, imports and exports", Product},
 		{"qemu-io", Program, "qemu-utils", "tests: writing known data into VM disks", Tests},
+		{"useradd", Program, "passwd", "the unprivileged user VMs' QEMU runs as, made at the first VM start", Product},
 		{"mke2fs", Program, "e2fsprogs", "VM root disks (ext4 made without a loop device) and containers' disk quota images", Product},
 		{"e2fsck", Program, "e2fsprogs", "growing a container's disk quota (config set disk=SIZE)", Product},
 		{"resize2fs", Program, "e2fsprogs", "growing a container's disk quota (config set disk=SIZE)", Product},

@@ -12,6 +12,7 @@ import (
 	"github.com/creack/pty"
 	"golang.org/x/sys/unix"
 
+	"github.com/polyvisor/polyvisor/internal/cgroup"
 	"github.com/polyvisor/polyvisor/internal/runcmd"
 	"github.com/polyvisor/polyvisor/internal/stream"
 )
@@ -53,7 +54,7 @@ func (m *monitor) startCommand(ctx context.Context) (_ *guest, err error) {
 	cmd.Stdin, cmd.Stdout, cmd.Stderr = slave, slave, stderr
 	cmd.Dir = m.cfg.Dir
 	cmd.SysProcAttr = &syscall.SysProcAttr{Setsid: true, Setctty: true}
-	err = cmd.Start()
+	err = m.startIn(cmd)
 	slave.Close()
 	if err != nil {
 		return nil, fmt.Errorf("start %s: %w", m.cfg.Command[0], err)
@@ -75,6 +76,29 @@ func (m *monitor) startCommand(ctx context.Context) (_ *guest, err error) {
 		return nil, err
 	}
 	return g, nil
+}
+
+// startIn starts cmd in cfg.Cgroup, when there is one: the monitor joins
+// it for the time of the fork, so the child is born there, then leaves.
+// The child's umask keeps the sockets it makes (QEMU's QMP and agent
+// sockets) to their owner, root, whatever user it later becomes.
+func (m *monitor) startIn(cmd *exec.Cmd) error {
+	old := unix.Umask(0o177) // sockets are made 0777 less the umask: 0600
+	defer unix.Umask(old)
+	if m.cfg.Cgroup == "" {
+		return cmd.Start()
+	}
+	leave, err := cgroup.Join(m.cfg.Cgroup)
+	if err != nil {
+		return err
+	}
+	err = cmd.Start()
+	if lerr := leave(); lerr != nil {
+		// The monitor stays in the guest's cgroup: a little of its memory
+		// counts against the guest's, and the cgroup goes once it exits.
+		m.log.Warn("the monitor stays in its guest's cgroup", "err", lerr)
+	}
+	return err
 }
 
 // waitReady waits for the ready socket to appear, failing with the

@@ -44,6 +44,9 @@ type Config struct {
 	// ReadySocket is a path the Command creates once it is up (QEMU's QMP
 	// socket); the start is reported only then.
 	ReadySocket string
+	// Cgroup, with a Command, is the cgroup (made by the daemon, as
+	// "/parent/name") that the Command starts in.
+	Cgroup string
 }
 
 // runsCommand reports whether the guest is a plain command, not a container.
@@ -68,11 +71,14 @@ func (c Config) Validate() error {
 	// runc runs in the bundle directory: a relative path would mean one
 	// thing to the monitor and another to runc.
 	for _, f := range []struct{ flag, value string }{
-		{"--bundle", c.Bundle}, {"--runc-root", c.RuncRoot}, {"--dir", c.Dir}, {"--log", c.Log}, {"--ready-socket", c.ReadySocket},
+		{"--bundle", c.Bundle}, {"--runc-root", c.RuncRoot}, {"--dir", c.Dir}, {"--log", c.Log}, {"--ready-socket", c.ReadySocket}, {"--cgroup", c.Cgroup},
 	} {
 		if f.value != "" && !filepath.IsAbs(f.value) {
 			return fmt.Errorf("%s %q must be an absolute path: %w", f.flag, f.value, ErrInvalid)
 		}
+	}
+	if c.Cgroup != "" && !c.runsCommand() {
+		return fmt.Errorf("--cgroup goes with a command after --; a container's cgroup is in its bundle: %w", ErrInvalid)
 	}
 	if c.LogMax <= 0 {
 		return fmt.Errorf("--log-max must be positive, got %d: %w", c.LogMax, ErrInvalid)
@@ -105,6 +111,9 @@ func (c Config) Args() []string {
 	}
 	if c.ReadySocket != "" {
 		args = append(args, "--ready-socket", c.ReadySocket)
+	}
+	if c.Cgroup != "" {
+		args = append(args, "--cgroup", c.Cgroup)
 	}
 	return append(append(args, "--"), c.Command...)
 }

@@ -2,6 +2,7 @@ package monitor
 
 import (
 	"errors"
+	"strings"
 	"testing"
 )
 
@@ -24,5 +25,21 @@ func TestConfigValidate(t *testing.T) {
 		if err := c.Validate(); !errors.Is(err, ErrInvalid) {
 			t.Errorf("%s: got %v, want ErrInvalid", name, err)
 		}
+	}
+}
+
+func TestConfigValidateCgroup(t *testing.T) {
+	vm := Config{ID: "vm", Dir: "/d", Log: "/l", LogMax: 1, Command: []string{"qemu"}, Cgroup: "/polyvisor/vm"}
+	if err := vm.Validate(); err != nil {
+		t.Fatal(err)
+	}
+	relative := vm
+	relative.Cgroup = "polyvisor/vm"
+	if err := relative.Validate(); !errors.Is(err, ErrInvalid) || !strings.Contains(err.Error(), "--cgroup") {
+		t.Errorf("a relative cgroup: got %v, want ErrInvalid naming --cgroup", err)
+	}
+	container := Config{ID: "c", Bundle: "/b", Runc: "runc", RuncRoot: "/r", Dir: "/d", Log: "/l", LogMax: 1, Cgroup: "/polyvisor/c"}
+	if err := container.Validate(); !errors.Is(err, ErrInvalid) || !strings.Contains(err.Error(), "--cgroup") {
+		t.Errorf("a cgroup without a command: got %v, want ErrInvalid naming --cgroup", err)
 	}
 }

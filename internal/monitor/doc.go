@@ -23,6 +23,12 @@
 // start (ErrExists) when runc already has a container with the id, and then
 // deletes nothing.
 //
+// With a command after -- (a VM's QEMU) the monitor runs it instead, on a
+// pty of its own, and reports the start once --ready-socket exists. The
+// command starts under umask 0177 (the sockets it makes are 0600) and, with
+// --cgroup, inside that cgroup, which the daemon made: the monitor joins it
+// for the time of the fork and leaves it again.
+//
 // # Running
 //
 // Console output goes to the console log (--log), rotated to FILE.1 when it

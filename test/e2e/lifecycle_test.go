@@ -9,7 +9,7 @@ import (
 	"time"
 
 	"github.com/polyvisor/polyvisor/internal/api"
-	"github.com/polyvisor/polyvisor/internal/driver/container"
+	"github.com/polyvisor/polyvisor/internal/cgroup"
 	"github.com/polyvisor/polyvisor/internal/hostreq"
 	"github.com/polyvisor/polyvisor/internal/layout"
 	"github.com/polyvisor/polyvisor/internal/procutil"
@@ -342,7 +342,7 @@ func TestRuntimeIsASetting(t *testing.T) {
 	if v.Details["runtime"] != "crun" {
 		t.Errorf("host check ran %q, want crun", v.Details["runtime"])
 	}
-	switch mode := container.CgroupMode(); mode {
+	switch mode := cgroup.Mode(); mode {
 	case "hybrid":
 		if v.Works || !strings.Contains(v.Reason, "hybrid mode not supported") { // crun's own words, not only our hint
 			t.Errorf("crun on hybrid cgroups: %+v, want a refusal that names the cgroup mode", v)

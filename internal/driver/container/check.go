@@ -10,6 +10,7 @@ import (
 	"time"
 
 	"github.com/polyvisor/polyvisor/internal/api"
+	"github.com/polyvisor/polyvisor/internal/cgroup"
 	"github.com/polyvisor/polyvisor/internal/guest"
 	"github.com/polyvisor/polyvisor/internal/hostreq"
 	"github.com/polyvisor/polyvisor/internal/idmap"
@@ -23,7 +24,7 @@ const hostBusybox = hostreq.StaticBusybox
 // that the runtime binary exists.
 func (d *Driver) Check(ctx context.Context) (v api.ClassVerdict) {
 	began := time.Now()
-	v = api.ClassVerdict{Class: Class, Details: map[string]string{"runtime": d.opts.Runtime, "cgroups": CgroupMode()}}
+	v = api.ClassVerdict{Class: Class, Details: map[string]string{"runtime": d.opts.Runtime, "cgroups": cgroup.Mode()}}
 	defer func() { v.Duration = time.Since(began).Round(time.Millisecond).String() }()
 	runtime, err := d.runtimePath()
 	if err != nil {
@@ -35,13 +36,13 @@ func (d *Driver) Check(ctx context.Context) (v api.ClassVerdict) {
 	}
 	if err := d.canary(ctx, runtime); err != nil {
 		v.Reason = err.Error()
-		if filepath.Base(runtime) == "crun" && CgroupMode() == "hybrid" {
+		if filepath.Base(runtime) == "crun" && cgroup.Mode() == "hybrid" {
 			v.Reason += " (crun refuses hybrid cgroups: use runc on this host)"
 		}
 		return v
 	}
 	v.Works = true
-	v.Reason = fmt.Sprintf("a busybox container ran in a user namespace under %s with %s cgroups", filepath.Base(runtime), CgroupMode())
+	v.Reason = fmt.Sprintf("a busybox container ran in a user namespace under %s with %s cgroups", filepath.Base(runtime), cgroup.Mode())
 	return v
 }
 
@@ -93,7 +94,7 @@ func (d *Driver) canary(ctx context.Context, runtime string) error {
 	cmd := exec.CommandContext(ctx, runtime, "--root", root, "run", "--bundle", filepath.Join(dir, "bundle"), id)
 	out, runErr := cmd.CombinedOutput()
 	exec.Command(runtime, "--root", root, "delete", "--force", id).Run()
-	removeCgroup(d.opts.Layout.CgroupParent() + "/" + id)
+	cgroup.Remove(d.opts.Layout.CgroupParent() + "/" + id)
 	if runErr != nil {
 		return fmt.Errorf("canary container failed: %v: %s", runErr, oneLine(string(out)))
 	}

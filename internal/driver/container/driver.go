@@ -15,6 +15,7 @@ import (
 	"time"
 
 	"github.com/polyvisor/polyvisor/internal/api"
+	"github.com/polyvisor/polyvisor/internal/cgroup"
 	"github.com/polyvisor/polyvisor/internal/driver/monitored"
 	"github.com/polyvisor/polyvisor/internal/guest"
 	"github.com/polyvisor/polyvisor/internal/idmap"
@@ -255,7 +256,7 @@ func (d *Driver) Cleanup(ctx context.Context, def *guest.Definition) (*api.Exit,
 	if err := d.runc(ctx, "delete", "--force", def.Name); err != nil && !isNotExist(err) {
 		errs = append(errs, err)
 	}
-	if err := removeCgroup(d.cgroupPath(def)); err != nil {
+	if err := cgroup.Remove(d.cgroupPath(def)); err != nil {
 		errs = append(errs, err)
 	}
 	if def.Rootfs == guest.RootfsOverlay {

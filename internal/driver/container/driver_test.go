@@ -7,6 +7,7 @@ import (
 	"time"
 
 	"github.com/polyvisor/polyvisor/internal/api"
+	"github.com/polyvisor/polyvisor/internal/cgroup"
 	"github.com/polyvisor/polyvisor/internal/driver/drivertest"
 	"github.com/polyvisor/polyvisor/internal/guest"
 	"github.com/polyvisor/polyvisor/internal/idmap"
@@ -26,7 +27,7 @@ func TestConformance(t *testing.T) {
 	d := New(Options{Layout: l, Monitor: h.Monitor(), Log: h.Log})
 	t.Cleanup(func() {
 		d.Wait()
-		removeCgroup(l.CgroupParent())
+		cgroup.Remove(l.CgroupParent())
 		os.RemoveAll(l.RunDir())
 	})
 	for _, security := range []guest.Security{{}, {IDMap: idmap.Isolated, IDMapBase: idmap.IsolatedPool().First + 7*idmap.Size}} {

@@ -12,6 +12,7 @@ import (
 	"github.com/moby/profiles/seccomp"
 	"github.com/polyvisor/polyvisor/internal/api"
 	"github.com/polyvisor/polyvisor/internal/capability"
+	"github.com/polyvisor/polyvisor/internal/cgroup"
 	"github.com/polyvisor/polyvisor/internal/guest"
 )
 
@@ -169,7 +170,7 @@ func resources(def *guest.Definition) *specs.LinuxResources {
 		CPU:     &specs.LinuxCPU{Quota: &quota, Period: &period},
 		Pids:    &specs.LinuxPids{Limit: &pids},
 	}
-	if swapAccounting() {
+	if cgroup.SwapAccounting() {
 		// Limit memory+swap to the same value so the limit cannot be dodged
 		// by swapping.
 		r.Memory.Swap = &memory

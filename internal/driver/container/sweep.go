@@ -8,6 +8,7 @@ import (
 	"slices"
 	"strings"
 
+	"github.com/polyvisor/polyvisor/internal/cgroup"
 	"github.com/polyvisor/polyvisor/internal/fsutil"
 )
 
@@ -48,12 +49,11 @@ func (d *Driver) Sweep(ctx context.Context, live map[string]bool) error {
 			}
 		}
 	}
-	for _, name := range childCgroups(d.opts.Layout.CgroupParent()) {
-		if !live[name] {
-			d.log.Info("removing orphaned cgroup", "cgroup", d.opts.Layout.CgroupParent()+"/"+name)
-			errs = append(errs, removeCgroup(d.opts.Layout.CgroupParent()+"/"+name))
-		}
+	removed, err := cgroup.RemoveOrphans(d.opts.Layout.CgroupParent(), live)
+	if len(removed) > 0 {
+		d.log.Info("removed orphaned cgroups", "cgroups", removed)
 	}
+	errs = append(errs, err)
 	if runs, err := os.ReadDir(d.opts.Layout.RunDir()); err == nil {
 		for _, r := range runs {
 			if r.IsDir() && !strings.HasPrefix(r.Name(), ".") && !live[r.Name()] {

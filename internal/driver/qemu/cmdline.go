@@ -24,6 +24,7 @@ type vmSpec struct {
 	TCGCmdline  string       // kernel options a guest of this arch needs under TCG
 	UEFI        uefiFirmware // with Boot.Firmware uefi
 	NICs        []network.NIC
+	Confine     *confinement // nil: QEMU runs as root, unsandboxed
 }
 
 // commandLine returns QEMU's argv. Templates without firmware boot fast:
@@ -48,6 +49,7 @@ func commandLine(s vmSpec) []string {
 		"-m", strconv.FormatInt(int64(def.Memory)>>20, 10),
 		"-nodefaults", "-no-user-config", "-display", "none",
 	}
+	argv = append(argv, s.Confine.args()...)
 	bus := "device" // virtio-mmio: virtio-blk-device, virtio-serial-device
 	if s.Boot.Firmware == "" {
 		cmdline := "console=" + s.Boot.Console + " " + s.Boot.Cmdline + " " + vmimage.HostnameParam + "=" + def.Name
@@ -73,7 +75,8 @@ func commandLine(s vmSpec) []string {
 		}
 	}
 	for i, nic := range s.NICs {
-		// QEMU makes the tap (it runs as root) and it goes away with QEMU;
+		// QEMU makes the tap (it is root until it has opened all it needs)
+		// and the tap goes away with QEMU;
 		// the driver joins it to the bridge once QEMU is up. No vhost-net
 		// here (see DESIGN.md).
 		id := "net" + strconv.Itoa(i)

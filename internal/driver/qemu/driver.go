@@ -20,6 +20,7 @@ import (
 
 	"github.com/polyvisor/polyvisor/internal/agent"
 	"github.com/polyvisor/polyvisor/internal/api"
+	"github.com/polyvisor/polyvisor/internal/cgroup"
 	"github.com/polyvisor/polyvisor/internal/driver/monitored"
 	"github.com/polyvisor/polyvisor/internal/fsutil"
 	"github.com/polyvisor/polyvisor/internal/guest"
@@ -48,6 +49,9 @@ type Options struct {
 	Layout  layout.Layout
 	Monitor string // path of polyvisor-monitor
 	Log     *slog.Logger
+	// Unconfined runs QEMU as root, with no sandbox and no cgroup: the
+	// baseline of the confinement's benchmark, never for guests.
+	Unconfined bool
 }
 
 // Driver runs VM guests.
@@ -62,6 +66,9 @@ type Driver struct {
 	agents map[string]*agent.Client // connected guest agents, by guest name
 	// tcg caches vmimage.TCGCmdline per arch: it measures the host's TSC.
 	tcg map[string]string
+	// runWith caches, per QEMU binary, whether it takes -run-with.
+	runWith map[string]bool
+	userMu  sync.Mutex // one creation of User at a time
 }
 
 // tcgCmdline returns the kernel options a guest of arch needs under TCG.
@@ -87,6 +94,7 @@ func New(opts Options) *Driver {
 		templates: template.Store{Dir: opts.Layout.TemplatesDir()},
 		agents:    map[string]*agent.Client{},
 		tcg:       map[string]string{},
+		runWith:   map[string]bool{},
 	}
 }
 
@@ -196,10 +204,15 @@ func (d *Driver) Start(ctx context.Context, def *guest.Definition) (status guest
 		}
 		uefi.Vars = filepath.Join(d.guestDir(def), uefiVars)
 	}
-	if _, err := hostreq.Lookup(t.Boot.QEMU); err != nil {
+	qemu, err := hostreq.Lookup(t.Boot.QEMU)
+	if err != nil {
 		return status, fmt.Errorf("%w: start %s: %w", api.ErrNotAvailable, def.Name, err)
 	}
 	accel, _ := d.accel.decide(ctx, d, def.Arch)
+	confine, err := d.confine(ctx, def, qemu, accel)
+	if err != nil {
+		return status, fmt.Errorf("start %s: %w", def.Name, err)
+	}
 	runDir := d.runDir(def)
 	if err := os.RemoveAll(runDir); err != nil {
 		return status, fmt.Errorf("reset run dir: %w", err)
@@ -215,13 +228,25 @@ func (d *Driver) Start(ctx context.Context, def *guest.Definition) (status guest
 		NICs: nics,
 		Def:  def, Boot: *t.Boot, TemplateDir: tdir, Disk: filepath.Join(d.guestDir(def), rootDisk),
 		Accel: accel, QMP: d.qmpSocket(def), Agent: d.agentSocket(def), TCGCmdline: d.tcgCmdline(def.Arch), UEFI: uefi,
+		Confine: confine,
 	})
-	status, err = d.monitors.Start(ctx, monitor.Config{
+	mcfg := monitor.Config{
 		ID: def.Name, Dir: runDir, Log: d.ConsoleLog(def), LogMax: monitor.DefaultLogMax,
 		ReadySocket: d.qmpSocket(def), Command: argv,
-	})
+	}
+	if confine != nil {
+		if err := cgroup.Create(confine.Cgroup, confine.Limits); err != nil {
+			os.RemoveAll(runDir)
+			return status, fmt.Errorf("start %s: %w", def.Name, err)
+		}
+		mcfg.Cgroup = confine.Cgroup
+	}
+	status, err = d.monitors.Start(ctx, mcfg)
 	if err != nil {
 		os.RemoveAll(runDir)
+		if confine != nil {
+			cgroup.Remove(confine.Cgroup)
+		}
 		return status, fmt.Errorf("start %s: %w", def.Name, err)
 	}
 	status.HandleVersion, status.Accel = handleVersion, accel
@@ -370,7 +395,20 @@ func (d *Driver) Cleanup(ctx context.Context, def *guest.Definition) (*api.Exit,
 	if err := os.RemoveAll(d.runDir(def)); err != nil {
 		return exit, fmt.Errorf("clean up %s: %w", def.Name, err)
 	}
+	if err := cgroup.Remove(d.cgroupPath(def)); err != nil {
+		return exit, fmt.Errorf("clean up %s: %w", def.Name, err)
+	}
 	return exit, nil
+}
+
+// Sweep implements driver.Sweeper: the cgroups of VMs that ended while no
+// daemon watched go.
+func (d *Driver) Sweep(ctx context.Context, live map[string]bool) error {
+	removed, err := cgroup.RemoveOrphans(d.opts.Layout.CgroupParent(), live)
+	if len(removed) > 0 {
+		d.log.Info("removed orphaned cgroups", "cgroups", removed)
+	}
+	return err
 }
 
 // Delete implements driver.Driver: the disks live in the guest's
