@@ -7,6 +7,7 @@ import (
 
 	"github.com/polyvisor/polyvisor/internal/api"
 	"github.com/polyvisor/polyvisor/internal/arch"
+	"github.com/polyvisor/polyvisor/internal/cgroup"
 	"github.com/polyvisor/polyvisor/internal/driver/drivertest"
 	"github.com/polyvisor/polyvisor/internal/guest"
 	"github.com/polyvisor/polyvisor/internal/template"
@@ -24,6 +25,10 @@ func TestConformance(t *testing.T) {
 	t.Cleanup(func() {
 		d.Wait()
 		os.RemoveAll(l.RunDir())
+		// The guests' cgroups go with them; their parent is the test's.
+		if err := cgroup.Remove(l.CgroupParent()); err != nil {
+			t.Error(err)
+		}
 	})
 	drivertest.Run(t, drivertest.Fixture{
 		Driver: d,
