@@ -218,10 +218,8 @@ func (d *Daemon) startLocked(ctx context.Context, e *entry, intent string) error
 	if err := d.networks.Prepare(ctx, def, def.Networks); err != nil {
 		return fmt.Errorf("start %s: %w", def.Name, err)
 	}
-	pending := def.Clone()
-	pending.Status.Intent = intent
-	if err := d.save(e, pending); err != nil {
-		return fmt.Errorf("start %s: %w", def.Name, err)
+	if err := d.recordIntent(e, intent, ""); err != nil {
+		return err
 	}
 	status, err := drv.Start(ctx, def)
 	if err != nil {
@@ -272,9 +270,16 @@ func (d *Daemon) stopLocked(ctx context.Context, e *entry, timeout time.Duration
 	if err != nil {
 		return err
 	}
-	if err := drv.Stop(ctx, def, timeout); err != nil {
+	if err := d.recordIntent(e, guest.IntentStop, ""); err != nil {
 		return err
 	}
+	if err := drv.Stop(ctx, def, timeout); err != nil {
+		if cerr := d.clearIntent(e); cerr != nil {
+			d.log.Error("forget the intent of a failed stop", "guest", def.Name, "err", cerr)
+		}
+		return err
+	}
+	d.crashPoint("stop-after-processes")
 	return d.markStopped(ctx, e, drv)
 }
 
@@ -306,20 +311,38 @@ func (d *Daemon) deleteLocked(ctx context.Context, e *entry, force bool) error {
 	if err != nil {
 		return err
 	}
+	if running(def) && !force {
+		return fmt.Errorf("guest %s: %w: it is running; stop it first or pass --force", def.Name, api.ErrConflict)
+	}
+	if err := d.recordIntent(e, guest.IntentDelete, ""); err != nil {
+		return err
+	}
 	if running(def) {
-		if !force {
-			return fmt.Errorf("guest %s: %w: it is running; stop it first or pass --force", def.Name, api.ErrConflict)
-		}
 		if err := drv.Stop(ctx, def, 0); err != nil {
-			return err
+			return d.deleteFailed(e, err)
 		}
 	}
+	// Nothing of the guest may outlive its files: with force, whatever
+	// still runs of it (a process the definition never named) is ended;
+	// without, the delete is refused.
+	if force {
+		if _, err := d.endProcessesOf(def.Name); err != nil {
+			return d.deleteFailed(e, fmt.Errorf("delete %s: %w", def.Name, err))
+		}
+	} else if pid, err := d.processOf(def.Name); err != nil || pid != 0 {
+		if err == nil {
+			err = fmt.Errorf("guest %s: %w: its process %d still runs; stop it, or pass --force", def.Name, api.ErrConflict, pid)
+		}
+		return d.deleteFailed(e, err)
+	}
+	d.crashPoint("delete-after-stop")
 	if _, err := drv.Cleanup(ctx, def); err != nil {
 		return fmt.Errorf("delete %s: %w", def.Name, err)
 	}
 	if err := drv.Delete(ctx, def); err != nil {
 		return fmt.Errorf("delete %s: %w", def.Name, err)
 	}
+	d.crashPoint("delete-after-disks")
 	if err := fsutil.RemoveAllAtomic(d.layout.GuestDir(def.Name)); err != nil {
 		return fmt.Errorf("delete %s: %w", def.Name, err)
 	}
@@ -327,6 +350,15 @@ func (d *Daemon) deleteLocked(ctx context.Context, e *entry, force bool) error {
 	d.unpublish(ctx, def)
 	d.log.Info("guest deleted", "guest", def.Name)
 	return nil
+}
+
+// deleteFailed forgets the intent of a delete that failed before it
+// removed anything, and returns err.
+func (d *Daemon) deleteFailed(e *entry, err error) error {
+	if cerr := d.clearIntent(e); cerr != nil {
+		d.log.Error("forget the intent of a failed delete", "guest", e.def.Load().Name, "err", cerr)
+	}
+	return err
 }
 
 // publish reserves the guest's address and forwards its published ports

@@ -47,6 +47,16 @@ type Options struct {
 	Layout  layout.Layout
 	Monitor string // path of polyvisor-monitor
 	Log     *slog.Logger
+	// Fault, when set, is the daemon's fault injector (tests only): it
+	// may kill the daemon at the named points (crashPoint).
+	Fault func(point string) error
+}
+
+// crashPoint names a point where tests may kill the daemon.
+func (d *Driver) crashPoint(point string) {
+	if d.opts.Fault != nil {
+		d.opts.Fault(point)
+	}
 }
 
 // Driver runs VM guests.
