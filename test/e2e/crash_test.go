@@ -248,9 +248,11 @@ func (r *crashRun) vmCases() []func() crashOp {
 	// The VM template's kernel comes from the package mirror, which the
 	// suite's network namespace cannot reach: it is built by the shared
 	// daemon and copied.
-	const vmTemplate = "busybox.vm.amd64"
+	// A name of its own, so that the shared daemon's other tests build
+	// theirs as they expect.
+	const vmTemplate = "crashvm.vm.amd64"
 	if _, _, code := env.main.Run("template", "show", vmTemplate); code != 0 {
-		env.main.Must(r.t, "template", "build", "busybox", "--type", "vm")
+		env.main.Must(r.t, "template", "build", "busybox", "--type", "vm", "--name", "crashvm")
 	}
 	copyTemplate(r.t, env.main, r.d, vmTemplate)
 	r.w = r.observe()
@@ -259,11 +261,11 @@ func (r *crashRun) vmCases() []func() crashOp {
 			name := r.name("vm")
 			after := r.w.clone()
 			after.Guests[name] = guestWorld{Type: "vm", Running: true}
-			return crashOp{args: []string{"launch", "busybox", name, "--type", "vm"}, points: map[string]string{"start-after-boot": undone}, after: after, vm: true}
+			return crashOp{args: []string{"launch", "crashvm", name, "--type", "vm"}, points: map[string]string{"start-after-boot": undone}, after: after, vm: true}
 		},
 		func() crashOp {
 			name := r.name("vm")
-			r.d.Must(r.t, "launch", "busybox", name, "--type", "vm")
+			r.d.Must(r.t, "launch", "crashvm", name, "--type", "vm")
 			r.w = r.observe()
 			after := r.w.clone()
 			g := after.Guests[name]
