@@ -319,7 +319,7 @@ func (d *Daemon) deleteLocked(ctx context.Context, e *entry, force bool) error {
 	}
 	if running(def) {
 		if err := drv.Stop(ctx, def, 0); err != nil {
-			return d.deleteFailed(e, err)
+			return d.deleteFailed(e, def, err)
 		}
 	}
 	// Nothing of the guest may outlive its files: with force, whatever
@@ -327,13 +327,13 @@ func (d *Daemon) deleteLocked(ctx context.Context, e *entry, force bool) error {
 	// without, the delete is refused.
 	if force {
 		if _, err := d.endProcessesOf(def.Name); err != nil {
-			return d.deleteFailed(e, fmt.Errorf("delete %s: %w", def.Name, err))
+			return d.deleteFailed(e, def, fmt.Errorf("delete %s: %w", def.Name, err))
 		}
 	} else if pid, err := d.processOf(def.Name); err != nil || pid != 0 {
 		if err == nil {
 			err = fmt.Errorf("guest %s: %w: its process %d still runs; stop it, or pass --force", def.Name, api.ErrConflict, pid)
 		}
-		return d.deleteFailed(e, err)
+		return d.deleteFailed(e, def, err)
 	}
 	d.crashPoint("delete-after-stop")
 	if _, err := drv.Cleanup(ctx, def); err != nil {
@@ -352,11 +352,12 @@ func (d *Daemon) deleteLocked(ctx context.Context, e *entry, force bool) error {
 	return nil
 }
 
-// deleteFailed forgets the intent of a delete that failed before it
-// removed anything, and returns err.
-func (d *Daemon) deleteFailed(e *entry, err error) error {
-	if cerr := d.clearIntent(e); cerr != nil {
-		d.log.Error("forget the intent of a failed delete", "guest", e.def.Load().Name, "err", cerr)
+// deleteFailed puts back def, as it was before a delete that failed
+// before it removed anything (with the intent of an operation it was
+// rolling back, if any), and returns err.
+func (d *Daemon) deleteFailed(e *entry, def *guest.Definition, err error) error {
+	if serr := d.save(e, def); serr != nil {
+		d.log.Error("forget the intent of a failed delete", "guest", def.Name, "err", serr)
 	}
 	return err
 }
