@@ -1,7 +1,6 @@
 package testenv
 
 import (
-	"bytes"
 	"context"
 	"encoding/json"
 	"fmt"
@@ -16,6 +15,7 @@ import (
 
 	"github.com/google/nftables"
 	"github.com/google/nftables/expr"
+	"gopkg.in/yaml.v3"
 
 	"github.com/polyvisor/polyvisor/internal/api"
 	"github.com/polyvisor/polyvisor/internal/fsutil"
@@ -227,8 +227,13 @@ func leftovers(l layout.Layout) []string {
 	for _, g := range guests {
 		dir := l.GuestDir(g.Name())
 		dirs = append(dirs, filepath.Join(dir, "snapshots"), filepath.Join(dir, "disks"))
-		if data, err := os.ReadFile(filepath.Join(dir, "guest.yaml")); err == nil && bytes.Contains(data, []byte("\n    intent:")) {
-			bad = append(bad, fmt.Sprintf("guest %s: an intent is left in its definition", g.Name()))
+		var def struct {
+			Status struct {
+				Intent string `yaml:"intent"`
+			} `yaml:"status"`
+		}
+		if data, err := os.ReadFile(filepath.Join(dir, "guest.yaml")); err == nil && yaml.Unmarshal(data, &def) == nil && def.Status.Intent != "" {
+			bad = append(bad, fmt.Sprintf("guest %s: intent %s is left in its definition", g.Name(), def.Status.Intent))
 		}
 		snaps, _ := os.ReadDir(filepath.Join(dir, "snapshots"))
 		for _, sn := range snaps {
@@ -256,8 +261,11 @@ func leftovers(l layout.Layout) []string {
 	}
 	networks, _ := os.ReadDir(l.NetworksDir())
 	for _, n := range networks {
-		if data, err := os.ReadFile(filepath.Join(l.NetworkDir(n.Name()), "network.yaml")); err == nil && bytes.Contains(data, []byte("\nintent:")) {
-			bad = append(bad, "network "+n.Name()+": an intent is left in its definition")
+		var def struct {
+			Intent string `yaml:"intent"`
+		}
+		if data, err := os.ReadFile(filepath.Join(l.NetworkDir(n.Name()), "network.yaml")); err == nil && yaml.Unmarshal(data, &def) == nil && def.Intent != "" {
+			bad = append(bad, "network "+n.Name()+": intent "+def.Intent+" is left in its definition")
 		}
 	}
 	return bad
