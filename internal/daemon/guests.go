@@ -167,6 +167,11 @@ func (d *Daemon) create(ctx context.Context, req api.GuestCreate, def *guest.Def
 	if err = d.fault("create-after-disks"); err != nil {
 		return err
 	}
+	// A launch's guest lands with its intent: a daemon killed before the
+	// start recorded its own leaves nothing of a launch that failed.
+	if req.Start {
+		def.Status.Intent = guest.IntentLaunch
+	}
 	if err = d.store.Save(staging, def); err != nil {
 		return err
 	}
@@ -177,6 +182,7 @@ func (d *Daemon) create(ctx context.Context, req api.GuestCreate, def *guest.Def
 	if err = fsutil.SyncDir(d.layout.GuestsDir()); err != nil {
 		return err
 	}
+	d.crashPoint("create-after-rename")
 	e := d.guests.release(def.Name, def)
 	d.log.Info("guest created", "guest", def.Name, "class", def.Class, "template", def.Template, "rootfs", def.Rootfs)
 	if !req.Start {

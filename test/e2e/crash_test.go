@@ -316,13 +316,13 @@ func (r *crashRun) nextOp() crashOp {
 			}
 			after.Guests[name] = g
 			return crashOp{args: args, maxDelay: 1500 * time.Millisecond, after: after, points: map[string]string{
-				"launch-recorded": undone, "after-rootfs": undone, "create-after-disks": undone, "before-monitor": undone, "start-after-boot": undone}}
+				"launch-recorded": undone, "after-rootfs": undone, "create-after-disks": undone, "create-after-rename": undone, "before-monitor": undone, "start-after-boot": undone}}
 		})
 		add(1, func() crashOp {
 			name := r.name("c")
 			after.Guests[name] = guestWorld{Type: "container"}
 			return crashOp{args: []string{"create", "busybox", name}, maxDelay: time.Second, after: after, points: map[string]string{
-				"after-rootfs": undone, "create-after-disks": undone}}
+				"after-rootfs": undone, "create-after-disks": undone, "create-after-rename": either}}
 		})
 		add(1, func() crashOp {
 			name := r.name("i")
