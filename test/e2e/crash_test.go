@@ -362,7 +362,7 @@ func (r *crashRun) nextOp() crashOp {
 		})
 	}
 	if len(running) > 0 {
-		add(2, func() crashOp {
+		add(4, func() crashOp {
 			name := pick(running)
 			g := w.Guests[name]
 			g.Running = false
@@ -376,7 +376,7 @@ func (r *crashRun) nextOp() crashOp {
 		})
 	}
 	if len(containers) > 0 {
-		add(2, func() crashOp {
+		add(1, func() crashOp {
 			name := pick(containers)
 			delete(after.Guests, name)
 			return crashOp{args: []string{"delete", "--force", name}, maxDelay: time.Second, after: after, points: map[string]string{
@@ -393,7 +393,7 @@ func (r *crashRun) nextOp() crashOp {
 		})
 	}
 	if len(withSnaps) > 0 {
-		add(1, func() crashOp {
+		add(2, func() crashOp {
 			name := pick(withSnaps)
 			g := w.Guests[name]
 			snaps := strings.Split(g.Snapshots, ",")
@@ -405,7 +405,7 @@ func (r *crashRun) nextOp() crashOp {
 		})
 	}
 	if len(stoppedWithSnaps) > 0 {
-		add(1, func() crashOp {
+		add(2, func() crashOp {
 			name := pick(stoppedWithSnaps)
 			snap := pick(strings.Split(w.Guests[name].Snapshots, ","))
 			return crashOp{args: []string{"snapshot", "restore", name, snap}, maxDelay: 800 * time.Millisecond, after: after, points: map[string]string{
