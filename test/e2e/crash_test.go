@@ -284,6 +284,13 @@ func (r *crashRun) vmCases() []func() crashOp {
 
 // nextOp picks an operation the current world allows.
 func (r *crashRun) nextOp() crashOp {
+	// Interrupted launches and starts are mostly undone: a guest that runs
+	// is made, uninterrupted, whenever none does, so that stops and
+	// snapshots and copies of running guests keep coming.
+	if len(r.w.names(func(g guestWorld) bool { return g.Type == "container" && g.Running })) == 0 && len(r.w.Guests) < crashMaxGuests {
+		r.d.Must(r.t, "launch", "busybox", r.name("r"))
+		r.w = r.observe()
+	}
 	w := r.w
 	containers := w.names(func(g guestWorld) bool { return g.Type == "container" })
 	running := w.names(func(g guestWorld) bool { return g.Type == "container" && g.Running })
