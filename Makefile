@@ -4,7 +4,7 @@ BIN      := bin
 GOFLAGS  ?=
 export GOFLAGS
 
-.PHONY: all build deps deps-check demo test unit e2e bench fuzz fmt vet clean
+.PHONY: all build deps deps-check demo test unit e2e bench fuzz fmt vet clean stress
 
 all: build
 
@@ -31,6 +31,15 @@ demo: deps build
 # suite against real runc and QEMU (root needed).
 test: deps build deps-check vet
 	$(GO) test -count=1 -timeout 20m ./...
+
+# The crash-injection suite at length (make test runs it with 64 kills):
+# STRESS_KILLS kills of the daemon mid-operation, replayed with STRESS_SEED
+# (the seed is printed either way).
+STRESS_KILLS ?= 500
+STRESS_SEED  ?=
+stress: build
+	POLYVISOR_CRASH_KILLS=$(STRESS_KILLS) POLYVISOR_CRASH_SEED=$(STRESS_SEED) POLYVISOR_CRASH_TIME=3h \
+		$(GO) test -count=1 -timeout 4h -run '^TestCrashInjection$$' -v ./test/e2e/
 
 vet:
 	$(GO) vet ./...

@@ -31,7 +31,7 @@ func registerDrivers(l layout.Layout, opts daemonOptions, log *slog.Logger, faul
 	}
 	reg := driver.NewRegistry()
 	reg.Register(guest.TypeContainer, container.New(container.Options{Layout: l, Runtime: opts.runtime, Monitor: monitor, Log: log, Fault: fault}))
-	reg.Register(guest.TypeVM, qemu.New(qemu.Options{Layout: l, Monitor: monitor, Log: log, Unconfined: opts.unconfinedVMs}))
+	reg.Register(guest.TypeVM, qemu.New(qemu.Options{Layout: l, Monitor: monitor, Log: log, Unconfined: opts.unconfinedVMs, Fault: fault}))
 	return reg, nil
 }
 

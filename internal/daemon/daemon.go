@@ -11,6 +11,7 @@ import (
 	"net"
 	"os"
 	"path/filepath"
+	"slices"
 	"sync"
 	"time"
 
@@ -74,13 +75,15 @@ func New(cfg Config) (*Daemon, error) {
 	if _, err := network.ResolveNetworks([]string{cfg.DefaultNetwork}, ""); err != nil {
 		return nil, fmt.Errorf("--default-network: %w", err)
 	}
+	networks := network.NewManager(l, cfg.Log)
+	networks.Fault = cfg.Fault
 	return &Daemon{
 		cfg: cfg, layout: l, log: cfg.Log,
 		guests:    newTable(),
 		store:     guest.Store{Dir: l.GuestsDir()},
 		templates: template.Store{Dir: l.TemplatesDir(), AgentDir: cfg.AgentDir},
 		ops:       newOperations(),
-		networks:  network.NewManager(l, cfg.Log),
+		networks:  networks,
 	}, nil
 }
 
@@ -96,6 +99,9 @@ func (d *Daemon) Run(ctx context.Context) error {
 	}
 	d.networks.Restore(ctx)
 	defer d.networks.Close()
+	if dropped, err := d.networks.SweepReservations(d.joins); err != nil || len(dropped) > 0 {
+		d.log.Info("dropped the addresses of guests no longer on their networks", "dropped", dropped, "err", err)
+	}
 	for _, def := range d.guests.all() {
 		if err := d.publish(ctx, def, false); err != nil {
 			d.log.Error("restore published ports", "guest", def.Name, "err", err)
@@ -152,6 +158,29 @@ func (d *Daemon) fault(point string) error {
 		return nil
 	}
 	return d.cfg.Fault(point)
+}
+
+// joins reports whether guest joins network with mac, as its reservation
+// there says; a broken guest keeps whatever it had.
+func (d *Daemon) joins(netName, name, mac string) bool {
+	if d.guests.brokenCause(name) != nil {
+		return true
+	}
+	e, err := d.guests.get(name)
+	if err != nil {
+		return false
+	}
+	def := e.def.Load()
+	return slices.Contains(def.Networks, netName) && network.GuestNIC(def, netName).MAC.String() == mac
+}
+
+// crashPoint names a point where tests may kill the daemon
+// (--inject-fault crash:POINT) to check what the next one makes of the
+// operation it interrupts; a plain fault there is not injected.
+func (d *Daemon) crashPoint(point string) {
+	if d.cfg.Fault != nil {
+		d.cfg.Fault(point)
+	}
 }
 
 // driverFor returns the driver of a guest's class.

@@ -231,6 +231,11 @@ func (d *Daemon) create(ctx context.Context, req api.GuestCreate, def *guest.Def
 	if err = d.fault("create-after-disks"); err != nil {
 		return err
 	}
+	// A launch's guest lands with its intent: a daemon killed before the
+	// start recorded its own leaves nothing of a launch that failed.
+	if req.Start {
+		def.Status.Intent = guest.IntentLaunch
+	}
 	if err = d.store.Save(staging, def); err != nil {
 		return err
 	}
@@ -241,6 +246,7 @@ func (d *Daemon) create(ctx context.Context, req api.GuestCreate, def *guest.Def
 	if err = fsutil.SyncDir(d.layout.GuestsDir()); err != nil {
 		return err
 	}
+	d.crashPoint("create-after-rename")
 	e := d.guests.release(def.Name, def)
 	d.log.Info("guest created", "guest", def.Name, "class", def.Class, "template", def.Template, "rootfs", def.Rootfs)
 	if !req.Start {
@@ -282,10 +288,8 @@ func (d *Daemon) startLocked(ctx context.Context, e *entry, intent string) error
 	if err := d.networks.Prepare(ctx, def, def.Networks); err != nil {
 		return fmt.Errorf("start %s: %w", def.Name, err)
 	}
-	pending := def.Clone()
-	pending.Status.Intent = intent
-	if err := d.save(e, pending); err != nil {
-		return fmt.Errorf("start %s: %w", def.Name, err)
+	if err := d.recordIntent(e, intent, ""); err != nil {
+		return err
 	}
 	status, err := drv.Start(ctx, def)
 	if err != nil {
@@ -336,9 +340,16 @@ func (d *Daemon) stopLocked(ctx context.Context, e *entry, timeout time.Duration
 	if err != nil {
 		return err
 	}
-	if err := drv.Stop(ctx, def, timeout); err != nil {
+	if err := d.recordIntent(e, guest.IntentStop, ""); err != nil {
 		return err
 	}
+	if err := drv.Stop(ctx, def, timeout); err != nil {
+		if cerr := d.clearIntent(e); cerr != nil {
+			d.log.Error("forget the intent of a failed stop", "guest", def.Name, "err", cerr)
+		}
+		return err
+	}
+	d.crashPoint("stop-after-processes")
 	return d.markStopped(ctx, e, drv)
 }
 
@@ -370,20 +381,38 @@ func (d *Daemon) deleteLocked(ctx context.Context, e *entry, force bool) error {
 	if err != nil {
 		return err
 	}
+	if running(def) && !force {
+		return fmt.Errorf("guest %s: %w: it is running; stop it first or pass --force", def.Name, api.ErrConflict)
+	}
+	if err := d.recordIntent(e, guest.IntentDelete, ""); err != nil {
+		return err
+	}
 	if running(def) {
-		if !force {
-			return fmt.Errorf("guest %s: %w: it is running; stop it first or pass --force", def.Name, api.ErrConflict)
-		}
 		if err := drv.Stop(ctx, def, 0); err != nil {
-			return err
+			return d.deleteFailed(e, def, err)
 		}
 	}
+	// Nothing of the guest may outlive its files: with force, whatever
+	// still runs of it (a process the definition never named) is ended;
+	// without, the delete is refused.
+	if force {
+		if _, err := d.endProcessesOf(def.Name); err != nil {
+			return d.deleteFailed(e, def, fmt.Errorf("delete %s: %w", def.Name, err))
+		}
+	} else if pid, err := d.processOf(def.Name); err != nil || pid != 0 {
+		if err == nil {
+			err = fmt.Errorf("guest %s: %w: its process %d still runs; stop it, or pass --force", def.Name, api.ErrConflict, pid)
+		}
+		return d.deleteFailed(e, def, err)
+	}
+	d.crashPoint("delete-after-stop")
 	if _, err := drv.Cleanup(ctx, def); err != nil {
 		return fmt.Errorf("delete %s: %w", def.Name, err)
 	}
 	if err := drv.Delete(ctx, def); err != nil {
 		return fmt.Errorf("delete %s: %w", def.Name, err)
 	}
+	d.crashPoint("delete-after-disks")
 	if err := fsutil.RemoveAllAtomic(d.layout.GuestDir(def.Name)); err != nil {
 		return fmt.Errorf("delete %s: %w", def.Name, err)
 	}
@@ -391,6 +420,16 @@ func (d *Daemon) deleteLocked(ctx context.Context, e *entry, force bool) error {
 	d.unpublish(ctx, def)
 	d.log.Info("guest deleted", "guest", def.Name)
 	return nil
+}
+
+// deleteFailed puts back def, as it was before a delete that failed
+// before it removed anything (with the intent of an operation it was
+// rolling back, if any), and returns err.
+func (d *Daemon) deleteFailed(e *entry, def *guest.Definition, err error) error {
+	if serr := d.save(e, def); serr != nil {
+		d.log.Error("forget the intent of a failed delete", "guest", def.Name, "err", serr)
+	}
+	return err
 }
 
 // publish reserves the guest's address and forwards its published ports

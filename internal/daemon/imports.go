@@ -53,7 +53,10 @@ func (d *Daemon) handleImport(r *http.Request) (any, error) {
 // importGuest runs an import operation.
 func (d *Daemon) importGuest(ctx context.Context, req api.Import, r *opReport) (err error) {
 	im := importer.Importer{Templates: d.templates}
-	res, err := im.Import(ctx, importer.Request{Path: req.Path, Name: req.Name, Firmware: req.Firmware}, func(phase string, done, total int64) {
+	// A template made for a guest stays marked pending until the guest
+	// is made: a daemon killed in between lets the next one remove both.
+	pending := req.As == api.ImportAsGuest
+	res, err := im.Import(ctx, importer.Request{Path: req.Path, Name: req.Name, Firmware: req.Firmware, Pending: pending}, func(phase string, done, total int64) {
 		r.progress(api.Progress{Phase: phase, Done: done, Total: total})
 	})
 	if err != nil {
@@ -107,8 +110,57 @@ func (d *Daemon) importGuest(ctx context.Context, req api.Import, r *opReport) (
 	if err := d.create(ctx, create, def); err != nil {
 		return err
 	}
+	d.crashPoint("import-after-guest")
+	if err := d.templates.Settle(t.ID); err != nil {
+		if derr := d.removeGuest(context.WithoutCancel(ctx), def.Name); derr != nil {
+			d.log.Error("remove the guest of a failed import", "guest", def.Name, "err", derr)
+		}
+		return fmt.Errorf("import %s: %w", filepath.Base(req.Path), err)
+	}
 	r.result(def.Name)
 	return nil
+}
+
+// removeGuest force-deletes guest name, as the rollback of an operation
+// that made it.
+func (d *Daemon) removeGuest(ctx context.Context, name string) error {
+	e, err := d.guests.get(name)
+	if err != nil {
+		return err
+	}
+	e.op.Lock()
+	defer e.op.Unlock()
+	return d.deleteLocked(ctx, e, true)
+}
+
+// finishInterruptedImports removes what imports a crash interrupted left:
+// a template still marked pending, and the guest the import made of it.
+// Their clients saw them fail.
+func (d *Daemon) finishInterruptedImports(ctx context.Context) {
+	ids, err := d.templates.Pending()
+	if err != nil {
+		d.log.Error("list the templates of interrupted imports", "err", err)
+		return
+	}
+	for _, id := range ids {
+		t, err := d.templates.Load(id)
+		if err != nil {
+			d.log.Error("template of an interrupted import", "template", id, "err", err)
+			continue
+		}
+		if slices.Contains(d.guests.usersOf(id), t.Name) {
+			if err := d.removeGuest(ctx, t.Name); err != nil {
+				d.log.Error("remove the guest of an interrupted import", "guest", t.Name, "err", err)
+				continue
+			}
+		}
+		if users := d.guests.usersOf(id); len(users) > 0 {
+			err = d.templates.Settle(id) // others use it since: it stays
+		} else {
+			err = d.templates.Delete(id)
+		}
+		d.log.Info("finished an interrupted import", "template", id, "err", err)
+	}
 }
 
 // handleExport writes a stopped guest out in another product's format.

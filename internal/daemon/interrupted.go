@@ -2,11 +2,15 @@ package daemon
 
 import (
 	"context"
+	"errors"
 	"fmt"
+	"os"
 	"syscall"
 	"time"
 
+	"github.com/polyvisor/polyvisor/internal/api"
 	"github.com/polyvisor/polyvisor/internal/driver"
+	"github.com/polyvisor/polyvisor/internal/fsutil"
 	"github.com/polyvisor/polyvisor/internal/guest"
 )
 
@@ -14,27 +18,95 @@ import (
 // to go once killed.
 const endTimeout = 10 * time.Second
 
-// finishInterrupted rolls back a start or launch that a crash interrupted
-// after it recorded its intent and before it recorded the guest's
-// processes: it kills what that operation left running (the monitor, QEMU
-// or the container's init, found by the guest's run dir and cgroup, since
-// the definition never named them), releases what the driver holds, and
-// leaves the guest stopped, or, for a launch its client saw fail, removes
-// it.
-func (d *Daemon) finishInterrupted(ctx context.Context, e *entry, drv driver.Driver) error {
+// recordIntent saves the guest's definition with intent (and the snapshot
+// it is about) before an operation's first side effect, so that a daemon
+// killed during it lets the next one finish or roll it back; e.op is held.
+func (d *Daemon) recordIntent(e *entry, intent, snap string) error {
+	pending := e.def.Load().Clone()
+	pending.Status.Intent, pending.Status.IntentSnapshot = intent, snap
+	if err := d.save(e, pending); err != nil {
+		return fmt.Errorf("%s %s: record the intent: %w", intent, pending.Name, err)
+	}
+	d.crashPoint(intent + "-recorded")
+	return nil
+}
+
+// clearIntent saves the guest's definition without its intent, once the
+// operation completed or was undone; e.op is held.
+func (d *Daemon) clearIntent(e *entry) error {
 	def := e.def.Load()
-	killed, err := d.endProcessesOf(def.Name)
-	if err != nil {
-		return fmt.Errorf("end what the interrupted %s of %s left: %w", def.Status.Intent, def.Name, err)
+	if def.Status.Intent == "" {
+		return nil
 	}
-	if def.Status.Intent == guest.IntentLaunch {
-		if err := d.deleteLocked(ctx, e, true); err != nil {
-			return fmt.Errorf("remove %s, whose launch was interrupted: %w", def.Name, err)
+	next := def.Clone()
+	next.Status.Intent, next.Status.IntentSnapshot = "", ""
+	return d.save(e, next)
+}
+
+// finishInterrupted finishes or rolls back the operation a crash
+// interrupted after it recorded its intent (see guest.Status.Intent); e.op
+// need not be held, nothing else runs yet. It reports whether the guest is
+// settled (removed or stopped); otherwise the caller adopts it as usual.
+func (d *Daemon) finishInterrupted(ctx context.Context, e *entry, drv driver.Driver) (settled bool, err error) {
+	def := e.def.Load()
+	intent := def.Status.Intent
+	defer func() {
+		if err == nil {
+			d.log.Info("finished an interrupted operation", "guest", def.Name, "intent", intent, "snapshot", def.Status.IntentSnapshot)
 		}
-	} else if err := d.markStopped(ctx, e, drv); err != nil {
-		return fmt.Errorf("stop %s, whose start was interrupted: %w", def.Name, err)
+	}()
+	switch intent {
+	case guest.IntentStart, guest.IntentLaunch, guest.IntentStop, guest.IntentDelete:
+		// A start or launch never recorded the processes it started, a
+		// stop or delete may have ended some of them: either way the
+		// guest's processes go (found by its run dir and cgroup).
+		if _, err := d.endProcessesOf(def.Name); err != nil {
+			return false, fmt.Errorf("end what the interrupted %s of %s left: %w", intent, def.Name, err)
+		}
+		if intent == guest.IntentLaunch || intent == guest.IntentDelete {
+			if err := d.deleteLocked(ctx, e, true); err != nil {
+				return false, fmt.Errorf("remove %s, whose %s was interrupted: %w", def.Name, intent, err)
+			}
+			return true, nil
+		}
+		if err := d.markStopped(ctx, e, drv); err != nil {
+			return true, fmt.Errorf("stop %s, whose %s was interrupted: %w", def.Name, intent, err)
+		}
+		return true, nil
+	case guest.IntentSnapshotCreate:
+		// Its client saw it fail: the snapshot goes, whether or not it
+		// was complete.
+		if err := d.undoSnapshot(ctx, def, def.Status.IntentSnapshot); err != nil {
+			return false, err
+		}
+	case guest.IntentSnapshotRestore:
+		if err := d.restoreSnapshot(ctx, e, def.Status.IntentSnapshot); err != nil {
+			d.log.Error("make an interrupted restore again", "guest", def.Name, "snapshot", def.Status.IntentSnapshot, "err", err)
+		}
+	case guest.IntentSnapshotDelete:
+		if err := d.deleteSnapshot(ctx, e, def.Status.IntentSnapshot); err != nil && !errors.Is(err, api.ErrNotFound) {
+			return false, err
+		}
 	}
-	d.log.Info("rolled back an interrupted operation", "guest", def.Name, "intent", def.Status.Intent, "killed", killed)
+	return false, d.clearIntent(e)
+}
+
+// undoSnapshot removes snapshot snap of def, complete or not: the
+// driver's part (a qcow2 tag) and its directory.
+func (d *Daemon) undoSnapshot(ctx context.Context, def *guest.Definition, snap string) error {
+	s, err := d.snapshotter(def)
+	if err != nil {
+		return err
+	}
+	dir := d.snapshotDir(def.Name, snap)
+	if err := s.DeleteSnapshot(ctx, def, snap, dir); err != nil {
+		return fmt.Errorf("remove snapshot %s of %s, whose creation was interrupted: %w", snap, def.Name, err)
+	}
+	if _, err := os.Lstat(dir); err == nil {
+		if err := fsutil.RemoveAllAtomic(dir); err != nil {
+			return fmt.Errorf("remove snapshot %s of %s, whose creation was interrupted: %w", snap, def.Name, err)
+		}
+	}
 	return nil
 }
 

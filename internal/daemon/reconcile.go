@@ -2,6 +2,7 @@ package daemon
 
 import (
 	"context"
+	"path/filepath"
 
 	"github.com/polyvisor/polyvisor/internal/api"
 	"github.com/polyvisor/polyvisor/internal/driver"
@@ -44,6 +45,7 @@ func (d *Daemon) reconcile(ctx context.Context) error {
 		e := d.guests.release(name, def)
 		// No snapshot operation runs yet: a staging one is a crash's.
 		sweepDotEntries(d.snapshotsDir(name), d.log)
+		sweepDotEntries(filepath.Join(d.layout.GuestDir(name), "disks"), d.log) // a restore's staging tree
 		if def.Status.State != api.StateRunning && def.Status.Intent == "" {
 			continue
 		}
@@ -53,11 +55,17 @@ func (d *Daemon) reconcile(ctx context.Context) error {
 			continue
 		}
 		if def.Status.Intent != "" {
-			if err := d.finishInterrupted(ctx, e, drv); err != nil {
-				d.log.Error("roll back an interrupted operation", "guest", name, "err", err)
+			settled, err := d.finishInterrupted(ctx, e, drv)
+			if err != nil {
+				d.log.Error("finish an interrupted operation", "guest", name, "intent", def.Status.Intent, "err", err)
 			}
-			released++
-			continue
+			if settled {
+				released++
+				continue
+			}
+			if def = e.def.Load(); def.Status.State != api.StateRunning {
+				continue
+			}
 		}
 		if running(def) {
 			live[name] = true
@@ -78,6 +86,7 @@ func (d *Daemon) reconcile(ctx context.Context) error {
 		}
 		released++
 	}
+	d.finishInterruptedImports(ctx)
 	for _, drv := range d.cfg.Drivers.All() {
 		if s, ok := drv.(driver.Sweeper); ok {
 			if err := s.Sweep(ctx, live); err != nil {

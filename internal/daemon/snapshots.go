@@ -138,6 +138,14 @@ func (d *Daemon) createSnapshot(ctx context.Context, e *entry, snap string) (err
 	if _, err := os.Lstat(d.snapshotDir(def.Name, snap)); err == nil {
 		return fmt.Errorf("snapshot %s of %s: %w: pick another name or delete it first", snap, def.Name, api.ErrExists)
 	}
+	if err := d.recordIntent(e, guest.IntentSnapshotCreate, snap); err != nil {
+		return err
+	}
+	defer func() {
+		if cerr := d.clearIntent(e); cerr != nil {
+			d.log.Error("forget the intent of a snapshot", "guest", def.Name, "snapshot", snap, "err", cerr)
+		}
+	}()
 	parent := d.snapshotsDir(def.Name)
 	if err := os.MkdirAll(parent, 0o700); err != nil {
 		return fmt.Errorf("snapshot %s of %s: %w", snap, def.Name, err)
@@ -181,6 +189,7 @@ func (d *Daemon) createSnapshot(ctx context.Context, e *entry, snap string) (err
 	if serr := fsutil.SyncDir(parent); serr != nil {
 		d.log.Warn("sync the snapshots dir", "guest", def.Name, "err", serr)
 	}
+	d.crashPoint("snapshot-after-rename")
 	d.log.Info("snapshot taken", "guest", def.Name, "snapshot", snap, "kind", rec.Kind, "running", rec.Running, "took", time.Since(rec.CreatedAt).Round(time.Millisecond))
 	return nil
 }
@@ -202,10 +211,18 @@ func (d *Daemon) restoreSnapshot(ctx context.Context, e *entry, snap string) err
 	if _, err := d.loadSnapshot(def.Name, snap); err != nil {
 		return err
 	}
-	next := def.Clone()
-	if err := s.RestoreSnapshot(ctx, next, snap, d.snapshotDir(def.Name, snap)); err != nil {
+	if err := d.recordIntent(e, guest.IntentSnapshotRestore, snap); err != nil {
 		return err
 	}
+	next := def.Clone()
+	next.Status.Intent, next.Status.IntentSnapshot = "", ""
+	if err := s.RestoreSnapshot(ctx, next, snap, d.snapshotDir(def.Name, snap)); err != nil {
+		if cerr := d.clearIntent(e); cerr != nil {
+			d.log.Error("forget the intent of a failed restore", "guest", def.Name, "err", cerr)
+		}
+		return err
+	}
+	d.crashPoint("snapshot-restore-after-disks")
 	if err := d.save(e, next); err != nil {
 		return err
 	}
@@ -226,10 +243,19 @@ func (d *Daemon) deleteSnapshot(ctx context.Context, e *entry, snap string) erro
 	if _, err := d.loadSnapshot(def.Name, snap); err != nil {
 		return err
 	}
+	if err := d.recordIntent(e, guest.IntentSnapshotDelete, snap); err != nil {
+		return err
+	}
+	defer func() {
+		if cerr := d.clearIntent(e); cerr != nil {
+			d.log.Error("forget the intent of a snapshot delete", "guest", def.Name, "snapshot", snap, "err", cerr)
+		}
+	}()
 	dir := d.snapshotDir(def.Name, snap)
 	if err := s.DeleteSnapshot(ctx, def, snap, dir); err != nil {
 		return err
 	}
+	d.crashPoint("snapshot-delete-after-disks")
 	if err := fsutil.RemoveAllAtomic(dir); err != nil {
 		return fmt.Errorf("delete snapshot %s of %s: %w", snap, def.Name, err)
 	}
@@ -298,6 +324,7 @@ func (d *Daemon) copyGuest(ctx context.Context, e *entry, name string) (err erro
 	if err = os.Rename(staging, d.layout.GuestDir(name)); err != nil {
 		return fmt.Errorf("copy %s to %s: %w", src.Name, name, err)
 	}
+	d.crashPoint("copy-after-rename")
 	if err = fsutil.SyncDir(d.layout.GuestsDir()); err != nil {
 		return err
 	}

@@ -152,7 +152,8 @@ type ConfinementReporter interface {
 
 // Adopter repairs a live guest the daemon adopts on start, left in a state
 // only an interrupted operation puts it in: a container frozen for a
-// snapshot or copy when the daemon died is thawed.
+// snapshot or copy when the daemon died is thawed, a VM paused for a
+// snapshot resumed.
 type Adopter interface {
 	Adopt(ctx context.Context, def *guest.Definition) error
 }

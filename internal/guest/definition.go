@@ -207,18 +207,31 @@ type Status struct {
 	LastExit *api.Exit `yaml:"lastExit,omitempty"`
 	// Pending lists limits changed while running that apply at next start.
 	Pending []string `yaml:"pending,omitempty"`
-	// Intent names the operation that was starting the guest's processes
-	// when this was saved (IntentStart or IntentLaunch), before it could
-	// record them: a daemon that finds it on start ends whatever that
-	// operation left running and rolls it back.
+	// Intent names the multi-step operation under way when this was
+	// saved, recorded before its first side effect and cleared when it
+	// completes: a daemon that finds it on start finishes or rolls back
+	// what that operation left (see the Intent constants).
 	Intent string `yaml:"intent,omitempty"`
+	// IntentSnapshot names the snapshot a snapshot intent is about.
+	IntentSnapshot string `yaml:"intentSnapshot,omitempty"`
 }
 
-// The operations a Status.Intent names.
+// The operations a Status.Intent names, and what the next daemon makes of
+// each when it finds it.
 const (
-	IntentStart  = "start"  // an interrupted start leaves the guest stopped
-	IntentLaunch = "launch" // an interrupted launch, which its client saw fail, leaves nothing
+	IntentStart           = "start"            // rolled back: the guest is left stopped
+	IntentLaunch          = "launch"           // rolled back: its client saw it fail, so nothing is left
+	IntentStop            = "stop"             // finished: the guest is left stopped
+	IntentDelete          = "delete"           // finished: the guest is removed
+	IntentSnapshotCreate  = "snapshot-create"  // rolled back: no snapshot of that name is left
+	IntentSnapshotRestore = "snapshot-restore" // finished: the restore is made again
+	IntentSnapshotDelete  = "snapshot-delete"  // finished: the snapshot is removed
 )
+
+// intents lists the valid Status.Intent values.
+func intents() []string {
+	return []string{IntentStart, IntentLaunch, IntentStop, IntentDelete, IntentSnapshotCreate, IntentSnapshotRestore, IntentSnapshotDelete}
+}
 
 // isDNSLabel reports whether name is 1-63 of [a-z0-9-], starting with a
 // letter and not ending with '-'.
@@ -256,8 +269,11 @@ func (d *Definition) Validate() error {
 	if err := validateTemplate(d.Template); err != nil {
 		return err
 	}
-	if i := d.Status.Intent; i != "" && i != IntentStart && i != IntentLaunch {
-		return fmt.Errorf("%w: status.intent %q: use %s or %s, or remove it", api.ErrInvalid, i, IntentStart, IntentLaunch)
+	if i := d.Status.Intent; i != "" && !slices.Contains(intents(), i) {
+		return fmt.Errorf("%w: status.intent %q: use one of %s, or remove it", api.ErrInvalid, i, strings.Join(intents(), ", "))
+	}
+	if s := d.Status.IntentSnapshot; s != "" && !isDNSLabel(s) {
+		return fmt.Errorf("%w: status.intentSnapshot %q: not a snapshot name; remove it", api.ErrInvalid, s)
 	}
 	if err := CheckCPUs("cpus", d.CPUs); err != nil {
 		return err

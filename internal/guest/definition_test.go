@@ -180,3 +180,35 @@ func TestSetNetworkAndPublish(t *testing.T) {
 		t.Errorf("Changes of network and publish = %v, %v", set, err)
 	}
 }
+
+// TestIntentsRoundTripAndUnknownOnesAreRefused: every operation's intent
+// survives the file (the next daemon acts on it), a hand-edited unknown
+// one loads broken with a line naming the field.
+func TestIntentsRoundTripAndUnknownOnesAreRefused(t *testing.T) {
+	for _, intent := range intents() {
+		d := sample()
+		d.Status.Intent, d.Status.IntentSnapshot = intent, "snap-1"
+		data, err := d.Marshal()
+		if err != nil {
+			t.Fatal(err)
+		}
+		back, err := Parse(data)
+		if err != nil {
+			t.Fatalf("%s: %v", intent, err)
+		}
+		if back.Status.Intent != intent || back.Status.IntentSnapshot != "snap-1" {
+			t.Errorf("%s: read back as %+v", intent, back.Status)
+		}
+	}
+	for field, status := range map[string]Status{
+		"status.intent":         {State: api.StateStopped, Intent: "reboot"},
+		"status.intentSnapshot": {State: api.StateStopped, Intent: IntentSnapshotDelete, IntentSnapshot: "../x"},
+	} {
+		d := sample()
+		d.Status = status
+		data, _ := d.Marshal()
+		if _, err := Parse(data); err == nil || !errors.Is(err, api.ErrInvalid) || !strings.Contains(err.Error(), field) {
+			t.Errorf("%+v: err = %v, want ErrInvalid naming %s", status, err, field)
+		}
+	}
+}

@@ -108,7 +108,7 @@ func (im Importer) addContainer(ctx context.Context, req Request, kind string, p
 	for _, fn := range describe {
 		fn(t)
 	}
-	err = im.Templates.Add(t, func(staging string) error {
+	err = im.add(t, req, func(staging string) error {
 		rootfs := filepath.Join(staging, "rootfs")
 		if err := os.Mkdir(rootfs, 0o755); err != nil {
 			return err

@@ -82,7 +82,7 @@ func (im Importer) importDisk(ctx context.Context, req Request, src diskSource, 
 		Source: "import", Arch: importedArch, Boot: bootOf(m),
 		Origin: string(src.Format) + " " + req.Path,
 	}
-	err = im.Templates.Add(t, func(staging string) error {
+	err = im.add(t, req, func(staging string) error {
 		progress("converting "+filepath.Base(src.Path)+" to qcow2", 0, 10000)
 		err := diskimage.Convert(ctx, src.Path, src.Format.QEMUFormat(), filepath.Join(staging, diskFile), "qcow2", nil, func(done, total int64) {
 			progress("converting "+filepath.Base(src.Path)+" to qcow2", done, total)

@@ -33,6 +33,23 @@ type Request struct {
 	// Firmware says how the disk boots: bios or uefi. "" takes the
 	// definition's, and BIOS for a bare disk image.
 	Firmware string
+	// Pending makes the template marked pending (template.MarkPending),
+	// for an import that goes on to make a guest of it and settles it
+	// then.
+	Pending bool
+}
+
+// add is Templates.Add, marking the template pending when req says.
+func (im Importer) add(t *api.Template, req Request, fill func(staging string) error) error {
+	return im.Templates.Add(t, func(staging string) error {
+		if err := fill(staging); err != nil {
+			return err
+		}
+		if req.Pending {
+			return template.MarkPending(staging)
+		}
+		return nil
+	})
 }
 
 // Result is what an import made.

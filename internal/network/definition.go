@@ -47,7 +47,18 @@ type Definition struct {
 	Subnet        netip.Prefix `yaml:"subnet"`
 	Isolated      bool         `yaml:"isolated,omitempty"`
 	CreatedAt     time.Time    `yaml:"createdAt"`
+	// Intent is set while the network is being created or deleted
+	// (intentCreate, intentDelete): a daemon that finds it on start
+	// removes the network, whose creation its client saw fail or whose
+	// deletion was asked.
+	Intent string `yaml:"intent,omitempty"`
 }
+
+// The values of Definition.Intent.
+const (
+	intentCreate = "create"
+	intentDelete = "delete"
+)
 
 // Gateway is the bridge's address: the guests' router (unless isolated)
 // and DNS server.
@@ -72,6 +83,9 @@ func (d *Definition) validate() error {
 	}
 	if d.Bridge != d.Name {
 		return fmt.Errorf("%w: bridge %q: a network's bridge is named after it (%s)", api.ErrInvalid, d.Bridge, d.Name)
+	}
+	if d.Intent != "" && d.Intent != intentCreate && d.Intent != intentDelete {
+		return fmt.Errorf("%w: intent %q: remove it", api.ErrInvalid, d.Intent)
 	}
 	if !d.Subnet.IsValid() || !d.Subnet.Addr().Is4() || d.Subnet.Masked() != d.Subnet || d.Subnet.Bits() < minBits || d.Subnet.Bits() > maxBits {
 		return fmt.Errorf("%w: subnet %s: write an IPv4 network from /%d to /%d, like 10.86.0.0/24", api.ErrInvalid, d.Subnet, minBits, maxBits)

@@ -36,6 +36,16 @@ type Manager struct {
 	forwards   map[string][]boundForward // published ports, by guest
 	// watchers are the goroutines restarting dnsmasq; Close waits for them.
 	watchers sync.WaitGroup
+	// Fault, when set, is the daemon's fault injector (tests only): it
+	// may kill the daemon at the named points (crashPoint).
+	Fault func(point string) error
+}
+
+// crashPoint names a point where tests may kill the daemon.
+func (m *Manager) crashPoint(point string) {
+	if m.Fault != nil {
+		m.Fault(point)
+	}
 }
 
 // running is a network the manager serves.
@@ -63,6 +73,12 @@ func (m *Manager) Restore(ctx context.Context) {
 	}
 	for _, name := range names {
 		def, err := m.store.load(name)
+		if err == nil && def.Intent != "" {
+			// Created for a client that saw it fail, or being deleted.
+			err = errors.Join(m.down(ctx, def), m.store.remove(name))
+			m.log.Info("removed a network whose "+def.Intent+" was interrupted", "network", name, "err", err)
+			continue
+		}
 		if err == nil {
 			err = m.up(ctx, def)
 		}
@@ -148,7 +164,7 @@ func (m *Manager) create(ctx context.Context, req api.NetworkCreate) (api.Networ
 	if err != nil {
 		return api.Network{}, err
 	}
-	def := &Definition{SchemaVersion: SchemaVersion, Name: req.Name, Bridge: req.Name, Isolated: req.Isolated, CreatedAt: time.Now().UTC()}
+	def := &Definition{SchemaVersion: SchemaVersion, Name: req.Name, Bridge: req.Name, Isolated: req.Isolated, CreatedAt: time.Now().UTC(), Intent: intentCreate}
 	if req.Subnet == "" {
 		def.Subnet, err = chooseSubnet(used)
 	} else {
@@ -163,6 +179,11 @@ func (m *Manager) create(ctx context.Context, req api.NetworkCreate) (api.Networ
 	err = m.up(ctx, def)
 	if err == nil {
 		err = m.syncNAT()
+	}
+	if err == nil {
+		m.crashPoint("network-create-after-up")
+		def.Intent = ""
+		err = m.store.save(def)
 	}
 	if err != nil {
 		m.down(context.WithoutCancel(ctx), def)
@@ -406,6 +427,11 @@ func (m *Manager) Delete(ctx context.Context, name string, inUse []string) error
 	if len(inUse) > 0 {
 		return fmt.Errorf("%w: network %s is used by %v: delete them or move them to another network first", api.ErrConflict, name, inUse)
 	}
+	def.Intent = intentDelete
+	if err := m.store.save(def); err != nil {
+		return fmt.Errorf("delete network %s: record the intent: %w", name, err)
+	}
+	m.crashPoint("network-delete-recorded")
 	if err := errors.Join(m.down(ctx, def), m.syncNAT()); err != nil {
 		return fmt.Errorf("delete network %s: %w", name, err)
 	}

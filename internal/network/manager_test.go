@@ -208,3 +208,74 @@ func TestBadNetworksAreRefusedAndLeaveNothing(t *testing.T) {
 		t.Error("a refused network left its bridge")
 	}
 }
+
+// TestInterruptedCreateAndDeleteAreFinishedAtRestore: a daemon killed
+// while it created a network (its client saw the create fail) or deleted
+// one used to leave the network for the next daemon to bring up again.
+// The intent each records first makes the next one remove it: bridge,
+// dnsmasq, NAT rules, definition.
+func TestInterruptedCreateAndDeleteAreFinishedAtRestore(t *testing.T) {
+	m := newManager(t)
+	ctx := context.Background()
+	var pids []int
+	for i, intent := range []string{intentCreate, intentDelete} {
+		name := fmt.Sprintf("pvint%d", i)
+		n, err := m.Create(ctx, api.NetworkCreate{Name: name})
+		if err != nil {
+			t.Fatal(err)
+		}
+		pids = append(pids, n.DNSMasqPID)
+		def, err := m.store.load(name)
+		if err != nil {
+			t.Fatal(err)
+		}
+		def.Intent = intent // as the create or delete had recorded when the daemon died
+		if err := m.store.save(def); err != nil {
+			t.Fatal(err)
+		}
+	}
+	m.Close()
+	again := NewManager(m.layout, m.log)
+	t.Cleanup(again.Close)
+	again.Restore(ctx)
+	if names, _ := again.Names(); len(names) != 0 {
+		t.Errorf("networks left on disk: %v", names)
+	}
+	for i, pid := range pids {
+		if _, err := netlink.LinkByName(fmt.Sprintf("pvint%d", i)); err == nil {
+			t.Errorf("bridge pvint%d left", i)
+		}
+		if mustIdentify(pid).Alive() {
+			t.Errorf("dnsmasq %d left", pid)
+		}
+	}
+	if table := nftTable(t); table != "" {
+		t.Errorf("the nftables table outlived the networks:\n%s", table)
+	}
+}
+
+// TestSweepReservationsDropsWhatNoGuestHolds: a reservation of a guest
+// that was never made, was deleted or moved goes; the others stay.
+func TestSweepReservationsDropsWhatNoGuestHolds(t *testing.T) {
+	m := newManager(t)
+	ctx := context.Background()
+	if _, err := m.Create(ctx, api.NetworkCreate{Name: "pvres0"}); err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { m.Delete(ctx, "pvres0", nil) })
+	for _, g := range []string{"kept", "moved"} {
+		if _, err := m.Reserve("pvres0", g, NICOf(g, "pvres0")); err != nil {
+			t.Fatal(err)
+		}
+	}
+	dropped, err := m.SweepReservations(func(network, guest, mac string) bool {
+		return guest == "kept" && mac == NICOf("kept", network).MAC.String()
+	})
+	if err != nil || len(dropped) != 1 || dropped[0] != "pvres0/moved" {
+		t.Errorf("dropped %v, %v; want pvres0/moved", dropped, err)
+	}
+	list, _ := m.reservations("pvres0")
+	if len(list) != 1 || list[0].Name != "kept" {
+		t.Errorf("reservations left: %+v", list)
+	}
+}

@@ -3,6 +3,7 @@ package network
 import (
 	"bufio"
 	"bytes"
+	"errors"
 	"fmt"
 	"net/netip"
 	"os"
@@ -129,4 +130,38 @@ func (m *Manager) Unreserve(network, mac string) error {
 		return nil
 	}
 	return m.writeReservations(network, kept)
+}
+
+// SweepReservations drops, on every network, the reservations keep
+// refuses: those an interrupted operation left for a guest that was never
+// made, was deleted, or moved to another network. It returns what it
+// dropped, as "NETWORK/GUEST".
+func (m *Manager) SweepReservations(keep func(network, guest, mac string) bool) ([]string, error) {
+	names, err := m.store.names()
+	if err != nil {
+		return nil, err
+	}
+	m.ops.Lock()
+	defer m.ops.Unlock()
+	var dropped []string
+	var errs []error
+	for _, network := range names {
+		list, err := m.reservations(network)
+		if err != nil {
+			errs = append(errs, err)
+			continue
+		}
+		kept := make([]reservation, 0, len(list))
+		for _, r := range list {
+			if keep(network, r.Name, r.MAC) {
+				kept = append(kept, r)
+			} else {
+				dropped = append(dropped, network+"/"+r.Name)
+			}
+		}
+		if len(kept) < len(list) {
+			errs = append(errs, m.writeReservations(network, kept))
+		}
+	}
+	return dropped, errors.Join(errs...)
 }

@@ -203,6 +203,20 @@ func (d *Daemon) running() bool {
 	}
 }
 
+// Alive reports whether the daemon process still runs.
+func (d *Daemon) Alive() bool { return d.running() }
+
+// Exited reports whether the daemon process ends within wait: a client
+// may see its connection reset a moment before the process is reaped.
+func (d *Daemon) Exited(wait time.Duration) bool {
+	select {
+	case <-d.done:
+		return true
+	case <-time.After(wait):
+		return false
+	}
+}
+
 // Kill ends the daemon with SIGKILL, as a crash would; guests keep running.
 func (d *Daemon) Kill() {
 	if d.running() {

@@ -133,3 +133,55 @@ func qemuRuns(runDir string) bool {
 	}
 	return false
 }
+
+// TestDeleteForceEndsEveryProcessOfTheGuest: delete --force stopped the
+// processes the definition names, and returned 0 while another process of
+// the guest (one naming its run dir, as a QEMU or monitor the daemon lost
+// track of would) lived on over its deleted files. Now it ends them and
+// succeeds only once they are gone; a plain delete of a stopped guest with
+// such a process is refused.
+func TestDeleteForceEndsEveryProcessOfTheGuest(t *testing.T) {
+	requireRoot(t)
+	d := ownDaemon(t)
+	d.Must(t, "launch", "busybox", "doomed")
+	d.Must(t, "create", "busybox", "kept")
+	l := layout.New(d.StateDir)
+	stray := func(name string) *exec.Cmd {
+		// argv[0] in the guest's run dir, as QEMU's -qmp or a monitor's
+		// --dir would name it.
+		if err := os.MkdirAll(l.GuestRunDir(name), 0o700); err != nil {
+			t.Fatal(err)
+		}
+		cmd := exec.Command("bash", "-c", `exec -a "$0" sleep 600`, filepath.Join(l.GuestRunDir(name), "stray"))
+		if err := cmd.Start(); err != nil {
+			t.Fatal(err)
+		}
+		t.Cleanup(func() { cmd.Process.Kill(); cmd.Wait() })
+		deadline := time.Now().Add(5 * time.Second)
+		for len(processesNaming(l.GuestRunDir(name))) == 0 && time.Now().Before(deadline) {
+			time.Sleep(10 * time.Millisecond)
+		}
+		return cmd
+	}
+	kept := stray("kept")
+	if _, errOut, code := d.Run("delete", "kept"); code == 0 || !strings.Contains(errOut, "still runs") {
+		t.Errorf("delete of a stopped guest with a live process: exit %d: %s", code, errOut)
+	}
+	if _, err := os.Stat(l.GuestDir("kept")); err != nil {
+		t.Errorf("the refused delete removed the guest: %v", err)
+	}
+	kept.Process.Kill()
+	kept.Wait()
+	d.Must(t, "delete", "kept")
+
+	doomed := stray("doomed")
+	d.Must(t, "delete", "--force", "doomed")
+	ended := make(chan error, 1)
+	go func() { ended <- doomed.Wait() }()
+	select {
+	case <-ended:
+	case <-time.After(2 * time.Second):
+		t.Errorf("delete --force returned 0 while process %d of the guest lives", doomed.Process.Pid)
+	}
+	requireNothingLeftOf(t, d, "doomed")
+}

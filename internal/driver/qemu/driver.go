@@ -52,6 +52,16 @@ type Options struct {
 	// Unconfined runs QEMU as root, with no sandbox and no cgroup: the
 	// baseline of the confinement's benchmark, never for guests.
 	Unconfined bool
+	// Fault, when set, is the daemon's fault injector (tests only): it
+	// may kill the daemon at the named points (crashPoint).
+	Fault func(point string) error
+}
+
+// crashPoint names a point where tests may kill the daemon.
+func (d *Driver) crashPoint(point string) {
+	if d.opts.Fault != nil {
+		d.opts.Fault(point)
+	}
 }
 
 // Driver runs VM guests.

@@ -99,6 +99,7 @@ func (d *Driver) snapshotRunning(ctx context.Context, def *guest.Definition, nam
 			}
 		}()
 	}
+	d.crashPoint("snapshot-vm-paused")
 	if err := d.saveVars(def, dir); err != nil {
 		return err
 	}
