@@ -108,7 +108,7 @@ func TestInjectedFaultsLeaveNothingHalfMade(t *testing.T) {
 	for _, point := range []string{"create-after-disks", "after-rootfs", "before-monitor", "start-after-boot"} {
 		t.Run(point, func(t *testing.T) {
 			d := ownDaemon(t, "--inject-fault", point)
-			monitorsBefore := countMonitors(t)
+			monitorsBefore := countMonitors(t, d)
 			expectError(t, d, "injected fault at "+point, "launch", "busybox", "half")
 			l := layout.New(d.StateDir)
 			if entries := guestDirEntries(t, d); len(entries) != 0 {
@@ -126,7 +126,7 @@ func TestInjectedFaultsLeaveNothingHalfMade(t *testing.T) {
 			if _, err := os.Stat(l.GuestRunDir("half")); err == nil {
 				t.Error("run dir left")
 			}
-			if n := countMonitors(t); n > monitorsBefore {
+			if n := countMonitors(t, d); n > monitorsBefore {
 				t.Errorf("%d monitor processes left", n-monitorsBefore)
 			}
 			// The name is free again.
@@ -138,12 +138,20 @@ func TestInjectedFaultsLeaveNothingHalfMade(t *testing.T) {
 }
 
 // countMonitors counts live polyvisor-monitor processes on the host.
-func countMonitors(t *testing.T) int {
+// countMonitors counts the monitors of d's guests (their command lines
+// name its run dir), not other daemons' on the same host.
+func countMonitors(t *testing.T, d *testenv.Daemon) int {
 	t.Helper()
-	comms, _ := filepath.Glob("/proc/[0-9]*/comm")
+	runDir := layout.New(d.StateDir).RunDir() + "/"
+	cmdlines, _ := filepath.Glob("/proc/[0-9]*/cmdline")
 	n := 0
-	for _, c := range comms {
-		if data, err := os.ReadFile(c); err == nil && strings.TrimSpace(string(data)) == "polyvisor-monit" {
+	for _, c := range cmdlines {
+		data, err := os.ReadFile(c)
+		if err != nil {
+			continue
+		}
+		args := strings.Split(string(data), "\x00")
+		if filepath.Base(args[0]) == "polyvisor-monitor" && strings.Contains(string(data), runDir) {
 			n++
 		}
 	}
