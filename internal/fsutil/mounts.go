@@ -2,10 +2,15 @@ package fsutil
 
 import (
 	"bufio"
+	"errors"
 	"fmt"
 	"os"
+	"path/filepath"
+	"slices"
 	"strconv"
 	"strings"
+
+	"golang.org/x/sys/unix"
 )
 
 // MountPoints returns the mount points of this process's mount namespace,
@@ -64,4 +69,28 @@ func unescapeMount(s string) string {
 		b.WriteByte(s[i])
 	}
 	return b.String()
+}
+
+// IsMountPoint reports whether something is mounted on path in this
+// process's mount namespace.
+func IsMountPoint(path string) (bool, error) {
+	points, err := MountPoints()
+	if err != nil {
+		return false, err
+	}
+	return slices.Contains(points, filepath.Clean(path)), nil
+}
+
+// Unmount detaches target if something is mounted there. Lazy detach, since
+// a shell of the admin's may still sit inside it; the tree goes away when
+// the last user leaves (and a loop device set to clear itself with it).
+func Unmount(target string) error {
+	mounted, err := IsMountPoint(target)
+	if err != nil || !mounted {
+		return err
+	}
+	if err := unix.Unmount(target, unix.MNT_DETACH); err != nil && !errors.Is(err, unix.EINVAL) {
+		return fmt.Errorf("unmount %s: %w", target, err)
+	}
+	return nil
 }

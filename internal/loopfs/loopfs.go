@@ -15,7 +15,6 @@ import (
 	"fmt"
 	"os"
 	"path/filepath"
-	"slices"
 	"strconv"
 
 	"golang.org/x/sys/unix"
@@ -72,21 +71,12 @@ func Make(ctx context.Context, image string, size int64, seed string) (err error
 	return nil
 }
 
-// Mounted reports whether something is mounted on target.
-func Mounted(target string) (bool, error) {
-	points, err := fsutil.MountPoints()
-	if err != nil {
-		return false, err
-	}
-	return slices.Contains(points, filepath.Clean(target)), nil
-}
-
 // Mount mounts image's file system on target (an existing directory)
 // through a fresh loop device, nosuid and nodev, unless something is
 // mounted there already (a restarted daemon finds its mounts and reuses
 // them). A file system smaller than its image (see Grow) is fitted first.
 func Mount(ctx context.Context, image, target string) error {
-	if mounted, err := Mounted(target); err != nil || mounted {
+	if mounted, err := fsutil.IsMountPoint(target); err != nil || mounted {
 		return err
 	}
 	if err := Fit(ctx, image); err != nil {
@@ -153,18 +143,6 @@ func attach(image string) (*os.File, error) {
 	return nil, errors.New("attach a loop device: every free one was taken meanwhile")
 }
 
-// Unmount detaches the file system on target, if one is mounted there;
-// the loop device goes with the last user of the file system.
-func Unmount(target string) error {
-	if mounted, err := Mounted(target); err != nil || !mounted {
-		return err
-	}
-	if err := unix.Unmount(target, unix.MNT_DETACH); err != nil && !errors.Is(err, unix.EINVAL) {
-		return fmt.Errorf("unmount %s: %w", target, err)
-	}
-	return nil
-}
-
 // Usage is how full an image's file system is, in bytes.
 type Usage struct {
 	Size int64 // the image's size
@@ -193,7 +171,7 @@ func UsageOf(image, target string) (Usage, error) {
 		return Usage{}, fmt.Errorf("usage of %s: %w", filepath.Base(image), err)
 	}
 	free := int64(sb.Free * sb.BlockSize)
-	if mounted, err := Mounted(target); err == nil && mounted {
+	if mounted, err := fsutil.IsMountPoint(target); err == nil && mounted {
 		var fs unix.Statfs_t
 		if err := unix.Statfs(target, &fs); err != nil {
 			return Usage{}, fmt.Errorf("usage of %s: %w", filepath.Base(image), err)

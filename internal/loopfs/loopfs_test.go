@@ -8,6 +8,7 @@ import (
 	"strings"
 	"testing"
 
+	"github.com/polyvisor/polyvisor/internal/fsutil"
 	"golang.org/x/sys/unix"
 )
 
@@ -66,7 +67,7 @@ func TestImageBoundsWrites(t *testing.T) {
 	if err := Mount(ctx, image, target); err != nil {
 		t.Fatal(err)
 	}
-	t.Cleanup(func() { Unmount(target) })
+	t.Cleanup(func() { fsutil.Unmount(target) })
 	if err := Mount(ctx, image, target); err != nil { // a second mount is a no-op
 		t.Fatalf("mount again: %v", err)
 	}
@@ -101,10 +102,10 @@ func TestImageBoundsWrites(t *testing.T) {
 	if err := Grow(image, 48<<20); err != nil {
 		t.Fatalf("grow while mounted: %v", err)
 	}
-	if err := Unmount(target); err != nil {
+	if err := fsutil.Unmount(target); err != nil {
 		t.Fatal(err)
 	}
-	if mounted, _ := Mounted(target); mounted {
+	if mounted, _ := fsutil.IsMountPoint(target); mounted {
 		t.Fatal("still mounted after Unmount")
 	}
 	if devs := loopsOf(t, image); len(devs) != 0 {
@@ -120,7 +121,7 @@ func TestImageBoundsWrites(t *testing.T) {
 	if err := unix.Statfs(target, &fs); err != nil || int64(fs.Blocks)*fs.Bsize <= 40<<20 {
 		t.Fatalf("after grow and mount: %d bytes, %v; want about 48 MiB", int64(fs.Blocks)*fs.Bsize, err)
 	}
-	if err := Unmount(target); err != nil {
+	if err := fsutil.Unmount(target); err != nil {
 		t.Fatal(err)
 	}
 	if err := Grow(image, 32<<20); err == nil {

@@ -17,6 +17,7 @@ import (
 	"github.com/polyvisor/polyvisor/internal/api"
 	"github.com/polyvisor/polyvisor/internal/cgroup"
 	"github.com/polyvisor/polyvisor/internal/driver/monitored"
+	"github.com/polyvisor/polyvisor/internal/fsutil"
 	"github.com/polyvisor/polyvisor/internal/guest"
 	"github.com/polyvisor/polyvisor/internal/idmap"
 	"github.com/polyvisor/polyvisor/internal/layout"
@@ -290,7 +291,7 @@ func (d *Driver) Delete(ctx context.Context, def *guest.Definition) error {
 // unmountRootfs detaches an overlay guest's merged tree, then the
 // idmapped template under it, if any.
 func (d *Driver) unmountRootfs(def *guest.Definition) error {
-	return errors.Join(unmount(d.rootfs(def)), unmount(filepath.Join(d.guestDir(def), lowerMount)))
+	return errors.Join(fsutil.Unmount(d.rootfs(def)), fsutil.Unmount(filepath.Join(d.guestDir(def), lowerMount)))
 }
 
 // Wait blocks until every monitor this daemon started and that has ended

@@ -8,6 +8,7 @@ import (
 	"path/filepath"
 
 	"github.com/polyvisor/polyvisor/internal/api"
+	"github.com/polyvisor/polyvisor/internal/fsutil"
 	"github.com/polyvisor/polyvisor/internal/guest"
 	"github.com/polyvisor/polyvisor/internal/idmap"
 	"github.com/polyvisor/polyvisor/internal/loopfs"
@@ -124,7 +125,7 @@ func (d *Driver) unmountLayer(def *guest.Definition) error {
 	if !hasLayer(def) {
 		return nil
 	}
-	return loopfs.Unmount(filepath.Join(d.guestDir(def), layerMount))
+	return fsutil.Unmount(filepath.Join(d.guestDir(def), layerMount))
 }
 
 // withLayer runs fn with def's quota image mounted, mounting it for the
@@ -133,7 +134,7 @@ func (d *Driver) withLayer(ctx context.Context, def *guest.Definition, fn func()
 	if !hasLayer(def) {
 		return fn()
 	}
-	mounted, err := loopfs.Mounted(filepath.Join(d.guestDir(def), layerMount))
+	mounted, err := fsutil.IsMountPoint(filepath.Join(d.guestDir(def), layerMount))
 	if err != nil {
 		return err
 	}

@@ -1,11 +1,12 @@
 package container
 
 import (
-	"github.com/polyvisor/polyvisor/internal/idmap"
 	"os"
 	"path/filepath"
 	"syscall"
 	"testing"
+
+	"github.com/polyvisor/polyvisor/internal/idmap"
 )
 
 // hostID is the content of a host file a hostile guest points its tree at.

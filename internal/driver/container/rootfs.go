@@ -2,11 +2,8 @@ package container
 
 import (
 	"context"
-	"errors"
 	"fmt"
 	"os"
-	"path/filepath"
-	"slices"
 
 	"github.com/polyvisor/polyvisor/internal/fsutil"
 	"github.com/polyvisor/polyvisor/internal/guest"
@@ -27,7 +24,7 @@ const (
 // mountOverlay mounts template lower + guest upper at target, unless it is
 // already mounted (a daemon restart finds it so). extra adds options.
 func mountOverlay(lower, upper, work, target, extra string) error {
-	if mounted, err := isMountPoint(target); err != nil {
+	if mounted, err := fsutil.IsMountPoint(target); err != nil {
 		return err
 	} else if mounted {
 		return nil
@@ -43,29 +40,6 @@ func mountOverlay(lower, upper, work, target, extra string) error {
 		return fmt.Errorf("mount overlay rootfs at %s: %w", target, err)
 	}
 	return nil
-}
-
-// unmount detaches target if something is mounted there. Lazy detach, since
-// a shell of the admin's may still sit inside it; the tree goes away when
-// the last user leaves.
-func unmount(target string) error {
-	mounted, err := isMountPoint(target)
-	if err != nil || !mounted {
-		return err
-	}
-	if err := unix.Unmount(target, unix.MNT_DETACH); err != nil && !errors.Is(err, unix.EINVAL) {
-		return fmt.Errorf("unmount %s: %w", target, err)
-	}
-	return nil
-}
-
-// isMountPoint reports whether path is a mount point in our mount namespace.
-func isMountPoint(path string) (bool, error) {
-	mounts, err := fsutil.MountPoints()
-	if err != nil {
-		return false, err
-	}
-	return slices.Contains(mounts, filepath.Clean(path)), nil
 }
 
 // matchOwner gives dir the owner (through shift) and mode of ref, so an
@@ -107,7 +81,7 @@ func (d *Driver) templateLower(ctx context.Context, def *guest.Definition, mount
 	if !def.Isolated() {
 		return tmpl, nil
 	}
-	if mounted, err := isMountPoint(mountAt); err != nil || mounted {
+	if mounted, err := fsutil.IsMountPoint(mountAt); err != nil || mounted {
 		return mountAt, err
 	}
 	if err := os.MkdirAll(mountAt, 0o700); err != nil {

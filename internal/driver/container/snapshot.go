@@ -79,7 +79,7 @@ func (d *Driver) RestoreSnapshot(ctx context.Context, def *guest.Definition, nam
 	}
 	if def.Rootfs == guest.RootfsOverlay {
 		// Stopping unmounted it; a merged view must not outlive its upper.
-		if err := unmount(d.rootfs(def)); err != nil {
+		if err := fsutil.Unmount(d.rootfs(def)); err != nil {
 			return err
 		}
 	}
@@ -127,7 +127,7 @@ func (d *Driver) Copy(ctx context.Context, src *guest.Definition, dir string, de
 			return fmt.Errorf("copy %s: %w", src.Name, err)
 		}
 		defer func() {
-			if uerr := loopfs.Unmount(mount); uerr != nil {
+			if uerr := fsutil.Unmount(mount); uerr != nil {
 				err = errors.Join(err, fmt.Errorf("copy %s: %w", src.Name, uerr))
 			}
 		}()

@@ -36,7 +36,7 @@ func (d *Driver) Sweep(ctx context.Context, live map[string]bool) error {
 		// interrupted (no operation runs while the daemon starts).
 		if !live[name] || strings.HasPrefix(sub, ".") {
 			d.log.Info("unmounting orphaned rootfs", "path", point)
-			errs = append(errs, unmount(point))
+			errs = append(errs, fsutil.Unmount(point))
 		}
 	}
 	if states, err := os.ReadDir(d.opts.Layout.RuncRoot()); err == nil {

@@ -6,6 +6,7 @@ import (
 	"path/filepath"
 	"testing"
 
+	"github.com/polyvisor/polyvisor/internal/fsutil"
 	"github.com/polyvisor/polyvisor/internal/idmap"
 	"github.com/polyvisor/polyvisor/internal/layout"
 )
@@ -31,7 +32,7 @@ func TestSweepUnmountsOrphanedIDMappedTemplates(t *testing.T) {
 		if err := idmap.MountMapped(context.Background(), tmpl, target, idmap.Default(), m); err != nil {
 			t.Fatal(err)
 		}
-		t.Cleanup(func() { unmount(target) })
+		t.Cleanup(func() { fsutil.Unmount(target) })
 		return target
 	}
 	gone := mount("gone/" + lowerMount)
@@ -41,7 +42,7 @@ func TestSweepUnmountsOrphanedIDMappedTemplates(t *testing.T) {
 		t.Fatal(err)
 	}
 	for path, want := range map[string]bool{gone: false, export: false, kept: true} {
-		if mounted, err := isMountPoint(path); err != nil || mounted != want {
+		if mounted, err := fsutil.IsMountPoint(path); err != nil || mounted != want {
 			t.Errorf("%s mounted: %v (%v), want %v", path, mounted, err, want)
 		}
 	}

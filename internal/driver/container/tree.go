@@ -10,6 +10,7 @@ import (
 
 	"github.com/polyvisor/polyvisor/internal/api"
 	"github.com/polyvisor/polyvisor/internal/driver/monitored"
+	"github.com/polyvisor/polyvisor/internal/fsutil"
 	"github.com/polyvisor/polyvisor/internal/guest"
 	"github.com/polyvisor/polyvisor/internal/idmap"
 )
@@ -46,12 +47,12 @@ func (d *Driver) ReadRootTree(ctx context.Context, def *guest.Definition, fn fun
 		if err != nil {
 			return fmt.Errorf("read %s: %w", def.Name, err)
 		}
-		defer unmount(lower)
+		defer fsutil.Unmount(lower)
 		opts := fmt.Sprintf("lowerdir=%s:%s", filepath.Join(d.guestDir(def), upperRel(def)), tmpl) + overlayOptions(def)
 		if err := unix.Mount("overlay", target, "overlay", unix.MS_RDONLY, opts); err != nil {
 			return fmt.Errorf("read %s: mount its tree: %w", def.Name, err)
 		}
-		defer unmount(target)
+		defer fsutil.Unmount(target)
 		return fn(target, toGuest)
 	})
 }
