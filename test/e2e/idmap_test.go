@@ -12,6 +12,7 @@ import (
 	"time"
 
 	"github.com/polyvisor/polyvisor/internal/api"
+	"github.com/polyvisor/polyvisor/internal/fsutil"
 	"github.com/polyvisor/polyvisor/internal/hostreq"
 	"github.com/polyvisor/polyvisor/internal/layout"
 	"github.com/polyvisor/polyvisor/internal/testenv"
@@ -157,15 +158,9 @@ func TestIsolatedGuestsHaveHostIDsOfTheirOwn(t *testing.T) {
 // mountsUnder lists the host's mount points at or below dir.
 func mountsUnder(t *testing.T, dir string) []string {
 	t.Helper()
-	data, err := os.ReadFile("/proc/self/mountinfo")
+	found, err := fsutil.MountsUnder(dir)
 	if err != nil {
 		t.Fatal(err)
-	}
-	var found []string
-	for _, line := range strings.Split(string(data), "\n") {
-		if f := strings.Fields(line); len(f) > 4 && (f[4] == dir || strings.HasPrefix(f[4], dir+"/")) {
-			found = append(found, f[4])
-		}
 	}
 	return found
 }
