@@ -287,7 +287,7 @@ func (r *crashRun) nextOp() crashOp {
 	// Interrupted launches and starts are mostly undone: a guest that runs
 	// is made, uninterrupted, whenever none does, so that stops and
 	// snapshots and copies of running guests keep coming.
-	if len(r.w.names(func(g guestWorld) bool { return g.Type == "container" && g.Running })) == 0 && len(r.w.Guests) < crashMaxGuests {
+	if len(r.w.names(func(g guestWorld) bool { return g.Type == "container" && g.Running })) == 0 && len(r.w.Guests) < crashMaxGuests-2 {
 		r.d.Must(r.t, "launch", "busybox", r.name("r"))
 		r.w = r.observe()
 	}
@@ -383,7 +383,7 @@ func (r *crashRun) nextOp() crashOp {
 		})
 	}
 	if len(containers) > 0 {
-		add(1, func() crashOp {
+		add(2, func() crashOp {
 			name := pick(containers)
 			delete(after.Guests, name)
 			return crashOp{args: []string{"delete", "--force", name}, maxDelay: time.Second, after: after, points: map[string]string{
