@@ -122,13 +122,14 @@ func TestIsolatedGuestsHaveHostIDsOfTheirOwn(t *testing.T) {
 		if baseC == baseA || baseC == baseB {
 			t.Fatalf("the copy's range %d is its source's or another guest's", baseC)
 		}
-		cu := filepath.Join(l.GuestDir(dst), "disks", "upper")
+		// The copy's upper dir is in its own quota image, mounted while it runs.
+		d.Must(t, "start", dst)
+		cu := filepath.Join(l.GuestDir(dst), "disks", "layer", "upper")
 		for path, want := range map[string]uint32{"made-here": baseC, "etc/passwd": baseC, "by-user": baseC + 1000} {
 			if uid, gid := owner(t, filepath.Join(cu, path)); uid != want || gid != want {
 				t.Errorf("the copy's /%s is %d:%d on the host, want %d", path, uid, gid, want)
 			}
 		}
-		d.Must(t, "start", dst)
 		if out := d.Must(t, "exec", dst, "--", "stat", "-c", "%u:%g", "/bin/busybox", "/by-user"); out != "0:0\n1000:1000\n" {
 			t.Errorf("the copy sees owners %q, want 0:0 1000:1000", out)
 		}
