@@ -651,7 +651,9 @@ func appendOnce(list []string, s string) []string {
 	return append(list, s)
 }
 
-// guestDirEntries lists staging and trash leftovers in the guests dir.
+// sweepGuestDir removes staging and trash leftovers in the guests dir,
+// unmounting first what an interrupted copy or create mounted in one (a
+// quota image), which RemoveAll would otherwise reach into and then fail on.
 func (d *Daemon) sweepGuestDir() {
 	entries, _ := os.ReadDir(d.layout.GuestsDir())
 	for _, ent := range entries {
@@ -659,7 +661,13 @@ func (d *Daemon) sweepGuestDir() {
 		if len(name) > 0 && name[0] == '.' {
 			path := filepath.Join(d.layout.GuestsDir(), name)
 			d.log.Info("removing leftover of an interrupted operation", "path", path)
-			os.RemoveAll(path)
+			if err := fsutil.UnmountUnder(path); err != nil {
+				d.log.Warn("unmount leftover", "path", path, "err", err)
+				continue
+			}
+			if err := os.RemoveAll(path); err != nil {
+				d.log.Warn("remove leftover", "path", path, "err", err)
+			}
 		}
 	}
 }

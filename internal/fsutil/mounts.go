@@ -94,3 +94,21 @@ func Unmount(target string) error {
 	}
 	return nil
 }
+
+// UnmountUnder detaches every mount at or below dir, the deepest first (a
+// staging copy's quota image under its overlay, say), so that dir can be
+// removed without reaching into a mounted file system.
+func UnmountUnder(dir string) error {
+	points, err := MountsUnder(filepath.Clean(dir))
+	if err != nil {
+		return err
+	}
+	slices.SortFunc(points, func(a, b string) int { return len(b) - len(a) })
+	var errs []error
+	for _, p := range points {
+		if err := unix.Unmount(p, unix.MNT_DETACH); err != nil && !errors.Is(err, unix.EINVAL) {
+			errs = append(errs, fmt.Errorf("unmount %s: %w", p, err))
+		}
+	}
+	return errors.Join(errs...)
+}

@@ -1,8 +1,12 @@
 package fsutil
 
 import (
+	"os"
+	"path/filepath"
 	"slices"
 	"testing"
+
+	"golang.org/x/sys/unix"
 )
 
 func TestUnescapeMount(t *testing.T) {
@@ -27,5 +31,38 @@ func TestMountPointsListsTheRoot(t *testing.T) {
 	under, err := MountsUnder("/proc")
 	if err != nil || !slices.Contains(under, "/proc") || slices.Contains(under, "/") {
 		t.Errorf("MountsUnder(/proc) = %q, %v", under, err)
+	}
+}
+
+// TestUnmountUnderDetachesNestedMounts: mounts stacked under a dir (a file
+// system inside a file system) all go, the deepest first, and the dir can
+// then be removed without reaching into them; a file in a mount stays.
+func TestUnmountUnderDetachesNestedMounts(t *testing.T) {
+	if os.Geteuid() != 0 {
+		t.Skip("mounting needs root (make test runs as root)")
+	}
+	dir := t.TempDir()
+	outer, inner := filepath.Join(dir, "outer"), filepath.Join(dir, "outer", "inner")
+	if err := os.Mkdir(outer, 0o700); err != nil {
+		t.Fatal(err)
+	}
+	if err := unix.Mount("tmpfs", outer, "tmpfs", 0, "size=1m"); err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { unix.Unmount(inner, unix.MNT_DETACH); unix.Unmount(outer, unix.MNT_DETACH) })
+	if err := os.Mkdir(inner, 0o700); err != nil {
+		t.Fatal(err)
+	}
+	if err := unix.Mount("tmpfs", inner, "tmpfs", 0, "size=1m"); err != nil {
+		t.Fatal(err)
+	}
+	if err := UnmountUnder(dir); err != nil {
+		t.Fatal(err)
+	}
+	if left, err := MountsUnder(dir); err != nil || len(left) != 0 {
+		t.Fatalf("mounts left under %s: %v, %v", dir, left, err)
+	}
+	if err := os.RemoveAll(outer); err != nil {
+		t.Errorf("remove after unmounting: %v", err)
 	}
 }
