@@ -138,7 +138,7 @@ func BenchmarkVMBootConfinement(b *testing.B) {
 		}
 		if err == nil && !unconfined {
 			var throttled time.Duration
-			throttled, err = cpuThrottled(layout.New(f.daemon.StateDir).CgroupParent() + "/" + name)
+			throttled, err = cpuThrottled(layout.New(f.daemon.StateDir).GuestCgroup(name))
 			m.throttled = append(m.throttled, throttled)
 		}
 		if derr := testenv.DeleteGuest(ctx, f.client, name); err == nil {

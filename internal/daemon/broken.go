@@ -146,7 +146,7 @@ func (d *Daemon) processOf(name string) (int, error) {
 // processesOf returns every live process in the guest's cgroup or whose
 // command line names its run dir.
 func (d *Daemon) processesOf(name string) ([]int, error) {
-	cgroup := d.layout.CgroupParent() + "/" + name
+	cgroup := d.layout.GuestCgroup(name)
 	runDir := d.layout.GuestRunDir(name)
 	entries, err := os.ReadDir("/proc")
 	if err != nil {

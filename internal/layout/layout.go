@@ -59,6 +59,9 @@ func (l Layout) RuncRoot() string { return filepath.Join(l.RunDir(), ".runc") }
 // CgroupParent is the cgroup under which this daemon's guests live.
 func (l Layout) CgroupParent() string { return "/" + l.Namespace }
 
+// GuestCgroup is the named guest's cgroup path, under CgroupParent.
+func (l Layout) GuestCgroup(name string) string { return l.CgroupParent() + "/" + name }
+
 // NetworksDir holds one directory per managed network: its definition,
 // dnsmasq's configuration and its leases.
 func (l Layout) NetworksDir() string { return filepath.Join(l.StateDir, "networks") }

@@ -171,7 +171,11 @@ func UsageOf(image, target string) (Usage, error) {
 		return Usage{}, fmt.Errorf("usage of %s: %w", filepath.Base(image), err)
 	}
 	free := int64(sb.Free * sb.BlockSize)
-	if mounted, err := fsutil.IsMountPoint(target); err == nil && mounted {
+	// Mounted when target is on another device than the image beside it:
+	// one stat, not a read of the mount table, since list asks this of
+	// every guest.
+	var at unix.Stat_t
+	if unix.Stat(target, &at) == nil && at.Dev != st.Dev {
 		var fs unix.Statfs_t
 		if err := unix.Statfs(target, &fs); err != nil {
 			return Usage{}, fmt.Errorf("usage of %s: %w", filepath.Base(image), err)

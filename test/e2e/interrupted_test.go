@@ -44,7 +44,7 @@ func requireNothingLeftOf(t *testing.T, d *testenv.Daemon, name string) {
 	if mounted(t, filepath.Join(l.GuestDir(name), "rootfs")) {
 		t.Errorf("the root tree of %s is still mounted", name)
 	}
-	if dirs := existing(testenv.CgroupDirs(l.CgroupParent() + "/" + name)); len(dirs) > 0 {
+	if dirs := existing(testenv.CgroupDirs(l.GuestCgroup(name))); len(dirs) > 0 {
 		t.Errorf("cgroups of %s survive: %v", name, dirs)
 	}
 }

@@ -153,7 +153,7 @@ func TestStopStartRestartAndDeleteCleanUp(t *testing.T) {
 	if mounted(t, rootfs) {
 		t.Error("rootfs still mounted after stop")
 	}
-	if dirs := existing(testenv.CgroupDirs(layout.New(d.StateDir).CgroupParent() + "/" + g.Name)); len(dirs) > 0 {
+	if dirs := existing(testenv.CgroupDirs(layout.New(d.StateDir).GuestCgroup(g.Name))); len(dirs) > 0 {
 		t.Errorf("cgroups left after stop: %v", dirs)
 	}
 	d.Must(t, "start", g.Name)
@@ -173,7 +173,7 @@ func TestStopStartRestartAndDeleteCleanUp(t *testing.T) {
 	if mounted(t, rootfs) || alive(after.PID) || alive(after.MonitorPID) {
 		t.Error("mount or process left after delete")
 	}
-	if dirs := existing(testenv.CgroupDirs(layout.New(d.StateDir).CgroupParent() + "/" + g.Name)); len(dirs) > 0 {
+	if dirs := existing(testenv.CgroupDirs(layout.New(d.StateDir).GuestCgroup(g.Name))); len(dirs) > 0 {
 		t.Errorf("cgroups left after delete: %v", dirs)
 	}
 }

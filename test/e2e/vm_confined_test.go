@@ -58,7 +58,7 @@ func checkConfined(t *testing.T, d *testenv.Daemon, g api.Guest) {
 	}
 
 	l := layout.New(d.StateDir)
-	cgroup := l.CgroupParent() + "/" + g.Name
+	cgroup := l.GuestCgroup(g.Name)
 	data, err := os.ReadFile("/proc/" + strconv.Itoa(g.PID) + "/cgroup")
 	if err != nil {
 		t.Fatal(err)
@@ -125,7 +125,7 @@ func TestAVMsQEMUIsConfined(t *testing.T) {
 	d.Must(t, "snapshot", "delete", g.Name, "s2")
 
 	l := layout.New(d.StateDir)
-	cgroup := l.CgroupParent() + "/" + g.Name
+	cgroup := l.GuestCgroup(g.Name)
 	d.Must(t, "stop", g.Name, "--timeout", "30s")
 	if alive(g.PID) {
 		t.Fatal("QEMU still runs after stop")

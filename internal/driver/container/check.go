@@ -81,7 +81,7 @@ func (d *Driver) canary(ctx context.Context, runtime string) error {
 	id := fmt.Sprintf("canary-%d", time.Now().UnixNano())
 	def := &guest.Definition{Name: id, CPUs: 1, Memory: 64 << 20, Processes: 64}
 	spec, err := buildSpec(specInput{
-		Def: def, Rootfs: rootfs, CgroupPath: d.opts.Layout.CgroupParent() + "/" + id,
+		Def: def, Rootfs: rootfs, CgroupPath: d.opts.Layout.GuestCgroup(id),
 		Args: []string{"/bin/busybox", "true"},
 	})
 	if err != nil {
@@ -94,7 +94,7 @@ func (d *Driver) canary(ctx context.Context, runtime string) error {
 	cmd := exec.CommandContext(ctx, runtime, "--root", root, "run", "--bundle", filepath.Join(dir, "bundle"), id)
 	out, runErr := cmd.CombinedOutput()
 	exec.Command(runtime, "--root", root, "delete", "--force", id).Run()
-	cgroup.Remove(d.opts.Layout.CgroupParent() + "/" + id)
+	cgroup.Remove(d.opts.Layout.GuestCgroup(id))
 	if runErr != nil {
 		return fmt.Errorf("canary container failed: %v: %s", runErr, oneLine(string(out)))
 	}

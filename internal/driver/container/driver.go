@@ -66,7 +66,7 @@ func (d *Driver) Class() string { return Class }
 func (d *Driver) guestDir(def *guest.Definition) string { return d.opts.Layout.GuestDir(def.Name) }
 func (d *Driver) runDir(def *guest.Definition) string   { return d.opts.Layout.GuestRunDir(def.Name) }
 func (d *Driver) cgroupPath(def *guest.Definition) string {
-	return d.opts.Layout.CgroupParent() + "/" + def.Name
+	return d.opts.Layout.GuestCgroup(def.Name)
 }
 func (d *Driver) templateRootfs(name string) string {
 	return filepath.Join(d.opts.Layout.TemplatesDir(), name, "rootfs")

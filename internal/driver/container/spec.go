@@ -21,9 +21,6 @@ import (
 // "unknown version specified"); the fields used here all exist in it.
 const ociVersion = "1.0.2"
 
-// cpuPeriod is the CFS period the cpus limit is expressed against.
-const cpuPeriod = 100000
-
 // specInput is what a bundle's config.json is made from.
 type specInput struct {
 	Def        *guest.Definition
@@ -161,8 +158,8 @@ func confine(spec *specs.Spec) error {
 // writes to cgroup v1 controllers or the v2 unified tree alike.
 func resources(def *guest.Definition) *specs.LinuxResources {
 	memory := int64(def.Memory)
-	quota := int64(def.CPUs) * cpuPeriod
-	period := uint64(cpuPeriod)
+	quota := int64(def.CPUs) * cgroup.CPUPeriod
+	period := uint64(cgroup.CPUPeriod)
 	pids := int64(def.Processes)
 	r := &specs.LinuxResources{
 		Devices: []specs.LinuxDeviceCgroup{{Allow: false, Access: "rwm"}},

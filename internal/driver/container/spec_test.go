@@ -8,6 +8,7 @@ import (
 	"golang.org/x/sys/unix"
 
 	"github.com/polyvisor/polyvisor/internal/capability"
+	"github.com/polyvisor/polyvisor/internal/cgroup"
 	"github.com/polyvisor/polyvisor/internal/guest"
 )
 
@@ -43,7 +44,7 @@ func TestSpecOfAnUnprivilegedGuest(t *testing.T) {
 		t.Errorf("id maps %v %v, want %v", spec.Linux.UIDMappings, spec.Linux.GIDMappings, want)
 	}
 	r := spec.Linux.Resources
-	if *r.Memory.Limit != 64<<20 || *r.CPU.Quota != 200000 || *r.CPU.Period != cpuPeriod || *r.Pids.Limit != 100 {
+	if *r.Memory.Limit != 64<<20 || *r.CPU.Quota != 200000 || *r.CPU.Period != cgroup.CPUPeriod || *r.Pids.Limit != 100 {
 		t.Errorf("limits: memory %d quota %d period %d pids %d", *r.Memory.Limit, *r.CPU.Quota, *r.CPU.Period, *r.Pids.Limit)
 	}
 	if slices.Contains(spec.Process.Capabilities.Bounding, "CAP_SYS_MODULE") {

@@ -76,7 +76,7 @@ func (c *confinement) args() []string {
 
 // cgroupPath is the guest's cgroup.
 func (d *Driver) cgroupPath(def *guest.Definition) string {
-	return d.opts.Layout.CgroupParent() + "/" + def.Name
+	return d.opts.Layout.GuestCgroup(def.Name)
 }
 
 // confine returns how the guest's QEMU (binary qemu) runs under accel, or
