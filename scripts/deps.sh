@@ -39,6 +39,11 @@ packages=(
   dash               # sh
   bash               # this script, make deps-check, the demo
   chromium           # headless browser: the bench report.html test draws its charts
+  lxc                # bench's LXC peer (lxc-create, lxc-start, lxc-attach, lxc-stop, lxc-destroy)
+  podman             # bench's podman peer (run with --runtime runc: crun refuses hybrid cgroups)
+  libvirt-clients    # bench's libvirt peer: virsh
+  libvirt-daemon     # bench's libvirt peer: libvirtd, started by bench with a private config
+  libvirt-daemon-driver-qemu # bench's libvirt peer: its QEMU driver
 )
 
 if [ "${1:-}" = "--list" ]; then
@@ -61,5 +66,7 @@ fi
 echo "deps: installing ${missing[*]}"
 export DEBIAN_FRONTEND=noninteractive
 apt-get update -qq
-apt-get install -y -qq --no-install-recommends "${missing[@]}" >/dev/null
+# --force-confold: lxc's postinst asks about /etc/default/lxc-net when it
+# already exists; keep the host's.
+apt-get install -y -qq --no-install-recommends -o Dpkg::Options::=--force-confold "${missing[@]}" >/dev/null
 echo "deps: done"

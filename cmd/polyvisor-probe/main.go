@@ -58,6 +58,7 @@ func parseArgs(args []string, stderr io.Writer) (config, error) {
 	fs.StringVar(&cfg.opts.Size, "size", probe.SizeDefault, "how much to measure: quick, default or thorough")
 	fs.StringVar(&cfg.opts.Dir, "dir", "", "directory for the disk workloads' file (default /var/tmp, else the working directory)")
 	fs.StringVar(&only, "only", "", "comma-separated workloads to run (default all): "+strings.Join(probe.Names(), ","))
+	fs.IntVar(&cfg.opts.Runs, "runs", 0, "measured runs of each workload (default: the size's)")
 	fs.StringVar(&cfg.opts.Peer, "peer", "", "HOST:PORT of a polyvisor-probe --serve, for net.tcp")
 	fs.StringVar(&cfg.serve, "serve", "", "be the net.tcp sink on ADDR (HOST:PORT) instead of measuring")
 	if err := fs.Parse(args); err != nil {

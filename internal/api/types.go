@@ -316,7 +316,7 @@ type ClassVerdict struct {
 type HostCheck struct {
 	Classes []ClassVerdict `json:"classes,omitempty"`
 	// Requirements is every program, file and directory polyvisor needs
-	// from the host (and the optional peers bench compares with), each with
+	// from the host (and the peers bench compares with), each with
 	// its Debian package, the feature that needs it and whether it is here.
 	Requirements []hostreq.Status `json:"requirements"`
 	// InstallLine is the apt-get command that installs what make deps

@@ -53,6 +53,14 @@ type Cell struct {
 	// figure, as for lifecycle and density).
 	Ratio    float64 `json:"ratio,omitempty"`
 	HasRatio bool    `json:"hasRatio"`
+	// CI is the 95 % interval: of Ratio over paired rounds for a workload
+	// (RatioInterval), of Median for a lifecycle figure.
+	CI *Interval `json:"ci,omitempty"`
+	// Noise is set when the cell cannot be a result: a class that cannot
+	// outrun its host (a container, a TCG guest) measured faster than
+	// native beyond its interval. It says why; views show it instead of
+	// the ratio, and claims do not count the cell.
+	Noise string `json:"noise,omitempty"`
 	// Detail is the error of a failed cell, the reason of an n/a one, or
 	// the probe's note on how an OK one was measured.
 	Detail string `json:"detail,omitempty"`

@@ -24,6 +24,46 @@ type Report struct {
 	Host      Host      `json:"host"`
 	// Classes are native first, then each class asked for, in order.
 	Classes []Class `json:"classes"`
+	// Rounds is how many interleaved rounds the probe ran: in each, native
+	// and every class (peers too) ran it once, in an order rotated per
+	// round, so that each ratio compares figures taken side by side in time.
+	Rounds int `json:"rounds"`
+	// StopReason says why the rounds stopped: the intervals were narrow
+	// enough, the size's time budget was spent, or its round limit reached.
+	StopReason string `json:"stopReason,omitempty"`
+	// Load is how busy the host was with work other than bench's, before
+	// and between the rounds.
+	Load *HostLoad `json:"load,omitempty"`
+}
+
+// HostLoad is the host's load as bench saw it.
+type HostLoad struct {
+	Samples []LoadSample `json:"samples"`
+	// Quiet is false when some sample found the host busy with other work;
+	// Warnings then say how.
+	Quiet    bool     `json:"quiet"`
+	Warnings []string `json:"warnings,omitempty"`
+}
+
+// LoadSample is the host's load over one second while bench itself was
+// idle (before the first round, between rounds).
+type LoadSample struct {
+	At    time.Time `json:"at"`
+	Phase string    `json:"phase"` // "before", "after round 2"
+	// Load1 is the one-minute load average.
+	Load1 float64 `json:"load1"`
+	// Busy is the fraction (0..1) of all CPUs' time spent on work other
+	// than bench's own processes; Steal the fraction the hypervisor took.
+	Busy  float64 `json:"busy"`
+	Steal float64 `json:"steal"`
+	// Top are the busiest other processes: "name (pid) 85%".
+	Top []string `json:"top,omitempty"`
+}
+
+// Round is one class's probe in one round.
+type Round struct {
+	Probe *probe.Output `json:"probe,omitempty"`
+	Error string        `json:"error,omitempty"`
 }
 
 // Host says which machine and software produced the report.
@@ -69,8 +109,13 @@ type Class struct {
 	Reason string `json:"reason,omitempty"`
 	// Probe is the probe's output inside a fresh guest of the class; nil
 	// with ProbeError when it failed.
+	// It sums up Rounds: each result's Runs are its medians of the
+	// rounds, in round order (NaN-free: a failed round is left out).
 	Probe      *probe.Output `json:"probe,omitempty"`
 	ProbeError string        `json:"probeError,omitempty"`
+	// Rounds are the probe's output in each interleaved round: Rounds[i]
+	// was taken in the same round as every other class's Rounds[i].
+	Rounds []Round `json:"rounds,omitempty"`
 	// Lifecycle figures, milliseconds: provision (create from template),
 	// boot (start until ready), stop, delete. Not for Native.
 	Lifecycle []Figure `json:"lifecycle,omitempty"`
@@ -96,7 +141,9 @@ type Figure struct {
 	Min            float64   `json:"min,omitempty"`
 	Max            float64   `json:"max,omitempty"`
 	Runs           []float64 `json:"runs,omitempty"`
-	Error          string    `json:"error,omitempty"`
+	// CI is the interval of Median over Runs (MedianInterval).
+	CI    *Interval `json:"ci,omitempty"`
+	Error string    `json:"error,omitempty"`
 }
 
 // Density is the outcome of launching idle guests of a class.

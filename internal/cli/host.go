@@ -103,15 +103,6 @@ func printMissing(w io.Writer, check api.HostCheck) {
 		tw.Flush()
 		fmt.Fprintf(w, "Fix: %s (or make deps)\n", check.InstallLine)
 	}
-	var peers []string
-	for _, s := range check.Requirements {
-		if s.Use == hostreq.Peer && !s.Present {
-			peers = append(peers, fmt.Sprintf("%s (%s)", s.Name, s.Package))
-		}
-	}
-	if len(peers) > 0 {
-		fmt.Fprintf(w, "Optional peers bench compares with when installed, not installed here: %s.\n", strings.Join(peers, ", "))
-	}
 }
 
 func requirementState(s hostreq.Status) string {

@@ -32,8 +32,9 @@ const (
 	Product Use = "product"
 	// Tests: the test suite alone; make deps installs it too.
 	Tests Use = "tests"
-	// Peer: software bench compares polyvisor with when the user has it;
-	// never installed by make deps, and its absence is no fault.
+	// Peer: software bench compares polyvisor with (LXC, podman, libvirt,
+	// Incus); make deps installs it, so that bench --peers all and its
+	// test measure every peer, but the product runs without it.
 	Peer Use = "peer"
 	// Toolchain: the Go toolchain that builds polyvisor, of go.mod's
 	// version; it does not come from Debian and make deps does not install it.
@@ -50,7 +51,7 @@ type Requirement struct {
 }
 
 // Installed reports whether make deps installs r's package.
-func (r Requirement) Installed() bool { return r.Use == Product || r.Use == Tests }
+func (r Requirement) Installed() bool { return r.Use == Product || r.Use == Tests || r.Use == Peer }
 
 // GRUB's module directories and OVMF's descriptor, where Debian installs them.
 const (
@@ -117,8 +118,11 @@ func All() []Requirement {
 		{"go", Program, "", "building polyvisor, its agent and its probe", Toolchain},
 		// Peers bench compares with when they are installed.
 		{"lxc-start", Program, "lxc", "bench's LXC peer", Peer},
+		{"lxc-attach", Program, "lxc", "bench's LXC peer", Peer},
 		{"podman", Program, "podman", "bench's podman peer", Peer},
 		{"virsh", Program, "libvirt-clients", "bench's libvirt peer", Peer},
+		{"libvirtd", Program, "libvirt-daemon", "bench's libvirt peer", Peer},
+		{"virt-qemu-run", Program, "libvirt-daemon-driver-qemu", "bench's libvirt peer (its QEMU driver)", Peer},
 	}
 }
 

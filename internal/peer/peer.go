@@ -5,12 +5,24 @@
 package peer
 
 import (
+	"fmt"
+
 	"github.com/polyvisor/polyvisor/internal/arch"
 	"github.com/polyvisor/polyvisor/internal/hostreq"
 )
 
 // Names are the peers bench knows, in report order.
-var Names = []string{"runc", "qemu", "lxc", "podman", "virsh"}
+var Names = []string{"runc", "crun", "lxc", "podman", "incus", "qemu", "virsh"}
+
+// VMPeers are the peers whose guests are VMs: bench gives them a VMEnv.
+var VMPeers = []string{"qemu", "virsh"}
+
+// New returns the Manager of the named peer.
+func New(name string) (Manager, error) {
+	switch name {
+	}
+	return nil, fmt.Errorf("bench does not drive peer %q yet", name)
+}
 
 // Binary is the program a peer needs on the PATH.
 func Binary(name string) string {

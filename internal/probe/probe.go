@@ -31,6 +31,10 @@ type Options struct {
 	Only []string
 	// Peer is the HOST:PORT of a Serve sink, for net.tcp.
 	Peer string
+	// Runs is how many measured runs each workload makes; 0 means the
+	// size's. Bench asks for one per round: its repetition is the rounds,
+	// interleaved with native's.
+	Runs int
 	// Log gets a line per workload; nil discards them.
 	Log *slog.Logger
 }
@@ -91,6 +95,9 @@ func (o Options) Check() error {
 	if _, ok := sizes[o.Size]; !ok && o.Size != "" {
 		return fmt.Errorf("unknown size %q: want %s, %s or %s", o.Size, SizeQuick, SizeDefault, SizeThorough)
 	}
+	if o.Runs < 0 || o.Runs > 1000 {
+		return fmt.Errorf("runs %d: want 1 to 1000, or 0 for the size's", o.Runs)
+	}
 	for _, name := range o.Only {
 		if !slices.Contains(Names(), name) {
 			return fmt.Errorf("unknown workload %q", name)
@@ -123,6 +130,9 @@ func Run(ctx context.Context, opts Options) Output {
 		log = slog.New(slog.DiscardHandler)
 	}
 	sz, sizeKnown := sizes[out.Size]
+	if opts.Runs > 0 {
+		sz.runs = opts.Runs
+	}
 	r := &runner{size: sz, dir: opts.Dir, peer: opts.Peer, tryDirect: true}
 	defer r.close()
 
