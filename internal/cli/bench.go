@@ -14,6 +14,7 @@ import (
 
 	"github.com/polyvisor/polyvisor/internal/benchreport"
 	"github.com/polyvisor/polyvisor/internal/evaluate"
+	"github.com/polyvisor/polyvisor/internal/peer"
 	"github.com/polyvisor/polyvisor/internal/probe"
 )
 
@@ -56,29 +57,38 @@ directory under the daemon's state directory, and prints the table.`,
 				return err
 			}
 			peerList := evaluate.DefaultPeers()
-			if peers == "none" {
+			switch peers {
+			case "":
+			case "none":
 				peerList = nil
-			} else if peers != "" {
+			case "all":
+				peerList = peer.Names
+			default:
 				peerList = strings.Split(peers, ",")
 			}
 			report, err := evaluate.Run(cmd.Context(), evaluate.Options{
 				Client: c, ProbeDir: probeDir, Size: size, Classes: strings.Split(classes, ","), Peers: peerList,
 				Command: "polyvisor " + strings.Join(os.Args[1:], " "), Progress: a.phaseProgress(format),
 			})
-			if err != nil {
+			if report == nil {
 				return err
 			}
-			if err := writeReport(out, report); err != nil {
-				return err
+			if werr := writeReport(out, report); werr != nil {
+				return werr
 			}
+			// The report stands even when its peers' cleanup failed (err):
+			// show it, then say what is left.
 			if format == "json" {
-				return benchreport.WriteJSON(a.stdout, report)
-			}
-			if err := benchreport.WriteTable(a.stdout, report); err != nil {
+				if werr := benchreport.WriteJSON(a.stdout, report); werr != nil {
+					return werr
+				}
 				return err
+			}
+			if werr := benchreport.WriteTable(a.stdout, report); werr != nil {
+				return werr
 			}
 			fmt.Fprintf(a.stdout, "\nReport: %s (and report.json)\n", filepath.Join(out, "report.html"))
-			return nil
+			return err
 		},
 	}
 	f := cmd.Flags()
@@ -87,7 +97,7 @@ directory under the daemon's state directory, and prints the table.`,
 	f.StringVar(&size, "size", probe.SizeDefault, "workload size: quick, default or thorough")
 	f.StringVar(&out, "out", "", "directory for report.json and report.html (default: a new one under STATE/bench)")
 	f.StringVar(&format, "format", "table", "output: table or json")
-	f.StringVar(&peers, "peers", "", "peers to measure the same way: runc, qemu, lxc, podman, virsh, or none (default: runc,qemu where installed)")
+	f.StringVar(&peers, "peers", "", "peers to measure the same way: "+strings.Join(peer.Names, ", ")+", all or none (default: runc,qemu where installed)")
 	return cmd
 }
 

@@ -45,7 +45,8 @@ func specOf(class string) guestSpec {
 // namePrefix starts the names of every guest bench makes.
 const namePrefix = "pv-bench-"
 
-// measureClass measures one class: lifecycle, the probe inside, density.
+// measureClass measures one class's lifecycle and density; the probe
+// runs later, in the rounds, in the guest startProbeGuest launches.
 func (r *runner) measureClass(ctx context.Context, class string, host benchreport.Host, check api.HostCheck) benchreport.Class {
 	spec := specOf(class)
 	c := benchreport.Class{Name: class, Label: class, Arch: spec.arch.QEMU}
@@ -72,12 +73,6 @@ func (r *runner) measureClass(ctx context.Context, class string, host benchrepor
 	}
 	r.opts.Progress(c.Label + ": lifecycle")
 	c.Lifecycle = r.lifecycle(ctx, spec)
-	r.opts.Progress(c.Label + ": probe")
-	out, err := r.probeIn(ctx, spec)
-	if err != nil {
-		c.ProbeError = err.Error()
-	}
-	c.Probe = out
 	r.opts.Progress(c.Label + ": density")
 	c.Density = r.density(ctx, spec)
 	return c
@@ -135,38 +130,63 @@ func (r *runner) remove(ctx context.Context, name string) error {
 // lifecycle times provision (create), boot (start until ready: the
 // container's init runs, the VM's agent answers), stop and delete.
 func (r *runner) lifecycle(ctx context.Context, spec guestSpec) []benchreport.Figure {
+	return timeLifecycle(r.scale.lifecycleRuns, func(i int) string {
+		return fmt.Sprintf("%s%s-life-%d", namePrefix, spec.class, i)
+	}, lifecycleSteps{
+		create: func(name string) error { return r.create(ctx, spec, name, "", false) },
+		start:  func(name string) error { return r.state(ctx, name, "start") },
+		stop:   func(name string) error { return r.state(ctx, name, "stop") },
+		delete: func(name string) error {
+			op, err := r.opts.Client.DeleteGuest(ctx, name, false)
+			if err == nil {
+				err = r.opts.Client.Wait(ctx, op, nil)
+			}
+			return err
+		},
+		cleanup: func(name string) { r.remove(ctx, name) },
+	})
+}
+
+// lifecycleSteps are the four timed steps of a guest's life, and the
+// cleanup of a guest whose life a failed step cut short.
+type lifecycleSteps struct {
+	create, start, stop, delete func(name string) error
+	cleanup                     func(name string)
+}
+
+// timeLifecycle times runs lives of a guest, each named by name(i): the
+// lifecycle figures of a class or a peer. A failed step ends that life,
+// cleaned up; its figure carries the error.
+func timeLifecycle(runs int, name func(i int) string, s lifecycleSteps) []benchreport.Figure {
 	steps := []string{benchreport.Provision, benchreport.Boot, benchreport.Stop, benchreport.Delete}
-	runs := map[string][]float64{}
+	actions := map[string]func(string) error{
+		benchreport.Provision: s.create, benchreport.Boot: s.start, benchreport.Stop: s.stop, benchreport.Delete: s.delete,
+	}
+	times := map[string][]float64{}
 	errs := map[string]string{}
-	for i := range r.scale.lifecycleRuns {
-		name := fmt.Sprintf("%s%s-life-%d", namePrefix, spec.class, i)
-		actions := map[string]func() error{
-			benchreport.Provision: func() error { return r.create(ctx, spec, name, "", false) },
-			benchreport.Boot:      func() error { return r.state(ctx, name, "start") },
-			benchreport.Stop:      func() error { return r.state(ctx, name, "stop") },
-			benchreport.Delete: func() error {
-				op, err := r.opts.Client.DeleteGuest(ctx, name, false)
-				if err == nil {
-					err = r.opts.Client.Wait(ctx, op, nil)
-				}
-				return err
-			},
-		}
+	for i := range runs {
+		n := name(i)
 		for _, step := range steps {
 			began := time.Now()
-			if err := actions[step](); err != nil {
+			if err := actions[step](n); err != nil {
 				errs[step] = err.Error()
-				r.remove(ctx, name)
+				s.cleanup(n)
 				break
 			}
-			runs[step] = append(runs[step], float64(time.Since(began).Microseconds())/1000)
+			times[step] = append(times[step], ms(time.Since(began)))
 		}
 	}
 	var figs []benchreport.Figure
 	for _, step := range steps {
-		f := figureOf(step, "ms", false, runs[step])
-		if len(runs[step]) < r.scale.lifecycleRuns {
+		f := figureOf(step, "ms", false, times[step])
+		if len(times[step]) < runs {
 			f.Error = errs[step]
+			if f.Error == "" {
+				f.Error = "not reached: an earlier step failed"
+			}
+		}
+		if ci, ok := benchreport.MedianInterval(f.Runs); ok {
+			f.CI = &ci
 		}
 		figs = append(figs, f)
 	}
@@ -190,31 +210,52 @@ func figureOf(name, unit string, higherIsBetter bool, runs []float64) benchrepor
 	return f
 }
 
-// probeIn runs the probe inside a fresh guest of the class: the binary of
-// the guest's arch goes in through exec's stdin.
-func (r *runner) probeIn(ctx context.Context, spec guestSpec) (_ *probe.Output, err error) {
-	name := namePrefix + spec.class + "-probe"
+// inGuestProbe is where the probe is copied inside a guest.
+const inGuestProbe = "/var/tmp/polyvisor-probe"
+
+// copyProbeCommand writes its stdin to inGuestProbe, executable.
+var copyProbeCommand = []string{"sh", "-c", "mkdir -p /var/tmp && cat > " + inGuestProbe + " && chmod 755 " + inGuestProbe}
+
+// probeArgs runs the probe once per round: one measured run of each
+// workload, the rounds being the repetition.
+func (r *runner) probeArgs(bin, dir string) []string {
+	return []string{bin, "--size", r.opts.Size, "--runs", "1", "--dir", dir}
+}
+
+// startProbeGuest launches the guest of the class the rounds run the
+// probe in, and copies the probe of the guest's arch in through exec's
+// stdin.
+func (r *runner) startProbeGuest(ctx context.Context, spec guestSpec) (name string, err error) {
+	name = namePrefix + spec.class + "-probe"
 	if err := r.create(ctx, spec, name, spec.memory, true); err != nil {
-		return nil, fmt.Errorf("launch: %w", err)
+		r.remove(ctx, name)
+		return "", fmt.Errorf("launch: %w", err)
 	}
-	defer r.remove(ctx, name)
+	defer func() {
+		if err != nil {
+			r.remove(ctx, name)
+		}
+	}()
 	bin, err := os.Open(filepath.Join(r.opts.ProbeDir, ProbeName(spec.arch.GOARCH)))
 	if err != nil {
-		return nil, err
+		return "", err
 	}
 	defer bin.Close()
-	const inGuest = "/var/tmp/polyvisor-probe"
 	var stderr bytes.Buffer
-	code, err := r.opts.Client.Run(ctx, name, []string{"sh", "-c", "mkdir -p /var/tmp && cat > " + inGuest + " && chmod 755 " + inGuest}, bin, &stderr, &stderr)
+	code, err := r.opts.Client.Run(ctx, name, copyProbeCommand, bin, &stderr, &stderr)
 	if err == nil && code != 0 {
 		err = fmt.Errorf("exit code %d: %s", code, strings.TrimSpace(stderr.String()))
 	}
 	if err != nil {
-		return nil, fmt.Errorf("copy the probe in: %w", err)
+		return "", fmt.Errorf("copy the probe in: %w", err)
 	}
-	var stdout bytes.Buffer
-	stderr.Reset()
-	code, err = r.opts.Client.Run(ctx, name, []string{inGuest, "--size", r.opts.Size, "--dir", "/var/tmp"}, nil, &stdout, &stderr)
+	return name, nil
+}
+
+// probeGuest runs the probe in a guest startProbeGuest launched.
+func (r *runner) probeGuest(ctx context.Context, name string) (*probe.Output, error) {
+	var stdout, stderr bytes.Buffer
+	code, err := r.opts.Client.Run(ctx, name, r.probeArgs(inGuestProbe, "/var/tmp"), nil, &stdout, &stderr)
 	if err == nil && code != 0 {
 		err = fmt.Errorf("exit code %d: %s", code, lastLine(stderr.String()))
 	}

@@ -58,8 +58,9 @@ var scales = map[string]scale{
 	probe.SizeThorough: {lifecycleRuns: 9, densityContainers: 100, densityVMs: 8},
 }
 
-// Run measures and returns the report.
-func Run(ctx context.Context, opts Options) (*benchreport.Report, error) {
+// Run measures and returns the report. When what a peer made could not
+// all be removed, it returns the report with that error.
+func Run(ctx context.Context, opts Options) (_ *benchreport.Report, err error) {
 	sc, ok := scales[opts.Size]
 	if !ok {
 		return nil, fmt.Errorf("%w: size %q: use quick, default or thorough", api.ErrInvalid, opts.Size)
@@ -84,26 +85,80 @@ func Run(ctx context.Context, opts Options) (*benchreport.Report, error) {
 	opts.Progress("host facts and host check")
 	report := &benchreport.Report{
 		Version: benchreport.Version, CreatedAt: time.Now().UTC(), Command: opts.Command, Size: opts.Size,
+		Load: &benchreport.HostLoad{},
 	}
 	check, err := opts.Client.HostCheck(ctx)
 	if err != nil {
 		return nil, err
 	}
 	report.Host = hostFacts(ctx, opts.Client, check)
-	opts.Progress("probe on the host (native)")
-	native := benchreport.Class{Name: benchreport.Native, Label: "native (" + report.Host.Arch + ")", Arch: report.Host.Arch, Works: true}
-	native.Probe, err = r.runNative(ctx)
+	server, err := opts.Client.Server(ctx)
 	if err != nil {
-		native.ProbeError = err.Error()
+		return nil, err
 	}
-	report.Classes = append(report.Classes, native)
+	if s, err := sampleLoad(ctx, "before the run", []int{server.PID}); err == nil {
+		report.Load.Samples = append(report.Load.Samples, s)
+	}
+	nativeDir, err := os.MkdirTemp("/var/tmp", "polyvisor-bench-")
+	if err != nil {
+		return nil, err
+	}
+	defer os.RemoveAll(nativeDir)
+	report.Classes = append(report.Classes, benchreport.Class{Name: benchreport.Native, Label: "native (" + report.Host.Arch + ")", Arch: report.Host.Arch, Works: true})
+	members := []member{{class: 0, probe: func(ctx context.Context) (*probe.Output, error) { return r.runNative(ctx, nativeDir) }}}
+
 	for _, name := range opts.Classes {
 		if err := ctx.Err(); err != nil {
 			return nil, err
 		}
 		report.Classes = append(report.Classes, r.measureClass(ctx, name, report.Host, check))
 	}
-	report.Classes = append(report.Classes, r.measurePeers(ctx, report.Host)...)
+	// The guests the rounds probe: one per class, launched once, kept
+	// running through every round.
+	guests := probeGuests{}
+	defer func() {
+		for _, name := range guests {
+			r.remove(ctx, name)
+		}
+	}()
+	for i := range report.Classes {
+		c := &report.Classes[i]
+		if c.Name == benchreport.Native || !c.Works {
+			continue
+		}
+		r.opts.Progress(c.Label + ": the probe's guest")
+		name, err := r.startProbeGuest(ctx, specOf(c.Name))
+		if err != nil {
+			c.ProbeError = err.Error()
+			continue
+		}
+		guests[c.Name] = name
+		members = append(members, member{class: i, probe: func(ctx context.Context) (*probe.Output, error) { return r.probeGuest(ctx, name) }})
+	}
+	peers := r.setupPeers(ctx, report, guests)
+	defer func() {
+		if cerr := closePeers(ctx, peers); cerr != nil && err == nil {
+			err = fmt.Errorf("bench measured, but could not remove all its peers made: %w", cerr)
+		}
+	}()
+	for _, p := range peers {
+		if p.guest != "" {
+			members = append(members, member{class: p.class, probe: func(ctx context.Context) (*probe.Output, error) { return r.probePeer(ctx, p) }})
+		}
+	}
+	ours := func() []int {
+		pids := []int{server.PID}
+		for _, name := range guests {
+			if g, err := opts.Client.Guest(ctx, name); err == nil {
+				pids = append(pids, g.MonitorPID, g.PID)
+			}
+		}
+		return append(pids, peerPIDs(ctx, peers)...)
+	}
+	if err := r.runRounds(ctx, report, members, ours); err != nil {
+		return nil, err
+	}
+	judgeLoad(report.Load)
 	return report, nil
 }
 
@@ -112,20 +167,19 @@ type runner struct {
 	scale scale
 }
 
-// runNative runs the probe on the host.
-func (r *runner) runNative(ctx context.Context) (*probe.Output, error) {
-	dir, err := os.MkdirTemp("/var/tmp", "polyvisor-bench-")
-	if err != nil {
-		return nil, err
-	}
-	defer os.RemoveAll(dir)
+// runNative runs the probe on the host, for a round.
+func (r *runner) runNative(ctx context.Context, dir string) (*probe.Output, error) {
 	bin := filepath.Join(r.opts.ProbeDir, ProbeName(arch.Host().GOARCH))
-	out, err := exec.CommandContext(ctx, bin, "--size", r.opts.Size, "--dir", dir).Output()
+	args := r.probeArgs(bin, dir)
+	out, err := exec.CommandContext(ctx, args[0], args[1:]...).Output()
 	if err != nil {
 		return nil, fmt.Errorf("run %s: %w", bin, exitDetail(err))
 	}
 	return parseProbe(out)
 }
+
+// ms is a duration in milliseconds.
+func ms(d time.Duration) float64 { return float64(d.Microseconds()) / 1000 }
 
 // parseProbe reads the probe's JSON.
 func parseProbe(out []byte) (*probe.Output, error) {

@@ -282,6 +282,12 @@ func (d *Daemon) RunInput(stdin string, args ...string) (stdout, stderr string, 
 	return out.String(), errOut.String(), code
 }
 
+// Command is the CLI against this daemon, not started: for a long run
+// a test watches as it goes.
+func (d *Daemon) Command(ctx context.Context, args ...string) *exec.Cmd {
+	return exec.CommandContext(ctx, filepath.Join(d.BinDir, "polyvisor"), append([]string{"--socket", d.Socket}, args...)...)
+}
+
 // Must runs the CLI and fails tb unless it succeeds; it returns stdout.
 func (d *Daemon) Must(tb testing.TB, args ...string) string {
 	tb.Helper()
