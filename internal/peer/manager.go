@@ -4,6 +4,8 @@ import (
 	"context"
 	"io"
 	"time"
+
+	specs "github.com/opencontainers/runtime-spec/specs-go"
 )
 
 // Manager is a guest manager polyvisor is compared with (LXC, podman,
@@ -59,6 +61,10 @@ type Env struct {
 	// VM is set for a peer of the VM class: what polyvisor's VM of the
 	// same template boots.
 	VM *VMEnv
+	// Spec is the OCI config.json of a polyvisor container of the same
+	// template (ContainerSpecOf), for the raw runtimes (runc, crun): they
+	// run a copy of it on an overlay of RootFS.
+	Spec *specs.Spec
 }
 
 // VMEnv is a polyvisor VM's boot, read from its running QEMU.
