@@ -158,8 +158,16 @@ func (q *QEMU) Agent(ctx context.Context) (*agent.Client, error) {
 		err = fmt.Errorf("no agent socket: %w", ctx.Err())
 	}
 	var c *agent.Client
-	if err == nil {
+	for dial := err == nil; dial; {
 		c, err = agent.Dial(ctx, sock)
+		// QEMU binds its socket a moment before it listens on it.
+		dial = errors.Is(err, syscall.ECONNREFUSED) && ctx.Err() == nil
+		if dial {
+			select {
+			case <-ctx.Done():
+			case <-time.After(2 * time.Millisecond):
+			}
+		}
 	}
 	select {
 	case <-q.done:
