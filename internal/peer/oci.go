@@ -149,7 +149,7 @@ func (m *OCI) Delete(ctx context.Context, id string) error {
 	if st, err := m.state(ctx, r); err == nil && st.Status == "running" {
 		return fmt.Errorf("delete %s: it is running: stop it first", id)
 	}
-	return r.Remove()
+	return r.remove(ctx)
 }
 
 // Exec implements Manager with the runtime's exec.

@@ -226,9 +226,11 @@ func (r *Runc) ExecInput(ctx context.Context, args []string, stdin io.Reader, st
 
 // Remove deletes the container, its cgroup, mount and files; what is
 // already gone is fine.
-func (r *Runc) Remove() error {
+func (r *Runc) Remove() error { return r.remove(context.Background()) }
+
+func (r *Runc) remove(ctx context.Context) error {
 	var errs []error
-	if out, err := r.command(context.Background(), "delete", "--force", r.ID).CombinedOutput(); err != nil && !notExist(string(out)) {
+	if out, err := r.command(ctx, "delete", "--force", r.ID).CombinedOutput(); err != nil && !notExist(string(out)) {
 		errs = append(errs, fmt.Errorf("raw %s %s: %s delete: %w: %s", r.runtime(), r.ID, r.runtime(), err, lastLine(string(out))))
 	}
 	errs = append(errs, RemoveCgroup(r.Cgroup))
