@@ -30,17 +30,16 @@ type OCI struct {
 	env          Env
 	spec         *specs.Spec // Env.Spec with Env's limits
 	cgroupParent string      // holds the guests' cgroups, this manager's alone
+	// stopGrace is how long Stop gives init to end on SIGTERM (busybox
+	// init runs its shutdown actions) before SIGKILL.
+	stopGrace time.Duration
 }
 
 // NewOCI returns the Manager of runtime (runc or crun).
-func NewOCI(runtime string) *OCI { return &OCI{runtime: runtime} }
+func NewOCI(runtime string) *OCI { return &OCI{runtime: runtime, stopGrace: 10 * time.Second} }
 
-// Stop's waits: the container's init gets stopGrace to end on SIGTERM
-// (busybox init runs its shutdown actions), then SIGKILL.
-const (
-	stopGrace = 10 * time.Second
-	killWait  = 10 * time.Second
-)
+// killWait is how long Stop waits for the container to end on SIGKILL.
+const killWait = 10 * time.Second
 
 // Setup implements Manager: it checks the runtime, the spec and the tree.
 func (m *OCI) Setup(ctx context.Context, env Env) error {
@@ -91,8 +90,8 @@ func (m *OCI) Start(ctx context.Context, id string) error {
 	return err
 }
 
-// Stop implements Manager: SIGTERM, and SIGKILL when init has not ended
-// within stopGrace.
+// Stop implements Manager as polyvisor stops a container: SIGTERM to
+// init, and SIGKILL when it has not ended within stopGrace.
 func (m *OCI) Stop(ctx context.Context, id string) error {
 	r, err := m.container(id)
 	if err != nil {
@@ -101,7 +100,7 @@ func (m *OCI) Stop(ctx context.Context, id string) error {
 	for _, step := range []struct {
 		signal string
 		wait   time.Duration
-	}{{"SIGTERM", stopGrace}, {"SIGKILL", killWait}} {
+	}{{"SIGTERM", m.stopGrace}, {"SIGKILL", killWait}} {
 		st, err := m.state(ctx, r)
 		if err != nil {
 			return err

@@ -6,6 +6,7 @@ import (
 	"path/filepath"
 	"strings"
 	"testing"
+	"time"
 
 	"golang.org/x/sys/unix"
 
@@ -115,6 +116,31 @@ func TestCrunManager(t *testing.T) {
 	}
 	step(t, "delete", func() error { return m.Delete(ctx, "g0") })
 	closeAndCheck(t, m, nil)
+}
+
+// A container whose init ignores SIGTERM (sleep, as PID 1 without a
+// handler) is killed once the grace time is over.
+func TestOCIManagerKillsWhatIgnoresSIGTERM(t *testing.T) {
+	requireRoot(t)
+	hostreq.Need(t, "runc")
+	m := NewOCI("runc")
+	m.stopGrace = time.Second
+	env := ociEnv(t)
+	env.Spec.Process.Args = []string{"/bin/sleep", "1000"}
+	ctx := t.Context()
+	t.Cleanup(func() { m.Close(context.Background()) })
+	step(t, "setup", func() error { return m.Setup(ctx, env) })
+	step(t, "create", func() error { return m.Create(ctx, "g0") })
+	step(t, "start", func() error { return m.Start(ctx, "g0") })
+	procs := alivePIDs(t, m, "g0")
+	began := time.Now()
+	step(t, "stop", func() error { return m.Stop(ctx, "g0") })
+	if took := time.Since(began); took < m.stopGrace {
+		t.Errorf("stop took %v, less than the grace time %v: init did not ignore SIGTERM", took, m.stopGrace)
+	}
+	requireGone(t, procs)
+	step(t, "delete", func() error { return m.Delete(ctx, "g0") })
+	closeAndCheck(t, m, procs)
 }
 
 func TestOCIManagerRefusesBadInput(t *testing.T) {
