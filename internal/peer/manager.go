@@ -64,6 +64,10 @@ type Env struct {
 	// VM is set for a peer of the VM class: what polyvisor's VM of the
 	// same template boots.
 	VM *VMEnv
+	// Spec is the OCI config.json of a polyvisor container of the same
+	// template (ContainerSpecOf), for the raw runtimes (runc, crun): they
+	// run a copy of it on an overlay of RootFS.
+	Spec *specs.Spec
 }
 
 // VMEnv is a polyvisor VM's boot, read from its running QEMU.

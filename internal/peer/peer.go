@@ -20,6 +20,10 @@ var VMPeers = []string{"qemu", "virsh"}
 // New returns the Manager of the named peer.
 func New(name string) (Manager, error) {
 	switch name {
+	case "runc", "crun":
+		return NewOCI(name), nil
+	case "qemu":
+		return NewRawQEMU(), nil
 	}
 	return nil, fmt.Errorf("bench does not drive peer %q yet", name)
 }

@@ -46,10 +46,14 @@ func BackingOf(overlay string) (string, error) {
 		return "", fmt.Errorf("qemu-img info %s: %w", overlay, err)
 	}
 	var info struct {
-		Backing string `json:"backing-filename"`
+		Backing     string `json:"backing-filename"`
+		FullBacking string `json:"full-backing-filename"` // resolved against the overlay's dir
 	}
 	if err := json.Unmarshal(out, &info); err != nil {
 		return "", fmt.Errorf("qemu-img info %s: %w", overlay, err)
+	}
+	if info.FullBacking != "" {
+		return info.FullBacking, nil
 	}
 	if info.Backing == "" {
 		return "", fmt.Errorf("%s has no backing file", overlay)
@@ -85,8 +89,9 @@ func QEMUArgs(argv []string, dir, disk string) []string {
 // QEMU is a VM run by hand from polyvisor's argv, as a child of this
 // process.
 type QEMU struct {
-	Dir string
-	cmd *exec.Cmd
+	Dir  string
+	cmd  *exec.Cmd
+	done chan struct{} // closed once QEMU has exited and been reaped
 }
 
 // Overlay makes a fresh qcow2 overlay of base in dir, a VM's root disk,
@@ -99,36 +104,92 @@ func Overlay(base, dir string) (string, error) {
 	return disk, nil
 }
 
-// StartQEMU starts QEMU with argv rewritten by QEMUArgs for dir and disk.
+// StartQEMU starts QEMU with argv rewritten by QEMUArgs for dir and disk;
+// its stderr goes to dir/qemu.log. A goroutine reaps it; Stop, or QEMU's
+// own exit, ends it.
 func StartQEMU(argv []string, disk, dir string) (*QEMU, error) {
 	args := QEMUArgs(argv, dir, disk)
-	q := &QEMU{Dir: dir, cmd: exec.Command(args[0], args[1:]...)}
+	stderr, err := os.Create(filepath.Join(dir, "qemu.log"))
+	if err != nil {
+		return nil, fmt.Errorf("raw qemu: %w", err)
+	}
+	defer stderr.Close() // QEMU has its own copy
+	q := &QEMU{Dir: dir, cmd: exec.Command(args[0], args[1:]...), done: make(chan struct{})}
+	q.cmd.Stderr = stderr
 	q.cmd.SysProcAttr = &syscall.SysProcAttr{Setsid: true}
 	if err := q.cmd.Start(); err != nil {
 		return nil, fmt.Errorf("raw qemu: %w", err)
 	}
+	go func() {
+		q.cmd.Wait()
+		close(q.done)
+	}()
 	return q, nil
 }
 
 // PID is QEMU's.
 func (q *QEMU) PID() int { return q.cmd.Process.Pid }
 
-// Agent waits until the guest's agent answers: boot to ready.
+// Exited is closed once QEMU has exited.
+func (q *QEMU) Exited() <-chan struct{} { return q.done }
+
+// Agent waits until the guest's agent answers: boot to ready. When QEMU
+// exits first, the error ends with QEMU's last line of complaint.
 func (q *QEMU) Agent(ctx context.Context) (*agent.Client, error) {
+	ctx, cancel := context.WithCancel(ctx)
+	defer cancel()
+	go func() {
+		select {
+		case <-q.done:
+			cancel()
+		case <-ctx.Done():
+		}
+	}()
 	sock := filepath.Join(q.Dir, "agent.sock")
 	// QEMU creates its sockets a few milliseconds after it starts.
-	for _, err := os.Stat(sock); err != nil; _, err = os.Stat(sock) {
+	var err error
+	for _, err = os.Stat(sock); err != nil && ctx.Err() == nil; _, err = os.Stat(sock) {
 		select {
 		case <-ctx.Done():
-			return nil, fmt.Errorf("raw qemu: no agent socket: %w", ctx.Err())
 		case <-time.After(2 * time.Millisecond):
 		}
 	}
-	c, err := agent.Dial(ctx, sock)
+	if err != nil && ctx.Err() != nil {
+		err = fmt.Errorf("no agent socket: %w", ctx.Err())
+	}
+	var c *agent.Client
+	for dial := err == nil; dial; {
+		c, err = agent.Dial(ctx, sock)
+		// QEMU binds its socket a moment before it listens on it.
+		dial = errors.Is(err, syscall.ECONNREFUSED) && ctx.Err() == nil
+		if dial {
+			select {
+			case <-ctx.Done():
+			case <-time.After(2 * time.Millisecond):
+			}
+		}
+	}
+	select {
+	case <-q.done:
+		if c != nil {
+			c.Close()
+		}
+		return nil, fmt.Errorf("raw qemu: QEMU exited before its agent answered: %s", q.complaint())
+	default:
+	}
 	if err != nil {
-		return nil, fmt.Errorf("raw qemu: %w", err)
+		return nil, fmt.Errorf("raw qemu: wait for the agent: %w", err)
 	}
 	return c, nil
+}
+
+// complaint is QEMU's last line on stderr, or its exit status.
+func (q *QEMU) complaint() string {
+	data, _ := os.ReadFile(filepath.Join(q.Dir, "qemu.log"))
+	if msg := strings.TrimSpace(string(data)); msg != "" {
+		return lastLine(msg)
+	}
+	return q.cmd.ProcessState.String()
 }
 
 // Stop kills QEMU and waits for it to be gone.
@@ -136,6 +197,6 @@ func (q *QEMU) Stop() error {
 	if err := q.cmd.Process.Kill(); err != nil && !errors.Is(err, os.ErrProcessDone) {
 		return fmt.Errorf("raw qemu: kill %d: %w", q.PID(), err)
 	}
-	q.cmd.Wait()
+	<-q.done
 	return nil
 }

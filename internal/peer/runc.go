@@ -1,7 +1,6 @@
 package peer
 
 import (
-	"bytes"
 	"context"
 	"encoding/json"
 	"errors"
@@ -10,6 +9,7 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
+	"strconv"
 	"strings"
 	"syscall"
 	"time"
@@ -20,13 +20,35 @@ import (
 	"github.com/polyvisor/polyvisor/internal/idmap"
 )
 
-// Runc is a container run by runc directly from a copy of a polyvisor
-// guest's config.json, on an overlay of the template's rootfs of its own.
+// Runc is a container run by an OCI runtime (runc, or crun) directly from
+// a copy of a polyvisor guest's config.json, on an overlay of the
+// template's rootfs of its own.
 type Runc struct {
 	ID       string
+	Runtime  string // the OCI runtime's binary: runc ("" too) or crun
 	Dir      string // bundle/, rootfs/ (overlay mount), upper/, work/
-	RuncRoot string // runc's --root, shared by the containers of one Dir's parent
+	RuncRoot string // the runtime's --root, shared by the containers of one Dir's parent
 	Cgroup   string // the container's cgroup path
+}
+
+// stateRootName is the runtime's --root under the containers' parent.
+const stateRootName = "runc-root"
+
+// runtime is the OCI runtime's binary.
+func (r *Runc) runtime() string {
+	if r.Runtime == "" {
+		return "runc"
+	}
+	return r.Runtime
+}
+
+// command runs the container's runtime with its --root.
+func (r *Runc) command(ctx context.Context, args ...string) *exec.Cmd {
+	cmd := exec.CommandContext(ctx, r.runtime(), append([]string{"--root", r.RuncRoot}, args...)...)
+	// A runtime killed with the context may leave a child holding its
+	// pipes: do not wait on them for ever.
+	cmd.WaitDelay = 5 * time.Second
+	return cmd
 }
 
 // ReadSpec reads a bundle's config.json.
@@ -43,21 +65,26 @@ func ReadSpec(path string) (*specs.Spec, error) {
 }
 
 // runcOf names the container id's files under parent.
-func runcOf(parent, id, cgroupParent string) *Runc {
-	return &Runc{ID: id, Dir: filepath.Join(parent, id), RuncRoot: filepath.Join(parent, "runc-root"), Cgroup: cgroupParent + "/" + id}
+func runcOf(runtime, parent, id, cgroupParent string) *Runc {
+	return &Runc{ID: id, Runtime: runtime, Dir: filepath.Join(parent, id), RuncRoot: filepath.Join(parent, stateRootName), Cgroup: cgroupParent + "/" + id}
 }
 
-// PrepareRunc makes the bundle of container id under parent and mounts its
-// overlay rootfs over lower (a template rootfs, owned by the container's
-// id map); its cgroup goes under cgroupParent. None of this is part of
-// the container's boot, which is runc run alone. On failure it leaves
-// nothing.
-func PrepareRunc(parent string, spec *specs.Spec, lower, id, cgroupParent string) (_ *Runc, err error) {
-	r := runcOf(parent, id, cgroupParent)
+// PrepareRunc is PrepareOCI for runc.
+func PrepareRunc(parent string, spec *specs.Spec, lower, id, cgroupParent string) (*Runc, error) {
+	return PrepareOCI("runc", parent, spec, lower, id, cgroupParent)
+}
+
+// PrepareOCI makes the bundle of container id under parent, for runtime
+// (runc or crun), and mounts its overlay rootfs over lower (a template
+// rootfs, owned by the container's id map); its cgroup goes under
+// cgroupParent. None of this is part of the container's boot, which is
+// the runtime's run alone. On failure it leaves nothing.
+func PrepareOCI(runtime, parent string, spec *specs.Spec, lower, id, cgroupParent string) (_ *Runc, err error) {
+	r := runcOf(runtime, parent, id, cgroupParent)
 	defer func() {
 		if err != nil {
 			r.Remove()
-			err = fmt.Errorf("raw runc %s: %w", id, err)
+			err = fmt.Errorf("raw %s %s: %w", r.runtime(), id, err)
 		}
 	}()
 	// Searchable by the container's unprivileged root, down to its rootfs.
@@ -147,75 +174,96 @@ func (r *Runc) CopyIn(src, name string) error {
 	return f.Close()
 }
 
-// Run starts the container detached and returns how long runc took; runc
-// run -d returns once the container's init has been started.
+// Run starts the container detached and returns how long the runtime
+// took; run -d returns once the container's init has been started. A
+// failure ends with the runtime's own last line of complaint.
 func (r *Runc) Run() (time.Duration, error) {
-	// runc's complaints go to an unlinked file, not a pipe that init would
-	// inherit and hold open.
+	return r.run(context.Background())
+}
+
+func (r *Runc) run(ctx context.Context) (time.Duration, error) {
+	// The runtime's complaints go to an unlinked file, not a pipe that
+	// init would inherit and hold open.
 	stderr, err := os.CreateTemp(r.Dir, ".stderr-")
 	if err != nil {
-		return 0, fmt.Errorf("raw runc %s: %w", r.ID, err)
+		return 0, fmt.Errorf("raw %s %s: %w", r.runtime(), r.ID, err)
 	}
 	os.Remove(stderr.Name())
 	defer stderr.Close()
-	cmd := exec.Command("runc", "--root", r.RuncRoot, "run", "-d", "--bundle", filepath.Join(r.Dir, "bundle"), r.ID)
+	cmd := r.command(ctx, "run", "-d", "--bundle", filepath.Join(r.Dir, "bundle"), r.ID)
 	cmd.Stderr = stderr // stdin and stdout: /dev/null
 	began := time.Now()
 	err = cmd.Run()
 	took := time.Since(began)
 	if err != nil {
 		stderr.Seek(0, io.SeekStart)
-		msg, _ := io.ReadAll(io.LimitReader(stderr, 4096))
-		return 0, fmt.Errorf("raw runc %s: runc run: %w: %s", r.ID, err, bytes.TrimSpace(msg))
+		msg, _ := io.ReadAll(io.LimitReader(stderr, 64<<10))
+		return 0, fmt.Errorf("raw %s %s: %s run: %w: %s", r.runtime(), r.ID, r.runtime(), err, lastLine(string(msg)))
 	}
 	return took, nil
 }
 
-// Exec runs args in the running container with runc exec and returns its
-// exit code.
+// Exec runs args in the running container and returns its exit code.
 func (r *Runc) Exec(ctx context.Context, args []string, stdout, stderr io.Writer) (int, error) {
-	cmd := exec.CommandContext(ctx, "runc", append([]string{"--root", r.RuncRoot, "exec", r.ID}, args...)...)
-	cmd.Stdout, cmd.Stderr = stdout, stderr
+	return r.ExecInput(ctx, args, nil, stdout, stderr)
+}
+
+// ExecInput runs args in the running container with the runtime's exec,
+// with stdin (nil: none), and returns its exit code.
+func (r *Runc) ExecInput(ctx context.Context, args []string, stdin io.Reader, stdout, stderr io.Writer) (int, error) {
+	cmd := r.command(ctx, append([]string{"exec", r.ID}, args...)...)
+	cmd.Stdin, cmd.Stdout, cmd.Stderr = stdin, stdout, stderr
 	err := cmd.Run()
 	var ee *exec.ExitError
-	if errors.As(err, &ee) && ee.ExitCode() >= 0 {
+	if ctx.Err() == nil && errors.As(err, &ee) && ee.ExitCode() >= 0 {
 		return ee.ExitCode(), nil
 	}
 	if err != nil {
-		return -1, fmt.Errorf("raw runc %s: runc exec: %w", r.ID, err)
+		return -1, fmt.Errorf("raw %s %s: %s exec: %w", r.runtime(), r.ID, r.runtime(), err)
 	}
 	return 0, nil
 }
 
 // Remove deletes the container, its cgroup, mount and files; what is
 // already gone is fine.
-func (r *Runc) Remove() error {
+func (r *Runc) Remove() error { return r.remove(context.Background()) }
+
+func (r *Runc) remove(ctx context.Context) error {
 	var errs []error
-	if out, err := exec.Command("runc", "--root", r.RuncRoot, "delete", "--force", r.ID).CombinedOutput(); err != nil &&
-		!strings.Contains(string(out), "does not exist") && !strings.Contains(string(out), "no such file") {
-		errs = append(errs, fmt.Errorf("raw runc %s: runc delete: %w: %s", r.ID, err, bytes.TrimSpace(out)))
+	if out, err := r.command(ctx, "delete", "--force", r.ID).CombinedOutput(); err != nil && !notExist(string(out)) {
+		errs = append(errs, fmt.Errorf("raw %s %s: %s delete: %w: %s", r.runtime(), r.ID, r.runtime(), err, lastLine(string(out))))
 	}
 	errs = append(errs, RemoveCgroup(r.Cgroup))
 	if err := unix.Unmount(r.Rootfs(), unix.MNT_DETACH); err != nil && !errors.Is(err, unix.EINVAL) && !errors.Is(err, unix.ENOENT) {
-		errs = append(errs, fmt.Errorf("raw runc %s: unmount: %w", r.ID, err))
+		errs = append(errs, fmt.Errorf("raw %s %s: unmount: %w", r.runtime(), r.ID, err))
 	}
 	if err := os.RemoveAll(r.Dir); err != nil {
-		errs = append(errs, fmt.Errorf("raw runc %s: %w", r.ID, err))
+		errs = append(errs, fmt.Errorf("raw %s %s: %w", r.runtime(), r.ID, err))
 	}
 	return errors.Join(errs...)
 }
 
-// SweepRunc removes whatever raw containers an interrupted or failed run
-// left under parent, then the cgroup parent.
-func SweepRunc(parent, cgroupParent string) error {
+// notExist says whether a runtime's complaint is that the container does
+// not exist (runc: "does not exist"; crun: "No such file or directory").
+func notExist(msg string) bool {
+	msg = strings.ToLower(msg)
+	return strings.Contains(msg, "does not exist") || strings.Contains(msg, "no such file")
+}
+
+// SweepRunc is SweepOCI for runc.
+func SweepRunc(parent, cgroupParent string) error { return SweepOCI("runc", parent, cgroupParent) }
+
+// SweepOCI removes whatever raw containers of runtime an interrupted or
+// failed run left under parent, then the cgroup parent.
+func SweepOCI(runtime, parent, cgroupParent string) error {
 	var errs []error
 	entries, err := os.ReadDir(parent)
 	if err != nil && !errors.Is(err, os.ErrNotExist) {
 		errs = append(errs, err)
 	}
 	for _, e := range entries {
-		if e.IsDir() && e.Name() != "runc-root" {
-			errs = append(errs, runcOf(parent, e.Name(), cgroupParent).Remove())
+		if e.IsDir() && e.Name() != stateRootName {
+			errs = append(errs, runcOf(runtime, parent, e.Name(), cgroupParent).Remove())
 		}
 	}
 	errs = append(errs, RemoveCgroup(cgroupParent))
@@ -236,4 +284,22 @@ func RemoveCgroup(path string) error {
 		}
 	}
 	return errors.Join(errs...)
+}
+
+// lastLine is the last non-empty line of a program's complaint, and of a
+// logrus line as runc writes them (time="…" level=error msg="…") only its
+// message: the one line that says what went wrong.
+func lastLine(text string) string {
+	lines := strings.Split(strings.TrimSpace(text), "\n")
+	line := strings.TrimSpace(lines[len(lines)-1])
+	_, msg, ok := strings.Cut(line, " msg=")
+	if !strings.HasPrefix(line, "time=") || !ok {
+		return line
+	}
+	if unquoted, err := strconv.QuotedPrefix(msg); err == nil {
+		if s, err := strconv.Unquote(unquoted); err == nil {
+			return s
+		}
+	}
+	return msg
 }
