@@ -297,7 +297,7 @@ func (r *runner) containerSpec(ctx context.Context, guests probeGuests) (*specs.
 		}
 		defer r.remove(ctx, name)
 	}
-	return peer.ReadSpec(filepath.Join(layout.New(info.StateDir).GuestDir(name), "bundle", "config.json"))
+	return peer.ContainerSpecOf(layout.New(info.StateDir).GuestDir(name))
 }
 
 // vmEnv reads the boot of polyvisor's VM probe guest, or of one launched

@@ -58,9 +58,6 @@ type Env struct {
 	// polyvisor's bench guests have.
 	CPUs      int
 	MemoryMiB int
-	// Spec is the OCI config.json of a polyvisor container of the same
-	// template, for the raw runtimes (runc, crun) to run as it is.
-	Spec *specs.Spec
 	// VM is set for a peer of the VM class: what polyvisor's VM of the
 	// same template boots.
 	VM *VMEnv
