@@ -22,11 +22,10 @@ import (
 func peerLeftovers(t *testing.T) []string {
 	t.Helper()
 	left, _ := filepath.Glob("/var/tmp/polyvisor-peer-*")
-	cgroups, _ := filepath.Glob("/sys/fs/cgroup/*/pv-bench-peer")
-	if _, err := os.Stat("/sys/fs/cgroup/pv-bench-peer"); err == nil {
-		cgroups = append(cgroups, "/sys/fs/cgroup/pv-bench-peer")
+	for _, pattern := range []string{"/sys/fs/cgroup/*/polyvisor-peer-*", "/sys/fs/cgroup/polyvisor-peer-*"} {
+		cgroups, _ := filepath.Glob(pattern)
+		left = append(left, cgroups...)
 	}
-	left = append(left, cgroups...)
 	mounts, err := os.ReadFile("/proc/self/mountinfo")
 	if err != nil {
 		t.Fatal(err)
