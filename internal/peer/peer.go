@@ -20,6 +20,8 @@ var VMPeers = []string{"qemu", "virsh"}
 // New returns the Manager of the named peer.
 func New(name string) (Manager, error) {
 	switch name {
+	case "incus":
+		return NewIncus(), nil
 	}
 	return nil, fmt.Errorf("bench does not drive peer %q yet", name)
 }
@@ -38,6 +40,12 @@ func Binary(name string) string {
 // Installed says why a peer cannot run here (its program is not installed,
 // and which package has it), or nil when it can.
 func Installed(name string) error {
-	_, err := hostreq.Lookup(Binary(name))
-	return err
+	if _, err := hostreq.Lookup(Binary(name)); err != nil {
+		return err
+	}
+	if name == "incus" { // its daemon lies outside the PATH, in another package
+		_, err := hostreq.Lookup(hostreq.IncusDaemon)
+		return err
+	}
+	return nil
 }
