@@ -100,8 +100,9 @@ if [ ${#missing_backports[@]} -gt 0 ]; then
     exit 1
   fi
   # The host's Debian sources (the release, its updates and security), as
-  # apt reads them from the host's own configuration: the mirror is the host's.
-  sources=$(apt-get indextargets --format '$(REPO_URI) $(RELEASE) $(COMPONENT)' 'Created-By: Packages' |
+  # apt reads them from the host's own configuration: the mirror is the
+  # host's. --no-release-info: read from the sources alone, lists or none.
+  sources=$(apt-get indextargets --no-release-info --format '$(REPO_URI) $(RELEASE) $(COMPONENT)' 'Created-By: Packages' |
     awk -v c="$codename" '$2 == c || $2 == c "-updates" || $2 == c "-security"' | sort -u)
   mirror=$(awk -v c="$codename" '$2 == c { print $1; exit }' <<<"$sources")
   if [ -z "$mirror" ]; then

@@ -340,3 +340,26 @@ func TestIncusdEndingEarlyIsReportedInItsWords(t *testing.T) {
 		t.Errorf("Close: %v", err)
 	}
 }
+
+// A dir the guests' unprivileged root cannot reach is refused at Setup,
+// naming the parent and the fix, instead of failing at the first start.
+func TestIncusEnvDirMustBeSearchableByGuests(t *testing.T) {
+	parent := incusEnvDir(t) // in /var/tmp, 0700
+	dir := filepath.Join(parent, "peer")
+	if err := os.Mkdir(dir, 0o700); err != nil {
+		t.Fatal(err)
+	}
+	err := searchableByGuests(dir)
+	if err == nil || !strings.Contains(err.Error(), parent+" (mode 0700)") || !strings.Contains(err.Error(), "chmod o+x "+parent) {
+		t.Errorf("searchableByGuests under a 0700 parent = %v, want the parent named with its fix", err)
+	}
+	if err := os.Chmod(parent, 0o711); err != nil {
+		t.Fatal(err)
+	}
+	if err := searchableByGuests(dir); err != nil {
+		t.Fatal(err)
+	}
+	if fi, _ := os.Stat(dir); fi.Mode().Perm() != 0o711 {
+		t.Errorf("the env dir is %04o, want 0711", fi.Mode().Perm())
+	}
+}
