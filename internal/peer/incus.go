@@ -67,7 +67,11 @@ func (m *Incus) environ() []string {
 	}
 	// incusd runs its helpers from its own directory, as Debian's
 	// service does.
-	return append(env, "PATH="+filepath.Dir(hostreq.IncusDaemon)+":"+os.Getenv("PATH"))
+	path := os.Getenv("PATH")
+	if path == "" {
+		path = "/usr/sbin:/usr/bin:/sbin:/bin"
+	}
+	return append(env, "PATH="+filepath.Dir(hostreq.IncusDaemon)+":"+path)
 }
 
 // Setup starts incusd, initialises it with a dir pool and no network, and
@@ -166,6 +170,13 @@ func (m *Incus) waitReady(ctx context.Context) error {
 // and no NAT), each guest's limits, and busybox init's power-off signal as
 // the halt signal (it ignores Incus's default, SIGPWR).
 func (m *Incus) preseed() string {
+	var limits string
+	if m.env.CPUs > 0 {
+		limits += fmt.Sprintf("    limits.cpu: \"%d\"\n", m.env.CPUs)
+	}
+	if m.env.MemoryMiB > 0 {
+		limits += fmt.Sprintf("    limits.memory: %dMiB\n", m.env.MemoryMiB)
+	}
 	return fmt.Sprintf(`config:
   images.auto_update_interval: "0"
 storage_pools:
@@ -176,15 +187,13 @@ storage_pools:
 profiles:
 - name: default
   config:
-    limits.cpu: "%d"
-    limits.memory: %dMiB
-    raw.lxc: lxc.signal.halt = SIGUSR2
+%s    raw.lxc: lxc.signal.halt = SIGUSR2
   devices:
     root:
       type: disk
       path: /
       pool: %s
-`, incusPool, m.poolDir(), m.env.CPUs, m.env.MemoryMiB, incusPool)
+`, incusPool, m.poolDir(), limits, incusPool)
 }
 
 // writeMetadata writes the metadata tarball of a split image (the rootfs

@@ -116,6 +116,38 @@ func pss(t *testing.T, pids []int) int64 {
 	return total
 }
 
+// memoryLimit is the memory limit of pid's cgroup (v1 or v2), in bytes.
+func memoryLimit(t *testing.T, pid int) int64 {
+	t.Helper()
+	data, err := os.ReadFile(fmt.Sprintf("/proc/%d/cgroup", pid))
+	if err != nil {
+		t.Fatal(err)
+	}
+	file := ""
+	for _, line := range strings.Split(string(data), "\n") {
+		f := strings.SplitN(line, ":", 3)
+		if len(f) != 3 {
+			continue
+		}
+		if slices.Contains(strings.Split(f[1], ","), "memory") {
+			file = filepath.Join("/sys/fs/cgroup/memory", f[2], "memory.limit_in_bytes")
+			break
+		}
+		if f[0] == "0" {
+			file = filepath.Join("/sys/fs/cgroup", f[2], "memory.max")
+		}
+	}
+	limit, err := os.ReadFile(file)
+	if err != nil {
+		t.Fatal(err)
+	}
+	n, err := strconv.ParseInt(strings.TrimSpace(string(limit)), 10, 64)
+	if err != nil {
+		t.Fatalf("%s: %v", file, err)
+	}
+	return n
+}
+
 func alive(pid int) bool { return syscall.Kill(pid, 0) == nil }
 
 // TestIncusManager drives a private incusd through a guest's life on the
@@ -200,6 +232,9 @@ func TestIncusManager(t *testing.T) {
 	if f := strings.Fields(string(uidMap)); len(f) != 3 || f[0] != "0" || f[1] == "0" {
 		t.Errorf("the guest's uid map is %q, want root mapped to an unprivileged host uid", uidMap)
 	}
+	if limit := memoryLimit(t, pids[1]); limit != int64(env.MemoryMiB)<<20 {
+		t.Errorf("the guest's memory limit is %d bytes, want Env.MemoryMiB %d MiB", limit, env.MemoryMiB)
+	}
 	// Idle: the same processes a second apart (the launcher settled).
 	for deadline := time.Now().Add(40 * time.Second); time.Now().Before(deadline); {
 		time.Sleep(time.Second)
@@ -242,15 +277,17 @@ func TestIncusManager(t *testing.T) {
 	step("Create (second, left running)", func() error { return m.Create(ctx, second) })
 	step("Start (second)", func() error { return m.Start(ctx, second) })
 	secondPIDs, err := m.PIDs(ctx, second)
-	if err != nil {
-		t.Fatal(err)
+	if err != nil || len(secondPIDs) < 2 {
+		t.Fatalf("PIDs(second) = %v, %v", secondPIDs, err)
 	}
 	step("Close", func() error { closed = true; return m.Close(ctx) })
 
 	if alive(daemon) {
 		t.Errorf("incusd (pid %d) outlived Close", daemon)
 	}
-	for _, pid := range secondPIDs {
+	// Its monitor and init (the launcher's short-lived children may have
+	// ended, and their pids been reused, meanwhile).
+	for _, pid := range secondPIDs[:2] {
 		if alive(pid) {
 			t.Errorf("process %d of the guest left running outlived Close", pid)
 		}
