@@ -40,12 +40,6 @@ func Binary(name string) string {
 // Installed says why a peer cannot run here (its program is not installed,
 // and which package has it), or nil when it can.
 func Installed(name string) error {
-	if _, err := hostreq.Lookup(Binary(name)); err != nil {
-		return err
-	}
-	if name == "incus" { // its daemon lies outside the PATH, in another package
-		_, err := hostreq.Lookup(hostreq.IncusDaemon)
-		return err
-	}
-	return nil
+	_, err := hostreq.Lookup(Binary(name))
+	return err
 }
