@@ -63,6 +63,8 @@ const (
 	// StaticBusybox is Debian's busybox-static: templates, the container
 	// canary and VM initramfs copy it, so it must not need a libc.
 	StaticBusybox = "/bin/busybox"
+	// IncusDaemon is incusd, which Debian installs outside the PATH.
+	IncusDaemon = "/usr/libexec/incus/incusd"
 )
 
 // All returns every declared requirement, in the order make deps lists
@@ -123,6 +125,10 @@ func All() []Requirement {
 		{"virsh", Program, "libvirt-clients", "bench's libvirt peer", Peer},
 		{"libvirtd", Program, "libvirt-daemon", "bench's libvirt peer", Peer},
 		{"virt-qemu-run", Program, "libvirt-daemon-driver-qemu", "bench's libvirt peer (its QEMU driver)", Peer},
+		// Debian bookworm has Incus only in bookworm-backports, which make
+		// deps reaches through an apt configuration of its own.
+		{IncusDaemon, File, "incus-base", "bench's Incus peer (incusd, containers only; bookworm has it in bookworm-backports)", Peer},
+		{"incus", Program, "incus-client", "bench's Incus peer (the incus CLI; bookworm has it in bookworm-backports)", Peer},
 	}
 }
 

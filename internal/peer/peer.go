@@ -1,6 +1,8 @@
-// Package peer runs what polyvisor is compared with on the same workload:
-// runc run by hand on a copy of a polyvisor container's bundle, and QEMU
-// run by hand with the very command line polyvisor gives its VM. Bench
+// Package peer drives what polyvisor is compared with on the same
+// workload, each behind one Manager: runc and crun run by hand on a copy
+// of a polyvisor container's bundle, LXC, podman and Incus on the same
+// busybox tree, QEMU run by hand with the very command line polyvisor
+// gives its VM, and libvirt with a domain equal to it. Bench
 // (internal/evaluate) and the benchmarks (internal/bench) use it.
 package peer
 
@@ -24,6 +26,8 @@ func New(name string) (Manager, error) {
 		return NewOCI(name), nil
 	case "qemu":
 		return NewRawQEMU(), nil
+	case "incus":
+		return NewIncus(), nil
 	}
 	return nil, fmt.Errorf("bench does not drive peer %q yet", name)
 }

@@ -9,7 +9,6 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
-	"strconv"
 	"strings"
 	"syscall"
 	"time"
@@ -284,22 +283,4 @@ func RemoveCgroup(path string) error {
 		}
 	}
 	return errors.Join(errs...)
-}
-
-// lastLine is the last non-empty line of a program's complaint, and of a
-// logrus line as runc writes them (time="…" level=error msg="…") only its
-// message: the one line that says what went wrong.
-func lastLine(text string) string {
-	lines := strings.Split(strings.TrimSpace(text), "\n")
-	line := strings.TrimSpace(lines[len(lines)-1])
-	_, msg, ok := strings.Cut(line, " msg=")
-	if !strings.HasPrefix(line, "time=") || !ok {
-		return line
-	}
-	if unquoted, err := strconv.QuotedPrefix(msg); err == nil {
-		if s, err := strconv.Unquote(unquoted); err == nil {
-			return s
-		}
-	}
-	return msg
 }
