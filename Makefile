@@ -30,7 +30,7 @@ demo: deps build
 # The fresh-machine rehearsal first, then the unit tests and the end-to-end
 # suite against real runc and QEMU (root needed).
 test: deps build deps-check vet
-	$(GO) test -count=1 -timeout 20m ./...
+	$(GO) test -count=1 -timeout 35m ./...
 
 # The crash-injection suite at length (make test runs it with 64 kills):
 # STRESS_KILLS kills of the daemon mid-operation, replayed with STRESS_SEED
