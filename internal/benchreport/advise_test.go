@@ -50,14 +50,19 @@ func TestAdviseLinuxByPriority(t *testing.T) {
 	}
 
 	a := advise(t, r, Needs{Priority: PriorityCPU})
-	contains(t, "reasons", a.Reasons, "cpu 0.98× of native")
-	contains(t, "reasons", a.Reasons, "boot 18.0 ms")
-	contains(t, "tradeoffs", a.Tradeoffs, "vm: cpu 0.051× of native")
+	contains(t, "reasons", a.Reasons, "cpu 0.98× [0.97, 0.99] of native (cpu.int 0.98× [0.97, 0.99], cpu.float 0.99× [0.98, 1.00]")
+	contains(t, "reasons", a.Reasons, "boot 18.0 ms [16.2, 21.6]")
+	contains(t, "tradeoffs", a.Tradeoffs, "vm: cpu 0.051× [0.051, 0.052] of native")
+	for _, l := range a.Reasons {
+		if strings.Contains(l, "inconclusive") || strings.Contains(l, "not decided") {
+			t.Errorf("0.98× against 0.051× called undecided: %q", l)
+		}
+	}
 
 	a = advise(t, r, Needs{Priority: PriorityIsolation})
 	contains(t, "reasons", a.Reasons, "separate guest kernel")
 	contains(t, "reasons", a.Reasons, "VMs run under TCG on this host")
-	contains(t, "tradeoffs", a.Tradeoffs, "container: cpu 0.98× of native")
+	contains(t, "tradeoffs", a.Tradeoffs, "container: cpu 0.98× [0.97, 0.99] of native")
 }
 
 func TestAdviseWindowsNeverContainer(t *testing.T) {
@@ -167,7 +172,7 @@ func TestWriteAdvice(t *testing.T) {
 	}
 	out := b.String()
 	for _, want := range []string{
-		"Recommended: vm\n", "for windows guests (arch the host's, priority cpu, count 4)", "Why:\n  - the only class that fits: cpu 0.051× of native",
+		"Recommended: vm\n", "for windows guests (arch the host's, priority cpu, count 4)", "Why:\n  - the only class that fits: cpu 0.051× [0.051, 0.052] of native",
 		"Refused:\n  - container: a container shares the host's Linux kernel", "  - emulation: emulation is for foreign",
 	} {
 		if !strings.Contains(out, want) {
