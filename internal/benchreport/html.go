@@ -31,8 +31,8 @@ type htmlPage struct {
 	Warnings   []string
 	MinRuns    int
 	Rows       []htmlRow
-	Claims   []Claim
-	Data     File
+	Claims     []Claim
+	Data       File
 }
 
 type htmlRow struct {
