@@ -19,6 +19,10 @@ type Comparison struct {
 	// B's row order; a figure the class has in neither (native's boot) is
 	// left out.
 	Changes []Change `json:"changes"`
+	// Beyond counts the changes beyond their intervals, of Compared: the
+	// changes that have intervals on both sides to judge by.
+	Beyond   int `json:"beyond"`
+	Compared int `json:"compared"`
 	// OnlyInA and OnlyInB name what one report has and the other lacks:
 	// "class peer-lxc", "figure disk.fsync".
 	OnlyInA []string `json:"onlyInA,omitempty"`
@@ -104,7 +108,14 @@ func Compare(a, b *Report) Comparison {
 		for _, class := range classesB {
 			// A figure the class has in neither (native's boot) is no change.
 			if slices.Contains(classesA, class) && (ra.Cell(class).State != StateNA || rb.Cell(class).State != StateNA) {
-				c.Changes = append(c.Changes, change(a, b, ra, rb, class))
+				ch := change(a, b, ra, rb, class)
+				if ch.Note == "" {
+					c.Compared++
+				}
+				if ch.Beyond {
+					c.Beyond++
+				}
+				c.Changes = append(c.Changes, ch)
 			}
 		}
 	}
@@ -271,6 +282,7 @@ func WriteComparison(w io.Writer, c Comparison) error {
 		line(ch.Figure, ch.Class, ch.A.Text, ch.B.Text, pct, beyond)
 	}
 	b.WriteString("\n")
+	fmt.Fprintf(&b, "%d of %d changes with intervals on both sides are beyond them.\n", c.Beyond, c.Compared)
 	b.WriteString(wrap(`change is B/A - 1 of the ratio to native (workloads) or of the median (lifecycle, density, native itself); `+
 		`beyond: the two 95 % intervals do not overlap, so the change is more than the rounds' own scatter`, tableWidth, "", ""))
 	if len(c.OnlyInA) > 0 {

@@ -73,6 +73,11 @@ func TestCompare(t *testing.T) {
 	if ch := findChange(t, c, DensityFigure, Container); ch.Beyond || ch.Note != "one launch" || *ch.ChangePct != 0 {
 		t.Errorf("density: %+v", ch)
 	}
+	// Beyond: container cpu.int and syscall, vm boot; compared: every
+	// change but the noise and the two densities.
+	if c.Beyond != 3 || c.Compared != len(c.Changes)-3 {
+		t.Errorf("%d of %d beyond, want 3 of %d", c.Beyond, c.Compared, len(c.Changes)-3)
+	}
 	if !slices.Equal(c.OnlyInA, []string{"class emulation", "figure disk.fsync"}) || !slices.Equal(c.OnlyInB, []string{"class peer-lxc"}) {
 		t.Errorf("only in A %q, only in B %q", c.OnlyInA, c.OnlyInB)
 	}
@@ -110,7 +115,7 @@ func TestWriteComparison(t *testing.T) {
 	}
 	for _, want := range []string{
 		"A: /var/lib/polyvisor/bench/20250314-092653/report.json (lab1, 2025-03-14 09:26 UTC, size quick, 5 rounds)",
-		"B: b/report.json", "Only in A: class emulation",
+		"B: b/report.json", "Only in A: class emulation", "1 of 38 changes with intervals on both sides are beyond them.",
 	} {
 		if !strings.Contains(text, want) {
 			t.Errorf("comparison lacks %q:\n%s", want, text)

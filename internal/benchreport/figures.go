@@ -461,7 +461,7 @@ func cellParts(row Row, c Cell) (head, interval string) {
 		return "n/a: " + oneLine(c.Detail), ""
 	}
 	if c.Noise != "" {
-		return "noise: faster than its host", FormatRatio(c.Ratio) + " " + FormatRatioInterval(*c.CI)
+		return "noise, not a result", FormatRatio(c.Ratio) + " " + FormatRatioInterval(*c.CI)
 	}
 	head = FormatNumber(c.Median) + " " + row.Unit
 	switch {

@@ -88,6 +88,7 @@ directory under the daemon's state directory, and prints the table.`,
 			return nil
 		},
 	}
+	cmd.AddCommand(a.benchCompareCmd())
 	f := cmd.Flags()
 	f.StringVar(&classes, "classes", strings.Join(evaluate.Classes, ","), "classes to measure beside native: "+strings.Join(evaluate.Classes, ", "))
 	f.BoolVar(&quick, "quick", false, "small workloads and few runs (same as --size quick)")
@@ -95,7 +96,6 @@ directory under the daemon's state directory, and prints the table.`,
 	f.StringVar(&out, "out", "", "directory for report.json and report.html (default: a new one under STATE/bench)")
 	f.StringVar(&format, "format", "table", "output: table or json")
 	f.StringVar(&peers, "peers", "", "peers to measure the same way: runc, qemu, lxc, podman, virsh, or none (default: runc,qemu where installed)")
-	cmd.AddCommand(a.benchCompareCmd())
 	return cmd
 }
 
