@@ -263,6 +263,8 @@ func claimBoot(r *Report, rows []Row) Claim {
 type bound struct {
 	low, high float64
 	why       string
+	// noise is set when why is a cell flagged as noise.
+	noise bool
 }
 
 // over is the range of a quotient a/b from the ranges of a and b.
@@ -311,36 +313,38 @@ func medianBound(class string, row Row, c Cell, m float64) bound {
 }
 
 // test is one threshold a claim is tested against: Confirmed, Refuted or
-// Inconclusive, and why when not Confirmed.
+// Inconclusive, and why when not Confirmed; noise when a cell it rests on
+// is noise.
 type test struct {
 	verdict string
 	why     string
+	noise   bool
 }
 
 // atLeast tests that a figure's bound lies at t or above.
 func atLeast(name string, b bound, t float64, show func(float64) string) test {
 	switch {
 	case b.why != "":
-		return test{Inconclusive, b.why}
+		return test{Inconclusive, b.why, b.noise}
 	case b.low >= t:
 		return test{verdict: Confirmed}
 	case b.high < t:
-		return test{Refuted, fmt.Sprintf("%s's interval %s lies below %s", name, showRange(b, show), show(t))}
+		return test{Refuted, fmt.Sprintf("%s's interval %s lies below %s", name, showRange(b, show), show(t)), false}
 	}
-	return test{Inconclusive, fmt.Sprintf("%s's interval %s straddles %s", name, showRange(b, show), show(t))}
+	return test{Inconclusive, fmt.Sprintf("%s's interval %s straddles %s", name, showRange(b, show), show(t)), false}
 }
 
 // atMost tests that a figure's bound lies at t or below.
 func atMost(name string, b bound, t float64, show func(float64) string) test {
 	switch {
 	case b.why != "":
-		return test{Inconclusive, b.why}
+		return test{Inconclusive, b.why, b.noise}
 	case b.high <= t:
 		return test{verdict: Confirmed}
 	case b.low > t:
-		return test{Refuted, fmt.Sprintf("%s's interval %s lies above %s", name, showRange(b, show), show(t))}
+		return test{Refuted, fmt.Sprintf("%s's interval %s lies above %s", name, showRange(b, show), show(t)), false}
 	}
-	return test{Inconclusive, fmt.Sprintf("%s's interval %s straddles %s", name, showRange(b, show), show(t))}
+	return test{Inconclusive, fmt.Sprintf("%s's interval %s straddles %s", name, showRange(b, show), show(t)), false}
 }
 
 func showRange(b bound, show func(float64) string) string {
@@ -352,22 +356,27 @@ func times(v float64) string { return FormatNumber(v) + "×" }
 
 // decide turns a claim's tests into its verdict: Refuted when some
 // interval decides against the claim, Confirmed when every one decides
-// for it, Inconclusive otherwise. The evidence gains why (for
+// for it, Inconclusive otherwise. A cell flagged as noise makes the claim
+// Inconclusive whatever the others say: a class measured faster than its
+// host beyond its interval shows that this run's intervals did not hold
+// the noise, so none of them decides. The evidence gains why (for
 // Inconclusive and Refuted) and any doubt that widened the intervals.
 func decide(r *Report, rs ratios, evidence string, tests ...test) (string, string) {
-	var refuted, undecided []string
+	var noise, refuted, undecided []string
 	for _, t := range tests {
-		switch t.verdict {
-		case Refuted:
+		switch {
+		case t.noise:
+			noise = append(noise, t.why)
+		case t.verdict == Refuted:
 			refuted = append(refuted, t.why)
-		case Inconclusive:
-			if !slices.Contains(undecided, t.why) {
-				undecided = append(undecided, t.why)
-			}
+		case t.verdict == Inconclusive && !slices.Contains(undecided, t.why):
+			undecided = append(undecided, t.why)
 		}
 	}
 	verdict, why := Confirmed, []string(nil)
 	switch {
+	case len(noise) > 0:
+		verdict, why = Inconclusive, append(append(noise, refuted...), undecided...)
 	case len(refuted) > 0:
 		verdict, why = Refuted, refuted
 	case len(undecided) > 0:
@@ -439,7 +448,7 @@ type namedRatio struct {
 func (x namedRatio) bound() bound {
 	switch {
 	case x.noise != "":
-		return bound{why: fmt.Sprintf("%s %s is noise: %s", x.class, x.figure, x.noise)}
+		return bound{why: fmt.Sprintf("%s %s is noise: %s", x.class, x.figure, x.noise), noise: true}
 	case x.ci == nil && x.noRounds:
 		return bound{why: noIntervals}
 	case x.ci == nil:
