@@ -315,8 +315,8 @@ func facts(r *Report, rows []Row, c *Class, n Needs) []string {
 			out = append(out, fmt.Sprintf("emulation was measured with a %s guest; %s runs under the same TCG, so its figures are indicative", c.Arch, want))
 		}
 	}
-	if _, why := hostDoubt(r); why != "" && r.Load != nil {
-		out = append(out, "measured on a busy host: "+strings.TrimSuffix(why, fmt.Sprintf(": intervals widened by %.0f %%", NotQuietMargin*100)))
+	if note := loadNote(r); note != "" && r.Load != nil {
+		out = append(out, "measured on a busy host: "+note)
 	}
 	return out
 }

@@ -400,17 +400,25 @@ func decide(r *Report, rs ratios, evidence string, tests ...test) (string, strin
 // hostDoubt is how far every interval is widened for the host's load, and
 // why; 0 and "" on a host bench found quiet.
 func hostDoubt(r *Report) (float64, string) {
+	why := loadNote(r)
+	if why == "" {
+		return 0, ""
+	}
+	return NotQuietMargin, fmt.Sprintf("%s: intervals widened by %.0f %%", why, NotQuietMargin*100)
+}
+
+// loadNote says how the host was not quiet while bench ran, or that its
+// load was not recorded; "" for a quiet host.
+func loadNote(r *Report) string {
 	switch {
 	case r.Load == nil:
-		return NotQuietMargin, fmt.Sprintf("the host's load was not recorded: intervals widened by %.0f %%", NotQuietMargin*100)
-	case !r.Load.Quiet:
-		why := "the host was not quiet"
-		if len(r.Load.Warnings) > 0 {
-			why += " (" + oneLine(strings.Join(r.Load.Warnings, "; ")) + ")"
-		}
-		return NotQuietMargin, fmt.Sprintf("%s: intervals widened by %.0f %%", why, NotQuietMargin*100)
+		return "the host's load was not recorded"
+	case r.Load.Quiet:
+		return ""
+	case len(r.Load.Warnings) == 0:
+		return "the host was not quiet"
 	}
-	return 0, ""
+	return "the host was not quiet (" + oneLine(strings.Join(r.Load.Warnings, "; ")) + ")"
 }
 
 // doubtNotes say what widened the intervals of the claim's workloads.

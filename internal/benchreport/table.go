@@ -66,8 +66,11 @@ func writeHeader(b *strings.Builder, r *Report) {
 // RoundsLine says how many paired rounds the figures stand on and why
 // they stopped: "5 rounds; stopped: intervals within ±3 %".
 func RoundsLine(r *Report) string {
-	if r.Rounds == 0 {
-		return "none: a report from before paired rounds (schema version " + fmt.Sprint(r.Version) + "), so no ratio has an interval"
+	switch {
+	case r.Rounds == 0 && r.Version < 2:
+		return fmt.Sprintf("none: a report from before paired rounds (schema version %d), so no ratio has an interval", r.Version)
+	case r.Rounds == 0:
+		return "none ran, so no ratio has an interval"
 	}
 	s := fmt.Sprintf("%d rounds", r.Rounds)
 	if r.Rounds == 1 {
