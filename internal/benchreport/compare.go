@@ -19,9 +19,11 @@ type Comparison struct {
 	// B's row order; a figure the class has in neither (native's boot) is
 	// left out.
 	Changes []Change `json:"changes"`
-	// Beyond counts the changes beyond their intervals, of Compared: the
-	// changes that have intervals on both sides to judge by.
+	// Beyond and Within count the changes beyond their intervals and
+	// within each other's, of Compared: the changes that have intervals on
+	// both sides to judge by.
 	Beyond   int `json:"beyond"`
+	Within   int `json:"within"`
 	Compared int `json:"compared"`
 	// OnlyInA and OnlyInB name what one report has and the other lacks:
 	// "class peer-lxc", "figure disk.fsync".
@@ -68,6 +70,9 @@ type Change struct {
 	Beyond bool `json:"beyond"`
 	// Better says, when Beyond, whether B is the better of the two.
 	Better bool `json:"better,omitempty"`
+	// Within is true when each side's value lies inside the other's
+	// interval: the two runs agree (a stricter test than not Beyond).
+	Within bool `json:"within"`
 	// Note says, in a few words, why a change cannot be beyond: "not in
 	// both" (a side failed or is n/a), "noise", "no interval", "one
 	// launch" (density), "fewer than 3 runs".
@@ -114,6 +119,9 @@ func Compare(a, b *Report) Comparison {
 				}
 				if ch.Beyond {
 					c.Beyond++
+				}
+				if ch.Within {
+					c.Within++
 				}
 				c.Changes = append(c.Changes, ch)
 			}
@@ -182,6 +190,7 @@ func change(a, b *Report, ra, rb Row, class string) Change {
 	default:
 		ch.Beyond = ch.A.CI.High < ch.B.CI.Low || ch.B.CI.High < ch.A.CI.Low
 		ch.Better = ch.Beyond && (ch.B.Value > ch.A.Value) == ch.HigherIsBetter
+		ch.Within = ch.A.CI.Contains(ch.B.Value) && ch.B.CI.Contains(ch.A.Value)
 	}
 	return ch
 }
@@ -282,7 +291,8 @@ func WriteComparison(w io.Writer, c Comparison) error {
 		line(ch.Figure, ch.Class, ch.A.Text, ch.B.Text, pct, beyond)
 	}
 	b.WriteString("\n")
-	fmt.Fprintf(&b, "%d of %d changes with intervals on both sides are beyond them.\n", c.Beyond, c.Compared)
+	fmt.Fprintf(&b, "%d of %d changes with intervals on both sides are beyond them; in %d, each value lies inside the other's interval.\n",
+		c.Beyond, c.Compared, c.Within)
 	b.WriteString(wrap(`change is B/A - 1 of the ratio to native (workloads) or of the median (lifecycle, density, native itself); `+
 		`beyond: the two 95 % intervals do not overlap, so the change is more than the rounds' own scatter`, tableWidth, "", ""))
 	if len(c.OnlyInA) > 0 {

@@ -53,7 +53,7 @@ func TestCompare(t *testing.T) {
 		ch.ChangePct == nil || !near(*ch.ChangePct, (0.90/0.98-1)*100) || ch.A.Text != "0.98× [0.97, 0.99]" {
 		t.Errorf("container cpu.int: %+v, want 0.98 to 0.90, beyond and worse", ch)
 	}
-	if ch := findChange(t, c, probe.CPUFloat, Container); ch.Beyond || ch.Note != "" || ch.ChangePct == nil {
+	if ch := findChange(t, c, probe.CPUFloat, Container); ch.Beyond || !ch.Within || ch.Note != "" || ch.ChangePct == nil {
 		t.Errorf("container cpu.float: %+v, want a change within the intervals", ch)
 	}
 	if ch := findChange(t, c, probe.Syscall, Container); !ch.Beyond || !ch.Better {
@@ -75,8 +75,8 @@ func TestCompare(t *testing.T) {
 	}
 	// Beyond: container cpu.int and syscall, vm boot; compared: every
 	// change but the noise and the two densities.
-	if c.Beyond != 3 || c.Compared != len(c.Changes)-3 {
-		t.Errorf("%d of %d beyond, want 3 of %d", c.Beyond, c.Compared, len(c.Changes)-3)
+	if c.Beyond != 3 || c.Compared != len(c.Changes)-3 || c.Within != c.Compared-3 {
+		t.Errorf("%d beyond and %d within of %d, want 3 and %d of %d", c.Beyond, c.Within, c.Compared, len(c.Changes)-6, len(c.Changes)-3)
 	}
 	if !slices.Equal(c.OnlyInA, []string{"class emulation", "figure disk.fsync"}) || !slices.Equal(c.OnlyInB, []string{"class peer-lxc"}) {
 		t.Errorf("only in A %q, only in B %q", c.OnlyInA, c.OnlyInB)
@@ -115,7 +115,7 @@ func TestWriteComparison(t *testing.T) {
 	}
 	for _, want := range []string{
 		"A: /var/lib/polyvisor/bench/20250314-092653/report.json (lab1, 2025-03-14 09:26 UTC, size quick, 5 rounds)",
-		"B: b/report.json", "Only in A: class emulation", "1 of 38 changes with intervals on both sides are beyond them.",
+		"B: b/report.json", "Only in A: class emulation", "1 of 38 changes with intervals on both sides are beyond them; in 37, each value lies inside the other's interval.",
 	} {
 		if !strings.Contains(text, want) {
 			t.Errorf("comparison lacks %q:\n%s", want, text)
