@@ -29,10 +29,10 @@ const (
 // Needs is what the user's guests need, as `polyvisor advise --needs` takes
 // it.
 type Needs struct {
-	GuestOS  string // OSLinux (the default), OSWindows, OSOther
-	Arch     string // uname -m (aarch64) or Debian (arm64) style; "" is the host's
-	Priority string // PriorityCPU (the default), PriorityDensity, ...
-	Count    int    // how many such guests; 0 is one
+	GuestOS  string `json:"guestOS"`  // OSLinux (the default), OSWindows, OSOther
+	Arch     string `json:"arch"`     // uname -m (aarch64) or Debian (arm64) style; "" is the host's
+	Priority string `json:"priority"` // PriorityCPU (the default), PriorityDensity, ...
+	Count    int    `json:"count"`    // how many such guests; 0 is one
 }
 
 // Advice is which class fits the needs, and why, from measured figures.
@@ -77,7 +77,7 @@ func Advise(r *Report, n Needs) (Advice, error) {
 	}
 	best, why := pick(r, rows, candidates, n.Priority)
 	a.Class = best.Name
-	a.Reasons = append(a.Reasons, why)
+	a.Reasons = append(a.Reasons, why...)
 	a.Reasons = append(a.Reasons, facts(r, rows, best, n)...)
 	for _, c := range candidates {
 		if c != best {
@@ -155,62 +155,116 @@ func perGuest(c *Class) int64 {
 	return c.Density.PerGuestBytes
 }
 
-// score is a class's measured figure for a priority, made so that higher
-// is better; false when it was not measured.
-func score(rows []Row, c *Class, priority string) (float64, bool) {
+// measure is a class's figure for a priority, as advice weighs it.
+type measure struct {
+	ok bool
+	// score is the figure made so that higher is better; b its 95 %
+	// interval in the same direction (b.why says why there is none).
+	score float64
+	b     bound
+	text  string   // as reasons quote it: "cpu 0.98× [0.97, 0.99] of native (...)"
+	notes []string // cells left out as noise
+}
+
+// measureOf is the class's measured figure for a priority; not ok when it
+// was not measured. Workloads flagged as noise are left out, and said so.
+func measureOf(r *Report, rows []Row, c *Class, priority string) measure {
 	switch priority {
 	case PriorityCPU, PriorityDisk:
 		prefix := cpuPrefix
 		if priority == PriorityDisk {
 			prefix = diskPrefix
 		}
-		rs, why := ratiosOf(rows, prefix, c.Name)
-		return rs.geomeanOr0(), why == ""
+		rs, why := ratiosOf(r, rows, prefix, c.Name)
+		if why != "" {
+			return measure{}
+		}
+		var m measure
+		var clean ratios
+		for _, x := range rs {
+			if x.noise != "" {
+				m.notes = append(m.notes, fmt.Sprintf("%s %s left out: %s", c.Name, x.figure, x.noise))
+				continue
+			}
+			x.margin = 0 // advice shows and compares the intervals as measured
+			clean = append(clean, x)
+		}
+		if len(clean) == 0 {
+			return m
+		}
+		m.ok, m.score, m.b = true, clean.geomean(), clean.bound()
+		m.text = fmt.Sprintf("%s %s%s of native (%s)", priority, FormatRatio(m.score), m.b.suffix(), clean)
+		return m
 	case PriorityBoot:
 		row, _ := FindRow(rows, LifecycleFigure(Boot))
-		if cell := row.Cell(c.Name); cell.State == StateOK && cell.Median > 0 {
-			return 1 / cell.Median, true
+		cell := row.Cell(c.Name)
+		if cell.State != StateOK || !(cell.Median > 0) {
+			return measure{}
 		}
+		m := measure{ok: true, score: 1 / cell.Median, text: "boot " + CellText(row, cell)}
+		if b := medianBound(c.Name, row, cell, 0); b.why != "" {
+			m.b = b
+		} else {
+			m.b = bound{low: 1 / b.high, high: 1 / b.low}
+		}
+		return m
 	case PriorityDensity:
-		if pg := perGuest(c); pg > 0 {
-			return 1 / float64(pg), true
+		pg := perGuest(c)
+		if pg <= 0 {
+			return measure{}
 		}
+		fit, _ := Fit(r.Host, pg)
+		// One launch, no interval: the value stands as measured.
+		return measure{ok: true, score: 1 / float64(pg), b: pointBound(1/float64(pg), 0),
+			text: fmt.Sprintf("%s of host memory per idle guest, %s fit in %s", FormatBytes(pg), FormatCount(fit), FormatBytes(r.Host.MemoryBytes))}
 	}
-	return 0, false
+	return measure{}
 }
 
-func (rs ratios) geomeanOr0() float64 {
-	if len(rs) == 0 {
-		return 0
-	}
-	return rs.geomean()
-}
-
-// pick chooses among the candidates by the priority's figure, and says why.
-func pick(r *Report, rows []Row, candidates []*Class, priority string) (*Class, string) {
+// pick chooses among the candidates by the priority's figure, and says
+// why: the figure with its interval and, when the intervals do not tell
+// the best from the next, that too.
+func pick(r *Report, rows []Row, candidates []*Class, priority string) (*Class, []string) {
 	if priority == PriorityIsolation {
 		for _, name := range isolationOrder {
 			for _, c := range candidates {
 				if c.Name == name {
-					return c, isolationReason(c)
+					return c, []string{isolationReason(c)}
 				}
 			}
 		}
 	}
-	var best *Class
-	bestScore := 0.0
+	var best, next *Class
+	var bm, nm measure
 	for _, c := range candidates {
-		if s, ok := score(rows, c, priority); ok && (best == nil || s > bestScore) {
-			best, bestScore = c, s
+		m := measureOf(r, rows, c, priority)
+		switch {
+		case !m.ok:
+		case best == nil || m.score > bm.score:
+			best, bm, next, nm = c, m, best, bm
+		case next == nil || m.score > nm.score:
+			next, nm = c, m
 		}
 	}
 	if best == nil {
-		return candidates[0], fmt.Sprintf("no class that fits has a measured %s figure; %s is the first of them in the report", priority, candidates[0].Name)
+		return candidates[0], []string{fmt.Sprintf("no class that fits has a measured %s figure; %s is the first of them in the report", priority, candidates[0].Name)}
 	}
 	if len(candidates) == 1 {
-		return best, "the only class that fits: " + priorityFigure(r, rows, best, priority)
+		return best, append([]string{"the only class that fits: " + bm.text}, bm.notes...)
 	}
-	return best, fmt.Sprintf("best measured %s among the classes that fit: %s", priority, priorityFigure(r, rows, best, priority))
+	reasons := append([]string{fmt.Sprintf("best measured %s among the classes that fit: %s", priority, bm.text)}, bm.notes...)
+	if next != nil {
+		switch {
+		case bm.b.why != "":
+			reasons = append(reasons, fmt.Sprintf("not decided by the intervals (%s): %s is ahead of %s on its median only", bm.b.why, best.Name, next.Name))
+		case nm.b.why != "":
+			reasons = append(reasons, fmt.Sprintf("not decided by the intervals (%s): %s is ahead of %s on its median only", nm.b.why, best.Name, next.Name))
+		case bm.b.low <= nm.b.high:
+			reasons = append(reasons, fmt.Sprintf("inconclusive: %s and %s cannot be told apart on %s, their intervals overlap (%s: %s; %s: %s); %s is ahead on its median only",
+				best.Name, next.Name, priority, best.Name, bm.text, next.Name, nm.text, best.Name))
+		}
+	}
+	return best, reasons
 }
 
 func isolationReason(c *Class) string {
@@ -220,34 +274,13 @@ func isolationReason(c *Class) string {
 	return c.Name + ": a separate guest kernel behind a virtual machine, not the host's kernel shared as a container would"
 }
 
-// priorityFigure is the class's figure for the priority, as text.
-func priorityFigure(r *Report, rows []Row, c *Class, priority string) string {
-	switch priority {
-	case PriorityCPU, PriorityDisk:
-		prefix := cpuPrefix
-		if priority == PriorityDisk {
-			prefix = diskPrefix
-		}
-		rs, _ := ratiosOf(rows, prefix, c.Name)
-		return fmt.Sprintf("%s %s of native (%s)", priority, FormatRatio(rs.geomeanOr0()), rs)
-	case PriorityBoot:
-		row, _ := FindRow(rows, LifecycleFigure(Boot))
-		return "boot " + CellText(row, row.Cell(c.Name))
-	case PriorityDensity:
-		pg := perGuest(c)
-		fit, _ := Fit(r.Host, pg)
-		return fmt.Sprintf("%s of host memory per idle guest, %s fit in %s", FormatBytes(pg), FormatCount(fit), FormatBytes(r.Host.MemoryBytes))
-	}
-	return ""
-}
-
 // summary is a class's main measured figures, each "not measured" when it
 // was not.
 func summary(r *Report, rows []Row, c *Class) []string {
 	var out []string
 	for _, p := range []string{PriorityCPU, PriorityDisk, PriorityBoot, PriorityDensity} {
-		if _, ok := score(rows, c, p); ok {
-			out = append(out, priorityFigure(r, rows, c, p))
+		if m := measureOf(r, rows, c, p); m.ok {
+			out = append(out, m.text)
 		} else {
 			out = append(out, p+" not measured")
 		}
@@ -259,8 +292,9 @@ func summary(r *Report, rows []Row, c *Class) []string {
 func facts(r *Report, rows []Row, c *Class, n Needs) []string {
 	var out []string
 	for _, p := range []string{PriorityCPU, PriorityDisk, PriorityBoot, PriorityDensity} {
-		if _, ok := score(rows, c, p); ok && p != n.Priority {
-			out = append(out, priorityFigure(r, rows, c, p))
+		if m := measureOf(r, rows, c, p); m.ok && p != n.Priority {
+			out = append(out, m.text)
+			out = append(out, m.notes...)
 		}
 	}
 	if pg := perGuest(c); pg > 0 && n.Count > 1 {
@@ -280,6 +314,9 @@ func facts(r *Report, rows []Row, c *Class, n Needs) []string {
 		if want, _ := guestArch(r, n.Arch); want != c.Arch {
 			out = append(out, fmt.Sprintf("emulation was measured with a %s guest; %s runs under the same TCG, so its figures are indicative", c.Arch, want))
 		}
+	}
+	if note := loadNote(r); note != "" && r.Load != nil {
+		out = append(out, "measured on a busy host: "+note)
 	}
 	return out
 }

@@ -6,6 +6,7 @@ import (
 	"testing"
 
 	"github.com/polyvisor/polyvisor/internal/api"
+	"github.com/polyvisor/polyvisor/internal/probe"
 )
 
 func advise(t *testing.T, r *Report, n Needs) Advice {
@@ -50,14 +51,19 @@ func TestAdviseLinuxByPriority(t *testing.T) {
 	}
 
 	a := advise(t, r, Needs{Priority: PriorityCPU})
-	contains(t, "reasons", a.Reasons, "cpu 0.98× of native")
-	contains(t, "reasons", a.Reasons, "boot 18.0 ms")
-	contains(t, "tradeoffs", a.Tradeoffs, "vm: cpu 0.051× of native")
+	contains(t, "reasons", a.Reasons, "cpu 0.98× [0.97, 0.99] of native (cpu.int 0.98× [0.97, 0.99], cpu.float 0.99× [0.98, 1.00]")
+	contains(t, "reasons", a.Reasons, "boot 18.0 ms [16.2, 21.6]")
+	contains(t, "tradeoffs", a.Tradeoffs, "vm: cpu 0.051× [0.051, 0.052] of native")
+	for _, l := range a.Reasons {
+		if strings.Contains(l, "inconclusive") || strings.Contains(l, "not decided") {
+			t.Errorf("0.98× against 0.051× called undecided: %q", l)
+		}
+	}
 
 	a = advise(t, r, Needs{Priority: PriorityIsolation})
 	contains(t, "reasons", a.Reasons, "separate guest kernel")
 	contains(t, "reasons", a.Reasons, "VMs run under TCG on this host")
-	contains(t, "tradeoffs", a.Tradeoffs, "container: cpu 0.98× of native")
+	contains(t, "tradeoffs", a.Tradeoffs, "container: cpu 0.98× [0.97, 0.99] of native")
 }
 
 func TestAdviseWindowsNeverContainer(t *testing.T) {
@@ -167,7 +173,7 @@ func TestWriteAdvice(t *testing.T) {
 	}
 	out := b.String()
 	for _, want := range []string{
-		"Recommended: vm\n", "for windows guests (arch the host's, priority cpu, count 4)", "Why:\n  - the only class that fits: cpu 0.051× of native",
+		"Recommended: vm\n", "for windows guests (arch the host's, priority cpu, count 4)", "Why:\n  - the only class that fits: cpu 0.051× [0.051, 0.052] of native",
 		"Refused:\n  - container: a container shares the host's Linux kernel", "  - emulation: emulation is for foreign",
 	} {
 		if !strings.Contains(out, want) {
@@ -178,4 +184,52 @@ func TestWriteAdvice(t *testing.T) {
 		t.Errorf("trade-offs printed with no alternative:\n%s", out)
 	}
 	t.Logf("\n%s", out)
+}
+
+func TestAdviseQuotesIntervalsAndDoubts(t *testing.T) {
+	// A container cpu.int faster than its host is noise: left out of the
+	// score, and said so.
+	r := fullReport()
+	setFigure(r, Container, probe.CPUInt, 1150)
+	a := advise(t, r, Needs{Priority: PriorityCPU})
+	if a.Class != Container {
+		t.Fatalf("cpu: %s, want container", a.Class)
+	}
+	contains(t, "reasons", a.Reasons, "container cpu.int left out: faster than its host beyond its interval [1.14, 1.16]: noise, not a result")
+	for _, l := range a.Reasons {
+		if strings.Contains(l, "cpu.int 1.15×") {
+			t.Errorf("a noise cell counted in the advice: %q", l)
+		}
+	}
+	// Every CPU workload noise: no cpu figure for the container at all.
+	for _, name := range []string{probe.CPUInt, probe.CPUFloat, probe.CPUHash} {
+		setFigure(r, Container, name, nativeFigures[name]*1.2)
+	}
+	a = advise(t, r, Needs{Priority: PriorityCPU})
+	if a.Class != VM {
+		t.Errorf("cpu with the container's figures all noise: %s, want the vm, the only one measured", a.Class)
+	}
+	contains(t, "tradeoffs", a.Tradeoffs, "container: cpu not measured")
+
+	// Two classes whose intervals overlap: the pick says it rests on the
+	// medians only.
+	r = kvmReport()
+	for _, name := range []string{probe.CPUInt, probe.CPUFloat, probe.CPUHash} {
+		pairedRounds(r, VM, name, 0.95, 0.99, 0.97, 1.0, 0.96)
+		pairedRounds(r, Container, name, 0.96, 1.0, 0.98, 0.99, 0.97)
+	}
+	a = advise(t, r, Needs{Priority: PriorityCPU})
+	contains(t, "reasons", a.Reasons, "inconclusive: container and vm cannot be told apart on cpu, their intervals overlap")
+
+	// A version 1 report: no intervals, said so.
+	a = advise(t, oldReport(), Needs{Priority: PriorityCPU})
+	contains(t, "reasons", a.Reasons, "not decided by the intervals (no intervals: a report from before paired rounds): container is ahead of vm on its median only")
+	contains(t, "reasons", a.Reasons, "cpu 0.98× of native (cpu.int 0.98×")
+
+	// Boot quotes the median's interval; a busy host is said.
+	r = fullReport()
+	busy(r)
+	a = advise(t, r, Needs{Priority: PriorityBoot})
+	contains(t, "reasons", a.Reasons, "boot 18.0 ms [16.2, 21.6]")
+	contains(t, "reasons", a.Reasons, "measured on a busy host: the host was not quiet (load average 3.1")
 }

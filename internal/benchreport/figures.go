@@ -17,6 +17,11 @@ const (
 // DensityFigure names the density row: host memory per idle guest.
 const DensityFigure = "density.per_guest"
 
+// MinIntervalRuns is the fewest runs (or paired rounds) an interval must
+// stand on to be shown and to decide a claim: with fewer, the bootstrap
+// interval of a median is only the range of one or two values.
+const MinIntervalRuns = 3
+
 // notInReport is the reason of a cell of a class the report lacks.
 const notInReport = "not in this report"
 
@@ -214,23 +219,66 @@ func LifecycleFigure(name string) string { return "lifecycle." + name }
 
 func workloadRow(r *Report, name string) Row {
 	row := Row{Figure: name, Group: GroupWorkload}
-	var native *Cell
-	for _, c := range r.Classes {
-		cell := workloadCell(c, name, &row)
-		row.Cells = append(row.Cells, cell)
+	nativeAt := -1
+	for i, c := range r.Classes {
+		row.Cells = append(row.Cells, workloadCell(c, name, &row))
 		if c.Name == Native {
-			native = &row.Cells[len(row.Cells)-1]
+			nativeAt = i
 		}
 	}
-	if native != nil && native.State == StateOK {
-		for i := range row.Cells {
-			c := &row.Cells[i]
-			if c.State == StateOK {
-				c.Ratio, c.HasRatio = XOfNative(c.Median, native.Median, row.HigherIsBetter)
+	if nativeAt < 0 || row.Cells[nativeAt].State != StateOK {
+		return row
+	}
+	native := r.Classes[nativeAt]
+	nativeRounds := roundValues(native, name)
+	for i := range row.Cells {
+		cell, class := &row.Cells[i], r.Classes[i]
+		switch {
+		case cell.State != StateOK:
+		case i == nativeAt:
+			cell.Ratio, cell.HasRatio = 1, true
+		case len(native.Rounds) == 0 || len(class.Rounds) == 0:
+			// A report from before paired rounds (version 1): the ratio of
+			// the medians, with no interval to judge it by.
+			cell.Ratio, cell.HasRatio = XOfNative(cell.Median, row.Cells[nativeAt].Median, row.HigherIsBetter)
+		default:
+			if ratio, ci, ok := RatioInterval(nativeRounds, roundValues(class, name), row.HigherIsBetter); ok {
+				cell.Ratio, cell.HasRatio, cell.CI = ratio, true, &ci
+				cell.Noise = noise(r, class, name, ci)
 			}
 		}
 	}
 	return row
+}
+
+// roundValues are a class's medians of the named workload in each of its
+// rounds, index-aligned with the rounds; NaN where that round failed or
+// lacks the workload.
+func roundValues(c Class, name string) []float64 {
+	values := make([]float64, len(c.Rounds))
+	for i, round := range c.Rounds {
+		values[i] = math.NaN()
+		if round.Probe == nil {
+			continue
+		}
+		for _, res := range round.Probe.Results {
+			if res.Name == name && res.Error == "" {
+				values[i] = res.Median
+			}
+		}
+	}
+	return values
+}
+
+// measured keeps the positive, finite values: the rounds that measured.
+func measured(values []float64) []float64 {
+	var out []float64
+	for _, v := range values {
+		if v > 0 && !math.IsInf(v, 0) {
+			out = append(out, v)
+		}
+	}
+	return out
 }
 
 // workloadCell is a class's cell of a workload; it fills the row's unit
@@ -260,10 +308,61 @@ func workloadCell(c Class, name string, row *Row) Cell {
 		}
 		cell.State = StateOK
 		cell.Median, cell.Min, cell.Max, cell.Detail = res.Median, res.Min, res.Max, res.Note
+		if rounds := measured(roundValues(c, name)); len(rounds) > 0 {
+			cell.Median, cell.Min, cell.Max = Median(rounds), slices.Min(rounds), slices.Max(rounds)
+		}
 		return cell
 	}
 	cell.Detail = "not measured in this class"
 	return cell
+}
+
+// sharedKernel are the classes whose guests are processes of the host's
+// own kernel: polyvisor's containers and the container peers.
+var sharedKernel = []string{Container, PeerPrefix + "runc", PeerPrefix + "crun", PeerPrefix + "lxc", PeerPrefix + "podman", PeerPrefix + "incus"}
+
+// translated says whether the class's guest code is translated by TCG:
+// emulation always, a vm (or a VM peer) when it ran without KVM.
+func translated(r *Report, c Class) bool {
+	if c.Name == Emulation {
+		return true
+	}
+	accel := c.Accel
+	if accel == "" && (c.Name == VM || c.Name == PeerPrefix+"qemu" || c.Name == PeerPrefix+"virsh") {
+		accel = r.Host.Accel
+	}
+	return isTCG(accel)
+}
+
+// noiseChecked says whether a class measured faster than its host on the
+// workload can only be noise. CPU and memory workloads (cpu.*, mem.*) run
+// the same instructions on the same cores and memory in every class: a
+// container adds nothing to them and TCG slows them, so neither can be
+// faster. System calls and process creation (syscall.*, proc.*) are checked
+// for translated guests only: a container's go through a differently
+// configured kernel (another seccomp filter, pid namespace, cgroup, a
+// smaller root and environment to exec from), which may legitimately be
+// quicker than the host's own. Disk (and network) figures are never
+// checked: a guest's storage stack (overlayfs, a qcow2 behind the host's
+// page cache) differs from the host's, and a faster one is a finding.
+func noiseChecked(figure string, translated bool) bool {
+	switch {
+	case strings.HasPrefix(figure, cpuPrefix), strings.HasPrefix(figure, memPrefix):
+		return true
+	case strings.HasPrefix(figure, "syscall."), strings.HasPrefix(figure, "proc."):
+		return translated
+	}
+	return false
+}
+
+// noise says why a cell cannot be a result: the class cannot outrun its
+// host on the workload, yet its whole ratio interval lies above 1.
+func noise(r *Report, c Class, figure string, ci Interval) string {
+	tr := translated(r, c)
+	if ci.Low <= 1 || !(tr || slices.Contains(sharedKernel, c.Name)) || !noiseChecked(figure, tr) {
+		return ""
+	}
+	return fmt.Sprintf("faster than its host beyond its interval %s: noise, not a result", FormatRatioInterval(ci))
 }
 
 // guestCell starts a cell of a figure only guests have: n/a for native and
@@ -285,8 +384,8 @@ func guestCell(c Class) (cell Cell, measured bool) {
 func lifecycleRow(r *Report, name string) Row {
 	row := Row{Figure: LifecycleFigure(name), Group: GroupLifecycle}
 	for _, c := range r.Classes {
-		cell, measured := guestCell(c)
-		if measured {
+		cell, isGuest := guestCell(c)
+		if isGuest {
 			for _, f := range c.Lifecycle {
 				if f.Name != name {
 					continue
@@ -296,9 +395,15 @@ func lifecycleRow(r *Report, name string) Row {
 				}
 				if f.Error != "" {
 					cell.State, cell.Detail = StateFailed, f.Error
-				} else {
-					cell.State, cell.Detail = StateOK, ""
-					cell.Median, cell.Min, cell.Max = f.Median, f.Min, f.Max
+					continue
+				}
+				cell.State, cell.Detail = StateOK, ""
+				cell.Median, cell.Min, cell.Max = f.Median, f.Min, f.Max
+				cell.CI = f.CI
+				if cell.CI == nil {
+					if ci, ok := MedianInterval(measured(f.Runs)); ok {
+						cell.CI = &ci
+					}
 				}
 			}
 		}
@@ -330,22 +435,57 @@ func densityRow(r *Report) Row {
 }
 
 // CellText is a cell as the table and the ratios table show it:
-// "median unit (ratio×)", "failed: error" or "n/a: reason".
+// "median unit (ratio× [low, high])", "median unit [low, high]" for a
+// lifecycle figure, "noise: ...", "failed: error" or "n/a: reason".
 func CellText(row Row, c Cell) string {
+	head, interval := cellParts(row, c)
+	switch {
+	case interval == "":
+		return head
+	case c.Noise != "":
+		return "noise: " + interval + ", faster than its host"
+	case c.HasRatio:
+		return strings.TrimSuffix(head, ")") + " " + interval + ")"
+	}
+	return head + " " + interval
+}
+
+// cellParts splits a cell's text in two, for the table to show on two
+// lines: the value (with its ratio) and its interval; the interval is ""
+// when it has none, "n=2" when it stands on too few runs to be shown.
+func cellParts(row Row, c Cell) (head, interval string) {
 	switch c.State {
 	case StateFailed:
-		return "failed: " + oneLine(c.Detail)
+		return "failed: " + oneLine(c.Detail), ""
 	case StateNA:
-		return "n/a: " + oneLine(c.Detail)
+		return "n/a: " + oneLine(c.Detail), ""
 	}
-	s := FormatNumber(c.Median) + " " + row.Unit
+	if c.Noise != "" {
+		return "noise, not a result", FormatRatio(c.Ratio) + " " + FormatRatioInterval(*c.CI)
+	}
+	head = FormatNumber(c.Median) + " " + row.Unit
 	switch {
 	case c.HasRatio:
-		s += " (" + FormatRatio(c.Ratio) + ")"
+		head += " (" + FormatRatio(c.Ratio) + ")"
 	case row.Group == GroupDensity && c.Fit > 0:
-		s += " (" + FormatCount(c.Fit) + " fit)"
+		head += " (" + FormatCount(c.Fit) + " fit)"
 	}
-	return s
+	switch {
+	case c.CI == nil:
+	case c.CI.N < MinIntervalRuns:
+		interval = fmt.Sprintf("n=%d", c.CI.N)
+	case c.HasRatio:
+		interval = FormatRatioInterval(*c.CI)
+	default:
+		interval = c.CI.String()
+	}
+	return head, interval
+}
+
+// FormatRatioInterval shows a ratio interval as ratios are shown:
+// [0.95, 1.01].
+func FormatRatioInterval(ci Interval) string {
+	return "[" + strings.TrimSuffix(FormatRatio(ci.Low), "×") + ", " + strings.TrimSuffix(FormatRatio(ci.High), "×") + "]"
 }
 
 // FormatNumber shows a measured value with about three significant digits.

@@ -25,9 +25,14 @@ type htmlPage struct {
 	Memory   string
 	Versions string
 	Legend   string
-	Rows     []htmlRow
-	Claims   []Claim
-	Data     File
+	// RoundsLine and Warnings say what the figures stand on: the paired
+	// rounds, why they stopped, and the host's load when it was not quiet.
+	RoundsLine string
+	Warnings   []string
+	MinRuns    int
+	Rows       []htmlRow
+	Claims     []Claim
+	Data       File
 }
 
 type htmlRow struct {
@@ -36,7 +41,7 @@ type htmlRow struct {
 }
 
 type htmlCell struct {
-	Class string // ok, failed, na
+	Class string // ok, failed, na, noise
 	Text  string
 }
 
@@ -53,11 +58,20 @@ func WriteHTML(w io.Writer, r *Report) error {
 		Legend:   RatioLegend,
 		Claims:   file.Claims,
 		Data:     file,
+		// Intervals on fewer runs are not drawn, as the table does not
+		// show them.
+		RoundsLine: RoundsLine(r),
+		Warnings:   LoadWarnings(r),
+		MinRuns:    MinIntervalRuns,
 	}
 	for _, row := range file.Ratios {
 		hr := htmlRow{Figure: row.Figure}
 		for _, c := range row.Cells {
-			hr.Cells = append(hr.Cells, htmlCell{Class: strings.ReplaceAll(c.State, "/", ""), Text: c.Text})
+			class := strings.ReplaceAll(c.State, "/", "")
+			if c.Noise != "" {
+				class = "noise"
+			}
+			hr.Cells = append(hr.Cells, htmlCell{Class: class, Text: c.Text})
 		}
 		p.Rows = append(p.Rows, hr)
 	}

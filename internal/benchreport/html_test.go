@@ -11,6 +11,7 @@ import (
 	"path/filepath"
 	"regexp"
 	"slices"
+	"strconv"
 	"strings"
 	"syscall"
 	"testing"
@@ -24,9 +25,11 @@ import (
 const chromiumTimeout = 60 * time.Second
 
 // mixedReport has every kind of cell: measured, failed (the container's
-// fsync) and n/a (an emulation class that does not work here).
+// fsync), n/a (an emulation class that does not work here) and noise (the
+// container's mem.copy, 1.10× of native).
 func mixedReport() *Report {
 	r := fullReport()
+	setFigure(r, Container, probe.MemCopy, 9900)
 	ct := r.FindClass(Container)
 	for i := range ct.Probe.Results {
 		if ct.Probe.Results[i].Name == probe.DiskFsync {
@@ -64,7 +67,9 @@ func TestWriteHTMLSelfContained(t *testing.T) {
 		`<section id="claims">`, "<h2>The chapter's claims</h2>", `<section id="charts">`, `<table class="ratios">`,
 		"6.1.0-18-amd64", "polyvisor 0.1.0, qemu 7.2.0, runc 1.1.5", "polyvisor bench --classes container,vm,emulation",
 		"2025-03-14 09:26:53 UTC", "tcg: the KVM canary guest failed",
-		"failed: fsync: input/output error", "n/a: qemu-system-aarch64 not found", "980 Mops/s (0.98×)",
+		"failed: fsync: input/output error", "n/a: qemu-system-aarch64 not found", "980 Mops/s (0.98× [0.97, 0.99])",
+		"18.0 ms [16.2, 21.6]", `<td class="noise">noise: 1.10× [1.09, 1.11], faster than its host</td>`,
+		`<dd id="rounds">5 rounds; stopped: intervals within ±3 %`,
 	} {
 		if !strings.Contains(page, want) {
 			t.Errorf("report.html lacks %q", want)
@@ -86,6 +91,19 @@ func TestWriteHTMLSelfContained(t *testing.T) {
 	}
 	if f.Report == nil || f.Host.Hostname != "lab1" || len(f.Ratios) != len(Rows(r)) || len(f.Claims) != 5 {
 		t.Errorf("embedded JSON is not the report: %+v", f)
+	}
+	if strings.Contains(page, `<section id="load">`) {
+		t.Error("a quiet host's report warns of its load")
+	}
+
+	// A busy host's report says so, with each warning.
+	busy(r)
+	page = writeHTML(t, r)
+	for _, want := range []string{`<section id="load">`, "The host was not quiet while bench ran",
+		"<li>load average 3.1 on 2 CPUs after round 2</li>", "<li>busiest: make (4242) 85%</li>"} {
+		if !strings.Contains(page, want) {
+			t.Errorf("busy host's report.html lacks %q", want)
+		}
 	}
 }
 
@@ -144,7 +162,8 @@ func lastLines(s string, n int) string {
 var (
 	svgChart = regexp.MustCompile(`(?s)<svg\b([^>]*)>(.*?)</svg>`)
 	attr     = regexp.MustCompile(`([\w-]+)="([^"]*)"`)
-	element  = regexp.MustCompile(`<(rect|text)\b([^>]*)>`)
+	element  = regexp.MustCompile(`<(rect|text|path)\b([^>]*)>`)
+	pathEnds = regexp.MustCompile(`^M ([\d.]+) [\d.]+ H ([\d.]+) `)
 )
 
 func attrs(s string) map[string]string {
@@ -183,26 +202,43 @@ func TestReportHTMLInChromium(t *testing.T) {
 			t.Errorf("no chart for %s", row.Figure)
 			continue
 		}
-		var bars, markers, wantBars, wantMarkers []string
+		var bars, markers, errorbars, wantBars, wantMarkers, wantErrorbars []string
+		barEnd := map[string]float64{}
 		for _, m := range element.FindAllStringSubmatch(body, -1) {
 			a := attrs(m[2])
 			switch {
 			case m[1] == "rect" && a["class"] == "bar":
 				bars = append(bars, a["data-class"])
+				x, _ := strconv.ParseFloat(a["x"], 64)
+				w, _ := strconv.ParseFloat(a["width"], 64)
+				barEnd[a["data-class"]] = x + w
 			case m[1] == "text" && strings.HasPrefix(a["class"], "marker "):
 				markers = append(markers, a["data-class"]+" "+strings.TrimPrefix(a["class"], "marker "))
+			case m[1] == "path" && a["class"] == "errorbar":
+				errorbars = append(errorbars, a["data-class"])
+				checkErrorbar(t, row, a, barEnd[a["data-class"]])
 			}
 		}
 		for _, c := range row.Cells {
-			if c.State == StateOK {
+			switch {
+			case c.Noise != "":
+				wantMarkers = append(wantMarkers, c.Class+" noise")
+			case c.State == StateOK:
 				wantBars = append(wantBars, c.Class)
-			} else {
+				if c.CI != nil && c.CI.N >= MinIntervalRuns {
+					wantErrorbars = append(wantErrorbars, c.Class)
+				}
+			default:
 				wantMarkers = append(wantMarkers, c.Class+" "+strings.ReplaceAll(c.State, "/", ""))
 			}
 		}
-		if !slices.Equal(bars, wantBars) || !slices.Equal(markers, wantMarkers) {
-			t.Errorf("%s: bars %v and markers %v, want bars %v and markers %v", row.Figure, bars, markers, wantBars, wantMarkers)
+		if !slices.Equal(bars, wantBars) || !slices.Equal(markers, wantMarkers) || !slices.Equal(errorbars, wantErrorbars) {
+			t.Errorf("%s: bars %v, markers %v and error bars %v, want bars %v, markers %v and error bars %v",
+				row.Figure, bars, markers, errorbars, wantBars, wantMarkers, wantErrorbars)
 		}
+	}
+	if mem := charts[probe.MemCopy]; !strings.Contains(mem, "noise: 1.10× [1.09, 1.11], faster than its host") {
+		t.Errorf("the noise marker does not say so: %s", mem)
 	}
 	fsync := charts[probe.DiskFsync]
 	if !strings.Contains(fsync, "failed: fsync: input/output error") {
@@ -222,6 +258,29 @@ func TestReportHTMLInChromium(t *testing.T) {
 	shot := filepath.Join(dir, "report.png")
 	runChromium(t, dir, "--screenshot="+shot, "--window-size=1280,2000", "file://"+page)
 	checkScreenshot(t, shot)
+}
+
+// checkErrorbar checks that an error bar carries its cell's interval and
+// is drawn around the end of the cell's bar: the median lies inside it.
+func checkErrorbar(t *testing.T, row Row, a map[string]string, barEnd float64) {
+	t.Helper()
+	c := row.Cell(a["data-class"])
+	low, _ := strconv.ParseFloat(a["data-low"], 64)
+	high, _ := strconv.ParseFloat(a["data-high"], 64)
+	if c.CI == nil || !near(low, c.CI.Low) || !near(high, c.CI.High) {
+		t.Errorf("%s %s: error bar [%v, %v], want the cell's interval %+v", row.Figure, c.Class, low, high, c.CI)
+		return
+	}
+	m := pathEnds.FindStringSubmatch(a["d"])
+	if m == nil {
+		t.Errorf("%s %s: error bar path %q", row.Figure, c.Class, a["d"])
+		return
+	}
+	x1, _ := strconv.ParseFloat(m[1], 64)
+	x2, _ := strconv.ParseFloat(m[2], 64)
+	if !(x1 <= barEnd+0.2 && barEnd <= x2+0.2) {
+		t.Errorf("%s %s: error bar from x=%v to %v, the bar ends at %v outside it", row.Figure, c.Class, x1, x2, barEnd)
+	}
 }
 
 // checkScreenshot checks that the page rendered: the PNG decodes, is not a

@@ -30,8 +30,8 @@ func WriteJSON(w io.Writer, r *Report) error {
 	return enc.Encode(NewFile(r))
 }
 
-// ReadJSON reads a report.json that WriteJSON wrote, refusing one of
-// another schema version.
+// ReadJSON reads a report.json that WriteJSON wrote, of this schema
+// version or an older one it still reads (OldestVersion), refusing others.
 func ReadJSON(rd io.Reader) (*Report, error) {
 	data, err := io.ReadAll(rd)
 	if err != nil {
@@ -46,9 +46,9 @@ func ReadJSON(rd io.Reader) (*Report, error) {
 	switch {
 	case head.Version == nil:
 		return nil, fmt.Errorf("%w: not a polyvisor bench report: it has no version", api.ErrInvalid)
-	case *head.Version != Version:
-		return nil, fmt.Errorf("%w: report schema version %d, this polyvisor reads version %d: run polyvisor bench again",
-			api.ErrInvalid, *head.Version, Version)
+	case *head.Version < OldestVersion || *head.Version > Version:
+		return nil, fmt.Errorf("%w: report schema version %d, this polyvisor reads versions %d to %d: run polyvisor bench again",
+			api.ErrInvalid, *head.Version, OldestVersion, Version)
 	}
 	var r Report
 	if err := json.Unmarshal(data, &r); err != nil {

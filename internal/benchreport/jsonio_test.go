@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"encoding/json"
 	"errors"
+	"fmt"
 	"reflect"
 	"strings"
 	"testing"
@@ -12,12 +13,14 @@ import (
 )
 
 func TestJSONRoundTrip(t *testing.T) {
-	for name, r := range map[string]*Report{"full": fullReport(), "broken": brokenReport()} {
+	busyReport := fullReport()
+	busy(busyReport)
+	for name, r := range map[string]*Report{"full": fullReport(), "broken": brokenReport(), "busy": busyReport, "version 1": oldReport()} {
 		var b bytes.Buffer
 		if err := WriteJSON(&b, r); err != nil {
 			t.Fatal(err)
 		}
-		if !strings.Contains(b.String(), "\n  \"version\": 1,\n") {
+		if !strings.Contains(b.String(), fmt.Sprintf("\n  \"version\": %d,\n", r.Version)) {
 			t.Errorf("%s: report.json is not indented with the version on top:\n%.200s", name, b.String())
 		}
 		got, err := ReadJSON(bytes.NewReader(b.Bytes()))
@@ -51,10 +54,10 @@ func TestReadJSONRefusesOtherVersions(t *testing.T) {
 		t.Fatal(err)
 	}
 	_, err := ReadJSON(&b)
-	if !errors.Is(err, api.ErrInvalid) || !strings.Contains(err.Error(), "schema version 2") || !strings.Contains(err.Error(), "run polyvisor bench again") {
+	if !errors.Is(err, api.ErrInvalid) || !strings.Contains(err.Error(), "schema version 3, this polyvisor reads versions 1 to 2") || !strings.Contains(err.Error(), "run polyvisor bench again") {
 		t.Errorf("newer schema: %v, want an invalid-report error naming the version", err)
 	}
-	for _, in := range []string{`{"classes": []}`, `[1, 2]`, `{"version": "1"}`, `not json`} {
+	for _, in := range []string{`{"classes": []}`, `[1, 2]`, `{"version": "1"}`, `{"version": 0}`, `not json`} {
 		if _, err := ReadJSON(strings.NewReader(in)); !errors.Is(err, api.ErrInvalid) {
 			t.Errorf("ReadJSON(%s): %v, want an invalid-report error", in, err)
 		}

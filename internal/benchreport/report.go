@@ -11,8 +11,13 @@ import (
 	"github.com/polyvisor/polyvisor/internal/probe"
 )
 
-// Version is the schema version of report.json.
-const Version = 1
+// Version is the schema version of report.json: 2 added the interleaved
+// rounds, the host's load and the intervals. ReadJSON still reads
+// version 1 (OldestVersion), whose cells then have no intervals.
+const Version = 2
+
+// OldestVersion is the oldest schema version ReadJSON reads.
+const OldestVersion = 1
 
 // Report is one bench run. Every figure in it was measured in that run;
 // nothing is a constant.

@@ -30,12 +30,18 @@ func Median(values []float64) float64 {
 	if n == 0 {
 		return math.NaN()
 	}
-	s := slices.Clone(values)
-	slices.Sort(s)
+	return sortedMedian(slices.Clone(values))
+}
+
+// sortedMedian is the median of values, which it sorts in place: the
+// bootstrap's many medians need no copy each.
+func sortedMedian(values []float64) float64 {
+	slices.Sort(values)
+	n := len(values)
 	if n%2 == 1 {
-		return s[n/2]
+		return values[n/2]
 	}
-	return (s[n/2-1] + s[n/2]) / 2
+	return (values[n/2-1] + values[n/2]) / 2
 }
 
 // MedianInterval is the percentile bootstrap interval of the median of
@@ -55,7 +61,7 @@ func MedianInterval(runs []float64) (Interval, bool) {
 		for j := range sample {
 			sample[j] = runs[rng.IntN(len(runs))]
 		}
-		medians[i] = Median(sample)
+		medians[i] = sortedMedian(sample)
 	}
 	slices.Sort(medians)
 	lo := medians[int(math.Floor((1-Confidence)/2*float64(resamples)))]

@@ -26,6 +26,7 @@ const RatioLegend = `ratios are "x of native": 1.00× is as good as the host its
 func WriteTable(w io.Writer, r *Report) error {
 	var b strings.Builder
 	writeHeader(&b, r)
+	writeLoadWarning(&b, r)
 	b.WriteString("\n")
 	writeRows(&b, r, Rows(r))
 	b.WriteString("\n")
@@ -58,6 +59,54 @@ func writeHeader(b *strings.Builder, r *Report) {
 	fmt.Fprintf(b, "versions: %s\n", Versions(h))
 	if r.Command != "" {
 		fmt.Fprintf(b, "command:  %s\n", r.Command)
+	}
+	b.WriteString(wrap(RoundsLine(r), tableWidth, "rounds:   ", "          "))
+}
+
+// RoundsLine says how many paired rounds the figures stand on and why
+// they stopped: "5 rounds; stopped: intervals within ±3 %".
+func RoundsLine(r *Report) string {
+	switch {
+	case r.Rounds == 0 && r.Version < 2:
+		return fmt.Sprintf("none: a report from before paired rounds (schema version %d), so no ratio has an interval", r.Version)
+	case r.Rounds == 0:
+		return "none ran, so no ratio has an interval"
+	}
+	s := fmt.Sprintf("%d rounds", r.Rounds)
+	if r.Rounds == 1 {
+		s = "1 round"
+	}
+	if r.StopReason != "" {
+		s += "; stopped: " + oneLine(r.StopReason)
+	}
+	return s + "; intervals are 95 % (bootstrap over the paired rounds)"
+}
+
+// LoadWarnings are what the report says of a host that was not quiet
+// while bench ran; none for a quiet one.
+func LoadWarnings(r *Report) []string {
+	switch {
+	case r.Load == nil && r.Rounds == 0:
+		return nil // a version 1 report: nothing was recorded, RoundsLine says so
+	case r.Load == nil:
+		return []string{"the host's load was not recorded: whether other work ran beside bench is unknown"}
+	case r.Load.Quiet:
+		return nil
+	case len(r.Load.Warnings) == 0:
+		return []string{"the host was busy with other work while bench ran"}
+	}
+	return r.Load.Warnings
+}
+
+func writeLoadWarning(b *strings.Builder, r *Report) {
+	warnings := LoadWarnings(r)
+	if len(warnings) == 0 {
+		return
+	}
+	b.WriteString("\nWARNING: the host was not quiet while bench ran: ratios may carry other work's load, and verdicts\n")
+	b.WriteString("that the widened intervals do not decide are INCONCLUSIVE.\n")
+	for _, w := range warnings {
+		b.WriteString(wrap(w, tableWidth, "  - ", "    "))
 	}
 }
 
@@ -102,12 +151,19 @@ func writeRows(b *strings.Builder, r *Report, rows []Row) {
 		writeLine(b, head, first, cells, col)
 	}
 	b.WriteString(strings.Repeat("─", first+len(r.Classes)*(col+columnGap)) + "\n")
+	// A cell's interval goes on a second line under its value, so that
+	// the columns keep the width of a value.
 	for _, row := range rows {
-		cells := make([]string, len(row.Cells))
+		heads, intervals := make([]string, len(row.Cells)), make([]string, len(row.Cells))
+		anyInterval := false
 		for i, c := range row.Cells {
-			cells[i] = CellText(row, c)
+			heads[i], intervals[i] = cellParts(row, c)
+			anyInterval = anyInterval || intervals[i] != ""
 		}
-		writeLine(b, row.Figure, first, cells, col)
+		writeLine(b, row.Figure, first, heads, col)
+		if anyInterval {
+			writeLine(b, "", first, intervals, col)
+		}
 	}
 }
 

@@ -102,3 +102,52 @@ func TestWriteTableFailuresAndNA(t *testing.T) {
 	}
 	t.Logf("\n%s", out)
 }
+
+func TestWriteTableIntervalsAndWarnings(t *testing.T) {
+	r := fullReport()
+	out := writeTable(t, r)
+	if !strings.Contains(out, "rounds:   5 rounds; stopped: intervals within ±3 %; intervals are 95 %") {
+		t.Errorf("no rounds line:\n%s", out)
+	}
+	if strings.Contains(out, "WARNING") {
+		t.Errorf("a quiet host's table warns:\n%s", out)
+	}
+	// Each interval sits under its value, in the value's column.
+	lines := strings.Split(out, "\n")
+	for i, line := range lines {
+		if !strings.HasPrefix(line, probe.CPUInt+" ") {
+			continue
+		}
+		next := lines[i+1]
+		column := func(s, sub string) int { return utf8.RuneCountInString(s[:max(0, strings.Index(s, sub))]) }
+		if !strings.Contains(next, "[0.97, 0.99]") || column(next, "[0.97, 0.99]") != column(line, "980 Mops/s") {
+			t.Errorf("container cpu.int's interval is not under its value:\n%s\n%s", line, next)
+		}
+	}
+
+	// A busy host: the warning block on top, with each warning; a noise
+	// cell says so instead of a ratio.
+	busy(r)
+	setFigure(r, Container, probe.CPUInt, 1150)
+	out = writeTable(t, r)
+	warning := strings.Index(out, "WARNING: the host was not quiet while bench ran")
+	if warning < 0 || warning > strings.Index(out, "figure ") {
+		t.Errorf("no warning block above the table:\n%s", out)
+	}
+	for _, want := range []string{"  - load average 3.1 on 2 CPUs after round 2\n", "  - busiest: make (4242) 85%\n", Inconclusive} {
+		if !strings.Contains(out, want) {
+			t.Errorf("busy host's table lacks %q:\n%s", want, out)
+		}
+	}
+	cpu := tableLine(t, out, probe.CPUInt)
+	if !strings.Contains(cpu, "noise, not a result") || strings.Contains(cpu, "1150 Mops/s") {
+		t.Errorf("noise cell shown as a result: %q", cpu)
+	}
+
+	// A version 1 report says it has no rounds, and shows no intervals.
+	out = writeTable(t, oldReport())
+	if !strings.Contains(out, "rounds:   none: a report from before paired rounds (schema version 1)") || strings.Contains(out, "[0.97, 0.99]") {
+		t.Errorf("version 1 table:\n%s", out)
+	}
+	t.Logf("\n%s", out)
+}

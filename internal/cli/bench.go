@@ -36,7 +36,14 @@ of repeated runs with its spread, and a ratio to native from the same run.
 It writes report.json and a self-contained report.html (charts, and the
 chapter's claims checked against the numbers) to --out, by default a new
 directory under the daemon's state directory, and prints the table.`,
-		Args: exactArgs(0, ""),
+		// bench runs itself and has subcommands: an argument that names no
+		// subcommand reaches here, and is refused with what bench takes.
+		Args: func(cmd *cobra.Command, args []string) error {
+			if len(args) > 0 {
+				return fmt.Errorf("%s takes no arguments, got %q: to set two reports side by side use %s compare A B", cmd.CommandPath(), args[0], cmd.CommandPath())
+			}
+			return nil
+		},
 		RunE: func(cmd *cobra.Command, args []string) error {
 			if err := checkFormat(format, "table", "json"); err != nil {
 				return err
@@ -91,6 +98,7 @@ directory under the daemon's state directory, and prints the table.`,
 			return err
 		},
 	}
+	cmd.AddCommand(a.benchCompareCmd())
 	f := cmd.Flags()
 	f.StringVar(&classes, "classes", strings.Join(evaluate.Classes, ","), "classes to measure beside native: "+strings.Join(evaluate.Classes, ", "))
 	f.BoolVar(&quick, "quick", false, "small workloads and few runs (same as --size quick)")
@@ -103,50 +111,34 @@ directory under the daemon's state directory, and prints the table.`,
 
 func (a *app) adviseCmd() *cobra.Command {
 	var needs benchreport.Needs
-	var reportPath string
+	var reportPath, format string
 	cmd := &cobra.Command{
-		Use:   "advise [--guest-os linux|windows|other] [--arch ARCH] [--priority density|disk|cpu|isolation|boot] [--count N]",
+		Use:   "advise [--guest-os linux|windows|other] [--arch ARCH] [--priority density|disk|cpu|isolation|boot] [--count N] [--report FILE] [--format table|json]",
 		Short: "Recommend a class for stated needs, from the last bench of this host (a quick one when there is none)",
 		Args:  exactArgs(0, ""),
 		RunE: func(cmd *cobra.Command, args []string) error {
-			c := a.client()
-			info, err := c.Server(cmd.Context())
-			if err != nil {
+			if err := checkFormat(format, "table", "json"); err != nil {
 				return err
 			}
-			if reportPath == "" {
-				reportPath = lastReport(filepath.Join(info.StateDir, benchDir))
-			}
 			var report *benchreport.Report
-			if reportPath == "" {
-				fmt.Fprintln(os.Stderr, "No bench report on this host yet: running polyvisor bench --quick first.")
-				probeDir, err := executableDir()
-				if err != nil {
-					return err
-				}
-				report, err = evaluate.Run(cmd.Context(), evaluate.Options{
-					Client: c, ProbeDir: probeDir, Size: probe.SizeQuick, Classes: evaluate.Classes,
-					Command: "polyvisor advise (quick bench)", Progress: a.phaseProgress("table"),
-				})
-				if err != nil {
-					return err
-				}
-				if err := writeReport(filepath.Join(info.StateDir, benchDir, time.Now().UTC().Format("20060102-150405")), report); err != nil {
+			if reportPath != "" {
+				// A report named on the command line needs no daemon.
+				var err error
+				if _, report, err = readReport(reportPath); err != nil {
 					return err
 				}
 			} else {
-				f, err := os.Open(reportPath)
-				if err != nil {
+				var err error
+				if report, err = a.lastOrQuickReport(cmd, format); err != nil {
 					return err
-				}
-				defer f.Close()
-				if report, err = benchreport.ReadJSON(f); err != nil {
-					return fmt.Errorf("%s: %w", reportPath, err)
 				}
 			}
 			advice, err := benchreport.Advise(report, needs)
 			if err != nil {
 				return err
+			}
+			if format == "json" {
+				return printStructured(a.stdout, "json", advice)
 			}
 			return benchreport.WriteAdvice(a.stdout, advice)
 		},
@@ -156,8 +148,39 @@ func (a *app) adviseCmd() *cobra.Command {
 	f.StringVar(&needs.Arch, "arch", "", "the guests' architecture (default: the host's)")
 	f.StringVar(&needs.Priority, "priority", "cpu", "what matters most: density, disk, cpu, isolation or boot")
 	f.IntVar(&needs.Count, "count", 1, "how many such guests")
-	f.StringVar(&reportPath, "report", "", "a report.json to advise from (default: the last bench of this host)")
+	f.StringVar(&reportPath, "report", "", "a report.json (or its directory) to advise from (default: the last bench of this host)")
+	f.StringVar(&format, "format", "table", "output: table or json")
 	return cmd
+}
+
+// lastOrQuickReport is the last bench report in the daemon's state
+// directory, or, when there is none, a quick bench run now and saved there.
+func (a *app) lastOrQuickReport(cmd *cobra.Command, format string) (*benchreport.Report, error) {
+	c := a.client()
+	info, err := c.Server(cmd.Context())
+	if err != nil {
+		return nil, err
+	}
+	if last := lastReport(filepath.Join(info.StateDir, benchDir)); last != "" {
+		_, report, err := readReport(last)
+		return report, err
+	}
+	fmt.Fprintln(os.Stderr, "No bench report on this host yet: running polyvisor bench --quick first.")
+	probeDir, err := executableDir()
+	if err != nil {
+		return nil, err
+	}
+	report, err := evaluate.Run(cmd.Context(), evaluate.Options{
+		Client: c, ProbeDir: probeDir, Size: probe.SizeQuick, Classes: evaluate.Classes,
+		Command: "polyvisor advise (quick bench)", Progress: a.phaseProgress(format),
+	})
+	if err != nil {
+		return nil, err
+	}
+	if err := writeReport(filepath.Join(info.StateDir, benchDir, time.Now().UTC().Format("20060102-150405")), report); err != nil {
+		return nil, err
+	}
+	return report, nil
 }
 
 // writeReport writes report.json and report.html into dir.
