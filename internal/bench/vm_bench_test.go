@@ -290,7 +290,7 @@ func bootRaw(ctx context.Context, f *fixture, argv []string, base string, i int)
 		return 0, err
 	}
 	defer os.RemoveAll(dir)
-	disk, err := peer.Overlay(base, dir)
+	disk, err := peer.Overlay(base, dir, 0)
 	if err != nil {
 		return 0, err
 	}

@@ -231,5 +231,5 @@ func TestAdviseQuotesIntervalsAndDoubts(t *testing.T) {
 	busy(r)
 	a = advise(t, r, Needs{Priority: PriorityBoot})
 	contains(t, "reasons", a.Reasons, "boot 18.0 ms [16.2, 21.6]")
-	contains(t, "reasons", a.Reasons, "measured on a busy host: the host was not quiet (load average 3.1")
+	contains(t, "reasons", a.Reasons, "measured on a busy host: the host was not quiet (1 of ")
 }

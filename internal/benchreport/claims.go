@@ -415,10 +415,27 @@ func loadNote(r *Report) string {
 		return "the host's load was not recorded"
 	case r.Load.Quiet:
 		return ""
-	case len(r.Load.Warnings) == 0:
-		return "the host was not quiet"
 	}
-	return "the host was not quiet (" + oneLine(strings.Join(r.Load.Warnings, "; ")) + ")"
+	// The warnings themselves head the report; a claim says how often
+	// and how much.
+	busy, most := 0, 0.0
+	for _, s := range r.Load.Samples {
+		if s.Busy > 0.10 || s.Steal > 0.05 {
+			busy++
+		}
+		most = max(most, s.Busy, s.Steal)
+	}
+	if busy == 0 {
+		if len(r.Load.Warnings) == 0 {
+			return "the host was not quiet"
+		}
+		note := "the host was not quiet (" + oneLine(r.Load.Warnings[0])
+		if more := len(r.Load.Warnings) - 1; more > 0 {
+			note += fmt.Sprintf("; %d more warnings", more)
+		}
+		return note + ")"
+	}
+	return fmt.Sprintf("the host was not quiet (%d of %d load samples, other work up to %.0f%% of the CPUs)", busy, len(r.Load.Samples), most*100)
 }
 
 // doubtNotes say what widened the intervals of the claim's workloads.

@@ -138,7 +138,7 @@ func TestClaimContainerNativePaths(t *testing.T) {
 	r = fullReport()
 	busy(r)
 	expect(t, r, ClaimContainerNative, Inconclusive, "straddles 0.90×",
-		"the host was not quiet (load average 3.1 on 2 CPUs after round 2; busiest: make (4242) 85%): intervals widened by 10 %")
+		"load samples, other work up to 85% of the CPUs): intervals widened by 10 %")
 	// ... while a clear refutation stands, and says it was busy.
 	setFigure(r, Container, probe.CPUFloat, 400)
 	expect(t, r, ClaimContainerNative, Refuted, "lies below 0.90×", "decided despite doubt: the host was not quiet")

@@ -259,5 +259,6 @@ func setLifecycle(r *Report, class, name string, runs ...float64) {
 // busy marks the report's host as not quiet.
 func busy(r *Report) {
 	r.Load.Quiet = false
-	r.Load.Warnings = []string{"load average 3.1 on 2 CPUs after round 2", "busiest: make (4242) 85%"}
+	r.Load.Samples = append(r.Load.Samples, LoadSample{Phase: "after round 2", Load1: 3.1, Busy: 0.85, Top: []string{"make (4242) 85%"}})
+	r.Load.Warnings = []string{"after round 2, other work kept 85% of the CPUs busy (make (4242) 85%)", "after round 3, the hypervisor under this host took 12% of the CPUs (steal)"}
 }

@@ -106,6 +106,32 @@ func (r *runner) create(ctx context.Context, spec guestSpec, name, memory string
 	return r.opts.Client.Wait(ctx, op, nil)
 }
 
+// vmProbeDisk is the root disk of the VMs the probe runs in: the busybox
+// VM template's is too small for the probe's disk file at --size default
+// (128 MiB) and thorough (512 MiB); the guest grows its root file system
+// into it at boot.
+const (
+	vmProbeDisk      = "2GiB"
+	vmProbeDiskBytes = 2 << 30
+)
+
+// createProbeGuest launches a guest of the class for the probe: the memory
+// mem.copy needs, and for a VM the room the disk workloads need.
+func (r *runner) createProbeGuest(ctx context.Context, spec guestSpec, name string) error {
+	req := api.GuestCreate{
+		Name: name, Template: "busybox", Type: spec.typ, Arch: spec.arch.Debian, Memory: spec.memory,
+		CPUs: runtime.NumCPU(), Networks: []string{"none"}, Start: true,
+	}
+	if spec.typ == template.TypeVM {
+		req.Disk = vmProbeDisk
+	}
+	op, err := r.opts.Client.CreateGuest(ctx, req)
+	if err != nil {
+		return err
+	}
+	return r.opts.Client.Wait(ctx, op, nil)
+}
+
 // state changes a guest's state and waits.
 func (r *runner) state(ctx context.Context, name, action string) error {
 	op, err := r.opts.Client.ChangeState(ctx, name, api.StateChange{Action: action, Timeout: "20s"})
@@ -227,7 +253,7 @@ func (r *runner) probeArgs(bin, dir string) []string {
 // stdin.
 func (r *runner) startProbeGuest(ctx context.Context, spec guestSpec) (name string, err error) {
 	name = namePrefix + spec.class + "-probe"
-	if err := r.create(ctx, spec, name, spec.memory, true); err != nil {
+	if err := r.createProbeGuest(ctx, spec, name); err != nil {
 		r.remove(ctx, name)
 		return "", fmt.Errorf("launch: %w", err)
 	}

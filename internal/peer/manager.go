@@ -73,6 +73,11 @@ type VMEnv struct {
 	Argv []string
 	// Base is the qcow2 base disk the VM's overlay stands on, read only.
 	Base string
+	// DiskBytes is the virtual size of each guest's root overlay, larger
+	// than the base's so that the probe's disk file fits (bench grows the
+	// guest's root file system into it through the agent); 0 keeps the
+	// base's.
+	DiskBytes int64
 	// Kernel, Initrd and Append are -kernel, -initrd and -append's values.
 	Kernel, Initrd, Append string
 	// Accel is "kvm" or "tcg".

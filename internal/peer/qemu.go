@@ -8,6 +8,7 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
+	"strconv"
 	"strings"
 	"syscall"
 	"time"
@@ -95,10 +96,16 @@ type QEMU struct {
 }
 
 // Overlay makes a fresh qcow2 overlay of base in dir, a VM's root disk,
-// and returns its path.
-func Overlay(base, dir string) (string, error) {
+// and returns its path. A size above 0 makes the disk that large (the
+// guest's root file system grows into it when the agent runs grow-root),
+// 0 keeps the base's.
+func Overlay(base, dir string, size int64) (string, error) {
 	disk := filepath.Join(dir, "root.qcow2")
-	if out, err := exec.Command("qemu-img", "create", "-q", "-f", "qcow2", "-F", "qcow2", "-b", base, disk).CombinedOutput(); err != nil {
+	args := []string{"create", "-q", "-f", "qcow2", "-F", "qcow2", "-b", base, disk}
+	if size > 0 {
+		args = append(args, strconv.FormatInt(size, 10))
+	}
+	if out, err := exec.Command("qemu-img", args...).CombinedOutput(); err != nil {
 		return "", fmt.Errorf("raw qemu: overlay: %w: %s", err, strings.TrimSpace(string(out)))
 	}
 	return disk, nil

@@ -86,7 +86,7 @@ func (m *RawQEMU) Create(ctx context.Context, id string) (err error) {
 	if err := os.Mkdir(dir, 0o700); err != nil {
 		return fmt.Errorf("create %s: %w", id, err)
 	}
-	disk, err := Overlay(m.env.VM.Base, dir)
+	disk, err := Overlay(m.env.VM.Base, dir, m.env.VM.DiskBytes)
 	if err != nil {
 		os.RemoveAll(dir)
 		return fmt.Errorf("create %s: %w", id, err)
