@@ -20,6 +20,10 @@ var VMPeers = []string{"qemu", "virsh"}
 // New returns the Manager of the named peer.
 func New(name string) (Manager, error) {
 	switch name {
+	case "lxc":
+		return &LXC{}, nil
+	case "podman":
+		return &Podman{}, nil
 	}
 	return nil, fmt.Errorf("bench does not drive peer %q yet", name)
 }
