@@ -85,6 +85,10 @@ func (p *Podman) Setup(ctx context.Context, env Env) error {
 		}
 	}
 	if p.runLink != "" {
+		// One left by a manager of the same dir that did not close.
+		if target, err := os.Readlink(p.runLink); err == nil && target == dir("run") {
+			os.Remove(p.runLink)
+		}
 		if err := os.Symlink(dir("run"), p.runLink); err != nil {
 			return fmt.Errorf("podman: a runroot short enough for podman: %w", err)
 		}
