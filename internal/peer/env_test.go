@@ -40,7 +40,9 @@ func testEnv(t *testing.T) Env {
 		t.Fatal(err)
 	}
 	env := Env{
-		Dir:       filepath.Join(base, "peer"),
+		// Long, as bench's may be: podman refuses a runroot over 50
+		// characters, which its Manager works around.
+		Dir:       filepath.Join(base, "state-of-the-peer-under-test"),
 		RootTar:   filepath.Join(base, "root.tar"),
 		RootFS:    filepath.Join(base, "rootfs"),
 		CPUs:      runtime.NumCPU(),
