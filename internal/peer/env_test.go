@@ -236,6 +236,13 @@ func runLifecycle(t *testing.T, name string, m Manager, env Env, cgroupName stri
 		}
 	})
 	timing.time(t, "setup", func() error { return m.Setup(ctx, env) })
+	// A Start that fails says why in the peer's words, naming the guest.
+	missing := fmt.Sprintf("pvpeer-%d-never-created", os.Getpid())
+	if err := m.Start(ctx, missing); err == nil || !strings.Contains(err.Error(), missing) {
+		t.Errorf("Start of a guest never created: %v, want an error naming it", err)
+	} else {
+		t.Logf("Start of a guest never created: %v", err)
+	}
 	const rounds = 3
 	var seen []int
 	var guests []string
