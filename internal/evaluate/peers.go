@@ -324,16 +324,18 @@ func (r *runner) vmEnv(ctx context.Context, guests probeGuests) (*peer.VMEnv, er
 	return peer.VMEnvOf(g.PID)
 }
 
-// peerTree is the busybox template's tree as peers take it: the rootfs
-// itself (owned by the shared id map) and a tar of it owned by root.
+// peerTree is the busybox template's tree as peers take it: a copy of its
+// rootfs (owned by the shared id map, in a directory the guests' mapped
+// root can traverse, which the template's is not) and a tar of it owned
+// by root.
 type peerTree struct {
 	dir, rootfs, tar string
 }
 
 func (t *peerTree) remove() { os.RemoveAll(t.dir) }
 
-// makePeerTree writes the tar of the busybox template's rootfs.
-func (r *runner) makePeerTree(ctx context.Context) (*peerTree, error) {
+// makePeerTree copies the busybox template's rootfs and writes its tar.
+func (r *runner) makePeerTree(ctx context.Context) (_ *peerTree, err error) {
 	info, err := r.opts.Client.Server(ctx)
 	if err != nil {
 		return nil, err
@@ -346,9 +348,20 @@ func (r *runner) makePeerTree(ctx context.Context) (*peerTree, error) {
 	if err != nil {
 		return nil, err
 	}
-	t := &peerTree{dir: dir, rootfs: filepath.Join(layout.New(info.StateDir).TemplatesDir(), "busybox", "rootfs"), tar: filepath.Join(dir, "rootfs.tar")}
+	t := &peerTree{dir: dir, rootfs: filepath.Join(dir, "rootfs"), tar: filepath.Join(dir, "rootfs.tar")}
+	defer func() {
+		if err != nil {
+			t.remove()
+		}
+	}()
+	if err := os.Chmod(dir, 0o711); err != nil {
+		return nil, err
+	}
+	template := filepath.Join(layout.New(info.StateDir).TemplatesDir(), "busybox", "rootfs")
+	if err := idmap.CopyTree(ctx, template, t.rootfs, nil); err != nil {
+		return nil, err
+	}
 	if err := writeRootTar(t.rootfs, t.tar, int(idmap.Default().HostBase)); err != nil {
-		t.remove()
 		return nil, err
 	}
 	return t, nil

@@ -121,6 +121,8 @@ func All() []Requirement {
 		// Peers bench compares with when they are installed.
 		{"lxc-start", Program, "lxc", "bench's LXC peer", Peer},
 		{"lxc-attach", Program, "lxc", "bench's LXC peer", Peer},
+		{"lxc-stop", Program, "lxc", "bench's LXC peer", Peer},
+		{"lxc-destroy", Program, "lxc", "bench's LXC peer", Peer},
 		{"podman", Program, "podman", "bench's podman peer", Peer},
 		{"virsh", Program, "libvirt-clients", "bench's libvirt peer", Peer},
 		{"libvirtd", Program, "libvirt-daemon", "bench's libvirt peer", Peer},

@@ -15,7 +15,7 @@ import (
 	"syscall"
 	"time"
 
-	"golang.org/x/sys/unix"
+	"github.com/polyvisor/polyvisor/internal/fsutil"
 )
 
 // incusdStopTimeout bounds incusd's own shutdown before it is killed.
@@ -140,7 +140,7 @@ func (m *Incus) Close(ctx context.Context) error {
 		return errors.Join(errs...)
 	}
 	errs = append(errs, killIncusGuests(filepath.Join(m.stateDir(), "containers")))
-	errs = append(errs, unmountUnder(m.env.Dir))
+	errs = append(errs, fsutil.UnmountUnder(m.env.Dir))
 	for _, id := range names {
 		errs = append(errs, removeIncusCgroups(id))
 	}
@@ -173,52 +173,6 @@ func killIncusGuests(containersDir string) error {
 		}
 	}
 	return errors.Join(errs...)
-}
-
-// unmountUnder detaches every mount at or below dir, the deepest first.
-func unmountUnder(dir string) error {
-	data, err := os.ReadFile("/proc/self/mountinfo")
-	if err != nil {
-		return err
-	}
-	var points []string
-	for _, line := range strings.Split(string(data), "\n") {
-		fields := strings.Fields(line)
-		if len(fields) < 5 {
-			continue
-		}
-		point := unescapeMountinfo(fields[4])
-		if point == dir || strings.HasPrefix(point, dir+"/") {
-			points = append(points, point)
-		}
-	}
-	slices.SortFunc(points, func(a, b string) int { return len(b) - len(a) })
-	var errs []error
-	for _, point := range points {
-		if err := unix.Unmount(point, unix.MNT_DETACH); err != nil && !errors.Is(err, unix.EINVAL) && !errors.Is(err, unix.ENOENT) {
-			errs = append(errs, fmt.Errorf("unmount %s: %w", point, err))
-		}
-	}
-	return errors.Join(errs...)
-}
-
-// unescapeMountinfo undoes mountinfo's octal escapes (\040 for a space).
-func unescapeMountinfo(s string) string {
-	if !strings.Contains(s, `\`) {
-		return s
-	}
-	var b strings.Builder
-	for i := 0; i < len(s); i++ {
-		if s[i] == '\\' && i+3 < len(s) {
-			if n, err := strconv.ParseUint(s[i+1:i+4], 8, 8); err == nil {
-				b.WriteByte(byte(n))
-				i += 3
-				continue
-			}
-		}
-		b.WriteByte(s[i])
-	}
-	return b.String()
 }
 
 // incusCgroups are the cgroup dirs liblxc makes for container id, in

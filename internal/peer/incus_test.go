@@ -12,7 +12,6 @@ import (
 	"slices"
 	"strconv"
 	"strings"
-	"syscall"
 	"testing"
 	"time"
 
@@ -147,8 +146,6 @@ func memoryLimit(t *testing.T, pid int) int64 {
 	}
 	return n
 }
-
-func alive(pid int) bool { return syscall.Kill(pid, 0) == nil }
 
 // TestIncusManager drives a private incusd through a guest's life on the
 // busybox tree and checks that Close leaves nothing of it on the host. The

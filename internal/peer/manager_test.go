@@ -113,13 +113,14 @@ func checkExec(t *testing.T, m Manager, id string) {
 	t.Helper()
 	ctx := t.Context()
 	for _, c := range []struct {
-		argv  []string
-		stdin string
-		out   string
-		code  int
+		argv   []string
+		stdin  string
+		out    string
+		stderr string
+		code   int
 	}{
 		{argv: []string{"echo", "hi"}, out: "hi\n"},
-		{argv: []string{"sh", "-c", "echo oops >&2; exit 3"}, code: 3},
+		{argv: []string{"sh", "-c", "echo oops >&2; exit 3"}, stderr: "oops", code: 3},
 		{argv: []string{"sh", "-c", "read a; read b; echo \"got $b $a\""}, stdin: "one\ntwo\n", out: "got two one\n"},
 		{argv: []string{"wc", "-c"}, stdin: strings.Repeat("x", 300<<10), out: "307200\n"},
 	} {
@@ -134,7 +135,7 @@ func checkExec(t *testing.T, m Manager, id string) {
 		if err != nil {
 			t.Fatalf("exec %q: %v", c.argv, err)
 		}
-		if code != c.code || strings.TrimSpace(stdout.String()) != strings.TrimSpace(c.out) {
+		if code != c.code || strings.TrimSpace(stdout.String()) != strings.TrimSpace(c.out) || !strings.Contains(stderr.String(), c.stderr) {
 			t.Errorf("exec %q: code %d, stdout %q, stderr %q; want %d, %q", c.argv, code, stdout.String(), stderr.String(), c.code, c.out)
 		}
 	}

@@ -28,6 +28,10 @@ func New(name string) (Manager, error) {
 		return NewRawQEMU(), nil
 	case "incus":
 		return NewIncus(), nil
+	case "lxc":
+		return &LXC{}, nil
+	case "podman":
+		return &Podman{}, nil
 	}
 	return nil, fmt.Errorf("bench does not drive peer %q yet", name)
 }
