@@ -31,4 +31,5 @@ require (
 	github.com/spf13/pflag v1.0.10 // indirect
 	golang.org/x/net v0.33.0 // indirect
 	golang.org/x/sync v0.22.0 // indirect
+	libvirt.org/go/libvirtxml v1.12008.0 // indirect
 )

@@ -20,6 +20,8 @@ var VMPeers = []string{"qemu", "virsh"}
 // New returns the Manager of the named peer.
 func New(name string) (Manager, error) {
 	switch name {
+	case "virsh":
+		return NewVirsh(), nil
 	}
 	return nil, fmt.Errorf("bench does not drive peer %q yet", name)
 }

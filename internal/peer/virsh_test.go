@@ -1,0 +1,350 @@
+package peer
+
+import (
+	"bytes"
+	"context"
+	"errors"
+	"fmt"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"slices"
+	"strconv"
+	"strings"
+	"syscall"
+	"testing"
+	"time"
+
+	"github.com/polyvisor/polyvisor/internal/cgroup"
+	"github.com/polyvisor/polyvisor/internal/debpkg"
+	"github.com/polyvisor/polyvisor/internal/hostreq"
+	"github.com/polyvisor/polyvisor/internal/template"
+	"github.com/polyvisor/polyvisor/internal/vmimage"
+)
+
+// busyboxVM builds a busybox VM template with the real guest agent in a
+// temporary dir and returns the VMEnv of polyvisor's VM of it: the argv
+// is the one internal/driver/qemu's commandLine writes for an unconfined
+// amd64 microVM with 2 vCPUs and 512 MiB, under TCG (this host's KVM does
+// not boot Linux guests, see DESIGN.md).
+func busyboxVM(t *testing.T, ctx context.Context) *VMEnv {
+	t.Helper()
+	for _, tool := range []string{"qemu-system-x86_64", "qemu-img", "mke2fs", "dpkg-deb", "xz", "go"} {
+		hostreq.Need(t, tool)
+	}
+	dir := t.TempDir()
+	agent := filepath.Join(dir, "polyvisor-agent")
+	build := exec.CommandContext(ctx, "go", "build", "-o", agent, "github.com/polyvisor/polyvisor/cmd/polyvisor-agent")
+	build.Env = append(os.Environ(), "CGO_ENABLED=0", "GOARCH=amd64")
+	if out, err := build.CombinedOutput(); err != nil {
+		t.Fatalf("build the agent: %v: %s", err, out)
+	}
+	rootfs := filepath.Join(dir, "rootfs")
+	if err := os.Mkdir(rootfs, 0o755); err != nil {
+		t.Fatal(err)
+	}
+	began := time.Now()
+	if err := template.BuildBusyboxArch(ctx, rootfs, "amd64", debpkg.DefaultCacheDir, nil); err != nil {
+		t.Fatal(err)
+	}
+	tpl := filepath.Join(dir, "template")
+	if err := os.Mkdir(tpl, 0o755); err != nil {
+		t.Fatal(err)
+	}
+	boot, err := vmimage.Build(ctx, vmimage.Spec{Rootfs: rootfs, Arch: "amd64", OutDir: tpl, CacheDir: debpkg.DefaultCacheDir, Agent: agent}, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Logf("busybox VM template built in %s", time.Since(began).Round(time.Millisecond))
+	qemu, err := hostreq.Lookup(boot.QEMU)
+	if err != nil {
+		t.Fatal(err)
+	}
+	vm := &VMEnv{
+		Base: filepath.Join(tpl, boot.Disk), Kernel: filepath.Join(tpl, boot.Kernel), Initrd: filepath.Join(tpl, boot.Initrd),
+		Append: strings.TrimSpace("console=" + boot.Console + " " + boot.Cmdline + " " + vmimage.HostnameParam + "=g " + vmimage.TCGCmdline("amd64")),
+		Accel:  "tcg", AgentPort: "org.polyvisor.agent",
+	}
+	run := filepath.Join(dir, "run")
+	vm.Argv = []string{
+		qemu, "-name", "g", "-machine", boot.Machine + ",accel=tcg", "-cpu", "max", "-smp", "2", "-m", "512",
+		"-nodefaults", "-no-user-config", "-display", "none",
+		"-kernel", vm.Kernel, "-initrd", vm.Initrd, "-append", vm.Append,
+		"-drive", "id=root,file=" + filepath.Join(dir, "guest.qcow2") + ",format=qcow2,if=none,discard=unmap",
+		"-device", "virtio-blk-device,drive=root,bootindex=1",
+		"-device", "virtio-serial-device",
+		"-chardev", "socket,id=agent,path=" + filepath.Join(run, "agent.sock") + ",server=on,wait=off",
+		"-device", "virtserialport,chardev=agent,name=" + vm.AgentPort,
+		"-chardev", "stdio,id=console,signal=off", "-serial", "chardev:console",
+		"-qmp", "unix:" + filepath.Join(run, "qmp.sock") + ",server=on,wait=off",
+	}
+	return vm
+}
+
+// hostState is what a peer could leave behind on the host.
+type hostState struct {
+	procs   []string        // libvirt's daemons and dnsmasq: "comm pid"
+	paths   map[string]bool // libvirt's default dirs: present or not
+	etc     []string        // /etc/libvirt's entries
+	machine []string        // the machine cgroup and what is under it
+	links   []string        // libvirt's links
+}
+
+// ownProcesses lists the processes whose command line names dir.
+func ownProcesses(dir string) []string {
+	var found []string
+	entries, _ := os.ReadDir("/proc")
+	for _, e := range entries {
+		cmdline, err := os.ReadFile("/proc/" + e.Name() + "/cmdline")
+		if err == nil && bytes.Contains(cmdline, []byte(dir)) {
+			found = append(found, e.Name()+" "+string(bytes.ReplaceAll(cmdline, []byte{0}, []byte{' '})))
+		}
+	}
+	return found
+}
+
+func readHostState(t *testing.T) hostState {
+	t.Helper()
+	var s hostState
+	entries, _ := os.ReadDir("/proc")
+	for _, e := range entries {
+		pid, err := strconv.Atoi(e.Name())
+		if err != nil {
+			continue
+		}
+		comm, err := os.ReadFile(fmt.Sprintf("/proc/%d/comm", pid))
+		name := strings.TrimSpace(string(comm))
+		// Others' QEMUs come and go on this shared host: a peer's QEMU is
+		// told by its files under Env.Dir (see ownProcesses).
+		if err == nil && slices.Contains([]string{"libvirtd", "virtlogd", "virtlockd", "dnsmasq"}, name) {
+			s.procs = append(s.procs, fmt.Sprintf("%s %d", name, pid))
+		}
+	}
+	s.paths = map[string]bool{}
+	for _, p := range []string{"/run/libvirt", "/var/run/libvirt", "/var/lib/libvirt", "/var/cache/libvirt", "/var/log/libvirt", "/run/libvirtd.pid"} {
+		_, err := os.Lstat(p)
+		s.paths[p] = err == nil
+	}
+	etc, _ := os.ReadDir("/etc/libvirt")
+	for _, e := range etc {
+		s.etc = append(s.etc, e.Name())
+	}
+	if slices.Contains(cgroup.Children("/"), "machine") {
+		s.machine = append([]string{"machine"}, cgroup.Children("/machine")...)
+	}
+	links, _ := os.ReadDir("/sys/class/net")
+	for _, l := range links {
+		// libvirt's bridges and taps; other engineers' veths come and go.
+		if n := l.Name(); strings.HasPrefix(n, "virbr") || strings.HasPrefix(n, "vnet") || strings.HasPrefix(n, "macvtap") {
+			s.links = append(s.links, n)
+		}
+	}
+	return s
+}
+
+// pss is a process's proportional set size from smaps_rollup, in MiB.
+func pss(t *testing.T, pid int) float64 {
+	t.Helper()
+	data, err := os.ReadFile(fmt.Sprintf("/proc/%d/smaps_rollup", pid))
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, line := range strings.Split(string(data), "\n") {
+		if rest, ok := strings.CutPrefix(line, "Pss:"); ok {
+			kb, err := strconv.Atoi(strings.TrimSpace(strings.TrimSuffix(strings.TrimSpace(rest), "kB")))
+			if err != nil {
+				t.Fatal(err)
+			}
+			return float64(kb) / 1024
+		}
+	}
+	t.Fatalf("no Pss in /proc/%d/smaps_rollup", pid)
+	return 0
+}
+
+// TestVirshPeer runs polyvisor's busybox VM through a private libvirtd:
+// every step of the Manager, with its time in the log, then checks that
+// Close left nothing on the host. The same argv run by hand as raw QEMU
+// gives the boot time and idle PSS to compare with.
+func TestVirshPeer(t *testing.T) {
+	if os.Geteuid() != 0 {
+		t.Skip("needs root: libvirtd runs QEMU as root in namespaces of its own")
+	}
+	for _, tool := range []string{"libvirtd", "virsh", "unshare", "mount", "mkdir", "sh", "cp"} {
+		hostreq.Need(t, tool)
+	}
+	ctx, cancel := context.WithTimeout(t.Context(), 8*time.Minute)
+	defer cancel()
+	vm := busyboxVM(t, ctx)
+	before := readHostState(t)
+
+	m, err := New("virsh")
+	if err != nil {
+		t.Fatal(err)
+	}
+	v := m.(*Virsh)
+	dir, err := os.MkdirTemp("", "pv-virsh-")
+	if err != nil {
+		t.Fatal(err)
+	}
+	closed := false
+	defer func() {
+		if !closed {
+			if err := m.Close(context.WithoutCancel(ctx)); err != nil {
+				t.Errorf("Close after a failure: %v", err)
+			}
+		}
+	}()
+	step := func(name string, f func() error) time.Duration {
+		t.Helper()
+		began := time.Now()
+		if err := f(); err != nil {
+			t.Fatalf("%s: %v", name, err)
+		}
+		took := time.Since(began)
+		t.Logf("virsh peer: %s took %s", name, took.Round(time.Millisecond))
+		return took
+	}
+	step("Setup (libvirtd until it answers)", func() error {
+		return m.Setup(ctx, Env{Dir: dir, CPUs: 2, MemoryMiB: 512, VM: vm})
+	})
+
+	// libvirtd runs in mount and network namespaces of its own: the host
+	// has no libvirt dirs even now, and no link of libvirt's.
+	daemonPID := v.daemon.cmd.Process.Pid
+	for _, ns := range []string{"mnt", "net"} {
+		ours, _ := os.Readlink("/proc/self/ns/" + ns)
+		its, err := os.Readlink(fmt.Sprintf("/proc/%d/ns/%s", daemonPID, ns))
+		if err != nil || its == ours {
+			t.Errorf("libvirtd's %s namespace %q (%v) is the test's %q", ns, its, err, ours)
+		}
+	}
+	for p, was := range before.paths {
+		if _, err := os.Lstat(p); (err == nil) != was {
+			t.Errorf("%s: present %v while libvirtd runs, %v before", p, err == nil, was)
+		}
+	}
+
+	step("Create (overlay + virsh define)", func() error { return m.Create(ctx, "g0") })
+	step("Start (virsh start until the agent answers)", func() error { return m.Start(ctx, "g0") })
+
+	var out bytes.Buffer
+	code, err := m.Exec(ctx, "g0", []string{"echo", "hi"}, nil, &out, &out)
+	if err != nil || code != 0 || out.String() != "hi\n" {
+		t.Errorf("exec echo hi: code %d, err %v, output %q", code, err, out.String())
+	}
+	out.Reset()
+	code, err = m.Exec(ctx, "g0", []string{"sh", "-c", "cat; exit 3"}, strings.NewReader("from stdin\n"), &out, &out)
+	if err != nil || code != 3 || out.String() != "from stdin\n" {
+		t.Errorf("exec cat with stdin: code %d, err %v, output %q; want 3 and the input back", code, err, out.String())
+	}
+
+	pids, err := m.PIDs(ctx, "g0")
+	if err != nil || len(pids) != 1 {
+		t.Fatalf("PIDs = %v, %v; want the QEMU", pids, err)
+	}
+	argv, err := Cmdline(pids[0])
+	if err != nil {
+		t.Fatalf("QEMU %d: %v", pids[0], err)
+	}
+	qemuLine := strings.Join(argv, " ")
+	for _, want := range []string{vm.Argv[0], "microvm", "-kernel " + vm.Kernel, "-initrd " + vm.Initrd, "virtio-blk-device", "name\":\"org.polyvisor.agent", "-accel tcg", "-smp 2", "-m 512"} {
+		if !strings.Contains(qemuLine, want) {
+			t.Errorf("libvirt's QEMU lacks %q: %s", want, qemuLine)
+		}
+	}
+	for _, nic := range []string{"-netdev", "-nic ", "virtio-net"} {
+		if strings.Contains(qemuLine, nic) {
+			t.Errorf("libvirt's QEMU has a NIC (%s): %s", nic, qemuLine)
+		}
+	}
+	time.Sleep(time.Second)
+	libvirtPSS := pss(t, pids[0])
+
+	step("Stop (virsh shutdown, until QEMU has ended)", func() error { return m.Stop(ctx, "g0") })
+	if v.forcedStops != 0 {
+		t.Errorf("the guest ignored libvirt's ACPI shutdown for %s and was destroyed", StopTimeout)
+	}
+	if _, err := m.PIDs(ctx, "g0"); err == nil {
+		t.Error("PIDs of a stopped guest succeeded")
+	}
+	step("Delete (virsh undefine + overlay)", func() error { return m.Delete(ctx, "g0") })
+	if names, err := v.daemon.virsh(ctx, "list", "--all", "--name"); err != nil || strings.TrimSpace(names) != "" {
+		t.Errorf("domains after Delete: %q, %v", names, err)
+	}
+
+	// Failures carry libvirt's own words and leave nothing.
+	if err := m.Start(ctx, "nosuch"); err == nil || !strings.Contains(err.Error(), "failed to get domain 'nosuch'") {
+		t.Errorf("Start of an undefined domain: %v, want libvirt's 'failed to get domain'", err)
+	}
+	if err := m.Create(ctx, "../g"); err == nil || !strings.Contains(err.Error(), "guest id") {
+		t.Errorf("Create of ../g: %v, want the id refused", err)
+	}
+	if _, err := os.Stat(v.guestDir("nosuch")); !os.IsNotExist(err) {
+		t.Errorf("a failed start left %s: %v", v.guestDir("nosuch"), err)
+	}
+
+	// A guest left running is destroyed by Close.
+	step("Create", func() error { return m.Create(ctx, "g1") })
+	step("Start", func() error { return m.Start(ctx, "g1") })
+	closed = true
+	step("Close (with g1 running)", func() error { return m.Close(ctx) })
+
+	after := readHostState(t)
+	if !slices.Equal(after.procs, before.procs) {
+		t.Errorf("processes after Close: %q, before Setup: %q", after.procs, before.procs)
+	}
+	for p, was := range before.paths {
+		if after.paths[p] != was {
+			t.Errorf("%s: present %v after Close, %v before Setup", p, after.paths[p], was)
+		}
+	}
+	if !slices.Equal(after.etc, before.etc) || !slices.Equal(after.machine, before.machine) || !slices.Equal(after.links, before.links) {
+		t.Errorf("after Close: /etc/libvirt %q, machine cgroups %q, links %q; before Setup: %q, %q, %q",
+			after.etc, after.machine, after.links, before.etc, before.machine, before.links)
+	}
+	if _, err := os.Stat(dir); !os.IsNotExist(err) {
+		t.Errorf("Env.Dir %s is left: %v", dir, err)
+	}
+	if mounts, _ := os.ReadFile("/proc/self/mountinfo"); bytes.Contains(mounts, []byte(dir)) {
+		t.Errorf("a mount under %s is left", dir)
+	}
+	if _, err := os.Stat(fmt.Sprintf("/proc/%d", daemonPID)); err == nil {
+		t.Errorf("libvirtd %d still runs", daemonPID)
+	}
+	if left := ownProcesses(dir); len(left) > 0 {
+		t.Errorf("processes of the peer left: %q", left)
+	}
+
+	// The same argv by hand, for comparison.
+	rawDir := t.TempDir()
+	disk, err := Overlay(vm.Base, rawDir)
+	if err != nil {
+		t.Fatal(err)
+	}
+	began := time.Now()
+	q, err := StartQEMU(vm.Argv, disk, rawDir)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer q.Stop()
+	// The socket file appears when QEMU binds it, a moment before it
+	// listens: a refused connection is tried again.
+	c, err := q.Agent(ctx)
+	for tries := 0; err != nil && errors.Is(err, syscall.ECONNREFUSED) && tries < 100; tries++ {
+		time.Sleep(20 * time.Millisecond)
+		c, err = q.Agent(ctx)
+	}
+	if err != nil {
+		t.Fatal(err)
+	}
+	rawBoot := time.Since(began)
+	c.Close()
+	time.Sleep(time.Second)
+	rawPSS := pss(t, q.PID())
+	if err := q.Stop(); err != nil {
+		t.Fatal(err)
+	}
+	t.Logf("virsh peer: idle QEMU PSS %.1f MiB under libvirt, %.1f MiB run by hand with the same argv; raw QEMU boot until the agent answers %s",
+		libvirtPSS, rawPSS, rawBoot.Round(time.Millisecond))
+}
