@@ -46,13 +46,25 @@ func (v *Virsh) Setup(ctx context.Context, env Env) error {
 	if env.VM == nil {
 		return errors.New("virsh: Env.VM is nil: the libvirt peer boots polyvisor's VM and needs bench's VMEnv")
 	}
+	boot, err := parseQEMUArgv(env.VM.Argv)
+	if err != nil {
+		return fmt.Errorf("virsh: %w", err)
+	}
 	v.env = env
-	d, err := startLibvirtd(ctx, v.daemonDir())
+	d, err := startLibvirtd(ctx, v.daemonDir(), boot.emulator)
 	if err != nil {
 		return err
 	}
 	v.daemon = d
-	return nil
+	// libvirt probes an emulator's capabilities the first time a domain
+	// needs it, for seconds; an installed libvirt has them cached. Probing
+	// here keeps that out of the first Create that bench times.
+	virtType := "qemu"
+	if env.VM.Accel == "kvm" {
+		virtType = "kvm"
+	}
+	_, err = d.virsh(ctx, "domcapabilities", "--emulatorbin", boot.emulator, "--arch", boot.arch, "--machine", boot.machine, "--virttype", virtType)
+	return err
 }
 
 func (v *Virsh) daemonDir() string         { return filepath.Join(v.env.Dir, "libvirt") }
@@ -113,7 +125,7 @@ func (v *Virsh) Create(ctx context.Context, id string) (err error) {
 		return fmt.Errorf("virsh: create %s: %w", id, err)
 	}
 	if _, err := v.daemon.virsh(ctx, "define", file); err != nil {
-		return fmt.Errorf("virsh: create %s: %w", id, err)
+		return err
 	}
 	return nil
 }
@@ -125,7 +137,7 @@ func (v *Virsh) Start(ctx context.Context, id string) (err error) {
 		return err
 	}
 	if _, err := v.daemon.virsh(ctx, "start", id); err != nil {
-		return fmt.Errorf("virsh: start %s: %w", id, err)
+		return err
 	}
 	defer func() {
 		if err != nil {
@@ -190,10 +202,8 @@ func (v *Virsh) Stop(ctx context.Context, id string) error {
 	v.mu.Lock()
 	v.forcedStops++
 	v.mu.Unlock()
-	if _, err := v.daemon.virsh(ctx, "destroy", id); err != nil {
-		return fmt.Errorf("virsh: stop %s: %w", id, err)
-	}
-	return nil
+	_, err = v.daemon.virsh(ctx, "destroy", id)
+	return err
 }
 
 // waitShutOff waits until libvirt has seen the domain's QEMU end.
@@ -201,7 +211,7 @@ func (v *Virsh) waitShutOff(ctx context.Context, id string) error {
 	for {
 		state, err := v.daemon.virsh(ctx, "domstate", id)
 		if err != nil {
-			return fmt.Errorf("virsh: stop %s: %w", id, err)
+			return err
 		}
 		if strings.TrimSpace(state) == "shut off" {
 			return nil
@@ -220,7 +230,7 @@ func (v *Virsh) Delete(ctx context.Context, id string) error {
 		return err
 	}
 	if _, err := v.daemon.virsh(ctx, "undefine", id); err != nil {
-		return fmt.Errorf("virsh: delete %s: %w", id, err)
+		return err
 	}
 	if err := os.RemoveAll(v.guestDir(id)); err != nil {
 		return fmt.Errorf("virsh: delete %s: %w", id, err)

@@ -55,8 +55,12 @@ place /var/cache "$d/cache"
 place /var/log "$d/log"
 mount --bind "$d/passwd" /etc/passwd
 mount --bind "$d/group" /etc/group
-exec "$@"
+PATH=$d/bin exec "$@"
 `
+
+// libvirtd finds QEMU's emulators on its PATH and probes every one it finds
+// when it starts, which takes a minute here with qemu-system-misc's
+// sixteen: its PATH is a directory that holds the VM's emulator alone.
 
 // libvirtd's configuration: root connects to its sockets under Env.Dir
 // without authentication (there is no polkit without D-Bus); it logs
@@ -92,10 +96,11 @@ const machineCgroup = "/machine"
 // libvirtd is the virsh peer's private libvirt daemon, a child of this
 // process.
 type libvirtd struct {
-	dir     string
-	cmd     *exec.Cmd
-	exited  chan struct{} // closed once cmd has been waited for
-	waitErr error
+	dir       string
+	virshPath string
+	cmd       *exec.Cmd
+	exited    chan struct{} // closed once cmd has been waited for
+	waitErr   error
 	// machineMade: libvirt made the machine cgroup, so Close removes it.
 	machineMade bool
 }
@@ -105,13 +110,21 @@ func (l *libvirtd) URI() string {
 	return "qemu+unix:///system?socket=" + filepath.Join(l.dir, "sock", "libvirt-sock")
 }
 
-// startLibvirtd starts a libvirtd whose every file is under dir and
-// returns once it answers.
-func startLibvirtd(ctx context.Context, dir string) (_ *libvirtd, err error) {
-	for _, sub := range []string{"etc", "run", "lib", "cache", "log", "sock", "ns"} {
+// startLibvirtd starts a libvirtd whose every file is under dir, which
+// knows the emulator alone, and returns once it answers.
+func startLibvirtd(ctx context.Context, dir, emulator string) (_ *libvirtd, err error) {
+	for _, sub := range []string{"etc", "run", "lib", "cache", "log", "sock", "ns", "bin"} {
 		if err := os.MkdirAll(filepath.Join(dir, sub), 0o700); err != nil {
 			return nil, fmt.Errorf("virsh: %w", err)
 		}
+	}
+	if !filepath.IsAbs(emulator) {
+		if emulator, err = hostreq.Lookup(emulator); err != nil {
+			return nil, fmt.Errorf("virsh: %w", err)
+		}
+	}
+	if err := os.Symlink(emulator, filepath.Join(dir, "bin", filepath.Base(emulator))); err != nil {
+		return nil, fmt.Errorf("virsh: %w", err)
 	}
 	if err := writeUserFiles(dir); err != nil {
 		return nil, fmt.Errorf("virsh: %w", err)
@@ -131,7 +144,7 @@ func startLibvirtd(ctx context.Context, dir string) (_ *libvirtd, err error) {
 		}
 		paths = append(paths, path)
 	}
-	l := &libvirtd{dir: dir, exited: make(chan struct{})}
+	l := &libvirtd{dir: dir, virshPath: paths[3], exited: make(chan struct{})}
 	l.machineMade = !slices.Contains(cgroup.Children("/"), strings.TrimPrefix(machineCgroup, "/"))
 	log, err := os.Create(filepath.Join(dir, "libvirtd.out"))
 	if err != nil {
@@ -170,8 +183,8 @@ func startLibvirtd(ctx context.Context, dir string) (_ *libvirtd, err error) {
 		}
 	}
 	// The socket listens before the drivers are ready; a call waits for them.
-	if _, err := l.virsh(ctx, "version"); err != nil {
-		return nil, fmt.Errorf("%w (libvirtd: %s)", err, l.lastError())
+	if _, err := l.virsh(ctx, "uri"); err != nil {
+		return nil, fmt.Errorf("virsh: libvirtd does not answer: %w (libvirtd: %s)", err, l.lastError())
 	}
 	return l, nil
 }
@@ -201,14 +214,20 @@ func writeUserFiles(dir string) error {
 	return nil
 }
 
-// virsh runs one virsh command against the daemon and returns its output.
+// virsh runs one virsh command against the daemon and returns its output;
+// its error is the command and virsh's last words.
 func (l *libvirtd) virsh(ctx context.Context, args ...string) (string, error) {
-	var out bytes.Buffer
-	err := runcmd.Run(ctx, runcmd.Cmd{Name: "virsh", Args: append([]string{"-q", "-c", l.URI()}, args...), Stdout: &out})
-	if err != nil {
-		return "", fmt.Errorf("virsh %s: %w", args[0], err)
+	cmd := exec.CommandContext(ctx, l.virshPath, append([]string{"-q", "-c", l.URI()}, args...)...)
+	cmd.WaitDelay = 5 * time.Second
+	var stdout, stderr bytes.Buffer
+	cmd.Stdout, cmd.Stderr = &stdout, &stderr
+	if err := cmd.Run(); err != nil {
+		if ctx.Err() != nil {
+			err = ctx.Err()
+		}
+		return "", fmt.Errorf("virsh %s: %w: %s", strings.Join(args, " "), err, runcmd.LastLines(stderr.String(), 2))
 	}
-	return out.String(), nil
+	return stdout.String(), nil
 }
 
 // lastError is the last error line of libvirtd's log, or of its output:

@@ -83,20 +83,29 @@ func busyboxVM(t *testing.T, ctx context.Context) *VMEnv {
 
 // hostState is what a peer could leave behind on the host.
 type hostState struct {
-	procs   []string        // libvirt's daemons and dnsmasq: "comm pid"
+	procs   []string        // libvirt's daemons: "comm pid"
 	paths   map[string]bool // libvirt's default dirs: present or not
 	etc     []string        // /etc/libvirt's entries
 	machine []string        // the machine cgroup and what is under it
 	links   []string        // libvirt's links
 }
 
-// ownProcesses lists the processes whose command line names dir.
-func ownProcesses(dir string) []string {
+// ownProcesses lists the processes whose command line names dir or that
+// run in one of the namespaces nss ("mnt:[4026532000]").
+func ownProcesses(dir string, nss []string) []string {
 	var found []string
 	entries, _ := os.ReadDir("/proc")
 	for _, e := range entries {
 		cmdline, err := os.ReadFile("/proc/" + e.Name() + "/cmdline")
-		if err == nil && bytes.Contains(cmdline, []byte(dir)) {
+		if err != nil {
+			continue
+		}
+		in := bytes.Contains(cmdline, []byte(dir))
+		for _, ns := range []string{"mnt", "net"} {
+			link, _ := os.Readlink("/proc/" + e.Name() + "/ns/" + ns)
+			in = in || slices.Contains(nss, link)
+		}
+		if in {
 			found = append(found, e.Name()+" "+string(bytes.ReplaceAll(cmdline, []byte{0}, []byte{' '})))
 		}
 	}
@@ -116,7 +125,7 @@ func readHostState(t *testing.T) hostState {
 		name := strings.TrimSpace(string(comm))
 		// Others' QEMUs come and go on this shared host: a peer's QEMU is
 		// told by its files under Env.Dir (see ownProcesses).
-		if err == nil && slices.Contains([]string{"libvirtd", "virtlogd", "virtlockd", "dnsmasq"}, name) {
+		if err == nil && slices.Contains([]string{"libvirtd", "virtlogd", "virtlockd"}, name) {
 			s.procs = append(s.procs, fmt.Sprintf("%s %d", name, pid))
 		}
 	}
@@ -212,12 +221,14 @@ func TestVirshPeer(t *testing.T) {
 	// libvirtd runs in mount and network namespaces of its own: the host
 	// has no libvirt dirs even now, and no link of libvirt's.
 	daemonPID := v.daemon.cmd.Process.Pid
+	var daemonNS []string
 	for _, ns := range []string{"mnt", "net"} {
 		ours, _ := os.Readlink("/proc/self/ns/" + ns)
 		its, err := os.Readlink(fmt.Sprintf("/proc/%d/ns/%s", daemonPID, ns))
 		if err != nil || its == ours {
 			t.Errorf("libvirtd's %s namespace %q (%v) is the test's %q", ns, its, err, ours)
 		}
+		daemonNS = append(daemonNS, its)
 	}
 	for p, was := range before.paths {
 		if _, err := os.Lstat(p); (err == nil) != was {
@@ -242,6 +253,14 @@ func TestVirshPeer(t *testing.T) {
 	pids, err := m.PIDs(ctx, "g0")
 	if err != nil || len(pids) != 1 {
 		t.Fatalf("PIDs = %v, %v; want the QEMU", pids, err)
+	}
+	// The leftover check below sees the peer's processes: here, libvirtd
+	// and the QEMU.
+	running := strings.Join(ownProcesses(dir, daemonNS), "\n")
+	for _, pid := range []int{daemonPID, pids[0]} {
+		if !strings.Contains("\n"+running, fmt.Sprintf("\n%d ", pid)) {
+			t.Errorf("process %d is not among the peer's:\n%s", pid, running)
+		}
 	}
 	argv, err := Cmdline(pids[0])
 	if err != nil {
@@ -273,17 +292,6 @@ func TestVirshPeer(t *testing.T) {
 		t.Errorf("domains after Delete: %q, %v", names, err)
 	}
 
-	// Failures carry libvirt's own words and leave nothing.
-	if err := m.Start(ctx, "nosuch"); err == nil || !strings.Contains(err.Error(), "failed to get domain 'nosuch'") {
-		t.Errorf("Start of an undefined domain: %v, want libvirt's 'failed to get domain'", err)
-	}
-	if err := m.Create(ctx, "../g"); err == nil || !strings.Contains(err.Error(), "guest id") {
-		t.Errorf("Create of ../g: %v, want the id refused", err)
-	}
-	if _, err := os.Stat(v.guestDir("nosuch")); !os.IsNotExist(err) {
-		t.Errorf("a failed start left %s: %v", v.guestDir("nosuch"), err)
-	}
-
 	// A guest left running is destroyed by Close.
 	step("Create", func() error { return m.Create(ctx, "g1") })
 	step("Start", func() error { return m.Start(ctx, "g1") })
@@ -312,7 +320,7 @@ func TestVirshPeer(t *testing.T) {
 	if _, err := os.Stat(fmt.Sprintf("/proc/%d", daemonPID)); err == nil {
 		t.Errorf("libvirtd %d still runs", daemonPID)
 	}
-	if left := ownProcesses(dir); len(left) > 0 {
+	if left := ownProcesses(dir, daemonNS); len(left) > 0 {
 		t.Errorf("processes of the peer left: %q", left)
 	}
 
@@ -347,4 +355,92 @@ func TestVirshPeer(t *testing.T) {
 	}
 	t.Logf("virsh peer: idle QEMU PSS %.1f MiB under libvirt, %.1f MiB run by hand with the same argv; raw QEMU boot until the agent answers %s",
 		libvirtPSS, rawPSS, rawBoot.Round(time.Millisecond))
+}
+
+// What libvirt refuses comes back in its own words, and Close after a
+// failed Setup or Start leaves nothing; Setup without a VM is refused
+// before it starts anything.
+func TestVirshFailuresInLibvirtsWords(t *testing.T) {
+	if os.Geteuid() != 0 {
+		t.Skip("needs root: libvirtd runs in namespaces of its own")
+	}
+	for _, tool := range []string{"libvirtd", "virsh", "unshare", "mount", "mkdir", "sh", "cp", "qemu-img"} {
+		hostreq.Need(t, tool)
+	}
+	emulator := hostreq.Need(t, "qemu-system-x86_64")
+	ctx, cancel := context.WithTimeout(t.Context(), 3*time.Minute)
+	defer cancel()
+	if err := NewVirsh().Setup(ctx, Env{Dir: t.TempDir()}); err == nil || !strings.Contains(err.Error(), "Env.VM") {
+		t.Errorf("Setup without a VM: %v, want Env.VM named", err)
+	}
+	base := filepath.Join(t.TempDir(), "base.qcow2")
+	if out, err := exec.Command("qemu-img", "create", "-q", "-f", "qcow2", base, "16M").CombinedOutput(); err != nil {
+		t.Fatalf("qemu-img: %v: %s", err, out)
+	}
+	before := readHostState(t)
+	// run sets a peer up on vm and gives it to f, then closes it and
+	// checks that nothing is left.
+	run := func(vm *VMEnv, f func(m *Virsh, setupErr error)) {
+		t.Helper()
+		dir, err := os.MkdirTemp("", "pv-virsh-")
+		if err != nil {
+			t.Fatal(err)
+		}
+		m := NewVirsh()
+		f(m, m.Setup(ctx, Env{Dir: dir, CPUs: 2, MemoryMiB: 512, VM: vm}))
+		if err := m.Close(context.WithoutCancel(ctx)); err != nil {
+			t.Errorf("Close: %v", err)
+		}
+		if _, err := os.Stat(dir); !os.IsNotExist(err) {
+			t.Errorf("Env.Dir %s is left: %v", dir, err)
+		}
+		if left := ownProcesses(dir, nil); len(left) > 0 {
+			t.Errorf("processes of the peer left: %q", left)
+		}
+		after := readHostState(t)
+		if !slices.Equal(after.procs, before.procs) || !slices.Equal(after.machine, before.machine) {
+			t.Errorf("after Close: libvirt processes %q, machine cgroups %q; before: %q, %q", after.procs, after.machine, before.procs, before.machine)
+		}
+	}
+
+	// The emulator of the VM is missing: libvirt says so.
+	argv := slices.Clone(microVMArgv)
+	argv[0] = "/nonexistent/qemu-system-x86_64"
+	vm := vmEnvOf(argv)
+	vm.Base = base
+	run(vm, func(m *Virsh, err error) {
+		t.Logf("Setup with a missing emulator: %v", err)
+		if err == nil || !strings.Contains(err.Error(), "Cannot check QEMU binary /nonexistent/qemu-system-x86_64") {
+			t.Errorf("Setup with a missing emulator: %v, want libvirt's 'Cannot check QEMU binary'", err)
+		}
+	})
+
+	// The kernel is missing: the domain is defined, its start fails in
+	// libvirt's words.
+	argv = slices.Clone(microVMArgv)
+	argv[0] = emulator
+	vm = vmEnvOf(argv)
+	vm.Base, vm.Kernel = base, "/nonexistent/vmlinux"
+	run(vm, func(m *Virsh, err error) {
+		if err != nil {
+			t.Fatal(err)
+		}
+		if err := m.Create(ctx, "../g"); err == nil || !strings.Contains(err.Error(), "guest id") {
+			t.Errorf("Create of ../g: %v, want the id refused", err)
+		}
+		if err := m.Create(ctx, "g0"); err != nil {
+			t.Fatal(err)
+		}
+		err = m.Start(ctx, "g0")
+		t.Logf("Start with a missing kernel: %v", err)
+		if err == nil || !strings.Contains(err.Error(), "virsh start g0") || !strings.Contains(err.Error(), "/nonexistent/vmlinux") {
+			t.Errorf("Start with a missing kernel: %v, want virsh start's error naming the kernel", err)
+		}
+		if _, err := m.PIDs(ctx, "g0"); err == nil {
+			t.Error("a guest whose start failed has PIDs")
+		}
+		if err := m.Start(ctx, "nosuch"); err == nil || !strings.Contains(err.Error(), "failed to get domain 'nosuch'") {
+			t.Errorf("Start of an undefined guest: %v, want libvirt's 'failed to get domain'", err)
+		}
+	})
 }
