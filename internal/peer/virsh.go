@@ -8,6 +8,7 @@ import (
 	"io/fs"
 	"os"
 	"path/filepath"
+	"slices"
 	"strconv"
 	"strings"
 	"sync"
@@ -15,6 +16,7 @@ import (
 	"time"
 
 	"github.com/polyvisor/polyvisor/internal/agent"
+	"github.com/polyvisor/polyvisor/internal/hostreq"
 	"github.com/polyvisor/polyvisor/internal/procutil"
 	"github.com/polyvisor/polyvisor/internal/runcmd"
 )
@@ -49,6 +51,15 @@ func (v *Virsh) Setup(ctx context.Context, env Env) error {
 	boot, err := parseQEMUArgv(env.VM.Argv)
 	if err != nil {
 		return fmt.Errorf("virsh: %w", err)
+	}
+	// polyvisor runs QEMU by name; a domain's emulator is a path.
+	if !filepath.IsAbs(boot.emulator) {
+		if boot.emulator, err = hostreq.Lookup(boot.emulator); err != nil {
+			return fmt.Errorf("virsh: %w", err)
+		}
+		vm := *env.VM
+		vm.Argv = slices.Concat([]string{boot.emulator}, vm.Argv[1:])
+		env.VM = &vm
 	}
 	v.env = env
 	d, err := startLibvirtd(ctx, v.daemonDir(), boot.emulator)
@@ -281,6 +292,51 @@ func (v *Virsh) qemuPID(id string) (int, error) {
 	return pid, nil
 }
 
+// killLeftQEMUs ends, by pid, the QEMUs of this peer's guests whose pid
+// files libvirt still holds: those it failed to destroy, or all of them if
+// libvirtd died. A pid counts as ours only while its command line names
+// our Env.Dir.
+func (v *Virsh) killLeftQEMUs(ctx context.Context) error {
+	guests, _ := os.ReadDir(filepath.Join(v.env.Dir, "guests"))
+	var errs []error
+	for _, g := range guests {
+		pid, err := v.qemuPID(g.Name())
+		if err != nil {
+			continue
+		}
+		cmdline, _ := os.ReadFile(fmt.Sprintf("/proc/%d/cmdline", pid))
+		if !strings.Contains(string(cmdline), v.env.Dir+"/") {
+			continue
+		}
+		if err := syscall.Kill(pid, syscall.SIGKILL); err != nil {
+			errs = append(errs, fmt.Errorf("virsh: kill QEMU %d: %w", pid, err))
+			continue
+		}
+		if err := waitReaped(ctx, pid); err != nil {
+			errs = append(errs, fmt.Errorf("virsh: QEMU %d of %s: %w", pid, g.Name(), err))
+		}
+	}
+	return errors.Join(errs...)
+}
+
+// waitReaped waits until a killed process that is not our child has been
+// reaped by its parent (init, once libvirtd is gone): until then it holds
+// its cgroups.
+func waitReaped(ctx context.Context, pid int) error {
+	ctx, cancel := context.WithTimeout(ctx, 10*time.Second)
+	defer cancel()
+	for {
+		if _, err := os.Stat(fmt.Sprintf("/proc/%d", pid)); errors.Is(err, fs.ErrNotExist) {
+			return nil
+		}
+		select {
+		case <-ctx.Done():
+			return fmt.Errorf("not reaped: %w", ctx.Err())
+		case <-time.After(10 * time.Millisecond):
+		}
+	}
+}
+
 // Close destroys and undefines every domain, stops libvirtd, removes the
 // cgroups libvirt made and Env.Dir.
 func (v *Virsh) Close(ctx context.Context) error {
@@ -299,9 +355,7 @@ func (v *Virsh) Close(ctx context.Context) error {
 		}
 		domains = strings.Fields(names)
 		for _, id := range domains {
-			var qemu procutil.Identity
-			if pid, err := v.qemuPID(id); err == nil {
-				qemu, _ = procutil.Identify(pid)
+			if _, err := v.qemuPID(id); err == nil {
 				if _, err := v.daemon.virsh(ctx, "destroy", id); err != nil {
 					errs = append(errs, err)
 				}
@@ -309,13 +363,17 @@ func (v *Virsh) Close(ctx context.Context) error {
 			if _, err := v.daemon.virsh(ctx, "undefine", id); err != nil {
 				errs = append(errs, err)
 			}
-			// A QEMU libvirt failed to end is ended here, by its pid.
-			if qemu.Alive() {
-				syscall.Kill(qemu.PID, syscall.SIGKILL)
-				qemu.Wait(ctx)
+		}
+		errs = append(errs, v.killLeftQEMUs(ctx))
+		// The guests this peer made, also when libvirtd could not list them.
+		made, _ := os.ReadDir(filepath.Join(v.env.Dir, "guests"))
+		for _, e := range made {
+			if !slices.Contains(domains, e.Name()) {
+				domains = append(domains, e.Name())
 			}
 		}
 		errs = append(errs, v.daemon.stop(), v.daemon.removeCgroups(domains))
+		v.daemon = nil
 	}
 	if v.env.Dir != "" {
 		if err := os.RemoveAll(v.env.Dir); err != nil {

@@ -111,15 +111,10 @@ func (l *libvirtd) URI() string {
 }
 
 // startLibvirtd starts a libvirtd whose every file is under dir, which
-// knows the emulator alone, and returns once it answers.
+// knows the emulator (a path) alone, and returns once it answers.
 func startLibvirtd(ctx context.Context, dir, emulator string) (_ *libvirtd, err error) {
 	for _, sub := range []string{"etc", "run", "lib", "cache", "log", "sock", "ns", "bin"} {
 		if err := os.MkdirAll(filepath.Join(dir, sub), 0o700); err != nil {
-			return nil, fmt.Errorf("virsh: %w", err)
-		}
-	}
-	if !filepath.IsAbs(emulator) {
-		if emulator, err = hostreq.Lookup(emulator); err != nil {
 			return nil, fmt.Errorf("virsh: %w", err)
 		}
 	}

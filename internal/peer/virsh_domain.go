@@ -96,6 +96,9 @@ func DomainXML(d Domain) (string, error) {
 	if err != nil {
 		return "", fmt.Errorf("domain %s: %w", d.Name, err)
 	}
+	if !filepath.IsAbs(b.emulator) {
+		return "", fmt.Errorf("domain %s: emulator %q is not a path: the virsh peer's Setup resolves it", d.Name, b.emulator)
+	}
 	domType := "qemu"
 	switch vm.Accel {
 	case "kvm":

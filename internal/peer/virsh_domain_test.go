@@ -144,6 +144,7 @@ func TestDomainXMLRefusesWhatItCannotBoot(t *testing.T) {
 		{"firmware boot", func(vm *VMEnv) { vm.Kernel = "" }, "direct-kernel templates only"},
 		{"no agent port", func(vm *VMEnv) { vm.AgentPort = "" }, "VMEnv.AgentPort"},
 		{"bad accel", func(vm *VMEnv) { vm.Accel = "hvf" }, `VMEnv.Accel "hvf"`},
+		{"emulator by name", func(vm *VMEnv) { vm.Argv = append([]string{"qemu-system-x86_64"}, microVMArgv[1:]...) }, `emulator "qemu-system-x86_64" is not a path`},
 	} {
 		vm := vmEnvOf(microVMArgv)
 		c.edit(vm)

@@ -24,7 +24,8 @@ import (
 
 // busyboxVM builds a busybox VM template with the real guest agent in a
 // temporary dir and returns the VMEnv of polyvisor's VM of it: the argv
-// is the one internal/driver/qemu's commandLine writes for an unconfined
+// (QEMU by name, as polyvisor runs it) is the one
+// internal/driver/qemu's commandLine writes for an unconfined
 // amd64 microVM with 2 vCPUs and 512 MiB, under TCG (this host's KVM does
 // not boot Linux guests, see DESIGN.md).
 func busyboxVM(t *testing.T, ctx context.Context) *VMEnv {
@@ -56,10 +57,6 @@ func busyboxVM(t *testing.T, ctx context.Context) *VMEnv {
 		t.Fatal(err)
 	}
 	t.Logf("busybox VM template built in %s", time.Since(began).Round(time.Millisecond))
-	qemu, err := hostreq.Lookup(boot.QEMU)
-	if err != nil {
-		t.Fatal(err)
-	}
 	vm := &VMEnv{
 		Base: filepath.Join(tpl, boot.Disk), Kernel: filepath.Join(tpl, boot.Kernel), Initrd: filepath.Join(tpl, boot.Initrd),
 		Append: strings.TrimSpace("console=" + boot.Console + " " + boot.Cmdline + " " + vmimage.HostnameParam + "=g " + vmimage.TCGCmdline("amd64")),
@@ -67,7 +64,7 @@ func busyboxVM(t *testing.T, ctx context.Context) *VMEnv {
 	}
 	run := filepath.Join(dir, "run")
 	vm.Argv = []string{
-		qemu, "-name", "g", "-machine", boot.Machine + ",accel=tcg", "-cpu", "max", "-smp", "2", "-m", "512",
+		boot.QEMU, "-name", "g", "-machine", boot.Machine + ",accel=tcg", "-cpu", "max", "-smp", "2", "-m", "512",
 		"-nodefaults", "-no-user-config", "-display", "none",
 		"-kernel", vm.Kernel, "-initrd", vm.Initrd, "-append", vm.Append,
 		"-drive", "id=root,file=" + filepath.Join(dir, "guest.qcow2") + ",format=qcow2,if=none,discard=unmap",
@@ -322,6 +319,37 @@ func TestVirshPeer(t *testing.T) {
 	}
 	if left := ownProcesses(dir, daemonNS); len(left) > 0 {
 		t.Errorf("processes of the peer left: %q", left)
+	}
+
+	// A libvirtd that died leaves its QEMU running: Close ends it by pid
+	// and removes its cgroups all the same.
+	dir2, err := os.MkdirTemp("", "pv-virsh-")
+	if err != nil {
+		t.Fatal(err)
+	}
+	m2 := NewVirsh()
+	step("Setup", func() error { return m2.Setup(ctx, Env{Dir: dir2, CPUs: 2, MemoryMiB: 512, VM: vm}) })
+	step("Create", func() error { return m2.Create(ctx, "g2") })
+	step("Start", func() error { return m2.Start(ctx, "g2") })
+	pids, err = m2.PIDs(ctx, "g2")
+	if err != nil {
+		t.Fatal(err)
+	}
+	m2.daemon.cmd.Process.Kill()
+	<-m2.daemon.exited
+	err = m2.Close(ctx)
+	t.Logf("Close after libvirtd was killed: %v", err)
+	if _, serr := os.Stat(fmt.Sprintf("/proc/%d", pids[0])); serr == nil {
+		t.Errorf("QEMU %d of a killed libvirtd still runs after Close", pids[0])
+	}
+	if left := ownProcesses(dir2, nil); len(left) > 0 {
+		t.Errorf("processes of the peer left: %q", left)
+	}
+	if after := readHostState(t); !slices.Equal(after.machine, before.machine) {
+		t.Errorf("machine cgroups after Close of a killed libvirtd: %q, before Setup: %q", after.machine, before.machine)
+	}
+	if _, err := os.Stat(dir2); !os.IsNotExist(err) {
+		t.Errorf("Env.Dir %s is left: %v", dir2, err)
 	}
 
 	// The same argv by hand, for comparison.
