@@ -240,6 +240,9 @@ func (v *Virsh) Delete(ctx context.Context, id string) error {
 	if err := v.checkID(id); err != nil {
 		return err
 	}
+	if pid, err := v.qemuPID(id); err == nil {
+		return fmt.Errorf("virsh: delete %s: its QEMU %d runs: stop it first", id, pid)
+	}
 	if _, err := v.daemon.virsh(ctx, "undefine", id); err != nil {
 		return err
 	}

@@ -292,6 +292,9 @@ func TestVirshPeer(t *testing.T) {
 	// A guest left running is destroyed by Close.
 	step("Create", func() error { return m.Create(ctx, "g1") })
 	step("Start", func() error { return m.Start(ctx, "g1") })
+	if err := m.Delete(ctx, "g1"); err == nil || !strings.Contains(err.Error(), "stop it first") {
+		t.Errorf("Delete of a running guest: %v, want it refused", err)
+	}
 	closed = true
 	step("Close (with g1 running)", func() error { return m.Close(ctx) })
 
