@@ -21,15 +21,15 @@ import (
 	"github.com/polyvisor/polyvisor/internal/runcmd"
 )
 
-// StopTimeout is how long Stop waits for a guest to power off after
+// virshStopTimeout is how long Stop waits for a guest to power off after
 // libvirt's ACPI shutdown before it destroys it: polyvisor's bench stops
 // its own VMs gracefully with the same timeout.
-const StopTimeout = 20 * time.Second
+const virshStopTimeout = 20 * time.Second
 
 // Virsh is the libvirt peer: polyvisor's VM boot (same QEMU, machine,
 // kernel, initrd, command line, disk and agent port) defined and run by a
 // private libvirtd through virsh. Stop is `virsh shutdown` (ACPI) with
-// StopTimeout, then `virsh destroy`.
+// virshStopTimeout, then `virsh destroy`.
 type Virsh struct {
 	env    Env
 	daemon *libvirtd
@@ -188,7 +188,7 @@ func (v *Virsh) dropAgent(id string) {
 }
 
 // Stop asks the guest to power off (ACPI, `virsh shutdown`) and waits up to
-// StopTimeout for its QEMU to end, then destroys the domain.
+// virshStopTimeout for its QEMU to end, then destroys the domain.
 func (v *Virsh) Stop(ctx context.Context, id string) error {
 	if err := v.checkID(id); err != nil {
 		return err
@@ -203,7 +203,7 @@ func (v *Virsh) Stop(ctx context.Context, id string) error {
 		return fmt.Errorf("virsh: stop %s: %w", id, err)
 	}
 	if _, err := v.daemon.virsh(ctx, "shutdown", id, "--mode", "acpi"); err == nil {
-		polite, cancel := context.WithTimeout(ctx, StopTimeout)
+		polite, cancel := context.WithTimeout(ctx, virshStopTimeout)
 		err = qemu.Wait(polite)
 		cancel()
 		if err == nil {

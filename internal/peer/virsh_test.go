@@ -279,7 +279,7 @@ func TestVirshPeer(t *testing.T) {
 
 	step("Stop (virsh shutdown, until QEMU has ended)", func() error { return m.Stop(ctx, "g0") })
 	if v.forcedStops != 0 {
-		t.Errorf("the guest ignored libvirt's ACPI shutdown for %s and was destroyed", StopTimeout)
+		t.Errorf("the guest ignored libvirt's ACPI shutdown for %s and was destroyed", virshStopTimeout)
 	}
 	if _, err := m.PIDs(ctx, "g0"); err == nil {
 		t.Error("PIDs of a stopped guest succeeded")
