@@ -36,6 +36,7 @@ packages=(
   nftables           # nft, to read polyvisor's NAT table (tests, admins)
   iproute2           # ip: network namespaces in tests
   util-linux         # nsenter, unshare
+  mount              # mount: the libvirt peer's binds in its own mount namespace
   coreutils          # cp -a for container snapshots, chroot, sleep
   dash               # sh
   bash               # this script, make deps-check, the demo

@@ -109,7 +109,9 @@ func All() []Requirement {
 		{"ip", Program, "iproute2", "network namespaces of the tests, and inspecting guests' links", Product},
 		// Plain tools the code and tests run.
 		{"nsenter", Program, "util-linux", "entering a test daemon's network namespace", Product},
-		{"unshare", Program, "util-linux", "tests: running a tool in a private mount namespace", Tests},
+		{"unshare", Program, "util-linux", "bench's libvirt peer (libvirtd in namespaces of its own); tests: running a tool in a private mount namespace", Tests},
+		{"mount", Program, "mount", "bench's libvirt peer: its libvirtd's directories, bound in its own mount namespace", Peer},
+		{"mkdir", Program, "coreutils", "bench's libvirt peer: mount points in its libvirtd's own mount namespace", Peer},
 		{"cp", Program, "coreutils", "snapshots of containers (cp -a keeps whiteouts and xattrs)", Product},
 		{"chroot", Program, "coreutils", "tests: running a built template's own shell inside its tree", Tests},
 		{"sleep", Program, "coreutils", "isolated id maps: the short-lived process whose user namespace an idmapped mount takes; tests: a process to watch", Product},

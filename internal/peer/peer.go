@@ -32,6 +32,8 @@ func New(name string) (Manager, error) {
 		return &LXC{}, nil
 	case "podman":
 		return &Podman{}, nil
+	case "virsh":
+		return NewVirsh(), nil
 	}
 	return nil, fmt.Errorf("bench does not drive peer %q yet", name)
 }
