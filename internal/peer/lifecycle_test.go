@@ -272,7 +272,10 @@ func runLifecycle(t *testing.T, name string, m Manager, env Env, cgroupName stri
 			if len(pids) < 2 {
 				t.Errorf("PIDs = %v, want the monitor and the guest's init at least", pids)
 			}
-			for _, pid := range pids {
+			// The monitor and init must live; the others may be a
+			// short-lived child (the DHCP launcher's sleep) that ended
+			// since.
+			for _, pid := range pids[:min(2, len(pids))] {
 				if !alive(pid) {
 					t.Errorf("PID %d is not alive", pid)
 				}
