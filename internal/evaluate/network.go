@@ -14,6 +14,7 @@ import (
 	"path/filepath"
 	"runtime"
 	"slices"
+	"strconv"
 	"strings"
 	"sync"
 	"syscall"
@@ -107,7 +108,6 @@ func (r *runner) measureNetwork(ctx context.Context, classes []string) []benchre
 			// their figures; the failure is told all the same.
 			fail(1, err)
 			r.opts.Progress("network: " + err.Error())
-			slog.Warn("bench network phase", "err", err)
 		}
 	}
 	benchreport.SetNetRatios(paths)
@@ -142,8 +142,9 @@ func (r *runner) vethThroughput(ctx context.Context, hostNS string) (_ benchrepo
 	if err != nil {
 		return benchreport.Figure{}, err
 	}
+	removeStaleNetns(ctx)
 	id := os.Getpid()
-	nsA, nsB := fmt.Sprintf("pv-bench-net-%d-a", id), fmt.Sprintf("pv-bench-net-%d-b", id)
+	nsA, nsB := fmt.Sprintf("%s%d-a", netnsPrefix, id), fmt.Sprintf("%s%d-b", netnsPrefix, id)
 	ifA, ifB := fmt.Sprintf("pvb%d-a", id), fmt.Sprintf("pvb%d-b", id)
 	var made []string
 	defer func() {
@@ -188,8 +189,44 @@ func (r *runner) vethThroughput(ctx context.Context, hostNS string) (_ benchrepo
 	return r.hostSend(ctx, pathA, s.addr)
 }
 
-// netnsPath is where `ip netns add` pins a namespace.
-func netnsPath(name string) string { return "/run/netns/" + name }
+// netnsPrefix starts the names of the baseline's network namespaces,
+// followed by the pid of the bench that made them.
+const netnsPrefix = "pv-bench-net-"
+
+// netnsDir is where `ip netns add` pins a namespace.
+const netnsDir = "/run/netns"
+
+func netnsPath(name string) string { return filepath.Join(netnsDir, name) }
+
+// removeStaleNetns deletes the baseline namespaces of a bench that was
+// killed before it could: those whose pid no longer runs. A live pid's
+// are left alone, whoever holds that pid now.
+func removeStaleNetns(ctx context.Context) {
+	entries, _ := os.ReadDir(netnsDir)
+	for _, e := range entries {
+		pid, ok := stalePID(e.Name())
+		if !ok || syscall.Kill(pid, 0) != syscall.ESRCH {
+			continue
+		}
+		if _, err := command(ctx, "ip", "netns", "delete", e.Name()); err != nil {
+			slog.Warn("remove a stale bench network namespace", "netns", e.Name(), "err", err)
+		}
+	}
+}
+
+// stalePID is the pid in the name of a baseline namespace.
+func stalePID(name string) (int, bool) {
+	rest, ok := strings.CutPrefix(name, netnsPrefix)
+	if !ok {
+		return 0, false
+	}
+	digits, ok := strings.CutSuffix(rest, "-a")
+	if !ok {
+		digits, ok = strings.CutSuffix(rest, "-b")
+	}
+	pid, err := strconv.Atoi(digits)
+	return pid, ok && err == nil && pid > 0
+}
 
 // freePair is the first /30 of vethRange that no route of bench's own
 // network namespace or of the daemon's covers.

@@ -73,3 +73,15 @@ func TestNetFigureReadsNetTCPOrItsError(t *testing.T) {
 		t.Error("an output without net.tcp gave no error")
 	}
 }
+
+func TestStaleNamespacesAreToldByTheirPid(t *testing.T) {
+	for name, want := range map[string]int{
+		"pv-bench-net-4242-a": 4242, "pv-bench-net-17-b": 17,
+		"pv-bench-net-17-c": 0, "pv-bench-net--a": 0, "pv-bench-net-x-a": 0, "pv-e2e-17-a": 0, "pv-bench-net-0-a": 0,
+	} {
+		pid, ok := stalePID(name)
+		if ok != (want > 0) || pid != want && ok {
+			t.Errorf("stalePID(%q) = %d, %v; want %d", name, pid, ok, want)
+		}
+	}
+}

@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"context"
 	"errors"
+	"fmt"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -74,6 +75,17 @@ func TestBenchNetworkMeasuresEachPathAgainstVethAndLeavesNothing(t *testing.T) {
 		Classes:  []string{benchreport.Container, benchreport.VM},
 		Progress: func(phase string) { t.Log(phase) },
 	}
+	// The namespaces of a bench that was killed (its pid gone) are
+	// removed by the next.
+	dead := exec.Command("true")
+	if err := dead.Run(); err != nil {
+		t.Fatal(err)
+	}
+	stale := fmt.Sprintf("pv-bench-net-%d-a", dead.Process.Pid)
+	if out, err := exec.Command("ip", "netns", "add", stale).CombinedOutput(); err != nil {
+		t.Fatalf("ip netns add %s: %v: %s", stale, err, out)
+	}
+	t.Cleanup(func() { exec.Command("ip", "netns", "delete", stale).Run() })
 	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Minute)
 	defer cancel()
 	began := time.Now()
@@ -129,6 +141,31 @@ func TestBenchNetworkMeasuresEachPathAgainstVethAndLeavesNothing(t *testing.T) {
 	}
 	if left := networkLeftovers(t, d); len(left) > 0 {
 		t.Errorf("the cancelled network phase left: %q", left)
+	}
+
+	// A network of that name already there (another bench's, or left by a
+	// killed one) is not bench's to use or delete: the guests' paths say
+	// how to remove it, and the baseline is measured all the same.
+	d.Must(t, "network", "create", "pv-bench-net", "--isolated")
+	opts.Progress = nil
+	paths, err = evaluate.MeasureNetwork(ctx, opts)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(paths) != 3 || paths[0].Error != "" || !(paths[0].Figure.Median > 0) {
+		t.Errorf("the baseline beside a taken network name: %+v", paths)
+	}
+	for _, p := range paths[1:] {
+		if !strings.Contains(p.Error, "polyvisor network delete pv-bench-net") {
+			t.Errorf("%s beside a taken network name: %+v", p.Name, p)
+		}
+	}
+	if _, ok := networks(t, d)["pv-bench-net"]; !ok {
+		t.Error("bench deleted a network it did not make")
+	}
+	d.Must(t, "network", "delete", "pv-bench-net")
+	if left := networkLeftovers(t, d); len(left) > 0 {
+		t.Errorf("the network phase beside a taken name left: %q", left)
 	}
 
 	// Bad input is refused before anything is made.
