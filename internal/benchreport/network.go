@@ -24,8 +24,12 @@ type NetPath struct {
 	// Figure is the throughput in MiB/s: the median of its runs and the
 	// interval of that median (MedianInterval).
 	Figure Figure `json:"figure"`
-	// Ratio is Figure's median over the baseline's: 1 is as fast as a bare
-	// veth pair. 0 when either was not measured.
+	// Baseline is the veth pair's figure measured right before this
+	// path's class, beside it in time; nil for the baseline itself.
+	Baseline *Figure `json:"baseline,omitempty"`
+	// Ratio is Figure's median over Baseline's (over the baseline path's
+	// when Baseline is nil): 1 is as fast as a bare veth pair. 0 when
+	// either was not measured.
 	Ratio float64 `json:"ratio,omitempty"`
 	// RatioCI bounds Ratio by the two medians' intervals: the path's low
 	// over the baseline's high, the path's high over the baseline's low.
@@ -43,19 +47,23 @@ func GuestToGuest(class string) string { return class + " ↔ " + class }
 // guest of class.
 func HostToGuest(class string) string { return "host ↔ " + class }
 
-// SetNetRatios sets every path's Ratio and RatioCI to the baseline among
-// paths; paths without a median, or all of them when the baseline has
-// none, get no ratio.
+// SetNetRatios sets every path's Ratio and RatioCI: over its own
+// Baseline when it has one, else over the baseline path. Paths without a
+// median, or without a baseline that has one, get no ratio.
 func SetNetRatios(paths []NetPath) {
-	var base *Figure
+	var pooled *Figure
 	for i := range paths {
-		if paths[i].Name == NetBaseline && paths[i].Error == "" && paths[i].Figure.Median > 0 {
-			base = &paths[i].Figure
+		if paths[i].Name == NetBaseline && paths[i].Error == "" {
+			pooled = &paths[i].Figure
 		}
 	}
 	for i := range paths {
 		p := &paths[i]
 		p.Ratio, p.RatioCI = 0, nil
+		base := pooled
+		if p.Baseline != nil {
+			base = p.Baseline
+		}
 		if base == nil || p.Error != "" || p.Reason != "" {
 			continue
 		}
@@ -77,6 +85,7 @@ type netRow struct {
 	MiBs     string // "2345" or the failure
 	Interval string // "[2300, 2400]"
 	Runs     string
+	Beside   string // the median of the veth baseline the ratio is over
 	Ratio    string // "0.77× [0.70, 0.81]"
 	// Bar is the path's share of the fastest path, in percent, for the
 	// HTML's bar.
@@ -105,6 +114,9 @@ func netRows(r *Report) []netRow {
 			if p.Figure.CI != nil {
 				row.Interval = p.Figure.CI.String()
 			}
+			if p.Baseline != nil && p.Baseline.Median > 0 {
+				row.Beside = FormatNumber(p.Baseline.Median)
+			}
 			if p.Ratio > 0 {
 				row.Ratio = FormatRatio(p.Ratio)
 				if p.RatioCI != nil {
@@ -122,7 +134,8 @@ func netRows(r *Report) []netRow {
 
 // netLegend says, once for every view, what the network figures are.
 const netLegend = "TCP throughput of one stream (the probe's net.tcp), MiB/s, median of its runs with the 95 % interval; " +
-	"x of veth is each path over a bare veth pair between two network namespaces, measured in the same run"
+	"x of veth is each path over a bare veth pair between two network namespaces, measured right before each class's paths " +
+	"(veth beside; the baseline's row pools every such measurement of the run)"
 
 // WriteNetworkTable prints the report's network paths for a terminal; it
 // prints nothing when the report has none.
@@ -131,7 +144,7 @@ func WriteNetworkTable(w io.Writer, r *Report) error {
 	if len(rows) == 0 {
 		return nil
 	}
-	head := []string{"path", "MiB/s", "95 % interval", "runs", "x of veth [interval]"}
+	head := []string{"path", "MiB/s", "95 % interval", "runs", "veth beside", "x of veth [interval]"}
 	widths := make([]int, len(head))
 	for i, h := range head {
 		widths[i] = len([]rune(h))
@@ -140,7 +153,7 @@ func WriteNetworkTable(w io.Writer, r *Report) error {
 		if row.State != StateOK {
 			return []string{row.Name, row.MiBs}
 		}
-		return []string{row.Name, row.MiBs, row.Interval, row.Runs, row.Ratio}
+		return []string{row.Name, row.MiBs, row.Interval, row.Runs, row.Beside, row.Ratio}
 	}
 	for _, row := range rows {
 		if row.State != StateOK {
@@ -187,13 +200,13 @@ var networkHTML = template.Must(template.New("network").Parse(`<section id="netw
 <h2>Network throughput</h2>
 <p class="legend">{{.Legend}}</p>
 <table class="network">
-<thead><tr><th>path</th><th>MiB/s</th><th>95 % interval</th><th>runs</th><th>x of veth [interval]</th><th></th></tr></thead>
+<thead><tr><th>path</th><th>MiB/s</th><th>95 % interval</th><th>runs</th><th>veth beside, MiB/s</th><th>x of veth [interval]</th><th></th></tr></thead>
 <tbody>
 {{- range .Rows}}
 {{- if eq .State "ok"}}
-<tr class="ok"><th>{{.Name}}</th><td>{{.MiBs}}</td><td>{{.Interval}}</td><td>{{.Runs}}</td><td>{{.Ratio}}</td><td><span class="netbar" style="display:inline-block;height:0.8em;background:#4a7;width:{{.Bar}}px"></span></td></tr>
+<tr class="ok"><th>{{.Name}}</th><td>{{.MiBs}}</td><td>{{.Interval}}</td><td>{{.Runs}}</td><td>{{.Beside}}</td><td>{{.Ratio}}</td><td><span class="netbar" style="display:inline-block;height:0.8em;background:#4a7;width:{{.Bar}}px"></span></td></tr>
 {{- else}}
-<tr class="{{if eq .State "n/a"}}na{{else}}failed{{end}}"><th>{{.Name}}</th><td colspan="5">{{.MiBs}}</td></tr>
+<tr class="{{if eq .State "n/a"}}na{{else}}failed{{end}}"><th>{{.Name}}</th><td colspan="6">{{.MiBs}}</td></tr>
 {{- end}}
 {{- end}}
 </tbody>

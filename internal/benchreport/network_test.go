@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"encoding/json"
 	"math"
+	"regexp"
 	"strings"
 	"testing"
 )
@@ -45,6 +46,21 @@ func TestNetRatiosCompareEachPathWithTheVethBaseline(t *testing.T) {
 		if p.Ratio != 0 || p.RatioCI != nil {
 			t.Errorf("%s has no throughput but a ratio %v %+v", p.Name, p.Ratio, p.RatioCI)
 		}
+	}
+	// A path with the baseline measured beside it is compared with that:
+	// the host got twice as slow between the two baseline measurements.
+	slow := netFigure(1000, 1050, 950)
+	beside := []NetPath{r.Network[0], {Name: GuestToGuest(VM), Class: VM, Figure: netFigure(10, 11, 9), Baseline: &slow}}
+	SetNetRatios(beside)
+	if want := 10.0 / 1000; math.Abs(beside[1].Ratio-want) > 1e-12 || beside[0].Ratio != 1 {
+		t.Errorf("ratio over the baseline beside it %v, want %v (baseline's own %v)", beside[1].Ratio, want, beside[0].Ratio)
+	}
+	var table bytes.Buffer
+	if err := WriteNetworkTable(&table, &Report{Network: beside}); err != nil {
+		t.Fatal(err)
+	}
+	if !strings.Contains(table.String(), "veth beside") || !regexp.MustCompile(`vm ↔ vm +10\.0 .* 1000 +0\.01×`).MatchString(table.String()) {
+		t.Errorf("the table does not show the baseline a ratio is over:\n%s", table.String())
 	}
 	// A failed baseline leaves every path without a ratio rather than
 	// comparing with zero.

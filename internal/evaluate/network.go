@@ -98,17 +98,41 @@ func (r *runner) measureNetwork(ctx context.Context, classes []string) []benchre
 		return paths
 	}
 	r.opts.Progress("network: " + benchreport.NetBaseline)
-	paths[0].Figure, err = r.vethThroughput(ctx, hostNS)
+	veth, err := r.newVethPair(ctx, hostNS)
 	if err != nil {
-		paths[0].Error = err.Error()
+		fail(0, err)
+		return paths
 	}
+	// The baseline is measured first, then again right before each
+	// class's paths, whose ratios are taken over that measurement: a
+	// change of the host's load during the phase moves both. Its row pools
+	// every measurement.
+	var baseRuns []float64
+	var baseErrs []error
+	baseline := func(ctx context.Context) *benchreport.Figure {
+		f, err := veth.measure(ctx)
+		if err != nil {
+			baseErrs = append(baseErrs, err)
+			return nil
+		}
+		baseRuns = append(baseRuns, f.Runs...)
+		return &f
+	}
+	baseline(ctx)
 	if len(classes) > 0 {
-		if err := r.guestPaths(ctx, hostNS, paths[1:]); err != nil {
+		if err := r.guestPaths(ctx, hostNS, paths[1:], baseline); err != nil {
 			// Paths measured before a failure (deleting the network) keep
 			// their figures; the failure is told all the same.
 			fail(1, err)
 			r.opts.Progress("network: " + err.Error())
 		}
+	}
+	if err := veth.close(ctx); err != nil {
+		baseErrs = append(baseErrs, err)
+	}
+	paths[0].Figure = netRunsFigure(baseRuns)
+	if err := errors.Join(baseErrs...); err != nil {
+		paths[0].Error = err.Error()
 	}
 	benchreport.SetNetRatios(paths)
 	return paths
@@ -135,34 +159,36 @@ func orError(s string, err error) string {
 	return s
 }
 
-// vethThroughput measures net.tcp over a veth pair between two network
-// namespaces made for it, removed before it returns.
-func (r *runner) vethThroughput(ctx context.Context, hostNS string) (_ benchreport.Figure, err error) {
+// vethPair is the baseline: two network namespaces made for it, joined
+// by a bare veth pair, with the host's probe as the sink in the second.
+type vethPair struct {
+	r      *runner
+	made   []string // namespaces, deleted by close
+	sendNS string   // the first namespace's path
+	sink   *sink
+}
+
+// newVethPair makes the baseline; on failure it removes what it made.
+func (r *runner) newVethPair(ctx context.Context, hostNS string) (_ *vethPair, err error) {
 	pair, err := freePair(ctx, hostNS)
 	if err != nil {
-		return benchreport.Figure{}, err
+		return nil, err
 	}
 	removeStaleNetns(ctx)
+	v := &vethPair{r: r}
+	defer func() {
+		if err != nil {
+			err = errors.Join(err, v.close(ctx))
+		}
+	}()
 	id := os.Getpid()
 	nsA, nsB := fmt.Sprintf("%s%d-a", netnsPrefix, id), fmt.Sprintf("%s%d-b", netnsPrefix, id)
 	ifA, ifB := fmt.Sprintf("pvb%d-a", id), fmt.Sprintf("pvb%d-b", id)
-	var made []string
-	defer func() {
-		// Deleting a namespace deletes the veth end in it, and with it the
-		// other end.
-		ctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), cleanupTimeout)
-		defer cancel()
-		for _, ns := range made {
-			if _, e := command(ctx, "ip", "netns", "delete", ns); e != nil {
-				err = errors.Join(err, fmt.Errorf("remove network namespace %s: %w", ns, e))
-			}
-		}
-	}()
 	for _, ns := range []string{nsA, nsB} {
 		if _, err := command(ctx, "ip", "netns", "add", ns); err != nil {
-			return benchreport.Figure{}, fmt.Errorf("make network namespace %s: %w", ns, err)
+			return nil, fmt.Errorf("make network namespace %s: %w", ns, err)
 		}
-		made = append(made, ns)
+		v.made = append(v.made, ns)
 	}
 	pathA, pathB := netnsPath(nsA), netnsPath(nsB)
 	a, b := pair.Addr().Next(), pair.Addr().Next().Next()
@@ -178,15 +204,36 @@ func (r *runner) vethThroughput(ctx context.Context, hostNS string) (_ benchrepo
 		{pathB, []string{"ip", "link", "set", ifB, "up"}},
 	} {
 		if _, err := inNetns(ctx, step.ns, step.argv...); err != nil {
-			return benchreport.Figure{}, fmt.Errorf("veth pair: %w", err)
+			return nil, fmt.Errorf("veth pair: %w", err)
 		}
 	}
-	s, err := r.hostSink(ctx, pathB, b)
-	if err != nil {
-		return benchreport.Figure{}, err
+	v.sendNS = pathA
+	if v.sink, err = r.hostSink(ctx, pathB, b); err != nil {
+		return nil, err
 	}
-	defer s.stop()
-	return r.hostSend(ctx, pathA, s.addr)
+	return v, nil
+}
+
+// measure runs net.tcp over the pair.
+func (v *vethPair) measure(ctx context.Context) (benchreport.Figure, error) {
+	return v.r.hostSend(ctx, v.sendNS, v.sink.addr)
+}
+
+// close stops the sink and deletes the namespaces (deleting one deletes
+// its veth end, and with it the other), even when ctx is cancelled.
+func (v *vethPair) close(ctx context.Context) error {
+	if v.sink != nil {
+		v.sink.stop()
+	}
+	ctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), cleanupTimeout)
+	defer cancel()
+	var err error
+	for _, ns := range v.made {
+		if _, e := command(ctx, "ip", "netns", "delete", ns); e != nil {
+			err = errors.Join(err, fmt.Errorf("remove network namespace %s: %w", ns, e))
+		}
+	}
+	return err
 }
 
 // netnsPrefix starts the names of the baseline's network namespaces,
@@ -286,13 +333,13 @@ func firstFree(within netip.Prefix, bits int, used []netip.Prefix) (netip.Prefix
 // guestPaths fills paths (each class's guest-to-guest, then host-to-guest
 // path) on bench's isolated network, made for it and deleted after; an
 // error is for every path not yet measured.
-func (r *runner) guestPaths(ctx context.Context, hostNS string, paths []benchreport.NetPath) (err error) {
+func (r *runner) guestPaths(ctx context.Context, hostNS string, paths []benchreport.NetPath, baseline func(context.Context) *benchreport.Figure) (err error) {
 	check, err := r.opts.Client.HostCheck(ctx)
 	if err != nil {
 		return fmt.Errorf("host check: %w", err)
 	}
 	r.opts.Progress("network: create network " + benchNetwork)
-	nw, err := r.opts.Client.CreateNetwork(ctx, api.NetworkCreate{Name: benchNetwork, Isolated: true})
+	_, err = r.opts.Client.CreateNetwork(ctx, api.NetworkCreate{Name: benchNetwork, Isolated: true})
 	if errors.Is(err, api.ErrExists) {
 		return fmt.Errorf("network %s is left from an earlier bench (or one is running): delete it with polyvisor network delete %s", benchNetwork, benchNetwork)
 	}
@@ -306,10 +353,6 @@ func (r *runner) guestPaths(ctx context.Context, hostNS string, paths []benchrep
 			err = errors.Join(err, fmt.Errorf("delete network %s: %w", benchNetwork, e))
 		}
 	}()
-	gateway, err := netip.ParseAddr(nw.Gateway)
-	if err != nil {
-		return fmt.Errorf("network %s's gateway %q: %w", benchNetwork, nw.Gateway, err)
-	}
 	for i := 0; i+1 < len(paths); i += 2 {
 		if err := ctx.Err(); err != nil {
 			return err
@@ -320,7 +363,7 @@ func (r *runner) guestPaths(ctx context.Context, hostNS string, paths []benchrep
 			paths[i].Reason, paths[i+1].Reason = reason, reason
 			continue
 		}
-		guestErr, hostErr := r.classPaths(ctx, spec, hostNS, gateway, &paths[i].Figure, &paths[i+1].Figure)
+		guestErr, hostErr := r.classPaths(ctx, spec, hostNS, baseline, &paths[i], &paths[i+1])
 		if guestErr != nil {
 			paths[i].Error = guestErr.Error()
 		}
@@ -344,7 +387,7 @@ func classWorks(check api.HostCheck, spec guestSpec) (bool, string) {
 // classPaths launches two guests of the class on bench's network and
 // measures guest to guest and host to guest; both guests are deleted
 // before it returns. An error launching them is both paths'.
-func (r *runner) classPaths(ctx context.Context, spec guestSpec, hostNS string, gateway netip.Addr, guestFig, hostFig *benchreport.Figure) (guestErr, hostErr error) {
+func (r *runner) classPaths(ctx context.Context, spec guestSpec, hostNS string, baseline func(context.Context) *benchreport.Figure, guestPath, hostPath *benchreport.NetPath) (guestErr, hostErr error) {
 	label := spec.class
 	if err := r.ensureTemplate(ctx, spec); err != nil {
 		return err, err
@@ -375,10 +418,13 @@ func (r *runner) classPaths(ctx context.Context, spec guestSpec, hostNS string, 
 			return err, err
 		}
 	}
+	r.opts.Progress("network: veth baseline beside " + label)
+	base := baseline(ctx)
+	guestPath.Baseline, hostPath.Baseline = base, base
 	r.opts.Progress("network: " + benchreport.GuestToGuest(label))
-	*guestFig, guestErr = r.guestToGuest(ctx, names, addrs[0])
+	guestPath.Figure, guestErr = r.guestToGuest(ctx, names, addrs[0])
 	r.opts.Progress("network: " + benchreport.HostToGuest(label))
-	*hostFig, hostErr = r.hostToGuest(ctx, hostNS, names[0], addrs[0])
+	hostPath.Figure, hostErr = r.hostToGuest(ctx, hostNS, names[0], addrs[0])
 	return guestErr, hostErr
 }
 
@@ -502,13 +548,19 @@ func netFigure(out []byte) (benchreport.Figure, error) {
 		if res.Error != "" {
 			return benchreport.Figure{}, errors.New(res.Error)
 		}
-		f := figureOf(res.Name, res.Unit, res.HigherIsBetter, res.Runs)
-		if ci, ok := benchreport.MedianInterval(res.Runs); ok {
-			f.CI = &ci
-		}
-		return f, nil
+		return netRunsFigure(res.Runs), nil
 	}
 	return benchreport.Figure{}, fmt.Errorf("the probe's output has no %s", probe.NetTCP)
+}
+
+// netRunsFigure is the net.tcp figure of runs, in MiB/s, with its median's
+// interval.
+func netRunsFigure(runs []float64) benchreport.Figure {
+	f := figureOf(probe.NetTCP, "MiB/s", true, runs)
+	if ci, ok := benchreport.MedianInterval(runs); ok {
+		f.CI = &ci
+	}
+	return f
 }
 
 // sink is a polyvisor-probe --serve that runs until stop.

@@ -109,6 +109,11 @@ func TestBenchNetworkMeasuresEachPathAgainstVethAndLeavesNothing(t *testing.T) {
 			t.Errorf("path %d is %q, want %q", i, p.Name, want[i])
 		}
 		measured := p.Error == "" && p.Reason == "" && p.Figure.Median > 0 && p.Figure.CI != nil && len(p.Figure.Runs) > 0 && p.Ratio > 0
+		// Each class's paths are compared with the veth pair measured
+		// right before them.
+		if measured && i > 0 && (p.Baseline == nil || !(p.Baseline.Median > 0) || p.Ratio != p.Figure.Median/p.Baseline.Median) {
+			t.Errorf("%s is not compared with the baseline beside it: ratio %v, baseline %+v", p.Name, p.Ratio, p.Baseline)
+		}
 		// The baseline and the container's paths must measure; a TCG VM
 		// may fail, but with an error that says what failed.
 		if !measured && (i < 3 || len(p.Error+p.Reason) < 10) {
