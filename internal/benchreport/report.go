@@ -39,6 +39,9 @@ type Report struct {
 	// Load is how busy the host was with work other than bench's, before
 	// and between the rounds.
 	Load *HostLoad `json:"load,omitempty"`
+	// Network is the TCP throughput of each network path, the bare veth
+	// baseline first.
+	Network []NetPath `json:"network,omitempty"`
 }
 
 // HostLoad is the host's load as bench saw it.
