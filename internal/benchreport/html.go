@@ -33,6 +33,8 @@ type htmlPage struct {
 	Rows       []htmlRow
 	Claims     []Claim
 	Data       File
+	// Net is the network section (NetworkHTML), empty without paths.
+	Net template.HTML
 }
 
 type htmlRow struct {
@@ -64,6 +66,11 @@ func WriteHTML(w io.Writer, r *Report) error {
 		Warnings:   LoadWarnings(r),
 		MinRuns:    MinIntervalRuns,
 	}
+	net, err := NetworkHTML(r)
+	if err != nil {
+		return err
+	}
+	p.Net = net
 	for _, row := range file.Ratios {
 		hr := htmlRow{Figure: row.Figure}
 		for _, c := range row.Cells {

@@ -36,6 +36,9 @@ func WriteTable(w io.Writer, r *Report) error {
 			b.WriteString(wrap(fmt.Sprintf("%s does not work here: %s", c.Name, orDefault(c.Reason, "no reason recorded")), tableWidth, "", "  "))
 		}
 	}
+	if err := WriteNetworkTable(&b, r); err != nil {
+		return err
+	}
 	b.WriteString("\nThe chapter's claims, checked here:\n")
 	indent := strings.Repeat(" ", 16)
 	for _, c := range Claims(r) {

@@ -24,9 +24,9 @@ const benchDir = "bench"
 
 func (a *app) benchCmd() *cobra.Command {
 	var classes, out, format, size, peers string
-	var quick bool
+	var quick, network bool
 	cmd := &cobra.Command{
-		Use:   "bench [--classes container,vm,emulation] [--peers runc,qemu|none] [--quick] [--out DIR] [--format table|json]",
+		Use:   "bench [--classes container,vm,emulation] [--peers all|none|LIST] [--quick|--size SIZE] [--network] [--out DIR] [--format table|json]",
 		Short: "Measure every class on this host: the probe natively and in a fresh guest of each class, lifecycle and density",
 		Long: `bench runs polyvisor-probe (CPU, memory, system calls, process creation,
 O_DIRECT disk I/O) natively on the host, then inside a fresh busybox guest
@@ -51,6 +51,11 @@ directory under the daemon's state directory, and prints the table.`,
 			if quick {
 				size = probe.SizeQuick
 			}
+			if !cmd.Flags().Changed("network") {
+				// Two guests of each class and their network cost a
+				// minute or two: a quick run leaves them out.
+				network = size != probe.SizeQuick
+			}
 			c := a.client()
 			if out == "" {
 				info, err := c.Server(cmd.Context())
@@ -74,7 +79,7 @@ directory under the daemon's state directory, and prints the table.`,
 				peerList = strings.Split(peers, ",")
 			}
 			report, err := evaluate.Run(cmd.Context(), evaluate.Options{
-				Client: c, ProbeDir: probeDir, Size: size, Classes: strings.Split(classes, ","), Peers: peerList,
+				Client: c, ProbeDir: probeDir, Size: size, Classes: strings.Split(classes, ","), Peers: peerList, Network: network,
 				Command: "polyvisor " + strings.Join(os.Args[1:], " "), Progress: a.phaseProgress(format),
 			})
 			if report == nil {
@@ -101,6 +106,7 @@ directory under the daemon's state directory, and prints the table.`,
 	cmd.AddCommand(a.benchCompareCmd())
 	f := cmd.Flags()
 	f.StringVar(&classes, "classes", strings.Join(evaluate.Classes, ","), "classes to measure beside native: "+strings.Join(evaluate.Classes, ", "))
+	f.BoolVar(&network, "network", false, "measure TCP throughput over a bare veth pair, between two guests of each class and host to guest, on an isolated network bench makes and removes (default: on, off with --quick)")
 	f.BoolVar(&quick, "quick", false, "small workloads and few runs (same as --size quick)")
 	f.StringVar(&size, "size", probe.SizeDefault, "workload size: quick, default or thorough")
 	f.StringVar(&out, "out", "", "directory for report.json and report.html (default: a new one under STATE/bench)")

@@ -38,6 +38,9 @@ type Options struct {
 	// Peers are the peers (peer.Names) measured after the classes, as
 	// classes named benchreport.PeerPrefix+name; see DefaultPeers.
 	Peers []string
+	// Network adds the network phase: TCP throughput over a bare veth
+	// pair, between two guests of each class and from the host to one.
+	Network bool
 	// Progress receives each phase as it starts.
 	Progress func(phase string)
 }
@@ -61,27 +64,11 @@ var scales = map[string]scale{
 // Run measures and returns the report. When what a peer made could not
 // all be removed, it returns the report with that error.
 func Run(ctx context.Context, opts Options) (_ *benchreport.Report, err error) {
-	sc, ok := scales[opts.Size]
-	if !ok {
-		return nil, fmt.Errorf("%w: size %q: use quick, default or thorough", api.ErrInvalid, opts.Size)
+	r, err := newRunner(opts)
+	if err != nil {
+		return nil, err
 	}
-	for _, c := range opts.Classes {
-		if !slices.Contains(Classes, c) {
-			return nil, fmt.Errorf("%w: class %q: use %s", api.ErrInvalid, c, strings.Join(Classes, ", "))
-		}
-	}
-	for _, p := range opts.Peers {
-		if !slices.Contains(peer.Names, p) {
-			return nil, fmt.Errorf("%w: peer %q: use %s, or none", api.ErrInvalid, p, strings.Join(peer.Names, ", "))
-		}
-	}
-	if opts.Progress == nil {
-		opts.Progress = func(string) {}
-	}
-	if _, err := os.Stat(filepath.Join(opts.ProbeDir, ProbeName(arch.Host().GOARCH))); err != nil {
-		return nil, fmt.Errorf("%w: %s is not beside polyvisor in %s: run make build", api.ErrNotAvailable, ProbeName(arch.Host().GOARCH), opts.ProbeDir)
-	}
-	r := &runner{opts: opts, scale: sc}
+	opts = r.opts
 	opts.Progress("host facts and host check")
 	report := &benchreport.Report{
 		Version: benchreport.Version, CreatedAt: time.Now().UTC(), Command: opts.Command, Size: opts.Size,
@@ -159,12 +146,44 @@ func Run(ctx context.Context, opts Options) (_ *benchreport.Report, err error) {
 		return nil, err
 	}
 	judgeLoad(report.Load)
+	if opts.Network {
+		report.Network = r.measureNetwork(ctx, opts.Classes)
+		if err := ctx.Err(); err != nil {
+			return nil, err
+		}
+	}
 	return report, nil
 }
 
 type runner struct {
 	opts  Options
 	scale scale
+}
+
+// newRunner checks opts before anything is touched: the size, classes
+// and peers must be known and the probe built beside polyvisor.
+func newRunner(opts Options) (*runner, error) {
+	sc, ok := scales[opts.Size]
+	if !ok {
+		return nil, fmt.Errorf("%w: size %q: use quick, default or thorough", api.ErrInvalid, opts.Size)
+	}
+	for _, c := range opts.Classes {
+		if !slices.Contains(Classes, c) {
+			return nil, fmt.Errorf("%w: class %q: use %s", api.ErrInvalid, c, strings.Join(Classes, ", "))
+		}
+	}
+	for _, p := range opts.Peers {
+		if !slices.Contains(peer.Names, p) {
+			return nil, fmt.Errorf("%w: peer %q: use %s, all or none", api.ErrInvalid, p, strings.Join(peer.Names, ", "))
+		}
+	}
+	if opts.Progress == nil {
+		opts.Progress = func(string) {}
+	}
+	if _, err := os.Stat(filepath.Join(opts.ProbeDir, ProbeName(arch.Host().GOARCH))); err != nil {
+		return nil, fmt.Errorf("%w: %s is not beside polyvisor in %s: run make build", api.ErrNotAvailable, ProbeName(arch.Host().GOARCH), opts.ProbeDir)
+	}
+	return &runner{opts: opts, scale: sc}, nil
 }
 
 // runNative runs the probe on the host, for a round.

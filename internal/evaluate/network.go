@@ -54,22 +54,10 @@ const (
 // host to a guest of each of opts.Classes, on a network of bench's own.
 // Everything it makes is removed before it returns, cancelled or not.
 func MeasureNetwork(ctx context.Context, opts Options) ([]benchreport.NetPath, error) {
-	sc, ok := scales[opts.Size]
-	if !ok {
-		return nil, fmt.Errorf("%w: size %q: use quick, default or thorough", api.ErrInvalid, opts.Size)
+	r, err := newRunner(opts)
+	if err != nil {
+		return nil, err
 	}
-	for _, c := range opts.Classes {
-		if !slices.Contains(Classes, c) {
-			return nil, fmt.Errorf("%w: class %q: use %s", api.ErrInvalid, c, strings.Join(Classes, ", "))
-		}
-	}
-	if opts.Progress == nil {
-		opts.Progress = func(string) {}
-	}
-	if _, err := os.Stat(filepath.Join(opts.ProbeDir, ProbeName(arch.Host().GOARCH))); err != nil {
-		return nil, fmt.Errorf("%w: %s is not beside polyvisor in %s: run make build", api.ErrNotAvailable, ProbeName(arch.Host().GOARCH), opts.ProbeDir)
-	}
-	r := &runner{opts: opts, scale: sc}
 	return r.measureNetwork(ctx, opts.Classes), ctx.Err()
 }
 
