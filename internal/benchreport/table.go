@@ -3,6 +3,7 @@ package benchreport
 import (
 	"fmt"
 	"io"
+	"slices"
 	"strings"
 	"unicode/utf8"
 )
@@ -27,8 +28,14 @@ func WriteTable(w io.Writer, r *Report) error {
 	var b strings.Builder
 	writeHeader(&b, r)
 	writeLoadWarning(&b, r)
-	b.WriteString("\n")
-	writeRows(&b, r, Rows(r))
+	rows := Rows(r)
+	for i, cols := range columnGroups(r) {
+		if i == 1 {
+			b.WriteString("\nThe peers, measured the same way in the same rounds:\n")
+		}
+		b.WriteString("\n")
+		writeRows(&b, r, rows, cols)
+	}
 	b.WriteString("\n")
 	b.WriteString(wrap(RatioLegend, tableWidth, "", ""))
 	for _, c := range r.Classes {
@@ -125,18 +132,50 @@ func Versions(h Host) string {
 	return strings.Join(parts, ", ")
 }
 
-func writeRows(b *strings.Builder, r *Report, rows []Row) {
+// peersPerTable is how many peers one table shows beside native, so that
+// a run with every peer stays readable on a terminal.
+const peersPerTable = 4
+
+// columnGroups are the report's classes as the table shows them: native
+// and polyvisor's classes, then native and up to peersPerTable peers at a
+// time.
+func columnGroups(r *Report) [][]int {
+	var own, peers []int
+	for i := range r.Classes {
+		if r.Classes[i].Peer() {
+			peers = append(peers, i)
+		} else {
+			own = append(own, i)
+		}
+	}
+	groups := [][]int{own}
+	native := slices.IndexFunc(r.Classes, func(c Class) bool { return c.Name == Native })
+	for len(peers) > 0 {
+		n := min(peersPerTable, len(peers))
+		group := peers[:n]
+		if native >= 0 {
+			group = append([]int{native}, group...)
+		}
+		groups = append(groups, group)
+		peers = peers[n:]
+	}
+	return groups
+}
+
+// writeRows writes the rows' cells of the classes at cols.
+func writeRows(b *strings.Builder, r *Report, rows []Row, cols []int) {
 	first := len("figure")
 	for _, row := range rows {
 		first = max(first, utf8.RuneCountInString(row.Figure))
 	}
-	n := max(len(r.Classes), 1)
+	n := max(len(cols), 1)
 	col := min(maxColumn, max(minColumn, (tableWidth-first)/n-columnGap))
 
 	// Labels are wrapped onto as many header lines as the longest needs.
-	labels := make([][]string, len(r.Classes))
+	labels := make([][]string, len(cols))
 	lines := 1
-	for i, c := range r.Classes {
+	for i, k := range cols {
+		c := r.Classes[k]
 		labels[i] = wrapWords(orDefault(c.Label, c.Name), col)
 		lines = max(lines, len(labels[i]))
 	}
@@ -145,22 +184,22 @@ func writeRows(b *strings.Builder, r *Report, rows []Row) {
 		if l == lines-1 {
 			head = "figure"
 		}
-		cells := make([]string, len(r.Classes))
-		for i := range r.Classes {
+		cells := make([]string, len(cols))
+		for i := range cols {
 			if l < len(labels[i]) {
 				cells[i] = labels[i][l]
 			}
 		}
 		writeLine(b, head, first, cells, col)
 	}
-	b.WriteString(strings.Repeat("─", first+len(r.Classes)*(col+columnGap)) + "\n")
+	b.WriteString(strings.Repeat("─", first+len(cols)*(col+columnGap)) + "\n")
 	// A cell's interval goes on a second line under its value, so that
 	// the columns keep the width of a value.
 	for _, row := range rows {
-		heads, intervals := make([]string, len(row.Cells)), make([]string, len(row.Cells))
+		heads, intervals := make([]string, len(cols)), make([]string, len(cols))
 		anyInterval := false
-		for i, c := range row.Cells {
-			heads[i], intervals[i] = cellParts(row, c)
+		for i, k := range cols {
+			heads[i], intervals[i] = cellParts(row, row.Cells[k])
 			anyInterval = anyInterval || intervals[i] != ""
 		}
 		writeLine(b, row.Figure, first, heads, col)

@@ -53,6 +53,10 @@ func VMEnvOf(pid int) (*VMEnv, error) {
 	if err != nil {
 		return nil, err
 	}
+	// polyvisor runs QEMU by name; the peers run the very binary it runs.
+	if exe, err := os.Readlink(fmt.Sprintf("/proc/%d/exe", pid)); err == nil && filepath.IsAbs(exe) {
+		argv = slices.Concat([]string{exe}, argv[1:])
+	}
 	return vmEnvOf(argv, base), nil
 }
 
