@@ -285,43 +285,46 @@ func (r *runner) containerSpec(ctx context.Context, guests probeGuests) (*specs.
 	if err != nil {
 		return nil, err
 	}
-	name, ok := guests[benchreport.Container]
-	if !ok {
-		spec := specOf(benchreport.Container)
-		name = namePrefix + "peer-spec"
-		if err := r.ensureTemplate(ctx, spec); err != nil {
-			return nil, err
-		}
-		if err := r.create(ctx, spec, name, spec.memory, true); err != nil {
-			r.remove(ctx, name)
-			return nil, fmt.Errorf("launch the guest to copy: %w", err)
-		}
-		defer r.remove(ctx, name)
+	name, done, err := r.guestToRead(ctx, guests, benchreport.Container)
+	if err != nil {
+		return nil, err
 	}
+	defer done()
 	return peer.ContainerSpecOf(layout.New(info.StateDir).GuestDir(name))
 }
 
 // vmEnv reads the boot of polyvisor's VM probe guest, or of one launched
 // for it.
 func (r *runner) vmEnv(ctx context.Context, guests probeGuests) (*peer.VMEnv, error) {
-	name, ok := guests[benchreport.VM]
-	if !ok {
-		spec := specOf(benchreport.VM)
-		name = namePrefix + "peer-vm"
-		if err := r.ensureTemplate(ctx, spec); err != nil {
-			return nil, err
-		}
-		if err := r.create(ctx, spec, name, spec.memory, true); err != nil {
-			r.remove(ctx, name)
-			return nil, fmt.Errorf("launch the guest to copy: %w", err)
-		}
-		defer r.remove(ctx, name)
+	name, done, err := r.guestToRead(ctx, guests, benchreport.VM)
+	if err != nil {
+		return nil, err
 	}
+	defer done()
 	g, err := r.opts.Client.Guest(ctx, name)
 	if err != nil {
 		return nil, err
 	}
 	return peer.VMEnvOf(g.PID)
+}
+
+// guestToRead is a running polyvisor guest of the class for a peer to
+// copy: the class's probe guest, or one launched for it, which done
+// removes.
+func (r *runner) guestToRead(ctx context.Context, guests probeGuests, class string) (name string, done func(), err error) {
+	if name, ok := guests[class]; ok {
+		return name, func() {}, nil
+	}
+	spec := specOf(class)
+	name = namePrefix + "peer-" + class
+	if err := r.ensureTemplate(ctx, spec); err != nil {
+		return "", nil, err
+	}
+	if err := r.create(ctx, spec, name, spec.memory, true); err != nil {
+		r.remove(ctx, name)
+		return "", nil, fmt.Errorf("launch the guest to copy: %w", err)
+	}
+	return name, func() { r.remove(ctx, name) }, nil
 }
 
 // peerTree is the busybox template's tree as peers take it: a copy of its
