@@ -34,9 +34,6 @@ func cpuInt(ctx context.Context, r *runner) ([]float64, string, error) {
 	return runs, "", err
 }
 
-// aliasPad is half a 4 KiB page of float64s.
-const aliasPad = 2048 / 8
-
 // matN is the order of cpu.float's matrices: three of them fit in a
 // core's L2 cache (96 KiB), so that it measures arithmetic, not memory.
 const matN = 64
@@ -44,15 +41,7 @@ const matN = 64
 // cpuFloat measures millions of float64 operations a second, multiplying
 // two matN×matN matrices (2·matN³ operations each time).
 func cpuFloat(ctx context.Context, r *runner) ([]float64, string, error) {
-	// One slab, with c half a page off b: the kernel loads b's row and
-	// stores c's, and when their addresses share their low 12 bits the
-	// CPU takes the loads for dependent on the stores (4K aliasing),
-	// halving the speed. Three separate allocations landed either way
-	// from one run to the next (native cpu.float 2141 to 6035 Mflops/s on
-	// a quiet host).
-	const size = matN * matN
-	slab := make([]float64, 3*size+aliasPad)
-	a, b, c := slab[:size], slab[size:2*size], slab[2*size+aliasPad:]
+	a, b, c := make([]float64, matN*matN), make([]float64, matN*matN), make([]float64, matN*matN)
 	for i := range a {
 		a[i] = 1 / float64(i+1)
 		b[i] = float64(i%matN) - 0.5
