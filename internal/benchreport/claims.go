@@ -66,8 +66,11 @@ const (
 	// while bench ran, and a few rounds may not have sampled it.
 	NotQuietMargin = 0.10
 	// NativeSpreadLimit is how far native's own figure may range between
-	// rounds ((max-min)/median) before the pairing is doubted: beyond it
-	// the workload's interval is widened by that spread.
+	// rounds ((max-min)/median) on a host that was not quiet before the
+	// pairing is doubted further: beyond it the workload's interval is
+	// widened by that spread. On a quiet host native's range is the
+	// workload's own scatter, which the paired ratio's interval already
+	// holds: widening by it would count that scatter twice.
 	NativeSpreadLimit = 0.10
 )
 
@@ -558,9 +561,11 @@ func ratiosOf(r *Report, rows []Row, prefix, class string) (ratios, string) {
 		x := namedRatio{class: class, figure: row.Figure, ratio: c.Ratio, ci: c.CI, noise: c.Noise, margin: hostMargin}
 		if native != nil {
 			x.noRounds = len(native.Rounds) == 0
-			x.nativeSpread = Spread(measured(roundValues(*native, row.Figure)))
-			if x.nativeSpread > NativeSpreadLimit {
-				x.margin = max(x.margin, x.nativeSpread)
+			if hostMargin > 0 {
+				x.nativeSpread = Spread(measured(roundValues(*native, row.Figure)))
+				if x.nativeSpread > NativeSpreadLimit {
+					x.margin = max(x.margin, x.nativeSpread)
+				}
 			}
 		}
 		rs = append(rs, x)
