@@ -77,7 +77,7 @@ func TestBenchNetworkMeasuresEachPathAgainstVethAndLeavesNothing(t *testing.T) {
 	}
 	// The namespaces of a bench that was killed (its pid gone) are
 	// removed by the next.
-	dead := exec.Command("true")
+	dead := exec.Command("sleep", "0")
 	if err := dead.Run(); err != nil {
 		t.Fatal(err)
 	}
