@@ -96,34 +96,12 @@ func (r *runner) ensureTemplate(ctx context.Context, spec guestSpec) error {
 // every host CPU, as the native probe has them: a guest's default limit of
 // one CPU would throttle it and be measured instead of the class.
 func (r *runner) create(ctx context.Context, spec guestSpec, name, memory string, start bool) error {
-	op, err := r.opts.Client.CreateGuest(ctx, api.GuestCreate{
+	req := api.GuestCreate{
 		Name: name, Template: "busybox", Type: spec.typ, Arch: spec.arch.Debian, Memory: memory,
 		CPUs: runtime.NumCPU(), Networks: []string{"none"}, Start: start,
-	})
-	if err != nil {
-		return err
-	}
-	return r.opts.Client.Wait(ctx, op, nil)
-}
-
-// vmProbeDisk is the root disk of the VMs the probe runs in: the busybox
-// VM template's is too small for the probe's disk file at --size default
-// (128 MiB) and thorough (512 MiB); the guest grows its root file system
-// into it at boot.
-const (
-	vmProbeDisk      = "2GiB"
-	vmProbeDiskBytes = 2 << 30
-)
-
-// createProbeGuest launches a guest of the class for the probe: the memory
-// mem.copy needs, and for a VM the room the disk workloads need.
-func (r *runner) createProbeGuest(ctx context.Context, spec guestSpec, name string) error {
-	req := api.GuestCreate{
-		Name: name, Template: "busybox", Type: spec.typ, Arch: spec.arch.Debian, Memory: spec.memory,
-		CPUs: runtime.NumCPU(), Networks: []string{"none"}, Start: true,
 	}
 	if spec.typ == template.TypeVM {
-		req.Disk = vmProbeDisk
+		req.Disk = vmDisk
 	}
 	op, err := r.opts.Client.CreateGuest(ctx, req)
 	if err != nil {
@@ -131,6 +109,16 @@ func (r *runner) createProbeGuest(ctx context.Context, spec guestSpec, name stri
 	}
 	return r.opts.Client.Wait(ctx, op, nil)
 }
+
+// vmDisk is the root disk of every VM bench makes, polyvisor's and the VM
+// peers' alike: the busybox VM template's is too small for the probe's
+// disk file at --size default (128 MiB) and thorough (512 MiB), and each
+// guest grows its root file system into it at boot, which its boot time
+// then holds the same way in every VM.
+const (
+	vmDisk      = "2GiB"
+	vmDiskBytes = 2 << 30
+)
 
 // state changes a guest's state and waits.
 func (r *runner) state(ctx context.Context, name, action string) error {
@@ -253,7 +241,7 @@ func (r *runner) probeArgs(bin, dir string) []string {
 // stdin.
 func (r *runner) startProbeGuest(ctx context.Context, spec guestSpec) (name string, err error) {
 	name = namePrefix + spec.class + "-probe"
-	if err := r.createProbeGuest(ctx, spec, name); err != nil {
+	if err := r.create(ctx, spec, name, spec.memory, true); err != nil {
 		r.remove(ctx, name)
 		return "", fmt.Errorf("launch: %w", err)
 	}

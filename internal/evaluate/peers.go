@@ -268,7 +268,7 @@ func (r *runner) peerEnv(ctx context.Context, name string, vm bool, tree *peerTr
 		if env.VM, err = r.vmEnv(ctx, guests); err != nil {
 			return env, fmt.Errorf("read polyvisor's VM: %w", err)
 		}
-		env.VM.DiskBytes = vmProbeDiskBytes
+		env.VM.DiskBytes = vmDiskBytes
 	case name == "runc" || name == "crun":
 		if env.Spec, err = r.containerSpec(ctx, guests); err != nil {
 			return env, fmt.Errorf("read polyvisor's container: %w", err)
