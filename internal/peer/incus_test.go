@@ -96,25 +96,6 @@ func processesMentioning(s string) []string {
 	return found
 }
 
-// pss is the sum of the processes' Pss, in KiB.
-func pss(t *testing.T, pids []int) int64 {
-	t.Helper()
-	var total int64
-	for _, pid := range pids {
-		data, err := os.ReadFile(fmt.Sprintf("/proc/%d/smaps_rollup", pid))
-		if err != nil {
-			continue // it ended meanwhile
-		}
-		for _, line := range strings.Split(string(data), "\n") {
-			if rest, ok := strings.CutPrefix(line, "Pss:"); ok {
-				kib, _ := strconv.ParseInt(strings.TrimSuffix(strings.TrimSpace(rest), " kB"), 10, 64)
-				total += kib
-			}
-		}
-	}
-	return total
-}
-
 // memoryLimit is the memory limit of pid's cgroup (v1 or v2), in bytes.
 func memoryLimit(t *testing.T, pid int) int64 {
 	t.Helper()
@@ -247,9 +228,9 @@ func TestIncusManager(t *testing.T) {
 	var each []string
 	for _, pid := range pids {
 		comm, _ := os.ReadFile(fmt.Sprintf("/proc/%d/comm", pid))
-		each = append(each, fmt.Sprintf("%d %s %d KiB", pid, bytes.TrimSpace(comm), pss(t, []int{pid})))
+		each = append(each, fmt.Sprintf("%d %s %d KiB", pid, bytes.TrimSpace(comm), pssKiB(t, []int{pid})))
 	}
-	t.Logf("incus idle guest: PSS %d KiB in %d processes (%s); uid map %s", pss(t, pids), len(pids), strings.Join(each, ", "), strings.Join(strings.Fields(string(uidMap)), " "))
+	t.Logf("incus idle guest: PSS %d KiB in %d processes (%s); uid map %s", pssKiB(t, pids), len(pids), strings.Join(each, ", "), strings.Join(strings.Fields(string(uidMap)), " "))
 
 	step("Stop", func() error { return m.Stop(ctx, id) })
 	// Every guest process is gone; the monitor may take a moment more
