@@ -3,11 +3,13 @@ package container
 import (
 	"cmp"
 	"os"
+	"path/filepath"
 	"testing"
 	"time"
 
 	"github.com/polyvisor/polyvisor/internal/api"
 	"github.com/polyvisor/polyvisor/internal/cgroup"
+	"github.com/polyvisor/polyvisor/internal/driver"
 	"github.com/polyvisor/polyvisor/internal/driver/drivertest"
 	"github.com/polyvisor/polyvisor/internal/guest"
 	"github.com/polyvisor/polyvisor/internal/idmap"
@@ -24,7 +26,8 @@ func TestConformance(t *testing.T) {
 	}
 	h := drivertest.NewHost(t, template.TypeContainer)
 	l := h.Layout
-	d := New(Options{Layout: l, Monitor: h.Monitor(), Log: h.Log})
+	opts := Options{Layout: l, Monitor: h.Monitor(), Log: h.Log}
+	d := New(opts)
 	t.Cleanup(func() {
 		d.Wait()
 		cgroup.Remove(l.CgroupParent())
@@ -42,6 +45,12 @@ func TestConformance(t *testing.T) {
 					}
 				},
 				GuestDir: l.GuestDir,
+				Restart:  func() driver.Driver { return New(opts) },
+				// The quota image: its resize is what the suite can see.
+				RootDisk: 64 << 20,
+				HostObjects: func(name string) []string {
+					return []string{l.GuestRunDir(name), filepath.Join(l.RuncRoot(), name), drivertest.CgroupDir(l.GuestCgroup(name))}
+				},
 			})
 		})
 	}

@@ -26,6 +26,26 @@ type Fixture struct {
 	Definition func(name string) *guest.Definition
 	// GuestDir is where the daemon keeps the named guest's directory.
 	GuestDir func(name string) string
+	// Restart returns a new driver over the same host state, as a
+	// restarted daemon makes; the suite adopts and sweeps through it.
+	Restart func() driver.Driver
+	// RootDisk, when set, is the root disk size the abilities' guest asks
+	// for (as launch --disk does), so that a class whose disk grows only
+	// when it has a size (a container's quota) can show its resize.
+	RootDisk guest.Size
+	// HostObjects, when set, lists what the driver holds on the host for
+	// a running guest outside its directory (runtime state, run dir,
+	// cgroup): paths that exist while it runs and are gone once it is
+	// cleaned up or swept. Mounts in the guest's directory are checked
+	// without it. A driver with no host objects leaves it nil.
+	HostObjects func(name string) []string
+}
+
+func (f Fixture) hostObjects(def *guest.Definition) []string {
+	if f.HostObjects == nil {
+		return nil
+	}
+	return f.HostObjects(def.Name)
 }
 
 // Run runs the conformance suite.
@@ -34,6 +54,7 @@ func Run(t *testing.T, f Fixture) {
 	t.Run("Lifecycle", func(t *testing.T) { testLifecycle(t, f) })
 	t.Run("StopEscalatesToKill", func(t *testing.T) { testStopKills(t, f) })
 	t.Run("EndedGuestIsReleased", func(t *testing.T) { testEndedGuest(t, f) })
+	t.Run("Abilities", func(t *testing.T) { runAbilities(t, f) })
 }
 
 func testCheck(t *testing.T, f Fixture) {
@@ -50,9 +71,14 @@ func testCheck(t *testing.T, f Fixture) {
 // registers its removal.
 func create(t *testing.T, f Fixture, name string) *guest.Definition {
 	t.Helper()
+	return createDef(t, f, f.Definition(name))
+}
+
+// createDef is create for a definition the test has changed.
+func createDef(t *testing.T, f Fixture, def *guest.Definition) *guest.Definition {
+	t.Helper()
 	ctx := context.Background()
-	def := f.Definition(name)
-	dir := f.GuestDir(name)
+	dir := f.GuestDir(def.Name)
 	staging := dir + ".staging"
 	if err := os.MkdirAll(staging, 0o711); err != nil {
 		t.Fatal(err)
@@ -64,15 +90,20 @@ func create(t *testing.T, f Fixture, name string) *guest.Definition {
 	if err := os.Rename(staging, dir); err != nil {
 		t.Fatal(err)
 	}
-	t.Cleanup(func() {
-		f.Driver.Stop(ctx, def, 0)
-		f.Driver.Cleanup(ctx, def)
-		if err := f.Driver.Delete(ctx, def); err != nil {
-			t.Errorf("Delete: %v", err)
-		}
-		os.RemoveAll(dir)
-	})
+	t.Cleanup(func() { removeGuest(t, f, def) })
 	return def
+}
+
+// removeGuest stops and deletes a guest made by createDef, as the daemon
+// does.
+func removeGuest(t *testing.T, f Fixture, def *guest.Definition) {
+	ctx := context.Background()
+	f.Driver.Stop(ctx, def, 0)
+	f.Driver.Cleanup(ctx, def)
+	if err := f.Driver.Delete(ctx, def); err != nil {
+		t.Errorf("Delete: %v", err)
+	}
+	os.RemoveAll(f.GuestDir(def.Name))
 }
 
 // start boots the guest and records its status in def, as the daemon does.

@@ -8,6 +8,7 @@ import (
 	"path/filepath"
 	"testing"
 
+	"github.com/polyvisor/polyvisor/internal/cgroup"
 	"github.com/polyvisor/polyvisor/internal/layout"
 	"github.com/polyvisor/polyvisor/internal/template"
 	"github.com/polyvisor/polyvisor/internal/testenv"
@@ -50,3 +51,13 @@ func NewHost(t *testing.T, typ string) Host {
 
 // Monitor is the path of the built polyvisor-monitor.
 func (h Host) Monitor() string { return filepath.Join(h.Bin, "polyvisor-monitor") }
+
+// CgroupDir is where a cgroup (a path as layout gives it) shows on this
+// host: in its memory hierarchy under cgroup v1, in the unified one under
+// v2. It is the host's object, which a driver's sweep must remove.
+func CgroupDir(path string) string {
+	if cgroup.Mode() == "v2" {
+		return filepath.Join(cgroup.Root, path)
+	}
+	return filepath.Join(cgroup.Root, "memory", path)
+}

@@ -8,6 +8,7 @@ import (
 	"github.com/polyvisor/polyvisor/internal/api"
 	"github.com/polyvisor/polyvisor/internal/arch"
 	"github.com/polyvisor/polyvisor/internal/cgroup"
+	"github.com/polyvisor/polyvisor/internal/driver"
 	"github.com/polyvisor/polyvisor/internal/driver/drivertest"
 	"github.com/polyvisor/polyvisor/internal/guest"
 	"github.com/polyvisor/polyvisor/internal/template"
@@ -21,7 +22,8 @@ func TestConformance(t *testing.T) {
 	}
 	h := drivertest.NewHost(t, template.TypeVM)
 	l := h.Layout
-	d := New(Options{Layout: l, Monitor: h.Monitor(), Log: h.Log})
+	opts := Options{Layout: l, Monitor: h.Monitor(), Log: h.Log}
+	d := New(opts)
 	t.Cleanup(func() {
 		d.Wait()
 		os.RemoveAll(l.RunDir())
@@ -40,5 +42,9 @@ func TestConformance(t *testing.T) {
 			}
 		},
 		GuestDir: l.GuestDir,
+		Restart:  func() driver.Driver { return New(opts) },
+		HostObjects: func(name string) []string {
+			return []string{l.GuestRunDir(name), drivertest.CgroupDir(l.GuestCgroup(name))}
+		},
 	})
 }
