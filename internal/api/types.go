@@ -179,6 +179,9 @@ type Disk struct {
 	// the guest counts it; given for a container's disk quota
 	// (kind overlay-image).
 	Used int64 `json:"used,omitempty" yaml:"used,omitempty"`
+	// Path is the disk's file (or tree) on the host, for tools that read
+	// a stopped guest's disk (qemu-img); not in the YAML views.
+	Path string `json:"path,omitempty" yaml:"-"`
 }
 
 // ConfigResult says, per changed key, whether it took effect on the running
@@ -221,6 +224,10 @@ type Template struct {
 	// Origin says where an imported template came from: its format and
 	// file.
 	Origin string `json:"origin,omitempty" yaml:"origin,omitempty"`
+	// Rootfs is a container template's root tree on the host, for tools
+	// that read it (the benchmarks' raw runc runs over it); empty for a VM
+	// template. Derived, never stored, and not in the YAML views.
+	Rootfs string `json:"rootfs,omitempty" yaml:"-"`
 }
 
 // TemplateProcess is the command a container image runs, from its config.

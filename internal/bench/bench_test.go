@@ -4,15 +4,12 @@ import (
 	"context"
 	"encoding/json"
 	"fmt"
-	"path/filepath"
 	"testing"
 	"time"
 
 	specs "github.com/opencontainers/runtime-spec/specs-go"
 
 	"github.com/polyvisor/polyvisor/internal/api"
-	"github.com/polyvisor/polyvisor/internal/layout"
-	"github.com/polyvisor/polyvisor/internal/peer"
 	"github.com/polyvisor/polyvisor/internal/testenv"
 )
 
@@ -21,8 +18,9 @@ const opTimeout = 2 * time.Minute
 
 // launchMemo carries BenchmarkLaunch's state across its calls.
 type launchMemo struct {
-	spec *specs.Spec // config.json of the first guest polyvisor launched
-	seq  int         // guest and raw container names stay unique across calls
+	spec  *specs.Spec // config.json of the first guest polyvisor launched
+	lower string      // the template's root tree, which the raw run mounts under its overlay
+	seq   int         // guest and raw container names stay unique across calls
 }
 
 // BenchmarkLaunch compares the latency of launching a busybox container
@@ -37,9 +35,6 @@ func BenchmarkLaunch(b *testing.B) {
 		memo = &launchMemo{}
 		f.memo = memo
 	}
-	l := layout.New(f.daemon.StateDir)
-	lower := filepath.Join(l.TemplatesDir(), "busybox", "rootfs")
-
 	var pv, raw samples
 	launchPolyvisor := func(name string) {
 		ctx, cancel := context.WithTimeout(b.Context(), opTimeout)
@@ -54,18 +49,23 @@ func BenchmarkLaunch(b *testing.B) {
 		}
 		pv = append(pv, took)
 		if memo.spec == nil {
-			spec, err := peer.ReadSpec(filepath.Join(l.GuestDir(name), "bundle", "config.json"))
+			g, err := f.client.Guest(ctx, name)
+			if err == nil {
+				memo.spec, err = specOf(g)
+			}
+			if err == nil {
+				memo.lower, err = f.templateRootfs(ctx, "busybox")
+			}
 			if err != nil {
 				b.Fatal(err)
 			}
-			memo.spec = spec
 		}
 		if err := testenv.DeleteGuest(ctx, f.client, name); err != nil {
 			b.Fatal(err)
 		}
 	}
 	launchRaw := func(id string) {
-		r, err := prepareRaw(f.rawDir(), memo.spec, lower, id)
+		r, err := prepareRaw(f.rawDir(), memo.spec, memo.lower, id)
 		if err != nil {
 			b.Fatal(err)
 		}

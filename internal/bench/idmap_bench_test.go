@@ -12,7 +12,6 @@ import (
 
 	"github.com/polyvisor/polyvisor/internal/api"
 	"github.com/polyvisor/polyvisor/internal/idmap"
-	"github.com/polyvisor/polyvisor/internal/layout"
 	"github.com/polyvisor/polyvisor/internal/testenv"
 )
 
@@ -80,7 +79,10 @@ func BenchmarkLaunchIDMaps(b *testing.B) {
 func BenchmarkIDMappedMount(b *testing.B) {
 	requireRoot(b)
 	f := openFixture(b, "launch-idmaps")
-	tmpl := filepath.Join(layout.New(f.daemon.StateDir).TemplatesDir(), "busybox", "rootfs")
+	tmpl, err := f.templateRootfs(b.Context(), "busybox")
+	if err != nil {
+		b.Fatal(err)
+	}
 	target := filepath.Join(f.dir, "idmapped")
 	if err := os.MkdirAll(target, 0o700); err != nil {
 		b.Fatal(err)

@@ -12,7 +12,6 @@ import (
 	"time"
 
 	"github.com/polyvisor/polyvisor/internal/api"
-	"github.com/polyvisor/polyvisor/internal/layout"
 )
 
 // importDiskSize is the disk BenchmarkImportExport moves: the 1 GiB,
@@ -73,20 +72,28 @@ func BenchmarkImportExport(b *testing.B) {
 				return f.client.Export(ctx, name, api.Export{Path: ova, Format: "ova"})
 			})
 		}
+		var disk string // the imported guest's, found before the timed export
+		findDisk := func() {
+			var err error
+			if disk, err = f.diskPath(ctx, name, "root"); err != nil {
+				b.Fatal(err)
+			}
+		}
 		baseExport := func() error {
 			out := filepath.Join(dir, "base-stream.vmdk")
 			defer os.Remove(out)
-			disk := filepath.Join(layout.New(f.daemon.StateDir).GuestDir(name), "disks", "root.qcow2")
 			return run("qemu-img", "convert", "-f", "qcow2", "-O", "vmdk", "-o", "subformat=streamOptimized", disk, out)
 		}
 		if i%2 == 0 {
 			timed(&imp, polyvisorImport)
 			timed(&impBase, baseImport)
+			findDisk()
 			timed(&exp, polyvisorExport)
 			timed(&expBase, baseExport)
 		} else {
 			timed(&impBase, baseImport)
 			timed(&imp, polyvisorImport)
+			findDisk()
 			timed(&expBase, baseExport)
 			timed(&exp, polyvisorExport)
 		}

@@ -4,12 +4,10 @@ import (
 	"context"
 	"fmt"
 	"os/exec"
-	"path/filepath"
 	"testing"
 	"time"
 
 	"github.com/polyvisor/polyvisor/internal/api"
-	"github.com/polyvisor/polyvisor/internal/layout"
 )
 
 // snapshotSizes are the amounts of data, in MiB, a guest has written when
@@ -188,7 +186,10 @@ func (f *fixture) prepareDataVM(ctx context.Context, name string, mib int) error
 	if _, err := f.client.SetConfig(ctx, name, api.ConfigChange{Set: map[string]string{"disk.root.size": "512MiB"}}); err != nil {
 		return err
 	}
-	disk := filepath.Join(layout.New(f.daemon.StateDir).GuestDir(name), "disks", "root.qcow2")
+	disk, err := f.diskPath(ctx, name, "root")
+	if err != nil {
+		return err
+	}
 	write := fmt.Sprintf("write -q -P 0x5a 128M %dM", mib)
 	if out, err := exec.CommandContext(ctx, "qemu-io", "-f", "qcow2", "-c", write, disk).CombinedOutput(); err != nil {
 		return fmt.Errorf("qemu-io %s: %v: %s", disk, err, out)

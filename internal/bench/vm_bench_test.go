@@ -11,7 +11,6 @@ import (
 	"time"
 
 	"github.com/polyvisor/polyvisor/internal/api"
-	"github.com/polyvisor/polyvisor/internal/layout"
 	"github.com/polyvisor/polyvisor/internal/peer"
 	"github.com/polyvisor/polyvisor/internal/testenv"
 )
@@ -138,7 +137,11 @@ func BenchmarkVMBootConfinement(b *testing.B) {
 		}
 		if err == nil && !unconfined {
 			var throttled time.Duration
-			throttled, err = cpuThrottled(layout.New(f.daemon.StateDir).GuestCgroup(name))
+			// QEMU's cgroup is the host's object: read where the process is.
+			var cg string
+			if cg, err = cgroupOf(g.PID, "cpu"); err == nil {
+				throttled, err = cpuThrottled(cg)
+			}
 			m.throttled = append(m.throttled, throttled)
 		}
 		if derr := testenv.DeleteGuest(ctx, f.client, name); err == nil {

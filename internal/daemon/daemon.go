@@ -212,7 +212,7 @@ func (d *Daemon) view(def *guest.Definition) api.Guest {
 	drv, drvErr := d.driverFor(def)
 	usage, _ := drv.(driver.DiskUsageReporter)
 	for _, disk := range def.Disks {
-		view := api.Disk{Name: disk.Name, Kind: disk.Kind, Size: int64(disk.Size)}
+		view := api.Disk{Name: disk.Name, Kind: disk.Kind, Size: int64(disk.Size), Path: filepath.Join(d.layout.GuestDir(def.Name), disk.Path)}
 		if disk.Size > 0 {
 			var st unix.Stat_t
 			if unix.Stat(filepath.Join(d.layout.GuestDir(def.Name), disk.Path), &st) == nil {

@@ -68,6 +68,9 @@ func (s Store) Load(name string) (*api.Template, error) {
 	if t.Type == "" {
 		t.Type = TypeContainer
 	}
+	if t.Type == TypeContainer {
+		t.Rootfs = s.Rootfs(name)
+	}
 	return &t, nil
 }
 
