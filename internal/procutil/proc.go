@@ -62,14 +62,14 @@ func (id Identity) Alive() bool {
 	return err == nil && start == id.Start && state != 'Z' && state != 'X'
 }
 
-// Wait blocks until the process ends or ctx is done, and then returns
-// ctx's error. It works for processes that are not our children (a guest
-// adopted after a daemon restart).
+// Wait blocks until the process ends (nil) or ctx is done (ctx's error).
+// It works for processes that are not our children (a guest adopted after
+// a daemon restart).
 //
 // It waits on a pidfd registered with Go's netpoller: the goroutine parks
 // until the kernel reports the process's exit, with no timer and no
-// polling. A ctx that ends sets a deadline in the past on the pidfd,
-// which wakes the parked read at once.
+// periodic check. A ctx that ends sets a deadline in the past on the
+// pidfd, which wakes the parked read at once.
 func (id Identity) Wait(ctx context.Context) error {
 	pidfd, err := id.open()
 	if errors.Is(err, errEnded) {
