@@ -12,6 +12,7 @@ import (
 	"github.com/polyvisor/polyvisor/internal/driver"
 	"github.com/polyvisor/polyvisor/internal/fsutil"
 	"github.com/polyvisor/polyvisor/internal/guest"
+	"github.com/polyvisor/polyvisor/internal/procutil"
 )
 
 // endTimeout bounds the wait for the processes an interrupted start left
@@ -113,26 +114,36 @@ func (d *Daemon) undoSnapshot(ctx context.Context, def *guest.Definition, snap s
 // endProcessesOf kills every process of the guest (processesOf) and waits
 // until they are gone. They were started by this daemon's predecessor for
 // an operation that never completed; nothing else names the guest's run
-// dir or lives in its cgroup.
+// dir or lives in its cgroup. Each one is waited for on its pidfd; the list
+// is read again after, for any process one of them started meanwhile.
 func (d *Daemon) endProcessesOf(name string) ([]int, error) {
+	ctx, cancel := context.WithTimeout(context.Background(), endTimeout)
+	defer cancel()
 	var killed []int
-	deadline := time.Now().Add(endTimeout)
 	for {
 		pids, err := d.processesOf(name)
 		if err != nil {
 			return killed, err
 		}
-		if len(pids) == 0 {
-			return killed, nil
-		}
-		if time.Now().After(deadline) {
-			return killed, fmt.Errorf("processes %v did not end within %s", pids, endTimeout)
-		}
+		var live []procutil.Identity
 		for _, pid := range pids {
-			if syscall.Kill(pid, syscall.SIGKILL) == nil {
-				killed = append(killed, pid)
+			// A zombie has ended: it holds neither files nor a cgroup.
+			if id, err := procutil.Identify(pid); err == nil && id.Alive() {
+				live = append(live, id)
 			}
 		}
-		time.Sleep(50 * time.Millisecond)
+		if len(live) == 0 {
+			return killed, nil
+		}
+		for _, id := range live {
+			if syscall.Kill(id.PID, syscall.SIGKILL) == nil {
+				killed = append(killed, id.PID)
+			}
+		}
+		for _, id := range live {
+			if err := id.Wait(ctx); err != nil {
+				return killed, fmt.Errorf("process %d did not end within %s of SIGKILL: %w", id.PID, endTimeout, err)
+			}
+		}
 	}
 }

@@ -62,48 +62,89 @@ func (id Identity) Alive() bool {
 	return err == nil && start == id.Start && state != 'Z' && state != 'X'
 }
 
-// Wait blocks until the process ends or ctx is done. It works for processes
-// that are not our children (a guest adopted after a daemon restart) by
-// polling a pidfd.
+// Wait blocks until the process ends (nil) or ctx is done (ctx's error).
+// It works for processes that are not our children (a guest adopted after
+// a daemon restart).
+//
+// It waits on a pidfd registered with Go's netpoller: the goroutine parks
+// until the kernel reports the process's exit, with no timer and no
+// periodic check. A ctx that ends sets a deadline in the past on the
+// pidfd, which wakes the parked read at once.
 func (id Identity) Wait(ctx context.Context) error {
-	fd, err := unix.PidfdOpen(id.PID, 0)
-	if errors.Is(err, unix.ESRCH) {
+	pidfd, err := id.open()
+	if errors.Is(err, errEnded) {
 		return nil
 	}
 	if err != nil {
-		return id.poll(ctx)
+		return err
 	}
-	defer unix.Close(fd)
-	if !id.Alive() { // the pid may have been reused before we opened it
-		return nil
+	defer pidfd.Close()
+	// The pidfd must be on the netpoller, or Read below would spin.
+	if err := pidfd.SetReadDeadline(time.Time{}); err != nil {
+		return fmt.Errorf("wait for process %d: pidfd not pollable: %w", id.PID, err)
 	}
-	for {
-		fds := []unix.PollFd{{Fd: int32(fd), Events: unix.POLLIN}}
-		n, err := unix.Poll(fds, 200)
-		if err != nil && !errors.Is(err, unix.EINTR) {
-			return fmt.Errorf("wait for process %d: %w", id.PID, err)
-		}
-		if n > 0 {
-			return nil
-		}
-		if err := ctx.Err(); err != nil {
-			return err
-		}
+	conn, err := pidfd.SyscallConn()
+	if err != nil {
+		return fmt.Errorf("wait for process %d: %w", id.PID, err)
 	}
-}
-
-// poll is Wait's fallback for kernels without pidfd.
-func (id Identity) poll(ctx context.Context) error {
-	t := time.NewTicker(50 * time.Millisecond)
-	defer t.Stop()
-	for id.Alive() {
-		select {
-		case <-ctx.Done():
-			return ctx.Err()
-		case <-t.C:
-		}
+	stop := context.AfterFunc(ctx, func() { pidfd.SetReadDeadline(time.Unix(1, 0)) })
+	defer stop()
+	var pollErr error
+	err = conn.Read(func(fd uintptr) bool {
+		var ended bool
+		ended, pollErr = exited(int(fd))
+		return ended || pollErr != nil
+	})
+	switch {
+	case pollErr != nil:
+		return fmt.Errorf("wait for process %d: %w", id.PID, pollErr)
+	case errors.Is(err, os.ErrDeadlineExceeded) && ctx.Err() != nil:
+		return ctx.Err()
+	case err != nil:
+		return fmt.Errorf("wait for process %d: %w", id.PID, err)
 	}
 	return nil
+}
+
+// errEnded says the process named by an Identity is no longer there.
+var errEnded = errors.New("process ended")
+
+// open returns a non-blocking pidfd for the process, or errEnded when it
+// has ended or its pid now belongs to another process.
+func (id Identity) open() (*os.File, error) {
+	if id.PID <= 0 {
+		return nil, errEnded
+	}
+	fd, err := unix.PidfdOpen(id.PID, unix.PIDFD_NONBLOCK)
+	if errors.Is(err, unix.ESRCH) {
+		return nil, errEnded
+	}
+	if err != nil {
+		return nil, fmt.Errorf("wait for process %d: pidfd_open: %w", id.PID, err)
+	}
+	// os.NewFile puts a non-blocking descriptor on the netpoller.
+	pidfd := os.NewFile(uintptr(fd), "pidfd "+strconv.Itoa(id.PID))
+	// The pidfd names whoever held the pid when it was opened. If our
+	// process still holds it now (same start time), that was ours: a pid
+	// is not reused while its process, zombie included, exists.
+	if !id.Alive() {
+		pidfd.Close()
+		return nil, errEnded
+	}
+	return pidfd, nil
+}
+
+// exited reports, without blocking, whether a pidfd's process has exited:
+// the kernel makes a pidfd readable then.
+func exited(pidfd int) (bool, error) {
+	for {
+		fds := []unix.PollFd{{Fd: int32(pidfd), Events: unix.POLLIN}}
+		n, err := unix.Poll(fds, 0) // a zero timeout only asks; it never sleeps
+		if errors.Is(err, unix.EINTR) {
+			continue
+		}
+		return n > 0, err
+	}
 }
 
 // Signal sends sig to the process if it is still the same process.

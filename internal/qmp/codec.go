@@ -7,7 +7,6 @@ import (
 	"fmt"
 	"io"
 	"strconv"
-	"time"
 )
 
 // QMP is one JSON object per line in each direction. QEMU ends its lines
@@ -52,7 +51,7 @@ const (
 	kindUnknown  messageKind = iota // a well-formed object of no kind we know; skipped
 	kindGreeting                    // {"QMP": {...}}, sent once on connect
 	kindReply                       // {"return": ...} or {"error": {...}}, with the request's id
-	kindEvent                       // {"event": ..., "data": ..., "timestamp": ...}
+	kindEvent                       // {"event": ..., "data": ..., "timestamp": ...}; skipped
 )
 
 // message is one decoded line from QEMU.
@@ -66,23 +65,16 @@ type message struct {
 	idOK   bool
 	result json.RawMessage // the "return" member; nil when failed is set
 	failed *Error          // the "error" member
-
-	// For kindEvent.
-	event Event
 }
 
-// wireMessage has every member any server message may carry.
+// wireMessage has every member of a server message that tells its kind or
+// that a Run needs.
 type wireMessage struct {
-	QMP       json.RawMessage `json:"QMP"`
-	Return    json.RawMessage `json:"return"`
-	Error     *Error          `json:"error"`
-	ID        json.RawMessage `json:"id"`
-	Event     *string         `json:"event"`
-	Data      json.RawMessage `json:"data"`
-	Timestamp *struct {
-		Seconds      int64 `json:"seconds"`
-		Microseconds int64 `json:"microseconds"`
-	} `json:"timestamp"`
+	QMP    json.RawMessage `json:"QMP"`
+	Return json.RawMessage `json:"return"`
+	Error  *Error          `json:"error"`
+	ID     json.RawMessage `json:"id"`
+	Event  *string         `json:"event"` // a name, or the message is not QMP
 }
 
 // errBadMessage is wrapped by decodeMessage's errors: the peer sent
@@ -107,11 +99,7 @@ func decodeMessage(line []byte) (message, error) {
 		m.id, m.idOK = parseID(w.ID)
 		return m, nil
 	case w.Event != nil:
-		ev := Event{Name: *w.Event, Data: w.Data}
-		if ts := w.Timestamp; ts != nil && ts.Seconds >= 0 {
-			ev.Time = time.Unix(ts.Seconds, ts.Microseconds*int64(time.Microsecond))
-		}
-		return message{kind: kindEvent, event: ev}, nil
+		return message{kind: kindEvent}, nil
 	case w.QMP != nil:
 		return message{kind: kindGreeting}, nil
 	case w.ID != nil:

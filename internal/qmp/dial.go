@@ -19,22 +19,22 @@ const (
 
 // Dial connects to the QMP socket of a QEMU started with
 // -qmp unix:PATH,server=on,wait=off, reads its greeting and leaves
-// capability negotiation mode, so the Monitor is ready for commands.
+// capability negotiation mode, so the Client is ready for commands.
 //
 // While the socket does not exist yet or refuses connections (QEMU is still
 // starting), Dial keeps trying until ctx ends. QEMU serves one QMP client
 // per socket at a time: while another client is connected, no greeting
 // comes and Dial waits for ctx too.
-func Dial(ctx context.Context, socketPath string) (*Monitor, error) {
+func Dial(ctx context.Context, socketPath string) (*Client, error) {
 	conn, err := dialUntilListening(ctx, socketPath)
 	if err != nil {
 		return nil, fmt.Errorf("qmp dial %s: %w", socketPath, err)
 	}
-	m, err := handshake(ctx, conn)
+	c, err := handshake(ctx, conn)
 	if err != nil {
 		return nil, fmt.Errorf("qmp dial %s: %w", socketPath, err)
 	}
-	return m, nil
+	return c, nil
 }
 
 // dialUntilListening connects to the unix socket at path, retrying while
@@ -62,23 +62,23 @@ func dialUntilListening(ctx context.Context, path string) (net.Conn, error) {
 	}
 }
 
-// handshake reads QEMU's greeting, starts the Monitor's reader and
+// handshake reads QEMU's greeting, starts the Client's reader and
 // negotiates capabilities. It owns conn: on failure conn is closed.
-func handshake(ctx context.Context, conn net.Conn) (*Monitor, error) {
+func handshake(ctx context.Context, conn net.Conn) (*Client, error) {
 	lines := newLineScanner(conn)
 	if err := readGreeting(ctx, conn, lines); err != nil {
 		conn.Close()
 		return nil, err
 	}
-	m := newMonitor(conn, lines)
-	go m.readLoop()
+	c := newClient(conn, lines)
+	go c.readLoop()
 	// No capability is asked for: out-of-band execution is the only one
 	// QEMU offers, and in-order replies are all this package needs.
-	if err := m.Run(ctx, qmpCapabilities{}, nil); err != nil {
-		m.Close()
+	if err := c.Run(ctx, qmpCapabilities{}, nil); err != nil {
+		c.Close()
 		return nil, err
 	}
-	return m, nil
+	return c, nil
 }
 
 // readGreeting reads the first line and checks that it is a QMP greeting.

@@ -6,7 +6,7 @@ import (
 )
 
 // ErrClosed is wrapped by every error that reports the connection as gone:
-// Run on a closed Monitor, Run whose reply never came because QEMU hung up,
+// Run on a closed Client, Run whose reply never came because QEMU hung up,
 // and Err once Done is closed.
 var ErrClosed = errors.New("connection closed")
 

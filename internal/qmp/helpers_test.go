@@ -20,9 +20,9 @@ func testCtx(t *testing.T) context.Context {
 	return ctx
 }
 
-// connect starts a fake peer and dials it. The Monitor is closed, and the
+// connect starts a fake peer and dials it. The Client is closed, and the
 // absence of leaked goroutines checked, when the test ends.
-func connect(t *testing.T) (*qmptest.Server, *qmp.Monitor) {
+func connect(t *testing.T) (*qmptest.Server, *qmp.Client) {
 	t.Helper()
 	checkNoLeaks(t)
 	s := qmptest.Start(t, filepath.Join(t.TempDir(), "qmp.sock"))

@@ -7,47 +7,43 @@ import (
 	"syscall"
 )
 
-// readLoop is the Monitor's one reader goroutine: it routes replies to
-// their Runs and events to Events until the connection ends, then fails
-// the Runs still waiting and closes Events and Done.
-func (m *Monitor) readLoop() {
-	err := m.readMessages()
-	m.closeSocket()
+// readLoop is the Client's one reader goroutine: it routes replies to
+// their Runs until the connection ends, then fails the Runs still waiting
+// and closes Done.
+func (c *Client) readLoop() {
+	err := c.readMessages()
+	c.closeSocket()
 
-	m.mu.Lock()
-	if m.cause == nil {
+	c.mu.Lock()
+	if c.cause == nil {
 		// Nobody aborted the connection, so the stream ended by itself:
 		// QEMU hung up, or what it sent broke the protocol.
-		m.cause = fmt.Errorf("%w: %w", ErrClosed, err)
-		m.hungUp = !errors.Is(err, errBadMessage)
+		c.cause = fmt.Errorf("%w: %w", ErrClosed, err)
+		c.hungUp = !errors.Is(err, errBadMessage)
 	}
-	for id, replies := range m.pending {
-		replies <- reply{err: m.cause}
-		delete(m.pending, id)
+	for id, replies := range c.pending {
+		replies <- reply{err: c.cause}
+		delete(c.pending, id)
 	}
-	m.mu.Unlock()
+	c.mu.Unlock()
 
-	close(m.events)
-	close(m.done)
+	close(c.done)
 }
 
 // readMessages reads until the connection ends and says why it did.
-func (m *Monitor) readMessages() error {
-	for m.lines.Scan() {
-		msg, err := decodeMessage(m.lines.Bytes())
+func (c *Client) readMessages() error {
+	for c.lines.Scan() {
+		msg, err := decodeMessage(c.lines.Bytes())
 		if err != nil {
 			return err
 		}
-		switch msg.kind {
-		case kindReply:
-			m.deliverReply(msg)
-		case kindEvent:
-			m.deliverEvent(msg.event)
+		if msg.kind == kindReply {
+			c.deliverReply(msg)
 		}
-		// A greeting after the first, or a kind of message QMP may grow
-		// later, carries nothing a Run or an event consumer waits for.
+		// An event, a greeting after the first, or a kind of message QMP
+		// may grow later carries nothing a Run waits for.
 	}
-	if err := m.lines.Err(); err != nil {
+	if err := c.lines.Err(); err != nil {
 		if errors.Is(err, bufio.ErrTooLong) {
 			return fmt.Errorf("%w: line longer than %d bytes", errBadMessage, maxLineSize)
 		}
@@ -67,14 +63,14 @@ var errPeerEOF = errors.New("peer hung up")
 // deliverReply hands a reply to the Run waiting for its id. A reply nobody
 // waits for is dropped: its Run gave up when its ctx ended, or QEMU could
 // not read the request's id (the reply then has none).
-func (m *Monitor) deliverReply(msg message) {
+func (c *Client) deliverReply(msg message) {
 	if !msg.idOK {
 		return
 	}
-	m.mu.Lock()
-	replies, ok := m.pending[msg.id]
-	delete(m.pending, msg.id)
-	m.mu.Unlock()
+	c.mu.Lock()
+	replies, ok := c.pending[msg.id]
+	delete(c.pending, msg.id)
+	c.mu.Unlock()
 	if !ok {
 		return
 	}
@@ -83,22 +79,4 @@ func (m *Monitor) deliverReply(msg message) {
 		return
 	}
 	replies <- reply{result: msg.result}
-}
-
-// deliverEvent queues an event for Events without ever blocking: when the
-// buffer is full it drops the oldest event to make room. Only this
-// goroutine sends on m.events, so once one event is taken out there is
-// room for this one.
-func (m *Monitor) deliverEvent(ev Event) {
-	select {
-	case m.events <- ev:
-		return
-	default:
-	}
-	select {
-	case <-m.events:
-		m.dropped.Add(1)
-	default: // the consumer made room meanwhile
-	}
-	m.events <- ev
 }

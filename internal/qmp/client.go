@@ -1,10 +1,14 @@
-// Package qmp is a small client for QEMU's machine protocol (QMP): one
-// Monitor per QEMU process, typed commands written once (commands.go), and
-// QEMU's asynchronous events on a channel.
+// Package qmp is a small client for QEMU's machine protocol (QMP): a
+// Client is one connection to one QEMU process, with typed commands
+// written once (commands.go).
 //
-// A Monitor owns one reader goroutine. It hands each reply to the Run that
-// waits for its id and queues events, so several goroutines may Run at once
-// and a slow event consumer never holds up a reply.
+// A Client owns one reader goroutine. It hands each reply to the Run that
+// waits for its id, so several goroutines may Run at once. QEMU's
+// asynchronous events (SHUTDOWN, STOP, ...) are read and skipped: a guest's
+// end is seen by its process ending (procutil.Identity.Wait) and recorded
+// by its monitor process, which is QEMU's parent, and the daemon holds no
+// connection open (QEMU serves one QMP client at a time), so there is
+// nobody to hand events to.
 package qmp
 
 import (
@@ -14,18 +18,12 @@ import (
 	"fmt"
 	"net"
 	"sync"
-	"sync/atomic"
 	"time"
 )
 
-// eventBuffer is how many events wait for a reader of Events before the
-// oldest is dropped. QEMU sends a handful per state change, so only a
-// consumer that has stopped reading ever reaches it.
-const eventBuffer = 256
-
-// Monitor is one QMP connection to one QEMU process. Its methods are safe
+// Client is one QMP connection to one QEMU process. Its methods are safe
 // to call from several goroutines at once.
-type Monitor struct {
+type Client struct {
 	conn  net.Conn
 	lines *bufio.Scanner // read by Dial, then only by the reader goroutine
 
@@ -41,20 +39,7 @@ type Monitor struct {
 	hungUp  bool                  // QEMU ended the connection, not us
 
 	closeConn sync.Once
-	events    chan Event
-	dropped   atomic.Uint64
 	done      chan struct{}
-}
-
-// Event is one asynchronous QMP event, such as SHUTDOWN, POWERDOWN, RESET,
-// STOP, RESUME or BLOCK_JOB_COMPLETED.
-type Event struct {
-	// Name is the event's name, in QEMU's spelling (upper case).
-	Name string
-	// Data is the event's "data" member, nil for events without one.
-	Data json.RawMessage
-	// Time is when QEMU emitted the event; zero if it gave no timestamp.
-	Time time.Time
 }
 
 // reply is what the reader hands to a waiting Run.
@@ -63,14 +48,13 @@ type reply struct {
 	err    error
 }
 
-func newMonitor(conn net.Conn, lines *bufio.Scanner) *Monitor {
-	return &Monitor{
+func newClient(conn net.Conn, lines *bufio.Scanner) *Client {
+	return &Client{
 		conn:      conn,
 		lines:     lines,
 		writeSlot: make(chan struct{}, 1),
 		nextID:    1,
 		pending:   make(map[uint64]chan reply),
-		events:    make(chan Event, eventBuffer),
 		done:      make(chan struct{}),
 	}
 }
@@ -82,11 +66,11 @@ func newMonitor(conn net.Conn, lines *bufio.Scanner) *Monitor {
 // When ctx ends first, Run returns ctx.Err() and the connection stays
 // usable; QEMU may still carry out the command, and its late reply is
 // dropped.
-func (m *Monitor) Run(ctx context.Context, cmd Command, result any) error {
+func (c *Client) Run(ctx context.Context, cmd Command, result any) error {
 	name, args := cmd.qmpCommand()
-	raw, err := m.execute(ctx, name, args)
+	raw, err := c.execute(ctx, name, args)
 	if err != nil {
-		if _, ends := cmd.(connectionEnder); ends && m.peerHungUp() {
+		if _, ends := cmd.(connectionEnder); ends && c.peerHungUp() {
 			return nil
 		}
 		return fmt.Errorf("qmp %s: %w", name, err)
@@ -101,73 +85,73 @@ func (m *Monitor) Run(ctx context.Context, cmd Command, result any) error {
 }
 
 // execute sends one request and returns its reply's result.
-func (m *Monitor) execute(ctx context.Context, name string, args any) (json.RawMessage, error) {
+func (c *Client) execute(ctx context.Context, name string, args any) (json.RawMessage, error) {
 	if err := ctx.Err(); err != nil {
 		return nil, err
 	}
-	id, replies, err := m.register()
+	id, replies, err := c.register()
 	if err != nil {
 		return nil, err
 	}
 	line, err := encodeRequest(name, args, id)
 	if err == nil {
-		err = m.send(ctx, line)
+		err = c.send(ctx, line)
 	}
 	if err != nil {
-		m.unregister(id)
+		c.unregister(id)
 		return nil, err
 	}
 	select {
 	case r := <-replies:
 		return r.result, r.err
 	case <-ctx.Done():
-		m.unregister(id)
+		c.unregister(id)
 		return nil, ctx.Err()
 	}
 }
 
 // register reserves a request id and the channel its reply will come on.
-func (m *Monitor) register() (uint64, chan reply, error) {
-	m.mu.Lock()
-	defer m.mu.Unlock()
-	if m.cause != nil {
-		return 0, nil, m.cause
+func (c *Client) register() (uint64, chan reply, error) {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	if c.cause != nil {
+		return 0, nil, c.cause
 	}
-	id := m.nextID
-	m.nextID++
+	id := c.nextID
+	c.nextID++
 	replies := make(chan reply, 1) // the reader must never wait on a Run
-	m.pending[id] = replies
+	c.pending[id] = replies
 	return id, replies, nil
 }
 
-func (m *Monitor) unregister(id uint64) {
-	m.mu.Lock()
-	delete(m.pending, id)
-	m.mu.Unlock()
+func (c *Client) unregister(id uint64) {
+	c.mu.Lock()
+	delete(c.pending, id)
+	c.mu.Unlock()
 }
 
 // send writes one request line, or gives up when ctx ends.
-func (m *Monitor) send(ctx context.Context, line []byte) error {
+func (c *Client) send(ctx context.Context, line []byte) error {
 	select {
-	case m.writeSlot <- struct{}{}:
+	case c.writeSlot <- struct{}{}:
 	case <-ctx.Done():
 		return ctx.Err()
-	case <-m.done:
-		return m.Err()
+	case <-c.done:
+		return c.Err()
 	}
-	defer func() { <-m.writeSlot }()
+	defer func() { <-c.writeSlot }()
 
 	// A write blocks only when QEMU has stopped reading. A deadline in the
 	// past is the one way to interrupt it; it is lifted again afterwards.
 	interrupted := make(chan struct{})
 	stop := context.AfterFunc(ctx, func() {
-		m.conn.SetWriteDeadline(time.Unix(1, 0))
+		c.conn.SetWriteDeadline(time.Unix(1, 0))
 		close(interrupted)
 	})
-	n, err := m.conn.Write(line)
+	n, err := c.conn.Write(line)
 	if !stop() {
 		<-interrupted
-		m.conn.SetWriteDeadline(time.Time{})
+		c.conn.SetWriteDeadline(time.Time{})
 	}
 	switch {
 	case err == nil:
@@ -175,7 +159,7 @@ func (m *Monitor) send(ctx context.Context, line []byte) error {
 	case n > 0:
 		// QEMU would read half a request followed by the next one: the
 		// stream is of no use to anyone any more.
-		m.abort(fmt.Errorf("%w: request cut short: %w", ErrClosed, err))
+		c.abort(fmt.Errorf("%w: request cut short: %w", ErrClosed, err))
 		if ctx.Err() != nil {
 			return ctx.Err()
 		}
@@ -187,67 +171,53 @@ func (m *Monitor) send(ctx context.Context, line []byte) error {
 	}
 }
 
-// Events returns the channel of QEMU's asynchronous events, in the order
-// QEMU sent them. It is closed when the connection ends, after the last
-// event read.
-//
-// Events are buffered (256) so that a slow consumer never holds up command
-// replies; when the buffer is full the oldest event is dropped and
-// DroppedEvents counts it. Dropping the oldest keeps the latest state
-// change, which is what a consumer that catches up needs.
-func (m *Monitor) Events() <-chan Event { return m.events }
-
-// DroppedEvents returns how many events were dropped because nobody read
-// Events fast enough.
-func (m *Monitor) DroppedEvents() uint64 { return m.dropped.Load() }
-
 // Done returns a channel that is closed when the connection has ended:
 // QEMU exited or hung up, the stream broke, or Close was called.
-func (m *Monitor) Done() <-chan struct{} { return m.done }
+func (c *Client) Done() <-chan struct{} { return c.done }
 
 // Err returns nil while the connection is up and, once Done is closed, why
 // it ended, as an error that wraps ErrClosed.
-func (m *Monitor) Err() error {
+func (c *Client) Err() error {
 	select {
-	case <-m.done:
+	case <-c.done:
 	default:
 		return nil
 	}
-	m.mu.Lock()
-	defer m.mu.Unlock()
-	return m.cause
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	return c.cause
 }
 
 // Close ends the connection and waits for the reader goroutine to finish.
 // Runs still waiting fail with ErrClosed. QEMU keeps running; a later Dial
 // can connect again. Close may be called more than once.
-func (m *Monitor) Close() error {
-	err := m.abort(ErrClosed)
-	<-m.done
+func (c *Client) Close() error {
+	err := c.abort(ErrClosed)
+	<-c.done
 	return err
 }
 
 // abort records why the connection ends, unless a reason is already known,
 // and closes it; the reader then winds down. It returns the error of
 // closing the socket, if this call closed it.
-func (m *Monitor) abort(cause error) error {
-	m.mu.Lock()
-	if m.cause == nil {
-		m.cause = cause
+func (c *Client) abort(cause error) error {
+	c.mu.Lock()
+	if c.cause == nil {
+		c.cause = cause
 	}
-	m.mu.Unlock()
-	return m.closeSocket()
+	c.mu.Unlock()
+	return c.closeSocket()
 }
 
-func (m *Monitor) closeSocket() error {
+func (c *Client) closeSocket() error {
 	var err error
-	m.closeConn.Do(func() { err = m.conn.Close() })
+	c.closeConn.Do(func() { err = c.conn.Close() })
 	return err
 }
 
 // peerHungUp reports whether the connection ended because QEMU closed it.
-func (m *Monitor) peerHungUp() bool {
-	m.mu.Lock()
-	defer m.mu.Unlock()
-	return m.hungUp
+func (c *Client) peerHungUp() bool {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	return c.hungUp
 }

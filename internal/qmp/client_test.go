@@ -4,7 +4,6 @@ import (
 	"context"
 	"encoding/json"
 	"errors"
-	"fmt"
 	"net"
 	"path/filepath"
 	"slices"
@@ -200,62 +199,31 @@ func TestQMPErrorIsTypedError(t *testing.T) {
 	}
 }
 
-func TestEventsArriveInOrder(t *testing.T) {
+// TestEventsDoNotDisturbReplies: QEMU's events, however many come between
+// a request and its reply, are skipped without holding up the reply or
+// ending the connection.
+func TestEventsDoNotDisturbReplies(t *testing.T) {
 	s, m := connect(t)
-	names := []string{"STOP", "RESUME", "RESET", "POWERDOWN", "BLOCK_JOB_READY", "BLOCK_JOB_COMPLETED", "SHUTDOWN"}
-	before := time.Now().Truncate(time.Second)
-	for i, name := range names {
-		if err := s.Event(name, map[string]int{"n": i}); err != nil {
+	s.Handle("query-status", func(r *qmptest.Request) {
+		for i := range 1000 {
+			if err := s.Event("BLOCK_JOB_PENDING", map[string]int{"n": i}); err != nil {
+				t.Error(err)
+			}
+		}
+		s.Event("SHUTDOWN", nil)
+		r.Reply(map[string]any{"status": "paused", "running": false})
+	})
+	var st qmp.StatusInfo
+	for range 3 {
+		if err := m.Run(testCtx(t), qmp.QueryStatus{}, &st); err != nil {
 			t.Fatal(err)
 		}
-	}
-	for i, name := range names {
-		select {
-		case ev := <-m.Events():
-			if ev.Name != name || string(ev.Data) != fmt.Sprintf(`{"n":%d}`, i) {
-				t.Errorf("event %d: got %s %s, want %s", i, ev.Name, ev.Data, name)
-			}
-			if ev.Time.Before(before) || ev.Time.After(time.Now()) {
-				t.Errorf("event %d: time %v", i, ev.Time)
-			}
-		case <-time.After(10 * time.Second):
-			t.Fatalf("event %d (%s) never came", i, name)
+		if st.Status != "paused" {
+			t.Fatalf("status %+v, want the reply sent after the events", st)
 		}
 	}
-	if s.Event("POWERDOWN", nil) != nil {
-		t.Fatal("event without data")
-	}
-	if ev := <-m.Events(); ev.Name != "POWERDOWN" || ev.Data != nil {
-		t.Errorf("event without data: got %+v", ev)
-	}
-}
-
-// TestSlowEventConsumerDoesNotBlockReplies floods events nobody reads: the
-// reply after them must still come, and the newest events be kept.
-func TestSlowEventConsumerDoesNotBlockReplies(t *testing.T) {
-	s, m := connect(t)
-	const sent = 1000
-	for i := range sent {
-		if err := s.Event("BLOCK_JOB_PENDING", map[string]int{"n": i}); err != nil {
-			t.Fatal(err)
-		}
-	}
-	s.Reply("query-status", map[string]any{"status": "running", "running": true})
-	// The reply comes after every event on the wire, so once Run returns,
-	// the reader has queued or dropped them all.
-	if err := m.Run(testCtx(t), qmp.QueryStatus{}, nil); err != nil {
-		t.Fatal(err)
-	}
-	kept := len(m.Events())
-	if dropped := m.DroppedEvents(); dropped == 0 || int(dropped)+kept != sent {
-		t.Fatalf("dropped %d and kept %d of %d events", dropped, kept, sent)
-	}
-	var last struct{ N int }
-	for range kept {
-		json.Unmarshal((<-m.Events()).Data, &last)
-	}
-	if last.N != sent-1 {
-		t.Errorf("last event kept is %d, want %d", last.N, sent-1)
+	if err := m.Err(); err != nil {
+		t.Errorf("connection ended by events: %v", err)
 	}
 }
 
@@ -271,7 +239,6 @@ func TestDoneClosesWhenPeerHangsUp(t *testing.T) {
 	for !slices.Contains(s.Received(), "stop") {
 		time.Sleep(time.Millisecond)
 	}
-	s.Event("SHUTDOWN", map[string]any{"guest": false, "reason": "host-qmp-quit"})
 	s.HangUp()
 
 	waitClosed(t, m.Done(), "Done")
@@ -280,13 +247,6 @@ func TestDoneClosesWhenPeerHangsUp(t *testing.T) {
 	}
 	if err := m.Err(); !errors.Is(err, qmp.ErrClosed) {
 		t.Errorf("Err: got %v, want ErrClosed", err)
-	}
-	// The event sent before the hang-up is still there, then Events closes.
-	if ev, ok := <-m.Events(); !ok || ev.Name != "SHUTDOWN" {
-		t.Errorf("got %+v, %v; want the SHUTDOWN event", ev, ok)
-	}
-	if _, ok := <-m.Events(); ok {
-		t.Error("Events still open")
 	}
 	if err := m.Run(ctx, qmp.QueryStatus{}, nil); !errors.Is(err, qmp.ErrClosed) {
 		t.Errorf("Run after hang-up: got %v, want ErrClosed", err)
