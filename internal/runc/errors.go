@@ -19,11 +19,12 @@ import (
 // api sentinel its message means, if any: api.ErrNotFound, api.ErrExists,
 // api.ErrNotRunning or api.ErrConflict.
 type Error struct {
-	Runtime string   // the binary
-	Args    []string // the command and its arguments, without global flags
-	Message string   // what the runtime said, on one line; "" if nothing
-	Err     error    // how the command ended: an *exec.ExitError, a context's error
-	Kind    error    // the api sentinel Message means, or nil
+	Runtime string // the binary
+	Command string // run, delete, exec…
+	ID      string // the container's id
+	Message string // what the runtime said, on one line; "" if nothing
+	Err     error  // how the command ended: an *exec.ExitError, a context's error
+	Kind    error  // the api sentinel Message means, or nil
 }
 
 func (e *Error) Error() string {
@@ -31,7 +32,7 @@ func (e *Error) Error() string {
 	if msg == "" {
 		msg = e.Err.Error()
 	}
-	return fmt.Sprintf("%s %s: %s", e.Runtime, strings.Join(e.Args, " "), msg)
+	return fmt.Sprintf("%s %s %s: %s", e.Runtime, e.Command, e.ID, msg)
 }
 
 func (e *Error) Unwrap() []error {
@@ -72,12 +73,12 @@ func kindOf(msg string) error {
 }
 
 // failure is the *Error of a command that ended with err, its log in log.
-func (r *Runtime) failure(ctx context.Context, args []string, log *os.File, err error) *Error {
+func (r *Runtime) failure(ctx context.Context, command, id string, log *os.File, err error) *Error {
 	if ctx.Err() != nil {
 		err = fmt.Errorf("%w (%w)", err, ctx.Err())
 	}
 	msg := logMessage(log)
-	return &Error{Runtime: r.Name(), Args: args, Message: msg, Err: err, Kind: kindOf(msg)}
+	return &Error{Runtime: r.Name(), Command: command, ID: id, Message: msg, Err: err, Kind: kindOf(msg)}
 }
 
 // logMessage reads a command's log (at most its first 64 KiB) and returns

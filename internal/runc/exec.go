@@ -26,7 +26,7 @@ type Process struct {
 	r   *Runtime
 	ctx context.Context
 	log *os.File
-	arg []string
+	id  string
 
 	failed *Error // what the runtime logged, set by Wait
 }
@@ -57,14 +57,14 @@ func (r *Runtime) Exec(ctx context.Context, id string, opts ExecOpts, argv []str
 		// A session leads its own process group too, which Cancel kills.
 		cmd.SysProcAttr = &syscall.SysProcAttr{Setsid: true, Setctty: true}
 	}
-	return &Process{Cmd: cmd, r: r, ctx: ctx, log: log, arg: args}, nil
+	return &Process{Cmd: cmd, r: r, ctx: ctx, log: log, id: id}, nil
 }
 
 // Start starts the runtime; on failure the Process is done with.
 func (p *Process) Start() error {
 	if err := p.Cmd.Start(); err != nil {
 		p.log.Close()
-		return p.r.failure(p.ctx, p.arg, p.log, err)
+		return p.r.failure(p.ctx, "exec", p.id, p.log, err)
 	}
 	return nil
 }
@@ -81,7 +81,7 @@ func (p *Process) Wait() (int, error) {
 		if cause == nil {
 			cause = errors.New("the runtime logged an error")
 		}
-		p.failed = &Error{Runtime: p.r.Name(), Args: p.arg, Message: msg, Err: cause, Kind: kindOf(msg)}
+		p.failed = &Error{Runtime: p.r.Name(), Command: "exec", ID: p.id, Message: msg, Err: cause, Kind: kindOf(msg)}
 	}
 	if err == nil {
 		return 0, nil
@@ -90,7 +90,7 @@ func (p *Process) Wait() (int, error) {
 	if errors.As(err, &ee) && ee.ExitCode() >= 0 && p.ctx.Err() == nil {
 		return ee.ExitCode(), nil
 	}
-	return -1, p.r.failure(p.ctx, p.arg, p.log, err)
+	return -1, p.r.failure(p.ctx, "exec", p.id, p.log, err)
 }
 
 // Failure is, once Wait has returned, the runtime's own complaint: an

@@ -73,7 +73,7 @@ func (r *Runtime) Run(ctx context.Context, id string, opts RunOpts) error {
 	if opts.PidFile != "" {
 		args = append(args, "--pid-file", opts.PidFile)
 	}
-	_, err := r.run(ctx, nil, append(args, id)...)
+	_, err := r.run(ctx, nil, id, append(args, id)...)
 	return err
 }
 
@@ -85,7 +85,7 @@ func (r *Runtime) Delete(ctx context.Context, id string, force bool) error {
 	if force {
 		args = append(args, "--force")
 	}
-	_, err := r.run(ctx, nil, append(args, id)...)
+	_, err := r.run(ctx, nil, id, append(args, id)...)
 	return err
 }
 
@@ -100,7 +100,7 @@ type State struct {
 // State asks the runtime how container id is.
 func (r *Runtime) State(ctx context.Context, id string) (State, error) {
 	var st State
-	out, err := r.run(ctx, new(bytes.Buffer), "state", id)
+	out, err := r.run(ctx, new(bytes.Buffer), id, "state", id)
 	if err != nil {
 		return st, err
 	}
@@ -112,19 +112,19 @@ func (r *Runtime) State(ctx context.Context, id string) (State, error) {
 
 // Pause freezes container id.
 func (r *Runtime) Pause(ctx context.Context, id string) error {
-	_, err := r.run(ctx, nil, "pause", id)
+	_, err := r.run(ctx, nil, id, "pause", id)
 	return err
 }
 
 // Resume thaws container id.
 func (r *Runtime) Resume(ctx context.Context, id string) error {
-	_, err := r.run(ctx, nil, "resume", id)
+	_, err := r.run(ctx, nil, id, "resume", id)
 	return err
 }
 
 // Kill sends signal (a name, SIGTERM, or a number) to container id's init.
 func (r *Runtime) Kill(ctx context.Context, id, signal string) error {
-	_, err := r.run(ctx, nil, "kill", id, signal)
+	_, err := r.run(ctx, nil, id, "kill", id, signal)
 	return err
 }
 
@@ -155,7 +155,7 @@ func (r *Runtime) Update(ctx context.Context, id string, l Limits) error {
 	if l.MemorySwap != nil {
 		args = append(args, "--memory-swap", strconv.FormatInt(*l.MemorySwap, 10))
 	}
-	_, err := r.run(ctx, nil, append(args, id)...)
+	_, err := r.run(ctx, nil, id, append(args, id)...)
 	return err
 }
 
@@ -173,10 +173,10 @@ func (r *Runtime) Version(ctx context.Context) (string, error) {
 
 // run runs one command with stdout into out (nil: /dev/null) and returns
 // what it printed there.
-func (r *Runtime) run(ctx context.Context, out *bytes.Buffer, args ...string) ([]byte, error) {
+func (r *Runtime) run(ctx context.Context, out *bytes.Buffer, id string, args ...string) ([]byte, error) {
 	log, err := r.openLog()
 	if err != nil {
-		return nil, fmt.Errorf("%s %s: %w", r.Name(), args[0], err)
+		return nil, fmt.Errorf("%s %s %s: %w", r.Name(), args[0], id, err)
 	}
 	defer log.Close()
 	cmd := r.command(ctx, log, args...)
@@ -188,7 +188,7 @@ func (r *Runtime) run(ctx context.Context, out *bytes.Buffer, args ...string) ([
 	// has none. A file, not a pipe a detached init could hold open.
 	cmd.Stderr = log
 	if err := cmd.Run(); err != nil {
-		return nil, r.failure(ctx, args, log, err)
+		return nil, r.failure(ctx, args[0], id, log, err)
 	}
 	if out == nil {
 		return nil, nil
