@@ -98,6 +98,20 @@ func TestRealRuncFailuresMapToSentinels(t *testing.T) {
 	if err != nil || st.Status != "running" || st.Pid <= 0 || st.ID != id {
 		t.Fatalf("state of the running container: %+v, %v", st, err)
 	}
+	// The log handed to runc as fd 3 does not reach the guest.
+	fds, err := os.ReadDir("/proc/" + strconv.Itoa(st.Pid) + "/fd")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(fds) == 0 {
+		t.Error("the container's init has no fds to look at")
+	}
+	for _, fd := range fds {
+		if n, _ := strconv.Atoi(fd.Name()); n > 2 {
+			target, _ := os.Readlink("/proc/" + strconv.Itoa(st.Pid) + "/fd/" + fd.Name())
+			t.Errorf("the container's init holds fd %d (%s)", n, target)
+		}
+	}
 	err = r.Run(ctx, id, RunOpts{Bundle: bundle, Detach: true})
 	wantKind(t, "run of an id in use", err, api.ErrExists, "already exists")
 	err = r.Resume(ctx, id)
