@@ -48,23 +48,26 @@ func (r *Runtime) Exec(ctx context.Context, id string, opts ExecOpts, argv []str
 		args = append(args, "--tty")
 	}
 	args = append(append(args, id), argv...)
-	log, err := r.openLog()
-	if err != nil {
-		return nil, fmt.Errorf("%s exec %s: %w", r.Name(), id, err)
-	}
-	cmd := r.command(ctx, log, args...)
+	// The log is opened by Start, so a Process never started holds nothing.
+	cmd := r.command(ctx, nil, args...)
 	if opts.TTY {
 		// A session leads its own process group too, which Cancel kills.
 		cmd.SysProcAttr = &syscall.SysProcAttr{Setsid: true, Setctty: true}
 	}
-	return &Process{Cmd: cmd, r: r, ctx: ctx, log: log, id: id}, nil
+	return &Process{Cmd: cmd, r: r, ctx: ctx, id: id}, nil
 }
 
 // Start starts the runtime; on failure the Process is done with.
 func (p *Process) Start() error {
+	log, err := p.r.openLog()
+	if err != nil {
+		return fmt.Errorf("%s exec %s: %w", p.r.Name(), p.id, err)
+	}
+	p.log = log
+	p.Cmd.ExtraFiles = []*os.File{log}
 	if err := p.Cmd.Start(); err != nil {
-		p.log.Close()
-		return p.r.failure(p.ctx, "exec", p.id, p.log, err)
+		defer log.Close()
+		return p.r.failure(p.ctx, "exec", p.id, log, err)
 	}
 	return nil
 }

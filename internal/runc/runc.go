@@ -196,14 +196,17 @@ func (r *Runtime) run(ctx context.Context, out *bytes.Buffer, id string, args ..
 	return out.Bytes(), nil
 }
 
-// command is the runtime's command line for args, logging in JSON to log.
+// command is the runtime's command line for args, logging in JSON to log
+// (nil: the caller sets cmd.ExtraFiles to it before starting).
 func (r *Runtime) command(ctx context.Context, log *os.File, args ...string) *exec.Cmd {
 	global := []string{"--log", "/proc/self/fd/" + strconv.Itoa(logFD), "--log-format", "json"}
 	if r.Root != "" {
 		global = append(global, "--root", r.Root)
 	}
 	cmd := r.bare(ctx, append(global, args...)...)
-	cmd.ExtraFiles = []*os.File{log}
+	if log != nil {
+		cmd.ExtraFiles = []*os.File{log}
+	}
 	return cmd
 }
 
