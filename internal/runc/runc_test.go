@@ -5,6 +5,7 @@ import (
 	"context"
 	"encoding/json"
 	"errors"
+	"io"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -13,6 +14,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/creack/pty"
 	specs "github.com/opencontainers/runtime-spec/specs-go"
 
 	"github.com/polyvisor/polyvisor/internal/api"
@@ -129,6 +131,31 @@ func TestRealRuncFailuresMapToSentinels(t *testing.T) {
 	code, fail = execIn(t, r, id, &out, "/no/such/program")
 	if code != 255 || fail == nil || !strings.Contains(fail.Error(), "/no/such/program") {
 		t.Errorf("exec of a missing program: code %d, failure %v", code, fail)
+	}
+
+	// exec -t: runc in a session of its own on our pty, the code passed on.
+	master, slave, err := pty.Open()
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer master.Close()
+	p, err := r.Exec(ctx, id, ExecOpts{Env: []string{"PATH=/bin"}, TTY: true}, []string{"sh", "-c", "[ -t 0 ] && echo on-a-tty; exit 3"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	p.Cmd.Stdin, p.Cmd.Stdout, p.Cmd.Stderr = slave, slave, slave
+	if err := p.Start(); err != nil {
+		t.Fatal(err)
+	}
+	slave.Close()
+	ttyOut := make(chan []byte)
+	go func() {
+		data, _ := io.ReadAll(master) // ends with EIO once runc exits
+		ttyOut <- data
+	}()
+	code, err = p.Wait()
+	if got := <-ttyOut; code != 3 || err != nil || !strings.Contains(string(got), "on-a-tty") {
+		t.Errorf("exec -t: code %d, %v, output %q", code, err, got)
 	}
 
 	if err := r.Kill(ctx, id, "SIGKILL"); err != nil {
@@ -295,7 +322,11 @@ func busyboxBundle(t *testing.T, dir, cgroupPath string, args ...string) string 
 			Capabilities: &specs.LinuxCapabilities{},
 		},
 		Root:   &specs.Root{Path: "rootfs"},
-		Mounts: []specs.Mount{{Destination: "/proc", Type: "proc", Source: "proc"}},
+		Mounts: []specs.Mount{
+			{Destination: "/proc", Type: "proc", Source: "proc"},
+			{Destination: "/dev", Type: "tmpfs", Source: "tmpfs", Options: []string{"nosuid", "mode=755", "size=1m"}},
+			{Destination: "/dev/pts", Type: "devpts", Source: "devpts", Options: []string{"nosuid", "noexec", "newinstance", "ptmxmode=0666", "mode=0620"}},
+		},
 		Linux: &specs.Linux{
 			CgroupsPath: cgroupPath,
 			Namespaces: []specs.LinuxNamespace{
