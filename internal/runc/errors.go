@@ -49,7 +49,7 @@ var kinds = []struct {
 	says string
 	kind error
 }{
-	{"does not exist", api.ErrNotFound},                     // runc: container does not exist
+	{"container does not exist", api.ErrNotFound},           // runc (libcontainer.ErrNotExist); not a missing rootfs or bundle
 	{"status`: no such file or directory", api.ErrNotFound}, // crun: error opening file `ROOT/ID/status`
 	{"already exists", api.ErrExists},                       // runc: container with given ID already exists; crun: container `ID` already exists
 	{"id already in use", api.ErrExists},                    // runc: id already in use

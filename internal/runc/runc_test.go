@@ -321,7 +321,7 @@ func busyboxBundle(t *testing.T, dir, cgroupPath string, args ...string) string 
 			Args: append([]string{"/bin/busybox"}, args...), Cwd: "/", Env: []string{"PATH=/bin"},
 			Capabilities: &specs.LinuxCapabilities{},
 		},
-		Root:   &specs.Root{Path: "rootfs"},
+		Root: &specs.Root{Path: "rootfs"},
 		Mounts: []specs.Mount{
 			{Destination: "/proc", Type: "proc", Source: "proc"},
 			{Destination: "/dev", Type: "tmpfs", Source: "tmpfs", Options: []string{"nosuid", "mode=755", "size=1m"}},
