@@ -14,6 +14,7 @@ import (
 	"github.com/polyvisor/polyvisor/internal/api"
 	"github.com/polyvisor/polyvisor/internal/benchreport"
 	"github.com/polyvisor/polyvisor/internal/client"
+	"github.com/polyvisor/polyvisor/internal/runc"
 )
 
 // hostFacts says which machine and software the report comes from.
@@ -29,13 +30,11 @@ func hostFacts(ctx context.Context, c *client.Client, check api.HostCheck) bench
 	if info, err := c.Server(ctx); err == nil {
 		h.Versions["polyvisor"] = info.Version
 	}
-	for name, argv := range map[string][]string{
-		"qemu": {"qemu-system-" + h.Arch, "--version"},
-		"runc": {"runc", "--version"},
-	} {
-		if out, err := exec.CommandContext(ctx, argv[0], argv[1:]...).Output(); err == nil {
-			h.Versions[name], _, _ = strings.Cut(strings.TrimSpace(string(out)), "\n")
-		}
+	if out, err := exec.CommandContext(ctx, "qemu-system-"+h.Arch, "--version").Output(); err == nil {
+		h.Versions["qemu"], _, _ = strings.Cut(strings.TrimSpace(string(out)), "\n")
+	}
+	if version, err := runc.New("runc", "").Version(ctx); err == nil {
+		h.Versions["runc"] = version
 	}
 	h.Accel, h.AccelReason = "tcg", "no VM class verdict"
 	for _, v := range check.Classes {

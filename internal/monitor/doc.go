@@ -12,9 +12,10 @@
 //	error <one-line message, with runc's own error text>
 //
 // To start, the monitor makes itself a child subreaper, listens on
-// RUNDIR/console-recv.sock and runs, in the bundle directory,
+// RUNDIR/console-recv.sock and runs, through internal/runc (which adds
+// --log-format json and a log of its own, read for the error text),
 //
-//	runc --root RUNROOT run --detach --console-socket RUNDIR/console-recv.sock --pid-file RUNDIR/init.pid ID
+//	runc --root RUNROOT run --bundle BUNDLE --detach --console-socket RUNDIR/console-recv.sock --pid-file RUNDIR/init.pid ID
 //
 // then takes the pty master runc sends and removes console-recv.sock, which
 // has served its purpose. When runc exits, the container's

@@ -2,12 +2,10 @@ package peer
 
 import (
 	"context"
-	"encoding/json"
 	"errors"
 	"fmt"
 	"io"
 	"os"
-	"os/exec"
 	"path/filepath"
 	"regexp"
 	"strconv"
@@ -18,6 +16,7 @@ import (
 
 	"github.com/polyvisor/polyvisor/internal/cgroup"
 	"github.com/polyvisor/polyvisor/internal/hostreq"
+	"github.com/polyvisor/polyvisor/internal/runc"
 )
 
 // OCI is the Manager of an OCI runtime run by hand, runc or crun: each
@@ -108,8 +107,8 @@ func (m *OCI) Stop(ctx context.Context, id string) error {
 		if st.Status == "stopped" {
 			return nil
 		}
-		if out, err := r.command(ctx, "kill", id, step.signal).CombinedOutput(); err != nil {
-			return fmt.Errorf("stop %s: %s kill %s: %w: %s", id, m.runtime, step.signal, err, lastLine(string(out)))
+		if err := r.rt().Kill(ctx, id, step.signal); err != nil {
+			return fmt.Errorf("stop %s: %s: %w", id, step.signal, err)
 		}
 		if m.waitStopped(ctx, r, step.wait) == nil {
 			return nil
@@ -179,10 +178,10 @@ func (m *OCI) PIDs(ctx context.Context, id string) ([]int, error) {
 	if err != nil {
 		return nil, err
 	}
-	if st.Status != "running" || st.PID <= 0 {
+	if st.Status != "running" || st.Pid <= 0 {
 		return nil, fmt.Errorf("pids of %s: it is %s, not running", id, st.Status)
 	}
-	return WithDescendants(st.PID), nil
+	return WithDescendants(st.Pid), nil
 }
 
 // Close implements Manager: every container under Env.Dir, their cgroups
@@ -198,32 +197,14 @@ func (m *OCI) Close(ctx context.Context) error {
 	return err
 }
 
-// ociState is what the runtime's state command says of a container.
-type ociState struct {
-	Status string `json:"status"` // created, running, paused, stopped
-	PID    int    `json:"pid"`
-}
-
 // state asks the runtime how container r is.
-func (m *OCI) state(ctx context.Context, r *Runc) (ociState, error) {
-	var st ociState
-	out, err := r.command(ctx, "state", r.ID).Output()
-	var ee *exec.ExitError
-	if errors.As(err, &ee) && notExist(string(ee.Stderr)) {
+func (m *OCI) state(ctx context.Context, r *Runc) (runc.State, error) {
+	st, err := r.rt().State(ctx, r.ID)
+	if runc.IsNotExist(err) {
 		// Created here but never run, or deleted: nothing runs.
-		return ociState{Status: "stopped"}, nil
+		return runc.State{ID: r.ID, Status: "stopped"}, nil
 	}
-	if err != nil {
-		msg := err.Error()
-		if ee != nil {
-			msg += ": " + lastLine(string(ee.Stderr))
-		}
-		return st, fmt.Errorf("%s state %s: %s", m.runtime, r.ID, msg)
-	}
-	if err := json.Unmarshal(out, &st); err != nil {
-		return st, fmt.Errorf("%s state %s: %w", m.runtime, r.ID, err)
-	}
-	return st, nil
+	return st, err
 }
 
 // container is guest id's container, which Create made.

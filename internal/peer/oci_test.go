@@ -108,7 +108,7 @@ func TestCrunManager(t *testing.T) {
 	step(t, "create", func() error { return m.Create(ctx, "g0") })
 	err := m.Start(ctx, "g0")
 	t.Logf("start on a hybrid host: %v", err)
-	if err == nil || !strings.Contains(err.Error(), "cgroups in hybrid mode not supported") || !strings.HasPrefix(err.Error(), "raw crun g0: crun run: ") {
+	if err == nil || !strings.Contains(err.Error(), "cgroups in hybrid mode not supported") || !strings.HasPrefix(err.Error(), "raw crun g0: crun run g0: ") {
 		t.Errorf("start of crun on a hybrid host: %v, want crun's own complaint (cgroups in hybrid mode not supported)", err)
 	}
 	if strings.Contains(err.Error(), "\n") {

@@ -7,7 +7,6 @@ import (
 	"fmt"
 	"io"
 	"os"
-	"os/exec"
 	"path/filepath"
 	"strings"
 	"syscall"
@@ -17,6 +16,7 @@ import (
 	"golang.org/x/sys/unix"
 
 	"github.com/polyvisor/polyvisor/internal/idmap"
+	"github.com/polyvisor/polyvisor/internal/runc"
 )
 
 // Runc is a container run by an OCI runtime (runc, or crun) directly from
@@ -41,13 +41,12 @@ func (r *Runc) runtime() string {
 	return r.Runtime
 }
 
-// command runs the container's runtime with its --root.
-func (r *Runc) command(ctx context.Context, args ...string) *exec.Cmd {
-	cmd := exec.CommandContext(ctx, r.runtime(), append([]string{"--root", r.RuncRoot}, args...)...)
-	// A runtime killed with the context may leave a child holding its
-	// pipes: do not wait on them for ever.
-	cmd.WaitDelay = 5 * time.Second
-	return cmd
+// rt is the container's runtime with its --root, through the one wrapper
+// (which bounds how long a child holding its output can hold us). Its log,
+// which a container's init inherits as stderr, goes in the container's
+// directory, unlinked.
+func (r *Runc) rt() *runc.Runtime {
+	return &runc.Runtime{Binary: r.runtime(), Root: r.RuncRoot, LogDir: r.Dir}
 }
 
 // ReadSpec reads a bundle's config.json.
@@ -182,22 +181,12 @@ func (r *Runc) Run() (time.Duration, error) {
 
 func (r *Runc) run(ctx context.Context) (time.Duration, error) {
 	// The runtime's complaints go to an unlinked file, not a pipe that
-	// init would inherit and hold open.
-	stderr, err := os.CreateTemp(r.Dir, ".stderr-")
-	if err != nil {
-		return 0, fmt.Errorf("raw %s %s: %w", r.runtime(), r.ID, err)
-	}
-	os.Remove(stderr.Name())
-	defer stderr.Close()
-	cmd := r.command(ctx, "run", "-d", "--bundle", filepath.Join(r.Dir, "bundle"), r.ID)
-	cmd.Stderr = stderr // stdin and stdout: /dev/null
+	// init would inherit and hold open; stdin and stdout are /dev/null.
 	began := time.Now()
-	err = cmd.Run()
+	err := r.rt().Run(ctx, r.ID, runc.RunOpts{Bundle: filepath.Join(r.Dir, "bundle"), Detach: true})
 	took := time.Since(began)
 	if err != nil {
-		stderr.Seek(0, io.SeekStart)
-		msg, _ := io.ReadAll(io.LimitReader(stderr, 64<<10))
-		return 0, fmt.Errorf("raw %s %s: %s run: %w: %s", r.runtime(), r.ID, r.runtime(), err, lastLine(string(msg)))
+		return 0, fmt.Errorf("raw %s %s: %w", r.runtime(), r.ID, err)
 	}
 	return took, nil
 }
@@ -210,17 +199,19 @@ func (r *Runc) Exec(ctx context.Context, args []string, stdout, stderr io.Writer
 // ExecInput runs args in the running container with the runtime's exec,
 // with stdin (nil: none), and returns its exit code.
 func (r *Runc) ExecInput(ctx context.Context, args []string, stdin io.Reader, stdout, stderr io.Writer) (int, error) {
-	cmd := r.command(ctx, append([]string{"exec", r.ID}, args...)...)
-	cmd.Stdin, cmd.Stdout, cmd.Stderr = stdin, stdout, stderr
-	err := cmd.Run()
-	var ee *exec.ExitError
-	if ctx.Err() == nil && errors.As(err, &ee) && ee.ExitCode() >= 0 {
-		return ee.ExitCode(), nil
-	}
+	p, err := r.rt().Exec(ctx, r.ID, runc.ExecOpts{}, args)
 	if err != nil {
-		return -1, fmt.Errorf("raw %s %s: %s exec: %w", r.runtime(), r.ID, r.runtime(), err)
+		return -1, fmt.Errorf("raw %s %s: %w", r.runtime(), r.ID, err)
 	}
-	return 0, nil
+	p.Cmd.Stdin, p.Cmd.Stdout, p.Cmd.Stderr = stdin, stdout, stderr
+	if err := p.Start(); err != nil {
+		return -1, fmt.Errorf("raw %s %s: %w", r.runtime(), r.ID, err)
+	}
+	code, err := p.Wait()
+	if err != nil {
+		return -1, fmt.Errorf("raw %s %s: %w", r.runtime(), r.ID, err)
+	}
+	return code, nil
 }
 
 // Remove deletes the container, its cgroup, mount and files; what is
@@ -229,8 +220,8 @@ func (r *Runc) Remove() error { return r.remove(context.Background()) }
 
 func (r *Runc) remove(ctx context.Context) error {
 	var errs []error
-	if out, err := r.command(ctx, "delete", "--force", r.ID).CombinedOutput(); err != nil && !notExist(string(out)) {
-		errs = append(errs, fmt.Errorf("raw %s %s: %s delete: %w: %s", r.runtime(), r.ID, r.runtime(), err, lastLine(string(out))))
+	if err := r.rt().Delete(ctx, r.ID, true); err != nil && !runc.IsNotExist(err) {
+		errs = append(errs, fmt.Errorf("raw %s %s: %w", r.runtime(), r.ID, err))
 	}
 	errs = append(errs, RemoveCgroup(r.Cgroup))
 	if err := unix.Unmount(r.Rootfs(), unix.MNT_DETACH); err != nil && !errors.Is(err, unix.EINVAL) && !errors.Is(err, unix.ENOENT) {
@@ -240,13 +231,6 @@ func (r *Runc) remove(ctx context.Context) error {
 		errs = append(errs, fmt.Errorf("raw %s %s: %w", r.runtime(), r.ID, err))
 	}
 	return errors.Join(errs...)
-}
-
-// notExist says whether a runtime's complaint is that the container does
-// not exist (runc: "does not exist"; crun: "No such file or directory").
-func notExist(msg string) bool {
-	msg = strings.ToLower(msg)
-	return strings.Contains(msg, "does not exist") || strings.Contains(msg, "no such file")
 }
 
 // SweepRunc is SweepOCI for runc.

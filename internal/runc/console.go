@@ -1,4 +1,9 @@
-// Package runc holds what polyvisor needs of runc beyond running its CLI.
+// Package runc runs the OCI runtime (runc, or crun) for every part of
+// polyvisor: each command logs in JSON to a file of its own, read for the
+// error message, which is mapped to the api sentinels here and nowhere
+// else; runs in its own process group; and cannot outlive its context or
+// hold its caller past a WaitDelay. It also receives the console runc
+// sends over --console-socket.
 package runc
 
 import (

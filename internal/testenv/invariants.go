@@ -2,7 +2,6 @@ package testenv
 
 import (
 	"context"
-	"encoding/json"
 	"fmt"
 	"net/netip"
 	"os"
@@ -22,6 +21,7 @@ import (
 	"github.com/polyvisor/polyvisor/internal/layout"
 	"github.com/polyvisor/polyvisor/internal/network"
 	"github.com/polyvisor/polyvisor/internal/qmp"
+	"github.com/polyvisor/polyvisor/internal/runc"
 )
 
 // State is what a daemon holds, as its API reports it: the guests (by
@@ -159,15 +159,12 @@ func frozen(ctx context.Context, l layout.Layout, g api.Guest) string {
 		}
 		return ""
 	}
-	out, err := exec.CommandContext(ctx, "runc", "--root", l.RuncRoot(), "state", g.Name).Output()
+	st, err := runc.New("runc", l.RuncRoot()).State(ctx, g.Name)
 	if err != nil {
 		return "runc state: " + err.Error()
 	}
-	var st struct {
-		Status string `json:"status"`
-	}
-	if json.Unmarshal(out, &st) != nil || st.Status != "running" {
-		return "runc reports " + strings.TrimSpace(string(out))
+	if st.Status != "running" {
+		return "runc reports " + st.Status
 	}
 	return ""
 }

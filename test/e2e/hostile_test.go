@@ -1,6 +1,7 @@
 package e2e
 
 import (
+	"context"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -14,6 +15,7 @@ import (
 	"github.com/polyvisor/polyvisor/internal/api"
 	"github.com/polyvisor/polyvisor/internal/hostreq"
 	"github.com/polyvisor/polyvisor/internal/layout"
+	"github.com/polyvisor/polyvisor/internal/runc"
 	"github.com/polyvisor/polyvisor/internal/testenv"
 )
 
@@ -26,9 +28,9 @@ func TestAFrozenContainerIsThawedWhenAdopted(t *testing.T) {
 	d := ownDaemon(t)
 	d.Must(t, "launch", "busybox", "frozen")
 	// The state such a crash leaves: the container paused, no daemon.
-	runc := hostreq.Need(t, "runc")
-	if out, err := exec.Command(runc, "--root", layout.New(d.StateDir).RuncRoot(), "pause", "frozen").CombinedOutput(); err != nil {
-		t.Fatalf("runc pause: %v: %s", err, out)
+	rt := runc.New(hostreq.Need(t, "runc"), layout.New(d.StateDir).RuncRoot())
+	if err := rt.Pause(context.Background(), "frozen"); err != nil {
+		t.Fatal(err)
 	}
 	d.Kill()
 	if err := d.Restart(); err != nil {

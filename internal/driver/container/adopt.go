@@ -2,7 +2,6 @@ package container
 
 import (
 	"context"
-	"encoding/json"
 	"fmt"
 
 	"github.com/polyvisor/polyvisor/internal/guest"
@@ -13,20 +12,14 @@ import (
 // (polyvisor pauses containers for nothing else), and is resumed, or exec,
 // stop and delete would fail on it for good.
 func (d *Driver) Adopt(ctx context.Context, def *guest.Definition) error {
-	out, err := d.runcOutput(ctx, "state", def.Name)
+	state, err := d.runtime().State(ctx, def.Name)
 	if err != nil {
 		return fmt.Errorf("adopt %s: %w", def.Name, err)
-	}
-	var state struct {
-		Status string `json:"status"`
-	}
-	if err := json.Unmarshal(out, &state); err != nil {
-		return fmt.Errorf("adopt %s: runtime state: %w", def.Name, err)
 	}
 	if state.Status != "paused" {
 		return nil
 	}
-	if err := d.runc(ctx, "resume", def.Name); err != nil {
+	if err := d.runtime().Resume(ctx, def.Name); err != nil {
 		return fmt.Errorf("adopt %s: thaw the container an interrupted operation froze: %w", def.Name, err)
 	}
 	d.log.Info("thawed a container an interrupted snapshot or copy had frozen", "guest", def.Name)

@@ -4,7 +4,6 @@ import (
 	"context"
 	"fmt"
 	"os"
-	"os/exec"
 	"path/filepath"
 	"strings"
 	"time"
@@ -14,6 +13,7 @@ import (
 	"github.com/polyvisor/polyvisor/internal/guest"
 	"github.com/polyvisor/polyvisor/internal/hostreq"
 	"github.com/polyvisor/polyvisor/internal/idmap"
+	"github.com/polyvisor/polyvisor/internal/runc"
 )
 
 // hostBusybox is the static busybox the canary runs (Debian's busybox-static).
@@ -31,8 +31,8 @@ func (d *Driver) Check(ctx context.Context) (v api.ClassVerdict) {
 		v.Reason = err.Error()
 		return v
 	}
-	if out, err := exec.CommandContext(ctx, runtime, "--version").Output(); err == nil {
-		v.Details["runtimeVersion"] = strings.TrimSpace(strings.SplitN(string(out), "\n", 2)[0])
+	if version, err := runc.New(runtime, "").Version(ctx); err == nil {
+		v.Details["runtimeVersion"] = version
 	}
 	if err := d.canary(ctx, runtime); err != nil {
 		v.Reason = err.Error()
@@ -90,13 +90,14 @@ func (d *Driver) canary(ctx context.Context, runtime string) error {
 	if err := writeBundle(filepath.Join(dir, "bundle"), spec); err != nil {
 		return err
 	}
-	root := filepath.Join(dir, "state")
-	cmd := exec.CommandContext(ctx, runtime, "--root", root, "run", "--bundle", filepath.Join(dir, "bundle"), id)
-	out, runErr := cmd.CombinedOutput()
-	exec.Command(runtime, "--root", root, "delete", "--force", id).Run()
+	rt := &runc.Runtime{Binary: runtime, Root: filepath.Join(dir, "state"), LogDir: dir}
+	runErr := rt.Run(ctx, id, runc.RunOpts{Bundle: filepath.Join(dir, "bundle")})
+	delCtx, cancelDel := context.WithTimeout(context.WithoutCancel(ctx), 30*time.Second)
+	rt.Delete(delCtx, id, true) // gone already when it ran
+	cancelDel()
 	cgroup.Remove(d.opts.Layout.GuestCgroup(id))
 	if runErr != nil {
-		return fmt.Errorf("canary container failed: %v: %s", runErr, oneLine(string(out)))
+		return fmt.Errorf("canary container failed: %w", runErr)
 	}
 	return nil
 }

@@ -254,7 +254,7 @@ func (d *Driver) Cleanup(ctx context.Context, def *guest.Definition) (*api.Exit,
 	}
 	exit := monitored.ReadExit(d.runDir(def))
 	var errs []error
-	if err := d.runc(ctx, "delete", "--force", def.Name); err != nil && !isNotExist(err) {
+	if err := d.deleteContainer(ctx, def.Name); err != nil {
 		errs = append(errs, err)
 	}
 	if err := cgroup.Remove(d.cgroupPath(def)); err != nil {

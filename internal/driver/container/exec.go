@@ -2,13 +2,9 @@ package container
 
 import (
 	"context"
-	"errors"
 	"fmt"
 	"io"
 	"net"
-	"os/exec"
-	"strconv"
-	"syscall"
 	"time"
 
 	"github.com/creack/pty"
@@ -17,6 +13,7 @@ import (
 	"github.com/polyvisor/polyvisor/internal/driver"
 	"github.com/polyvisor/polyvisor/internal/driver/monitored"
 	"github.com/polyvisor/polyvisor/internal/guest"
+	"github.com/polyvisor/polyvisor/internal/runc"
 )
 
 // Exec implements driver.Execer with `runc exec`. The command's exit code
@@ -30,23 +27,22 @@ func (d *Driver) Exec(ctx context.Context, def *guest.Definition, req api.ExecRe
 	if cwd == "" {
 		cwd = "/"
 	}
-	args := []string{"--root", d.opts.Layout.RuncRoot(), "exec", "--cwd", cwd}
-	for _, e := range append(append([]string{}, defaultEnv...), req.Env...) {
-		args = append(args, "--env", e)
+	opts := runc.ExecOpts{Cwd: cwd, Env: append(append([]string{}, defaultEnv...), req.Env...), TTY: req.TTY}
+	p, err := d.runtime().Exec(ctx, def.Name, opts, req.Command)
+	if err != nil {
+		return 0, fmt.Errorf("exec in %s: %w", def.Name, err)
 	}
 	if req.TTY {
-		return d.execTTY(ctx, def, args, req, stdio)
+		return d.execTTY(def, p, req, stdio)
 	}
-	args = append(append(args, def.Name), req.Command...)
-	cmd := exec.CommandContext(ctx, d.opts.Runtime, args...)
-	cmd.Stdout, cmd.Stderr = stdio.Stdout, stdio.Stderr
-	stdin, err := cmd.StdinPipe()
+	p.Cmd.Stdout, p.Cmd.Stderr = stdio.Stdout, stdio.Stderr
+	stdin, err := p.Cmd.StdinPipe()
 	if err != nil {
 		return 0, fmt.Errorf("exec in %s: %w", def.Name, err)
 	}
 	// Streams are copied until the command ends, not until the client closes.
-	cmd.WaitDelay = 2 * time.Second
-	if err := cmd.Start(); err != nil {
+	p.Cmd.WaitDelay = 2 * time.Second
+	if err := p.Start(); err != nil {
 		return 0, fmt.Errorf("exec in %s: %w", def.Name, err)
 	}
 	go func() {
@@ -55,7 +51,7 @@ func (d *Driver) Exec(ctx context.Context, def *guest.Definition, req api.ExecRe
 		}
 		stdin.Close()
 	}()
-	return exitCode(def.Name, cmd.Wait())
+	return exitCode(def.Name, p)
 }
 
 // execTTY runs the command on a terminal. runc only hands a pty's master
@@ -64,7 +60,7 @@ func (d *Driver) Exec(ctx context.Context, def *guest.Definition, req api.ExecRe
 // stdio and its controlling terminal: it puts that in raw mode, relays it to
 // the guest's own pty, and follows its size on SIGWINCH, which the kernel
 // sends whenever we resize our master.
-func (d *Driver) execTTY(ctx context.Context, def *guest.Definition, args []string, req api.ExecRequest, stdio driver.Stdio) (int, error) {
+func (d *Driver) execTTY(def *guest.Definition, p *runc.Process, req api.ExecRequest, stdio driver.Stdio) (int, error) {
 	master, slave, err := pty.Open()
 	if err != nil {
 		return 0, fmt.Errorf("exec in %s: %w", def.Name, err)
@@ -73,11 +69,8 @@ func (d *Driver) execTTY(ctx context.Context, def *guest.Definition, args []stri
 	if req.Rows > 0 && req.Cols > 0 {
 		pty.Setsize(master, &pty.Winsize{Rows: req.Rows, Cols: req.Cols})
 	}
-	args = append(args, "--tty", def.Name)
-	cmd := exec.CommandContext(ctx, d.opts.Runtime, append(args, req.Command...)...)
-	cmd.Stdin, cmd.Stdout, cmd.Stderr = slave, slave, slave
-	cmd.SysProcAttr = &syscall.SysProcAttr{Setsid: true, Setctty: true}
-	err = cmd.Start()
+	p.Cmd.Stdin, p.Cmd.Stdout, p.Cmd.Stderr = slave, slave, slave
+	err = p.Start()
 	slave.Close()
 	if err != nil {
 		return 0, fmt.Errorf("exec in %s: %w", def.Name, err)
@@ -102,24 +95,23 @@ func (d *Driver) execTTY(ctx context.Context, def *guest.Definition, args []stri
 		io.Copy(stdio.Stdout, master) // ends with EIO once runc exits and the slave closes
 		close(output)
 	}()
-	err = cmd.Wait()
+	code, err := exitCode(def.Name, p)
 	select {
 	case <-output:
 	case <-time.After(2 * time.Second):
 	}
-	return exitCode(def.Name, err)
+	return code, err
 }
 
-// exitCode turns the runtime's wait result into the command's exit code.
-func exitCode(name string, err error) (int, error) {
-	if err == nil {
-		return 0, nil
+// exitCode waits for the runtime and returns the command's exit code: the
+// runtime passes it on, or exits 255 itself when it could not run the
+// command (as before, the code is what the caller gets).
+func exitCode(name string, p *runc.Process) (int, error) {
+	code, err := p.Wait()
+	if err != nil {
+		return 0, fmt.Errorf("exec in %s: %w", name, err)
 	}
-	var ee *exec.ExitError
-	if errors.As(err, &ee) {
-		return ee.ExitCode(), nil
-	}
-	return 0, fmt.Errorf("exec in %s: %w", name, err)
+	return code, nil
 }
 
 // AttachConsole implements driver.Consoler: the monitor's console socket.
@@ -131,16 +123,11 @@ func (d *Driver) AttachConsole(ctx context.Context, def *guest.Definition) (net.
 // writes the new values into the running guest's cgroups.
 func (d *Driver) UpdateLimits(ctx context.Context, def *guest.Definition) error {
 	res := resources(def)
-	args := []string{"update",
-		"--memory", strconv.FormatInt(*res.Memory.Limit, 10),
-		"--cpu-quota", strconv.FormatInt(*res.CPU.Quota, 10),
-		"--cpu-period", strconv.FormatUint(*res.CPU.Period, 10),
-		"--pids-limit", strconv.FormatInt(*res.Pids.Limit, 10),
+	limits := runc.Limits{
+		Memory: res.Memory.Limit, MemorySwap: res.Memory.Swap,
+		CPUQuota: res.CPU.Quota, CPUPeriod: res.CPU.Period, Pids: res.Pids.Limit,
 	}
-	if res.Memory.Swap != nil {
-		args = append(args, "--memory-swap", strconv.FormatInt(*res.Memory.Swap, 10))
-	}
-	if err := d.runc(ctx, append(args, def.Name)...); err != nil {
+	if err := d.runtime().Update(ctx, def.Name, limits); err != nil {
 		return fmt.Errorf("update limits of %s: %w", def.Name, err)
 	}
 	return nil

@@ -169,11 +169,11 @@ func (d *Driver) frozen(ctx context.Context, def *guest.Definition, fn func() er
 	if !initIdentity(def).Alive() {
 		return fn()
 	}
-	if err := d.runc(ctx, "pause", def.Name); err != nil {
+	if err := d.runtime().Pause(ctx, def.Name); err != nil {
 		return fmt.Errorf("freeze %s: %w", def.Name, err)
 	}
 	defer func() {
-		if rerr := d.runc(context.WithoutCancel(ctx), "resume", def.Name); rerr != nil {
+		if rerr := d.runtime().Resume(context.WithoutCancel(ctx), def.Name); rerr != nil {
 			err = errors.Join(err, fmt.Errorf("thaw %s: %w", def.Name, rerr))
 		}
 	}()

@@ -43,7 +43,7 @@ func (d *Driver) Sweep(ctx context.Context, live map[string]bool) error {
 		for _, s := range states {
 			if !live[s.Name()] {
 				d.log.Info("removing orphaned runtime state", "container", s.Name())
-				if err := d.runc(ctx, "delete", "--force", s.Name()); err != nil && !isNotExist(err) {
+				if err := d.deleteContainer(ctx, s.Name()); err != nil {
 					errs = append(errs, err)
 				}
 			}
