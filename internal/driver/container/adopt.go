@@ -8,12 +8,17 @@ import (
 	"github.com/polyvisor/polyvisor/internal/guest"
 )
 
-// Adopt implements driver.Adopter: a container the runtime reports paused
-// was frozen by a snapshot or copy whose daemon died before thawing it
-// (polyvisor pauses containers for nothing else), and is resumed, or exec,
-// stop and delete would fail on it for good.
-func (d *Driver) Adopt(ctx context.Context, def *guest.Definition) error {
-	out, err := d.runcOutput(ctx, "state", def.Name)
+// Recover implements driver.Driver: the container is found again from its
+// handle, and one the runtime reports paused was frozen by a snapshot or
+// copy whose daemon died before thawing it (polyvisor pauses containers
+// for nothing else), and is resumed, or exec, stop and delete would fail
+// on it for good.
+func (d *Driver) Recover(ctx context.Context, def *guest.Definition) error {
+	h, err := d.readHandle(def)
+	if err != nil {
+		return fmt.Errorf("adopt %s: %w", def.Name, err)
+	}
+	out, err := d.runcOutput(ctx, "state", h.ID)
 	if err != nil {
 		return fmt.Errorf("adopt %s: %w", def.Name, err)
 	}
@@ -26,7 +31,7 @@ func (d *Driver) Adopt(ctx context.Context, def *guest.Definition) error {
 	if state.Status != "paused" {
 		return nil
 	}
-	if err := d.runc(ctx, "resume", def.Name); err != nil {
+	if err := d.runc(ctx, "resume", h.ID); err != nil {
 		return fmt.Errorf("adopt %s: thaw the container an interrupted operation froze: %w", def.Name, err)
 	}
 	d.log.Info("thawed a container an interrupted snapshot or copy had frozen", "guest", def.Name)
