@@ -53,7 +53,8 @@ type Driver interface {
 	// Create prepares the guest's disks inside dir (a staging directory that
 	// the daemon renames into place once everything succeeded).
 	Create(ctx context.Context, dir string, def *guest.Definition) error
-	// Start boots the guest; the returned status identifies its processes.
+	// Start boots the guest; the returned status identifies its processes
+	// and carries the handle Recover reads (HandleVersion, Handle).
 	Start(ctx context.Context, def *guest.Definition) (guest.Status, error)
 	// Stop ends the guest: a polite request, then a kill after timeout.
 	Stop(ctx context.Context, def *guest.Definition, timeout time.Duration) error
