@@ -112,6 +112,9 @@ type GuestCreate struct {
 	Networks []string `json:"networks,omitempty"`
 	// Publish forwards host ports to the guest: [HOSTIP:]HOSTPORT:GUESTPORT[/tcp|udp].
 	Publish []string `json:"publish,omitempty"`
+	// Engine names the driver that runs the guest among those serving
+	// its type (GET /1.0/classes); empty for the type's default.
+	Engine string `json:"engine,omitempty"`
 }
 
 // Import is the body of POST /1.0/imports.
@@ -317,6 +320,45 @@ type ClassVerdict struct {
 	Reason   string            `json:"reason"`
 	Details  map[string]string `json:"details,omitempty"`
 	Duration string            `json:"duration"`
+	// Capabilities are what the class's driver declares it can do; the
+	// daemon fills them in, the driver's Check leaves them nil.
+	Capabilities *Capabilities `json:"capabilities,omitempty"`
+}
+
+// Capabilities are what a driver declares its guests can do, so that the
+// daemon, the API and host check need not know drivers by name.
+type Capabilities struct {
+	Exec       bool `json:"exec"`       // run commands inside a running guest
+	Console    bool `json:"console"`    // attach to its console
+	LiveLimits bool `json:"liveLimits"` // apply changed limits while it runs
+	DiskResize bool `json:"diskResize"` // grow its root disk
+	DiskUsage  bool `json:"diskUsage"`  // say how much of its disk its files take
+	Snapshots  bool `json:"snapshots"`
+	Copy       bool `json:"copy"`
+	// CopyRunning: a running guest is copied consistently (frozen
+	// meanwhile); without it, only a stopped guest is copied.
+	CopyRunning bool `json:"copyRunning"`
+	Export      bool `json:"export"`
+	TreeRead    bool `json:"treeRead"` // lend its stopped root tree (file export)
+	Networks    bool `json:"networks"`
+	Privileged  bool `json:"privileged"` // --privileged: no user namespace
+	CopyRootfs  bool `json:"copyRootfs"` // --copy: a private copy of the template
+	// ExportFormats lists the formats Export writes.
+	ExportFormats []string `json:"exportFormats,omitempty"`
+	// Arches lists the guest architectures it runs here (Debian's names).
+	Arches []string `json:"arches,omitempty"`
+}
+
+// Class is one registered driver, as GET /1.0/classes lists it.
+type Class struct {
+	// Name is the driver's (engine's) name, stored in guest.yaml's class.
+	Name string `json:"name"`
+	// Type is the guest type it serves: container or vm.
+	Type string `json:"type"`
+	// Default says it runs the guests of its type that name no engine.
+	Default      bool         `json:"default"`
+	Capabilities Capabilities `json:"capabilities"`
+	Verdict      ClassVerdict `json:"verdict"`
 }
 
 // HostCheck is the answer of GET /1.0/host/check.

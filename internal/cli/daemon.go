@@ -17,21 +17,21 @@ import (
 	"github.com/polyvisor/polyvisor/internal/driver"
 	"github.com/polyvisor/polyvisor/internal/driver/container"
 	"github.com/polyvisor/polyvisor/internal/driver/qemu"
-	"github.com/polyvisor/polyvisor/internal/guest"
 	"github.com/polyvisor/polyvisor/internal/layout"
 	"github.com/polyvisor/polyvisor/internal/network"
 )
 
 // registerDrivers is where every guest class is plugged in: a new class is
-// a new package under internal/driver and one line here.
+// a new package under internal/driver and one line here. The first driver
+// registered for a type is that type's default engine.
 func registerDrivers(l layout.Layout, opts daemonOptions, log *slog.Logger, fault func(string) error) (*driver.Registry, error) {
 	monitor, err := findMonitor(opts.monitor)
 	if err != nil {
 		return nil, err
 	}
 	reg := driver.NewRegistry()
-	reg.Register(guest.TypeContainer, container.New(container.Options{Layout: l, Runtime: opts.runtime, Monitor: monitor, Log: log, Fault: fault}))
-	reg.Register(guest.TypeVM, qemu.New(qemu.Options{Layout: l, Monitor: monitor, Log: log, Unconfined: opts.unconfinedVMs, Fault: fault}))
+	reg.Register(container.New(container.Options{Layout: l, Runtime: opts.runtime, Monitor: monitor, Log: log, Fault: fault}))
+	reg.Register(qemu.New(qemu.Options{Layout: l, Monitor: monitor, Log: log, Unconfined: opts.unconfinedVMs, Fault: fault}))
 	return reg, nil
 }
 

@@ -61,6 +61,7 @@ func (a *app) launchCmd(verb string, start bool) *cobra.Command {
 	}
 	f := cmd.Flags()
 	f.StringVar(&req.Type, "type", "container", "guest type: container or vm")
+	f.StringVar(&req.Engine, "engine", "", "driver that runs the guest, among those serving its type (see host check; default: the type's default)")
 	f.StringVar(&req.Arch, "arch", "", "architecture (defaults to the template's)")
 	f.IntVar(&req.CPUs, "cpus", 0, "CPU limit, in CPUs (default 1)")
 	f.StringVar(&req.Memory, "memory", "", "memory limit, like 256MiB or 1GiB (default 256MiB)")

@@ -53,6 +53,10 @@ install is missing.`,
 				return err
 			}
 			fmt.Fprintln(a.stdout)
+			if err := printCapabilities(a.stdout, check.Classes); err != nil {
+				return err
+			}
+			fmt.Fprintln(a.stdout)
 			printMissing(a.stdout, check)
 			return nil
 		},
@@ -86,6 +90,39 @@ func (a *app) checkRequirements(format string) error {
 		return fmt.Errorf("host requirements missing: %s: %s (make deps does)", requirementNames(missing), check.InstallLine)
 	}
 	return nil
+}
+
+// printCapabilities lists what each class's driver declares it can do.
+func printCapabilities(w io.Writer, classes []api.ClassVerdict) error {
+	tw := tabwriter.NewWriter(w, 0, 4, 2, ' ', 0)
+	fmt.Fprintln(tw, "CLASS\tARCHES\tEXPORTS\tCAN")
+	for _, v := range classes {
+		c := v.Capabilities
+		if c == nil {
+			continue
+		}
+		fmt.Fprintf(tw, "%s\t%s\t%s\t%s\n", v.Class, orDash(strings.Join(c.Arches, ",")), orDash(strings.Join(c.ExportFormats, ",")), orDash(strings.Join(abilities(*c), ", ")))
+	}
+	return tw.Flush()
+}
+
+// abilities names what c declares, in the order a user meets them.
+func abilities(c api.Capabilities) []string {
+	var out []string
+	for _, a := range []struct {
+		name string
+		has  bool
+	}{
+		{"exec", c.Exec}, {"console", c.Console}, {"networks", c.Networks}, {"live limits", c.LiveLimits},
+		{"disk resize", c.DiskResize}, {"disk usage", c.DiskUsage}, {"snapshots", c.Snapshots},
+		{"copy", c.Copy}, {"copy running", c.CopyRunning}, {"export", c.Export}, {"tree read", c.TreeRead},
+		{"privileged", c.Privileged}, {"copy rootfs", c.CopyRootfs},
+	} {
+		if a.has {
+			out = append(out, a.name)
+		}
+	}
+	return out
 }
 
 // printMissing says which host requirements are missing, what each

@@ -44,3 +44,31 @@ func TestHostCheckNamesAMissingRequirementsFeatureAndPackage(t *testing.T) {
 		t.Errorf("a complete host: %q", text)
 	}
 }
+
+// TestHostCheckShowsEachClassCapabilities: a row per class with its
+// arches, its export formats and what it can do, in words.
+func TestHostCheckShowsEachClassCapabilities(t *testing.T) {
+	var out bytes.Buffer
+	err := printCapabilities(&out, []api.ClassVerdict{
+		{Class: "container", Capabilities: &api.Capabilities{Exec: true, CopyRunning: true, Copy: true, Arches: []string{"amd64"}, ExportFormats: []string{"tar"}}},
+		{Class: "bare"}, // an older daemon's verdict: no capabilities
+		{Class: "qemu", Capabilities: &api.Capabilities{Snapshots: true, Arches: []string{"amd64", "riscv64"}}},
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	lines := strings.Split(strings.TrimSpace(out.String()), "\n")
+	if len(lines) != 3 || !strings.HasPrefix(lines[0], "CLASS") {
+		t.Fatalf("capabilities table:\n%s", out.String())
+	}
+	for i, want := range [][]string{
+		{"container", "amd64", "tar", "exec, copy, copy running"},
+		{"qemu", "amd64,riscv64", "-", "snapshots"},
+	} {
+		for _, w := range want {
+			if !strings.Contains(lines[i+1], w) {
+				t.Errorf("row %d lacks %q: %s", i+1, w, lines[i+1])
+			}
+		}
+	}
+}

@@ -129,6 +129,12 @@ func (c *Client) HostCheck(ctx context.Context) (api.HostCheck, error) {
 	return h, c.call(ctx, http.MethodGet, api.Version+"/host/check", nil, &h)
 }
 
+// Classes lists the daemon's drivers, what each can do and its verdict.
+func (c *Client) Classes(ctx context.Context) ([]api.Class, error) {
+	var cs []api.Class
+	return cs, c.call(ctx, http.MethodGet, api.Version+"/classes", nil, &cs)
+}
+
 // Guests lists every guest.
 func (c *Client) Guests(ctx context.Context) ([]api.Guest, error) {
 	var gs []api.Guest

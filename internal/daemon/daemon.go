@@ -18,7 +18,6 @@ import (
 	"github.com/polyvisor/polyvisor/internal/api"
 	"github.com/polyvisor/polyvisor/internal/driver"
 	"github.com/polyvisor/polyvisor/internal/guest"
-	"github.com/polyvisor/polyvisor/internal/idmap"
 	"github.com/polyvisor/polyvisor/internal/layout"
 	"github.com/polyvisor/polyvisor/internal/network"
 	"github.com/polyvisor/polyvisor/internal/template"
@@ -191,7 +190,7 @@ func (d *Daemon) driverFor(def *guest.Definition) (driver.Driver, error) {
 // view turns a definition into the API's guest, with live state.
 func (d *Daemon) view(def *guest.Definition) api.Guest {
 	g := api.Guest{
-		Name: def.Name, Type: def.Type, Class: displayClass(def), Driver: def.Class, Accel: def.Status.Accel, Template: def.Template, Arch: def.Arch,
+		Name: def.Name, Type: def.Type, Class: def.Class, Driver: def.Class, Accel: def.Status.Accel, Template: def.Template, Arch: def.Arch,
 		CPUs: def.CPUs, Memory: int64(def.Memory), Processes: def.Processes, Privileged: def.Privileged,
 		Rootfs: def.Rootfs, IPv4: []string{}, CreatedAt: def.CreatedAt, State: api.StateStopped,
 		LastExit: def.Status.LastExit, Pending: def.Status.Pending,
@@ -209,8 +208,6 @@ func (d *Daemon) view(def *guest.Definition) api.Guest {
 	}
 	g.Networks = append([]string{}, def.Networks...)
 	g.Publish = def.Publish
-	drv, drvErr := d.driverFor(def)
-	usage, _ := drv.(driver.DiskUsageReporter)
 	for _, disk := range def.Disks {
 		view := api.Disk{Name: disk.Name, Kind: disk.Kind, Size: int64(disk.Size), Path: filepath.Join(d.layout.GuestDir(def.Name), disk.Path)}
 		if disk.Size > 0 {
@@ -219,26 +216,11 @@ func (d *Daemon) view(def *guest.Definition) api.Guest {
 				view.Allocated = st.Blocks * 512
 			}
 		}
-		if usage != nil && drvErr == nil {
-			used, err := usage.DiskUsed(def, disk.Name)
-			if err != nil {
-				d.log.Warn("disk usage", "guest", def.Name, "disk", disk.Name, "err", err)
-			}
-			view.Used = used
-		}
 		g.Disks = append(g.Disks, view)
 	}
-	if m, ok := def.IDMap(); ok {
-		kind := idmap.Shared
-		if def.Isolated() {
-			kind = idmap.Isolated
-		}
-		g.IDMap = &api.IDMap{Kind: kind, HostUID: m.HostBase, HostGID: m.HostBase, Size: m.Size}
-	}
+	// The class shown, the id map, the confinement and the disks' usage.
 	if drv, err := d.driverFor(def); err == nil {
-		if r, ok := drv.(driver.ConfinementReporter); ok {
-			g.Confinement = r.Confinement(def)
-		}
+		drv.View(def, &g)
 	}
 	return g
 }
@@ -259,17 +241,4 @@ func checkTraversable(dir string) error {
 			return nil
 		}
 	}
-}
-
-// displayClass names the chapter's class a guest belongs to: a VM is
-// "hypervisor" when it runs under KVM and "emulation" under TCG (or until
-// it has run).
-func displayClass(def *guest.Definition) string {
-	if def.Type != guest.TypeVM {
-		return def.Class
-	}
-	if def.Status.Accel == "kvm" {
-		return "hypervisor"
-	}
-	return "emulation"
 }

@@ -11,14 +11,11 @@ import (
 	"time"
 
 	"github.com/polyvisor/polyvisor/internal/api"
-	"github.com/polyvisor/polyvisor/internal/arch"
 	"github.com/polyvisor/polyvisor/internal/driver"
 	"github.com/polyvisor/polyvisor/internal/fsutil"
 	"github.com/polyvisor/polyvisor/internal/guest"
-	"github.com/polyvisor/polyvisor/internal/idmap"
 	"github.com/polyvisor/polyvisor/internal/network"
 	"github.com/polyvisor/polyvisor/internal/procutil"
-	"github.com/polyvisor/polyvisor/internal/template"
 )
 
 // DefaultStopTimeout is how long stop waits after SIGTERM before SIGKILL.
@@ -32,14 +29,14 @@ func (d *Daemon) newDefinition(req api.GuestCreate) (*guest.Definition, error) {
 	def := &guest.Definition{
 		SchemaVersion: guest.SchemaVersion, Name: req.Name, Type: req.Type, Template: req.Template,
 		Arch: req.Arch, CPUs: req.CPUs, Memory: guest.DefaultMemory, Processes: req.Processes,
-		Privileged: req.Privileged, Rootfs: guest.RootfsOverlay, CreatedAt: time.Now().UTC(),
+		Privileged: req.Privileged, CreatedAt: time.Now().UTC(),
 		Status: guest.Status{State: api.StateStopped},
 	}
 	if err := guest.ValidateName(def.Name); err != nil {
 		return nil, err
 	}
 	if def.Type == "" {
-		def.Type = guest.TypeContainer
+		def.Type = guest.DefaultType
 	}
 	// Zero is what the request carries when the user did not say (the
 	// CLI refuses an explicit 0 itself); a negative count is refused.
@@ -65,20 +62,6 @@ func (d *Daemon) newDefinition(req api.GuestCreate) (*guest.Definition, error) {
 		}
 		def.Memory = m
 	}
-	// A template is stored shifted to the shared id map, so a privileged
-	// guest (no user namespace) needs its own copy shifted back.
-	if req.Copy || req.Privileged {
-		def.Rootfs = guest.RootfsCopy
-	}
-	if def.Type == guest.TypeVM {
-		if req.Copy || req.Privileged {
-			return nil, fmt.Errorf("%w: --copy and --privileged are for containers; a VM's disk is always its own qcow2 overlay", api.ErrInvalid)
-		}
-		def.Rootfs = guest.RootfsQcow2
-	}
-	if err := setRootDiskSize(def, req.Disk); err != nil {
-		return nil, err
-	}
 	networks, err := network.ResolveNetworks(req.Networks, d.cfg.DefaultNetwork)
 	if err != nil {
 		return nil, err
@@ -100,13 +83,13 @@ func (d *Daemon) newDefinition(req api.GuestCreate) (*guest.Definition, error) {
 	if err := guest.ValidateName(def.Template); err != nil {
 		return nil, fmt.Errorf("template: %w", err)
 	}
-	drv, err := d.cfg.Drivers.ForType(def.Type)
+	drv, err := d.cfg.Drivers.ForType(def.Type, req.Engine)
 	if err != nil {
 		return nil, err
 	}
-	def.Class = drv.Class()
-	if def.Type == guest.TypeContainer && def.Arch != "" && def.Arch != template.HostArch() && def.Arch != arch.Host().QEMU {
-		return nil, fmt.Errorf("%w: arch %s: a container shares the host's %s kernel; use --type vm for foreign architectures", api.ErrInvalid, def.Arch, template.HostArch())
+	def.Class = drv.Name()
+	if err := drv.Define(def, req); err != nil {
+		return nil, err
 	}
 	t, err := d.templates.Find(def.Template, def.Type, def.Arch)
 	if err != nil {
@@ -123,70 +106,29 @@ func (d *Daemon) newDefinition(req api.GuestCreate) (*guest.Definition, error) {
 			return nil, fmt.Errorf("template %s: %w", t.ID, err)
 		}
 	}
-	if err := def.Validate(); err != nil {
-		return nil, err
-	}
-	// After Validate: an isolated guest's range is given by reserve.
-	if err := setConfinement(def, req); err != nil {
-		return nil, err
-	}
-	if err := d.setIDMap(def, req.IDMap); err != nil {
-		return nil, err
-	}
 	return def, nil
 }
 
 // reserve claims def's name and, for an isolated guest, a host id range
-// of its own, which it records in def; create or copy releases both.
-func (d *Daemon) reserve(def *guest.Definition) error {
+// of its own, which it records in def, and validates the definition as it
+// will be stored; create or copy releases both, and so does a refusal.
+func (d *Daemon) reserve(def *guest.Definition) (err error) {
 	if err := d.guests.reserve(def.Name, templateKey(def)); err != nil {
 		return err
 	}
-	if !def.Isolated() {
-		return nil
-	}
-	m, err := d.guests.allocateIDMap(def.Name)
-	if err != nil {
-		d.guests.release(def.Name, nil)
-		return err
-	}
-	def.Security.IDMapBase = m.HostBase
-	return nil
-}
-
-// setIDMap records which id map an unprivileged container gets: isolated
-// unless the request says shared. Its range is given by reserve.
-func (d *Daemon) setIDMap(def *guest.Definition, kind string) error {
-	if def.Type != guest.TypeContainer || def.Privileged {
-		if kind != "" {
-			return fmt.Errorf("%w: idmap: only unprivileged containers have an id map; drop --idmap", api.ErrInvalid)
+	defer func() {
+		if err != nil {
+			d.guests.release(def.Name, nil)
 		}
-		return nil
+	}()
+	if def.Isolated() {
+		m, err := d.guests.allocateIDMap(def.Name)
+		if err != nil {
+			return err
+		}
+		def.Security.IDMapBase = m.HostBase
 	}
-	switch kind {
-	case "", idmap.Isolated:
-		def.Security.IDMap = idmap.Isolated
-	case idmap.Shared:
-		def.Security.IDMap = idmap.Shared
-	default:
-		return fmt.Errorf("%w: idmap %q: use %s (a host id range of the guest's own, the default) or %s", api.ErrInvalid, kind, idmap.Isolated, idmap.Shared)
-	}
-	return nil
-}
-
-// setConfinement records what the request asks beyond the default
-// confinement: nesting, and an explicit list of capabilities.
-func setConfinement(def *guest.Definition, req api.GuestCreate) error {
-	if !req.Nesting && req.Capabilities == nil {
-		return nil
-	}
-	if def.Type != guest.TypeContainer || def.Privileged {
-		return fmt.Errorf("%w: nesting and capabilities are for unprivileged containers (a privileged one holds every capability already); drop --nesting and --capabilities", api.ErrInvalid)
-	}
-	def.Security.Nesting = req.Nesting
-	caps, err := guest.ParseCapabilities("capabilities", strings.Join(req.Capabilities, ","))
-	def.Security.Capabilities = caps
-	return err
+	return def.Validate()
 }
 
 // create makes a guest transactionally: its directory is assembled under a
@@ -670,33 +612,6 @@ func (d *Daemon) sweepGuestDir() {
 			}
 		}
 	}
-}
-
-// setRootDiskSize gives the driver's Create the root disk size asked for
-// (def.Disks' "root", Size 0 for none): an overlay container's disk quota,
-// DefaultDiskQuota unless the request says, or the size a VM's root disk
-// grows to from the template's. A copy's private tree is a plain
-// directory, which no quota bounds.
-func setRootDiskSize(def *guest.Definition, value string) error {
-	size := guest.Size(0)
-	if value != "" {
-		var err error
-		if size, err = guest.ParseDiskQuota("disk", value); err != nil {
-			return err
-		}
-	}
-	switch {
-	case def.Rootfs == guest.RootfsCopy && size > 0:
-		return fmt.Errorf("%w: disk: a --copy or --privileged container's tree is a plain directory that no quota bounds; drop --disk, or drop --copy", api.ErrInvalid)
-	case def.Rootfs == guest.RootfsOverlay && value == "":
-		size = guest.DefaultDiskQuota
-	case def.Type == guest.TypeVM && value == guest.NoDiskQuota:
-		return fmt.Errorf("%w: disk: a vm's root disk has a size; give one, like 10GiB, or leave --disk out for the template's", api.ErrInvalid)
-	}
-	if size > 0 {
-		def.Disks = []guest.Disk{{Name: "root", Size: size}}
-	}
-	return nil
 }
 
 // checkMemory refuses memory a guest could not boot with or, unless

@@ -26,6 +26,7 @@ func (d *Daemon) routes() http.Handler {
 	ok, accepted := http.StatusOK, http.StatusAccepted
 	mux.Handle("GET "+v, answer(ok, d.handleInfo))
 	mux.Handle("GET "+v+"/host/check", answer(ok, d.handleHostCheck))
+	mux.Handle("GET "+v+"/classes", answer(ok, d.handleClasses))
 	mux.Handle("GET "+v+"/guests", answer(ok, d.handleList))
 	mux.Handle("POST "+v+"/guests", answer(accepted, d.handleCreate))
 	mux.Handle("GET "+v+"/guests/{name}", answer(ok, d.handleGet))
@@ -141,9 +142,25 @@ func (d *Daemon) handleInfo(r *http.Request) (any, error) {
 func (d *Daemon) handleHostCheck(r *http.Request) (any, error) {
 	check := api.NewHostRequirements()
 	for _, drv := range d.cfg.Drivers.All() {
-		check.Classes = append(check.Classes, drv.Check(r.Context()))
+		v := drv.Check(r.Context())
+		caps := drv.Capabilities()
+		v.Capabilities = &caps
+		check.Classes = append(check.Classes, v)
 	}
 	return check, nil
+}
+
+// handleClasses lists every registered driver: its type, whether it is
+// its type's default engine, what it can do and whether it works here.
+func (d *Daemon) handleClasses(r *http.Request) (any, error) {
+	classes := []api.Class{}
+	for _, drv := range d.cfg.Drivers.All() {
+		classes = append(classes, api.Class{
+			Name: drv.Name(), Type: drv.Type(), Default: d.cfg.Drivers.IsDefault(drv),
+			Capabilities: drv.Capabilities(), Verdict: drv.Check(r.Context()),
+		})
+	}
+	return classes, nil
 }
 
 func (d *Daemon) handleList(r *http.Request) (any, error) {

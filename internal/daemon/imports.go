@@ -3,7 +3,6 @@ package daemon
 import (
 	"cmp"
 	"context"
-	"errors"
 	"fmt"
 	"net/http"
 	"path/filepath"
@@ -14,9 +13,7 @@ import (
 	"github.com/polyvisor/polyvisor/internal/driver"
 	"github.com/polyvisor/polyvisor/internal/exporter"
 	"github.com/polyvisor/polyvisor/internal/guest"
-	"github.com/polyvisor/polyvisor/internal/idmap"
 	"github.com/polyvisor/polyvisor/internal/importer"
-	"github.com/polyvisor/polyvisor/internal/network"
 )
 
 // handleImport makes a template of a file another product made, and with
@@ -171,9 +168,13 @@ func (d *Daemon) handleExport(r *http.Request) (any, error) {
 		return nil, err
 	}
 	def := e.def.Load()
-	formats := exporter.ContainerFormats
-	if def.Type == guest.TypeVM {
-		formats = exporter.VMFormats
+	drv, err := d.driverFor(def)
+	if err != nil {
+		return nil, err
+	}
+	formats := drv.Capabilities().ExportFormats
+	if _, ok := drv.(driver.Exporter); !ok || len(formats) == 0 {
+		return nil, fmt.Errorf("%w: class %s cannot export its guests", api.ErrNotAvailable, def.Class)
 	}
 	if !slices.Contains(formats, req.Format) {
 		return nil, fmt.Errorf("%w: format %q: a %s exports as %s", api.ErrInvalid, req.Format, def.Type, strings.Join(formats, ", "))
@@ -203,46 +204,16 @@ func (d *Daemon) handleExport(r *http.Request) (any, error) {
 	}), nil
 }
 
-// export writes def out as req says; the guest is stopped and held.
+// export writes def out as req says, through its driver; the guest is
+// stopped and held.
 func (d *Daemon) export(ctx context.Context, def *guest.Definition, req api.Export, progress exporter.Progress, warn func(string)) error {
-	if def.Type != guest.TypeVM {
-		drv, err := d.driverFor(def)
-		if err != nil {
-			return err
-		}
-		tr, ok := drv.(driver.TreeReader)
-		if !ok {
-			return fmt.Errorf("%w: class %s cannot lend its root tree", api.ErrNotAvailable, def.Class)
-		}
-		return tr.ReadRootTree(ctx, def, func(root string, toGuest idmap.ShiftFunc) error {
-			return exporter.Tree(ctx, root, req.Path, toGuest, progress)
-		})
-	}
-	root, ok := def.Disk("root")
-	if !ok {
-		return errors.New("it has no root disk")
-	}
-	disk := filepath.Join(d.layout.GuestDir(def.Name), root.Path)
-	t, err := d.templates.Find(def.Template, def.Type, def.Arch)
+	drv, err := d.driverFor(def)
 	if err != nil {
 		return err
 	}
-	bootable := t.Boot != nil && t.Boot.Firmware != ""
-	if req.Format != exporter.FormatOVA {
-		if !bootable {
-			warn(fmt.Sprintf("template %s boots its kernel directly, so this disk carries no bootloader: attach it as a data disk, or export a guest of a template built with --firmware bios|uefi", t.ID))
-		}
-		return exporter.Disk(ctx, disk, req.Path, req.Format, progress)
+	exp, ok := drv.(driver.Exporter)
+	if !ok {
+		return fmt.Errorf("%w: class %s cannot export its guests", api.ErrNotAvailable, def.Class)
 	}
-	if !bootable {
-		return fmt.Errorf("%w: template %s boots its kernel directly, so its disk carries no bootloader and an appliance of it would not boot; build the template with --firmware bios or uefi", api.ErrInvalid, t.ID)
-	}
-	var nics []exporter.NIC
-	for _, n := range def.Networks {
-		nics = append(nics, exporter.NIC{MAC: network.GuestNIC(def, n).MAC.String(), Network: n})
-	}
-	return exporter.OVA(ctx, exporter.Appliance{
-		Name: def.Name, CPUs: def.CPUs, Memory: int64(def.Memory), Firmware: t.Boot.Firmware,
-		Disk: disk, NICs: nics,
-	}, req.Path, progress)
+	return exp.Export(ctx, def, req, progress, warn)
 }

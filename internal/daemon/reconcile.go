@@ -72,10 +72,10 @@ func (d *Daemon) reconcile(ctx context.Context) error {
 			for _, n := range def.Networks {
 				liveIfs[network.GuestNIC(def, n).HostIf] = true
 			}
-			if a, ok := drv.(driver.Adopter); ok {
-				if err := a.Adopt(ctx, def); err != nil {
-					d.log.Error("repair adopted guest", "guest", name, "err", err)
-				}
+			// A guest the driver cannot recover (a handle it does not
+			// know) is left running as it is, never killed.
+			if err := drv.Recover(ctx, def); err != nil {
+				d.log.Error("recover adopted guest", "guest", name, "err", err)
 			}
 			d.watch(e, def)
 			adopted++
@@ -90,7 +90,7 @@ func (d *Daemon) reconcile(ctx context.Context) error {
 	for _, drv := range d.cfg.Drivers.All() {
 		if s, ok := drv.(driver.Sweeper); ok {
 			if err := s.Sweep(ctx, live); err != nil {
-				d.log.Warn("sweep orphans", "class", drv.Class(), "err", err)
+				d.log.Warn("sweep orphans", "class", drv.Name(), "err", err)
 			}
 		}
 	}

@@ -441,7 +441,7 @@ func (d *Daemon) snapshotRequest(r *http.Request) (*entry, string, error) {
 }
 
 // handleCopy refuses what it can at once (a missing source, a bad or
-// taken name, a running VM), reserves the new name and copies as an
+// taken name, a running guest its class copies only stopped), reserves the new name and copies as an
 // operation.
 func (d *Daemon) handleCopy(r *http.Request) (any, error) {
 	var req api.GuestCopy
@@ -453,8 +453,14 @@ func (d *Daemon) handleCopy(r *http.Request) (any, error) {
 		return nil, err
 	}
 	src := e.def.Load()
-	if src.Type == guest.TypeVM && running(src) {
-		return nil, fmt.Errorf("guest %s: %w: it is running; stop it first (a VM's disk is copied while it is stopped)", src.Name, api.ErrConflict)
+	drv, err := d.driverFor(src)
+	if err != nil {
+		return nil, err
+	}
+	if caps := drv.Capabilities(); !caps.Copy {
+		return nil, fmt.Errorf("%w: class %s cannot copy guests", api.ErrNotAvailable, src.Class)
+	} else if !caps.CopyRunning && running(src) {
+		return nil, fmt.Errorf("guest %s: %w: it is running; stop it first (a %s's disk is copied while it is stopped)", src.Name, api.ErrConflict, src.Type)
 	}
 	if err := d.guests.reserve(req.Name, templateKey(src)); err != nil {
 		return nil, err

@@ -1,7 +1,9 @@
 // Package driver defines the one narrow contract every guest class
-// implements, and the registry the daemon picks drivers from. Optional
-// abilities (exec, console, live limits) are small extra interfaces that
-// the daemon checks with a type assertion.
+// implements, and the registry the daemon picks drivers from. Everything
+// that differs by class is behind it: what a driver can do is declared in
+// Capabilities, and each optional ability (exec, console, live limits,
+// snapshots, export...) is a small extra interface the driver implements
+// when, and only when, it declares the ability.
 package driver
 
 import (
@@ -10,23 +12,49 @@ import (
 	"io"
 	"net"
 	"sort"
+	"strings"
 	"time"
 
 	"github.com/polyvisor/polyvisor/internal/api"
+	"github.com/polyvisor/polyvisor/internal/exporter"
 	"github.com/polyvisor/polyvisor/internal/guest"
 	"github.com/polyvisor/polyvisor/internal/idmap"
 )
 
 // Driver runs the guests of one class.
 type Driver interface {
-	// Class is the driver's name, as stored in guest.yaml and shown by list.
-	Class() string
+	// Name is the driver's (engine's) name: its key in the registry,
+	// stored in guest.yaml's class.
+	Name() string
+	// Type is the guest type it serves (guest.TypeContainer, guest.TypeVM).
+	Type() string
+	// Capabilities declares what its guests can do; it agrees with the
+	// optional interfaces the driver implements.
+	Capabilities() api.Capabilities
 	// Check canary-tests the class on this host and says why it does not work.
 	Check(ctx context.Context) api.ClassVerdict
+	// Define validates and fills the class-specific part of a new
+	// definition from the request that makes it (rootfs, root disk size,
+	// arch, id map, confinement); the daemon has filled the generic part
+	// (name, type, template, cpus, memory, networks) and validates the
+	// whole once the guest's name and id range are reserved. Errors are
+	// api.ErrInvalid, one line naming the field and the fix.
+	Define(def *guest.Definition, req api.GuestCreate) error
+	// View fills the class-specific part of a guest's API view: the class
+	// shown to users, its id map, its confinement, its disks' usage.
+	View(def *guest.Definition, g *api.Guest)
+	// Recover is called for a guest found running when the daemon starts,
+	// from the handle Start wrote (def.Status.Handle and HandleVersion):
+	// it reattaches what it needs and repairs what only an interrupted
+	// operation leaves (a frozen container, a paused VM). A handle version
+	// it does not know is refused with an error; the daemon then leaves
+	// the guest running as it is.
+	Recover(ctx context.Context, def *guest.Definition) error
 	// Create prepares the guest's disks inside dir (a staging directory that
 	// the daemon renames into place once everything succeeded).
 	Create(ctx context.Context, dir string, def *guest.Definition) error
-	// Start boots the guest; the returned status identifies its processes.
+	// Start boots the guest; the returned status identifies its processes
+	// and carries the handle Recover reads (HandleVersion, Handle).
 	Start(ctx context.Context, def *guest.Definition) (guest.Status, error)
 	// Stop ends the guest: a polite request, then a kill after timeout.
 	Stop(ctx context.Context, def *guest.Definition, timeout time.Duration) error
@@ -82,39 +110,76 @@ type TreeReader interface {
 	ReadRootTree(ctx context.Context, def *guest.Definition, fn func(root string, toGuest idmap.ShiftFunc) error) error
 }
 
-// Registry maps a class name to its driver.
+// Exporter writes a stopped guest out in another product's format
+// (Capabilities().ExportFormats), reporting progress and warning about
+// what the copy lacks; the daemon has checked the format and the
+// destination, and holds the guest stopped meanwhile.
+type Exporter interface {
+	Export(ctx context.Context, def *guest.Definition, req api.Export, progress exporter.Progress, warn func(string)) error
+}
+
+// Registry maps a driver's name to the driver, and each guest type to the
+// drivers serving it. The first driver registered for a type is its
+// default, which runs the guests that name no engine.
 type Registry struct {
 	drivers map[string]Driver
-	byType  map[string]string
+	byType  map[string][]string // registration order: the first is the default
 }
 
 // NewRegistry returns an empty registry.
 func NewRegistry() *Registry {
-	return &Registry{drivers: map[string]Driver{}, byType: map[string]string{}}
+	return &Registry{drivers: map[string]Driver{}, byType: map[string][]string{}}
 }
 
-// Register adds a driver and the guest type it serves.
-func (r *Registry) Register(guestType string, d Driver) {
-	r.drivers[d.Class()] = d
-	r.byType[guestType] = d.Class()
+// Register adds a driver under its name, serving its type; the first
+// driver of a type is that type's default. A name registered twice is a
+// programming error.
+func (r *Registry) Register(d Driver) {
+	if _, dup := r.drivers[d.Name()]; dup {
+		panic(fmt.Sprintf("driver %q registered twice", d.Name()))
+	}
+	r.drivers[d.Name()] = d
+	r.byType[d.Type()] = append(r.byType[d.Type()], d.Name())
 }
 
-// Get returns the driver of a class.
-func (r *Registry) Get(class string) (Driver, error) {
-	d, ok := r.drivers[class]
+// Get returns the driver named name (a guest's class).
+func (r *Registry) Get(name string) (Driver, error) {
+	d, ok := r.drivers[name]
 	if !ok {
-		return nil, fmt.Errorf("%w: class %q has no driver in this build", api.ErrNotAvailable, class)
+		return nil, fmt.Errorf("%w: class %q has no driver in this build", api.ErrNotAvailable, name)
 	}
 	return d, nil
 }
 
-// ForType returns the driver serving a guest type.
-func (r *Registry) ForType(guestType string) (Driver, error) {
-	class, ok := r.byType[guestType]
+// ForType returns the driver that runs a new guest of guestType: the one
+// named engine, which must serve that type, or the type's default when
+// engine is empty.
+func (r *Registry) ForType(guestType, engine string) (Driver, error) {
+	names, ok := r.byType[guestType]
 	if !ok {
 		return nil, fmt.Errorf("%w: type %s: no driver for it in this build (known: %v)", api.ErrNotAvailable, guestType, r.Types())
 	}
-	return r.drivers[class], nil
+	if engine == "" {
+		return r.drivers[names[0]], nil
+	}
+	d, ok := r.drivers[engine]
+	if !ok || d.Type() != guestType {
+		return nil, fmt.Errorf("%w: engine %q: no such engine for type %s; use one of %s", api.ErrInvalid, engine, guestType, strings.Join(r.Engines(guestType), ", "))
+	}
+	return d, nil
+}
+
+// Engines lists the names of the drivers serving guestType, sorted.
+func (r *Registry) Engines(guestType string) []string {
+	names := append([]string(nil), r.byType[guestType]...)
+	sort.Strings(names)
+	return names
+}
+
+// IsDefault reports whether d is its type's default driver.
+func (r *Registry) IsDefault(d Driver) bool {
+	names := r.byType[d.Type()]
+	return len(names) > 0 && names[0] == d.Name()
 }
 
 // Types lists the guest types that have a driver.
@@ -127,13 +192,13 @@ func (r *Registry) Types() []string {
 	return types
 }
 
-// All returns every driver, sorted by class.
+// All returns every driver, sorted by name.
 func (r *Registry) All() []Driver {
 	var all []Driver
 	for _, d := range r.drivers {
 		all = append(all, d)
 	}
-	sort.Slice(all, func(i, j int) bool { return all[i].Class() < all[j].Class() })
+	sort.Slice(all, func(i, j int) bool { return all[i].Name() < all[j].Name() })
 	return all
 }
 
@@ -142,20 +207,6 @@ func (r *Registry) All() []Driver {
 // daemon calls it once on start with the names of the live guests.
 type Sweeper interface {
 	Sweep(ctx context.Context, live map[string]bool) error
-}
-
-// ConfinementReporter says what a guest of its class runs under, as the
-// driver would start it now.
-type ConfinementReporter interface {
-	Confinement(def *guest.Definition) *api.Confinement
-}
-
-// Adopter repairs a live guest the daemon adopts on start, left in a state
-// only an interrupted operation puts it in: a container frozen for a
-// snapshot or copy when the daemon died is thawed, a VM paused for a
-// snapshot resumed.
-type Adopter interface {
-	Adopt(ctx context.Context, def *guest.Definition) error
 }
 
 // Snapshotter takes, restores and deletes point-in-time snapshots of a
@@ -191,4 +242,40 @@ type SnapshotInfo struct {
 // refuses one.
 type Copier interface {
 	Copy(ctx context.Context, src *guest.Definition, dir string, def *guest.Definition) error
+}
+
+// CheckCapabilities says where a driver's declared Capabilities disagree
+// with the optional interfaces it implements; nil when they agree.
+func CheckCapabilities(d Driver) error {
+	c := d.Capabilities()
+	var wrong []string
+	check := func(name string, declared, implemented bool) {
+		if declared != implemented {
+			wrong = append(wrong, fmt.Sprintf("%s declared %v, implemented %v", name, declared, implemented))
+		}
+	}
+	_, exec := d.(Execer)
+	_, console := d.(Consoler)
+	_, limits := d.(LimitUpdater)
+	_, resize := d.(DiskResizer)
+	_, usage := d.(DiskUsageReporter)
+	_, snap := d.(Snapshotter)
+	_, copier := d.(Copier)
+	_, export := d.(Exporter)
+	_, tree := d.(TreeReader)
+	check("exec", c.Exec, exec)
+	check("console", c.Console, console)
+	check("liveLimits", c.LiveLimits, limits)
+	check("diskResize", c.DiskResize, resize)
+	check("diskUsage", c.DiskUsage, usage)
+	check("snapshots", c.Snapshots, snap)
+	check("copy", c.Copy, copier)
+	check("copyRunning", c.CopyRunning, c.CopyRunning && copier)
+	check("export", c.Export, export)
+	check("exportFormats", len(c.ExportFormats) > 0, export)
+	check("treeRead", c.TreeRead, tree)
+	if len(wrong) == 0 {
+		return nil
+	}
+	return fmt.Errorf("driver %s: capabilities disagree with its interfaces: %s", d.Name(), strings.Join(wrong, "; "))
 }

@@ -28,6 +28,8 @@ const SchemaVersion = 1
 const (
 	TypeContainer = "container"
 	TypeVM        = "vm"
+	// DefaultType is what a request that names no type gets.
+	DefaultType = TypeContainer
 )
 
 // Rootfs modes of a container guest.
@@ -202,6 +204,10 @@ type Status struct {
 	MonitorPID    int       `yaml:"monitorPid,omitempty"`
 	MonitorStart  uint64    `yaml:"monitorStart,omitempty"`
 	StartedAt     time.Time `yaml:"startedAt,omitempty"`
+	// Handle is what the driver needs to find the guest again, opaque to
+	// the daemon and versioned by HandleVersion: written by the driver's
+	// Start, read by its Recover. Empty in definitions older than it.
+	Handle string `yaml:"handle,omitempty"`
 	// Accel is how a VM runs: kvm or tcg.
 	Accel    string    `yaml:"accel,omitempty"`
 	LastExit *api.Exit `yaml:"lastExit,omitempty"`

@@ -60,9 +60,6 @@ func New(opts Options) *Driver {
 	return &Driver{opts: opts, log: opts.Log.With("driver", Class), monitors: &monitored.Launcher{Monitor: opts.Monitor}}
 }
 
-// Class implements driver.Driver.
-func (d *Driver) Class() string { return Class }
-
 func (d *Driver) guestDir(def *guest.Definition) string { return d.opts.Layout.GuestDir(def.Name) }
 func (d *Driver) runDir(def *guest.Definition) string   { return d.opts.Layout.GuestRunDir(def.Name) }
 func (d *Driver) cgroupPath(def *guest.Definition) string {

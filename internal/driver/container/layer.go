@@ -61,7 +61,7 @@ func overlayOptions(def *guest.Definition) string {
 }
 
 // requestedDiskSize is the root disk size the create request asked for
-// (see the daemon's setRootDiskSize); 0 for none.
+// (see rootDiskSize); 0 for none.
 func requestedDiskSize(def *guest.Definition) guest.Size {
 	if disk, ok := def.Disk("root"); ok {
 		return disk.Size

@@ -42,7 +42,7 @@ func (d *Driver) startMonitor(ctx context.Context, def *guest.Definition) (guest
 	if err != nil {
 		return status, fmt.Errorf("start %s: %w", def.Name, err)
 	}
-	status.HandleVersion = handleVersion
+	status.HandleVersion, status.Handle = handleVersion, d.newHandle(def).encode()
 	// The guest's eth0, in the network namespace runc made; its init's
 	// DHCP client waits for it.
 	for _, n := range def.Networks {

@@ -121,7 +121,7 @@ func namespacesOf(def *guest.Definition) []specs.LinuxNamespace {
 	return ns
 }
 
-// Confinement implements driver.ConfinementReporter, from what buildSpec
+// Confinement is what View shows a guest runs under, from what buildSpec
 // gives the guest.
 func (d *Driver) Confinement(def *guest.Definition) *api.Confinement {
 	c := &api.Confinement{Capabilities: capabilitiesOf(def), Seccomp: "unconfined"}

@@ -33,11 +33,22 @@ const (
 	abilityExec      = "exec"
 )
 
-// declared says whether d declares ability, and whether d declares
-// abilities at all. Drivers do not declare them yet.
-// Capabilities: once driver.Driver has Capabilities(), return
-// (caps.Snapshots, true) and the like here, from d.Capabilities().
+// declared says whether d's Capabilities declare ability, and whether
+// they speak of it at all (sweeping is not a capability users see).
 func declared(d driver.Driver, ability string) (has, known bool) {
+	c := d.Capabilities()
+	switch ability {
+	case abilitySnapshots:
+		return c.Snapshots, true
+	case abilityCopy:
+		return c.Copy, true
+	case abilityResize:
+		return c.DiskResize, true
+	case abilityTreeRead:
+		return c.TreeRead, true
+	case abilityExec:
+		return c.Exec, true
+	}
 	return false, false
 }
 
@@ -55,12 +66,8 @@ func implements(t *testing.T, d driver.Driver, ability string, ok bool) bool {
 }
 
 // adopt takes over a live guest as a restarted daemon does.
-// Recover: once driver.Driver has Recover(ctx, def), call it here instead.
 func adopt(ctx context.Context, d driver.Driver, def *guest.Definition) error {
-	if a, ok := d.(driver.Adopter); ok {
-		return a.Adopt(ctx, def)
-	}
-	return nil
+	return d.Recover(ctx, def)
 }
 
 // shared is the guest the abilities' subtests share, and its copy.
@@ -333,9 +340,11 @@ func (s *shared) testCopy(t *testing.T) {
 	}
 	err := copier.Copy(ctx, s.def, staging, def)
 	if errors.Is(err, api.ErrConflict) {
-		// A class that cannot copy a running guest refuses it.
-		// Capabilities: assert here that the driver declares so (e.g. a
-		// copy ability that needs the source stopped).
+		// A class that cannot copy a running guest refuses it, and
+		// says so in its capabilities.
+		if d.Capabilities().CopyRunning {
+			t.Errorf("Copy refused a running source, but the driver declares CopyRunning: %v", err)
+		}
 		t.Logf("Copy refuses a running source: %v", err)
 		os.RemoveAll(staging)
 		if err := os.MkdirAll(staging, 0o711); err != nil {

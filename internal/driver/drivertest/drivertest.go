@@ -59,7 +59,7 @@ func Run(t *testing.T, f Fixture) {
 
 func testCheck(t *testing.T, f Fixture) {
 	v := f.Driver.Check(context.Background())
-	if v.Class != f.Driver.Class() || v.Reason == "" || v.Duration == "" {
+	if v.Class != f.Driver.Name() || v.Reason == "" || v.Duration == "" {
 		t.Errorf("Check() = %+v: want the class, a reason and a duration", v)
 	}
 	if !v.Works {

@@ -9,14 +9,19 @@ import (
 	"github.com/polyvisor/polyvisor/internal/qmp"
 )
 
-// Adopt implements driver.Adopter: a VM whose CPUs QEMU reports paused
-// was stopped over QMP by a snapshot whose daemon died before resuming it
-// (polyvisor pauses VMs for nothing else), and is resumed.
-func (d *Driver) Adopt(ctx context.Context, def *guest.Definition) error {
+// Recover implements driver.Driver: the VM's QMP socket is found again
+// from its handle, and a VM whose CPUs QEMU reports paused was stopped
+// over QMP by a snapshot whose daemon died before resuming it (polyvisor
+// pauses VMs for nothing else), and is resumed.
+func (d *Driver) Recover(ctx context.Context, def *guest.Definition) error {
+	h, err := d.readHandle(def)
+	if err != nil {
+		return fmt.Errorf("adopt %s: %w", def.Name, err)
+	}
 	if !monitored.Process(def).Alive() {
 		return nil
 	}
-	m, err := qmp.Dial(ctx, d.qmpSocket(def))
+	m, err := qmp.Dial(ctx, h.QMP)
 	if err != nil {
 		return fmt.Errorf("adopt %s: %w", def.Name, err)
 	}

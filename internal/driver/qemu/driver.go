@@ -108,9 +108,6 @@ func New(opts Options) *Driver {
 	}
 }
 
-// Class implements driver.Driver.
-func (d *Driver) Class() string { return Class }
-
 // Wait blocks until every monitor this daemon started has been reaped.
 func (d *Driver) Wait() { d.monitors.Wait() }
 
@@ -259,7 +256,7 @@ func (d *Driver) Start(ctx context.Context, def *guest.Definition) (status guest
 		}
 		return status, fmt.Errorf("start %s: %w", def.Name, err)
 	}
-	status.HandleVersion, status.Accel = handleVersion, accel
+	status.HandleVersion, status.Handle, status.Accel = handleVersion, handle{QMP: d.qmpSocket(def)}.encode(), accel
 	def = def.Clone()
 	def.Status = status
 	defer func() {

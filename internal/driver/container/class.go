@@ -1,0 +1,198 @@
+package container
+
+import (
+	"context"
+	"encoding/json"
+	"fmt"
+	"strings"
+
+	"github.com/polyvisor/polyvisor/internal/api"
+	"github.com/polyvisor/polyvisor/internal/arch"
+	"github.com/polyvisor/polyvisor/internal/driver"
+	"github.com/polyvisor/polyvisor/internal/exporter"
+	"github.com/polyvisor/polyvisor/internal/guest"
+	"github.com/polyvisor/polyvisor/internal/idmap"
+	"github.com/polyvisor/polyvisor/internal/template"
+)
+
+// The optional abilities the container driver has, as Capabilities says.
+var (
+	_ driver.Execer            = (*Driver)(nil)
+	_ driver.Consoler          = (*Driver)(nil)
+	_ driver.LimitUpdater      = (*Driver)(nil)
+	_ driver.DiskResizer       = (*Driver)(nil)
+	_ driver.DiskUsageReporter = (*Driver)(nil)
+	_ driver.Snapshotter       = (*Driver)(nil)
+	_ driver.Copier            = (*Driver)(nil)
+	_ driver.Exporter          = (*Driver)(nil)
+	_ driver.TreeReader        = (*Driver)(nil)
+	_ driver.Sweeper           = (*Driver)(nil)
+)
+
+// Name implements driver.Driver.
+func (d *Driver) Name() string { return Class }
+
+// Type implements driver.Driver.
+func (d *Driver) Type() string { return guest.TypeContainer }
+
+// Capabilities implements driver.Driver: a container shares the host's
+// kernel, so it runs the host's arch only, and it is frozen while copied.
+func (d *Driver) Capabilities() api.Capabilities {
+	return api.Capabilities{
+		Exec: true, Console: true, LiveLimits: true, DiskResize: true, DiskUsage: true,
+		Snapshots: true, Copy: true, CopyRunning: true, Export: true, TreeRead: true,
+		Networks: true, Privileged: true, CopyRootfs: true,
+		ExportFormats: exporter.ContainerFormats,
+		Arches:        []string{template.HostArch()},
+	}
+}
+
+// Define implements driver.Driver: the rootfs (an overlay over the
+// template, or a private copy for --copy and --privileged), the arch
+// (the host's), the root disk's quota, the confinement and the id map.
+func (d *Driver) Define(def *guest.Definition, req api.GuestCreate) error {
+	def.Rootfs = guest.RootfsOverlay
+	// A template is stored shifted to the shared id map, so a privileged
+	// guest (no user namespace) needs its own copy shifted back.
+	if req.Copy || req.Privileged {
+		def.Rootfs = guest.RootfsCopy
+	}
+	if err := rootDiskSize(def, req.Disk); err != nil {
+		return err
+	}
+	if def.Arch != "" && def.Arch != template.HostArch() && def.Arch != arch.Host().QEMU {
+		return fmt.Errorf("%w: arch %s: a container shares the host's %s kernel; use --type vm for foreign architectures", api.ErrInvalid, def.Arch, template.HostArch())
+	}
+	if err := setConfinement(def, req); err != nil {
+		return err
+	}
+	return setIDMap(def, req.IDMap)
+}
+
+// rootDiskSize gives Create the root disk size asked for (def.Disks'
+// "root", none for no quota): an overlay guest's disk quota,
+// guest.DefaultDiskQuota unless the request says. A copy's private tree
+// is a plain directory, which no quota bounds.
+func rootDiskSize(def *guest.Definition, value string) error {
+	size := guest.Size(0)
+	if value != "" {
+		var err error
+		if size, err = guest.ParseDiskQuota("disk", value); err != nil {
+			return err
+		}
+	}
+	switch {
+	case def.Rootfs == guest.RootfsCopy && size > 0:
+		return fmt.Errorf("%w: disk: a --copy or --privileged container's tree is a plain directory that no quota bounds; drop --disk, or drop --copy", api.ErrInvalid)
+	case def.Rootfs == guest.RootfsOverlay && value == "":
+		size = guest.DefaultDiskQuota
+	}
+	if size > 0 {
+		def.Disks = []guest.Disk{{Name: "root", Size: size}}
+	}
+	return nil
+}
+
+// setIDMap records which id map an unprivileged container gets: isolated
+// unless the request says shared. Its range is given when the daemon
+// reserves the guest.
+func setIDMap(def *guest.Definition, kind string) error {
+	if def.Privileged {
+		if kind != "" {
+			return fmt.Errorf("%w: idmap: only unprivileged containers have an id map; drop --idmap", api.ErrInvalid)
+		}
+		return nil
+	}
+	switch kind {
+	case "", idmap.Isolated:
+		def.Security.IDMap = idmap.Isolated
+	case idmap.Shared:
+		def.Security.IDMap = idmap.Shared
+	default:
+		return fmt.Errorf("%w: idmap %q: use %s (a host id range of the guest's own, the default) or %s", api.ErrInvalid, kind, idmap.Isolated, idmap.Shared)
+	}
+	return nil
+}
+
+// setConfinement records what the request asks beyond the default
+// confinement: nesting, and an explicit list of capabilities.
+func setConfinement(def *guest.Definition, req api.GuestCreate) error {
+	if !req.Nesting && req.Capabilities == nil {
+		return nil
+	}
+	if def.Privileged {
+		return fmt.Errorf("%w: nesting and capabilities are for unprivileged containers (a privileged one holds every capability already); drop --nesting and --capabilities", api.ErrInvalid)
+	}
+	def.Security.Nesting = req.Nesting
+	caps, err := guest.ParseCapabilities("capabilities", strings.Join(req.Capabilities, ","))
+	def.Security.Capabilities = caps
+	return err
+}
+
+// View implements driver.Driver: a container shows as its class, with
+// its id map, its confinement and how much of its disk quota it uses.
+func (d *Driver) View(def *guest.Definition, g *api.Guest) {
+	g.Class = Class
+	if m, ok := def.IDMap(); ok {
+		kind := idmap.Shared
+		if def.Isolated() {
+			kind = idmap.Isolated
+		}
+		g.IDMap = &api.IDMap{Kind: kind, HostUID: m.HostBase, HostGID: m.HostBase, Size: m.Size}
+	}
+	g.Confinement = d.Confinement(def)
+	for i := range g.Disks {
+		used, err := d.DiskUsed(def, g.Disks[i].Name)
+		if err != nil {
+			d.log.Warn("disk usage", "guest", def.Name, "disk", g.Disks[i].Name, "err", err)
+		}
+		g.Disks[i].Used = used
+	}
+}
+
+// handle is what Start records for Recover (guest.Status.Handle), as
+// JSON: where runc keeps the container's state, and its id there.
+type handle struct {
+	RuncRoot string `json:"runcRoot"`
+	ID       string `json:"id"`
+}
+
+// newHandle is the handle of def's container as this driver starts it.
+func (d *Driver) newHandle(def *guest.Definition) handle {
+	return handle{RuncRoot: d.opts.Layout.RuncRoot(), ID: def.Name}
+}
+
+// encode writes h for guest.Status.Handle.
+func (h handle) encode() string {
+	data, _ := json.Marshal(h) // two strings: it cannot fail
+	return string(data)
+}
+
+// readHandle reads the handle Start wrote for def. A definition written
+// before handles were (version 1 or none, no handle) gets this driver's
+// defaults; a version this driver does not know is refused.
+func (d *Driver) readHandle(def *guest.Definition) (handle, error) {
+	s := def.Status
+	if s.HandleVersion > handleVersion {
+		return handle{}, fmt.Errorf("guest %s: handle version %d: this polyvisor knows version %d at most; leave the guest running and upgrade polyvisor", def.Name, s.HandleVersion, handleVersion)
+	}
+	if s.Handle == "" {
+		return d.newHandle(def), nil
+	}
+	var h handle
+	if err := json.Unmarshal([]byte(s.Handle), &h); err != nil {
+		return handle{}, fmt.Errorf("guest %s: handle: %w", def.Name, err)
+	}
+	if h.RuncRoot != d.opts.Layout.RuncRoot() || h.ID != def.Name {
+		return handle{}, fmt.Errorf("guest %s: started as runc container %s under %s, which this daemon (runc root %s) does not reach", def.Name, h.ID, h.RuncRoot, d.opts.Layout.RuncRoot())
+	}
+	return h, nil
+}
+
+// Export implements driver.Exporter: a container's root tree, as the
+// guest sees it, written as a tar archive.
+func (d *Driver) Export(ctx context.Context, def *guest.Definition, req api.Export, progress exporter.Progress, warn func(string)) error {
+	return d.ReadRootTree(ctx, def, func(root string, toGuest idmap.ShiftFunc) error {
+		return exporter.Tree(ctx, root, req.Path, toGuest, progress)
+	})
+}
