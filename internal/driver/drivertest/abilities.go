@@ -339,6 +339,9 @@ func (s *shared) testCopy(t *testing.T) {
 		t.Fatal(err)
 	}
 	err := copier.Copy(ctx, s.def, staging, def)
+	if err == nil && !d.Capabilities().CopyRunning {
+		t.Errorf("Copy copied a running source, but the driver declares it cannot (CopyRunning false)")
+	}
 	if errors.Is(err, api.ErrConflict) {
 		// A class that cannot copy a running guest refuses it, and
 		// says so in its capabilities.
