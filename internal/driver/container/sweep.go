@@ -8,7 +8,7 @@ import (
 	"slices"
 	"strings"
 
-	"github.com/polyvisor/polyvisor/internal/cgroup"
+	"github.com/polyvisor/polyvisor/internal/driver/monitored"
 	"github.com/polyvisor/polyvisor/internal/fsutil"
 )
 
@@ -49,17 +49,6 @@ func (d *Driver) Sweep(ctx context.Context, live map[string]bool) error {
 			}
 		}
 	}
-	removed, err := cgroup.RemoveOrphans(d.opts.Layout.CgroupParent(), live)
-	if len(removed) > 0 {
-		d.log.Info("removed orphaned cgroups", "cgroups", removed)
-	}
-	errs = append(errs, err)
-	if runs, err := os.ReadDir(d.opts.Layout.RunDir()); err == nil {
-		for _, r := range runs {
-			if r.IsDir() && !strings.HasPrefix(r.Name(), ".") && !live[r.Name()] {
-				errs = append(errs, os.RemoveAll(filepath.Join(d.opts.Layout.RunDir(), r.Name())))
-			}
-		}
-	}
+	errs = append(errs, monitored.SweepOrphans(d.opts.Layout, live, d.log))
 	return errors.Join(errs...)
 }

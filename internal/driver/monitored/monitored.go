@@ -8,7 +8,9 @@ import (
 	"bufio"
 	"context"
 	"encoding/json"
+	"errors"
 	"fmt"
+	"log/slog"
 	"net"
 	"os"
 	"os/exec"
@@ -19,7 +21,9 @@ import (
 	"time"
 
 	"github.com/polyvisor/polyvisor/internal/api"
+	"github.com/polyvisor/polyvisor/internal/cgroup"
 	"github.com/polyvisor/polyvisor/internal/guest"
+	"github.com/polyvisor/polyvisor/internal/layout"
 	"github.com/polyvisor/polyvisor/internal/monitor"
 	"github.com/polyvisor/polyvisor/internal/procutil"
 )
@@ -153,4 +157,24 @@ func AttachConsole(ctx context.Context, def *guest.Definition, runDir string) (n
 		return nil, fmt.Errorf("attach console of %s: %w", def.Name, err)
 	}
 	return conn, nil
+}
+
+// SweepOrphans removes what guests run under a monitor leave on the host
+// when they end while no daemon watched: their cgroups and run
+// directories, for every guest not in live. Every class's guests share
+// both parents, and each class's Sweep gets the live guests of all.
+func SweepOrphans(l layout.Layout, live map[string]bool, log *slog.Logger) error {
+	removed, err := cgroup.RemoveOrphans(l.CgroupParent(), live)
+	if len(removed) > 0 {
+		log.Info("removed orphaned cgroups", "cgroups", removed)
+	}
+	errs := []error{err}
+	runs, _ := os.ReadDir(l.RunDir())
+	for _, r := range runs {
+		if r.IsDir() && !strings.HasPrefix(r.Name(), ".") && !live[r.Name()] {
+			log.Info("removing orphaned run directory", "guest", r.Name())
+			errs = append(errs, os.RemoveAll(filepath.Join(l.RunDir(), r.Name())))
+		}
+	}
+	return errors.Join(errs...)
 }

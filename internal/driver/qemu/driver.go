@@ -408,14 +408,10 @@ func (d *Driver) Cleanup(ctx context.Context, def *guest.Definition) (*api.Exit,
 	return exit, nil
 }
 
-// Sweep implements driver.Sweeper: the cgroups of VMs that ended while no
-// daemon watched go.
+// Sweep implements driver.Sweeper: the cgroups and run directories of VMs
+// that ended while no daemon watched go.
 func (d *Driver) Sweep(ctx context.Context, live map[string]bool) error {
-	removed, err := cgroup.RemoveOrphans(d.opts.Layout.CgroupParent(), live)
-	if len(removed) > 0 {
-		d.log.Info("removed orphaned cgroups", "cgroups", removed)
-	}
-	return err
+	return monitored.SweepOrphans(d.opts.Layout, live, d.log)
 }
 
 // Delete implements driver.Driver: the disks live in the guest's

@@ -55,10 +55,8 @@ func TestConformance(t *testing.T) {
 			}
 			return New(opts)
 		},
-		// Not the run dir: Sweep leaves an ended VM's run dir (its QMP
-		// and agent sockets, exit.json) today; see the notes of issue 14.
 		HostObjects: func(name string) []string {
-			return []string{drivertest.CgroupDir(l.GuestCgroup(name))}
+			return []string{l.GuestRunDir(name), drivertest.CgroupDir(l.GuestCgroup(name))}
 		},
 	})
 }
