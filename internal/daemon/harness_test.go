@@ -176,7 +176,9 @@ func (r response) err() api.Error {
 	return e
 }
 
-func (r response) String() string { return fmt.Sprintf("%d %s", r.status, strings.TrimSpace(string(r.body))) }
+func (r response) String() string {
+	return fmt.Sprintf("%d %s", r.status, strings.TrimSpace(string(r.body)))
+}
 
 // do sends a request to the daemon's routes; body is sent as JSON unless
 // it is a []byte.

@@ -255,7 +255,8 @@ func (d *Driver) Create(ctx context.Context, dir string, def *guest.Definition) 
 	defer d.mu.Unlock()
 	st := &state{files: map[string]string{}, disks: map[string]guest.Size{}, snapshots: map[string]map[string]string{}}
 	for i := range def.Disks {
-		def.Disks[i].Kind, def.Disks[i].Path = "fake", filepath.Join("disks", def.Disks[i].Name)
+		// A bounded disk, as a quota image is: it grows, never shrinks.
+		def.Disks[i].Kind, def.Disks[i].Path = guest.DiskOverlayImage, filepath.Join("disks", def.Disks[i].Name)
 		st.disks[def.Disks[i].Name] = def.Disks[i].Size
 	}
 	d.guests[def.Name] = st
