@@ -314,3 +314,10 @@ func (h *harness) leftovers(keep ...string) []string {
 
 // errInjected is the failure tests inject.
 var errInjected = errors.New("injected failure")
+
+func decode(t *testing.T, data []byte, v any) {
+	t.Helper()
+	if err := json.Unmarshal(data, v); err != nil {
+		t.Fatalf("decode %s: %v", data, err)
+	}
+}

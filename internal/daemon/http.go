@@ -381,6 +381,9 @@ func (d *Daemon) handleTemplateDelete(r *http.Request) (any, error) {
 	if users := d.guests.usersOf(name); len(users) > 0 {
 		return nil, fmt.Errorf("%w: template %s is used by %s; delete them first", api.ErrConflict, name, strings.Join(users, ", "))
 	}
+	if err := d.fault("template-delete-checked"); err != nil {
+		return nil, err
+	}
 	return nil, d.templates.Delete(name)
 }
 
