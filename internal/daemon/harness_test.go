@@ -37,7 +37,10 @@ const testTemplate = "tmpl"
 type harness struct {
 	t      *testing.T
 	dir    string
-	fake   *fake.Driver
+	// host is where the fake's guests live: it outlives each daemon and
+	// its driver instance, as a real host does.
+	host *fake.Host
+	fake *fake.Driver
 	store  *faultyStore
 	d      *Daemon
 	cancel context.CancelFunc
@@ -61,9 +64,9 @@ func newHarness(t *testing.T) *harness {
 		t.Fatal(err)
 	}
 	h := &harness{t: t, dir: state, faults: &faults{points: map[string]func() error{}}}
-	h.fake = fake.New(fake.Options{Type: guest.TypeContainer, RunDir: h.runDir})
-	t.Cleanup(h.fake.Close)
-	h.start()
+	h.host = fake.NewHost()
+	t.Cleanup(h.host.Close)
+	h.start(nil)
 	t.Cleanup(h.stop)
 	tmpl := &api.Template{ID: testTemplate, Name: testTemplate, Type: guest.TypeContainer, Source: "busybox", Arch: arch.Host().Debian}
 	if err := h.d.templates.Add(tmpl, func(staging string) error {
@@ -76,10 +79,12 @@ func newHarness(t *testing.T) *harness {
 
 func (h *harness) runDir(name string) string { return h.d.layout.GuestRunDir(name) }
 
-// start makes a daemon over the harness's state and reconciles, as Run
-// does before it serves.
-func (h *harness) start() {
+// start makes a daemon, with a new fake driver (failing as fail says), over
+// the harness's state and host, and reconciles, as Run does before it
+// serves.
+func (h *harness) start(fail map[string]error) {
 	h.t.Helper()
+	h.fake = fake.New(fake.Options{Type: guest.TypeContainer, RunDir: h.runDir, Host: h.host, Fail: fail})
 	reg := driver.NewRegistry()
 	reg.Register(guest.TypeContainer, h.fake)
 	h.store = &faultyStore{FileStore: guest.FileStore{Dir: filepath.Join(h.dir, "guests")}}
@@ -110,7 +115,7 @@ func (h *harness) stop() {
 func (h *harness) restart() {
 	h.t.Helper()
 	h.stop()
-	h.start()
+	h.start(nil)
 }
 
 // faults lets a test act at a named fault point of the daemon.

@@ -59,22 +59,21 @@ type Options struct {
 	// Delay makes a method wait this long (or until its context ends)
 	// before it acts.
 	Delay map[string]time.Duration
+	// Host is the machine the guests live on: nil for a new one, which
+	// the driver's Close ends; a driver made over another's host plays
+	// the same driver after a daemon restart.
+	Host *Host
 	// RunDir gives a guest's run directory, which its process names in
 	// its command line, as a real guest's monitor does, so that the
 	// daemon finds what runs of a guest by it. Nil for none.
 	RunDir func(name string) string
 }
 
-// Driver is the fake class. Its zero value is not usable: use New.
-type Driver struct {
-	typ    string
-	runDir func(string) string
-
+// Host is what the fake's guests leave on the machine, outliving a driver
+// instance as a real guest outlives its daemon: their state and their
+// processes. A driver made over the same Host (a daemon restart) finds them.
+type Host struct {
 	mu     sync.Mutex
-	fail   map[string]error
-	delay  map[string]time.Duration
-	holds  map[string]*Gate
-	calls  map[string]int
 	guests map[string]*state
 	procs  map[int]*exec.Cmd
 	owners map[int]string // pid -> guest
@@ -83,6 +82,39 @@ type Driver struct {
 	exits  map[string]*api.Exit
 	// reapers are the goroutines reaping the processes the fake started.
 	reapers sync.WaitGroup
+}
+
+// NewHost returns an empty host; Close ends what its guests run.
+func NewHost() *Host {
+	return &Host{
+		guests: map[string]*state{}, procs: map[int]*exec.Cmd{}, owners: map[int]string{},
+		reaped: map[int]chan struct{}{}, exits: map[string]*api.Exit{},
+	}
+}
+
+// Close kills every process the host's guests run and reaps them.
+func (h *Host) Close() {
+	h.mu.Lock()
+	for _, cmd := range h.procs {
+		cmd.Process.Kill()
+	}
+	h.mu.Unlock()
+	h.reapers.Wait()
+}
+
+// Driver is the fake class. Its zero value is not usable: use New.
+type Driver struct {
+	typ    string
+	runDir func(string) string
+	host   *Host
+	// ownHost says the driver made its host, and closes it.
+	ownHost bool
+
+	// What a test injects, guarded by host.mu.
+	fail  map[string]error
+	delay map[string]time.Duration
+	holds map[string]*Gate
+	calls map[string]int
 }
 
 // state is one guest as the fake keeps it.
@@ -98,34 +130,33 @@ func New(o Options) *Driver {
 	if o.Type == "" {
 		o.Type = guest.TypeContainer
 	}
-	return &Driver{
-		typ: o.Type, runDir: o.RunDir,
-		fail: maps.Clone(o.Fail), delay: maps.Clone(o.Delay), holds: map[string]*Gate{},
-		calls: map[string]int{}, guests: map[string]*state{}, procs: map[int]*exec.Cmd{}, owners: map[int]string{},
-		reaped: map[int]chan struct{}{}, exits: map[string]*api.Exit{},
+	d := &Driver{
+		typ: o.Type, runDir: o.RunDir, host: o.Host,
+		fail: maps.Clone(o.Fail), delay: maps.Clone(o.Delay), holds: map[string]*Gate{}, calls: map[string]int{},
 	}
+	if d.host == nil {
+		d.host, d.ownHost = NewHost(), true
+	}
+	if d.fail == nil {
+		d.fail = map[string]error{}
+	}
+	return d
 }
 
-// Close kills every process the fake started and reaps them.
+// Close ends the processes of the driver's guests, if it made their host.
 func (d *Driver) Close() {
-	d.mu.Lock()
-	for _, cmd := range d.procs {
-		cmd.Process.Kill()
+	if d.ownHost {
+		d.host.Close()
 	}
-	d.mu.Unlock()
-	d.reapers.Wait()
 }
 
 // SetFail makes method fail with err from now on; nil clears it.
 func (d *Driver) SetFail(method string, err error) {
-	d.mu.Lock()
-	defer d.mu.Unlock()
+	d.host.mu.Lock()
+	defer d.host.mu.Unlock()
 	if err == nil {
 		delete(d.fail, method)
 		return
-	}
-	if d.fail == nil {
-		d.fail = map[string]error{}
 	}
 	d.fail[method] = err
 }
@@ -148,27 +179,27 @@ func (g *Gate) Release() { g.once.Do(func() { close(g.release) }) }
 // returned gate is released (or the call's context ends).
 func (d *Driver) Hold(method string) *Gate {
 	g := &Gate{entered: make(chan struct{}), release: make(chan struct{})}
-	d.mu.Lock()
-	defer d.mu.Unlock()
+	d.host.mu.Lock()
+	defer d.host.mu.Unlock()
 	d.holds[method] = g
 	return g
 }
 
 // Calls says how many times method was called.
 func (d *Driver) Calls(method string) int {
-	d.mu.Lock()
-	defer d.mu.Unlock()
+	d.host.mu.Lock()
+	defer d.host.mu.Unlock()
 	return d.calls[method]
 }
 
 // call counts a call of method, then applies its hold, delay and failure.
 func (d *Driver) call(ctx context.Context, method string) error {
-	d.mu.Lock()
+	d.host.mu.Lock()
 	d.calls[method]++
 	g := d.holds[method]
 	delete(d.holds, method)
 	delay := d.delay[method]
-	d.mu.Unlock()
+	d.host.mu.Unlock()
 	if g != nil {
 		close(g.entered)
 		select {
@@ -186,8 +217,8 @@ func (d *Driver) call(ctx context.Context, method string) error {
 			return fmt.Errorf("fake %s: %w", method, ctx.Err())
 		}
 	}
-	d.mu.Lock()
-	defer d.mu.Unlock()
+	d.host.mu.Lock()
+	defer d.host.mu.Unlock()
 	if err := d.fail[method]; err != nil {
 		return fmt.Errorf("fake %s: %w", method, err)
 	}
@@ -224,10 +255,13 @@ func (d *Driver) Capabilities() Capabilities {
 
 // Check says the fake works: it needs nothing of the host but sleep.
 func (d *Driver) Check(ctx context.Context) api.ClassVerdict {
+	began := time.Now()
+	v := api.ClassVerdict{Class: Name, Works: true, Reason: "guests in memory, each a sleep process"}
 	if _, err := exec.LookPath("sleep"); err != nil {
-		return api.ClassVerdict{Class: Name, Reason: "sleep, which stands for a guest's process, is missing: " + err.Error()}
+		v.Works, v.Reason = false, "sleep, which stands for a guest's process, is missing: "+err.Error()
 	}
-	return api.ClassVerdict{Class: Name, Works: true, Reason: "in memory"}
+	v.Duration = time.Since(began).String()
+	return v
 }
 
 // Define applies the fake's own rules to a new definition: it has no
@@ -251,21 +285,21 @@ func (d *Driver) Create(ctx context.Context, dir string, def *guest.Definition) 
 	if err := d.call(ctx, "Create"); err != nil {
 		return err
 	}
-	d.mu.Lock()
-	defer d.mu.Unlock()
+	d.host.mu.Lock()
+	defer d.host.mu.Unlock()
 	st := &state{files: map[string]string{}, disks: map[string]guest.Size{}, snapshots: map[string]map[string]string{}}
 	for i := range def.Disks {
 		// A bounded disk, as a quota image is: it grows, never shrinks.
 		def.Disks[i].Kind, def.Disks[i].Path = guest.DiskOverlayImage, filepath.Join("disks", def.Disks[i].Name)
 		st.disks[def.Disks[i].Name] = def.Disks[i].Size
 	}
-	d.guests[def.Name] = st
+	d.host.guests[def.Name] = st
 	return nil
 }
 
 // guest returns the named guest's state; d.mu is held.
 func (d *Driver) guest(name string) (*state, error) {
-	st, ok := d.guests[name]
+	st, ok := d.host.guests[name]
 	if !ok {
 		return nil, fmt.Errorf("fake guest %s: %w", name, api.ErrNotFound)
 	}
@@ -277,8 +311,8 @@ func (d *Driver) Start(ctx context.Context, def *guest.Definition) (guest.Status
 	if err := d.call(ctx, "Start"); err != nil {
 		return guest.Status{}, err
 	}
-	d.mu.Lock()
-	defer d.mu.Unlock()
+	d.host.mu.Lock()
+	defer d.host.mu.Unlock()
 	if _, err := d.guest(def.Name); err != nil {
 		return guest.Status{}, err
 	}
@@ -301,9 +335,9 @@ func (d *Driver) Start(ctx context.Context, def *guest.Definition) (guest.Status
 		return guest.Status{}, fmt.Errorf("start %s: %w", def.Name, err)
 	}
 	done := make(chan struct{})
-	d.procs[id.PID], d.owners[id.PID], d.reaped[id.PID] = cmd, def.Name, done
-	delete(d.exits, def.Name)
-	d.reapers.Add(1)
+	d.host.procs[id.PID], d.host.owners[id.PID], d.host.reaped[id.PID] = cmd, def.Name, done
+	delete(d.host.exits, def.Name)
+	d.host.reapers.Add(1)
 	go d.reap(def.Name, cmd, done)
 	return guest.Status{
 		State: api.StateRunning, HandleVersion: HandleVersion,
@@ -313,18 +347,18 @@ func (d *Driver) Start(ctx context.Context, def *guest.Definition) (guest.Status
 
 // reap waits for a guest's process and records how it ended.
 func (d *Driver) reap(name string, cmd *exec.Cmd, done chan struct{}) {
-	defer d.reapers.Done()
+	defer d.host.reapers.Done()
 	cmd.Wait()
 	exit := &api.Exit{Code: cmd.ProcessState.ExitCode(), ExitedAt: time.Now().UTC()}
 	if ws, ok := cmd.ProcessState.Sys().(syscall.WaitStatus); ok && ws.Signaled() {
 		exit.Code, exit.Signal = 128+int(ws.Signal()), int(ws.Signal())
 	}
-	d.mu.Lock()
-	defer d.mu.Unlock()
-	delete(d.procs, cmd.Process.Pid)
-	delete(d.owners, cmd.Process.Pid)
-	delete(d.reaped, cmd.Process.Pid)
-	d.exits[name] = exit
+	d.host.mu.Lock()
+	defer d.host.mu.Unlock()
+	delete(d.host.procs, cmd.Process.Pid)
+	delete(d.host.owners, cmd.Process.Pid)
+	delete(d.host.reaped, cmd.Process.Pid)
+	d.host.exits[name] = exit
 	close(done)
 }
 
@@ -337,9 +371,9 @@ func (d *Driver) End(def *guest.Definition) error {
 // kill ends the guest's process and waits until it is reaped.
 func (d *Driver) kill(def *guest.Definition) error {
 	id := procutil.Identity{PID: def.Status.InitPID, Start: def.Status.InitStart}
-	d.mu.Lock()
-	done := d.reaped[id.PID]
-	d.mu.Unlock()
+	d.host.mu.Lock()
+	done := d.host.reaped[id.PID]
+	d.host.mu.Unlock()
 	if err := id.Signal(9); err != nil {
 		return fmt.Errorf("stop %s: %w", def.Name, err)
 	}
@@ -364,9 +398,9 @@ func (d *Driver) Cleanup(ctx context.Context, def *guest.Definition) (*api.Exit,
 	}
 	// An ended process may not be reaped yet: its exit is recorded then.
 	id := procutil.Identity{PID: def.Status.InitPID, Start: def.Status.InitStart}
-	d.mu.Lock()
-	done := d.reaped[id.PID]
-	d.mu.Unlock()
+	d.host.mu.Lock()
+	done := d.host.reaped[id.PID]
+	d.host.mu.Unlock()
 	if done != nil && !id.Alive() {
 		select {
 		case <-done:
@@ -374,10 +408,10 @@ func (d *Driver) Cleanup(ctx context.Context, def *guest.Definition) (*api.Exit,
 			return nil, fmt.Errorf("clean up %s: %w", def.Name, ctx.Err())
 		}
 	}
-	d.mu.Lock()
-	defer d.mu.Unlock()
-	exit := d.exits[def.Name]
-	delete(d.exits, def.Name)
+	d.host.mu.Lock()
+	defer d.host.mu.Unlock()
+	exit := d.host.exits[def.Name]
+	delete(d.host.exits, def.Name)
 	return exit, nil
 }
 
@@ -386,9 +420,9 @@ func (d *Driver) Delete(ctx context.Context, def *guest.Definition) error {
 	if err := d.call(ctx, "Delete"); err != nil {
 		return err
 	}
-	d.mu.Lock()
-	defer d.mu.Unlock()
-	delete(d.guests, def.Name)
+	d.host.mu.Lock()
+	defer d.host.mu.Unlock()
+	delete(d.host.guests, def.Name)
 	return nil
 }
 
@@ -401,8 +435,8 @@ func (d *Driver) Recover(ctx context.Context, def *guest.Definition) error {
 	if def.Status.HandleVersion != HandleVersion {
 		return fmt.Errorf("recover %s: handle version %d: this fake driver reads version %d only", def.Name, def.Status.HandleVersion, HandleVersion)
 	}
-	d.mu.Lock()
-	defer d.mu.Unlock()
+	d.host.mu.Lock()
+	defer d.host.mu.Unlock()
 	_, err := d.guest(def.Name)
 	return err
 }
@@ -413,19 +447,33 @@ func (d *Driver) Adopt(ctx context.Context, def *guest.Definition) error {
 	return d.Recover(ctx, def)
 }
 
-// Exec runs a command against the guest's files: "write PATH TEXT",
-// "cat PATH", "false" (exit 1), anything else echoes its words.
+// Exec runs a command in a running guest: "write PATH TEXT" and "cat PATH"
+// reach its files, "false" exits 1, "sh -c SCRIPT" runs the host's sh, and
+// anything else echoes its words.
 func (d *Driver) Exec(ctx context.Context, def *guest.Definition, req api.ExecRequest, stdio driver.Stdio) (int, error) {
 	if err := d.call(ctx, "Exec"); err != nil {
 		return 0, err
 	}
-	d.mu.Lock()
-	defer d.mu.Unlock()
+	if !(procutil.Identity{PID: def.Status.InitPID, Start: def.Status.InitStart}).Alive() {
+		return 0, fmt.Errorf("exec in %s: %w", def.Name, api.ErrNotRunning)
+	}
+	args := req.Command
+	if len(args) == 3 && args[0] == "sh" && args[1] == "-c" {
+		// The fake's guest is the host: a script runs there.
+		cmd := exec.CommandContext(ctx, "sh", "-c", args[2])
+		cmd.Stdin, cmd.Stdout, cmd.Stderr = stdio.Stdin, stdio.Stdout, stdio.Stderr
+		err := cmd.Run()
+		if exit, ok := err.(*exec.ExitError); ok {
+			return exit.ExitCode(), nil
+		}
+		return 0, err
+	}
+	d.host.mu.Lock()
+	defer d.host.mu.Unlock()
 	st, err := d.guest(def.Name)
 	if err != nil {
 		return 0, err
 	}
-	args := req.Command
 	switch {
 	case len(args) == 3 && args[0] == "write":
 		st.files[args[1]] = args[2]
@@ -446,8 +494,8 @@ func (d *Driver) Exec(ctx context.Context, def *guest.Definition, req api.ExecRe
 
 // WriteFile and ReadFile reach a guest's files directly, for tests.
 func (d *Driver) WriteFile(name, path, text string) error {
-	d.mu.Lock()
-	defer d.mu.Unlock()
+	d.host.mu.Lock()
+	defer d.host.mu.Unlock()
 	st, err := d.guest(name)
 	if err != nil {
 		return err
@@ -458,8 +506,8 @@ func (d *Driver) WriteFile(name, path, text string) error {
 
 // ReadFile returns a guest's file, and whether it exists.
 func (d *Driver) ReadFile(name, path string) (string, bool) {
-	d.mu.Lock()
-	defer d.mu.Unlock()
+	d.host.mu.Lock()
+	defer d.host.mu.Unlock()
 	st, err := d.guest(name)
 	if err != nil {
 		return "", false
@@ -470,16 +518,16 @@ func (d *Driver) ReadFile(name, path string) (string, bool) {
 
 // Has reports whether the fake holds the named guest.
 func (d *Driver) Has(name string) bool {
-	d.mu.Lock()
-	defer d.mu.Unlock()
-	_, ok := d.guests[name]
+	d.host.mu.Lock()
+	defer d.host.mu.Unlock()
+	_, ok := d.host.guests[name]
 	return ok
 }
 
 // Limits returns the limits last applied live to the guest.
 func (d *Driver) Limits(name string) (cpus int, memory guest.Size) {
-	d.mu.Lock()
-	defer d.mu.Unlock()
+	d.host.mu.Lock()
+	defer d.host.mu.Unlock()
 	if st, err := d.guest(name); err == nil {
 		return st.limits.CPUs, st.limits.Memory
 	}
@@ -491,8 +539,8 @@ func (d *Driver) UpdateLimits(ctx context.Context, def *guest.Definition) error 
 	if err := d.call(ctx, "UpdateLimits"); err != nil {
 		return err
 	}
-	d.mu.Lock()
-	defer d.mu.Unlock()
+	d.host.mu.Lock()
+	defer d.host.mu.Unlock()
 	st, err := d.guest(def.Name)
 	if err != nil {
 		return err
@@ -510,8 +558,8 @@ func (d *Driver) ResizeDisk(ctx context.Context, def *guest.Definition, name str
 	if !ok {
 		return "", fmt.Errorf("%w: guest %s has no disk %s", api.ErrNotFound, def.Name, name)
 	}
-	d.mu.Lock()
-	defer d.mu.Unlock()
+	d.host.mu.Lock()
+	defer d.host.mu.Unlock()
 	st, err := d.guest(def.Name)
 	if err != nil {
 		return "", err
@@ -528,8 +576,8 @@ func (d *Driver) ResizeDisk(ctx context.Context, def *guest.Definition, name str
 
 // DiskUsed says how much of a disk the guest's files take: their bytes.
 func (d *Driver) DiskUsed(def *guest.Definition, name string) (int64, error) {
-	d.mu.Lock()
-	defer d.mu.Unlock()
+	d.host.mu.Lock()
+	defer d.host.mu.Unlock()
 	st, err := d.guest(def.Name)
 	if err != nil {
 		return 0, err
@@ -546,8 +594,8 @@ func (d *Driver) CreateSnapshot(ctx context.Context, def *guest.Definition, name
 	if err := d.call(ctx, "CreateSnapshot"); err != nil {
 		return driver.SnapshotInfo{}, err
 	}
-	d.mu.Lock()
-	defer d.mu.Unlock()
+	d.host.mu.Lock()
+	defer d.host.mu.Unlock()
 	st, err := d.guest(def.Name)
 	if err != nil {
 		return driver.SnapshotInfo{}, err
@@ -561,8 +609,8 @@ func (d *Driver) RestoreSnapshot(ctx context.Context, def *guest.Definition, nam
 	if err := d.call(ctx, "RestoreSnapshot"); err != nil {
 		return err
 	}
-	d.mu.Lock()
-	defer d.mu.Unlock()
+	d.host.mu.Lock()
+	defer d.host.mu.Unlock()
 	st, err := d.guest(def.Name)
 	if err != nil {
 		return err
@@ -581,8 +629,8 @@ func (d *Driver) DeleteSnapshot(ctx context.Context, def *guest.Definition, name
 	if err := d.call(ctx, "DeleteSnapshot"); err != nil {
 		return err
 	}
-	d.mu.Lock()
-	defer d.mu.Unlock()
+	d.host.mu.Lock()
+	defer d.host.mu.Unlock()
 	if st, err := d.guest(def.Name); err == nil {
 		delete(st.snapshots, name)
 	}
@@ -591,8 +639,8 @@ func (d *Driver) DeleteSnapshot(ctx context.Context, def *guest.Definition, name
 
 // Snapshots lists the snapshots the fake holds of a guest.
 func (d *Driver) Snapshots(name string) []string {
-	d.mu.Lock()
-	defer d.mu.Unlock()
+	d.host.mu.Lock()
+	defer d.host.mu.Unlock()
 	st, err := d.guest(name)
 	if err != nil {
 		return nil
@@ -610,14 +658,14 @@ func (d *Driver) Copy(ctx context.Context, src *guest.Definition, dir string, de
 	if err := d.call(ctx, "Copy"); err != nil {
 		return err
 	}
-	d.mu.Lock()
-	defer d.mu.Unlock()
+	d.host.mu.Lock()
+	defer d.host.mu.Unlock()
 	st, err := d.guest(src.Name)
 	if err != nil {
 		return err
 	}
 	def.Disks = append([]guest.Disk{}, src.Disks...)
-	d.guests[def.Name] = &state{
+	d.host.guests[def.Name] = &state{
 		files: maps.Clone(st.files), disks: maps.Clone(st.disks), snapshots: map[string]map[string]string{},
 	}
 	return nil
@@ -629,10 +677,10 @@ func (d *Driver) Sweep(ctx context.Context, live map[string]bool) error {
 	if err := d.call(ctx, "Sweep"); err != nil {
 		return err
 	}
-	d.mu.Lock()
-	defer d.mu.Unlock()
-	for pid, cmd := range d.procs {
-		if !live[d.owners[pid]] {
+	d.host.mu.Lock()
+	defer d.host.mu.Unlock()
+	for pid, cmd := range d.host.procs {
+		if !live[d.host.owners[pid]] {
 			cmd.Process.Kill()
 		}
 	}
@@ -645,13 +693,13 @@ func (d *Driver) ReadRootTree(ctx context.Context, def *guest.Definition, fn fun
 	if err := d.call(ctx, "ReadRootTree"); err != nil {
 		return err
 	}
-	d.mu.Lock()
+	d.host.mu.Lock()
 	st, err := d.guest(def.Name)
 	var files map[string]string
 	if err == nil {
 		files = maps.Clone(st.files)
 	}
-	d.mu.Unlock()
+	d.host.mu.Unlock()
 	if err != nil {
 		return err
 	}

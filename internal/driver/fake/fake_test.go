@@ -1,0 +1,87 @@
+package fake
+
+import (
+	"path/filepath"
+	"testing"
+	"time"
+
+	"github.com/polyvisor/polyvisor/internal/api"
+	"github.com/polyvisor/polyvisor/internal/driver/drivertest"
+	"github.com/polyvisor/polyvisor/internal/guest"
+)
+
+// The fake passes the conformance suite every driver passes, without root.
+func TestConformance(t *testing.T) {
+	d := New(Options{})
+	t.Cleanup(d.Close)
+	dir := t.TempDir()
+	drivertest.Run(t, drivertest.Fixture{
+		Driver: d,
+		Definition: func(name string) *guest.Definition {
+			return &guest.Definition{
+				SchemaVersion: guest.SchemaVersion, Name: name, Type: guest.TypeContainer, Class: Name,
+				Template: "busybox", CPUs: 1, Memory: 64 << 20, Processes: 10, Rootfs: guest.RootfsOverlay,
+				Disks:  []guest.Disk{{Name: "root", Size: 1 << 30}},
+				Status: guest.Status{State: api.StateStopped},
+			}
+		},
+		GuestDir: func(name string) string { return filepath.Join(dir, name) },
+	})
+}
+
+// A driver made over the host of another (a daemon restart) recovers its
+// running guests; one whose handle has another version is refused.
+func TestRecoverAfterARestart(t *testing.T) {
+	host := NewHost()
+	t.Cleanup(host.Close)
+	first := New(Options{Host: host})
+	def := &guest.Definition{Name: "web", Disks: []guest.Disk{{Name: "root", Size: 1 << 30}}}
+	if err := first.Create(t.Context(), t.TempDir(), def); err != nil {
+		t.Fatal(err)
+	}
+	status, err := first.Start(t.Context(), def)
+	if err != nil {
+		t.Fatal(err)
+	}
+	def.Status = status
+	second := New(Options{Host: host})
+	if err := second.Recover(t.Context(), def); err != nil {
+		t.Errorf("recover after a restart: %v", err)
+	}
+	old := *def
+	old.Status.HandleVersion = HandleVersion + 1
+	if err := second.Recover(t.Context(), &old); err == nil {
+		t.Error("a handle of an unknown version was recovered")
+	}
+	if err := second.Stop(t.Context(), def, time.Second); err != nil {
+		t.Fatal(err)
+	}
+	if exit, err := second.Cleanup(t.Context(), def); err != nil || exit == nil {
+		t.Errorf("cleanup after stop: %+v, %v", exit, err)
+	}
+}
+
+// A failure injected into a method is returned until cleared; a held call
+// waits for its release.
+func TestInjectedFailuresAndHolds(t *testing.T) {
+	d := New(Options{Fail: map[string]error{"Create": api.ErrInvalid}})
+	t.Cleanup(d.Close)
+	def := &guest.Definition{Name: "web"}
+	if err := d.Create(t.Context(), t.TempDir(), def); err == nil {
+		t.Fatal("the injected failure was not returned")
+	}
+	d.SetFail("Create", nil)
+	gate := d.Hold("Create")
+	done := make(chan error, 1)
+	go func() { done <- d.Create(t.Context(), t.TempDir(), def) }()
+	<-gate.Entered()
+	select {
+	case <-done:
+		t.Fatal("a held call went on before its release")
+	case <-time.After(50 * time.Millisecond):
+	}
+	gate.Release()
+	if err := <-done; err != nil || !d.Has("web") {
+		t.Errorf("released call: %v, guest kept %v", err, d.Has("web"))
+	}
+}
