@@ -35,12 +35,12 @@ const testTemplate = "tmpl"
 // the daemon (its guests' processes are the host's), so that a test can
 // restart the daemon over the same state.
 type harness struct {
-	t      *testing.T
-	dir    string
+	t   *testing.T
+	dir string
 	// host is where the fake's guests live: it outlives each daemon and
 	// its driver instance, as a real host does.
-	host *fake.Host
-	fake *fake.Driver
+	host   *fake.Host
+	fake   *fake.Driver
 	store  *faultyStore
 	d      *Daemon
 	cancel context.CancelFunc
