@@ -119,3 +119,27 @@ func TestFailedRestoreAndDeleteKeepTheSnapshot(t *testing.T) {
 		t.Errorf("intent %q left", def.Status.Intent)
 	}
 }
+
+// A copy is a guest of its own with the source's files; a failed copy
+// leaves nothing and frees the name.
+func TestCopyAndAFailedCopy(t *testing.T) {
+	h := newHarness(t)
+	h.create("web", false)
+	h.fake.WriteFile("web", "/f", "source")
+	h.fake.SetFail("Copy", errInjected)
+	if msg := h.run(http.MethodPost, "/guests/web/copy", api.GuestCopy{Name: "web2"}); !strings.Contains(msg, errInjected.Error()) {
+		t.Fatalf("copy: %q, want the injected failure", msg)
+	}
+	if left := h.leftovers("web"); len(left) > 0 {
+		t.Errorf("failed copy left %v", left)
+	}
+	h.fake.SetFail("Copy", nil)
+	h.mustRun(http.MethodPost, "/guests/web/copy", api.GuestCopy{Name: "web2"})
+	if text, _ := h.fake.ReadFile("web2", "/f"); text != "source" {
+		t.Errorf("the copy's file says %q", text)
+	}
+	h.mustRun(http.MethodPut, "/guests/web2/state", api.StateChange{Action: "start"})
+	if s := h.state("web"); s != api.StateStopped {
+		t.Errorf("the source is %s", s)
+	}
+}
