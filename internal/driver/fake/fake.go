@@ -448,8 +448,8 @@ func (d *Driver) Adopt(ctx context.Context, def *guest.Definition) error {
 }
 
 // Exec runs a command in a running guest: "write PATH TEXT" and "cat PATH"
-// reach its files, "false" exits 1, "sh -c SCRIPT" runs the host's sh, and
-// anything else echoes its words.
+// reach its files, "false" exits 1, "sh -c SCRIPT" runs the small shell of
+// sh.go, and anything else echoes its words.
 func (d *Driver) Exec(ctx context.Context, def *guest.Definition, req api.ExecRequest, stdio driver.Stdio) (int, error) {
 	if err := d.call(ctx, "Exec"); err != nil {
 		return 0, err
@@ -458,16 +458,6 @@ func (d *Driver) Exec(ctx context.Context, def *guest.Definition, req api.ExecRe
 		return 0, fmt.Errorf("exec in %s: %w", def.Name, api.ErrNotRunning)
 	}
 	args := req.Command
-	if len(args) == 3 && args[0] == "sh" && args[1] == "-c" {
-		// The fake's guest is the host: a script runs there.
-		cmd := exec.CommandContext(ctx, "sh", "-c", args[2])
-		cmd.Stdin, cmd.Stdout, cmd.Stderr = stdio.Stdin, stdio.Stdout, stdio.Stderr
-		err := cmd.Run()
-		if exit, ok := err.(*exec.ExitError); ok {
-			return exit.ExitCode(), nil
-		}
-		return 0, err
-	}
 	d.host.mu.Lock()
 	defer d.host.mu.Unlock()
 	st, err := d.guest(def.Name)
@@ -475,6 +465,8 @@ func (d *Driver) Exec(ctx context.Context, def *guest.Definition, req api.ExecRe
 		return 0, err
 	}
 	switch {
+	case len(args) == 3 && args[0] == "sh" && args[1] == "-c":
+		return st.sh(args[2], stdio), nil
 	case len(args) == 3 && args[0] == "write":
 		st.files[args[1]] = args[2]
 	case len(args) == 2 && args[0] == "cat":

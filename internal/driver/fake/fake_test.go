@@ -1,6 +1,9 @@
 package fake
 
 import (
+	"strings"
+
+	"github.com/polyvisor/polyvisor/internal/driver"
 	"path/filepath"
 	"testing"
 	"time"
@@ -83,5 +86,28 @@ func TestInjectedFailuresAndHolds(t *testing.T) {
 	gate.Release()
 	if err := <-done; err != nil || !d.Has("web") {
 		t.Errorf("released call: %v, guest kept %v", err, d.Has("web"))
+	}
+}
+
+// The fake's shell runs what conformance scripts ask of a guest.
+func TestShell(t *testing.T) {
+	st := &state{files: map[string]string{}, disks: map[string]guest.Size{"root": 1 << 30}}
+	for _, tc := range []struct {
+		script string
+		code   int
+		out    string
+	}{
+		{"echo conformance; exit 4", 4, "conformance\n"},
+		{"echo one > /pv-mark && sync", 0, ""},
+		{"cat /pv-mark", 0, "one\n"},
+		{"cat /nope && echo not-reached", 1, ""},
+		{"df -Pk / | tail -n 1", 0, "fake 1048576 0 1048576 0% /\n"},
+		{"rm -rf /", 127, ""},
+	} {
+		var out, errOut strings.Builder
+		code := st.sh(tc.script, driver.Stdio{Stdout: &out, Stderr: &errOut})
+		if code != tc.code || out.String() != tc.out {
+			t.Errorf("sh -c %q: code %d, output %q (stderr %q), want %d %q", tc.script, code, out.String(), errOut.String(), tc.code, tc.out)
+		}
 	}
 }
