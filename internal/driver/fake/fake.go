@@ -194,6 +194,9 @@ func (d *Driver) Calls(method string) int {
 
 // call counts a call of method, then applies its hold, delay and failure.
 func (d *Driver) call(ctx context.Context, method string) error {
+	if err := ctx.Err(); err != nil {
+		return fmt.Errorf("fake %s: %w", method, err)
+	}
 	d.host.mu.Lock()
 	d.calls[method]++
 	g := d.holds[method]
@@ -454,7 +457,7 @@ func (d *Driver) Exec(ctx context.Context, def *guest.Definition, req api.ExecRe
 	if err := d.call(ctx, "Exec"); err != nil {
 		return 0, err
 	}
-	if !(procutil.Identity{PID: def.Status.InitPID, Start: def.Status.InitStart}).Alive() {
+	if !running(def) {
 		return 0, fmt.Errorf("exec in %s: %w", def.Name, api.ErrNotRunning)
 	}
 	args := req.Command
@@ -560,7 +563,7 @@ func (d *Driver) ResizeDisk(ctx context.Context, def *guest.Definition, name str
 		return "", fmt.Errorf("%w: disk %s: %s is below its %s; disks only grow", api.ErrInvalid, name, disk.Size, st.disks[name])
 	}
 	st.disks[name] = disk.Size
-	if (procutil.Identity{PID: def.Status.InitPID, Start: def.Status.InitStart}).Alive() {
+	if running(def) {
 		return "live", nil
 	}
 	return "next-start", nil
@@ -600,6 +603,9 @@ func (d *Driver) CreateSnapshot(ctx context.Context, def *guest.Definition, name
 func (d *Driver) RestoreSnapshot(ctx context.Context, def *guest.Definition, name, dir string) error {
 	if err := d.call(ctx, "RestoreSnapshot"); err != nil {
 		return err
+	}
+	if running(def) {
+		return fmt.Errorf("restore snapshot %s of %s: %w: it is running; stop it first", name, def.Name, api.ErrConflict)
 	}
 	d.host.mu.Lock()
 	defer d.host.mu.Unlock()
@@ -685,6 +691,9 @@ func (d *Driver) ReadRootTree(ctx context.Context, def *guest.Definition, fn fun
 	if err := d.call(ctx, "ReadRootTree"); err != nil {
 		return err
 	}
+	if running(def) {
+		return fmt.Errorf("read the root tree of %s: %w: it is running; stop it first", def.Name, api.ErrConflict)
+	}
 	d.host.mu.Lock()
 	st, err := d.guest(def.Name)
 	var files map[string]string
@@ -717,4 +726,9 @@ func (d *Driver) ReadRootTree(ctx context.Context, def *guest.Definition, fn fun
 		}
 	}
 	return fn(root, nil)
+}
+
+// running reports whether the guest's process lives.
+func running(def *guest.Definition) bool {
+	return procutil.Identity{PID: def.Status.InitPID, Start: def.Status.InitStart}.Alive()
 }
