@@ -1,6 +1,8 @@
 package fake
 
 import (
+	"context"
+	"errors"
 	"strings"
 
 	"github.com/polyvisor/polyvisor/internal/driver"
@@ -109,5 +111,19 @@ func TestShell(t *testing.T) {
 		if code != tc.code || out.String() != tc.out {
 			t.Errorf("sh -c %q: code %d, output %q (stderr %q), want %d %q", tc.script, code, out.String(), errOut.String(), tc.code, tc.out)
 		}
+	}
+}
+
+// A delayed method waits its delay, and gives up when its context ends.
+func TestDelayHonoursTheContext(t *testing.T) {
+	d := New(Options{Delay: map[string]time.Duration{"Create": time.Hour}})
+	t.Cleanup(d.Close)
+	ctx, cancel := context.WithTimeout(t.Context(), 50*time.Millisecond)
+	defer cancel()
+	if err := d.Create(ctx, t.TempDir(), &guest.Definition{Name: "web"}); !errors.Is(err, context.DeadlineExceeded) {
+		t.Errorf("delayed Create: %v, want the context's deadline", err)
+	}
+	if d.Has("web") {
+		t.Error("a Create that gave up recorded the guest")
 	}
 }
