@@ -15,6 +15,10 @@ var (
 	ErrInvalid      = errors.New("invalid")
 	ErrConflict     = errors.New("conflict")
 	ErrNotAvailable = errors.New("not available on this host")
+	// ErrBusy: the resource is held by a long operation (an export, a
+	// snapshot, a copy); the request is refused at once instead of
+	// waiting minutes for it.
+	ErrBusy = errors.New("busy")
 )
 
 // Status maps an error to the HTTP status the API answers with.
@@ -22,7 +26,7 @@ func Status(err error) int {
 	switch {
 	case errors.Is(err, ErrNotFound):
 		return http.StatusNotFound
-	case errors.Is(err, ErrExists), errors.Is(err, ErrConflict), errors.Is(err, ErrNotRunning):
+	case errors.Is(err, ErrExists), errors.Is(err, ErrConflict), errors.Is(err, ErrNotRunning), errors.Is(err, ErrBusy):
 		return http.StatusConflict
 	case errors.Is(err, ErrInvalid):
 		return http.StatusBadRequest
@@ -63,4 +67,5 @@ var sentinels = []struct {
 	{"invalid", ErrInvalid},
 	{"conflict", ErrConflict},
 	{"not-available", ErrNotAvailable},
+	{"busy", ErrBusy},
 }

@@ -11,6 +11,7 @@ func TestErrorsMapToStatusAndBack(t *testing.T) {
 	cases := map[error]int{
 		ErrNotFound: http.StatusNotFound, ErrExists: http.StatusConflict, ErrNotRunning: http.StatusConflict,
 		ErrInvalid: http.StatusBadRequest, ErrConflict: http.StatusConflict, ErrNotAvailable: http.StatusNotImplemented,
+		ErrBusy:                    http.StatusConflict,
 		errors.New("disk on fire"): http.StatusInternalServerError,
 	}
 	for sentinel, status := range cases {

@@ -132,7 +132,7 @@ func TestForcedDeleteRemovesABrokenGuest(t *testing.T) {
 	if listedBroken(d, "web") {
 		t.Error("the deleted guest is still listed")
 	}
-	if err := d.guests.reserve("web", "busybox"); err != nil {
+	if err := d.guests.reserve("web", "busybox", nil); err != nil {
 		t.Errorf("the name is not free again: %v", err)
 	}
 }

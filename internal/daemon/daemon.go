@@ -37,6 +37,9 @@ type Config struct {
 	DefaultNetwork string
 	// Fault injects a failure at a named point (tests only).
 	Fault func(point string) error
+	// Store keeps the guests' definitions: nil for the files in the
+	// state dir (tests wrap those to inject failures).
+	Store guest.Store
 }
 
 // Daemon is one running polyvisor daemon.
@@ -76,10 +79,14 @@ func New(cfg Config) (*Daemon, error) {
 	}
 	networks := network.NewManager(l, cfg.Log)
 	networks.Fault = cfg.Fault
+	store := cfg.Store
+	if store == nil {
+		store = guest.FileStore{Dir: l.GuestsDir()}
+	}
 	return &Daemon{
 		cfg: cfg, layout: l, log: cfg.Log,
 		guests:    newTable(),
-		store:     guest.Store{Dir: l.GuestsDir()},
+		store:     store,
 		templates: template.Store{Dir: l.TemplatesDir(), AgentDir: cfg.AgentDir},
 		ops:       newOperations(),
 		networks:  networks,

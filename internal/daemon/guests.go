@@ -113,7 +113,7 @@ func (d *Daemon) newDefinition(req api.GuestCreate) (*guest.Definition, error) {
 // of its own, which it records in def, and validates the definition as it
 // will be stored; create or copy releases both, and so does a refusal.
 func (d *Daemon) reserve(def *guest.Definition) (err error) {
-	if err := d.guests.reserve(def.Name, templateKey(def)); err != nil {
+	if err := d.guests.reserve(def.Name, templateKey(def), def.Networks); err != nil {
 		return err
 	}
 	defer func() {
@@ -121,6 +121,11 @@ func (d *Daemon) reserve(def *guest.Definition) (err error) {
 			d.guests.release(def.Name, nil)
 		}
 	}()
+	// Found before the reservation pinned it, the template may have been
+	// deleted in between: it must still be there.
+	if _, err := d.templates.Load(templateKey(def)); err != nil {
+		return err
+	}
 	if def.Isolated() {
 		m, err := d.guests.allocateIDMap(def.Name)
 		if err != nil {
@@ -189,13 +194,15 @@ func (d *Daemon) create(ctx context.Context, req api.GuestCreate, def *guest.Def
 		return err
 	}
 	d.crashPoint("create-after-rename")
-	e := d.guests.release(def.Name, def)
 	d.log.Info("guest created", "guest", def.Name, "class", def.Class, "template", def.Template, "rootfs", def.Rootfs)
 	if !req.Start {
+		d.guests.release(def.Name, def)
 		return nil
 	}
-	e.op.Lock()
-	defer e.op.Unlock()
+	// The launch's guest joins the table held: no request comes between
+	// its creation and its start.
+	e := d.guests.releaseHeld(def.Name, def)
+	defer e.release()
 	if err = d.startLocked(ctx, e, guest.IntentLaunch); err != nil {
 		if derr := d.deleteLocked(context.WithoutCancel(ctx), e, true); derr != nil {
 			d.log.Error("remove guest after failed launch", "guest", def.Name, "err", derr)
@@ -420,9 +427,12 @@ func (d *Daemon) watch(e *entry, def *guest.Definition) {
 		if err := init.Wait(d.ctx); err != nil {
 			return // the daemon is stopping; the next one adopts the guest
 		}
-		e.op.Lock()
-		defer e.op.Unlock()
-		current := e.def.Load()
+		e.acquireAlways()
+		defer e.release()
+		current, err := d.current(e)
+		if err != nil {
+			return // deleted meanwhile
+		}
 		if current.Status.State != api.StateRunning || current.Status.InitPID != init.PID || current.Status.InitStart != init.Start {
 			return // stopped, deleted or restarted meanwhile
 		}
@@ -438,11 +448,13 @@ func (d *Daemon) watch(e *entry, def *guest.Definition) {
 
 // setConfig changes settable keys, applying them live where the driver can.
 func (d *Daemon) setConfig(ctx context.Context, e *entry, set map[string]string, force bool) (api.ConfigResult, error) {
-	e.op.Lock()
-	defer e.op.Unlock()
-	def := e.def.Load()
-	next := def.Clone()
 	result := api.ConfigResult{Applied: map[string]string{}}
+	def, err := d.lockGuest(e)
+	if err != nil {
+		return result, err
+	}
+	defer e.release()
+	next := def.Clone()
 	if len(set) == 0 {
 		return result, fmt.Errorf("%w: nothing to set: pass KEY=VALUE, keys: %s", api.ErrInvalid, strings.Join(guest.Settable, ", "))
 	}

@@ -10,7 +10,6 @@ import (
 	"net/http"
 	"os"
 	"strconv"
-	"strings"
 	"time"
 
 	"github.com/polyvisor/polyvisor/internal/api"
@@ -245,11 +244,7 @@ func (d *Daemon) handleState(r *http.Request) (any, error) {
 	default:
 		return nil, fmt.Errorf("%w: action %q: use start, stop or restart", api.ErrInvalid, req.Action)
 	}
-	return d.ops.start(d.ctx, req.Action, name, func(ctx context.Context, _ func(api.Progress)) error {
-		e.op.Lock()
-		defer e.op.Unlock()
-		return fn(ctx)
-	}), nil
+	return d.startShort(e, req.Action, name, fn)
 }
 
 func (d *Daemon) handleDelete(r *http.Request) (any, error) {
@@ -267,11 +262,9 @@ func (d *Daemon) handleDelete(r *http.Request) (any, error) {
 	if running(e.def.Load()) && !force {
 		return nil, fmt.Errorf("guest %s: %w: it is running; stop it first or pass --force", name, api.ErrConflict)
 	}
-	return d.ops.start(d.ctx, "delete", name, func(ctx context.Context, _ func(api.Progress)) error {
-		e.op.Lock()
-		defer e.op.Unlock()
+	return d.startShort(e, "delete", name, func(ctx context.Context) error {
 		return d.deleteLocked(ctx, e, force)
-	}), nil
+	})
 }
 
 func (d *Daemon) handleConfigShow(w http.ResponseWriter, r *http.Request) {
@@ -395,8 +388,12 @@ func (d *Daemon) handleTemplateBuild(r *http.Request) (any, error) {
 
 func (d *Daemon) handleTemplateDelete(r *http.Request) (any, error) {
 	name := r.PathValue("name")
-	if users := d.guests.usersOf(name); len(users) > 0 {
-		return nil, fmt.Errorf("%w: template %s is used by %s; delete them first", api.ErrConflict, name, strings.Join(users, ", "))
+	if err := d.guests.claimTemplate(name); err != nil {
+		return nil, err
+	}
+	defer d.guests.unclaimTemplate(name)
+	if err := d.fault("template-delete-checked"); err != nil {
+		return nil, err
 	}
 	return nil, d.templates.Delete(name)
 }
@@ -419,7 +416,11 @@ func (d *Daemon) handleNetwork(r *http.Request) (any, error) {
 
 func (d *Daemon) handleNetworkDelete(r *http.Request) (any, error) {
 	name := r.PathValue("name")
-	return nil, d.networks.Delete(r.Context(), name, d.guests.networkUsers(name))
+	if err := d.guests.claimNetwork(name); err != nil {
+		return nil, err
+	}
+	defer d.guests.unclaimNetwork(name)
+	return nil, d.networks.Delete(r.Context(), name, nil)
 }
 
 func (d *Daemon) handleOperation(r *http.Request) (any, error) {

@@ -125,8 +125,10 @@ func (d *Daemon) removeGuest(ctx context.Context, name string) error {
 	if err != nil {
 		return err
 	}
-	e.op.Lock()
-	defer e.op.Unlock()
+	if _, err := d.lockGuest(e); err != nil {
+		return err
+	}
+	defer e.release()
 	return d.deleteLocked(ctx, e, true)
 }
 
@@ -185,10 +187,8 @@ func (d *Daemon) handleExport(r *http.Request) (any, error) {
 	if running(def) {
 		return nil, fmt.Errorf("guest %s: %w: it is running; stop it first, so that its disk holds still", def.Name, api.ErrConflict)
 	}
-	return d.ops.startReporting(d.ctx, "export", def.Name, func(ctx context.Context, r *opReport) error {
-		// The guest cannot start meanwhile.
-		e.op.Lock()
-		defer e.op.Unlock()
+	// The guest cannot start meanwhile.
+	return d.startLong(e, "export", def.Name, nil, func(ctx context.Context, r *opReport) error {
 		def := e.def.Load()
 		if running(def) {
 			return fmt.Errorf("guest %s: %w: it was started; stop it first", def.Name, api.ErrConflict)
@@ -201,7 +201,7 @@ func (d *Daemon) handleExport(r *http.Request) (any, error) {
 		}
 		d.log.Info("guest exported", "guest", def.Name, "format", req.Format, "to", req.Path)
 		return nil
-	}), nil
+	})
 }
 
 // export writes def out as req says, through its driver; the guest is

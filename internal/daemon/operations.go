@@ -67,11 +67,22 @@ func (r *opReport) result(name string) {
 // startReporting is start for an operation that also reports warnings and
 // its result.
 func (o *operations) startReporting(ctx context.Context, kind, resource string, fn func(ctx context.Context, r *opReport) error) api.Operation {
+	return o.startReportingAs(ctx, newOperationID(), kind, resource, fn)
+}
+
+// newOperationID makes an operation's id, for a caller that names the
+// operation before it starts it (a guest's busy error does).
+func newOperationID() string {
 	id := make([]byte, 8)
 	rand.Read(id)
+	return hex.EncodeToString(id)
+}
+
+// startReportingAs is startReporting with the operation's id given.
+func (o *operations) startReportingAs(ctx context.Context, id, kind, resource string, fn func(ctx context.Context, r *opReport) error) api.Operation {
 	now := time.Now().UTC()
 	op := &operation{
-		op:   api.Operation{ID: hex.EncodeToString(id), Kind: kind, Resource: resource, Status: api.OpRunning, CreatedAt: now, UpdatedAt: now},
+		op:   api.Operation{ID: id, Kind: kind, Resource: resource, Status: api.OpRunning, CreatedAt: now, UpdatedAt: now},
 		done: make(chan struct{}),
 	}
 	o.mu.Lock()

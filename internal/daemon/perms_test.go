@@ -11,9 +11,7 @@ import (
 )
 
 func TestRepairModesTightensAnOpenedStateDir(t *testing.T) {
-	if os.Geteuid() != 0 {
-		t.Skip("skipping: giving a guest dir the id map's group needs root")
-	}
+	requireRoot(t, "giving a guest dir the id map's group (a chown to another group)")
 	state := t.TempDir()
 	guests, templates := filepath.Join(state, "guests"), filepath.Join(state, "templates")
 	g := filepath.Join(guests, "g1")
@@ -40,9 +38,7 @@ func TestRepairModesTightensAnOpenedStateDir(t *testing.T) {
 // An isolated guest's directory is open to its own root, whose gid is the
 // first of its range, also when its definition is broken.
 func TestRepairModesGivesAnIsolatedGuestDirItsOwnRootGroup(t *testing.T) {
-	if os.Geteuid() != 0 {
-		t.Skip("skipping: giving a guest dir its root's group needs root")
-	}
+	requireRoot(t, "giving a guest dir its root's group (a chown to another group)")
 	state := t.TempDir()
 	guests, templates := filepath.Join(state, "guests"), filepath.Join(state, "templates")
 	base := idmap.IsolatedPool().First + 2*idmap.Size

@@ -273,8 +273,7 @@ func (d *Daemon) copyGuest(ctx context.Context, e *entry, name string) (err erro
 			d.guests.release(name, nil)
 		}
 	}()
-	e.op.Lock()
-	defer e.op.Unlock()
+	// The caller holds the source (startLong).
 	src, err := d.current(e)
 	if err != nil {
 		return err
@@ -387,11 +386,9 @@ func (d *Daemon) handleSnapshotCreate(r *http.Request) (any, error) {
 	if _, err := os.Lstat(d.snapshotDir(def.Name, req.Name)); err == nil {
 		return nil, fmt.Errorf("snapshot %s of %s: %w: pick another name or delete it first", req.Name, def.Name, api.ErrExists)
 	}
-	return d.ops.start(d.ctx, "snapshot-create", def.Name+"/"+req.Name, func(ctx context.Context, _ func(api.Progress)) error {
-		e.op.Lock()
-		defer e.op.Unlock()
+	return d.startLong(e, "snapshot-create", def.Name+"/"+req.Name, nil, func(ctx context.Context, _ *opReport) error {
 		return d.createSnapshot(ctx, e, req.Name)
-	}), nil
+	})
 }
 
 func (d *Daemon) handleSnapshotRestore(r *http.Request) (any, error) {
@@ -403,11 +400,9 @@ func (d *Daemon) handleSnapshotRestore(r *http.Request) (any, error) {
 	if running(def) {
 		return nil, fmt.Errorf("guest %s: %w: it is running; stop it first, then restore", def.Name, api.ErrConflict)
 	}
-	return d.ops.start(d.ctx, "snapshot-restore", def.Name+"/"+snap, func(ctx context.Context, _ func(api.Progress)) error {
-		e.op.Lock()
-		defer e.op.Unlock()
+	return d.startLong(e, "snapshot-restore", def.Name+"/"+snap, nil, func(ctx context.Context, _ *opReport) error {
 		return d.restoreSnapshot(ctx, e, snap)
-	}), nil
+	})
 }
 
 func (d *Daemon) handleSnapshotDelete(r *http.Request) (any, error) {
@@ -416,11 +411,9 @@ func (d *Daemon) handleSnapshotDelete(r *http.Request) (any, error) {
 		return nil, err
 	}
 	name := e.def.Load().Name
-	return d.ops.start(d.ctx, "snapshot-delete", name+"/"+snap, func(ctx context.Context, _ func(api.Progress)) error {
-		e.op.Lock()
-		defer e.op.Unlock()
+	return d.startLong(e, "snapshot-delete", name+"/"+snap, nil, func(ctx context.Context, _ *opReport) error {
 		return d.deleteSnapshot(ctx, e, snap)
-	}), nil
+	})
 }
 
 // snapshotRequest resolves the guest and the existing snapshot a request
@@ -462,10 +455,11 @@ func (d *Daemon) handleCopy(r *http.Request) (any, error) {
 	} else if !caps.CopyRunning && running(src) {
 		return nil, fmt.Errorf("guest %s: %w: it is running; stop it first (a %s's disk is copied while it is stopped)", src.Name, api.ErrConflict, src.Type)
 	}
-	if err := d.guests.reserve(req.Name, templateKey(src)); err != nil {
+	if err := d.guests.reserve(req.Name, templateKey(src), src.Networks); err != nil {
 		return nil, err
 	}
-	return d.ops.start(d.ctx, "copy", req.Name, func(ctx context.Context, _ func(api.Progress)) error {
+	release := func() { d.guests.release(req.Name, nil) }
+	return d.startLong(e, "copy", req.Name, release, func(ctx context.Context, _ *opReport) error {
 		return d.copyGuest(ctx, e, req.Name)
-	}), nil
+	})
 }

@@ -4,6 +4,7 @@ import (
 	"fmt"
 	"slices"
 	"sort"
+	"strings"
 	"sync"
 	"sync/atomic"
 
@@ -14,19 +15,49 @@ import (
 	"github.com/polyvisor/polyvisor/internal/template"
 )
 
-// entry is one guest in the daemon's table. Lifecycle operations on it are
-// serialized by op; readers (list, info) never wait for them: they load the
-// current definition, which is replaced whole (copy on write) once saved.
+// entry is one guest in the daemon's table. Operations that change the
+// guest take it in turn (see lock.go); readers (list, info) never wait for
+// them: they load the current definition, which is replaced whole (copy on
+// write) once saved.
 type entry struct {
-	op  sync.Mutex
 	def atomic.Pointer[guest.Definition]
+
+	mu sync.Mutex
+	// turn is signalled when held or long changes.
+	turn sync.Cond
+	// held says an operation has the guest.
+	held bool
+	// long is the long operation (export, snapshot, copy) that has the
+	// guest or waits for it: other requests are refused meanwhile.
+	long *longOp
+}
+
+// longOp names a long operation, for the busy error.
+type longOp struct{ kind, id string }
+
+func newEntry(def *guest.Definition) *entry {
+	e := &entry{}
+	e.turn.L = &e.mu
+	e.def.Store(def)
+	return e
+}
+
+// reservation is a guest being created: the template it is made from and
+// the networks it joins, which cannot be deleted meanwhile.
+type reservation struct {
+	template string
+	networks []string
 }
 
 // table holds every guest the daemon knows, plus names being created.
 type table struct {
 	mu       sync.RWMutex
 	guests   map[string]*entry
-	reserved map[string]string // name of a guest being created -> its template's key
+	reserved map[string]reservation // guests being created, by name
+	// deleting holds the templates (by key) and networks being deleted,
+	// which no new guest may reserve.
+	deletingTemplates map[string]bool
+	deletingNetworks  map[string]bool
 	// broken holds guests whose definition did not load at start, with why.
 	broken map[string]error
 	// idBases holds the id ranges (their first host id) of isolated guests
@@ -35,7 +66,10 @@ type table struct {
 }
 
 func newTable() *table {
-	return &table{guests: map[string]*entry{}, reserved: map[string]string{}, broken: map[string]error{}, idBases: map[string]uint32{}}
+	return &table{
+		guests: map[string]*entry{}, reserved: map[string]reservation{}, broken: map[string]error{}, idBases: map[string]uint32{},
+		deletingTemplates: map[string]bool{}, deletingNetworks: map[string]bool{},
+	}
 }
 
 // allocateIDMap gives name, a reserved guest, the lowest isolated id range
@@ -82,8 +116,9 @@ func (t *table) get(name string) (*entry, error) {
 	return e, nil
 }
 
-// reserve claims a name for a guest being created from template.
-func (t *table) reserve(name, template string) error {
+// reserve claims a name for a guest being created from template, joining
+// networks; neither can be deleted until the reservation is released.
+func (t *table) reserve(name, template string, networks []string) error {
 	t.mu.Lock()
 	defer t.mu.Unlock()
 	_, taken := t.guests[name]
@@ -93,7 +128,15 @@ func (t *table) reserve(name, template string) error {
 	if _, creating := t.reserved[name]; taken || creating {
 		return fmt.Errorf("guest %s: %w: pick another name or delete it first", name, api.ErrExists)
 	}
-	t.reserved[name] = template
+	if t.deletingTemplates[template] {
+		return fmt.Errorf("template %s: %w: it is being deleted; build it again or pick another", template, api.ErrConflict)
+	}
+	for _, n := range networks {
+		if t.deletingNetworks[n] {
+			return fmt.Errorf("network %s: %w: it is being deleted; create it again or pick another", n, api.ErrConflict)
+		}
+	}
+	t.reserved[name] = reservation{template: template, networks: slices.Clone(networks)}
 	return nil
 }
 
@@ -108,8 +151,23 @@ func (t *table) release(name string, def *guest.Definition) *entry {
 	if def == nil {
 		return nil
 	}
-	e := &entry{}
-	e.def.Store(def)
+	e := newEntry(def)
+	t.guests[name] = e
+	return e
+}
+
+// releaseHeld is release for a created guest that an operation of its
+// creator goes on with (a launch's start): it joins the table held, so
+// that no other request comes first. The caller releases it.
+func (t *table) releaseHeld(name string, def *guest.Definition) *entry {
+	t.mu.Lock()
+	defer t.mu.Unlock()
+	delete(t.reserved, name)
+	if t.broken[name] == nil {
+		delete(t.idBases, name)
+	}
+	e := newEntry(def)
+	e.held = true
 	t.guests[name] = e
 	return e
 }
@@ -142,7 +200,7 @@ func (t *table) claimBroken(name string) (cause error) {
 	cause = t.broken[name]
 	if cause != nil {
 		delete(t.broken, name)
-		t.reserved[name] = ""
+		t.reserved[name] = reservation{}
 	}
 	return cause
 }
@@ -188,31 +246,88 @@ func (t *table) all() []*guest.Definition {
 // usersOf lists the guests created, or being created, from the template
 // with key.
 func (t *table) usersOf(key string) []string {
-	var users []string
-	for _, def := range t.all() {
-		if templateKey(def) == key {
-			users = append(users, def.Name)
-		}
-	}
 	t.mu.RLock()
 	defer t.mu.RUnlock()
-	for name, tmpl := range t.reserved {
-		if tmpl == key {
+	return t.usersOfLocked(key)
+}
+
+// usersOfLocked is usersOf; t.mu is held.
+func (t *table) usersOfLocked(key string) []string {
+	var users []string
+	for name, e := range t.guests {
+		if templateKey(e.def.Load()) == key {
 			users = append(users, name)
 		}
 	}
+	for name, r := range t.reserved {
+		if r.template == key {
+			users = append(users, name)
+		}
+	}
+	sort.Strings(users)
 	return users
 }
 
-// networkUsers lists the guests attached to a network.
-func (t *table) networkUsers(network string) []string {
+// networkUsersLocked lists the guests attached to a network, or being created
+// on it; t.mu is held.
+func (t *table) networkUsersLocked(network string) []string {
 	var users []string
-	for _, def := range t.all() {
-		if slices.Contains(def.Networks, network) {
-			users = append(users, def.Name)
+	for name, e := range t.guests {
+		if slices.Contains(e.def.Load().Networks, network) {
+			users = append(users, name)
 		}
 	}
+	for name, r := range t.reserved {
+		if slices.Contains(r.networks, network) {
+			users = append(users, name)
+		}
+	}
+	sort.Strings(users)
 	return users
+}
+
+// claimTemplate marks the template with key as being deleted, if no guest
+// uses it or is being created from it: checked and marked under the lock
+// a create's reservation takes, so that no create slips in between.
+// unclaimTemplate ends it.
+func (t *table) claimTemplate(key string) error {
+	t.mu.Lock()
+	defer t.mu.Unlock()
+	if users := t.usersOfLocked(key); len(users) > 0 {
+		return fmt.Errorf("%w: template %s is used by %s; delete them first", api.ErrConflict, key, strings.Join(users, ", "))
+	}
+	if t.deletingTemplates[key] {
+		return fmt.Errorf("%w: template %s is being deleted already", api.ErrConflict, key)
+	}
+	t.deletingTemplates[key] = true
+	return nil
+}
+
+func (t *table) unclaimTemplate(key string) {
+	t.mu.Lock()
+	defer t.mu.Unlock()
+	delete(t.deletingTemplates, key)
+}
+
+// claimNetwork is claimTemplate for a network: no guest may be on it or
+// being created on it.
+func (t *table) claimNetwork(name string) error {
+	t.mu.Lock()
+	defer t.mu.Unlock()
+	if users := t.networkUsersLocked(name); len(users) > 0 {
+		return fmt.Errorf("%w: network %s is used by %s: delete them or move them to another network first", api.ErrConflict, name, strings.Join(users, ", "))
+	}
+	if t.deletingNetworks[name] {
+		return fmt.Errorf("%w: network %s is being deleted already", api.ErrConflict, name)
+	}
+	t.deletingNetworks[name] = true
+	return nil
+}
+
+func (t *table) unclaimNetwork(name string) {
+	t.mu.Lock()
+	defer t.mu.Unlock()
+	delete(t.deletingNetworks, name)
 }
 
 // templateKey names the directory of the template a guest was made from.

@@ -13,10 +13,10 @@ import (
 
 func TestTableReservesNamesAndPinsTemplates(t *testing.T) {
 	tb := newTable()
-	if err := tb.reserve("web", "busybox"); err != nil {
+	if err := tb.reserve("web", "busybox", nil); err != nil {
 		t.Fatal(err)
 	}
-	if err := tb.reserve("web", "debian"); !errors.Is(err, api.ErrExists) {
+	if err := tb.reserve("web", "debian", nil); !errors.Is(err, api.ErrExists) {
 		t.Errorf("second reservation: %v", err)
 	}
 	// A guest still being created already pins its template.
@@ -56,7 +56,7 @@ func TestTableGivesConcurrentCreatesDisjointIDRanges(t *testing.T) {
 	for i := range n {
 		wg.Go(func() {
 			name := fmt.Sprintf("g%d", i)
-			if err := tb.reserve(name, "busybox"); err != nil {
+			if err := tb.reserve(name, "busybox", nil); err != nil {
 				t.Error(err)
 				return
 			}
@@ -88,7 +88,7 @@ func TestTableFreesARangeOnDeleteAndOnAFailedCreate(t *testing.T) {
 	first := idmap.IsolatedPool().First
 	must := func(name string) uint32 {
 		t.Helper()
-		if err := tb.reserve(name, "busybox"); err != nil {
+		if err := tb.reserve(name, "busybox", nil); err != nil {
 			t.Fatal(err)
 		}
 		m, err := tb.allocateIDMap(name)

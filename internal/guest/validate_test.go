@@ -70,7 +70,7 @@ func TestParseRefusesHandEdits(t *testing.T) {
 }
 
 func TestLoadRefusesANameOtherThanItsDirectory(t *testing.T) {
-	s := Store{Dir: t.TempDir()}
+	s := FileStore{Dir: t.TempDir()}
 	dir := s.Path("web-2")
 	if err := os.MkdirAll(dir, 0o755); err != nil {
 		t.Fatal(err)
