@@ -109,7 +109,7 @@ func TestTreeSizeSparseFile(t *testing.T) {
 // TestTreeSizeLeavesMountsOut: a file system mounted inside the tree (a
 // guest's or a failed build's /proc) is not measured.
 func TestTreeSizeLeavesMountsOut(t *testing.T) {
-	testgate.RequireRoot(t)
+	testgate.RequireRoot(t, "mounting a tmpfs needs root")
 	root := t.TempDir()
 	mnt := filepath.Join(root, "mnt")
 	if err := os.Mkdir(mnt, 0o700); err != nil {

@@ -5,6 +5,8 @@ import (
 	"os"
 	"os/exec"
 	"testing"
+
+	"github.com/polyvisor/polyvisor/internal/testgate"
 )
 
 // inNetnsEnv marks the test binary re-run inside its own network namespace.
@@ -21,8 +23,8 @@ func TestMain(m *testing.M) {
 		}
 		os.Exit(m.Run())
 	}
-	if os.Geteuid() != 0 {
-		fmt.Println("network: skipped: bridges and network namespaces need root (run make test as root)")
+	if why := testgate.RootSkip("bridges and network namespaces need root"); why != "" {
+		fmt.Println("network: skipped:", why)
 		os.Exit(0)
 	}
 	ns := fmt.Sprintf("pv-nettest-%d", os.Getpid())

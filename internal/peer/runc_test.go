@@ -10,13 +10,12 @@ import (
 	specs "github.com/opencontainers/runtime-spec/specs-go"
 
 	"github.com/polyvisor/polyvisor/internal/idmap"
+	"github.com/polyvisor/polyvisor/internal/testgate"
 )
 
 func requireRoot(t *testing.T) {
 	t.Helper()
-	if os.Geteuid() != 0 {
-		t.Skip("needs root: mounts an overlay")
-	}
+	testgate.RequireRoot(t, "needs root: mounts an overlay")
 }
 
 func mounted(t *testing.T, dir string) bool {

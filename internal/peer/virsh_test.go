@@ -19,6 +19,7 @@ import (
 	"github.com/polyvisor/polyvisor/internal/debpkg"
 	"github.com/polyvisor/polyvisor/internal/hostreq"
 	"github.com/polyvisor/polyvisor/internal/template"
+	"github.com/polyvisor/polyvisor/internal/testgate"
 	"github.com/polyvisor/polyvisor/internal/vmimage"
 )
 
@@ -173,9 +174,7 @@ func qemuPSS(t *testing.T, pid int) float64 {
 // Close left nothing on the host. The same argv run by hand as raw QEMU
 // gives the boot time and idle PSS to compare with.
 func TestVirshPeer(t *testing.T) {
-	if os.Geteuid() != 0 {
-		t.Skip("needs root: libvirtd runs QEMU as root in namespaces of its own")
-	}
+	testgate.RequireRoot(t, "needs root: libvirtd runs QEMU as root in namespaces of its own")
 	for _, tool := range []string{"libvirtd", "virsh", "unshare", "mount", "mkdir", "sh", "cp"} {
 		hostreq.Need(t, tool)
 	}
@@ -392,9 +391,7 @@ func TestVirshPeer(t *testing.T) {
 // failed Setup or Start leaves nothing; Setup without a VM is refused
 // before it starts anything.
 func TestVirshFailuresInLibvirtsWords(t *testing.T) {
-	if os.Geteuid() != 0 {
-		t.Skip("needs root: libvirtd runs in namespaces of its own")
-	}
+	testgate.RequireRoot(t, "needs root: libvirtd runs in namespaces of its own")
 	for _, tool := range []string{"libvirtd", "virsh", "unshare", "mount", "mkdir", "sh", "cp", "qemu-img"} {
 		hostreq.Need(t, tool)
 	}

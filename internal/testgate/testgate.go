@@ -3,28 +3,30 @@
 // silent. It imports nothing of polyvisor's, so any package's tests can use
 // it.
 //
-// Two kinds of tests meet these gates. Tests that need root (mounts,
-// cgroups, namespaces, network devices, runc, QEMU's tools on root-owned
-// trees) call RequireRoot. Tests that need no root but run real runtimes or
-// take long call RequireLong. Both skip under `go test -short`, which is
-// what `make unit` runs: the daemon's own logic and every parser, in
-// seconds, as any user. `make test` runs without -short, as root, and so
-// runs them all.
+// Tests that need root (mounts, cgroups, namespaces, network devices,
+// runc, root-owned trees) call RequireRoot; tests that need no root but
+// run real runtimes or take long call RequireLong; a TestMain that sets up
+// root-only fixtures for the whole package asks RootSkip. All of them skip
+// under `go test -short`, which is what `make unit` runs: the daemon's own
+// logic and every parser, in seconds, as any user. `make test` runs
+// without -short, as root, and so runs them all.
 package testgate
 
 import (
+	"flag"
 	"os"
 	"testing"
 )
 
-// RequireRoot skips t under -short (make unit) and when not run as root.
-func RequireRoot(t testing.TB) {
+// shortSkip is how a gate words a skip under -short.
+const shortSkip = ": skipped by -short (make unit); make test runs it"
+
+// RequireRoot skips t under -short (make unit) and when not run as root;
+// why says what needs root ("idmapped mounts need root").
+func RequireRoot(t testing.TB, why string) {
 	t.Helper()
-	if testing.Short() {
-		t.Skip("needs root and the host's runtimes: skipped by -short (make unit); make test runs it")
-	}
-	if os.Geteuid() != 0 {
-		t.Skip("needs root (make test runs as root)")
+	if reason := RootSkip(why); reason != "" {
+		t.Skip(reason)
 	}
 }
 
@@ -33,6 +35,22 @@ func RequireRoot(t testing.TB) {
 func RequireLong(t testing.TB, why string) {
 	t.Helper()
 	if testing.Short() {
-		t.Skip(why + ": skipped by -short (make unit); make test runs it")
+		t.Skip(why + shortSkip)
 	}
+}
+
+// RootSkip returns why tests that need root must be skipped (under -short,
+// or when not root), "" when they can run. A TestMain calls it before
+// m.Run to skip its package's root-only setup.
+func RootSkip(why string) string {
+	if !flag.Parsed() {
+		flag.Parse() // testing.Short needs the test flags parsed
+	}
+	switch {
+	case testing.Short():
+		return why + shortSkip
+	case os.Geteuid() != 0:
+		return why + " (make test runs as root)"
+	}
+	return ""
 }

@@ -13,6 +13,7 @@ import (
 	"github.com/polyvisor/polyvisor/internal/debpkg"
 	"github.com/polyvisor/polyvisor/internal/hostreq"
 	"github.com/polyvisor/polyvisor/internal/template"
+	"github.com/polyvisor/polyvisor/internal/testgate"
 	"github.com/polyvisor/polyvisor/internal/vmimage"
 )
 
@@ -54,9 +55,7 @@ var shared = struct {
 
 func requireVMTools(t *testing.T, qemu string) {
 	t.Helper()
-	if os.Geteuid() != 0 {
-		t.Skip("skipping: building a VM template needs root (dpkg --add-architecture, root-owned trees)")
-	}
+	testgate.RequireRoot(t, "building a VM template needs root (dpkg --add-architecture, root-owned trees)")
 	for _, tool := range []string{qemu, "qemu-img", "mke2fs", "apt-get", "dpkg-deb", "xz", "go"} {
 		hostreq.Need(t, tool)
 	}
