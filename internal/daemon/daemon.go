@@ -261,7 +261,7 @@ func checkTraversable(dir string) error {
 	}
 }
 
-// displayClass names the chapter's class a guest belongs to: a VM is
+// displayClass names the class of virtualization a guest belongs to: a VM is
 // "hypervisor" when it runs under KVM and "emulation" under TCG (or until
 // it has run).
 func displayClass(def *guest.Definition) string {

@@ -8,12 +8,11 @@ import (
 
 	"github.com/polyvisor/polyvisor/internal/guest"
 	"github.com/polyvisor/polyvisor/internal/idmap"
+	"github.com/polyvisor/polyvisor/internal/testgate"
 )
 
 func TestRepairModesTightensAnOpenedStateDir(t *testing.T) {
-	if os.Geteuid() != 0 {
-		t.Skip("skipping: giving a guest dir the id map's group needs root")
-	}
+	testgate.RequireRoot(t, "giving a guest dir the id map's group needs root")
 	state := t.TempDir()
 	guests, templates := filepath.Join(state, "guests"), filepath.Join(state, "templates")
 	g := filepath.Join(guests, "g1")
@@ -40,9 +39,7 @@ func TestRepairModesTightensAnOpenedStateDir(t *testing.T) {
 // An isolated guest's directory is open to its own root, whose gid is the
 // first of its range, also when its definition is broken.
 func TestRepairModesGivesAnIsolatedGuestDirItsOwnRootGroup(t *testing.T) {
-	if os.Geteuid() != 0 {
-		t.Skip("skipping: giving a guest dir its root's group needs root")
-	}
+	testgate.RequireRoot(t, "giving a guest dir its root's group needs root")
 	state := t.TempDir()
 	guests, templates := filepath.Join(state, "guests"), filepath.Join(state, "templates")
 	base := idmap.IsolatedPool().First + 2*idmap.Size

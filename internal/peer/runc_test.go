@@ -1,6 +1,8 @@
 package peer
 
 import (
+	"errors"
+	"io/fs"
 	"os"
 	"path/filepath"
 	"strings"
@@ -74,7 +76,7 @@ func TestPrepareRuncAndRemove(t *testing.T) {
 	if mounted(t, r.Rootfs()) {
 		t.Error("the overlay is still mounted")
 	}
-	if _, err := os.Stat(r.Dir); !os.IsNotExist(err) {
+	if _, err := os.Stat(r.Dir); !errors.Is(err, fs.ErrNotExist) {
 		t.Errorf("the container's dir is left: %v", err)
 	}
 }

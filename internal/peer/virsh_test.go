@@ -5,6 +5,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"io/fs"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -310,7 +311,7 @@ func TestVirshPeer(t *testing.T) {
 		t.Errorf("after Close: /etc/libvirt %q, machine cgroups %q, links %q; before Setup: %q, %q, %q",
 			after.etc, after.machine, after.links, before.etc, before.machine, before.links)
 	}
-	if _, err := os.Stat(dir); !os.IsNotExist(err) {
+	if _, err := os.Stat(dir); !errors.Is(err, fs.ErrNotExist) {
 		t.Errorf("Env.Dir %s is left: %v", dir, err)
 	}
 	if mounts, _ := os.ReadFile("/proc/self/mountinfo"); bytes.Contains(mounts, []byte(dir)) {
@@ -350,7 +351,7 @@ func TestVirshPeer(t *testing.T) {
 	if after := readVirshHostState(t); !slices.Equal(after.machine, before.machine) {
 		t.Errorf("machine cgroups after Close of a killed libvirtd: %q, before Setup: %q", after.machine, before.machine)
 	}
-	if _, err := os.Stat(dir2); !os.IsNotExist(err) {
+	if _, err := os.Stat(dir2); !errors.Is(err, fs.ErrNotExist) {
 		t.Errorf("Env.Dir %s is left: %v", dir2, err)
 	}
 
@@ -419,7 +420,7 @@ func TestVirshFailuresInLibvirtsWords(t *testing.T) {
 		if err := m.Close(context.WithoutCancel(ctx)); err != nil {
 			t.Errorf("Close: %v", err)
 		}
-		if _, err := os.Stat(dir); !os.IsNotExist(err) {
+		if _, err := os.Stat(dir); !errors.Is(err, fs.ErrNotExist) {
 			t.Errorf("Env.Dir %s is left: %v", dir, err)
 		}
 		if left := ownProcesses(dir, nil); len(left) > 0 {

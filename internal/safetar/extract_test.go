@@ -5,6 +5,7 @@ import (
 	"bytes"
 	"context"
 	"errors"
+	"io/fs"
 	"os"
 	"path/filepath"
 	"strings"
@@ -169,7 +170,7 @@ func TestExtractSkipsDevicesWhenAsked(t *testing.T) {
 	if len(warned) != 2 || len(res.Warnings) != 2 || !strings.Contains(warned[0], `"dev/null"`) {
 		t.Errorf("warnings %q, want two naming the skipped devices", warned)
 	}
-	if _, err := os.Lstat(filepath.Join(s.dest, "dev/null")); !os.IsNotExist(err) {
+	if _, err := os.Lstat(filepath.Join(s.dest, "dev/null")); !errors.Is(err, fs.ErrNotExist) {
 		t.Errorf("dev/null exists (%v), want it skipped", err)
 	}
 }

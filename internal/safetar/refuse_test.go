@@ -3,6 +3,7 @@ package safetar
 import (
 	"archive/tar"
 	"errors"
+	"io/fs"
 	"os"
 	"path/filepath"
 	"strings"
@@ -23,7 +24,7 @@ func refuse(t *testing.T, entry string, opts Options, entries ...ent) *sandbox {
 
 func TestRefuseDotDotName(t *testing.T) {
 	s := refuse(t, "../evil", Options{Links: LinksInRoot}, file("../evil", "x"))
-	if _, err := os.Lstat(filepath.Join(s.base, "evil")); !os.IsNotExist(err) {
+	if _, err := os.Lstat(filepath.Join(s.base, "evil")); !errors.Is(err, fs.ErrNotExist) {
 		t.Fatalf("../evil was created beside dest (%v)", err)
 	}
 }
@@ -125,7 +126,7 @@ func TestRefuseLinksWhenNoLinks(t *testing.T) {
 
 func TestRefuseCharDevice(t *testing.T) {
 	s := refuse(t, "dev/null", Options{Links: LinksInRoot}, special("dev/null", tar.TypeChar))
-	if _, err := os.Lstat(filepath.Join(s.dest, "dev/null")); !os.IsNotExist(err) {
+	if _, err := os.Lstat(filepath.Join(s.dest, "dev/null")); !errors.Is(err, fs.ErrNotExist) {
 		t.Fatalf("dev/null exists (%v)", err)
 	}
 }
@@ -135,7 +136,7 @@ func TestRefuseFileOverMaxBytes(t *testing.T) {
 	_, err := s.extract(t, buildTar(t, file("small", "12345"), file("big", strings.Repeat("x", 100))), Options{MaxBytes: 50})
 	wantUnsafe(t, err, "big")
 	s.checkOutside(t)
-	if _, err := os.Lstat(filepath.Join(s.dest, "big")); !os.IsNotExist(err) {
+	if _, err := os.Lstat(filepath.Join(s.dest, "big")); !errors.Is(err, fs.ErrNotExist) {
 		t.Fatalf("big was created (%v), want it refused before creation", err)
 	}
 }

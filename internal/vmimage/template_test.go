@@ -39,11 +39,10 @@ func TestMain(m *testing.M) {
 
 // builtTemplate is a VM template built once and booted by several tests.
 type builtTemplate struct {
-	dir   string
-	boot  vmimage.Boot
-	took  time.Duration
-	err   error
-	built bool
+	dir  string
+	boot vmimage.Boot
+	took time.Duration
+	err  error
 }
 
 // shared holds one template per source and architecture ("busybox/arm64"); building one takes
