@@ -12,10 +12,12 @@ import (
 	"syscall"
 	"testing"
 
+	"github.com/polyvisor/polyvisor/internal/testgate"
 	"golang.org/x/sys/unix"
 )
 
 func TestExtractRoundTrip(t *testing.T) {
+	testgate.RequireRoot(t, "chowning files to the archive's owners needs root")
 	s := newSandbox(t, t.TempDir())
 	owned := file("home/u/notes", "mine\n")
 	owned.hdr.Uid, owned.hdr.Gid, owned.hdr.Mode = 1000, 1001, 0o600
@@ -120,6 +122,7 @@ func TestExtractSkipOwnersDropsSetuid(t *testing.T) {
 }
 
 func TestExtractLaterEntryWins(t *testing.T) {
+	testgate.RequireRoot(t, "chowning files to the archive's owners needs root")
 	s := newSandbox(t, t.TempDir())
 	keep := dir("d")
 	keep.hdr.Mode = 0o711
@@ -160,6 +163,7 @@ func TestExtractLaterEntryWins(t *testing.T) {
 }
 
 func TestExtractSkipsDevicesWhenAsked(t *testing.T) {
+	testgate.RequireRoot(t, "chowning files to the archive's owners needs root")
 	s := newSandbox(t, t.TempDir())
 	var warned []string
 	res, err := s.extract(t, buildTar(t, special("dev/null", tar.TypeChar), special("dev/sda", tar.TypeBlock), file("ok", "")),
@@ -195,6 +199,7 @@ func TestExtractStopsWhenContextEnds(t *testing.T) {
 }
 
 func TestNegativeMaxBytesAllowsOnlyEmptyFiles(t *testing.T) {
+	testgate.RequireRoot(t, "chowning files to the archive's owners needs root")
 	s := newSandbox(t, t.TempDir())
 	if _, err := s.extract(t, buildTar(t, file("empty", ""), dir("d")), Options{MaxBytes: -1}); err != nil {
 		t.Fatal(err)

@@ -8,6 +8,8 @@ import (
 	"path/filepath"
 	"strings"
 	"testing"
+
+	"github.com/polyvisor/polyvisor/internal/testgate"
 )
 
 // Each hostile archive below must be refused with an error naming the
@@ -34,6 +36,7 @@ func TestRefuseAbsoluteName(t *testing.T) {
 }
 
 func TestRefuseDotDotInsideName(t *testing.T) {
+	testgate.RequireRoot(t, "chowning files to the archive's owners needs root")
 	refuse(t, "a/../../x", Options{Links: LinksInRoot}, dir("a"), file("a/../../x", "x"))
 }
 
@@ -47,6 +50,7 @@ func TestRefuseNonDirectoryOverDest(t *testing.T) {
 }
 
 func TestSymlinkToRootResolvesInsideDest(t *testing.T) {
+	testgate.RequireRoot(t, "chowning files to the archive's owners needs root")
 	// "a -> /" then "a/etc/passwd": the parent resolves as if dest were "/",
 	// so the file lands in dest/etc/passwd, never the host's.
 	s := newSandbox(t, t.TempDir())
@@ -61,6 +65,7 @@ func TestSymlinkToRootResolvesInsideDest(t *testing.T) {
 }
 
 func TestSymlinkToOutsideAbsoluteResolvesInsideDest(t *testing.T) {
+	testgate.RequireRoot(t, "chowning files to the archive's owners needs root")
 	// An absolute symlink naming the real outside directory is kept (it
 	// means a path in the guest). Writing through it resolves inside dest,
 	// where that path does not exist, so the entry is refused.
@@ -74,6 +79,7 @@ func TestSymlinkToOutsideAbsoluteResolvesInsideDest(t *testing.T) {
 }
 
 func TestFileReplacesSymlinkInsteadOfWritingThroughIt(t *testing.T) {
+	testgate.RequireRoot(t, "chowning files to the archive's owners needs root")
 	s := newSandbox(t, t.TempDir())
 	_, err := s.extract(t, buildTar(t,
 		symlink("b", filepath.Join(s.outside, "etc/passwd")),
@@ -95,6 +101,7 @@ func TestRefuseRelativeSymlinkLeadingOutside(t *testing.T) {
 }
 
 func TestRefuseNestedSymlinkClimbingOut(t *testing.T) {
+	testgate.RequireRoot(t, "chowning files to the archive's owners needs root")
 	refuse(t, "a/b", Options{Links: LinksInRoot}, dir("a"), symlink("a/b", "../../../etc/shadow"))
 }
 
@@ -110,6 +117,7 @@ func TestRefuseHardlinkAbsolute(t *testing.T) {
 }
 
 func TestHardlinkThroughSymlinkCannotReachOutside(t *testing.T) {
+	testgate.RequireRoot(t, "chowning files to the archive's owners needs root")
 	// "a -> OUTSIDE" then a hardlink to "a/etc/passwd": the target resolves
 	// inside dest, where it does not exist, so the link is refused and the
 	// real file keeps its single link.
@@ -120,6 +128,7 @@ func TestHardlinkThroughSymlinkCannotReachOutside(t *testing.T) {
 }
 
 func TestRefuseLinksWhenNoLinks(t *testing.T) {
+	testgate.RequireRoot(t, "chowning files to the archive's owners needs root")
 	refuse(t, "l", Options{}, file("f", "x"), symlink("l", "f"))
 	refuse(t, "h", Options{}, file("f", "x"), hardlink("h", "f"))
 }
@@ -132,6 +141,7 @@ func TestRefuseCharDevice(t *testing.T) {
 }
 
 func TestRefuseFileOverMaxBytes(t *testing.T) {
+	testgate.RequireRoot(t, "chowning files to the archive's owners needs root")
 	s := newSandbox(t, t.TempDir())
 	_, err := s.extract(t, buildTar(t, file("small", "12345"), file("big", strings.Repeat("x", 100))), Options{MaxBytes: 50})
 	wantUnsafe(t, err, "big")
