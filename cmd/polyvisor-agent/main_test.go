@@ -3,6 +3,7 @@ package main
 import (
 	"bytes"
 	"context"
+	"errors"
 	"os/exec"
 	"runtime"
 	"strings"
@@ -76,7 +77,7 @@ func TestArguments(t *testing.T) {
 			t.Errorf("%q accepted", bad)
 		}
 	}
-	if _, err := parseArgs([]string{"--version"}); err != errVersion {
+	if _, err := parseArgs([]string{"--version"}); !errors.Is(err, errVersion) {
 		t.Errorf("--version: %v", err)
 	}
 }

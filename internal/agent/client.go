@@ -294,7 +294,7 @@ func (c *Client) dispatch(f frame) {
 		s.events.close()
 		delete(c.sessions, f.session)
 	case typeAck:
-		if n, err := decodeUint32(f.payload); err == nil && n <= window {
+		if n, err := decodeAck(f.payload); err == nil && n <= window {
 			s.credit.give(int(n))
 		}
 	}

@@ -7,6 +7,8 @@ import (
 	"errors"
 	"fmt"
 	"io"
+
+	"github.com/polyvisor/polyvisor/internal/stream"
 )
 
 // Exec runs a command in the guest and returns its exit code: 128+N when
@@ -68,13 +70,13 @@ func (c *Client) Exec(ctx context.Context, req ExecRequest, stdin io.Reader, std
 						c.send(typeError, s.id, []byte("the host could not deliver the output"))
 						return -1, fmt.Errorf("exec %s: write output: %w", name, err)
 					}
-					c.send(typeAck, s.id, encodeUint32(uint32(len(f.payload))))
+					c.send(typeAck, s.id, encodeAck(uint32(len(f.payload))))
 				case typeExit:
-					code, err := decodeUint32(f.payload)
+					code, err := stream.DecodeExit(f.payload)
 					if err != nil {
 						return -1, fmt.Errorf("exec %s: %w", name, err)
 					}
-					return int(int32(code)), nil
+					return int(code), nil
 				case typeError:
 					return -1, fmt.Errorf("exec %s: %w: %s", name, ErrAgent, f.payload)
 				}
@@ -87,7 +89,7 @@ func (c *Client) Exec(ctx context.Context, req ExecRequest, stdin io.Reader, std
 				resize = nil // a closed channel would be ready for ever
 				continue
 			}
-			c.send(typeResize, s.id, encodeResize(size[0], size[1]))
+			c.send(typeResize, s.id, stream.EncodeResize(size[0], size[1]))
 		case <-ctx.Done():
 			c.send(typeError, s.id, []byte("the host cancelled the command"))
 			return -1, fmt.Errorf("exec %s: %w", name, ctx.Err())

@@ -4,6 +4,8 @@ import (
 	"bufio"
 	"bytes"
 	"testing"
+
+	"github.com/polyvisor/polyvisor/internal/stream"
 )
 
 // decodeAll feeds stream to a new decoder in chunks of size chunk and
@@ -70,7 +72,7 @@ func TestReadHelloAckSkipsLeftovers(t *testing.T) {
 	stream := concat(
 		encodeFrame(typeStdout, 4, make([]byte, 5000))[2000:], // the tail of an old frame
 		encodeFrame(typeHelloAck, 0, ackOther),
-		encodeFrame(typeExit, 4, encodeUint32(0)),
+		encodeFrame(typeExit, 4, stream.EncodeExit(0)),
 		encodeFrame(typeHelloAck, 0, ackMine),
 		encodeFrame(typePong, 0, []byte("p")),
 	)

@@ -6,6 +6,8 @@ import (
 	"errors"
 	"io"
 	"testing"
+
+	"github.com/polyvisor/polyvisor/internal/stream"
 )
 
 // FuzzDecoder checks the agent's decoder on any stream, cut into reads of
@@ -72,7 +74,7 @@ func FuzzDecoder(f *testing.F) {
 // returns are well formed and re-encode to the bytes they came from.
 func FuzzReadFrame(f *testing.F) {
 	f.Add(encodeFrame(typeStdout, 1, []byte("hi")))
-	f.Add(encodeFrame(typeExit, 1, encodeUint32(3)))
+	f.Add(encodeFrame(typeExit, 1, stream.EncodeExit(3)))
 	f.Add([]byte{typeStdout, 0, 0, 0, 1, 0xff, 0xff, 0xff, 0xff})
 	f.Fuzz(func(t *testing.T, stream []byte) {
 		r := bytes.NewReader(stream)

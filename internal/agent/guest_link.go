@@ -7,6 +7,7 @@ import (
 	"os"
 	"sync"
 
+	"github.com/polyvisor/polyvisor/internal/stream"
 	"golang.org/x/sys/unix"
 )
 
@@ -85,11 +86,11 @@ func (l *link) handle(f frame) {
 	case typeCloseStdin:
 		s.input.close()
 	case typeResize:
-		if rows, cols, err := decodeResize(f.payload); err == nil {
+		if rows, cols, err := stream.DecodeResize(f.payload); err == nil {
 			s.resize(rows, cols)
 		}
 	case typeAck:
-		if n, err := decodeUint32(f.payload); err == nil && n <= window {
+		if n, err := decodeAck(f.payload); err == nil && n <= window {
 			s.credit.give(int(n))
 		}
 	case typeError:

@@ -7,6 +7,8 @@ import (
 	"path/filepath"
 	"testing"
 	"time"
+
+	"github.com/polyvisor/polyvisor/internal/testgate"
 )
 
 // fakeSysfs makes a /sys/class/virtio-ports look-alike with the given
@@ -40,9 +42,7 @@ func TestFindPortByName(t *testing.T) {
 }
 
 func TestFindPortMakesAMissingDeviceNode(t *testing.T) {
-	if os.Geteuid() != 0 {
-		t.Skip("making a device node needs root")
-	}
+	testgate.RequireRoot(t, "making a device node needs root")
 	sysPorts, devDir := fakeSysfs(t, map[string]string{"vport1p1": PortName})
 	got, err := findPort(sysPorts, devDir, PortName)
 	if err != nil {

@@ -9,6 +9,7 @@ import (
 	"syscall"
 	"time"
 
+	"github.com/polyvisor/polyvisor/internal/stream"
 	"golang.org/x/sys/unix"
 )
 
@@ -182,7 +183,7 @@ func (s *session) feedInput(dst io.WriteCloser) {
 			if _, err := dst.Write(p); err != nil {
 				break // the command stopped reading; drop the rest
 			}
-			s.send(typeAck, encodeUint32(uint32(len(p))))
+			s.send(typeAck, encodeAck(uint32(len(p))))
 		}
 		if closed { // and all of it taken
 			s.endInput(dst)
@@ -235,7 +236,7 @@ func (s *session) finish(code int) {
 	killed := s.killed
 	s.mu.Unlock()
 	if !s.ended && !killed {
-		s.link.send(s.host, typeExit, s.id, encodeUint32(uint32(int32(code))))
+		s.link.send(s.host, typeExit, s.id, stream.EncodeExit(int32(code)))
 	}
 	s.ended = true
 	s.sendMu.Unlock()

@@ -130,31 +130,16 @@ func decodeExecRequest(p []byte) (ExecRequest, error) {
 	return req, nil
 }
 
-// encodeResize returns rows and cols as a Resize frame's payload.
-func encodeResize(rows, cols uint16) []byte {
-	p := make([]byte, 4)
-	binary.BigEndian.PutUint16(p[0:2], rows)
-	binary.BigEndian.PutUint16(p[2:4], cols)
-	return p
+// encodeAck returns an Ack frame's payload: n, the bytes consumed, as a
+// 4-byte big-endian number.
+func encodeAck(n uint32) []byte {
+	return binary.BigEndian.AppendUint32(nil, n)
 }
 
-// decodeResize reads a Resize frame's payload.
-func decodeResize(p []byte) (rows, cols uint16, err error) {
+// decodeAck reads an Ack frame's payload.
+func decodeAck(p []byte) (uint32, error) {
 	if len(p) != 4 {
-		return 0, 0, fmt.Errorf("resize of %d bytes: %w", len(p), errBadPayload)
-	}
-	return binary.BigEndian.Uint16(p[0:2]), binary.BigEndian.Uint16(p[2:4]), nil
-}
-
-// encodeUint32 returns v as a 4-byte big-endian payload (Exit, Ack).
-func encodeUint32(v uint32) []byte {
-	return binary.BigEndian.AppendUint32(nil, v)
-}
-
-// decodeUint32 reads a 4-byte big-endian payload (Exit, Ack).
-func decodeUint32(p []byte) (uint32, error) {
-	if len(p) != 4 {
-		return 0, fmt.Errorf("payload of %d bytes, want 4: %w", len(p), errBadPayload)
+		return 0, fmt.Errorf("ack payload of %d bytes, want 4: %w", len(p), errBadPayload)
 	}
 	return binary.BigEndian.Uint32(p), nil
 }

@@ -25,7 +25,7 @@ const (
 type Guest struct {
 	Name string `json:"name" yaml:"name"`
 	Type string `json:"type" yaml:"type"`
-	// Class is the chapter's class: container, hypervisor (a VM under
+	// Class is the kind of virtualization: container (a shared kernel), hypervisor (a VM under
 	// KVM) or emulation (a VM under TCG); Driver runs it.
 	Class      string   `json:"class" yaml:"class"`
 	Driver     string   `json:"driver" yaml:"driver"`

@@ -17,16 +17,16 @@ const (
 	NotMeasured  = "NOT MEASURED" // a figure it needs failed, or a class is missing
 )
 
-// Claim is one of the chapter's claims about which virtualization is best,
-// checked against the report's numbers.
+// Claim is a claim about which class of virtualization is best at what
+// (native speed, density, boot time), checked against the report's numbers.
 type Claim struct {
 	ID        string `json:"id"`
-	Statement string `json:"statement"` // the claim, in the chapter's words
+	Statement string `json:"statement"` // the claim, in the words it is known by
 	Verdict   string `json:"verdict"`   // Confirmed, Refuted, Inconclusive, NotMeasured
 	Evidence  string `json:"evidence"`  // the numbers behind the verdict, and for Inconclusive why
 }
 
-// Thresholds that turn the chapter's words into numbers. Ratios are "x of
+// Thresholds that turn the claims' words into numbers. Ratios are "x of
 // native" (XOfNative); a set of workloads is summed up by the geometric
 // mean of their ratios, so no single workload dominates. A threshold is
 // tested against a figure's 95 % interval, never its median alone: the
@@ -93,7 +93,7 @@ const (
 // noIntervals is why a report from before paired rounds decides nothing.
 const noIntervals = "no intervals: a report from before paired rounds"
 
-// Claims checks the chapter's claims against the report. It guesses
+// Claims checks every claim against the report. It guesses
 // nothing: a claim whose figures failed or whose class is missing is
 // NotMeasured, with what was missing as its evidence; one the intervals
 // do not decide is Inconclusive, with why.

@@ -252,8 +252,8 @@ func WriteComparison(w io.Writer, c Comparison) error {
 		info ReportInfo
 	}{{"A", c.A}, {"B", c.B}} {
 		desc := fmt.Sprintf("%s, %s, size %s, ", orDefault(s.info.Hostname, "an unnamed host"), s.info.CreatedAt.UTC().Format("2006-01-02 15:04 MST"), orDefault(s.info.Size, "unknown"))
-		switch {
-		case s.info.Rounds == 0:
+		switch s.info.Rounds {
+		case 0:
 			desc += "no paired rounds (schema version " + fmt.Sprint(s.info.Version) + "): no intervals"
 		default:
 			desc += fmt.Sprintf("%d rounds", s.info.Rounds)

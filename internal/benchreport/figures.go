@@ -93,8 +93,8 @@ func XOfNative(class, native float64, higherIsBetter bool) (float64, bool) {
 }
 
 // HostReserveBytes is the memory kept for the host when counting how many
-// guests fit: the chapter's rule, "leaving 1GB for the host and taking the
-// rest of the RAM for VMs".
+// guests fit: 1 GiB left to the host, the rest of its memory for guests,
+// the rule the density claim is stated with.
 const HostReserveBytes = 1 << 30
 
 // Fit is how many guests taking perGuest bytes each fit in the host's

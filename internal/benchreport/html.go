@@ -48,7 +48,7 @@ type htmlCell struct {
 }
 
 // WriteHTML writes report.html: a self-contained page with the host, the
-// chapter's claims, the ratios table and a chart per figure, drawn by its
+// claims' verdicts, the ratios table and a chart per figure, drawn by its
 // inline script from the report's JSON embedded in the page.
 func WriteHTML(w io.Writer, r *Report) error {
 	file := NewFile(r)

@@ -1,7 +1,7 @@
 // Package benchreport is what `polyvisor bench` found on this host, and
 // how it is shown: the terminal table, report.json, a self-contained
-// report.html with charts, the chapter's claims checked against the
-// numbers, and `polyvisor advise`'s recommendation from them.
+// report.html with charts, the claims about each class of virtualization
+// (Claims) checked against the numbers, and `polyvisor advise`'s recommendation from them.
 package benchreport
 
 import (

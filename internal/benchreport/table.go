@@ -23,7 +23,7 @@ const RatioLegend = `ratios are "x of native": 1.00× is as good as the host its
 	`(class/native where higher is better, native/class where lower is better: ns, µs, ms)`
 
 // WriteTable prints the report for a terminal: the host, then one row per
-// figure with a column per class, then the chapter's claims.
+// figure with a column per class, then each claim's verdict (Claims).
 func WriteTable(w io.Writer, r *Report) error {
 	var b strings.Builder
 	writeHeader(&b, r)

@@ -9,13 +9,12 @@ import (
 	"testing"
 
 	"github.com/polyvisor/polyvisor/internal/hostreq"
+	"github.com/polyvisor/polyvisor/internal/testgate"
 )
 
 func requireRoot(t *testing.T) {
 	t.Helper()
-	if os.Geteuid() != 0 {
-		t.Skip("skipping: making cgroups needs root")
-	}
+	testgate.RequireRoot(t, "making cgroups needs root")
 }
 
 // cgroupOf returns the lines of /proc/PID/cgroup.

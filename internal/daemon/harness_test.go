@@ -47,14 +47,6 @@ type harness struct {
 	faults *faults
 }
 
-// requireRoot skips a test that needs root, saying why.
-func requireRoot(t *testing.T, why string) {
-	t.Helper()
-	if os.Geteuid() != 0 {
-		t.Skipf("skipping: needs root: %s", why)
-	}
-}
-
 // newHarness starts a daemon with a fake driver serving containers.
 func newHarness(t *testing.T) *harness {
 	t.Helper()

@@ -8,10 +8,11 @@ import (
 
 	"github.com/polyvisor/polyvisor/internal/guest"
 	"github.com/polyvisor/polyvisor/internal/idmap"
+	"github.com/polyvisor/polyvisor/internal/testgate"
 )
 
 func TestRepairModesTightensAnOpenedStateDir(t *testing.T) {
-	requireRoot(t, "giving a guest dir the id map's group (a chown to another group)")
+	testgate.RequireRoot(t, "giving a guest dir the id map's group (a chown to another group)")
 	state := t.TempDir()
 	guests, templates := filepath.Join(state, "guests"), filepath.Join(state, "templates")
 	g := filepath.Join(guests, "g1")
@@ -38,7 +39,7 @@ func TestRepairModesTightensAnOpenedStateDir(t *testing.T) {
 // An isolated guest's directory is open to its own root, whose gid is the
 // first of its range, also when its definition is broken.
 func TestRepairModesGivesAnIsolatedGuestDirItsOwnRootGroup(t *testing.T) {
-	requireRoot(t, "giving a guest dir its root's group (a chown to another group)")
+	testgate.RequireRoot(t, "giving a guest dir its root's group (a chown to another group)")
 	state := t.TempDir()
 	guests, templates := filepath.Join(state, "guests"), filepath.Join(state, "templates")
 	base := idmap.IsolatedPool().First + 2*idmap.Size

@@ -4,20 +4,18 @@ import (
 	"context"
 	"debug/elf"
 	"errors"
-	"os"
 	"path/filepath"
 	"strings"
 	"testing"
 	"time"
 
 	"github.com/polyvisor/polyvisor/internal/hostreq"
+	"github.com/polyvisor/polyvisor/internal/testgate"
 )
 
 func requireRootAndApt(t *testing.T) {
 	t.Helper()
-	if os.Geteuid() != 0 {
-		t.Skip("skipping: adding an architecture to dpkg needs root")
-	}
+	testgate.RequireRoot(t, "adding an architecture to dpkg needs root")
 	for _, tool := range []string{"apt-get", "apt-cache", "dpkg-deb"} {
 		hostreq.Need(t, tool)
 	}

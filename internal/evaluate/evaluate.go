@@ -8,6 +8,7 @@ package evaluate
 import (
 	"context"
 	"encoding/json"
+	"errors"
 	"fmt"
 	"os"
 	"os/exec"
@@ -214,7 +215,7 @@ func parseProbe(out []byte) (*probe.Output, error) {
 
 // exitDetail adds a failed command's stderr to its error.
 func exitDetail(err error) error {
-	if ee, ok := err.(*exec.ExitError); ok && len(ee.Stderr) > 0 {
+	if ee := (*exec.ExitError)(nil); errors.As(err, &ee) && len(ee.Stderr) > 0 {
 		lines := strings.Split(strings.TrimSpace(string(ee.Stderr)), "\n")
 		return fmt.Errorf("%w: %s", err, lines[len(lines)-1])
 	}

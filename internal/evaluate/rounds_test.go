@@ -16,6 +16,7 @@ import (
 
 	"github.com/polyvisor/polyvisor/internal/benchreport"
 	"github.com/polyvisor/polyvisor/internal/probe"
+	"github.com/polyvisor/polyvisor/internal/testgate"
 )
 
 // round is a probe output with one result per name/figure pair.
@@ -133,6 +134,7 @@ func TestSampleLoadNamesABusyProcessAndSparesOurs(t *testing.T) {
 }
 
 func TestWriteRootTarShiftsOwnersToRoot(t *testing.T) {
+	testgate.RequireRoot(t, "giving files the id map's owners needs root")
 	root := t.TempDir()
 	const base = 1000000
 	if err := os.MkdirAll(filepath.Join(root, "bin"), 0o755); err != nil {

@@ -13,9 +13,11 @@ import (
 
 	"github.com/polyvisor/polyvisor/internal/api"
 	"github.com/polyvisor/polyvisor/internal/idmap"
+	"github.com/polyvisor/polyvisor/internal/testgate"
 )
 
 func TestTreeWritesTheGuestsView(t *testing.T) {
+	testgate.RequireRoot(t, "giving files the id map's owners needs root")
 	root := t.TempDir()
 	m := idmap.Default()
 	must := func(err error) {

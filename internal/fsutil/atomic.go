@@ -3,7 +3,9 @@
 package fsutil
 
 import (
+	"errors"
 	"fmt"
+	"io/fs"
 	"os"
 	"path/filepath"
 )
@@ -59,7 +61,7 @@ func SyncDir(dir string) error {
 // name beside it, then removes the trash. A crash midway leaves only a
 // ".trash-" entry, which the daemon sweeps on start.
 func RemoveAllAtomic(path string) error {
-	if _, err := os.Lstat(path); os.IsNotExist(err) {
+	if _, err := os.Lstat(path); errors.Is(err, fs.ErrNotExist) {
 		return nil
 	}
 	trash, err := os.MkdirTemp(filepath.Dir(path), TrashPrefix+"*")

@@ -6,6 +6,7 @@ import (
 	"slices"
 	"testing"
 
+	"github.com/polyvisor/polyvisor/internal/testgate"
 	"golang.org/x/sys/unix"
 )
 
@@ -38,9 +39,7 @@ func TestMountPointsListsTheRoot(t *testing.T) {
 // system inside a file system) all go, the deepest first, and the dir can
 // then be removed without reaching into them; a file in a mount stays.
 func TestUnmountUnderDetachesNestedMounts(t *testing.T) {
-	if os.Geteuid() != 0 {
-		t.Skip("mounting needs root (make test runs as root)")
-	}
+	testgate.RequireRoot(t, "mounting needs root (make test runs as root)")
 	dir := t.TempDir()
 	outer, inner := filepath.Join(dir, "outer"), filepath.Join(dir, "outer", "inner")
 	if err := os.Mkdir(outer, 0o700); err != nil {

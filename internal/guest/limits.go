@@ -107,5 +107,5 @@ func HostMemory() (Size, error) {
 	if err := unix.Sysinfo(&info); err != nil {
 		return 0, fmt.Errorf("host memory: %w", err)
 	}
-	return Size(uint64(info.Totalram) * uint64(info.Unit)), nil
+	return Size(info.Totalram * uint64(info.Unit)), nil
 }

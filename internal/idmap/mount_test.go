@@ -7,6 +7,7 @@ import (
 	"syscall"
 	"testing"
 
+	"github.com/polyvisor/polyvisor/internal/testgate"
 	"golang.org/x/sys/unix"
 )
 
@@ -15,9 +16,7 @@ import (
 // shared-range owner reads as the same id in the guest's range, and a file
 // owned outside the shared range reads as nobody.
 func TestMountMappedShowsSharedOwnersInTheGuestsRange(t *testing.T) {
-	if os.Geteuid() != 0 {
-		t.Skip("skipping: idmapped mounts need root")
-	}
+	testgate.RequireRoot(t, "idmapped mounts need root")
 	src, target := t.TempDir(), t.TempDir()
 	for name, owner := range map[string]int{"root-file": HostBase, "user-file": HostBase + 1000, "host-file": 0} {
 		p := filepath.Join(src, name)

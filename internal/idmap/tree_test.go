@@ -8,13 +8,13 @@ import (
 	"syscall"
 	"testing"
 	"time"
+
+	"github.com/polyvisor/polyvisor/internal/testgate"
 )
 
 func requireRoot(t *testing.T) {
 	t.Helper()
-	if os.Geteuid() != 0 {
-		t.Skip("skipping: changing file owners needs root")
-	}
+	testgate.RequireRoot(t, "changing file owners needs root")
 }
 
 // sampleFile is one file of the tree makeSampleTree builds.

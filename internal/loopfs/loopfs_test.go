@@ -9,14 +9,13 @@ import (
 	"testing"
 
 	"github.com/polyvisor/polyvisor/internal/fsutil"
+	"github.com/polyvisor/polyvisor/internal/testgate"
 	"golang.org/x/sys/unix"
 )
 
 func requireRoot(t *testing.T) {
 	t.Helper()
-	if os.Geteuid() != 0 {
-		t.Skip("loop devices and mounts need root")
-	}
+	testgate.RequireRoot(t, "loop devices and mounts need root")
 	if _, err := os.Stat("/dev/loop-control"); err != nil {
 		t.Skipf("no loop devices on this host: %v", err)
 	}

@@ -13,15 +13,14 @@ import (
 	"github.com/polyvisor/polyvisor/internal/cgroup"
 	"github.com/polyvisor/polyvisor/internal/hostreq"
 	"github.com/polyvisor/polyvisor/internal/monitor"
+	"github.com/polyvisor/polyvisor/internal/testgate"
 )
 
 // TestACommandGuestIsBornInItsCgroup: with --cgroup, the command (QEMU)
 // starts inside the cgroup and under umask 0177, and the monitor itself
 // does not stay in the cgroup.
 func TestACommandGuestIsBornInItsCgroup(t *testing.T) {
-	if os.Geteuid() != 0 {
-		t.Skip("needs root to make cgroups")
-	}
+	testgate.RequireRoot(t, "needs root to make cgroups")
 	sh := hostreq.Need(t, "sh")
 	path := fmt.Sprintf("/polyvisor-test-monitor-%d/vm", os.Getpid())
 	t.Cleanup(func() { cgroup.Remove(path); cgroup.Remove(filepath.Dir(path)) })

@@ -15,6 +15,7 @@ import (
 
 	"github.com/polyvisor/polyvisor/internal/hostreq"
 	"github.com/polyvisor/polyvisor/internal/monitor"
+	"github.com/polyvisor/polyvisor/internal/testgate"
 )
 
 // fakeDaemonEnv makes the test binary act as the daemon: start a monitor
@@ -70,9 +71,7 @@ func startMonitorCmd(argv []string) (*exec.Cmd, string, error) {
 
 func requireRootAndRunc(t *testing.T) string {
 	t.Helper()
-	if os.Geteuid() != 0 {
-		t.Skip("needs root to run containers with runc")
-	}
+	testgate.RequireRoot(t, "needs root to run containers with runc")
 	hostreq.Need(t, hostreq.StaticBusybox) // the guest's rootfs
 	return hostreq.Need(t, "runc")
 }

@@ -1,10 +1,13 @@
 package network
 
 import (
+	"errors"
 	"fmt"
 	"os"
 	"os/exec"
 	"testing"
+
+	"github.com/polyvisor/polyvisor/internal/testgate"
 )
 
 // inNetnsEnv marks the test binary re-run inside its own network namespace.
@@ -21,8 +24,8 @@ func TestMain(m *testing.M) {
 		}
 		os.Exit(m.Run())
 	}
-	if os.Geteuid() != 0 {
-		fmt.Println("network: skipped: bridges and network namespaces need root (run make test as root)")
+	if why := testgate.RootSkip("bridges and network namespaces need root"); why != "" {
+		fmt.Println("network: skipped:", why)
 		os.Exit(0)
 	}
 	ns := fmt.Sprintf("pv-nettest-%d", os.Getpid())
@@ -36,7 +39,7 @@ func TestMain(m *testing.M) {
 	err := cmd.Run()
 	exec.Command("ip", "netns", "delete", ns).Run()
 	if err != nil {
-		if exit, ok := err.(*exec.ExitError); ok {
+		if exit := (*exec.ExitError)(nil); errors.As(err, &exit) {
 			os.Exit(exit.ExitCode())
 		}
 		fmt.Fprintln(os.Stderr, err)

@@ -5,6 +5,7 @@ import (
 	"bytes"
 	"errors"
 	"fmt"
+	"io/fs"
 	"net/netip"
 	"os"
 	"path/filepath"
@@ -31,7 +32,7 @@ type reservation struct {
 
 func (m *Manager) reservations(network string) ([]reservation, error) {
 	data, err := os.ReadFile(filepath.Join(m.store.path(network), hostsFile))
-	if os.IsNotExist(err) {
+	if errors.Is(err, fs.ErrNotExist) {
 		return nil, nil
 	}
 	if err != nil {

@@ -15,11 +15,13 @@ import (
 	"github.com/google/go-containerregistry/pkg/v1/layout"
 	"github.com/google/go-containerregistry/pkg/v1/mutate"
 	"github.com/polyvisor/polyvisor/internal/safetar"
+	"github.com/polyvisor/polyvisor/internal/testgate"
 )
 
 var rootTree = safetar.Options{Links: safetar.LinksInRoot, Devices: safetar.SkipDevices}
 
 func TestOpenAndUnpackEveryFormat(t *testing.T) {
+	testgate.RequireRoot(t, "chowning files to the archive's owners needs root")
 	img := busyboxImage(t)
 	dir := t.TempDir()
 	for format, path := range map[string]string{
@@ -158,6 +160,7 @@ func TestOpenTellsPlainTarballsApart(t *testing.T) {
 }
 
 func TestUnpackRefusesEscapingLayer(t *testing.T) {
+	testgate.RequireRoot(t, "chowning files to the archive's owners needs root")
 	img, err := mutate.AppendLayers(empty.Image, layerOf(t, file("ok", "ok"), file("../escape", "x")))
 	if err != nil {
 		t.Fatal(err)
@@ -184,6 +187,7 @@ func TestUnpackRefusesEscapingLayer(t *testing.T) {
 }
 
 func TestUnpackMaxBytesCoversAllLayers(t *testing.T) {
+	testgate.RequireRoot(t, "chowning files to the archive's owners needs root")
 	img, err := mutate.AppendLayers(empty.Image, layerOf(t, file("one", "12345")), layerOf(t, file("two", "12345")))
 	if err != nil {
 		t.Fatal(err)
@@ -201,6 +205,7 @@ func TestUnpackMaxBytesCoversAllLayers(t *testing.T) {
 }
 
 func TestUnpackDetectsCorruptLayer(t *testing.T) {
+	testgate.RequireRoot(t, "chowning files to the archive's owners needs root")
 	img, err := mutate.AppendLayers(empty.Image, layerOf(t, file("f", "real")))
 	if err != nil {
 		t.Fatal(err)

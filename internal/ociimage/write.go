@@ -185,7 +185,7 @@ func writeTree(ctx context.Context, w io.Writer, rootfs string) error {
 			hdr.Name += "/"
 		}
 		if st, ok := info.Sys().(*syscall.Stat_t); ok && info.Mode().IsRegular() && st.Nlink > 1 {
-			key := [2]uint64{uint64(st.Dev), st.Ino}
+			key := [2]uint64{st.Dev, st.Ino}
 			if first, seen := firstName[key]; seen {
 				hdr.Typeflag, hdr.Linkname, hdr.Size = tar.TypeLink, first, 0
 			} else {

@@ -11,9 +11,12 @@ import (
 	"syscall"
 	"testing"
 	"time"
+
+	"github.com/polyvisor/polyvisor/internal/testgate"
 )
 
 func TestWriteLayoutRoundTrip(t *testing.T) {
+	testgate.RequireRoot(t, "chowning a tree to root needs root")
 	rootfs := filepath.Join(t.TempDir(), "rootfs")
 	mustRun(t,
 		os.MkdirAll(filepath.Join(rootfs, "bin"), 0o755),

@@ -4,14 +4,14 @@ import (
 	"os"
 	"path/filepath"
 	"testing"
+
+	"github.com/polyvisor/polyvisor/internal/testgate"
 )
 
 // A container that made the probe's name a symlink out of its root does
 // not get a host file overwritten by CopyIn.
 func TestCopyInStaysInsideTheRoot(t *testing.T) {
-	if os.Geteuid() != 0 {
-		t.Skip("needs root: chowns to the container's root")
-	}
+	testgate.RequireRoot(t, "needs root: chowns to the container's root")
 	for name, link := range map[string]func(host string) string{
 		"absolute link": func(host string) string { return host },
 		"climbing link": func(host string) string { return "../../../../../../../../../../.." + host },

@@ -4,7 +4,9 @@ import (
 	"archive/tar"
 	"bytes"
 	"context"
+	"errors"
 	"fmt"
+	"io/fs"
 	"net"
 	"os"
 	"path/filepath"
@@ -281,13 +283,13 @@ func TestIncusManager(t *testing.T) {
 			t.Errorf("cgroups left: %v", left)
 		}
 	}
-	if _, err := os.Stat(env.Dir); !os.IsNotExist(err) {
+	if _, err := os.Stat(env.Dir); !errors.Is(err, fs.ErrNotExist) {
 		t.Errorf("Env.Dir is left: %v", err)
 	}
 	if links := linksNamed(t, "incus"); len(links) > 0 {
 		t.Errorf("links left: %v", links)
 	}
-	if _, err := os.Stat("/root/.config/incus"); os.IsNotExist(homeErr) && !os.IsNotExist(err) {
+	if _, err := os.Stat("/root/.config/incus"); errors.Is(homeErr, fs.ErrNotExist) && !errors.Is(err, fs.ErrNotExist) {
 		t.Error("the incus CLI wrote root's ~/.config/incus: its config belongs under Env.Dir")
 	}
 	if after, _ := os.ReadDir("/var/lib/incus"); len(after) != len(varLib) {
@@ -326,7 +328,7 @@ func TestIncusSetupFailsInIncusWordsAndLeavesNothing(t *testing.T) {
 	if mounted, _ := os.ReadFile("/proc/self/mountinfo"); bytes.Contains(mounted, []byte(env.Dir)) {
 		t.Errorf("mounts left under %s", env.Dir)
 	}
-	if _, err := os.Stat(env.Dir); !os.IsNotExist(err) {
+	if _, err := os.Stat(env.Dir); !errors.Is(err, fs.ErrNotExist) {
 		t.Errorf("Env.Dir is left: %v", err)
 	}
 }

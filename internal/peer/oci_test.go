@@ -2,6 +2,8 @@ package peer
 
 import (
 	"context"
+	"errors"
+	"io/fs"
 	"os"
 	"path/filepath"
 	"strings"
@@ -68,7 +70,7 @@ func testOCIManager(t *testing.T, runtime string) {
 	}
 	step(t, "delete", func() error { return m.Delete(ctx, "g0") })
 	requireNoMountsUnder(t, filepath.Join(env.Dir, "g0"))
-	if _, err := os.Stat(filepath.Join(env.Dir, "g0")); !os.IsNotExist(err) {
+	if _, err := os.Stat(filepath.Join(env.Dir, "g0")); !errors.Is(err, fs.ErrNotExist) {
 		t.Errorf("the deleted guest's dir: %v, want it gone", err)
 	}
 	if left := cgroupsOf(oci.cgroupParent + "/g0"); len(left) > 0 {

@@ -2,6 +2,8 @@ package peer
 
 import (
 	"context"
+	"errors"
+	"io/fs"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -117,7 +119,7 @@ func TestRawQEMUManager(t *testing.T) {
 		t.Error("exec in a stopped guest succeeded")
 	}
 	step(t, "delete", func() error { return m.Delete(ctx, "vm0") })
-	if _, err := os.Stat(filepath.Join(env.Dir, "vm0")); !os.IsNotExist(err) {
+	if _, err := os.Stat(filepath.Join(env.Dir, "vm0")); !errors.Is(err, fs.ErrNotExist) {
 		t.Errorf("the deleted guest's dir: %v, want it gone", err)
 	}
 	// Close kills a guest left running and removes everything.

@@ -1,6 +1,8 @@
 package peer
 
 import (
+	"errors"
+	"io/fs"
 	"os"
 	"path/filepath"
 	"strings"
@@ -10,13 +12,12 @@ import (
 	specs "github.com/opencontainers/runtime-spec/specs-go"
 
 	"github.com/polyvisor/polyvisor/internal/idmap"
+	"github.com/polyvisor/polyvisor/internal/testgate"
 )
 
 func requireRoot(t *testing.T) {
 	t.Helper()
-	if os.Geteuid() != 0 {
-		t.Skip("needs root: mounts an overlay")
-	}
+	testgate.RequireRoot(t, "needs root: mounts an overlay")
 }
 
 func mounted(t *testing.T, dir string) bool {
@@ -75,7 +76,7 @@ func TestPrepareRuncAndRemove(t *testing.T) {
 	if mounted(t, r.Rootfs()) {
 		t.Error("the overlay is still mounted")
 	}
-	if _, err := os.Stat(r.Dir); !os.IsNotExist(err) {
+	if _, err := os.Stat(r.Dir); !errors.Is(err, fs.ErrNotExist) {
 		t.Errorf("the container's dir is left: %v", err)
 	}
 }

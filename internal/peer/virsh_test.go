@@ -5,6 +5,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"io/fs"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -19,6 +20,7 @@ import (
 	"github.com/polyvisor/polyvisor/internal/debpkg"
 	"github.com/polyvisor/polyvisor/internal/hostreq"
 	"github.com/polyvisor/polyvisor/internal/template"
+	"github.com/polyvisor/polyvisor/internal/testgate"
 	"github.com/polyvisor/polyvisor/internal/vmimage"
 )
 
@@ -173,9 +175,7 @@ func qemuPSS(t *testing.T, pid int) float64 {
 // Close left nothing on the host. The same argv run by hand as raw QEMU
 // gives the boot time and idle PSS to compare with.
 func TestVirshPeer(t *testing.T) {
-	if os.Geteuid() != 0 {
-		t.Skip("needs root: libvirtd runs QEMU as root in namespaces of its own")
-	}
+	testgate.RequireRoot(t, "needs root: libvirtd runs QEMU as root in namespaces of its own")
 	for _, tool := range []string{"libvirtd", "virsh", "unshare", "mount", "mkdir", "sh", "cp"} {
 		hostreq.Need(t, tool)
 	}
@@ -311,7 +311,7 @@ func TestVirshPeer(t *testing.T) {
 		t.Errorf("after Close: /etc/libvirt %q, machine cgroups %q, links %q; before Setup: %q, %q, %q",
 			after.etc, after.machine, after.links, before.etc, before.machine, before.links)
 	}
-	if _, err := os.Stat(dir); !os.IsNotExist(err) {
+	if _, err := os.Stat(dir); !errors.Is(err, fs.ErrNotExist) {
 		t.Errorf("Env.Dir %s is left: %v", dir, err)
 	}
 	if mounts, _ := os.ReadFile("/proc/self/mountinfo"); bytes.Contains(mounts, []byte(dir)) {
@@ -351,7 +351,7 @@ func TestVirshPeer(t *testing.T) {
 	if after := readVirshHostState(t); !slices.Equal(after.machine, before.machine) {
 		t.Errorf("machine cgroups after Close of a killed libvirtd: %q, before Setup: %q", after.machine, before.machine)
 	}
-	if _, err := os.Stat(dir2); !os.IsNotExist(err) {
+	if _, err := os.Stat(dir2); !errors.Is(err, fs.ErrNotExist) {
 		t.Errorf("Env.Dir %s is left: %v", dir2, err)
 	}
 
@@ -392,9 +392,7 @@ func TestVirshPeer(t *testing.T) {
 // failed Setup or Start leaves nothing; Setup without a VM is refused
 // before it starts anything.
 func TestVirshFailuresInLibvirtsWords(t *testing.T) {
-	if os.Geteuid() != 0 {
-		t.Skip("needs root: libvirtd runs in namespaces of its own")
-	}
+	testgate.RequireRoot(t, "needs root: libvirtd runs in namespaces of its own")
 	for _, tool := range []string{"libvirtd", "virsh", "unshare", "mount", "mkdir", "sh", "cp", "qemu-img"} {
 		hostreq.Need(t, tool)
 	}
@@ -422,7 +420,7 @@ func TestVirshFailuresInLibvirtsWords(t *testing.T) {
 		if err := m.Close(context.WithoutCancel(ctx)); err != nil {
 			t.Errorf("Close: %v", err)
 		}
-		if _, err := os.Stat(dir); !os.IsNotExist(err) {
+		if _, err := os.Stat(dir); !errors.Is(err, fs.ErrNotExist) {
 			t.Errorf("Env.Dir %s is left: %v", dir, err)
 		}
 		if left := ownProcesses(dir, nil); len(left) > 0 {

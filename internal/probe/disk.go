@@ -282,7 +282,7 @@ func fsName(dir string) string {
 	if unix.Statfs(dir, &st) != nil {
 		return ""
 	}
-	if name, ok := fsNames[int64(st.Type)]; ok {
+	if name, ok := fsNames[st.Type]; ok {
 		return name
 	}
 	return fmt.Sprintf("%#x", st.Type)

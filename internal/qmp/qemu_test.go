@@ -15,11 +15,13 @@ import (
 
 	"github.com/polyvisor/polyvisor/internal/hostreq"
 	"github.com/polyvisor/polyvisor/internal/qmp"
+	"github.com/polyvisor/polyvisor/internal/testgate"
 )
 
 // TestRealQEMU drives a real QEMU through a paused machine's life: no
 // kernel is needed, since -S keeps the CPUs from running until Cont.
 func TestRealQEMU(t *testing.T) {
+	testgate.RequireLong(t, "runs real QEMU")
 	machines := []struct {
 		binary  string
 		machine []string

@@ -10,6 +10,7 @@ import (
 	"testing"
 
 	"github.com/klauspost/compress/zstd"
+	"github.com/polyvisor/polyvisor/internal/testgate"
 	"github.com/ulikunitz/xz"
 )
 
@@ -18,6 +19,7 @@ import (
 const bzip2Tar = "QlpoOTFBWSZTWUoyNAgAAG57gMmAAAJAAEeAAAhmRJ6ACAggAFRCAAANGgSRQMjIMmg39YDoQc4oQiXcoE9o6IEMDE3E7COHQl0KIXZilBwizYlgfCMz9QREA+LuSKcKEglGRoEA"
 
 func TestDecompressSniffsTheStream(t *testing.T) {
+	testgate.RequireRoot(t, "chowning files to the archive's owners needs root")
 	data := buildTar(t, file("hello", "world"))
 	bz, err := base64.StdEncoding.DecodeString(bzip2Tar)
 	if err != nil {

@@ -3,10 +3,13 @@ package safetar
 import (
 	"archive/tar"
 	"errors"
+	"io/fs"
 	"os"
 	"path/filepath"
 	"strings"
 	"testing"
+
+	"github.com/polyvisor/polyvisor/internal/testgate"
 )
 
 // Each hostile archive below must be refused with an error naming the
@@ -23,7 +26,7 @@ func refuse(t *testing.T, entry string, opts Options, entries ...ent) *sandbox {
 
 func TestRefuseDotDotName(t *testing.T) {
 	s := refuse(t, "../evil", Options{Links: LinksInRoot}, file("../evil", "x"))
-	if _, err := os.Lstat(filepath.Join(s.base, "evil")); !os.IsNotExist(err) {
+	if _, err := os.Lstat(filepath.Join(s.base, "evil")); !errors.Is(err, fs.ErrNotExist) {
 		t.Fatalf("../evil was created beside dest (%v)", err)
 	}
 }
@@ -33,6 +36,7 @@ func TestRefuseAbsoluteName(t *testing.T) {
 }
 
 func TestRefuseDotDotInsideName(t *testing.T) {
+	testgate.RequireRoot(t, "chowning files to the archive's owners needs root")
 	refuse(t, "a/../../x", Options{Links: LinksInRoot}, dir("a"), file("a/../../x", "x"))
 }
 
@@ -46,6 +50,7 @@ func TestRefuseNonDirectoryOverDest(t *testing.T) {
 }
 
 func TestSymlinkToRootResolvesInsideDest(t *testing.T) {
+	testgate.RequireRoot(t, "chowning files to the archive's owners needs root")
 	// "a -> /" then "a/etc/passwd": the parent resolves as if dest were "/",
 	// so the file lands in dest/etc/passwd, never the host's.
 	s := newSandbox(t, t.TempDir())
@@ -60,6 +65,7 @@ func TestSymlinkToRootResolvesInsideDest(t *testing.T) {
 }
 
 func TestSymlinkToOutsideAbsoluteResolvesInsideDest(t *testing.T) {
+	testgate.RequireRoot(t, "chowning files to the archive's owners needs root")
 	// An absolute symlink naming the real outside directory is kept (it
 	// means a path in the guest). Writing through it resolves inside dest,
 	// where that path does not exist, so the entry is refused.
@@ -73,6 +79,7 @@ func TestSymlinkToOutsideAbsoluteResolvesInsideDest(t *testing.T) {
 }
 
 func TestFileReplacesSymlinkInsteadOfWritingThroughIt(t *testing.T) {
+	testgate.RequireRoot(t, "chowning files to the archive's owners needs root")
 	s := newSandbox(t, t.TempDir())
 	_, err := s.extract(t, buildTar(t,
 		symlink("b", filepath.Join(s.outside, "etc/passwd")),
@@ -94,6 +101,7 @@ func TestRefuseRelativeSymlinkLeadingOutside(t *testing.T) {
 }
 
 func TestRefuseNestedSymlinkClimbingOut(t *testing.T) {
+	testgate.RequireRoot(t, "chowning files to the archive's owners needs root")
 	refuse(t, "a/b", Options{Links: LinksInRoot}, dir("a"), symlink("a/b", "../../../etc/shadow"))
 }
 
@@ -109,6 +117,7 @@ func TestRefuseHardlinkAbsolute(t *testing.T) {
 }
 
 func TestHardlinkThroughSymlinkCannotReachOutside(t *testing.T) {
+	testgate.RequireRoot(t, "chowning files to the archive's owners needs root")
 	// "a -> OUTSIDE" then a hardlink to "a/etc/passwd": the target resolves
 	// inside dest, where it does not exist, so the link is refused and the
 	// real file keeps its single link.
@@ -119,23 +128,25 @@ func TestHardlinkThroughSymlinkCannotReachOutside(t *testing.T) {
 }
 
 func TestRefuseLinksWhenNoLinks(t *testing.T) {
+	testgate.RequireRoot(t, "chowning files to the archive's owners needs root")
 	refuse(t, "l", Options{}, file("f", "x"), symlink("l", "f"))
 	refuse(t, "h", Options{}, file("f", "x"), hardlink("h", "f"))
 }
 
 func TestRefuseCharDevice(t *testing.T) {
 	s := refuse(t, "dev/null", Options{Links: LinksInRoot}, special("dev/null", tar.TypeChar))
-	if _, err := os.Lstat(filepath.Join(s.dest, "dev/null")); !os.IsNotExist(err) {
+	if _, err := os.Lstat(filepath.Join(s.dest, "dev/null")); !errors.Is(err, fs.ErrNotExist) {
 		t.Fatalf("dev/null exists (%v)", err)
 	}
 }
 
 func TestRefuseFileOverMaxBytes(t *testing.T) {
+	testgate.RequireRoot(t, "chowning files to the archive's owners needs root")
 	s := newSandbox(t, t.TempDir())
 	_, err := s.extract(t, buildTar(t, file("small", "12345"), file("big", strings.Repeat("x", 100))), Options{MaxBytes: 50})
 	wantUnsafe(t, err, "big")
 	s.checkOutside(t)
-	if _, err := os.Lstat(filepath.Join(s.dest, "big")); !os.IsNotExist(err) {
+	if _, err := os.Lstat(filepath.Join(s.dest, "big")); !errors.Is(err, fs.ErrNotExist) {
 		t.Fatalf("big was created (%v), want it refused before creation", err)
 	}
 }

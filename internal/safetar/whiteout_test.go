@@ -4,9 +4,12 @@ import (
 	"os"
 	"path/filepath"
 	"testing"
+
+	"github.com/polyvisor/polyvisor/internal/testgate"
 )
 
 func TestWhiteoutsAcrossLayers(t *testing.T) {
+	testgate.RequireRoot(t, "chowning files to the archive's owners needs root")
 	s := newSandbox(t, t.TempDir())
 	opts := Options{Links: LinksInRoot, Whiteouts: true}
 	lower := buildTar(t,
@@ -46,6 +49,7 @@ func TestWhiteoutsAcrossLayers(t *testing.T) {
 }
 
 func TestWhiteoutThroughSymlinkStaysInside(t *testing.T) {
+	testgate.RequireRoot(t, "chowning files to the archive's owners needs root")
 	// A lower layer plants "l -> OUTSIDE/etc"; an upper whiteout "l/.wh.passwd"
 	// resolves l inside dest and must not remove the real file.
 	s := newSandbox(t, t.TempDir())
@@ -62,6 +66,7 @@ func TestWhiteoutThroughSymlinkStaysInside(t *testing.T) {
 }
 
 func TestWhiteoutNamesAreFilesWithoutWhiteouts(t *testing.T) {
+	testgate.RequireRoot(t, "chowning files to the archive's owners needs root")
 	s := newSandbox(t, t.TempDir())
 	if _, err := s.extract(t, buildTar(t, file("x", "x"), file(".wh.x", "")), Options{}); err != nil {
 		t.Fatal(err)

@@ -32,7 +32,7 @@ func TestFrameRoundTrip(t *testing.T) {
 			t.Fatalf("got %+v, want %+v", got, want)
 		}
 	}
-	if _, err := ReadFrame(&buf); err != io.EOF {
+	if _, err := ReadFrame(&buf); err != io.EOF { //nolint:errorlint // ReadFrame promises io.EOF itself
 		t.Fatalf("after the last frame: got %v, want io.EOF", err)
 	}
 }

@@ -6,6 +6,9 @@ import (
 	"fmt"
 )
 
+// The fixed-size payloads below are also those of the guest agent's Resize
+// and Exit frames (package agent): one codec for both protocols.
+
 // ErrBadPayload is returned when a frame's payload has the wrong size for
 // its type.
 var ErrBadPayload = errors.New("bad stream frame payload")

@@ -10,6 +10,7 @@ import (
 	"time"
 
 	"github.com/polyvisor/polyvisor/internal/fsutil"
+	"github.com/polyvisor/polyvisor/internal/testgate"
 )
 
 func TestDebootstrapProgress(t *testing.T) {
@@ -101,9 +102,7 @@ func FuzzDebootstrapProgress(f *testing.F) {
 
 func requireDebootstrap(t *testing.T) {
 	t.Helper()
-	if testing.Short() {
-		t.Skip("skipping in -short mode: debootstraps Debian bookworm from the host's mirror (about a minute, needs the network)")
-	}
+	testgate.RequireLong(t, "debootstraps Debian bookworm from the host's mirror (about a minute, needs the network)")
 	requireRoot(t)
 	requireCommand(t, "debootstrap")
 	if _, err := MirrorFromHost("/"); err != nil {

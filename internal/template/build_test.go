@@ -12,13 +12,12 @@ import (
 	"time"
 
 	"github.com/polyvisor/polyvisor/internal/hostreq"
+	"github.com/polyvisor/polyvisor/internal/testgate"
 )
 
 func requireRoot(t *testing.T) {
 	t.Helper()
-	if os.Geteuid() != 0 {
-		t.Skip("skipping: needs root (chroot, chown, namespaces)")
-	}
+	testgate.RequireRoot(t, "needs root (chroot, chown, namespaces)")
 }
 
 // requireCommand fails t, naming the package, when name is missing.

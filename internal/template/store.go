@@ -333,7 +333,7 @@ func FinishContainer(ctx context.Context, rootfs string, t *api.Template, progre
 		return err
 	}
 	t.Digest = digest
-	t.Size, err = treeSize(rootfs)
+	t.Size, err = fsutil.TreeSize(ctx, rootfs, fsutil.Allocated)
 	return err
 }
 
@@ -358,26 +358,4 @@ func (s Store) Sweep() error {
 		}
 	}
 	return errors.Join(errs...)
-}
-
-// treeSize adds up the disk blocks the tree uses, counting hardlinks once.
-func treeSize(root string) (int64, error) {
-	seen := map[uint64]bool{}
-	var total int64
-	err := filepath.WalkDir(root, func(path string, d fs.DirEntry, err error) error {
-		if err != nil {
-			return err
-		}
-		info, err := d.Info()
-		if err != nil {
-			return err
-		}
-		ino, used := diskUsage(info)
-		if !seen[ino] {
-			seen[ino] = true
-			total += used
-		}
-		return nil
-	})
-	return total, err
 }

@@ -6,6 +6,8 @@ import (
 	"os/exec"
 	"path/filepath"
 	"testing"
+
+	"github.com/polyvisor/polyvisor/internal/testgate"
 )
 
 // BuildStatic builds the command in the test's directory (a cmd/ package)
@@ -25,6 +27,7 @@ func BuildStatic(tb testing.TB, name, goarch, dir string) string {
 // every guest architecture and checks that each is a static executable
 // for that machine, which any guest userland can run.
 func CheckStaticCrossBuilds(t *testing.T, name string) {
+	testgate.RequireLong(t, "builds the command for three architectures")
 	dir := t.TempDir()
 	for goarch, machine := range map[string]elf.Machine{
 		"amd64":   elf.EM_X86_64,

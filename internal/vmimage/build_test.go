@@ -14,6 +14,7 @@ import (
 
 	"github.com/polyvisor/polyvisor/internal/debpkg"
 	"github.com/polyvisor/polyvisor/internal/template"
+	"github.com/polyvisor/polyvisor/internal/testgate"
 	"github.com/polyvisor/polyvisor/internal/vmimage"
 )
 
@@ -85,9 +86,7 @@ func TestBuildChecksTheTreeBeforeFetching(t *testing.T) {
 }
 
 func TestBuildRefusesAnAgentThatCannotRunInTheGuest(t *testing.T) {
-	if os.Geteuid() != 0 {
-		t.Skip("skipping: building a busybox tree needs root")
-	}
+	testgate.RequireRoot(t, "building a busybox tree needs root")
 	// The host's busybox-static is a static amd64 binary; /bin/ls is dynamically linked.
 	for arch, agent := range map[string]string{"arm64": "/bin/busybox", "amd64": "/bin/ls"} {
 		_, err := vmimage.Build(context.Background(), vmimage.Spec{Rootfs: hostBusyboxTree(t), Arch: arch, OutDir: callerDir(t), CacheDir: t.TempDir(), Agent: agent}, nil)

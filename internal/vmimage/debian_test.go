@@ -6,6 +6,7 @@ import (
 	"time"
 
 	"github.com/polyvisor/polyvisor/internal/hostreq"
+	"github.com/polyvisor/polyvisor/internal/testgate"
 	"github.com/polyvisor/polyvisor/internal/vmimage"
 )
 
@@ -13,9 +14,7 @@ import (
 // it a VM template and boots it: busybox init from Debian's busybox package, bash on the
 // serial console.
 func TestDebianVMBoots(t *testing.T) {
-	if testing.Short() {
-		t.Skip("skipping in -short mode: debootstraps Debian")
-	}
+	testgate.RequireLong(t, "debootstraps Debian")
 	requireVMTools(t, "qemu-system-x86_64")
 	hostreq.Need(t, "debootstrap")
 	b := sharedTemplate(t, "debian", "amd64")

@@ -3,11 +3,11 @@ package vmimage
 import (
 	"context"
 	"fmt"
-	"io/fs"
 	"os"
 	"path/filepath"
 	"strconv"
-	"syscall"
+
+	"github.com/polyvisor/polyvisor/internal/fsutil"
 )
 
 // Root disk sizing: the tree plus half again for the guest's own writes, plus room for the
@@ -41,7 +41,7 @@ func makeRootDisk(ctx context.Context, rootfs, diskPath, work string) error {
 // the file system from the tree without mounting anything (no loop device, no root-owned
 // mount).
 func writeExt4(ctx context.Context, rootfs, raw string, offset int64) (int64, error) {
-	treeBytes, err := treeUsage(rootfs)
+	treeBytes, err := fsutil.TreeSize(ctx, rootfs, fsutil.ImageBlocks)
 	if err != nil {
 		return 0, fmt.Errorf("measure root tree: %w", err)
 	}
@@ -80,33 +80,4 @@ func convertToBase(ctx context.Context, raw, diskPath string) error {
 		return fmt.Errorf("make root disk: %w", err)
 	}
 	return nil
-}
-
-// treeUsage adds up the space the files under root take, in 4 KiB blocks, counting a file
-// with several hardlinks once.
-func treeUsage(root string) (int64, error) {
-	const block = 4096
-	seen := map[uint64]bool{}
-	var total int64
-	err := filepath.WalkDir(root, func(path string, d fs.DirEntry, err error) error {
-		if err != nil {
-			return err
-		}
-		info, err := d.Info()
-		if err != nil {
-			return err
-		}
-		if st, ok := info.Sys().(*syscall.Stat_t); ok && st.Nlink > 1 && !d.IsDir() {
-			if seen[st.Ino] {
-				return nil
-			}
-			seen[st.Ino] = true
-		}
-		total += (info.Size() + block - 1) / block * block
-		if d.IsDir() || d.Type()&fs.ModeSymlink != 0 {
-			total += block // a directory's block; a long symlink's target
-		}
-		return nil
-	})
-	return total, err
 }

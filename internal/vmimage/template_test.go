@@ -13,6 +13,7 @@ import (
 	"github.com/polyvisor/polyvisor/internal/debpkg"
 	"github.com/polyvisor/polyvisor/internal/hostreq"
 	"github.com/polyvisor/polyvisor/internal/template"
+	"github.com/polyvisor/polyvisor/internal/testgate"
 	"github.com/polyvisor/polyvisor/internal/vmimage"
 )
 
@@ -38,11 +39,10 @@ func TestMain(m *testing.M) {
 
 // builtTemplate is a VM template built once and booted by several tests.
 type builtTemplate struct {
-	dir   string
-	boot  vmimage.Boot
-	took  time.Duration
-	err   error
-	built bool
+	dir  string
+	boot vmimage.Boot
+	took time.Duration
+	err  error
 }
 
 // shared holds one template per source and architecture ("busybox/arm64"); building one takes
@@ -54,9 +54,7 @@ var shared = struct {
 
 func requireVMTools(t *testing.T, qemu string) {
 	t.Helper()
-	if os.Geteuid() != 0 {
-		t.Skip("skipping: building a VM template needs root (dpkg --add-architecture, root-owned trees)")
-	}
+	testgate.RequireRoot(t, "building a VM template needs root (dpkg --add-architecture, root-owned trees)")
 	for _, tool := range []string{qemu, "qemu-img", "mke2fs", "apt-get", "dpkg-deb", "xz", "go"} {
 		hostreq.Need(t, tool)
 	}

@@ -2,6 +2,8 @@ package e2e
 
 import (
 	"archive/tar"
+	"errors"
+	"io/fs"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -146,7 +148,7 @@ func TestIsolatedGuestsHaveHostIDsOfTheirOwn(t *testing.T) {
 		if m := mountsUnder(t, dir); len(m) > 0 {
 			t.Errorf("mounts left after delete: %v", m)
 		}
-		if _, err := os.Lstat(dir); !os.IsNotExist(err) {
+		if _, err := os.Lstat(dir); !errors.Is(err, fs.ErrNotExist) {
 			t.Errorf("the guest's directory is still there: %v", err)
 		}
 		next := launch(t, d, "busybox", "e2e-iso-next")

@@ -1,6 +1,8 @@
 package e2e
 
 import (
+	"errors"
+	"io/fs"
 	"os"
 	"path/filepath"
 	"strconv"
@@ -167,7 +169,7 @@ func TestStopStartRestartAndDeleteCleanUp(t *testing.T) {
 		t.Errorf("restart kept pid %d (now %+v)", before.PID, after)
 	}
 	d.Must(t, "delete", "--force", g.Name)
-	if _, err := os.Stat(layout.New(d.StateDir).GuestDir(g.Name)); !os.IsNotExist(err) {
+	if _, err := os.Stat(layout.New(d.StateDir).GuestDir(g.Name)); !errors.Is(err, fs.ErrNotExist) {
 		t.Errorf("guest dir left after delete: %v", err)
 	}
 	if mounted(t, rootfs) || alive(after.PID) || alive(after.MonitorPID) {

@@ -2,6 +2,8 @@ package e2e
 
 import (
 	"archive/tar"
+	"errors"
+	"io/fs"
 	"os"
 	"path/filepath"
 	"strings"
@@ -135,7 +137,7 @@ func TestDiskQuotaBoundsAGuestsWrites(t *testing.T) {
 
 	d.Must(t, "delete", "--force", g.Name)
 	requireNoLayerLeft(t, d, g.Name)
-	if _, err := os.Stat(image); !os.IsNotExist(err) {
+	if _, err := os.Stat(image); !errors.Is(err, fs.ErrNotExist) {
 		t.Errorf("the quota image is left after delete: %v", err)
 	}
 }
@@ -160,7 +162,7 @@ func TestDiskQuotaRefusals(t *testing.T) {
 			t.Errorf("%s: exit %d, %q; want one line saying %q", strings.Join(c.args, " "), code, errOut, c.want)
 		}
 	}
-	if _, err := os.Stat(layout.New(d.StateDir).GuestDir("e2e-quota-bad")); !os.IsNotExist(err) {
+	if _, err := os.Stat(layout.New(d.StateDir).GuestDir("e2e-quota-bad")); !errors.Is(err, fs.ErrNotExist) {
 		t.Errorf("a refused launch left its guest: %v", err)
 	}
 	g := launch(t, d, "busybox", "e2e-quota-none", "--disk", "none")

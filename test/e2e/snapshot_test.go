@@ -3,6 +3,8 @@ package e2e
 import (
 	"bytes"
 	"encoding/json"
+	"errors"
+	"io/fs"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -28,7 +30,7 @@ func snapshots(t *testing.T, d *testenv.Daemon, name string) []api.Snapshot {
 func snapshotEntries(t *testing.T, d *testenv.Daemon, name string) []string {
 	t.Helper()
 	entries, err := os.ReadDir(filepath.Join(layout.New(d.StateDir).GuestDir(name), "snapshots"))
-	if err != nil && !os.IsNotExist(err) {
+	if err != nil && !errors.Is(err, fs.ErrNotExist) {
 		t.Fatal(err)
 	}
 	var names []string

@@ -1,7 +1,8 @@
-// Package container is the driver of the shared-kernel class (the chapter's
-// chroot jails, Zones and OpenVZ): an OCI bundle run by runc under a small
-// per-guest monitor (polyvisor-monitor), with the rootfs cloned from a
-// template by overlayfs or copied whole, in a user namespace by default.
+// Package container is the driver of the shared-kernel class (operating-
+// system-level virtualization, as chroot jails, Zones and OpenVZ are): an
+// OCI bundle run by runc under a small per-guest monitor
+// (polyvisor-monitor), with the rootfs cloned from a template by overlayfs
+// or copied whole, in a user namespace by default.
 package container
 
 import (

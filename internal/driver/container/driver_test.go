@@ -14,6 +14,7 @@ import (
 	"github.com/polyvisor/polyvisor/internal/guest"
 	"github.com/polyvisor/polyvisor/internal/idmap"
 	"github.com/polyvisor/polyvisor/internal/template"
+	"github.com/polyvisor/polyvisor/internal/testgate"
 )
 
 // TestConformance runs the driver suite against real runc, the real
@@ -21,9 +22,7 @@ import (
 // the shared id map and one of an isolated map (its template read through
 // an idmapped mount).
 func TestConformance(t *testing.T) {
-	if os.Geteuid() != 0 {
-		t.Skip("skipping: containers need root")
-	}
+	testgate.RequireRoot(t, "containers need root")
 	h := drivertest.NewHost(t, template.TypeContainer)
 	l := h.Layout
 	opts := Options{Layout: l, Monitor: h.Monitor(), Log: h.Log}

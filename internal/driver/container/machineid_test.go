@@ -1,6 +1,8 @@
 package container
 
 import (
+	"errors"
+	"io/fs"
 	"os"
 	"path/filepath"
 	"syscall"
@@ -119,7 +121,7 @@ func TestResetMachineIDIgnoresATemplatesLinkedEtc(t *testing.T) {
 		t.Errorf("resetMachineID: %v", err)
 	}
 	assertHostIntact(t, host)
-	if _, err := os.Lstat(filepath.Join(tree, "etc")); !os.IsNotExist(err) {
+	if _, err := os.Lstat(filepath.Join(tree, "etc")); !errors.Is(err, fs.ErrNotExist) {
 		t.Errorf("the copy's upper dir got an /etc (%v), want none", err)
 	}
 }

@@ -59,7 +59,7 @@ func (d *Driver) CreateSnapshot(ctx context.Context, def *guest.Definition, name
 	if err != nil {
 		return info, fmt.Errorf("snapshot %s of %s: %w", name, def.Name, err)
 	}
-	if info.Size, err = treeSize(ctx, saved); err != nil {
+	if info.Size, err = fsutil.TreeSize(ctx, saved, fsutil.Allocated); err != nil {
 		return info, fmt.Errorf("snapshot %s of %s: %w", name, def.Name, err)
 	}
 	return info, nil
@@ -236,24 +236,4 @@ func swapByRenames(fresh, live, old string) error {
 		return err
 	}
 	return nil
-}
-
-// treeSize is the space a tree takes on the host, each inode counted once.
-func treeSize(ctx context.Context, root string) (int64, error) {
-	var total int64
-	seen := map[fsutil.Inode]bool{}
-	err := fsutil.WalkOneFS(ctx, root, func(e fsutil.Entry) error {
-		if e.HasOtherLinks() {
-			if seen[e.Inode()] {
-				return nil
-			}
-			seen[e.Inode()] = true
-		}
-		total += e.Stat.Blocks * 512
-		return nil
-	})
-	if err != nil {
-		return 0, fmt.Errorf("measure %s: %w", filepath.Base(root), err)
-	}
-	return total, nil
 }

@@ -17,6 +17,7 @@ import (
 	"github.com/polyvisor/polyvisor/internal/guest"
 	"github.com/polyvisor/polyvisor/internal/layout"
 	"github.com/polyvisor/polyvisor/internal/procutil"
+	"github.com/polyvisor/polyvisor/internal/testgate"
 )
 
 // snapshotHost is a state dir with a template tree and one stopped
@@ -24,9 +25,7 @@ import (
 // whiteout, an opaque directory, files of the guest's ids.
 func snapshotHost(t *testing.T) (*Driver, *guest.Definition) {
 	t.Helper()
-	if os.Geteuid() != 0 {
-		t.Skip("skipping: whiteouts (mknod) and trusted.* xattrs need root")
-	}
+	testgate.RequireRoot(t, "whiteouts (mknod) and trusted.* xattrs need root")
 	l := layout.New(t.TempDir())
 	lower := filepath.Join(l.TemplatesDir(), "tmpl", "rootfs")
 	mustWrite(t, filepath.Join(lower, "etc", "machine-id"), "0123456789abcdef0123456789abcdef\n")

@@ -9,6 +9,7 @@ import (
 	"github.com/polyvisor/polyvisor/internal/fsutil"
 	"github.com/polyvisor/polyvisor/internal/idmap"
 	"github.com/polyvisor/polyvisor/internal/layout"
+	"github.com/polyvisor/polyvisor/internal/testgate"
 )
 
 // TestSweepUnmountsOrphanedIDMappedTemplates: after a crash, the idmapped
@@ -16,9 +17,7 @@ import (
 // interrupted export of a live guest, are unmounted; a live guest's own
 // mount stays.
 func TestSweepUnmountsOrphanedIDMappedTemplates(t *testing.T) {
-	if os.Geteuid() != 0 {
-		t.Skip("skipping: idmapped mounts need root")
-	}
+	testgate.RequireRoot(t, "idmapped mounts need root")
 	l := layout.New(t.TempDir())
 	d := New(Options{Layout: l})
 	tmpl := t.TempDir()

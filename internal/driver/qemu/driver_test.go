@@ -14,14 +14,13 @@ import (
 	"github.com/polyvisor/polyvisor/internal/driver/drivertest"
 	"github.com/polyvisor/polyvisor/internal/guest"
 	"github.com/polyvisor/polyvisor/internal/template"
+	"github.com/polyvisor/polyvisor/internal/testgate"
 )
 
 // TestConformance runs the driver suite against real QEMU (TCG here), the
 // real monitor and agent, and a busybox VM template built for the occasion.
 func TestConformance(t *testing.T) {
-	if os.Geteuid() != 0 {
-		t.Skip("skipping: VM templates and guests need root")
-	}
+	testgate.RequireRoot(t, "VM templates and guests need root")
 	h := drivertest.NewHost(t, template.TypeVM)
 	l := h.Layout
 	opts := Options{Layout: l, Monitor: h.Monitor(), Log: h.Log}
