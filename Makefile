@@ -38,13 +38,13 @@ RACE_PKGS := ./internal/daemon/... ./internal/network/... ./internal/monitor/...
 	./internal/runc/... ./internal/cli/... ./internal/client/...
 RACE_RE := /internal/(daemon|network|monitor|qmp|procutil|agent|stream|runc|cli|client)(/|$$)
 
-# The fresh-machine rehearsal first, then every package's tests (the
-# concurrency-heavy ones under the race detector, real runc and QEMU
-# included), then the end-to-end suite against real runc and QEMU (root
-# needed).
+# The fresh-machine rehearsal first, then every package's tests with the
+# end-to-end suite against real runc and QEMU (root needed), in one run so
+# that they share the cores, then the concurrency-heavy packages under the
+# race detector.
 test: deps build deps-check vet
-	$(GO) test -count=1 -timeout 30m $$($(GO) list ./... | grep -v /test/e2e | grep -Ev '$(RACE_RE)')
-	$(MAKE) race e2e
+	$(GO) test -count=1 -timeout 35m $$($(GO) list ./... | grep -Ev '$(RACE_RE)')
+	$(MAKE) race
 
 # Tests that need root or real runtimes call internal/testgate
 # (RequireRoot, RequireLong, RootSkip), which skips them under -short with

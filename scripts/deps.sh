@@ -41,6 +41,8 @@ packages=(
   dash               # sh
   bash               # this script, make deps-check, the demo
   chromium           # headless browser: the bench report.html test draws its charts
+  gcc                # make test's race detector (go test -race needs cgo)
+  libc6-dev          # make test's race detector: the C library cgo links against
   lxc                # bench's LXC peer (lxc-create, lxc-start, lxc-attach, lxc-stop, lxc-destroy)
   podman             # bench's podman peer (run with --runtime runc: crun refuses hybrid cgroups)
   libvirt-clients    # bench's libvirt peer: virsh

@@ -118,6 +118,8 @@ func All() []Requirement {
 		{"sh", Program, "dash", "config edit (runs $EDITOR) and tests that run shell commands", Product},
 		{"bash", Program, "bash", "make deps, make deps-check and the demo script", Product},
 		{"chromium", Program, "chromium", "tests: drawing bench's report.html headless", Tests},
+		{"gcc", Program, "gcc", "tests: the race detector (go test -race needs cgo)", Tests},
+		{"/usr/include/stdlib.h", File, "libc6-dev", "tests: the race detector (cgo links against the C library)", Tests},
 		// The toolchain that builds the agent and the probe for each arch.
 		{"go", Program, "", "building polyvisor, its agent and its probe", Toolchain},
 		// Peers bench compares with when they are installed.

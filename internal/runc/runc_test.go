@@ -19,6 +19,7 @@ import (
 
 	"github.com/polyvisor/polyvisor/internal/api"
 	"github.com/polyvisor/polyvisor/internal/hostreq"
+	"github.com/polyvisor/polyvisor/internal/testgate"
 )
 
 func TestParseLogKeepsErrorMessages(t *testing.T) {
@@ -58,15 +59,12 @@ func TestKindOfMapsRuntimeWordsToSentinels(t *testing.T) {
 	}
 }
 
-// needRuntime skips unless binary and root are here.
+// needRuntime skips without root and fails when make deps did not
+// install binary.
 func needRuntime(t *testing.T, binary string) {
 	t.Helper()
-	if os.Geteuid() != 0 {
-		t.Skip("running containers needs root")
-	}
-	if _, err := exec.LookPath(binary); err != nil {
-		t.Skipf("%s is not installed: %v", binary, err)
-	}
+	testgate.RequireRoot(t, "running containers needs root")
+	hostreq.Need(t, binary)
 }
 
 func TestRealRuncFailuresMapToSentinels(t *testing.T) {

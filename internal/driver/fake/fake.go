@@ -21,6 +21,7 @@ import (
 	"github.com/polyvisor/polyvisor/internal/arch"
 	"github.com/polyvisor/polyvisor/internal/driver"
 	"github.com/polyvisor/polyvisor/internal/guest"
+	"github.com/polyvisor/polyvisor/internal/hostreq"
 	"github.com/polyvisor/polyvisor/internal/procutil"
 )
 
@@ -167,7 +168,7 @@ func (d *Driver) Capabilities() api.Capabilities {
 func (d *Driver) Check(ctx context.Context) api.ClassVerdict {
 	began := time.Now()
 	v := api.ClassVerdict{Class: Name, Works: true, Reason: "guests in memory, each a sleep process"}
-	if _, err := exec.LookPath("sleep"); err != nil {
+	if _, err := hostreq.Lookup("sleep"); err != nil {
 		v.Works, v.Reason = false, "sleep, which stands for a guest's process, is missing: "+err.Error()
 	}
 	v.Duration = time.Since(began).String()
@@ -242,7 +243,7 @@ func (d *Driver) Start(ctx context.Context, def *guest.Definition) (guest.Status
 	if _, err := d.guest(def.Name); err != nil {
 		return guest.Status{}, err
 	}
-	sleep, err := exec.LookPath("sleep")
+	sleep, err := hostreq.Lookup("sleep")
 	if err != nil {
 		return guest.Status{}, fmt.Errorf("start %s: %w", def.Name, err)
 	}
