@@ -35,8 +35,8 @@ UNIT_PKGS = $$($(GO) list ./... | grep -v /test/e2e)
 # make test, so the rest run without it.
 RACE_PKGS := ./internal/daemon/... ./internal/network/... ./internal/monitor/... \
 	./internal/qmp/... ./internal/procutil/... ./internal/agent/... ./internal/stream/... \
-	./internal/runc/... ./internal/cli/... ./internal/client/...
-RACE_RE := /internal/(daemon|network|monitor|qmp|procutil|agent|stream|runc|cli|client)(/|$$)
+	./internal/runc/... ./internal/cli/... ./pkg/client/...
+RACE_RE := /(internal/(daemon|network|monitor|qmp|procutil|agent|stream|runc|cli)|pkg/client)(/|$$)
 
 # The fresh-machine rehearsal first, then every package's tests with the
 # end-to-end suite against real runc and QEMU (root needed), in one run so
@@ -72,7 +72,7 @@ stress: build
 	POLYVISOR_CRASH_KILLS=$(STRESS_KILLS) POLYVISOR_CRASH_SEED=$(STRESS_SEED) POLYVISOR_CRASH_TIME=3h \
 		$(GO) test -count=1 -timeout 4h -run '^TestCrashInjection$$' -v ./test/e2e/
 
-GOFMT_DIRS := cmd internal test tools
+GOFMT_DIRS := cmd internal pkg test tools
 
 vet:
 	$(GO) vet ./...
@@ -88,7 +88,7 @@ lint:
 	$(GO) run $(GOLANGCI_LINT) run ./...
 
 bench: deps build
-	$(GO) test -run '^$$' -bench . -benchtime 20x -count 1 -timeout 30m ./internal/bench/
+	$(GO) test -run '^$$' -bench . -benchtime 20x -count 1 -timeout 30m ./test/bench/
 
 # Every fuzz test, FUZZTIME each (make test runs their seed corpora only).
 FUZZTIME ?= 15s

@@ -32,7 +32,7 @@ import (
 	"strings"
 	"syscall"
 
-	"github.com/polyvisor/polyvisor/internal/probe"
+	"github.com/polyvisor/polyvisor/internal/evaluation/probe"
 )
 
 func main() {

@@ -11,7 +11,7 @@ import (
 	"syscall"
 	"testing"
 
-	"github.com/polyvisor/polyvisor/internal/probe"
+	"github.com/polyvisor/polyvisor/internal/evaluation/probe"
 	"github.com/polyvisor/polyvisor/internal/testenv"
 )
 

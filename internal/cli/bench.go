@@ -12,10 +12,10 @@ import (
 	"github.com/spf13/cobra"
 	"golang.org/x/term"
 
-	"github.com/polyvisor/polyvisor/internal/benchreport"
-	"github.com/polyvisor/polyvisor/internal/evaluate"
-	"github.com/polyvisor/polyvisor/internal/peer"
-	"github.com/polyvisor/polyvisor/internal/probe"
+	"github.com/polyvisor/polyvisor/internal/evaluation/benchreport"
+	"github.com/polyvisor/polyvisor/internal/evaluation/evaluate"
+	"github.com/polyvisor/polyvisor/internal/evaluation/peer"
+	"github.com/polyvisor/polyvisor/internal/evaluation/probe"
 )
 
 // benchDir is where reports go by default: bench/ in the daemon's state

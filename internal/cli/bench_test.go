@@ -10,8 +10,8 @@ import (
 
 	"github.com/spf13/cobra"
 
-	"github.com/polyvisor/polyvisor/internal/benchreport"
-	"github.com/polyvisor/polyvisor/internal/probe"
+	"github.com/polyvisor/polyvisor/internal/evaluation/benchreport"
+	"github.com/polyvisor/polyvisor/internal/evaluation/probe"
 )
 
 // runCLI runs the bench and advise commands with args, against a socket

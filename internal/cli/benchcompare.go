@@ -7,7 +7,7 @@ import (
 
 	"github.com/spf13/cobra"
 
-	"github.com/polyvisor/polyvisor/internal/benchreport"
+	"github.com/polyvisor/polyvisor/internal/evaluation/benchreport"
 )
 
 func (a *app) benchCompareCmd() *cobra.Command {

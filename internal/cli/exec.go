@@ -11,8 +11,8 @@ import (
 	"golang.org/x/sys/unix"
 	"golang.org/x/term"
 
-	"github.com/polyvisor/polyvisor/internal/api"
 	"github.com/polyvisor/polyvisor/internal/stream"
+	"github.com/polyvisor/polyvisor/pkg/api"
 )
 
 func (a *app) execCmd() *cobra.Command {

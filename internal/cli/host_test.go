@@ -5,8 +5,8 @@ import (
 	"strings"
 	"testing"
 
-	"github.com/polyvisor/polyvisor/internal/api"
 	"github.com/polyvisor/polyvisor/internal/hostreq"
+	"github.com/polyvisor/polyvisor/pkg/api"
 )
 
 // hostWithout returns a host check in which the requirements named are

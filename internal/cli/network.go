@@ -6,7 +6,7 @@ import (
 
 	"github.com/spf13/cobra"
 
-	"github.com/polyvisor/polyvisor/internal/api"
+	"github.com/polyvisor/polyvisor/pkg/api"
 )
 
 func (a *app) networkCmd() *cobra.Command {

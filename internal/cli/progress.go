@@ -6,7 +6,7 @@ import (
 	"github.com/schollz/progressbar/v3"
 	"golang.org/x/term"
 
-	"github.com/polyvisor/polyvisor/internal/api"
+	"github.com/polyvisor/polyvisor/pkg/api"
 )
 
 // progress returns an operation watcher that draws the phase (and a bar

@@ -1,5 +1,5 @@
 // Package cli is the polyvisor command line: one cobra command per verb of
-// the contract in DESIGN.md, each a thin layer over internal/client.
+// the contract in DESIGN.md, each a thin layer over pkg/client.
 package cli
 
 import (
@@ -11,8 +11,8 @@ import (
 
 	"github.com/spf13/cobra"
 
-	"github.com/polyvisor/polyvisor/internal/client"
 	"github.com/polyvisor/polyvisor/internal/layout"
+	"github.com/polyvisor/polyvisor/pkg/client"
 )
 
 // ExitError carries an exit code to main without printing anything: the

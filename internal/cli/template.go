@@ -7,7 +7,7 @@ import (
 
 	"github.com/spf13/cobra"
 
-	"github.com/polyvisor/polyvisor/internal/api"
+	"github.com/polyvisor/polyvisor/pkg/api"
 )
 
 func (a *app) templateCmd() *cobra.Command {

@@ -15,10 +15,10 @@ import (
 	"testing"
 	"time"
 
-	"github.com/polyvisor/polyvisor/internal/api"
 	"github.com/polyvisor/polyvisor/internal/driver"
 	"github.com/polyvisor/polyvisor/internal/guest"
 	"github.com/polyvisor/polyvisor/internal/procutil"
+	"github.com/polyvisor/polyvisor/pkg/api"
 )
 
 // testDaemon is a daemon with no drivers that is not served: handlers are

@@ -6,7 +6,7 @@ import (
 	"strings"
 	"testing"
 
-	"github.com/polyvisor/polyvisor/internal/api"
+	"github.com/polyvisor/polyvisor/pkg/api"
 )
 
 // setConfig sends config set and decodes its result.

@@ -12,8 +12,8 @@ import (
 	"testing"
 	"time"
 
-	"github.com/polyvisor/polyvisor/internal/api"
 	"github.com/polyvisor/polyvisor/internal/stream"
+	"github.com/polyvisor/polyvisor/pkg/api"
 )
 
 // testReadTimeout stands in for readTimeout, so that tests wait briefly.

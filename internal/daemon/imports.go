@@ -9,11 +9,11 @@ import (
 	"slices"
 	"strings"
 
-	"github.com/polyvisor/polyvisor/internal/api"
 	"github.com/polyvisor/polyvisor/internal/driver"
 	"github.com/polyvisor/polyvisor/internal/exporter"
 	"github.com/polyvisor/polyvisor/internal/guest"
 	"github.com/polyvisor/polyvisor/internal/importer"
+	"github.com/polyvisor/polyvisor/pkg/api"
 )
 
 // handleImport makes a template of a file another product made, and with

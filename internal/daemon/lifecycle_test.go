@@ -5,8 +5,8 @@ import (
 	"strings"
 	"testing"
 
-	"github.com/polyvisor/polyvisor/internal/api"
 	"github.com/polyvisor/polyvisor/internal/guest"
+	"github.com/polyvisor/polyvisor/pkg/api"
 )
 
 // A guest created, started, stopped, restarted and deleted through the API

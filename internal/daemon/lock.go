@@ -4,8 +4,8 @@ import (
 	"context"
 	"fmt"
 
-	"github.com/polyvisor/polyvisor/internal/api"
 	"github.com/polyvisor/polyvisor/internal/guest"
+	"github.com/polyvisor/polyvisor/pkg/api"
 )
 
 // Every operation that changes a guest holds its entry while it acts, and

@@ -9,7 +9,7 @@ import (
 	"sync"
 	"time"
 
-	"github.com/polyvisor/polyvisor/internal/api"
+	"github.com/polyvisor/polyvisor/pkg/api"
 )
 
 // operation is one long-running request.

@@ -7,8 +7,8 @@ import (
 	"testing"
 	"time"
 
-	"github.com/polyvisor/polyvisor/internal/api"
 	"github.com/polyvisor/polyvisor/internal/driver/fake"
+	"github.com/polyvisor/polyvisor/pkg/api"
 )
 
 // Each test here races two requests: the fake driver holds the first

@@ -4,9 +4,9 @@ import (
 	"context"
 	"path/filepath"
 
-	"github.com/polyvisor/polyvisor/internal/api"
 	"github.com/polyvisor/polyvisor/internal/driver"
 	"github.com/polyvisor/polyvisor/internal/network"
+	"github.com/polyvisor/polyvisor/pkg/api"
 )
 
 // reconcile brings the daemon's table in line with the host on start: it

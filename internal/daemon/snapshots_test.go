@@ -5,8 +5,8 @@ import (
 	"testing"
 	"time"
 
-	"github.com/polyvisor/polyvisor/internal/api"
 	"github.com/polyvisor/polyvisor/internal/guest"
+	"github.com/polyvisor/polyvisor/pkg/api"
 )
 
 func TestCopyDefinitionGetsAnIdentityOfItsOwn(t *testing.T) {

@@ -8,10 +8,10 @@ import (
 	"net"
 	"net/http"
 
-	"github.com/polyvisor/polyvisor/internal/api"
 	"github.com/polyvisor/polyvisor/internal/driver"
 	"github.com/polyvisor/polyvisor/internal/guest"
 	"github.com/polyvisor/polyvisor/internal/stream"
+	"github.com/polyvisor/polyvisor/pkg/api"
 )
 
 // UpgradeProtocol is the Upgrade header value of exec and console sessions.

@@ -6,9 +6,9 @@ import (
 	"sync"
 	"testing"
 
-	"github.com/polyvisor/polyvisor/internal/api"
 	"github.com/polyvisor/polyvisor/internal/guest"
 	"github.com/polyvisor/polyvisor/internal/idmap"
+	"github.com/polyvisor/polyvisor/pkg/api"
 )
 
 func TestTableReservesNamesAndPinsTemplates(t *testing.T) {

@@ -14,8 +14,8 @@ import (
 	"strconv"
 	"strings"
 
-	"github.com/polyvisor/polyvisor/internal/api"
 	"github.com/polyvisor/polyvisor/internal/runcmd"
+	"github.com/polyvisor/polyvisor/pkg/api"
 )
 
 // Info is what qemu-img info says of an image.

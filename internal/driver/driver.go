@@ -15,10 +15,10 @@ import (
 	"strings"
 	"time"
 
-	"github.com/polyvisor/polyvisor/internal/api"
 	"github.com/polyvisor/polyvisor/internal/exporter"
 	"github.com/polyvisor/polyvisor/internal/guest"
 	"github.com/polyvisor/polyvisor/internal/idmap"
+	"github.com/polyvisor/polyvisor/pkg/api"
 )
 
 // Driver runs the guests of one class.

@@ -7,10 +7,10 @@ import (
 	"testing"
 	"time"
 
-	"github.com/polyvisor/polyvisor/internal/api"
 	"github.com/polyvisor/polyvisor/internal/driver"
 	"github.com/polyvisor/polyvisor/internal/driver/container"
 	"github.com/polyvisor/polyvisor/internal/guest"
+	"github.com/polyvisor/polyvisor/pkg/api"
 )
 
 // stub is the least driver there is: a name and a type, and nothing it

@@ -14,8 +14,8 @@ import (
 
 	"golang.org/x/sys/unix"
 
-	"github.com/polyvisor/polyvisor/internal/api"
 	"github.com/polyvisor/polyvisor/internal/diskimage"
+	"github.com/polyvisor/polyvisor/pkg/api"
 )
 
 // Formats a guest exports to.

@@ -11,9 +11,9 @@ import (
 
 	"golang.org/x/sys/unix"
 
-	"github.com/polyvisor/polyvisor/internal/api"
 	"github.com/polyvisor/polyvisor/internal/idmap"
 	"github.com/polyvisor/polyvisor/internal/testgate"
+	"github.com/polyvisor/polyvisor/pkg/api"
 )
 
 func TestTreeWritesTheGuestsView(t *testing.T) {

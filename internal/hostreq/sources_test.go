@@ -14,7 +14,7 @@ import (
 
 // guestSide are the trees whose code runs inside guests, not on the host:
 // what they run is the guest's business, not make deps'.
-var guestSide = []string{"cmd/polyvisor-agent", "cmd/polyvisor-probe", "internal/agent", "internal/probe", "internal/growfs"}
+var guestSide = []string{"cmd/polyvisor-agent", "cmd/polyvisor-probe", "internal/agent", "internal/evaluation/probe", "internal/growfs"}
 
 // TestHostToolsAreFoundOnlyThroughTheList reads every Go file of the tree and
 // fails for a host program run by a literal name the list does not declare,

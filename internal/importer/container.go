@@ -9,12 +9,12 @@ import (
 	"os"
 	"path/filepath"
 
-	"github.com/polyvisor/polyvisor/internal/api"
 	"github.com/polyvisor/polyvisor/internal/imageformat"
 	"github.com/polyvisor/polyvisor/internal/ociimage"
 	"github.com/polyvisor/polyvisor/internal/safetar"
 	"github.com/polyvisor/polyvisor/internal/template"
 	"github.com/polyvisor/polyvisor/internal/vmdef"
+	"github.com/polyvisor/polyvisor/pkg/api"
 )
 
 // rootTreeOptions extract a container's root tree: links stay inside it,

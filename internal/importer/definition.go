@@ -6,10 +6,10 @@ import (
 	"os"
 	"path/filepath"
 
-	"github.com/polyvisor/polyvisor/internal/api"
 	"github.com/polyvisor/polyvisor/internal/imageformat"
 	"github.com/polyvisor/polyvisor/internal/ovf"
 	"github.com/polyvisor/polyvisor/internal/vmdef"
+	"github.com/polyvisor/polyvisor/pkg/api"
 )
 
 // parsers read each definition format into a Machine.

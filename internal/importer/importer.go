@@ -16,11 +16,11 @@ import (
 	"path/filepath"
 	"strings"
 
-	"github.com/polyvisor/polyvisor/internal/api"
 	"github.com/polyvisor/polyvisor/internal/guest"
 	"github.com/polyvisor/polyvisor/internal/imageformat"
 	"github.com/polyvisor/polyvisor/internal/template"
 	"github.com/polyvisor/polyvisor/internal/vmdef"
+	"github.com/polyvisor/polyvisor/pkg/api"
 )
 
 // Request says what to import.

@@ -7,7 +7,7 @@ import (
 	"strings"
 	"time"
 
-	"github.com/polyvisor/polyvisor/internal/api"
+	"github.com/polyvisor/polyvisor/pkg/api"
 )
 
 // parseLeases reads dnsmasq's lease file: one lease a line, "EXPIRY MAC IP

@@ -12,11 +12,11 @@ import (
 	"sync"
 	"time"
 
-	"github.com/polyvisor/polyvisor/internal/api"
 	"github.com/polyvisor/polyvisor/internal/guest"
 	"github.com/polyvisor/polyvisor/internal/layout"
 	"github.com/polyvisor/polyvisor/internal/procutil"
 	"github.com/polyvisor/polyvisor/internal/runcmd"
+	"github.com/polyvisor/polyvisor/pkg/api"
 )
 
 // restartDelay spaces the restarts of a dnsmasq that keeps dying.

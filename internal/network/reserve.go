@@ -13,8 +13,8 @@ import (
 
 	"golang.org/x/sys/unix"
 
-	"github.com/polyvisor/polyvisor/internal/api"
 	"github.com/polyvisor/polyvisor/internal/fsutil"
+	"github.com/polyvisor/polyvisor/pkg/api"
 )
 
 // hostsFile is dnsmasq's dhcp-hostsfile: one reservation a line,

@@ -17,7 +17,7 @@ import (
 	"testing"
 	"time"
 
-	"github.com/polyvisor/polyvisor/internal/api"
+	"github.com/polyvisor/polyvisor/pkg/api"
 )
 
 // streamVMDK returns a small file that reads as a stream-optimized VMDK:

@@ -8,8 +8,8 @@ import (
 	"strings"
 	"testing"
 
-	"github.com/polyvisor/polyvisor/internal/api"
 	"github.com/polyvisor/polyvisor/internal/vmdef"
+	"github.com/polyvisor/polyvisor/pkg/api"
 )
 
 func parseFile(t *testing.T, name string) *Descriptor {

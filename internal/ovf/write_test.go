@@ -10,8 +10,8 @@ import (
 	"strings"
 	"testing"
 
-	"github.com/polyvisor/polyvisor/internal/api"
 	"github.com/polyvisor/polyvisor/internal/vmdef"
+	"github.com/polyvisor/polyvisor/pkg/api"
 )
 
 func exportSpec() ExportSpec {

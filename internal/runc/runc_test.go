@@ -17,9 +17,9 @@ import (
 	"github.com/creack/pty"
 	specs "github.com/opencontainers/runtime-spec/specs-go"
 
-	"github.com/polyvisor/polyvisor/internal/api"
 	"github.com/polyvisor/polyvisor/internal/hostreq"
 	"github.com/polyvisor/polyvisor/internal/testgate"
+	"github.com/polyvisor/polyvisor/pkg/api"
 )
 
 func TestParseLogKeepsErrorMessages(t *testing.T) {

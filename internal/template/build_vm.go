@@ -8,8 +8,8 @@ import (
 	"os"
 	"path/filepath"
 
-	"github.com/polyvisor/polyvisor/internal/api"
 	"github.com/polyvisor/polyvisor/internal/vmimage"
+	"github.com/polyvisor/polyvisor/pkg/api"
 )
 
 // AgentName is the file name of the guest agent built for goarch, as

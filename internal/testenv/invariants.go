@@ -16,12 +16,12 @@ import (
 	"github.com/google/nftables/expr"
 	"gopkg.in/yaml.v3"
 
-	"github.com/polyvisor/polyvisor/internal/api"
 	"github.com/polyvisor/polyvisor/internal/fsutil"
 	"github.com/polyvisor/polyvisor/internal/layout"
 	"github.com/polyvisor/polyvisor/internal/network"
 	"github.com/polyvisor/polyvisor/internal/qmp"
 	"github.com/polyvisor/polyvisor/internal/runc"
+	"github.com/polyvisor/polyvisor/pkg/api"
 )
 
 // State is what a daemon holds, as its API reports it: the guests (by

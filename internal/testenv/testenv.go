@@ -4,7 +4,7 @@
 // everything the daemon made (guests, cgroups, run dir) afterwards.
 //
 // It is a normal package rather than a _test file so that test/e2e and
-// internal/bench share one copy.
+// test/bench share one copy.
 package testenv
 
 import (
@@ -23,9 +23,9 @@ import (
 	"testing"
 	"time"
 
-	"github.com/polyvisor/polyvisor/internal/api"
-	"github.com/polyvisor/polyvisor/internal/client"
 	"github.com/polyvisor/polyvisor/internal/layout"
+	"github.com/polyvisor/polyvisor/pkg/api"
+	"github.com/polyvisor/polyvisor/pkg/client"
 )
 
 // Time limits: generous, since they only bound a hang.

@@ -12,9 +12,9 @@ import (
 	"testing"
 	"time"
 
-	"github.com/polyvisor/polyvisor/internal/benchreport"
-	"github.com/polyvisor/polyvisor/internal/evaluate"
-	"github.com/polyvisor/polyvisor/internal/probe"
+	"github.com/polyvisor/polyvisor/internal/evaluation/benchreport"
+	"github.com/polyvisor/polyvisor/internal/evaluation/evaluate"
+	"github.com/polyvisor/polyvisor/internal/evaluation/probe"
 	"github.com/polyvisor/polyvisor/internal/testenv"
 )
 

@@ -11,7 +11,7 @@ import (
 	"testing"
 	"time"
 
-	"github.com/polyvisor/polyvisor/internal/benchreport"
+	"github.com/polyvisor/polyvisor/internal/evaluation/benchreport"
 )
 
 // hogs are CPU hogs the test starts, one per CPU, and stops by their PIDs.

@@ -9,9 +9,9 @@ import (
 
 	"golang.org/x/sys/unix"
 
-	"github.com/polyvisor/polyvisor/internal/benchreport"
-	"github.com/polyvisor/polyvisor/internal/peer"
-	"github.com/polyvisor/polyvisor/internal/probe"
+	"github.com/polyvisor/polyvisor/internal/evaluation/benchreport"
+	"github.com/polyvisor/polyvisor/internal/evaluation/peer"
+	"github.com/polyvisor/polyvisor/internal/evaluation/probe"
 	"github.com/polyvisor/polyvisor/internal/testenv"
 )
 

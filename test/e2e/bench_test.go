@@ -8,9 +8,9 @@ import (
 	"testing"
 	"time"
 
-	"github.com/polyvisor/polyvisor/internal/benchreport"
-	"github.com/polyvisor/polyvisor/internal/peer"
-	"github.com/polyvisor/polyvisor/internal/probe"
+	"github.com/polyvisor/polyvisor/internal/evaluation/benchreport"
+	"github.com/polyvisor/polyvisor/internal/evaluation/peer"
+	"github.com/polyvisor/polyvisor/internal/evaluation/probe"
 )
 
 // cpuRatio is a class's median of a CPU workload over native's in the

@@ -8,9 +8,9 @@ import (
 	"strings"
 	"testing"
 
-	"github.com/polyvisor/polyvisor/internal/api"
 	"github.com/polyvisor/polyvisor/internal/layout"
 	"github.com/polyvisor/polyvisor/internal/template"
+	"github.com/polyvisor/polyvisor/pkg/api"
 )
 
 // TestClassesListEveryDriverAndEngineChoosesOne: GET /1.0/classes lists

@@ -15,9 +15,9 @@ import (
 	"testing"
 	"time"
 
-	"github.com/polyvisor/polyvisor/internal/api"
 	"github.com/polyvisor/polyvisor/internal/template"
 	"github.com/polyvisor/polyvisor/internal/testenv"
+	"github.com/polyvisor/polyvisor/pkg/api"
 )
 
 // The crash-injection suite kills the daemon (SIGKILL) in the middle of

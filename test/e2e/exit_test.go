@@ -4,8 +4,8 @@ import (
 	"testing"
 	"time"
 
-	"github.com/polyvisor/polyvisor/internal/api"
 	"github.com/polyvisor/polyvisor/internal/testenv"
+	"github.com/polyvisor/polyvisor/pkg/api"
 )
 
 // TestGuestPoweredOffInsideIsNoticed: a guest that shuts itself down, a

@@ -8,9 +8,9 @@ import (
 	"testing"
 	"time"
 
-	"github.com/polyvisor/polyvisor/internal/api"
 	"github.com/polyvisor/polyvisor/internal/layout"
 	"github.com/polyvisor/polyvisor/internal/testenv"
+	"github.com/polyvisor/polyvisor/pkg/api"
 )
 
 // processesNaming returns the command lines of live processes with an

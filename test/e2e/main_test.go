@@ -12,8 +12,8 @@ import (
 	"testing"
 	"time"
 
-	"github.com/polyvisor/polyvisor/internal/api"
 	"github.com/polyvisor/polyvisor/internal/testenv"
+	"github.com/polyvisor/polyvisor/pkg/api"
 )
 
 // env is the shared fixture: binaries, one daemon, built templates.

@@ -7,8 +7,8 @@ import (
 	"syscall"
 	"testing"
 
-	"github.com/polyvisor/polyvisor/internal/api"
 	"github.com/polyvisor/polyvisor/internal/layout"
+	"github.com/polyvisor/polyvisor/pkg/api"
 )
 
 // TestDebianTemplateOnDisk checks the Debian template the suite built once:

@@ -8,9 +8,9 @@ import (
 	"testing"
 	"time"
 
-	"github.com/polyvisor/polyvisor/internal/api"
 	"github.com/polyvisor/polyvisor/internal/testenv"
 	"github.com/polyvisor/polyvisor/internal/vmimage"
+	"github.com/polyvisor/polyvisor/pkg/api"
 )
 
 // vmTemplates builds the VM templates the VM tests share, once.

@@ -15,8 +15,8 @@ import (
 	"syscall"
 	"time"
 
-	"github.com/polyvisor/polyvisor/internal/api"
 	"github.com/polyvisor/polyvisor/internal/hostreq"
+	"github.com/polyvisor/polyvisor/pkg/api"
 )
 
 // insideArg makes the command the rehearsal's child, in its own mount

@@ -8,12 +8,12 @@ import (
 	"strings"
 	"time"
 
-	"github.com/polyvisor/polyvisor/internal/api"
 	"github.com/polyvisor/polyvisor/internal/cgroup"
 	"github.com/polyvisor/polyvisor/internal/guest"
 	"github.com/polyvisor/polyvisor/internal/hostreq"
 	"github.com/polyvisor/polyvisor/internal/idmap"
 	"github.com/polyvisor/polyvisor/internal/runc"
+	"github.com/polyvisor/polyvisor/pkg/api"
 )
 
 // hostBusybox is the static busybox the canary runs (Debian's busybox-static).

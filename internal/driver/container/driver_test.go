@@ -7,7 +7,6 @@ import (
 	"testing"
 	"time"
 
-	"github.com/polyvisor/polyvisor/internal/api"
 	"github.com/polyvisor/polyvisor/internal/cgroup"
 	"github.com/polyvisor/polyvisor/internal/driver"
 	"github.com/polyvisor/polyvisor/internal/driver/drivertest"
@@ -15,6 +14,7 @@ import (
 	"github.com/polyvisor/polyvisor/internal/idmap"
 	"github.com/polyvisor/polyvisor/internal/template"
 	"github.com/polyvisor/polyvisor/internal/testgate"
+	"github.com/polyvisor/polyvisor/pkg/api"
 )
 
 // TestConformance runs the driver suite against real runc, the real

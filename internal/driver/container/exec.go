@@ -9,11 +9,11 @@ import (
 
 	"github.com/creack/pty"
 
-	"github.com/polyvisor/polyvisor/internal/api"
 	"github.com/polyvisor/polyvisor/internal/driver"
-	"github.com/polyvisor/polyvisor/internal/driver/monitored"
 	"github.com/polyvisor/polyvisor/internal/guest"
+	"github.com/polyvisor/polyvisor/internal/monitor/monitored"
 	"github.com/polyvisor/polyvisor/internal/runc"
+	"github.com/polyvisor/polyvisor/pkg/api"
 )
 
 // Exec implements driver.Execer with `runc exec`. The command's exit code

@@ -7,12 +7,12 @@ import (
 
 	"golang.org/x/sys/unix"
 
-	"github.com/polyvisor/polyvisor/internal/api"
-	"github.com/polyvisor/polyvisor/internal/driver/monitored"
 	"github.com/polyvisor/polyvisor/internal/guest"
 	"github.com/polyvisor/polyvisor/internal/monitor"
+	"github.com/polyvisor/polyvisor/internal/monitor/monitored"
 	"github.com/polyvisor/polyvisor/internal/network"
 	"github.com/polyvisor/polyvisor/internal/procutil"
+	"github.com/polyvisor/polyvisor/pkg/api"
 )
 
 const (

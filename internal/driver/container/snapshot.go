@@ -10,13 +10,13 @@ import (
 
 	"golang.org/x/sys/unix"
 
-	"github.com/polyvisor/polyvisor/internal/api"
 	"github.com/polyvisor/polyvisor/internal/driver"
 	"github.com/polyvisor/polyvisor/internal/fsutil"
 	"github.com/polyvisor/polyvisor/internal/guest"
 	"github.com/polyvisor/polyvisor/internal/idmap"
 	"github.com/polyvisor/polyvisor/internal/loopfs"
 	"github.com/polyvisor/polyvisor/internal/runcmd"
+	"github.com/polyvisor/polyvisor/pkg/api"
 )
 
 // A container's snapshot is a full copy of the tree it owns on the host:

@@ -13,11 +13,11 @@ import (
 
 	"golang.org/x/sys/unix"
 
-	"github.com/polyvisor/polyvisor/internal/api"
 	"github.com/polyvisor/polyvisor/internal/guest"
 	"github.com/polyvisor/polyvisor/internal/layout"
 	"github.com/polyvisor/polyvisor/internal/procutil"
 	"github.com/polyvisor/polyvisor/internal/testgate"
+	"github.com/polyvisor/polyvisor/pkg/api"
 )
 
 // snapshotHost is a state dir with a template tree and one stopped

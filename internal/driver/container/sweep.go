@@ -8,8 +8,8 @@ import (
 	"slices"
 	"strings"
 
-	"github.com/polyvisor/polyvisor/internal/driver/monitored"
 	"github.com/polyvisor/polyvisor/internal/fsutil"
+	"github.com/polyvisor/polyvisor/internal/monitor/monitored"
 )
 
 // Sweep implements driver.Sweeper: after a daemon crash, or a guest that

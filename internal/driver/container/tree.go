@@ -8,11 +8,11 @@ import (
 
 	"golang.org/x/sys/unix"
 
-	"github.com/polyvisor/polyvisor/internal/api"
-	"github.com/polyvisor/polyvisor/internal/driver/monitored"
 	"github.com/polyvisor/polyvisor/internal/fsutil"
 	"github.com/polyvisor/polyvisor/internal/guest"
 	"github.com/polyvisor/polyvisor/internal/idmap"
+	"github.com/polyvisor/polyvisor/internal/monitor/monitored"
+	"github.com/polyvisor/polyvisor/pkg/api"
 )
 
 // ReadRootTree implements driver.TreeReader. A stopped overlay guest's

@@ -9,11 +9,11 @@ import (
 	"sort"
 	"strings"
 
-	"github.com/polyvisor/polyvisor/internal/api"
 	"github.com/polyvisor/polyvisor/internal/driver"
 	"github.com/polyvisor/polyvisor/internal/exporter"
 	"github.com/polyvisor/polyvisor/internal/guest"
 	"github.com/polyvisor/polyvisor/internal/idmap"
+	"github.com/polyvisor/polyvisor/pkg/api"
 )
 
 // Exec runs a command in a running guest: "write PATH TEXT" and "cat PATH"

@@ -11,9 +11,9 @@ import (
 
 	"github.com/polyvisor/polyvisor/internal/driver"
 
-	"github.com/polyvisor/polyvisor/internal/api"
 	"github.com/polyvisor/polyvisor/internal/driver/drivertest"
 	"github.com/polyvisor/polyvisor/internal/guest"
+	"github.com/polyvisor/polyvisor/pkg/api"
 )
 
 // The fake passes the conformance suite every driver passes, without root.

@@ -11,10 +11,10 @@ import (
 	"sync"
 	"time"
 
-	"github.com/polyvisor/polyvisor/internal/api"
 	"github.com/polyvisor/polyvisor/internal/arch"
 	"github.com/polyvisor/polyvisor/internal/runcmd"
 	"github.com/polyvisor/polyvisor/internal/template"
+	"github.com/polyvisor/polyvisor/pkg/api"
 )
 
 // canaryTimeout bounds the KVM canary boot: a kernel and initrd that only

@@ -7,9 +7,9 @@ import (
 	"strings"
 	"time"
 
-	"github.com/polyvisor/polyvisor/internal/api"
 	"github.com/polyvisor/polyvisor/internal/arch"
 	"github.com/polyvisor/polyvisor/internal/hostreq"
+	"github.com/polyvisor/polyvisor/pkg/api"
 )
 
 // Check implements driver.Driver: which QEMU system emulators exist, and

@@ -7,10 +7,10 @@ import (
 	"strconv"
 	"strings"
 
-	"github.com/polyvisor/polyvisor/internal/api"
 	"github.com/polyvisor/polyvisor/internal/guest"
 	"github.com/polyvisor/polyvisor/internal/network"
 	"github.com/polyvisor/polyvisor/internal/vmimage"
+	"github.com/polyvisor/polyvisor/pkg/api"
 )
 
 // vmSpec is what a QEMU command line is made from.

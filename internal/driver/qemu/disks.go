@@ -8,13 +8,13 @@ import (
 	"strconv"
 
 	"github.com/polyvisor/polyvisor/internal/agent"
-	"github.com/polyvisor/polyvisor/internal/api"
 	"github.com/polyvisor/polyvisor/internal/diskimage"
-	"github.com/polyvisor/polyvisor/internal/driver/monitored"
 	"github.com/polyvisor/polyvisor/internal/guest"
+	"github.com/polyvisor/polyvisor/internal/monitor/monitored"
 	"github.com/polyvisor/polyvisor/internal/qmp"
 	"github.com/polyvisor/polyvisor/internal/runcmd"
 	"github.com/polyvisor/polyvisor/internal/vmimage"
+	"github.com/polyvisor/polyvisor/pkg/api"
 )
 
 // inspectImage runs qemu-img info on one of the driver's own qcow2 images.

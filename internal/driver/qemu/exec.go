@@ -7,10 +7,10 @@ import (
 	"time"
 
 	"github.com/polyvisor/polyvisor/internal/agent"
-	"github.com/polyvisor/polyvisor/internal/api"
 	"github.com/polyvisor/polyvisor/internal/driver"
-	"github.com/polyvisor/polyvisor/internal/driver/monitored"
 	"github.com/polyvisor/polyvisor/internal/guest"
+	"github.com/polyvisor/polyvisor/internal/monitor/monitored"
+	"github.com/polyvisor/polyvisor/pkg/api"
 )
 
 // Exec implements driver.Execer through the guest agent.

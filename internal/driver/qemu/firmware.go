@@ -9,8 +9,8 @@ import (
 	"slices"
 	"sort"
 
-	"github.com/polyvisor/polyvisor/internal/api"
 	"github.com/polyvisor/polyvisor/internal/hostreq"
+	"github.com/polyvisor/polyvisor/pkg/api"
 )
 
 // firmwareDirs hold QEMU's firmware descriptors (docs/interop/firmware.json in QEMU), the

@@ -12,13 +12,13 @@ import (
 	"time"
 
 	"github.com/polyvisor/polyvisor/internal/agent"
-	"github.com/polyvisor/polyvisor/internal/api"
 	"github.com/polyvisor/polyvisor/internal/driver"
-	"github.com/polyvisor/polyvisor/internal/driver/monitored"
 	"github.com/polyvisor/polyvisor/internal/fsutil"
 	"github.com/polyvisor/polyvisor/internal/guest"
+	"github.com/polyvisor/polyvisor/internal/monitor/monitored"
 	"github.com/polyvisor/polyvisor/internal/qmp"
 	"github.com/polyvisor/polyvisor/internal/runcmd"
+	"github.com/polyvisor/polyvisor/pkg/api"
 )
 
 // A VM's snapshots are qcow2 internal snapshots of its root overlay,

@@ -8,10 +8,10 @@ import (
 	"strings"
 	"testing"
 
-	"github.com/polyvisor/polyvisor/internal/api"
 	"github.com/polyvisor/polyvisor/internal/guest"
 	"github.com/polyvisor/polyvisor/internal/hostreq"
 	"github.com/polyvisor/polyvisor/internal/layout"
+	"github.com/polyvisor/polyvisor/pkg/api"
 )
 
 // stoppedVM lays out a stopped UEFI guest whose root disk is a real qcow2
