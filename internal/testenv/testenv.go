@@ -278,6 +278,10 @@ func (d *Daemon) RunInput(stdin string, args ...string) (stdout, stderr string, 
 		} else {
 			fmt.Fprintf(&errOut, "testenv: %v\n", err)
 		}
+		if ctx.Err() != nil {
+			// Killed at the deadline, the CLI said nothing itself.
+			fmt.Fprintf(&errOut, "testenv: polyvisor %s: killed after %s\n", strings.Join(args, " "), commandTimeout)
+		}
 	}
 	return out.String(), errOut.String(), code
 }
