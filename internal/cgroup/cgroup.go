@@ -10,6 +10,7 @@ import (
 	"os"
 	"path/filepath"
 	"strings"
+	"time"
 
 	"golang.org/x/sys/unix"
 )
@@ -63,7 +64,15 @@ func dirs(path string) []string {
 
 // Remove removes the cgroup at path from every hierarchy. A cgroup that
 // still holds processes is left alone and reported.
-func Remove(path string) error {
+func Remove(path string) error { return remove(path, time.Time{}) }
+
+// orphanGrace bounds how long RemoveOrphans waits for the last processes
+// of an ended guest to leave its cgroup.
+const orphanGrace = 3 * time.Second
+
+// remove removes the cgroup at path from every hierarchy; until deadline
+// it retries a cgroup that is busy (see rmdir).
+func remove(path string, deadline time.Time) error {
 	var errs []error
 	for _, dir := range dirs(path) {
 		// Children first (runc may create none, systemd-style trees do).
@@ -75,11 +84,26 @@ func Remove(path string) error {
 				}
 			}
 		}
-		if err := unix.Rmdir(dir); err != nil && !errors.Is(err, unix.ENOENT) {
+		if err := rmdir(dir, deadline); err != nil && !errors.Is(err, unix.ENOENT) {
 			errs = append(errs, fmt.Errorf("remove cgroup %s: %w", dir, err))
 		}
 	}
 	return errors.Join(errs...)
+}
+
+// rmdir removes a cgroup directory, retrying while it is busy until
+// deadline: a process killed a moment ago stays in its cgroup until its
+// parent reaps it, and one whose parent died too (a guest whose monitor
+// was killed) waits for init to. cgroup v1 tells no one when a cgroup
+// empties, hence the short retries.
+func rmdir(dir string, deadline time.Time) error {
+	for {
+		err := unix.Rmdir(dir)
+		if !errors.Is(err, unix.EBUSY) || time.Now().After(deadline) {
+			return err
+		}
+		time.Sleep(50 * time.Millisecond)
+	}
 }
 
 // Children lists the names of the cgroups directly under parent, in any
@@ -104,10 +128,11 @@ func Children(parent string) []string {
 func RemoveOrphans(parent string, live map[string]bool) ([]string, error) {
 	var removed []string
 	var errs []error
+	deadline := time.Now().Add(orphanGrace)
 	for _, name := range Children(parent) {
 		if !live[name] {
 			removed = append(removed, parent+"/"+name)
-			errs = append(errs, Remove(parent+"/"+name))
+			errs = append(errs, remove(parent+"/"+name, deadline))
 		}
 	}
 	return removed, errors.Join(errs...)
