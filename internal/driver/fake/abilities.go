@@ -252,7 +252,8 @@ func (d *Driver) Sweep(ctx context.Context, live map[string]bool) error {
 }
 
 // ReadRootTree writes the guest's files into a directory of their own and
-// lends it to fn; the ids need no shift.
+// lends it to fn. The files are the daemon's user's, which the guest sees
+// as its root.
 func (d *Driver) ReadRootTree(ctx context.Context, def *guest.Definition, fn func(root string, toGuest idmap.ShiftFunc) error) error {
 	if err := d.call(ctx, "ReadRootTree"); err != nil {
 		return err
@@ -291,7 +292,17 @@ func (d *Driver) ReadRootTree(ctx context.Context, def *guest.Definition, fn fun
 			return err
 		}
 	}
-	return fn(root, nil)
+	uid, gid := uint32(os.Geteuid()), uint32(os.Getegid())
+	toGuest := func(u, g uint32) (uint32, uint32, error) {
+		if u == uid {
+			u = 0
+		}
+		if g == gid {
+			g = 0
+		}
+		return u, g, nil
+	}
+	return fn(root, toGuest)
 }
 
 // Export writes the stopped guest's files out as a tarball, through the
