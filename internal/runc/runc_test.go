@@ -53,7 +53,7 @@ func TestKindOfMapsRuntimeWordsToSentinels(t *testing.T) {
 		"cannot delete container x that is not stopped: running":      api.ErrConflict,
 		"open config.json: no such file or directory":                 nil,
 	} {
-		if got := kindOf(msg); got != want {
+		if got := kindOf(msg); !errors.Is(got, want) {
 			t.Errorf("kindOf(%q) = %v, want %v", msg, got, want)
 		}
 	}
