@@ -63,12 +63,16 @@ func dirs(path string) []string {
 }
 
 // Remove removes the cgroup at path from every hierarchy. A cgroup that
-// still holds processes is left alone and reported.
-func Remove(path string) error { return remove(path, time.Time{}) }
+// still holds processes once reapGrace has passed is left alone and
+// reported.
+func Remove(path string) error { return remove(path, time.Now().Add(reapGrace)) }
 
-// orphanGrace bounds how long RemoveOrphans waits for the last processes
-// of an ended guest to leave its cgroup.
-const orphanGrace = 3 * time.Second
+// reapGrace bounds how long removing a cgroup waits for processes that
+// have just ended to leave it. A killed process stays in its cgroup until
+// its parent reaps it: QEMU until its monitor does, or, when the monitor
+// was killed as well (a forced delete ends every process of the guest),
+// until init does.
+const reapGrace = 3 * time.Second
 
 // remove removes the cgroup at path from every hierarchy; until deadline
 // it retries a cgroup that is busy (see rmdir).
@@ -128,7 +132,7 @@ func Children(parent string) []string {
 func RemoveOrphans(parent string, live map[string]bool) ([]string, error) {
 	var removed []string
 	var errs []error
-	deadline := time.Now().Add(orphanGrace)
+	deadline := time.Now().Add(reapGrace)
 	for _, name := range Children(parent) {
 		if !live[name] {
 			removed = append(removed, parent+"/"+name)
