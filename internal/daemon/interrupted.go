@@ -127,7 +127,8 @@ func (d *Daemon) endProcessesOf(name string) ([]int, error) {
 		}
 		var live []procutil.Identity
 		for _, pid := range pids {
-			// A zombie has ended: it holds neither files nor a cgroup.
+			// A zombie has ended: it holds no files, and its cgroup
+			// is free once it is reaped (cgroup.Remove waits for that).
 			if id, err := procutil.Identify(pid); err == nil && id.Alive() {
 				live = append(live, id)
 			}
