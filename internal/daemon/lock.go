@@ -82,11 +82,6 @@ func (e *entry) claimLong(kind, id string) error {
 	return nil
 }
 
-// acquireLong waits for the operations before a claimed long one.
-func (e *entry) acquireLong() {
-	e.acquireAlways()
-}
-
 // endLong ends a long operation's claim.
 func (e *entry) endLong() {
 	e.mu.Lock()
@@ -142,7 +137,7 @@ func (d *Daemon) startLong(e *entry, kind, resource string, abandon func(), fn f
 	}
 	return d.ops.startReportingAs(d.ctx, id, kind, resource, func(ctx context.Context, r *opReport) error {
 		defer e.endLong()
-		e.acquireLong()
+		e.acquireAlways() // the operations queued before the claim go first
 		defer e.release()
 		if _, err := d.current(e); err != nil {
 			abandon()
