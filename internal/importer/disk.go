@@ -38,33 +38,38 @@ func bootOf(m vmdef.Machine) *api.TemplateBoot {
 	}
 }
 
-// checkDisk makes sure qemu-img will read nothing but the image itself.
-func checkDisk(ctx context.Context, src diskSource) error {
+// checkDisk makes sure qemu-img will read nothing but the image itself,
+// and returns the files it will read: the image, and a text VMDK
+// descriptor's extents beside it.
+func checkDisk(ctx context.Context, src diskSource) ([]string, error) {
 	qemuFormat := src.Format.QEMUFormat()
 	if qemuFormat == "" {
-		return fmt.Errorf("%w: %s is %s, not a disk image", api.ErrInvalid, filepath.Base(src.Path), src.Format)
+		return nil, fmt.Errorf("%w: %s is %s, not a disk image", api.ErrInvalid, filepath.Base(src.Path), src.Format)
 	}
+	files := []string{src.Path}
 	if src.Format == imageformat.VMDKText {
 		f, err := os.Open(src.Path)
 		if err != nil {
-			return err
+			return nil, err
 		}
 		extents, err := diskimage.DescriptorExtents(f)
 		f.Close()
 		if err != nil {
-			return fmt.Errorf("%s: %w", filepath.Base(src.Path), err)
+			return nil, fmt.Errorf("%s: %w", filepath.Base(src.Path), err)
 		}
 		for _, e := range extents {
-			if info, err := os.Lstat(filepath.Join(filepath.Dir(src.Path), e)); err != nil || !info.Mode().IsRegular() {
-				return fmt.Errorf("%w: %s: extent %s is not a regular file beside it", api.ErrInvalid, filepath.Base(src.Path), e)
+			path := filepath.Join(filepath.Dir(src.Path), e)
+			if info, err := os.Lstat(path); err != nil || !info.Mode().IsRegular() {
+				return nil, fmt.Errorf("%w: %s: extent %s is not a regular file beside it", api.ErrInvalid, filepath.Base(src.Path), e)
 			}
+			files = append(files, path)
 		}
 	}
 	info, err := diskimage.Inspect(ctx, src.Path, qemuFormat)
 	if err != nil {
-		return err
+		return nil, err
 	}
-	return diskimage.CheckSelfContained(src.Path, info)
+	return files, diskimage.CheckSelfContained(src.Path, info)
 }
 
 // importDisk converts a disk image into a VM template's qcow2 base; m
@@ -74,7 +79,8 @@ func (im Importer) importDisk(ctx context.Context, req Request, src diskSource, 
 	if err != nil {
 		return nil, err
 	}
-	if err := checkDisk(ctx, src); err != nil {
+	files, err := checkDisk(ctx, src)
+	if err != nil {
 		return nil, fmt.Errorf("import %s: %w", req.Path, err)
 	}
 	t := &api.Template{
@@ -83,15 +89,34 @@ func (im Importer) importDisk(ctx context.Context, req Request, src diskSource, 
 		Origin: string(src.Format) + " " + req.Path,
 	}
 	err = im.add(t, req, func(staging string) error {
-		progress("converting "+filepath.Base(src.Path)+" to qcow2", 0, 10000)
-		err := diskimage.Convert(ctx, src.Path, src.Format.QEMUFormat(), filepath.Join(staging, diskFile), "qcow2", nil, func(done, total int64) {
-			progress("converting "+filepath.Base(src.Path)+" to qcow2", done, total)
+		phase := "converting " + filepath.Base(src.Path) + " to qcow2"
+		progress(phase, 0, 10000)
+		disk := filepath.Join(staging, diskFile)
+		// The template's digest is of the files imported, read while
+		// qemu-img reads them (from the page cache, on the other core):
+		// hashing the new base after the conversion read a GiB more.
+		hashCtx, stopHash := context.WithCancel(ctx)
+		defer stopHash()
+		digest := make(chan digestResult, 1)
+		go func() { digest <- filesDigest(hashCtx, files) }()
+		err := diskimage.Convert(ctx, src.Path, src.Format.QEMUFormat(), disk, "qcow2", nil, func(done, total int64) {
+			progress(phase, done, total)
 		})
+		if err != nil {
+			stopHash()
+			<-digest
+			return err
+		}
+		sum := <-digest
+		if sum.err != nil {
+			return sum.err
+		}
+		info, err := os.Stat(disk)
 		if err != nil {
 			return err
 		}
-		progress("computing digest", 0, 0)
-		return template.DescribeVMFiles(staging, t)
+		t.Digest, t.Size = sum.digest, info.Size()
+		return nil
 	})
 	if err != nil {
 		return nil, fmt.Errorf("import %s: %w", req.Path, err)

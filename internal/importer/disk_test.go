@@ -1,0 +1,121 @@
+package importer
+
+import (
+	"context"
+	"crypto/sha256"
+	"encoding/hex"
+	"fmt"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"testing"
+
+	"github.com/polyvisor/polyvisor/internal/template"
+)
+
+// requireQemuImg skips t where qemu-img is missing.
+func requireQemuImg(t *testing.T) {
+	t.Helper()
+	if _, err := exec.LookPath("qemu-img"); err != nil {
+		t.Skip("qemu-img is not installed (make deps installs it)")
+	}
+}
+
+// vmdkOf writes a small raw disk with some content and converts it to a
+// VMDK of subformat in dir; it returns the VMDK's path.
+func vmdkOf(t *testing.T, dir, subformat string) string {
+	t.Helper()
+	raw := filepath.Join(dir, "src.raw")
+	data := make([]byte, 4<<20)
+	for i := range data[:1<<20] {
+		data[i] = byte(i * 7 % 251)
+	}
+	if err := os.WriteFile(raw, data, 0o644); err != nil {
+		t.Fatal(err)
+	}
+	vmdk := filepath.Join(dir, "disk.vmdk")
+	if out, err := exec.Command("qemu-img", "convert", "-f", "raw", "-O", "vmdk", "-o", "subformat="+subformat, raw, vmdk).CombinedOutput(); err != nil {
+		t.Fatalf("qemu-img: %v %s", err, out)
+	}
+	os.Remove(raw)
+	return vmdk
+}
+
+// sumLines is the digest filesDigest should give files.
+func sumLines(t *testing.T, files ...string) string {
+	t.Helper()
+	all := sha256.New()
+	for _, f := range files {
+		data, err := os.ReadFile(f)
+		if err != nil {
+			t.Fatal(err)
+		}
+		fmt.Fprintf(all, "%s %x\n", filepath.Base(f), sha256.Sum256(data))
+	}
+	return "sha256:" + hex.EncodeToString(all.Sum(nil))
+}
+
+// TestImportDiskDigestsTheFilesItRead checks that an imported disk's
+// template carries the digest of the files qemu-img converted (a text
+// descriptor's extents included), hashed during the conversion, and the
+// size of the base it made, and that the base holds the image's content.
+func TestImportDiskDigestsTheFilesItRead(t *testing.T) {
+	requireQemuImg(t)
+	for _, sub := range []string{"monolithicSparse", "monolithicFlat"} {
+		t.Run(sub, func(t *testing.T) {
+			dir := t.TempDir()
+			vmdk := vmdkOf(t, dir, sub)
+			files := []string{vmdk}
+			if sub == "monolithicFlat" {
+				files = append(files, filepath.Join(dir, "disk-flat.vmdk"))
+			}
+			store := template.Store{Dir: t.TempDir()}
+			var phases []string
+			res, err := Importer{Templates: store}.Import(context.Background(), Request{Path: vmdk, Name: "disk"}, func(phase string, _, _ int64) {
+				if len(phases) == 0 || phases[len(phases)-1] != phase {
+					phases = append(phases, phase)
+				}
+			})
+			if err != nil {
+				t.Fatal(err)
+			}
+			if want := sumLines(t, files...); res.Template.Digest != want {
+				t.Errorf("digest %s, want %s (of %v)", res.Template.Digest, want, files)
+			}
+			base := filepath.Join(store.Dir, res.Template.ID, diskFile)
+			info, err := os.Stat(base)
+			if err != nil {
+				t.Fatal(err)
+			}
+			if res.Template.Size != info.Size() {
+				t.Errorf("size %d, the base is %d bytes", res.Template.Size, info.Size())
+			}
+			if out, err := exec.Command("qemu-img", "compare", "-q", vmdk, base).CombinedOutput(); err != nil {
+				t.Errorf("the base differs from the image: %v %s", err, out)
+			}
+			if len(phases) != 1 {
+				t.Errorf("phases %q, want the conversion only", phases)
+			}
+		})
+	}
+}
+
+// TestImportDiskCancelledLeavesNothing cancels an import during its
+// conversion: neither the template nor its staging dir stays.
+func TestImportDiskCancelledLeavesNothing(t *testing.T) {
+	requireQemuImg(t)
+	vmdk := vmdkOf(t, t.TempDir(), "monolithicSparse")
+	store := template.Store{Dir: t.TempDir()}
+	ctx, cancel := context.WithCancel(context.Background())
+	_, err := Importer{Templates: store}.Import(ctx, Request{Path: vmdk, Name: "disk"}, func(phase string, _, _ int64) {
+		if phase != "" {
+			cancel() // at the conversion's first report
+		}
+	})
+	if err == nil {
+		t.Fatal("a cancelled import succeeded")
+	}
+	if left, _ := os.ReadDir(store.Dir); len(left) > 0 {
+		t.Errorf("a cancelled import left %v", left)
+	}
+}
