@@ -157,24 +157,21 @@ func (d *Driver) Create(ctx context.Context, dir string, def *guest.Definition) 
 	}
 	base := filepath.Join(tdir, t.Boot.Disk)
 	clone := filepath.Join(dir, rootDisk)
-	if err := runcmd.Run(ctx, runcmd.Cmd{Name: "qemu-img", Args: []string{"create", "-q", "-f", "qcow2", "-F", "qcow2", "-b", base, clone}}); err != nil {
-		return fmt.Errorf("clone root disk: %w", err)
-	}
-	info, err := inspectImage(ctx, clone)
+	size, err := d.cloneBase(ctx, tdir, base, clone)
 	if err != nil {
 		return err
 	}
-	if want > 0 && want != guest.Size(info.VirtualSize) {
-		if want < guest.Size(info.VirtualSize) {
-			return fmt.Errorf("%w: disk %s: template %s's disk is %s; give at least that, or leave --disk out", api.ErrInvalid, want, t.ID, guest.Size(info.VirtualSize))
+	if want > 0 && want != guest.Size(size) {
+		if want < guest.Size(size) {
+			return fmt.Errorf("%w: disk %s: template %s's disk is %s; give at least that, or leave --disk out", api.ErrInvalid, want, t.ID, guest.Size(size))
 		}
 		// The guest's sysinit grows its file system to the disk at boot.
 		if err := runcmd.Run(ctx, runcmd.Cmd{Name: "qemu-img", Args: []string{"resize", "-q", "-f", "qcow2", clone, strconv.FormatInt(int64(want), 10)}}); err != nil {
 			return fmt.Errorf("grow root disk: %w", err)
 		}
-		info.VirtualSize = int64(want)
+		size = int64(want)
 	}
-	def.Disks = []guest.Disk{{Name: "root", Path: rootDisk, Kind: guest.RootfsQcow2, Size: guest.Size(info.VirtualSize)}}
+	def.Disks = []guest.Disk{{Name: "root", Path: rootDisk, Kind: guest.RootfsQcow2, Size: guest.Size(size)}}
 	if t.Boot.Firmware == vmimage.FirmwareUEFI {
 		// The guest's own UEFI variable store (boot entries and the like).
 		fw, err := findUEFI(firmwareDirs, "x86_64", t.Boot.Machine)
