@@ -8,6 +8,8 @@ import (
 	"io"
 	"os"
 	"path/filepath"
+
+	"github.com/polyvisor/polyvisor/pkg/api"
 )
 
 // digestResult is what filesDigest found.
@@ -31,20 +33,31 @@ func filesDigest(ctx context.Context, paths []string) digestResult {
 	return digestResult{digest: "sha256:" + hex.EncodeToString(sum.Sum(nil))}
 }
 
-// fileSHA256 hashes a file, stopping when ctx ends.
+// fileSHA256 hashes a file, stopping when ctx ends. What is opened must
+// still be the regular file checked before, and is read to the size it had
+// when opened: a path swapped meanwhile for a device or a pipe would
+// otherwise be read forever.
 func fileSHA256(ctx context.Context, path string) (string, error) {
 	f, err := os.Open(path)
 	if err != nil {
 		return "", err
 	}
 	defer f.Close()
+	info, err := f.Stat()
+	if err != nil {
+		return "", err
+	}
+	if !info.Mode().IsRegular() {
+		return "", fmt.Errorf("%w: %s is no longer a regular file", api.ErrInvalid, filepath.Base(path))
+	}
 	h := sha256.New()
+	r := io.LimitReader(f, info.Size())
 	buf := make([]byte, 1<<20)
 	for {
 		if err := ctx.Err(); err != nil {
 			return "", fmt.Errorf("hash %s: %w", filepath.Base(path), err)
 		}
-		n, err := f.Read(buf)
+		n, err := r.Read(buf)
 		h.Write(buf[:n])
 		if err == io.EOF {
 			return hex.EncodeToString(h.Sum(nil)), nil
