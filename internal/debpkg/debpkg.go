@@ -8,7 +8,8 @@ import (
 	"debug/elf"
 	"errors"
 	"fmt"
-	"regexp"
+
+	"github.com/polyvisor/polyvisor/internal/lazyre"
 )
 
 // DefaultCacheDir is where polyvisor keeps the packages it downloads.
@@ -19,11 +20,11 @@ var ErrArchUnavailable = errors.New("architecture not offered by the host's apt 
 
 // debianName matches the package and architecture names we pass to apt; it keeps a name from
 // being read as an option or a pattern.
-var debianName = regexp.MustCompile(`^[a-z0-9][a-z0-9.+-]*$`)
+var debianName = lazyre.New(`^[a-z0-9][a-z0-9.+-]*$`)
 
 // validName fails unless name is a plain Debian package or architecture name.
 func validName(kind, name string) error {
-	if !debianName.MatchString(name) {
+	if !debianName().MatchString(name) {
 		return fmt.Errorf("invalid %s name %q", kind, name)
 	}
 	return nil

@@ -10,10 +10,10 @@ import (
 	"fmt"
 	"io"
 	"path/filepath"
-	"regexp"
 	"strconv"
 	"strings"
 
+	"github.com/polyvisor/polyvisor/internal/lazyre"
 	"github.com/polyvisor/polyvisor/internal/runcmd"
 	"github.com/polyvisor/polyvisor/pkg/api"
 )
@@ -80,7 +80,7 @@ func CheckSelfContained(path string, info Info) error {
 
 // descriptorExtent matches an extent line of a VMDK text descriptor:
 // ACCESS SECTORS TYPE "FILE" [OFFSET].
-var descriptorExtent = regexp.MustCompile(`^\s*(RW|RDONLY|NOACCESS)\s+\d+\s+\w+\s+"([^"]*)"`)
+var descriptorExtent = lazyre.New(`^\s*(RW|RDONLY|NOACCESS)\s+\d+\s+\w+\s+"([^"]*)"`)
 
 // DescriptorExtents reads a VMDK text descriptor (at most 64 KiB) and
 // returns the extent files it names, refusing any that is not a plain file
@@ -100,7 +100,7 @@ func DescriptorExtents(r io.Reader) ([]string, error) {
 		if key, _, ok := strings.Cut(line, "="); ok && strings.TrimSpace(key) == "parentFileNameHint" {
 			return nil, fmt.Errorf("%w: VMDK descriptor line %d: it is a differencing disk (parentFileNameHint); import its parent, or flatten it first with 'qemu-img convert'", api.ErrInvalid, i+1)
 		}
-		m := descriptorExtent.FindStringSubmatch(line)
+		m := descriptorExtent().FindStringSubmatch(line)
 		if m == nil {
 			continue
 		}
@@ -117,7 +117,7 @@ func DescriptorExtents(r io.Reader) ([]string, error) {
 }
 
 // progressLine matches qemu-img's -p output: "    (12.34/100%)".
-var progressLine = regexp.MustCompile(`\((\d+(?:\.\d+)?)/100%\)`)
+var progressLine = lazyre.New(`\((\d+(?:\.\d+)?)/100%\)`)
 
 // Convert copies src (of srcFormat, "" to probe) into a new image dst of
 // dstFormat with qemu-img convert, passing opts (-o ...) and reporting
@@ -157,7 +157,7 @@ func readProgress(r io.Reader, progress func(done, total int64)) {
 			if i < 0 {
 				break
 			}
-			if m := progressLine.FindSubmatch(pending[:i]); m != nil && progress != nil {
+			if m := progressLine().FindSubmatch(pending[:i]); m != nil && progress != nil {
 				pct, _ := strconv.ParseFloat(string(m[1]), 64)
 				progress(int64(pct*100), 10000)
 			}

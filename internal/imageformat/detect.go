@@ -13,8 +13,9 @@ import (
 	"errors"
 	"fmt"
 	"io"
-	"regexp"
 	"strings"
+
+	"github.com/polyvisor/polyvisor/internal/lazyre"
 )
 
 // Format names what a file is.
@@ -120,9 +121,9 @@ func vmdkSparseKind(head []byte) Format {
 }
 
 var (
-	vmxKey     = regexp.MustCompile(`(?m)^\s*(config\.version|virtualHW\.version|displayName)\s*=\s*"`)
-	xlDiskKey  = regexp.MustCompile(`(?m)^\s*disk\s*=\s*\[`)
-	xlOtherKey = regexp.MustCompile(`(?m)^\s*(name|memory|vcpus|builder|type)\s*=`)
+	vmxKey     = lazyre.New(`(?m)^\s*(config\.version|virtualHW\.version|displayName)\s*=\s*"`)
+	xlDiskKey  = lazyre.New(`(?m)^\s*disk\s*=\s*\[`)
+	xlOtherKey = lazyre.New(`(?m)^\s*(name|memory|vcpus|builder|type)\s*=`)
 )
 
 // detectText recognizes the text formats: a VMDK descriptor, a .vmx, an
@@ -138,9 +139,9 @@ func detectText(head []byte) (Format, bool) {
 	switch {
 	case strings.Contains(text, "# Disk DescriptorFile") || (strings.Contains(text, "createType=") && strings.Contains(text, "RW ")):
 		return VMDKText, true
-	case vmxKey.MatchString(text):
+	case vmxKey().MatchString(text):
 		return VMX, true
-	case xlDiskKey.MatchString(text) && xlOtherKey.MatchString(text):
+	case xlDiskKey().MatchString(text) && xlOtherKey().MatchString(text):
 		return XLConfig, true
 	}
 	if root, ok := xmlRoot(head); ok {

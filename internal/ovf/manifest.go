@@ -8,8 +8,9 @@ import (
 	"encoding/hex"
 	"fmt"
 	"hash"
-	"regexp"
 	"strings"
+
+	"github.com/polyvisor/polyvisor/internal/lazyre"
 )
 
 // Algorithm names a digest of a manifest line.
@@ -38,7 +39,7 @@ type Manifest map[string]Digest
 // manifestLine is "SHA256(name)= hex" as ovftool writes it, or
 // "SHA256 (name) = hex" as VirtualBox and BSD tools do. The name is
 // greedy: it may hold parentheses.
-var manifestLine = regexp.MustCompile(`^(SHA1|SHA256|SHA512)\s*\((.*)\)\s*=\s*([0-9a-fA-F]*)$`)
+var manifestLine = lazyre.New(`^(SHA1|SHA256|SHA512)\s*\((.*)\)\s*=\s*([0-9a-fA-F]*)$`)
 
 // ParseManifest reads a .mf file. A malformed line, a name that is not a
 // plain file name, a digest of the wrong length or a name listed twice is
@@ -53,7 +54,7 @@ func ParseManifest(data []byte) (Manifest, error) {
 		if line == "" {
 			continue
 		}
-		match := manifestLine.FindStringSubmatch(line)
+		match := manifestLine().FindStringSubmatch(line)
 		if match == nil {
 			return nil, invalidf("manifest line %d %q: expected SHA256(FILE)= HEX (or SHA1, SHA512)", i+1, truncate(line, 80))
 		}

@@ -6,9 +6,9 @@ import (
 	"fmt"
 	"os"
 	"path/filepath"
-	"regexp"
 
 	"github.com/polyvisor/polyvisor/internal/debpkg"
+	"github.com/polyvisor/polyvisor/internal/lazyre"
 )
 
 // BuildBusyboxArch fills the empty directory rootfs with a busybox system for the Debian
@@ -76,11 +76,11 @@ func requireMachine(path, arch string) error {
 
 // busyboxBanner finds busybox's version banner in a busybox binary:
 // "BusyBox v1.35.0 (Debian 1:1.35.0-4+deb12u1+b1)".
-var busyboxBanner = regexp.MustCompile(`BusyBox v[0-9][^\x00 ]* \([^)\x00]*\)`)
+var busyboxBanner = lazyre.New(`BusyBox v[0-9][^\x00 ]* \([^)\x00]*\)`)
 
 // binNMU matches the binNMU suffix at the end of a banner (+b1): a rebuild of the same source
 // for some architectures only, which does not change what busybox contains.
-var binNMU = regexp.MustCompile(`\+b[0-9]+\)$`)
+var binNMU = lazyre.New(`\+b[0-9]+\)$`)
 
 // requireSameBusybox fails unless the busybox binaries host and foreign carry the same
 // version banner, binNMU suffixes aside.
@@ -106,9 +106,9 @@ func busyboxVersion(path string) (string, error) {
 	if err != nil {
 		return "", fmt.Errorf("read busybox version: %w", err)
 	}
-	banner := busyboxBanner.Find(data)
+	banner := busyboxBanner().Find(data)
 	if banner == nil {
 		return "", fmt.Errorf("no busybox version banner in %s", path)
 	}
-	return string(binNMU.ReplaceAll(banner, []byte(")"))), nil
+	return string(binNMU().ReplaceAll(banner, []byte(")"))), nil
 }

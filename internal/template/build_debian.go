@@ -9,17 +9,17 @@ import (
 	"io/fs"
 	"os"
 	"os/exec"
-	"regexp"
 	"strings"
 	"syscall"
 	"time"
 
 	"github.com/polyvisor/polyvisor/internal/hostreq"
+	"github.com/polyvisor/polyvisor/internal/lazyre"
 )
 
 // debianName matches the suite and architecture names debootstrap accepts from us; it keeps
 // a name from being read as an option.
-var debianName = regexp.MustCompile(`^[a-z0-9][a-z0-9.+-]*$`)
+var debianName = lazyre.New(`^[a-z0-9][a-z0-9.+-]*$`)
 
 // BuildDebian debootstraps Debian SUITE (--variant=minbase) for arch (Debian arch name, e.g. amd64) into rootfs, mirror from the host's apt sources.
 //
@@ -45,11 +45,11 @@ func BuildDebian(ctx context.Context, rootfs, suite, arch string, progress Progr
 // sources, reporting progress. Nothing is left mounted inside rootfs.
 func Debootstrap(ctx context.Context, rootfs, suite, arch string, include []string, progress Progress) error {
 	progress = reportTo(progress)
-	if !debianName.MatchString(suite) || !debianName.MatchString(arch) {
+	if !debianName().MatchString(suite) || !debianName().MatchString(arch) {
 		return fmt.Errorf("build debian: invalid suite %q or arch %q", suite, arch)
 	}
 	for _, pkg := range include {
-		if !debianName.MatchString(pkg) {
+		if !debianName().MatchString(pkg) {
 			return fmt.Errorf("build debian: invalid package name %q", pkg)
 		}
 	}

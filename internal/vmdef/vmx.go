@@ -3,10 +3,11 @@ package vmdef
 import (
 	"errors"
 	"fmt"
-	"regexp"
 	"sort"
 	"strconv"
 	"strings"
+
+	"github.com/polyvisor/polyvisor/internal/lazyre"
 )
 
 // ParseVMX reads a VMware .vmx file (Workstation, Fusion, ESXi): lines of
@@ -205,7 +206,7 @@ func vmxBusRank(bus string) int {
 	return 3
 }
 
-var vmxUnitPresent = regexp.MustCompile(`^(scsi|sata|ide|nvme)(\d{1,3}):(\d{1,3})\.present$`)
+var vmxUnitPresent = lazyre.New(`^(scsi|sata|ide|nvme)(\d{1,3}):(\d{1,3})\.present$`)
 
 // vmxUnit is one device on a disk bus, a hard disk or a CD-ROM.
 type vmxUnit struct {
@@ -218,7 +219,7 @@ type vmxUnit struct {
 func vmxDisks(cfg vmxConfig, m *Machine) {
 	var units []vmxUnit
 	for _, k := range cfg.sortedKeys() {
-		match := vmxUnitPresent.FindStringSubmatch(k)
+		match := vmxUnitPresent().FindStringSubmatch(k)
 		if match == nil || !cfg.isTrue(k) {
 			continue
 		}
@@ -305,7 +306,7 @@ func sortVMXUnits(units []vmxUnit, bootRank map[string]int) {
 	})
 }
 
-var vmxEthernetPresent = regexp.MustCompile(`^ethernet(\d{1,3})\.present$`)
+var vmxEthernetPresent = lazyre.New(`^ethernet(\d{1,3})\.present$`)
 
 func vmxNICs(cfg vmxConfig, m *Machine) error {
 	type ethernet struct {
@@ -315,7 +316,7 @@ func vmxNICs(cfg vmxConfig, m *Machine) error {
 	}
 	var nics []ethernet
 	for _, k := range cfg.sortedKeys() {
-		match := vmxEthernetPresent.FindStringSubmatch(k)
+		match := vmxEthernetPresent().FindStringSubmatch(k)
 		if match == nil || !cfg.isTrue(k) {
 			continue
 		}
@@ -366,17 +367,17 @@ func vmxNetwork(cfg vmxConfig, prefix string) string {
 var (
 	// vmxHandled are the devices vmxDisks and vmxNICs read, and the disk
 	// controllers, which carry nothing polyvisor keeps: it picks its own.
-	vmxHandled = regexp.MustCompile(`^((scsi|sata|ide|nvme)\d{1,3}(:\d{1,3})?|ethernet\d{1,3})$`)
+	vmxHandled = lazyre.New(`^((scsi|sata|ide|nvme)\d{1,3}(:\d{1,3})?|ethernet\d{1,3})$`)
 	// vmxIgnored are present in nearly every VM and mean nothing outside
 	// VMware, or are the display, which polyvisor's own console replaces:
 	// VMCI (host-guest channel, which polyvisor's guest agent replaces), PCI
 	// bridges, the HPET timer, the SVGA adapter, and the devices plugged
 	// into a USB controller (the controller's warning covers them).
-	vmxIgnored = regexp.MustCompile(`^(vmci\d*|pcibridge\d+|hpet\d+|svga|(usb|ehci|usb_xhci):\d+)$`)
-	vmxPort    = regexp.MustCompile(`^(serial|parallel)\d{1,3}$`)
-	vmxShared  = regexp.MustCompile(`^sharedfolder\d{1,3}$`)
-	vmxPCI     = regexp.MustCompile(`^pcipassthru\d{1,3}$`)
-	vmxFloppy  = regexp.MustCompile(`^(floppy\d{1,3})\.`)
+	vmxIgnored = lazyre.New(`^(vmci\d*|pcibridge\d+|hpet\d+|svga|(usb|ehci|usb_xhci):\d+)$`)
+	vmxPort    = lazyre.New(`^(serial|parallel)\d{1,3}$`)
+	vmxShared  = lazyre.New(`^sharedfolder\d{1,3}$`)
+	vmxPCI     = lazyre.New(`^pcipassthru\d{1,3}$`)
+	vmxFloppy  = lazyre.New(`^(floppy\d{1,3})\.`)
 )
 
 // vmxOtherDevices warns for every device that is present and not mapped.
@@ -384,7 +385,7 @@ func vmxOtherDevices(cfg vmxConfig, m *Machine) {
 	var usb []string
 	floppies := map[string]bool{}
 	for _, k := range cfg.sortedKeys() {
-		if match := vmxFloppy.FindStringSubmatch(k); match != nil {
+		if match := vmxFloppy().FindStringSubmatch(k); match != nil {
 			floppies[match[1]] = true
 		}
 		if !strings.HasSuffix(k, ".present") || !cfg.isTrue(k) {
@@ -393,16 +394,16 @@ func vmxOtherDevices(cfg vmxConfig, m *Machine) {
 		device := strings.TrimSuffix(k, ".present")
 		label := strings.TrimSuffix(cfg[k].key, ".present")
 		switch {
-		case vmxHandled.MatchString(device), vmxIgnored.MatchString(device), vmxFloppy.MatchString(k):
+		case vmxHandled().MatchString(device), vmxIgnored().MatchString(device), vmxFloppy().MatchString(k):
 		case device == "sound":
 			m.Warnf("sound card (%s) is not imported", orUnstated(cfg.value("sound.virtualdev")))
 		case device == "usb" || device == "ehci" || device == "usb_xhci":
 			usb = append(usb, label)
-		case vmxPort.MatchString(device):
+		case vmxPort().MatchString(device):
 			m.Warnf("%s port %s (%s) is not imported", strings.TrimRight(device, "0123456789"), label, orUnstated(cfg.value(device+".filetype")))
-		case vmxShared.MatchString(device):
+		case vmxShared().MatchString(device):
 			m.Warnf("shared folder %s (host path %s) is not imported", label, clip(cfg.value(device+".hostpath")))
-		case vmxPCI.MatchString(device):
+		case vmxPCI().MatchString(device):
 			m.Warnf("PCI pass-through device %s is not imported", label)
 		case device == "vtpm":
 			m.Warnf("virtual TPM (vtpm) is not imported: secrets the guest sealed in it (BitLocker, LUKS with TPM) need their recovery key")

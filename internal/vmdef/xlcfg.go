@@ -2,8 +2,9 @@ package vmdef
 
 import (
 	"fmt"
-	"regexp"
 	"strings"
+
+	"github.com/polyvisor/polyvisor/internal/lazyre"
 )
 
 // This file reads the syntax of a Xen xl.cfg (xl.cfg(5)): KEY = VALUE
@@ -143,8 +144,8 @@ func (lx *xlLexer) quoted(quote byte) (xlToken, error) {
 }
 
 var (
-	xlKey    = regexp.MustCompile(`^[A-Za-z_][A-Za-z0-9_]*$`)
-	xlNumber = regexp.MustCompile(`^-?[0-9][0-9A-Za-z_.]*$`)
+	xlKey    = lazyre.New(`^[A-Za-z_][A-Za-z0-9_]*$`)
+	xlNumber = lazyre.New(`^-?[0-9][0-9A-Za-z_.]*$`)
 )
 
 func readXL(data []byte) (xlConfig, error) {
@@ -160,7 +161,7 @@ func readXL(data []byte) (xlConfig, error) {
 			return cfg, nil
 		case tok.kind == xlEnd:
 			continue
-		case tok.kind != xlWord || !xlKey.MatchString(tok.text):
+		case tok.kind != xlWord || !xlKey().MatchString(tok.text):
 			return nil, fmt.Errorf("xl line %d: expected a setting such as memory = 1024, found %s", tok.line, describeXL(tok))
 		}
 		key := tok.text
@@ -256,7 +257,7 @@ func xlAtom(tok xlToken, key string) (string, error) {
 	switch {
 	case tok.kind == xlString:
 		return tok.text, nil
-	case tok.kind == xlWord && xlNumber.MatchString(tok.text):
+	case tok.kind == xlWord && xlNumber().MatchString(tok.text):
 		return tok.text, nil
 	case tok.kind == xlWord:
 		return "", fmt.Errorf("xl line %d: the value of %.40s, %s, is not a number and must be quoted", tok.line, key, clip(tok.text))

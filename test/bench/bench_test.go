@@ -2,7 +2,6 @@ package bench
 
 import (
 	"context"
-	"encoding/json"
 	"fmt"
 	"testing"
 	"time"
@@ -100,91 +99,6 @@ func BenchmarkLaunch(b *testing.B) {
 	b.Logf("n=%d polyvisor ms: min %.1f p50 %.1f p90 %.1f max %.1f; runc ms: min %.1f p50 %.1f p90 %.1f max %.1f; ratio %.2f (target <= 1.5)",
 		len(pv), pv.percentile(0), pv.median(), pv.percentile(90), pv.percentile(100),
 		raw.percentile(0), raw.median(), raw.percentile(90), raw.percentile(100), ratio)
-}
-
-// Sizes of the listing benchmark.
-const (
-	listGuests = 500
-	// cliEvery: the CLI, a process start per call, is timed once per this
-	// many iterations.
-	cliEvery = 2
-)
-
-// BenchmarkList500 times listing 500 (stopped) guests: each iteration is
-// one client.Guests call, the whole API round trip with the JSON decode;
-// every cliEvery-th iteration also times `polyvisor list --format json`.
-// The 500 guests are created once, whatever b.N.
-func BenchmarkList500(b *testing.B) {
-	requireRoot(b)
-	f := openFixture(b, "list500")
-	if f.memo == nil {
-		began := time.Now()
-		// Overlay clones cost a few directories each; four workers keep the
-		// daemon busy without piling up requests.
-		err := forEach(guestNames("list", listGuests), 4, func(name string) error {
-			ctx, cancel := context.WithTimeout(b.Context(), opTimeout)
-			defer cancel()
-			return f.createGuest(ctx, api.GuestCreate{Name: name, Template: "busybox", Networks: []string{"none"}})
-		})
-		if err != nil {
-			b.Fatal(err)
-		}
-		took := time.Since(began)
-		b.Logf("created %d guests in %s (%.1f ms each, 4 at a time)", listGuests, took.Round(time.Millisecond), ms(took)/listGuests)
-		f.memo = true
-	}
-
-	var viaAPI, viaCLI samples
-	b.ResetTimer()
-	b.StopTimer() // only the API call runs on the benchmark's clock
-	for i := range b.N {
-		ctx, cancel := context.WithTimeout(b.Context(), opTimeout)
-		b.StartTimer()
-		began := time.Now()
-		guests, err := f.client.Guests(ctx)
-		took := time.Since(began)
-		b.StopTimer()
-		cancel()
-		if err != nil {
-			b.Fatal(err)
-		}
-		if len(guests) != listGuests {
-			b.Fatalf("listed %d guests, want %d", len(guests), listGuests)
-		}
-		viaAPI = append(viaAPI, took)
-		if i%cliEvery == 0 {
-			took, err := timeCLIList(f.daemon)
-			if err != nil {
-				b.Fatal(err)
-			}
-			viaCLI = append(viaCLI, took)
-		}
-	}
-	b.ReportMetric(viaAPI.median(), "api-p50-ms")
-	b.ReportMetric(viaAPI.percentile(95), "api-p95-ms")
-	b.ReportMetric(viaCLI.median(), "cli-p50-ms")
-	b.ReportMetric(viaCLI.percentile(95), "cli-p95-ms")
-	b.Logf("n=%d api ms: min %.1f p50 %.1f p95 %.1f max %.1f; n=%d cli ms: min %.1f p50 %.1f p95 %.1f max %.1f (target p50 < 50)",
-		len(viaAPI), viaAPI.percentile(0), viaAPI.median(), viaAPI.percentile(95), viaAPI.percentile(100),
-		len(viaCLI), viaCLI.percentile(0), viaCLI.median(), viaCLI.percentile(95), viaCLI.percentile(100))
-}
-
-// timeCLIList times `polyvisor list --format json` and checks its output.
-func timeCLIList(d *testenv.Daemon) (time.Duration, error) {
-	began := time.Now()
-	out, errOut, code := d.Run("list", "--format", "json")
-	took := time.Since(began)
-	if code != 0 {
-		return 0, fmt.Errorf("polyvisor list: exit %d: %s", code, errOut)
-	}
-	var guests []api.Guest
-	if err := json.Unmarshal([]byte(out), &guests); err != nil {
-		return 0, fmt.Errorf("decode polyvisor list: %w", err)
-	}
-	if len(guests) != listGuests {
-		return 0, fmt.Errorf("polyvisor list printed %d guests, want %d", len(guests), listGuests)
-	}
-	return took, nil
 }
 
 // Sizes of the idle memory benchmark.

@@ -20,6 +20,7 @@ import (
 	"github.com/polyvisor/polyvisor/internal/guest"
 	"github.com/polyvisor/polyvisor/internal/idmap"
 	"github.com/polyvisor/polyvisor/internal/layout"
+	"github.com/polyvisor/polyvisor/internal/loopfs"
 	"github.com/polyvisor/polyvisor/internal/monitor/monitored"
 	"github.com/polyvisor/polyvisor/internal/template"
 	"github.com/polyvisor/polyvisor/pkg/api"
@@ -48,6 +49,8 @@ type Driver struct {
 	opts     Options
 	log      *slog.Logger
 	monitors *monitored.Launcher
+	// usage remembers stopped guests' disk usage for listings.
+	usage loopfs.UsageCache
 }
 
 // New returns the container driver.
@@ -280,6 +283,7 @@ func (d *Driver) Cleanup(ctx context.Context, def *guest.Definition) (*api.Exit,
 // still mounted on top of it (the quota image's loop device goes with its
 // mount).
 func (d *Driver) Delete(ctx context.Context, def *guest.Definition) error {
+	d.usage.Forget(filepath.Join(d.guestDir(def), layerImage))
 	if def.Rootfs == guest.RootfsOverlay {
 		return errors.Join(d.unmountRootfs(def), d.unmountLayer(def))
 	}

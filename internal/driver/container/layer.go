@@ -183,7 +183,7 @@ func (d *Driver) DiskUsed(def *guest.Definition, name string) (int64, error) {
 		return 0, nil
 	}
 	dir := d.guestDir(def)
-	u, err := loopfs.UsageOf(filepath.Join(dir, layerImage), filepath.Join(dir, layerMount))
+	u, err := d.usage.UsageOf(filepath.Join(dir, layerImage), filepath.Join(dir, layerMount))
 	if err != nil {
 		return 0, err
 	}

@@ -5,11 +5,11 @@ import (
 	"fmt"
 	"os/exec"
 	"os/user"
-	"regexp"
 	"strconv"
 
 	"github.com/polyvisor/polyvisor/internal/cgroup"
 	"github.com/polyvisor/polyvisor/internal/guest"
+	"github.com/polyvisor/polyvisor/internal/lazyre"
 	"github.com/polyvisor/polyvisor/internal/runcmd"
 )
 
@@ -127,7 +127,7 @@ func (d *Driver) ensureUser(ctx context.Context) error {
 }
 
 // qemuVersion matches the first line of qemu-system-* --version.
-var qemuVersion = regexp.MustCompile(`version (\d+)\.(\d+)`)
+var qemuVersion = lazyre.New(`version (\d+)\.(\d+)`)
 
 // hasRunWith reports whether the QEMU binary takes -run-with (9.1 and
 // later); the answer is kept per binary.
@@ -155,7 +155,7 @@ func (d *Driver) hasRunWith(ctx context.Context, qemu string) (bool, error) {
 // runWithSince reads QEMU's --version output and reports whether that
 // QEMU has -run-with.
 func runWithSince(version string) (bool, error) {
-	m := qemuVersion.FindStringSubmatch(version)
+	m := qemuVersion().FindStringSubmatch(version)
 	if m == nil {
 		return false, fmt.Errorf("no version in %q", version)
 	}

@@ -5,6 +5,7 @@ import (
 	"html/template"
 	"io"
 	"strings"
+	"sync"
 )
 
 // reportHTML is report.html: everything inline, nothing fetched, so the
@@ -13,9 +14,12 @@ import (
 //go:embed report.html.tmpl
 var reportHTML string
 
-var htmlTemplate = template.Must(template.New("report.html").Funcs(template.FuncMap{
-	"verdictClass": func(v string) string { return strings.ReplaceAll(strings.ToLower(v), " ", "-") },
-}).Parse(reportHTML))
+// htmlTemplate is parsed on first use, not at every CLI start.
+var htmlTemplate = sync.OnceValue(func() *template.Template {
+	return template.Must(template.New("report.html").Funcs(template.FuncMap{
+		"verdictClass": func(v string) string { return strings.ReplaceAll(strings.ToLower(v), " ", "-") },
+	}).Parse(reportHTML))
+})
 
 // htmlPage is what the template reads: the report's static parts, and
 // Data, its JSON, for the charts' script.
@@ -82,5 +86,5 @@ func WriteHTML(w io.Writer, r *Report) error {
 		}
 		p.Rows = append(p.Rows, hr)
 	}
-	return htmlTemplate.Execute(w, p)
+	return htmlTemplate().Execute(w, p)
 }

@@ -6,6 +6,7 @@ import (
 	"html/template"
 	"io"
 	"strings"
+	"sync"
 )
 
 // NetBaseline names the path every other network path is compared with:
@@ -196,7 +197,8 @@ func WriteNetworkTable(w io.Writer, r *Report) error {
 
 // networkHTML is the network section of report.html; its classes
 // (ok, failed, na) are the ratios table's.
-var networkHTML = template.Must(template.New("network").Parse(`<section id="network">
+var networkHTML = sync.OnceValue(func() *template.Template {
+	return template.Must(template.New("network").Parse(`<section id="network">
 <h2>Network throughput</h2>
 <p class="legend">{{.Legend}}</p>
 <table class="network">
@@ -213,6 +215,7 @@ var networkHTML = template.Must(template.New("network").Parse(`<section id="netw
 </table>
 </section>
 `))
+})
 
 // NetworkHTML is the network section of report.html, for the report's
 // template to place; empty when the report has no network paths.
@@ -222,7 +225,7 @@ func NetworkHTML(r *Report) (template.HTML, error) {
 		return "", nil
 	}
 	var b bytes.Buffer
-	if err := networkHTML.Execute(&b, struct {
+	if err := networkHTML().Execute(&b, struct {
 		Legend string
 		Rows   []netRow
 	}{netLegend, rows}); err != nil {

@@ -7,7 +7,6 @@ import (
 	"io"
 	"os"
 	"path/filepath"
-	"regexp"
 	"strconv"
 	"strings"
 	"time"
@@ -16,6 +15,7 @@ import (
 
 	"github.com/polyvisor/polyvisor/internal/cgroup"
 	"github.com/polyvisor/polyvisor/internal/hostreq"
+	"github.com/polyvisor/polyvisor/internal/lazyre"
 	"github.com/polyvisor/polyvisor/internal/runc"
 )
 
@@ -220,13 +220,13 @@ func (m *OCI) container(id string) (*Runc, error) {
 }
 
 // guestID is what a guest's id may be: a file and cgroup name.
-var guestID = regexp.MustCompile(`^[A-Za-z0-9][A-Za-z0-9_.-]{0,63}$`)
+var guestID = lazyre.New(`^[A-Za-z0-9][A-Za-z0-9_.-]{0,63}$`)
 
 func (m *OCI) checkID(id string) error {
 	if m.env.Dir == "" || m.spec == nil {
 		return fmt.Errorf("peer %s: not set up: call Setup first", m.runtime)
 	}
-	if !guestID.MatchString(id) || id == stateRootName {
+	if !guestID().MatchString(id) || id == stateRootName {
 		return fmt.Errorf("peer %s: guest id %q: use letters, digits, '.', '_' and '-' (at most 64), not %q", m.runtime, id, stateRootName)
 	}
 	return nil

@@ -267,7 +267,7 @@ func (m *RawQEMU) checkID(id string) error {
 	if m.env.VM == nil {
 		return errors.New("peer qemu: not set up: call Setup first")
 	}
-	if !guestID.MatchString(id) {
+	if !guestID().MatchString(id) {
 		return fmt.Errorf("peer qemu: guest id %q: use letters, digits, '.', '_' and '-' (at most 64)", id)
 	}
 	return nil
