@@ -34,6 +34,9 @@ type attachServer struct {
 	console *os.File
 	log     *slog.Logger
 	wg      sync.WaitGroup // the accept loop and each client's two loops
+	// idle receives a value (capacity 1, never blocking the sender) each
+	// time the last client leaves: the moment to give its garbage back.
+	idle chan struct{}
 
 	mu      sync.Mutex
 	clients map[*attachClient]struct{}
@@ -54,7 +57,7 @@ type attachClient struct {
 }
 
 func newAttachServer(ln *stream.Listener, console *os.File, log *slog.Logger) *attachServer {
-	return &attachServer{ln: ln, console: console, log: log, clients: map[*attachClient]struct{}{}}
+	return &attachServer{ln: ln, console: console, log: log, clients: map[*attachClient]struct{}{}, idle: make(chan struct{}, 1)}
 }
 
 // serve accepts clients until shutdown. Wait for it with wait.
@@ -142,6 +145,12 @@ func (s *attachServer) dropLocked(c *attachClient) {
 		c.gone = true
 		c.notify()
 		s.log.Info("attach client disconnected", "clients", len(s.clients))
+		if len(s.clients) == 0 {
+			select {
+			case s.idle <- struct{}{}:
+			default:
+			}
+		}
 	}
 	c.conn.Close()
 }

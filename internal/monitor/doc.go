@@ -58,6 +58,8 @@
 // the rootfs or the guest's definition: the daemon does that on reconcile.
 //
 // The monitor logs its own diagnostics to RUNDIR/monitor.log. Since one
-// runs per guest, it keeps its memory small: one P, a low GC percent, and a
-// periodic trim (see trimMemory).
+// runs per guest, it keeps its memory small and its sleep deep: a static
+// binary without package net, one P, a low GC percent, a trim after the
+// start and after each attach session, and no timer of its own while the
+// guest idles (see trimMemory).
 package monitor

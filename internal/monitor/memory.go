@@ -6,15 +6,12 @@ import (
 )
 
 // firstTrimDelay lets the start settle (the guest's first output, the
-// daemon's first attach) before the first trim.
+// daemon's first attach) before the one trim that follows the start.
 const firstTrimDelay = 2 * time.Second
 
-// trimInterval is how often an idle monitor gives freed heap back to the
-// host. It is under the Go runtime's forced-GC period (2 minutes), so an
-// idle monitor's collections happen here, followed by the release.
-const trimInterval = 100 * time.Second
-
 // trimMemory collects garbage and returns the freed pages to the host: a
-// monitor's start-up garbage would otherwise stay resident for as long as
-// its guest runs.
+// monitor's start-up garbage, or what an attach session left, would
+// otherwise stay resident for as long as its guest runs. The monitor trims
+// once after the start and each time its last attach client leaves, never
+// on a period: an idle monitor has no timer of its own that wakes it.
 func trimMemory() { debug.FreeOSMemory() }
