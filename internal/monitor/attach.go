@@ -41,6 +41,9 @@ type attachServer struct {
 	mu      sync.Mutex
 	clients map[*attachClient]struct{}
 	closed  bool
+	// gcPercent is the collector's setting to restore when a client
+	// connects, while the collector is off (quiet); 0 while it is on.
+	gcPercent int
 }
 
 // attachClient is one connection. Output for it accumulates in pending,
@@ -94,6 +97,10 @@ func (s *attachServer) add(conn *os.File) {
 		conn.Close()
 		return
 	}
+	if s.gcPercent != 0 {
+		loud(s.gcPercent)
+		s.gcPercent = 0
+	}
 	c := &attachClient{conn: conn, wake: make(chan struct{}, 1)}
 	s.clients[c] = struct{}{}
 	s.log.Info("attach client connected", "clients", len(s.clients))
@@ -122,6 +129,18 @@ func (s *attachServer) broadcast(p []byte) {
 		c.pending = append(c.pending, p...)
 		c.notify()
 	}
+}
+
+// quietIfIdle gives garbage back and turns the collector off (quiet) when
+// no client is connected; the next client to connect turns it back on.
+// Both happen under mu, so a client never runs with the collector off.
+func (s *attachServer) quietIfIdle() {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if len(s.clients) > 0 || s.closed || s.gcPercent != 0 {
+		return
+	}
+	s.gcPercent = quiet()
 }
 
 // notify wakes c's writer, or leaves it a wake-up if it is busy.

@@ -59,7 +59,8 @@
 //
 // The monitor logs its own diagnostics to RUNDIR/monitor.log. Since one
 // runs per guest, it keeps its memory small and its sleep deep: a static
-// binary without package net, one P, a low GC percent, a trim after the
-// start and after each attach session, and no timer of its own while the
-// guest idles (see trimMemory).
+// binary without package net, one P, a low GC percent while attach clients
+// are connected, and otherwise its garbage given back and the collector off
+// under a memory limit, so that no timer, its own or the runtime's forced
+// collection, wakes it while the guest idles (see quiet).
 package monitor
