@@ -89,16 +89,17 @@ func BenchmarkIdleMemory50(b *testing.B) {
 }
 
 // BenchmarkIdleMemory500 checks that polyvisor's cost grows linearly with
-// idle guests and that nothing per guest wakes while they idle: it reads
-// 50 idle guests, then 500, and reports the per-guest monitor PSS, the
+// idle guests and that nothing per guest wakes while they idle: it
+// launches 50 guests and reads them idle, then 450 more and reads the 500,
+// and reports the per-guest monitor PSS, the
 // daemon's PSS and RSS growth per guest at each, their ratio (500 over 50:
 // 1.0 is linear), the daemon's threads, and the context switches of the
-// daemon and all monitors over 10 s of idling. conmon's PSS is measured in
-// the same run for the ratio.
+// daemon and all monitors over 10 s of idling. conmon's and LXC's monitor's
+// PSS are measured in the same run for the ratios.
 func BenchmarkIdleMemory500(b *testing.B) {
 	requireRoot(b)
 	f := openFixture(b, "idlememory500")
-	m := idleMeasured(b, f, []string{"podman"}, 50, 500)
+	m := idleMeasured(b, f, []string{"podman", "lxc"}, 50, 500)
 	for range b.N {
 	}
 	small, large := m.readings[50], m.readings[500]
@@ -131,22 +132,21 @@ func reportPeers(b *testing.B, m *idleMemo, r *idleReading) {
 }
 
 // idleMeasured measures, on the fixture's first call, polyvisor with each
-// count of idle guests in turn and then the named peers.
+// count of idle guests in turn (launching more guests for each, then
+// deleting them all) and then the named peers. Each reading is printed as
+// soon as it is taken: a run with 500 guests is long on a busy host.
 func idleMeasured(b *testing.B, f *fixture, peers []string, counts ...int) *idleMemo {
 	b.Helper()
 	if m, ok := f.memo.(*idleMemo); ok {
 		return m
 	}
 	m := &idleMemo{readings: map[int]*idleReading{}}
-	for _, n := range counts {
-		r, err := measureIdle(b, f, n)
-		if err != nil {
-			b.Fatal(err)
-		}
-		m.readings[n] = r
-		b.Logf("%d idle guests: monitors %d KiB PSS in all (%.0f each), inits %d KiB; daemon PSS %d -> %d KiB, RSS %d -> %d KiB, threads %d -> %d; wake-ups in %s: daemon %d, monitors %d",
-			n, r.monitors, r.perMonitor(), r.inits, r.daemonPSS0, r.daemonPSS1, r.daemonRSS0, r.daemonRSS1,
-			r.daemonThreads0, r.daemonThr1, idleWindow, r.daemonSwitches, r.monitorSwitches)
+	readings, err := measureIdle(b, f, counts)
+	if err != nil {
+		b.Fatal(err)
+	}
+	for _, r := range readings {
+		m.readings[r.n] = r
 	}
 	env, err := peerEnvFor(b.Context(), f)
 	if err != nil {
@@ -164,32 +164,32 @@ func idleMeasured(b *testing.B, f *fixture, peers []string, counts ...int) *idle
 		if closeErr != nil {
 			// The reading stands; what the peer left is the fixture's
 			// to remove with its dir.
-			b.Logf("%s left something behind: %v", name, closeErr)
+			fmt.Printf("bench: %s: %s left something behind: %v\n", f.name, name, closeErr)
 		}
 		m.peers = append(m.peers, p)
-		b.Logf("%s: %d idle containers: monitors %d KiB PSS in all (%.0f each); wake-ups in %s: %d",
-			name, p.n, p.monitors, p.perMonitor(), idleWindow, p.switches)
+		fmt.Printf("bench: %s: %s: %d idle containers: monitors %d KiB PSS in all (%.0f each); wake-ups in %s: %d\n",
+			f.name, name, p.n, p.monitors, p.perMonitor(), idleWindow, p.switches)
 	}
 	f.memo = m
 	return m
 }
 
-// measureIdle launches n busybox guests, reads the memory of the daemon
-// and the monitors once they idle and counts their wake-ups, then deletes
-// the guests.
-func measureIdle(b *testing.B, f *fixture, n int) (_ *idleReading, err error) {
-	r := &idleReading{n: n}
+// measureIdle launches busybox guests up to each count in turn and, each
+// time they idle, reads the memory of the daemon and the monitors and
+// counts their wake-ups; then it deletes the guests.
+func measureIdle(b *testing.B, f *fixture, counts []int) (_ []*idleReading, err error) {
 	pid := f.daemon.PID()
-	if r.daemonPSS0, err = pssKiB(pid); err != nil {
+	var base idleReading
+	if base.daemonPSS0, err = pssKiB(pid); err != nil {
 		return nil, err
 	}
-	if r.daemonRSS0, err = statusKiB(pid, "VmRSS"); err != nil {
+	if base.daemonRSS0, err = statusKiB(pid, "VmRSS"); err != nil {
 		return nil, err
 	}
-	r.daemonThreads0 = threadsOf(pid)
-	names := guestNames(fmt.Sprintf("idle%d", n), n)
+	base.daemonThreads0 = threadsOf(pid)
+	var launched []string
 	defer func() {
-		derr := forEach(names, 4, func(name string) error {
+		derr := forEach(launched, 4, func(name string) error {
 			ctx, cancel := context.WithTimeout(context.Background(), opTimeout)
 			defer cancel()
 			return testenv.DeleteGuest(ctx, f.client, name)
@@ -198,30 +198,51 @@ func measureIdle(b *testing.B, f *fixture, n int) (_ *idleReading, err error) {
 			err = fmt.Errorf("delete idle guests: %w", derr)
 		}
 	}()
-	// Two at a time: guests arrive over time, and the daemon's growth
-	// should be its steady state rather than the peak of a burst.
-	err = forEach(names, 2, func(name string) error {
-		ctx, cancel := context.WithTimeout(b.Context(), opTimeout)
-		defer cancel()
-		return f.launch(ctx, name)
-	})
-	if err != nil {
-		return nil, err
+	var readings []*idleReading
+	for _, n := range counts {
+		names := guestNames("idle", n)[len(launched):]
+		// A few at a time: guests arrive over time, and the daemon's
+		// growth should be its steady state rather than the peak of a
+		// burst.
+		err = forEach(names, 3, func(name string) error {
+			ctx, cancel := context.WithTimeout(b.Context(), opTimeout)
+			defer cancel()
+			return f.launch(ctx, name)
+		})
+		launched = append(launched, names...) // what failed to launch is deleted too
+		if err != nil {
+			return nil, err
+		}
+		r := base
+		r.n = n
+		if err := readIdle(b.Context(), f, &r); err != nil {
+			return nil, err
+		}
+		readings = append(readings, &r)
+		fmt.Printf("bench: %s: %d idle guests: monitors %d KiB PSS in all (%.0f each), inits %d KiB; daemon PSS %d -> %d KiB, RSS %d -> %d KiB, threads %d -> %d; wake-ups in %s: daemon %d, monitors %d\n",
+			f.name, n, r.monitors, r.perMonitor(), r.inits, r.daemonPSS0, r.daemonPSS1, r.daemonRSS0, r.daemonRSS1,
+			r.daemonThreads0, r.daemonThr1, idleWindow, r.daemonSwitches, r.monitorSwitches)
 	}
+	return readings, nil
+}
+
+// readIdle waits for the guests to idle, then fills r's readings.
+func readIdle(ctx context.Context, f *fixture, r *idleReading) error {
+	pid := f.daemon.PID()
 	time.Sleep(idleSettle)
-	ctx, cancel := context.WithTimeout(b.Context(), opTimeout)
+	ctx, cancel := context.WithTimeout(ctx, opTimeout)
 	defer cancel()
 	guests, err := f.client.Guests(ctx)
 	if err != nil {
-		return nil, fmt.Errorf("list idle guests: %w", err)
+		return fmt.Errorf("list idle guests: %w", err)
 	}
-	if len(guests) != n {
-		return nil, fmt.Errorf("listed %d guests, want %d", len(guests), n)
+	if len(guests) != r.n {
+		return fmt.Errorf("listed %d guests, want %d", len(guests), r.n)
 	}
 	var monitors []int
 	for _, g := range guests {
 		if g.State != api.StateRunning || g.MonitorPID == 0 {
-			return nil, fmt.Errorf("guest %s is %s with monitor pid %d", g.Name, g.State, g.MonitorPID)
+			return fmt.Errorf("guest %s is %s with monitor pid %d", g.Name, g.State, g.MonitorPID)
 		}
 		monitors = append(monitors, g.MonitorPID)
 	}
@@ -231,23 +252,23 @@ func measureIdle(b *testing.B, f *fixture, n int) (_ *idleReading, err error) {
 	for _, g := range guests {
 		mon, err := pssKiB(g.MonitorPID)
 		if err != nil {
-			return nil, fmt.Errorf("guest %s monitor: %w", g.Name, err)
+			return fmt.Errorf("guest %s monitor: %w", g.Name, err)
 		}
 		init, err := pssKiB(g.PID)
 		if err != nil {
-			return nil, fmt.Errorf("guest %s init: %w", g.Name, err)
+			return fmt.Errorf("guest %s init: %w", g.Name, err)
 		}
 		r.monitors += mon
 		r.inits += init
 	}
 	if r.daemonPSS1, err = pssKiB(pid); err != nil {
-		return nil, err
+		return err
 	}
 	if r.daemonRSS1, err = statusKiB(pid, "VmRSS"); err != nil {
-		return nil, err
+		return err
 	}
 	r.daemonThr1 = threadsOf(pid)
-	return r, nil
+	return nil
 }
 
 // idleSwitches counts the context switches of two groups of processes over
