@@ -58,6 +58,9 @@
 // the rootfs or the guest's definition: the daemon does that on reconcile.
 //
 // The monitor logs its own diagnostics to RUNDIR/monitor.log. Since one
-// runs per guest, it keeps its memory small: one P, a low GC percent, and a
-// periodic trim (see trimMemory).
+// runs per guest, it keeps its memory small and its sleep deep: a static
+// binary without package net, one P, a low GC percent while attach clients
+// are connected, and otherwise its garbage given back and the collector off
+// under a memory limit, so that no timer, its own or the runtime's forced
+// collection, wakes it while the guest idles (see quiet).
 package monitor

@@ -107,7 +107,7 @@ func (m *monitor) supervise(ctx context.Context, g *guest, sigs signals) error {
 		copyConsole(g.console, g.log, clients, m.log)
 	}()
 
-	status, waitErr := m.waitForInit(ctx, g.pid, sigs)
+	status, waitErr := m.waitForInit(ctx, g.pid, sigs, clients)
 	if waitErr == nil {
 		m.log.Info("guest init exited", "exitCode", status.ExitCode, "signal", status.Signal)
 		select {
@@ -141,10 +141,14 @@ func (m *monitor) supervise(ctx context.Context, g *guest, sigs signals) error {
 // waitForInit reaps children until the init with pid exits, and returns its
 // status. Other children (processes reparented to the monitor as
 // subreaper) are reaped and forgotten. When ctx is done it kills init, and
-// goes on waiting for it. Meanwhile it trims the monitor's memory now and
-// then: one monitor runs per guest, and it should cost the host little.
-func (m *monitor) waitForInit(ctx context.Context, pid int, sigs signals) (ExitStatus, error) {
+// goes on waiting for it. Meanwhile, once the start has settled and each
+// time the last attach client has left, it gives the monitor's garbage back
+// and turns the collector off (see quiet): one monitor runs per guest, and
+// it should cost the host little. Nothing here wakes on a period, so an
+// idle guest's monitor sleeps.
+func (m *monitor) waitForInit(ctx context.Context, pid int, sigs signals, gc *attachServer) (ExitStatus, error) {
 	done := ctx.Done()
+	idle := gc.idle
 	trim := time.NewTimer(firstTrimDelay)
 	defer trim.Stop()
 	for {
@@ -160,8 +164,9 @@ func (m *monitor) waitForInit(ctx context.Context, pid int, sigs signals) (ExitS
 		case sig := <-sigs.ignored:
 			m.log.Info("ignoring signal: the guest keeps running", "signal", sig)
 		case <-trim.C:
-			trimMemory()
-			trim.Reset(trimInterval)
+			gc.quietIfIdle()
+		case <-idle:
+			gc.quietIfIdle()
 		case <-done:
 			done = nil
 			m.log.Info("context done, killing guest init", "err", ctx.Err())

@@ -1,9 +1,6 @@
 package api
 
-import (
-	"errors"
-	"net/http"
-)
+import "errors"
 
 // Sentinel errors shared by the daemon, the client and the CLI. Wrap them
 // with %w; the daemon maps them to HTTP statuses in one place (Status) and the
@@ -21,19 +18,31 @@ var (
 	ErrBusy = errors.New("busy")
 )
 
+// HTTP statuses the sentinels map to, net/http's values: pkg/api does not
+// import net/http, whose package initialisation and cgo resolver would
+// otherwise weigh on every polyvisor-monitor (through internal/runc's use of
+// the sentinels). TestErrorsMapToStatusAndBack checks them against net/http.
+const (
+	statusBadRequest     = 400
+	statusNotFound       = 404
+	statusConflict       = 409
+	statusInternalError  = 500
+	statusNotImplemented = 501
+)
+
 // Status maps an error to the HTTP status the API answers with.
 func Status(err error) int {
 	switch {
 	case errors.Is(err, ErrNotFound):
-		return http.StatusNotFound
+		return statusNotFound
 	case errors.Is(err, ErrExists), errors.Is(err, ErrConflict), errors.Is(err, ErrNotRunning), errors.Is(err, ErrBusy):
-		return http.StatusConflict
+		return statusConflict
 	case errors.Is(err, ErrInvalid):
-		return http.StatusBadRequest
+		return statusBadRequest
 	case errors.Is(err, ErrNotAvailable):
-		return http.StatusNotImplemented
+		return statusNotImplemented
 	}
-	return http.StatusInternalServerError
+	return statusInternalError
 }
 
 // Kind names the sentinel an error wraps, carried in API error bodies so the

@@ -9,7 +9,6 @@ import (
 	specs "github.com/opencontainers/runtime-spec/specs-go"
 
 	"github.com/polyvisor/polyvisor/internal/testenv"
-	"github.com/polyvisor/polyvisor/pkg/api"
 )
 
 // opTimeout bounds one API operation; it only catches a hang.
@@ -99,102 +98,4 @@ func BenchmarkLaunch(b *testing.B) {
 	b.Logf("n=%d polyvisor ms: min %.1f p50 %.1f p90 %.1f max %.1f; runc ms: min %.1f p50 %.1f p90 %.1f max %.1f; ratio %.2f (target <= 1.5)",
 		len(pv), pv.percentile(0), pv.median(), pv.percentile(90), pv.percentile(100),
 		raw.percentile(0), raw.median(), raw.percentile(90), raw.percentile(100), ratio)
-}
-
-// Sizes of the idle memory benchmark.
-const (
-	idleGuests = 50
-	idleSettle = 2 * time.Second
-)
-
-// idleMemory is what BenchmarkIdleMemory50 measured, in KiB of PSS.
-type idleMemory struct {
-	monitors     int64 // all monitors together
-	inits        int64 // all containers' init processes together, for scale
-	daemonBefore int64
-	daemonAfter  int64
-}
-
-// BenchmarkIdleMemory50 measures what polyvisor itself costs in memory per
-// idle container: the PSS of each guest's monitor process, plus the
-// daemon's growth. It launches 50 busybox containers with default limits
-// once, whatever b.N, and deletes them after measuring.
-func BenchmarkIdleMemory50(b *testing.B) {
-	requireRoot(b)
-	f := openFixture(b, "idlememory50")
-	m, _ := f.memo.(*idleMemory)
-	if m == nil {
-		var err error
-		if m, err = measureIdleMemory(b, f); err != nil {
-			b.Fatal(err)
-		}
-		f.memo = m
-		b.Logf("%d idle guests: monitors %d KiB PSS in all, container inits %d KiB; daemon %d -> %d KiB",
-			idleGuests, m.monitors, m.inits, m.daemonBefore, m.daemonAfter)
-	}
-	for range b.N {
-		// Nothing to repeat: the measurement is of a steady state.
-	}
-	perMonitor := float64(m.monitors) / idleGuests
-	perDaemon := float64(m.daemonAfter-m.daemonBefore) / idleGuests
-	b.ReportMetric(0, "ns/op")
-	b.ReportMetric(perMonitor, "pss-kib-per-guest")
-	b.ReportMetric(perDaemon, "daemon-kib-per-guest")
-	b.ReportMetric(perMonitor+perDaemon, "polyvisor-kib-per-guest")
-}
-
-func measureIdleMemory(b *testing.B, f *fixture) (*idleMemory, error) {
-	m := &idleMemory{}
-	var err error
-	if m.daemonBefore, err = pssKiB(f.daemon.PID()); err != nil {
-		return nil, err
-	}
-	names := guestNames("idle", idleGuests)
-	// One at a time, as guests usually arrive, so that the daemon's growth
-	// is its steady state rather than the peak of a burst.
-	for _, name := range names {
-		ctx, cancel := context.WithTimeout(b.Context(), opTimeout)
-		err := f.launch(ctx, name)
-		cancel()
-		if err != nil {
-			return nil, err
-		}
-	}
-	time.Sleep(idleSettle)
-	ctx, cancel := context.WithTimeout(b.Context(), opTimeout)
-	defer cancel()
-	guests, err := f.client.Guests(ctx)
-	if err != nil {
-		return nil, fmt.Errorf("list idle guests: %w", err)
-	}
-	if len(guests) != idleGuests {
-		return nil, fmt.Errorf("listed %d guests, want %d", len(guests), idleGuests)
-	}
-	for _, g := range guests {
-		if g.State != api.StateRunning || g.MonitorPID == 0 {
-			return nil, fmt.Errorf("guest %s is %s with monitor pid %d", g.Name, g.State, g.MonitorPID)
-		}
-		monitor, err := pssKiB(g.MonitorPID)
-		if err != nil {
-			return nil, fmt.Errorf("guest %s monitor: %w", g.Name, err)
-		}
-		init, err := pssKiB(g.PID)
-		if err != nil {
-			return nil, fmt.Errorf("guest %s init: %w", g.Name, err)
-		}
-		m.monitors += monitor
-		m.inits += init
-	}
-	if m.daemonAfter, err = pssKiB(f.daemon.PID()); err != nil {
-		return nil, err
-	}
-	err = forEach(names, 4, func(name string) error {
-		ctx, cancel := context.WithTimeout(b.Context(), opTimeout)
-		defer cancel()
-		return testenv.DeleteGuest(ctx, f.client, name)
-	})
-	if err != nil {
-		return nil, fmt.Errorf("delete idle guests: %w", err)
-	}
-	return m, nil
 }

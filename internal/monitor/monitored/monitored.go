@@ -64,6 +64,12 @@ func (l *Launcher) Start(ctx context.Context, cfg monitor.Config) (guest.Status,
 	l.reaped.Add(1)
 	go func() {
 		defer l.reaped.Done()
+		// Parked on a pidfd until the monitor exits, then reaped at once:
+		// cmd.Wait alone would block in waitid and hold an OS thread of
+		// the daemon's for each running guest.
+		if idErr == nil {
+			_ = mon.Wait(context.Background())
+		}
 		cmd.Wait()
 	}()
 	if idErr != nil {
