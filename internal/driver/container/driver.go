@@ -13,6 +13,7 @@ import (
 	"log/slog"
 	"os"
 	"path/filepath"
+	"sync"
 	"time"
 
 	"github.com/polyvisor/polyvisor/internal/cgroup"
@@ -48,6 +49,9 @@ type Driver struct {
 	opts     Options
 	log      *slog.Logger
 	monitors *monitored.Launcher
+	// blankMu lets one create at a time make the blank quota image that
+	// the others then clone (see cloneBlankLayer).
+	blankMu sync.Mutex
 }
 
 // New returns the container driver.
@@ -107,7 +111,13 @@ func (d *Driver) Create(ctx context.Context, dir string, def *guest.Definition) 
 		}
 		def.Disks = []guest.Disk{{Name: "root", Path: copyRootfs, Kind: "rootfs-copy"}}
 	default:
-		if size := requestedDiskSize(def); size > 0 {
+		if size := requestedDiskSize(def); size == guest.DefaultDiskQuota {
+			if err := d.cloneBlankLayer(ctx, dir, size); err != nil {
+				return err
+			}
+			def.Disks = []guest.Disk{{Name: "root", Path: layerImage, Kind: guest.DiskOverlayImage, Size: size}}
+			return nil
+		} else if size > 0 {
 			if err := makeLayer(ctx, dir, lower, fromTemplate(def), size, true); err != nil {
 				return err
 			}
