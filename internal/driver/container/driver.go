@@ -149,39 +149,29 @@ func (d *Driver) Start(ctx context.Context, def *guest.Definition) (status guest
 		}
 	}()
 	dir := d.guestDir(def)
+	// The quota image's mount, the template's idmapped mount and the
+	// bundle do not depend on each other, and the first two wait on the
+	// kernel (a loop device; a child made in a user namespace): they are
+	// made side by side, and the overlay over the first two after.
+	var layerErr, lowerErr error
+	lower := d.templateRootfs(def.Template)
+	var mounts sync.WaitGroup
 	if def.Rootfs == guest.RootfsOverlay {
-		if err = d.mountLayer(ctx, def); err != nil {
-			return status, err
-		}
-		lower, err := d.templateLower(ctx, def, filepath.Join(dir, lowerMount))
-		if err != nil {
-			return status, err
-		}
+		mounts.Go(func() { layerErr = d.mountLayer(ctx, def) })
+		mounts.Go(func() { lower, lowerErr = d.templateLower(ctx, def, filepath.Join(dir, lowerMount)) })
+	}
+	bundleErr := d.writeBundleOf(def, log)
+	mounts.Wait()
+	if err = errors.Join(layerErr, lowerErr, bundleErr); err != nil {
+		return status, err
+	}
+	if def.Rootfs == guest.RootfsOverlay {
 		err = mountOverlay(lower, filepath.Join(dir, upperRel(def)), filepath.Join(dir, workRel(def)), d.rootfs(def), overlayOptions(def))
 		if err != nil {
 			return status, err
 		}
 	}
 	if err = d.fault("after-rootfs"); err != nil {
-		return status, err
-	}
-	in := specInput{
-		Def: def, Rootfs: d.rootfs(def), CgroupPath: d.cgroupPath(def),
-		Args: []string{"/sbin/init"}, Terminal: true, Log: log,
-	}
-	// A template imported from a container image runs the image's command.
-	t, err := template.Store{Dir: d.opts.Layout.TemplatesDir()}.Load(def.Template)
-	if err != nil {
-		return status, fmt.Errorf("start %s: %w", def.Name, err)
-	}
-	if p := t.Process; p != nil {
-		in.Args, in.Env, in.Cwd = p.Args, p.Env, p.Cwd
-	}
-	spec, err := buildSpec(in)
-	if err != nil {
-		return status, err
-	}
-	if err = writeBundle(filepath.Join(dir, bundleDir), spec); err != nil {
 		return status, err
 	}
 	runDir := d.runDir(def)
@@ -195,6 +185,27 @@ func (d *Driver) Start(ctx context.Context, def *guest.Definition) (status guest
 		return status, err
 	}
 	return d.startMonitor(ctx, def)
+}
+
+// writeBundleOf writes def's OCI bundle: its init is /sbin/init on the
+// console, or the command of the image a template was imported from.
+func (d *Driver) writeBundleOf(def *guest.Definition, log *slog.Logger) error {
+	in := specInput{
+		Def: def, Rootfs: d.rootfs(def), CgroupPath: d.cgroupPath(def),
+		Args: []string{"/sbin/init"}, Terminal: true, Log: log,
+	}
+	t, err := template.Store{Dir: d.opts.Layout.TemplatesDir()}.Load(def.Template)
+	if err != nil {
+		return fmt.Errorf("start %s: %w", def.Name, err)
+	}
+	if p := t.Process; p != nil {
+		in.Args, in.Env, in.Cwd = p.Args, p.Env, p.Cwd
+	}
+	spec, err := buildSpec(in)
+	if err != nil {
+		return err
+	}
+	return writeBundle(filepath.Join(d.guestDir(def), bundleDir), spec)
 }
 
 // writeBundle writes config.json into the bundle directory. It is rebuilt
