@@ -7,8 +7,11 @@ import (
 	"os"
 	"path/filepath"
 	"testing"
+	"time"
 
 	"golang.org/x/sys/unix"
+
+	"github.com/polyvisor/polyvisor/internal/growfs"
 )
 
 // TestCloneCopiesDataAndKeepsHoles: a clone of a blank image reads the
@@ -75,5 +78,46 @@ func TestCloneCopiesDataAndKeepsHoles(t *testing.T) {
 	}
 	if _, err := os.Stat(filepath.Join(dir, "other.img")); !errors.Is(err, os.ErrNotExist) {
 		t.Fatalf("a failed clone left its target: %v", err)
+	}
+}
+
+// TestFitWaitsForTheImagesRelease: while a loop device still holds an
+// image (its file system lazily unmounted but live), the offline resize
+// waits instead of running e2fsck on it, and goes on once it is released.
+func TestFitWaitsForTheImagesRelease(t *testing.T) {
+	requireRoot(t)
+	dir := t.TempDir()
+	image := filepath.Join(dir, "layer.img")
+	if err := Make(context.Background(), image, 32<<20, ""); err != nil {
+		t.Fatal(err)
+	}
+	if err := Grow(image, 48<<20); err != nil {
+		t.Fatal(err)
+	}
+	dev, err := attach(image)
+	if err != nil {
+		t.Fatal(err)
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), 300*time.Millisecond)
+	err = Fit(ctx, image)
+	cancel()
+	dev.Close() // autoclear: the device goes with its last user
+	if !errors.Is(err, context.DeadlineExceeded) {
+		t.Fatalf("Fit of a held image: got %v, want it to wait until its context ended", err)
+	}
+	if err := Fit(context.Background(), image); err != nil {
+		t.Fatalf("Fit once released: %v", err)
+	}
+	f, err := os.Open(image)
+	if err != nil {
+		t.Fatal(err)
+	}
+	sb, err := growfs.ReadSuperblock(f)
+	f.Close()
+	if err != nil {
+		t.Fatal(err)
+	}
+	if sb.Bytes() < 48<<20 {
+		t.Errorf("file system of %d bytes after Fit, want it grown to the 48 MiB image", sb.Bytes())
 	}
 }
