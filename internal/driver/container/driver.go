@@ -149,6 +149,26 @@ func (d *Driver) Start(ctx context.Context, def *guest.Definition) (status guest
 		}
 	}()
 	dir := d.guestDir(def)
+	runDir := d.runDir(def)
+	if err = os.RemoveAll(runDir); err != nil {
+		return status, fmt.Errorf("reset run dir: %w", err)
+	}
+	if err = os.MkdirAll(runDir, 0o700); err != nil {
+		return status, fmt.Errorf("create run dir: %w", err)
+	}
+	// The monitor starts first and waits: a Go process's start (page
+	// faults, runtime init) then overlaps the mounts and the bundle below.
+	pending, err := d.beginMonitor(def)
+	if err != nil {
+		return status, err
+	}
+	defer func() {
+		// Before the deferred Cleanup, which removes the run dir the
+		// monitor writes in.
+		if pending != nil {
+			pending.Cancel(context.WithoutCancel(ctx))
+		}
+	}()
 	// The quota image's mount, the template's idmapped mount and the
 	// bundle do not depend on each other, and the first two wait on the
 	// kernel (a loop device; a child made in a user namespace): they are
@@ -174,17 +194,12 @@ func (d *Driver) Start(ctx context.Context, def *guest.Definition) (status guest
 	if err = d.fault("after-rootfs"); err != nil {
 		return status, err
 	}
-	runDir := d.runDir(def)
-	if err = os.RemoveAll(runDir); err != nil {
-		return status, fmt.Errorf("reset run dir: %w", err)
-	}
-	if err = os.MkdirAll(runDir, 0o700); err != nil {
-		return status, fmt.Errorf("create run dir: %w", err)
-	}
 	if err = d.fault("before-monitor"); err != nil {
 		return status, err
 	}
-	return d.startMonitor(ctx, def)
+	p := pending
+	pending = nil // Go or its failure ends it; Cleanup does the rest
+	return d.runMonitored(ctx, def, p)
 }
 
 // writeBundleOf writes def's OCI bundle: its init is /sbin/init on the
