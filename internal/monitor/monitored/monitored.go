@@ -117,14 +117,11 @@ func (l *Launcher) begin(cfg monitor.Config, gated bool) (*Pending, error) {
 
 // Go lets the monitor run the container, and waits for its ready line.
 func (p *Pending) Go(ctx context.Context) (guest.Status, error) {
-	_, err := p.startW.Write([]byte{'g'})
+	// A monitor that has ended already (bad arguments, say) cannot take the
+	// byte, and has said why on its ready pipe, which wait reads.
+	_, _ = p.startW.Write([]byte{'g'})
 	p.startW.Close()
 	p.startW = nil
-	if err != nil {
-		p.mon.Signal(syscall.SIGKILL)
-		p.close()
-		return guest.Status{MonitorPID: p.mon.PID, MonitorStart: p.mon.Start}, fmt.Errorf("start monitor: %w", err)
-	}
 	return p.wait(ctx, p.id)
 }
 
