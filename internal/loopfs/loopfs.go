@@ -81,13 +81,6 @@ func Mount(ctx context.Context, image, target string) error {
 	if mounted, err := fsutil.IsMountPoint(target); err != nil || mounted {
 		return err
 	}
-	// A second loop device on an image whose file system is still live
-	// (lazily unmounted, held by another mount namespace's copy) would make
-	// two ext4 instances of one image: the second reads stale metadata
-	// (EBADMSG) and writes over the first.
-	if err := awaitRelease(ctx, image); err != nil {
-		return fmt.Errorf("mount %s: %w", filepath.Base(image), err)
-	}
 	if err := Fit(ctx, image); err != nil {
 		return err
 	}
