@@ -225,7 +225,7 @@ func Fit(ctx context.Context, image string) error {
 	if int64(sb.Bytes()) >= st.Size {
 		return nil
 	}
-	if err := awaitRelease(ctx, image); err != nil {
+	if err := AwaitRelease(ctx, image); err != nil {
 		return fmt.Errorf("fit %s: %w", filepath.Base(image), err)
 	}
 	if err := runcmd.Run(ctx, runcmd.Cmd{Name: "e2fsck", Args: []string{"-f", "-p", image}}); err != nil {
@@ -237,15 +237,18 @@ func Fit(ctx context.Context, image string) error {
 	return nil
 }
 
-// releaseTimeout bounds awaitRelease.
+// releaseTimeout bounds AwaitRelease.
 const releaseTimeout = 30 * time.Second
 
-// awaitRelease waits until no loop device is backed by image. An unmount
+// AwaitRelease waits until no loop device is backed by image. An unmount
 // here detaches lazily (fsutil.Unmount), and a copy of the mount in
 // another mount namespace (a container made meanwhile) can keep the file
 // system live a moment longer: e2fsck must not run on it before it is
-// released, or it finds the journal of a file system in use.
-func awaitRelease(ctx context.Context, image string) error {
+// released, nor a second loop device mount it (two ext4 instances of one
+// image: the second reads stale metadata, EBADMSG). It reads every loop
+// device's backing file, milliseconds with hundreds of them: callers keep
+// it off the launch path.
+func AwaitRelease(ctx context.Context, image string) error {
 	abs, err := filepath.Abs(image)
 	if err != nil {
 		return err

@@ -233,6 +233,11 @@ func (d *Driver) withLayer(ctx context.Context, def *guest.Definition, fn func()
 	if mounted {
 		return fn()
 	}
+	// The guest may have stopped a moment ago: its file system must be
+	// gone before the image is mounted again.
+	if err := loopfs.AwaitRelease(ctx, filepath.Join(d.guestDir(def), layerImage)); err != nil {
+		return fmt.Errorf("disk quota of %s: %w", def.Name, err)
+	}
 	if err := d.mountLayer(ctx, def); err != nil {
 		return err
 	}
