@@ -92,6 +92,7 @@ func parseArgs(args []string) (monitor.Config, error) {
 	fs.Int64Var(&cfg.LogMax, "log-max", monitor.DefaultLogMax, "console log size that triggers rotation, in bytes")
 	fs.StringVar(&cfg.ReadySocket, "ready-socket", "", "with a command: report the start once this path exists")
 	fs.StringVar(&cfg.Cgroup, "cgroup", "", "with a command: the cgroup (/parent/name, made beforehand) it starts in")
+	fs.IntVar(&cfg.StartFd, "start-fd", 0, "with a container: wait for one byte on this descriptor before running it")
 	if err := fs.Parse(args); err != nil {
 		return cfg, err
 	}

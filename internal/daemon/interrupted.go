@@ -22,11 +22,16 @@ const endTimeout = 10 * time.Second
 // recordIntent saves the guest's definition with intent (and the snapshot
 // it is about) before an operation's first side effect, so that a daemon
 // killed during it lets the next one finish or roll it back; e.op is held.
+// An intent already on disk (a launch's, saved with the new guest) is not
+// written again: that would cost two fsyncs on the launch path for nothing.
 func (d *Daemon) recordIntent(e *entry, intent, snap string) error {
-	pending := e.def.Load().Clone()
-	pending.Status.Intent, pending.Status.IntentSnapshot = intent, snap
-	if err := d.save(e, pending); err != nil {
-		return fmt.Errorf("%s %s: record the intent: %w", intent, pending.Name, err)
+	current := e.def.Load()
+	if current.Status.Intent != intent || current.Status.IntentSnapshot != snap {
+		pending := current.Clone()
+		pending.Status.Intent, pending.Status.IntentSnapshot = intent, snap
+		if err := d.save(e, pending); err != nil {
+			return fmt.Errorf("%s %s: record the intent: %w", intent, pending.Name, err)
+		}
 	}
 	d.crashPoint(intent + "-recorded")
 	return nil

@@ -16,6 +16,8 @@ import (
 	"os"
 	"path/filepath"
 	"strconv"
+	"strings"
+	"time"
 
 	"golang.org/x/sys/unix"
 
@@ -223,6 +225,9 @@ func Fit(ctx context.Context, image string) error {
 	if int64(sb.Bytes()) >= st.Size {
 		return nil
 	}
+	if err := AwaitRelease(ctx, image); err != nil {
+		return fmt.Errorf("fit %s: %w", filepath.Base(image), err)
+	}
 	if err := runcmd.Run(ctx, runcmd.Cmd{Name: "e2fsck", Args: []string{"-f", "-p", image}}); err != nil {
 		return fmt.Errorf("fit %s: %w", filepath.Base(image), err)
 	}
@@ -230,4 +235,48 @@ func Fit(ctx context.Context, image string) error {
 		return fmt.Errorf("fit %s: %w", filepath.Base(image), err)
 	}
 	return nil
+}
+
+// releaseTimeout bounds AwaitRelease.
+const releaseTimeout = 30 * time.Second
+
+// AwaitRelease waits until no loop device is backed by image. An unmount
+// here detaches lazily (fsutil.Unmount), and a copy of the mount in
+// another mount namespace (a container made meanwhile) can keep the file
+// system live a moment longer: e2fsck must not run on it before it is
+// released, nor a second loop device mount it (two ext4 instances of one
+// image: the second reads stale metadata, EBADMSG). It reads every loop
+// device's backing file, milliseconds with hundreds of them: callers keep
+// it off the launch path.
+func AwaitRelease(ctx context.Context, image string) error {
+	abs, err := filepath.Abs(image)
+	if err != nil {
+		return err
+	}
+	deadline := time.Now().Add(releaseTimeout)
+	for {
+		dev := loopBacking(abs)
+		if dev == "" {
+			return nil
+		}
+		if time.Now().After(deadline) {
+			return fmt.Errorf("%s still holds the image %s after %s: its file system is mounted somewhere still (grep %s /proc/*/mountinfo)", dev, filepath.Base(image), releaseTimeout, dev)
+		}
+		select {
+		case <-ctx.Done():
+			return ctx.Err()
+		case <-time.After(20 * time.Millisecond):
+		}
+	}
+}
+
+// loopBacking names a loop device whose backing file is image, or "".
+func loopBacking(image string) string {
+	files, _ := filepath.Glob("/sys/block/loop*/loop/backing_file")
+	for _, f := range files {
+		if data, err := os.ReadFile(f); err == nil && strings.TrimSpace(string(data)) == image {
+			return filepath.Base(filepath.Dir(filepath.Dir(f)))
+		}
+	}
+	return ""
 }

@@ -13,6 +13,7 @@ import (
 	"log/slog"
 	"os"
 	"path/filepath"
+	"sync"
 	"time"
 
 	"github.com/polyvisor/polyvisor/internal/cgroup"
@@ -51,6 +52,9 @@ type Driver struct {
 	monitors *monitored.Launcher
 	// usage remembers stopped guests' disk usage for listings.
 	usage loopfs.UsageCache
+	// blankMu lets one create at a time make the blank quota image that
+	// the others then clone (see cloneBlankLayer).
+	blankMu sync.Mutex
 }
 
 // New returns the container driver.
@@ -110,7 +114,13 @@ func (d *Driver) Create(ctx context.Context, dir string, def *guest.Definition) 
 		}
 		def.Disks = []guest.Disk{{Name: "root", Path: copyRootfs, Kind: "rootfs-copy"}}
 	default:
-		if size := requestedDiskSize(def); size > 0 {
+		if size := requestedDiskSize(def); size == guest.DefaultDiskQuota {
+			if err := d.cloneBlankLayer(ctx, dir, size); err != nil {
+				return err
+			}
+			def.Disks = []guest.Disk{{Name: "root", Path: layerImage, Kind: guest.DiskOverlayImage, Size: size}}
+			return nil
+		} else if size > 0 {
 			if err := makeLayer(ctx, dir, lower, fromTemplate(def), size, true); err != nil {
 				return err
 			}
@@ -142,14 +152,43 @@ func (d *Driver) Start(ctx context.Context, def *guest.Definition) (status guest
 		}
 	}()
 	dir := d.guestDir(def)
+	runDir := d.runDir(def)
+	if err = os.RemoveAll(runDir); err != nil {
+		return status, fmt.Errorf("reset run dir: %w", err)
+	}
+	if err = os.MkdirAll(runDir, 0o700); err != nil {
+		return status, fmt.Errorf("create run dir: %w", err)
+	}
+	// The monitor starts first and waits: a Go process's start (page
+	// faults, runtime init) then overlaps the mounts and the bundle below.
+	pending, err := d.beginMonitor(def)
+	if err != nil {
+		return status, err
+	}
+	defer func() {
+		// Before the deferred Cleanup, which removes the run dir the
+		// monitor writes in.
+		if pending != nil {
+			pending.Cancel(context.WithoutCancel(ctx))
+		}
+	}()
+	// The quota image's mount, the template's idmapped mount and the
+	// bundle do not depend on each other, and the first two wait on the
+	// kernel (a loop device; a child made in a user namespace): they are
+	// made side by side, and the overlay over the first two after.
+	var layerErr, lowerErr error
+	lower := d.templateRootfs(def.Template)
+	var mounts sync.WaitGroup
 	if def.Rootfs == guest.RootfsOverlay {
-		if err = d.mountLayer(ctx, def); err != nil {
-			return status, err
-		}
-		lower, err := d.templateLower(ctx, def, filepath.Join(dir, lowerMount))
-		if err != nil {
-			return status, err
-		}
+		mounts.Go(func() { layerErr = d.mountLayer(ctx, def) })
+		mounts.Go(func() { lower, lowerErr = d.templateLower(ctx, def, filepath.Join(dir, lowerMount)) })
+	}
+	bundleErr := d.writeBundleOf(def, log)
+	mounts.Wait()
+	if err = errors.Join(layerErr, lowerErr, bundleErr); err != nil {
+		return status, err
+	}
+	if def.Rootfs == guest.RootfsOverlay {
 		err = mountOverlay(lower, filepath.Join(dir, upperRel(def)), filepath.Join(dir, workRel(def)), d.rootfs(def), overlayOptions(def))
 		if err != nil {
 			return status, err
@@ -158,36 +197,33 @@ func (d *Driver) Start(ctx context.Context, def *guest.Definition) (status guest
 	if err = d.fault("after-rootfs"); err != nil {
 		return status, err
 	}
+	if err = d.fault("before-monitor"); err != nil {
+		return status, err
+	}
+	p := pending
+	pending = nil // Go or its failure ends it; Cleanup does the rest
+	return d.runMonitored(ctx, def, p)
+}
+
+// writeBundleOf writes def's OCI bundle: its init is /sbin/init on the
+// console, or the command of the image a template was imported from.
+func (d *Driver) writeBundleOf(def *guest.Definition, log *slog.Logger) error {
 	in := specInput{
 		Def: def, Rootfs: d.rootfs(def), CgroupPath: d.cgroupPath(def),
 		Args: []string{"/sbin/init"}, Terminal: true, Log: log,
 	}
-	// A template imported from a container image runs the image's command.
 	t, err := template.Store{Dir: d.opts.Layout.TemplatesDir()}.Load(def.Template)
 	if err != nil {
-		return status, fmt.Errorf("start %s: %w", def.Name, err)
+		return fmt.Errorf("start %s: %w", def.Name, err)
 	}
 	if p := t.Process; p != nil {
 		in.Args, in.Env, in.Cwd = p.Args, p.Env, p.Cwd
 	}
 	spec, err := buildSpec(in)
 	if err != nil {
-		return status, err
+		return err
 	}
-	if err = writeBundle(filepath.Join(dir, bundleDir), spec); err != nil {
-		return status, err
-	}
-	runDir := d.runDir(def)
-	if err = os.RemoveAll(runDir); err != nil {
-		return status, fmt.Errorf("reset run dir: %w", err)
-	}
-	if err = os.MkdirAll(runDir, 0o700); err != nil {
-		return status, fmt.Errorf("create run dir: %w", err)
-	}
-	if err = d.fault("before-monitor"); err != nil {
-		return status, err
-	}
-	return d.startMonitor(ctx, def)
+	return writeBundle(filepath.Join(d.guestDir(def), bundleDir), spec)
 }
 
 // writeBundle writes config.json into the bundle directory. It is rebuilt

@@ -7,6 +7,8 @@ import (
 	"os"
 	"path/filepath"
 
+	"golang.org/x/sys/unix"
+
 	"github.com/polyvisor/polyvisor/internal/fsutil"
 	"github.com/polyvisor/polyvisor/internal/guest"
 	"github.com/polyvisor/polyvisor/internal/idmap"
@@ -103,6 +105,73 @@ func makeLayer(ctx context.Context, dir, lower string, shift idmap.ShiftFunc, si
 	return nil
 }
 
+// blankLayerDir holds, under the state dir, the blank quota image that
+// creates clone: a cache, made again when it is missing.
+const blankLayerDir = "cache/layers"
+
+// blankLayer is the path of the blank quota image of size.
+func (d *Driver) blankLayer(size guest.Size) string {
+	return filepath.Join(d.opts.Layout.StateDir, blankLayerDir, fmt.Sprintf("blank-%d.img", int64(size)))
+}
+
+// cloneBlankLayer gives a guest being created in dir the quota image of
+// size as a clone of a blank one, made by the first create that needs
+// it: a copy of a few MiB of metadata instead of an mke2fs on every
+// launch. The clone's upper dir belongs to host root until mountLayer
+// gives it the guest's root (claimUpper), as the blank image cannot know
+// whose it will be.
+func (d *Driver) cloneBlankLayer(ctx context.Context, dir string, size guest.Size) error {
+	blank := d.blankLayer(size)
+	if err := d.makeBlankLayer(ctx, blank, size); err != nil {
+		return fmt.Errorf("create disk quota: %w", err)
+	}
+	if err := os.MkdirAll(filepath.Join(dir, layerMount), 0o711); err != nil {
+		return fmt.Errorf("create %s: %w", layerMount, err)
+	}
+	if err := loopfs.Clone(blank, filepath.Join(dir, layerImage)); err != nil {
+		return fmt.Errorf("create disk quota: %w", err)
+	}
+	return nil
+}
+
+// makeBlankLayer makes the blank quota image at blank unless it is there:
+// an ext4 file system of size holding an empty work dir and an empty
+// upper dir owned by host root. It is made under a temporary name and
+// renamed into place, so a crash leaves no half-made blank image; the
+// temporary leftovers of one are removed by the next make.
+func (d *Driver) makeBlankLayer(ctx context.Context, blank string, size guest.Size) error {
+	d.blankMu.Lock()
+	defer d.blankMu.Unlock()
+	if _, err := os.Stat(blank); err == nil || !errors.Is(err, os.ErrNotExist) {
+		return err
+	}
+	parent := filepath.Dir(blank)
+	if err := os.MkdirAll(parent, 0o700); err != nil {
+		return err
+	}
+	if old, _ := filepath.Glob(filepath.Join(parent, ".making-*")); len(old) > 0 {
+		for _, p := range old {
+			os.RemoveAll(p)
+		}
+	}
+	tmp, err := os.MkdirTemp(parent, ".making-")
+	if err != nil {
+		return err
+	}
+	defer os.RemoveAll(tmp)
+	seed := filepath.Join(tmp, "seed")
+	for _, sub := range []string{"work", "upper"} {
+		if err := os.MkdirAll(filepath.Join(seed, sub), 0o711); err != nil {
+			return err
+		}
+	}
+	image := filepath.Join(tmp, "blank.img")
+	if err := loopfs.Make(ctx, image, int64(size), seed); err != nil {
+		return err
+	}
+	return os.Rename(image, blank)
+}
+
 // mountLayer mounts def's quota image, if it has one and it is not
 // mounted yet (a restarted daemon finds a running guest's still mounted).
 func (d *Driver) mountLayer(ctx context.Context, def *guest.Definition) error {
@@ -117,7 +186,30 @@ func (d *Driver) mountLayer(ctx context.Context, def *guest.Definition) error {
 	if err := loopfs.Mount(ctx, filepath.Join(dir, layerImage), target); err != nil {
 		return fmt.Errorf("mount disk quota of %s: %w", def.Name, err)
 	}
+	if err := d.claimUpper(def); err != nil {
+		return fmt.Errorf("mount disk quota of %s: %w", def.Name, err)
+	}
 	return nil
+}
+
+// claimUpper gives the upper dir of a quota image cloned from the blank
+// one the owner and mode of the template's root seen through the guest's
+// id map, as makeLayer does for an image made for the guest. Such an
+// upper dir is the only one host root owns: an overlay guest's root is
+// never host root, so an upper dir the guest has had is left as it is.
+func (d *Driver) claimUpper(def *guest.Definition) error {
+	if _, mapped := def.IDMap(); !mapped {
+		return nil // no user namespace: root may own it rightly
+	}
+	upper := filepath.Join(d.guestDir(def), layerMount, "upper")
+	var st unix.Stat_t
+	if err := unix.Lstat(upper, &st); err != nil {
+		return fmt.Errorf("stat upper dir: %w", err)
+	}
+	if st.Uid != 0 || st.Mode&unix.S_IFMT != unix.S_IFDIR {
+		return nil
+	}
+	return matchOwner(upper, d.templateRootfs(def.Template), fromTemplate(def))
 }
 
 // unmountLayer unmounts def's quota image, which releases its loop device.
@@ -140,6 +232,11 @@ func (d *Driver) withLayer(ctx context.Context, def *guest.Definition, fn func()
 	}
 	if mounted {
 		return fn()
+	}
+	// The guest may have stopped a moment ago: its file system must be
+	// gone before the image is mounted again.
+	if err := loopfs.AwaitRelease(ctx, filepath.Join(d.guestDir(def), layerImage)); err != nil {
+		return fmt.Errorf("disk quota of %s: %w", def.Name, err)
 	}
 	if err := d.mountLayer(ctx, def); err != nil {
 		return err

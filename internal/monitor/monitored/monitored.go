@@ -44,26 +44,66 @@ type Launcher struct {
 // Start runs a monitor with cfg in its own session and waits for its
 // ready line; the status identifies the monitor and the guest's process.
 func (l *Launcher) Start(ctx context.Context, cfg monitor.Config) (guest.Status, error) {
-	readyR, readyW, err := os.Pipe()
+	p, err := l.begin(cfg, false)
 	if err != nil {
 		return guest.Status{}, err
 	}
-	defer readyR.Close()
+	return p.wait(ctx, cfg.ID)
+}
+
+// Pending is a container's monitor started ahead of its guest: it waits
+// for Go while the caller makes the bundle and the root tree.
+type Pending struct {
+	id     string
+	mon    procutil.Identity
+	readyR *os.File
+	startW *os.File
+	done   chan struct{} // closed once the monitor has been reaped
+}
+
+// Begin starts a monitor for the container of cfg, which waits to run it
+// until Go: starting a Go process costs milliseconds that the caller's
+// mounts and bundle then overlap. Exactly one of Go and Cancel must
+// follow. Should the daemon die in between, the monitor reads end-of-file
+// and ends without running anything.
+func (l *Launcher) Begin(cfg monitor.Config) (*Pending, error) {
+	return l.begin(cfg, true)
+}
+
+func (l *Launcher) begin(cfg monitor.Config, gated bool) (*Pending, error) {
+	readyR, readyW, err := os.Pipe()
+	if err != nil {
+		return nil, err
+	}
+	defer readyW.Close()
+	p := &Pending{id: cfg.ID, readyR: readyR, done: make(chan struct{})}
+	files := []*os.File{readyW}
+	if gated {
+		startR, startW, err := os.Pipe()
+		if err != nil {
+			readyR.Close()
+			return nil, err
+		}
+		defer startR.Close()
+		p.startW = startW
+		files = append(files, startR)
+		cfg.StartFd = 3 + len(files) - 1
+	}
 	cmd := exec.Command(l.Monitor, cfg.Args()...)
-	cmd.ExtraFiles = []*os.File{readyW}
+	cmd.ExtraFiles = files
 	// One P from the start keeps the monitor small; set here, it spares the
 	// monitor re-executing itself to get it (see cmd/polyvisor-monitor).
 	cmd.Env = append(os.Environ(), "GOMAXPROCS=1")
 	cmd.SysProcAttr = &syscall.SysProcAttr{Setsid: true}
 	if err := cmd.Start(); err != nil {
-		readyW.Close()
-		return guest.Status{}, fmt.Errorf("start monitor: %w", err)
+		p.close()
+		return nil, fmt.Errorf("start monitor: %w", err)
 	}
-	readyW.Close()
 	mon, idErr := procutil.Identify(cmd.Process.Pid)
 	l.reaped.Add(1)
 	go func() {
 		defer l.reaped.Done()
+		defer close(p.done)
 		// Parked on a pidfd until the monitor exits, then reaped at once:
 		// cmd.Wait alone would block in waitid and hold an OS thread of
 		// the daemon's for each running guest.
@@ -73,12 +113,54 @@ func (l *Launcher) Start(ctx context.Context, cfg monitor.Config) (guest.Status,
 		cmd.Wait()
 	}()
 	if idErr != nil {
-		return guest.Status{}, idErr
+		cmd.Process.Kill()
+		p.close()
+		return nil, idErr
 	}
-	status := guest.Status{MonitorPID: mon.PID, MonitorStart: mon.Start}
-	line, err := readReady(ctx, readyR)
+	p.mon = mon
+	return p, nil
+}
+
+// Go lets the monitor run the container, and waits for its ready line.
+func (p *Pending) Go(ctx context.Context) (guest.Status, error) {
+	// A monitor that has ended already (bad arguments, say) cannot take the
+	// byte, and has said why on its ready pipe, which wait reads.
+	_, _ = p.startW.Write([]byte{'g'})
+	p.startW.Close()
+	p.startW = nil
+	return p.wait(ctx, p.id)
+}
+
+// Cancel ends a monitor that has not been let go, and waits until it has
+// ended, so that nothing of it outlives the caller's cleanup.
+func (p *Pending) Cancel(ctx context.Context) {
+	p.close() // end-of-file on its start pipe ends it
+	select {
+	case <-p.done:
+	case <-ctx.Done():
+		p.mon.Signal(syscall.SIGKILL)
+	case <-time.After(5 * time.Second):
+		p.mon.Signal(syscall.SIGKILL)
+		<-p.done
+	}
+}
+
+// close releases the daemon's ends of the pipes.
+func (p *Pending) close() {
+	if p.startW != nil {
+		p.startW.Close()
+		p.startW = nil
+	}
+	p.readyR.Close()
+}
+
+// wait reads the monitor's ready line and identifies the guest's process.
+func (p *Pending) wait(ctx context.Context, id string) (guest.Status, error) {
+	defer p.close()
+	status := guest.Status{MonitorPID: p.mon.PID, MonitorStart: p.mon.Start}
+	line, err := readReady(ctx, p.readyR)
 	if err != nil {
-		mon.Signal(syscall.SIGKILL)
+		p.mon.Signal(syscall.SIGKILL)
 		return status, err
 	}
 	pid, err := monitor.ParseReady(line)
@@ -87,7 +169,7 @@ func (l *Launcher) Start(ctx context.Context, cfg monitor.Config) (guest.Status,
 	}
 	proc, err := procutil.Identify(pid)
 	if err != nil {
-		return status, fmt.Errorf("the guest's process exited at once: %w (see polyvisor console --log %s)", err, cfg.ID)
+		return status, fmt.Errorf("the guest's process exited at once: %w (see polyvisor console --log %s)", err, id)
 	}
 	status.State = api.StateRunning
 	status.InitPID, status.InitStart = proc.PID, proc.Start
