@@ -21,28 +21,30 @@ import (
 // Stopping: busybox init takes SIGTERM as "reboot" (SIGUSR2 as "poweroff", SIGUSR1 as
 // "halt"): it runs the ::shutdown: actions in order, then sends SIGTERM, sleeps a second,
 // sends SIGKILL to every process (in a pid namespace, only the container's), sleeps again
-// and calls reboot(2); 2 to 3 s in all. The last ::shutdown: action here skips those sleeps:
-// once the actions before it (the guest's own shutdown work: add yours above it) have run,
-// `poweroff -n -f` calls reboot(2) at once. In a child pid namespace reboot(2) ends the
+// and calls reboot(2); 2 to 3 s in all. The last ::shutdown: action here (ShutdownEnd) skips
+// those sleeps: once the actions before it (the guest's own shutdown work: add yours above
+// it) have run, `poweroff -f` calls sync(2) and reboot(2) at once. In a child pid namespace reboot(2) ends the
 // namespace's init (as if by SIGINT for poweroff, SIGHUP for reboot) and the kernel kills
 // every other process in it, so the container is gone a few milliseconds after its last
 // action. That takes CAP_SYS_BOOT, which polyvisor's containers hold (capability.Default);
 // without it, or in a tree built before this line existed, poweroff fails and init carries
 // on with its own 2 to 3 s sequence, then exits by itself (busybox 1.35 exits 0 when
-// reboot(2) fails, instead of sleeping forever). -n skips sync(2), which would flush every
-// file system of the host, not the guest's. TestBusyboxInitStopsOnSIGTERM checks it.
+// reboot(2) fails, instead of sleeping forever). The sync(2) stays, as busybox's own sequence
+// has it: without it (-n), a quota image unmounted right after the stop could still hold
+// an uncommitted journal when the next start checks it (e2fsck), measured here; the
+// container driver also flushes the guest's own tree (syncfs) once its processes ended. TestBusyboxInitStopsOnSIGTERM checks it.
 func inittab(loginShell string) string {
 	return "# Written by polyvisor for busybox init in a container.\n" +
 		guestnet.InittabLine +
 		"console::respawn:-" + loginShell + "\n" +
 		"::ctrlaltdel:/bin/true\n" +
 		"::shutdown:/bin/true\n" +
-		ShutdownLastAction + "\n"
+		ShutdownEnd
 }
 
-// ShutdownLastAction is the inittab line that ends a busybox container's shutdown: it
-// powers the container off as soon as the ::shutdown: actions before it have run.
-const ShutdownLastAction = "::shutdown:/bin/busybox poweroff -n -f"
+// ShutdownEnd is the inittab line that ends a busybox container's shutdown: it powers the
+// container off as soon as the ::shutdown: actions before it have run.
+const ShutdownEnd = "::shutdown:/bin/busybox poweroff -f\n"
 
 // writeInittab writes inittab(loginShell) to /etc/inittab inside root, with the DHCP
 // scripts it starts.

@@ -110,9 +110,9 @@ func TestStopOfAGuestFromAnOlderTemplate(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	older := strings.Replace(string(data), template.ShutdownLastAction+"\n", "", 1)
+	older := strings.Replace(string(data), template.ShutdownEnd, "", 1)
 	if older == string(data) {
-		t.Fatalf("%s has no %q line to remove", file, template.ShutdownLastAction)
+		t.Fatalf("%s has no %q lines to remove", file, template.ShutdownEnd)
 	}
 	if err := os.WriteFile(file, []byte(older), 0); err != nil {
 		t.Fatal(err)
@@ -129,7 +129,7 @@ func TestStopOfAGuestFromAnOlderTemplate(t *testing.T) {
 }
 
 // shutdownTemplate builds busybox as template name, with action (if any)
-// added to its inittab just before the line that powers the guest off, as
+// added to its inittab just before the lines that power the guest off, as
 // a guest's own shutdown work would be; the template is deleted when the
 // test ends.
 func shutdownTemplate(t *testing.T, d *testenv.Daemon, name, action string) string {
@@ -144,7 +144,7 @@ func shutdownTemplate(t *testing.T, d *testenv.Daemon, name, action string) stri
 	if err != nil {
 		t.Fatal(err)
 	}
-	last := template.ShutdownLastAction + "\n"
+	last := template.ShutdownEnd
 	if !strings.HasSuffix(string(data), last) {
 		t.Fatalf("%s does not end with %q:\n%s", file, last, data)
 	}

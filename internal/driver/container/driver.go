@@ -252,7 +252,29 @@ func (d *Driver) Stop(ctx context.Context, def *guest.Definition, timeout time.D
 	if err := init.Wait(hard); err != nil {
 		return fmt.Errorf("stop %s: init %d survived SIGKILL: %w", def.Name, init.PID, err)
 	}
+	d.syncRootfs(def)
 	return d.waitMonitor(ctx, def)
+}
+
+// syncRootfs flushes an overlay guest's tree (its upper layer: the quota
+// image's file system, or the host's directory) now that nothing of the
+// guest writes to it, as busybox's own shutdown did with sync(2) for the
+// whole host: what the guest wrote reaches the disk before its layer is
+// unmounted, even where another mount namespace keeps the layer alive
+// after the unmount. A copied tree lives on the host's file system, which
+// is not the guest's to flush. Failures are logged: the stop has happened.
+func (d *Driver) syncRootfs(def *guest.Definition) {
+	if def.Rootfs != guest.RootfsOverlay {
+		return
+	}
+	fd, err := unix.Open(d.rootfs(def), unix.O_RDONLY|unix.O_DIRECTORY|unix.O_NOFOLLOW|unix.O_CLOEXEC, 0)
+	if err == nil {
+		err = unix.Syncfs(fd)
+		unix.Close(fd)
+	}
+	if err != nil {
+		d.log.Warn("flush the guest's tree after its stop", "guest", def.Name, "err", err)
+	}
 }
 
 // killWait bounds how long a killed init may take to end: only a kernel
