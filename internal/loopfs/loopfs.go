@@ -16,6 +16,8 @@ import (
 	"os"
 	"path/filepath"
 	"strconv"
+	"strings"
+	"time"
 
 	"golang.org/x/sys/unix"
 
@@ -223,6 +225,9 @@ func Fit(ctx context.Context, image string) error {
 	if int64(sb.Bytes()) >= st.Size {
 		return nil
 	}
+	if err := waitDetached(ctx, image); err != nil {
+		return fmt.Errorf("fit %s: %w", filepath.Base(image), err)
+	}
 	if err := runcmd.Run(ctx, runcmd.Cmd{Name: "e2fsck", Args: []string{"-f", "-p", image}}); err != nil {
 		return fmt.Errorf("fit %s: %w", filepath.Base(image), err)
 	}
@@ -230,4 +235,42 @@ func Fit(ctx context.Context, image string) error {
 		return fmt.Errorf("fit %s: %w", filepath.Base(image), err)
 	}
 	return nil
+}
+
+// detachWait bounds how long Fit waits for an unmounted image's loop
+// device to go.
+const detachWait = 10 * time.Second
+
+// waitDetached waits until no loop device is backed by image. An unmount
+// returns before the kernel has let go of the file system when another
+// mount namespace still holds a copy of the mount (a container's, being
+// torn down right after its stop): checking the image then would race
+// with the file system's own last writes.
+func waitDetached(ctx context.Context, image string) error {
+	abs, err := filepath.Abs(image)
+	if err != nil {
+		return err
+	}
+	deadline := time.Now().Add(detachWait)
+	for {
+		dev := loopOf(abs)
+		if dev == "" {
+			return nil
+		}
+		if time.Now().After(deadline) || ctx.Err() != nil {
+			return fmt.Errorf("still attached to %s %s after its unmount: something still holds its file system; try again", dev, detachWait)
+		}
+		time.Sleep(20 * time.Millisecond)
+	}
+}
+
+// loopOf names a loop device backed by image, or "" when there is none.
+func loopOf(image string) string {
+	files, _ := filepath.Glob("/sys/block/loop*/loop/backing_file")
+	for _, f := range files {
+		if data, err := os.ReadFile(f); err == nil && strings.TrimSpace(string(data)) == image {
+			return filepath.Base(filepath.Dir(filepath.Dir(f)))
+		}
+	}
+	return ""
 }

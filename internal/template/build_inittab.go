@@ -44,7 +44,7 @@ func inittab(loginShell string) string {
 
 // ShutdownEnd is the inittab line that ends a busybox container's shutdown: it powers the
 // container off as soon as the ::shutdown: actions before it have run.
-const ShutdownEnd = "::shutdown:/bin/busybox poweroff -f\n"
+const ShutdownEnd = "::shutdown:/bin/busybox poweroff -n -f\n"
 
 // writeInittab writes inittab(loginShell) to /etc/inittab inside root, with the DHCP
 // scripts it starts.
