@@ -27,13 +27,18 @@ const SysAdmin = "CAP_SYS_ADMIN"
 // Default, in capability-number order, is what an unprivileged container's root gets: Docker's default
 // fourteen, plus CAP_NET_ADMIN, which the guest's own DHCP client needs to
 // put its address and routes on eth0 (the address is leased, not set from
-// outside). No CAP_SYS_ADMIN: no mounts, no new namespaces, no unmounting
+// outside), and CAP_SYS_BOOT, which lets the guest power itself off at the
+// end of its shutdown (reboot(2) in a child pid namespace ends that
+// namespace's init and nothing else; kexec needs the capability in the
+// host's namespace, and moby's seccomp profile denies it anyway), as LXC
+// keeps it. No CAP_SYS_ADMIN: no mounts, no new namespaces, no unmounting
 // of the masked paths. They are namespaced: they grant nothing on the host.
 func Default() []string {
 	return []string{
 		"CAP_CHOWN", "CAP_DAC_OVERRIDE", "CAP_FOWNER", "CAP_FSETID", "CAP_KILL",
 		"CAP_SETGID", "CAP_SETUID", "CAP_SETPCAP", "CAP_NET_BIND_SERVICE",
-		"CAP_NET_ADMIN", "CAP_NET_RAW", "CAP_SYS_CHROOT", "CAP_MKNOD", "CAP_AUDIT_WRITE",
+		"CAP_NET_ADMIN", "CAP_NET_RAW", "CAP_SYS_CHROOT", "CAP_SYS_BOOT", "CAP_MKNOD",
+		"CAP_AUDIT_WRITE",
 		"CAP_SETFCAP",
 	}
 }

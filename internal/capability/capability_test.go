@@ -15,7 +15,7 @@ func TestParse(t *testing.T) {
 		{"CAP_KILL, net_raw", []string{"CAP_KILL", "CAP_NET_RAW"}},
 		{"default,cap_sys_ptrace,-NET_RAW,-CAP_NET_ADMIN", []string{
 			"CAP_CHOWN", "CAP_DAC_OVERRIDE", "CAP_FOWNER", "CAP_FSETID", "CAP_KILL", "CAP_SETGID", "CAP_SETUID",
-			"CAP_SETPCAP", "CAP_NET_BIND_SERVICE", "CAP_SYS_CHROOT", "CAP_SYS_PTRACE", "CAP_MKNOD",
+			"CAP_SETPCAP", "CAP_NET_BIND_SERVICE", "CAP_SYS_CHROOT", "CAP_SYS_PTRACE", "CAP_SYS_BOOT", "CAP_MKNOD",
 			"CAP_AUDIT_WRITE", "CAP_SETFCAP",
 		}},
 		{"", nil},

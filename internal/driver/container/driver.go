@@ -13,8 +13,12 @@ import (
 	"log/slog"
 	"os"
 	"path/filepath"
+	"strconv"
+	"strings"
 	"sync"
 	"time"
+
+	"golang.org/x/sys/unix"
 
 	"github.com/polyvisor/polyvisor/internal/cgroup"
 	"github.com/polyvisor/polyvisor/internal/fsutil"
@@ -243,36 +247,100 @@ func writeBundle(dir string, spec any) error {
 	return nil
 }
 
-// Stop implements driver.Driver: SIGTERM to init (busybox init and systemd
-// both shut down on it), SIGKILL after timeout, then wait for the monitor to
-// record the exit.
+// Stop implements driver.Driver. A timeout above zero is a polite stop:
+// init is asked to power off the way it understands (stopSignal), and the
+// guest's own shutdown work runs; the templates' inittab ends that work by
+// powering the container off itself (reboot(2) in its pid namespace), which
+// ends init at once. Whatever init does, everything of the guest is killed
+// as soon as init is gone, or when timeout passes with init still there. A
+// timeout of zero (--force) asks nothing: the guest's cgroup is frozen and
+// every process in it killed.
+//
+// The guest can only hasten its end: the wait is bounded by timeout, and
+// the kill touches this guest's init and cgroup alone.
 func (d *Driver) Stop(ctx context.Context, def *guest.Definition, timeout time.Duration) error {
 	init := initIdentity(def)
 	if !init.Alive() {
-		return nil
+		return d.killRest(ctx, def)
 	}
-	if err := init.Signal(sigTERM); err != nil {
-		return fmt.Errorf("stop %s: %w", def.Name, err)
+	if timeout > 0 {
+		sig := stopSignal(init.PID)
+		if err := init.Signal(sig); err != nil {
+			return fmt.Errorf("stop %s: %w", def.Name, err)
+		}
+		polite, cancel := context.WithTimeout(ctx, timeout)
+		err := init.Wait(polite)
+		cancel()
+		if ctx.Err() != nil {
+			return fmt.Errorf("stop %s: %w", def.Name, ctx.Err())
+		}
+		if err != nil {
+			d.log.Info("guest did not power off in time; killing it", "guest", def.Name, "signal", unix.SignalName(sig), "timeout", timeout)
+		}
 	}
-	polite, cancel := context.WithTimeout(ctx, timeout)
-	err := init.Wait(polite)
-	cancel()
-	if err == nil {
-		return d.waitMonitor(ctx, def)
+	if err := d.killRest(ctx, def); err != nil {
+		return err
 	}
-	if ctx.Err() != nil {
-		return fmt.Errorf("stop %s: %w", def.Name, ctx.Err())
-	}
-	d.log.Info("guest ignored SIGTERM; killing it", "guest", def.Name, "timeout", timeout)
+	// The cgroup held init: it was killed with the rest. Signalled again
+	// for a guest whose cgroup could not be found or frozen.
 	if err := init.Signal(sigKILL); err != nil {
 		return fmt.Errorf("stop %s: %w", def.Name, err)
 	}
-	hard, cancel := context.WithTimeout(ctx, 10*time.Second)
+	hard, cancel := context.WithTimeout(ctx, killWait)
 	defer cancel()
 	if err := init.Wait(hard); err != nil {
 		return fmt.Errorf("stop %s: init %d survived SIGKILL: %w", def.Name, init.PID, err)
 	}
+	d.syncRootfs(def)
 	return d.waitMonitor(ctx, def)
+}
+
+// syncRootfs flushes an overlay guest's tree (its upper layer: the quota
+// image's file system, or the host's directory) now that nothing of the
+// guest writes to it, as busybox's own shutdown did with sync(2) for the
+// whole host: what the guest wrote reaches the disk before its layer is
+// unmounted, even where another mount namespace keeps the layer alive
+// after the unmount. A copied tree lives on the host's file system, which
+// is not the guest's to flush. Failures are logged: the stop has happened.
+func (d *Driver) syncRootfs(def *guest.Definition) {
+	if def.Rootfs != guest.RootfsOverlay {
+		return
+	}
+	fd, err := unix.Open(d.rootfs(def), unix.O_RDONLY|unix.O_DIRECTORY|unix.O_NOFOLLOW|unix.O_CLOEXEC, 0)
+	if err == nil {
+		err = unix.Syncfs(fd)
+		unix.Close(fd)
+	}
+	if err != nil {
+		d.log.Warn("flush the guest's tree after its stop", "guest", def.Name, "err", err)
+	}
+}
+
+// killWait bounds how long a killed init may take to end: only a kernel
+// that cannot end it (a process stuck in uninterruptible I/O) takes long.
+const killWait = 10 * time.Second
+
+// killRest kills whatever still runs in the guest's cgroup. With init
+// gone, the kernel has already ended the rest of its pid namespace; this
+// catches anything of the cgroup outside it.
+func (d *Driver) killRest(ctx context.Context, def *guest.Definition) error {
+	if err := cgroup.Kill(ctx, d.cgroupPath(def)); err != nil {
+		return fmt.Errorf("stop %s: %w", def.Name, err)
+	}
+	return nil
+}
+
+// stopSignal is the signal that asks pid's init to power off: SIGRTMIN+4
+// for systemd (SIGTERM makes it re-execute itself), SIGTERM for anything
+// else: busybox init runs its ::shutdown: actions on it, and it is the OCI
+// convention for an application run as init. The name comes from the
+// guest, which can only pick its own signal with it.
+func stopSignal(pid int) unix.Signal {
+	comm, err := os.ReadFile("/proc/" + strconv.Itoa(pid) + "/comm")
+	if err == nil && strings.TrimSpace(string(comm)) == "systemd" {
+		return sigPowerOffSystemd
+	}
+	return sigTERM
 }
 
 // waitMonitor gives the monitor a moment to write exit.json and delete the

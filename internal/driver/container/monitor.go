@@ -18,6 +18,10 @@ import (
 const (
 	sigTERM = unix.SIGTERM
 	sigKILL = unix.SIGKILL
+	// sigPowerOffSystemd is systemd's "power off": SIGRTMIN+4, as glibc
+	// numbers real-time signals (its SIGRTMIN is 34; the kernel's 32 and
+	// 33 are the threading library's).
+	sigPowerOffSystemd = unix.Signal(34 + 4)
 )
 
 // initIdentity is the container's init, as the monitor reported it.
