@@ -12,9 +12,6 @@ import (
 // stack per thread, measured at about 420 KiB more PSS per idle monitor.
 // Nothing the monitor imports may pull them in again.
 func TestMonitorLinksNeitherNetNorCgo(t *testing.T) {
-	if _, err := exec.LookPath("go"); err != nil {
-		t.Skip("no go tool to list the monitor's dependencies:", err)
-	}
 	out, err := exec.Command("go", "list", "-deps", ".").CombinedOutput()
 	if err != nil {
 		t.Fatalf("go list -deps: %v\n%s", err, out)

@@ -10,15 +10,14 @@ import (
 	"path/filepath"
 	"testing"
 
+	"github.com/polyvisor/polyvisor/internal/hostreq"
 	"github.com/polyvisor/polyvisor/internal/template"
 )
 
 // requireQemuImg skips t where qemu-img is missing.
 func requireQemuImg(t *testing.T) {
 	t.Helper()
-	if _, err := exec.LookPath("qemu-img"); err != nil {
-		t.Skip("qemu-img is not installed (make deps installs it)")
-	}
+	hostreq.Need(t, "qemu-img")
 }
 
 // vmdkOf writes a small raw disk with some content and converts it to a

@@ -4,11 +4,11 @@ import (
 	"bytes"
 	"context"
 	"os"
-	"os/exec"
 	"path/filepath"
 	"testing"
 
 	"github.com/polyvisor/polyvisor/internal/diskimage"
+	"github.com/polyvisor/polyvisor/internal/hostreq"
 )
 
 // TestCloneBaseCopiesWhatQemuImgMakes checks that a guest's root disk copied
@@ -16,9 +16,7 @@ import (
 // with the size qemu-img info reads, and that a kept overlay made for a
 // base elsewhere is not used.
 func TestCloneBaseCopiesWhatQemuImgMakes(t *testing.T) {
-	if _, err := exec.LookPath("qemu-img"); err != nil {
-		t.Skip("qemu-img is not installed (make deps installs it)")
-	}
+	hostreq.Need(t, "qemu-img")
 	ctx := context.Background()
 	tdir, gdir := t.TempDir(), t.TempDir()
 	base := filepath.Join(tdir, "base.qcow2")
