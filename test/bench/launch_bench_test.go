@@ -84,19 +84,13 @@ func BenchmarkLaunch(b *testing.B) {
 	for i := range b.N {
 		memo.seq++
 		name := fmt.Sprintf("launch-%03d", memo.seq)
-		// The raw run needs the spec of a polyvisor guest to copy.
-		if i%2 == 0 || memo.spec == nil {
-			launchPolyvisor(name)
-			launchRaw(name)
-		} else {
-			launchRaw(name)
-			launchPolyvisor(name)
+		turn := i
+		if memo.spec == nil {
+			turn = 0 // the raw run needs the spec of a polyvisor guest to copy
 		}
+		inTurns(turn, func() { launchPolyvisor(name) }, func() { launchRaw(name) })
 	}
-	ratio := pv.median() / raw.median()
-	b.ReportMetric(pv.median(), "polyvisor-ms/op")
-	b.ReportMetric(raw.median(), "runc-ms/op")
-	b.ReportMetric(ratio, "ratio")
+	ratio := reportRatio(b, pv, "polyvisor-ms/op", raw, "runc-ms/op")
 	b.Logf("n=%d polyvisor ms: min %.1f p50 %.1f p90 %.1f max %.1f; runc ms: min %.1f p50 %.1f p90 %.1f max %.1f; ratio %.2f (target <= 1.1)",
 		len(pv), pv.percentile(0), pv.median(), pv.percentile(90), pv.percentile(100),
 		raw.percentile(0), raw.median(), raw.percentile(90), raw.percentile(100), ratio)
@@ -241,18 +235,9 @@ func BenchmarkLaunchCLIvsLXC(b *testing.B) {
 	for i := range b.N {
 		memo.seq++
 		name := fmt.Sprintf("cli-%03d", memo.seq)
-		if i%2 == 0 {
-			runPV(name)
-			runLXC(name)
-		} else {
-			runLXC(name)
-			runPV(name)
-		}
+		inTurns(i, func() { runPV(name) }, func() { runLXC(name) })
 	}
-	ratio := pv.median() / lxc.median()
-	b.ReportMetric(pv.median(), "polyvisor-ms/op")
-	b.ReportMetric(lxc.median(), "lxc-ms/op")
-	b.ReportMetric(ratio, "ratio")
+	ratio := reportRatio(b, pv, "polyvisor-ms/op", lxc, "lxc-ms/op")
 	b.Logf("n=%d polyvisor CLI ms: min %.1f p50 %.1f p90 %.1f max %.1f; LXC create+start ms: min %.1f p50 %.1f p90 %.1f max %.1f; ratio %.2f (target <= 1.0)",
 		len(pv), pv.percentile(0), pv.median(), pv.percentile(90), pv.percentile(100),
 		lxc.percentile(0), lxc.median(), lxc.percentile(90), lxc.percentile(100), ratio)
@@ -317,18 +302,9 @@ func BenchmarkLaunchParallel100(b *testing.B) {
 	for i := range b.N {
 		memo.seq++
 		names := guestNames(fmt.Sprintf("par%d", memo.seq), parallelGuests)
-		if i%2 == 0 {
-			runPV(names)
-			runLXC(names)
-		} else {
-			runLXC(names)
-			runPV(names)
-		}
+		inTurns(i, func() { runPV(names) }, func() { runLXC(names) })
 	}
-	ratio := pv.median() / lxc.median()
-	b.ReportMetric(pv.median(), "polyvisor-ms/op")
-	b.ReportMetric(lxc.median(), "lxc-ms/op")
-	b.ReportMetric(ratio, "ratio")
+	ratio := reportRatio(b, pv, "polyvisor-ms/op", lxc, "lxc-ms/op")
 	b.Logf("n=%d rounds of %d launches by %d clients: polyvisor s: %s; LXC s: %s; ratio of medians %.2f (target <= 1.0)",
 		len(pv), parallelGuests, parallelClients, secondsOf(pv), secondsOf(lxc), ratio)
 }

@@ -3,6 +3,7 @@ package bench
 import (
 	"math"
 	"slices"
+	"testing"
 	"time"
 )
 
@@ -29,3 +30,25 @@ func (s samples) percentile(p float64) float64 {
 func (s samples) median() float64 { return s.percentile(50) }
 
 func ms(d time.Duration) float64 { return float64(d) / float64(time.Millisecond) }
+
+// inTurns runs ours and the peer's round, ours first on even rounds, so
+// that neither always runs on the caches the other warmed.
+func inTurns(round int, ours, peer func()) {
+	if round%2 == 0 {
+		ours()
+		peer()
+		return
+	}
+	peer()
+	ours()
+}
+
+// reportRatio reports the medians of ours and the peer's samples under
+// their units and ours ÷ the peer's as "ratio", which it returns.
+func reportRatio(b *testing.B, ours samples, oursUnit string, peer samples, peerUnit string) float64 {
+	ratio := ours.median() / peer.median()
+	b.ReportMetric(ours.median(), oursUnit)
+	b.ReportMetric(peer.median(), peerUnit)
+	b.ReportMetric(ratio, "ratio")
+	return ratio
+}
