@@ -2,7 +2,9 @@ package container
 
 import (
 	"context"
+	"errors"
 	"io"
+	"io/fs"
 	"log/slog"
 	"os"
 	"path/filepath"
@@ -142,7 +144,7 @@ func TestAFailedBlankImageLeavesNothing(t *testing.T) {
 	if err == nil || !strings.Contains(err.Error(), "create disk quota") {
 		t.Fatalf("create without a cache dir: got %v, want an error about the disk quota", err)
 	}
-	if _, serr := os.Stat(filepath.Join(dir, layerImage)); !os.IsNotExist(serr) {
+	if _, serr := os.Stat(filepath.Join(dir, layerImage)); !errors.Is(serr, fs.ErrNotExist) {
 		t.Errorf("the failed create left %s: %v", layerImage, serr)
 	}
 }
