@@ -122,12 +122,12 @@ func TestImportDiskCancelledLeavesNothing(t *testing.T) {
 // TestFileSHA256RefusesWhatIsNoLongerARegularFile: a path swapped for a
 // device after the checks is not read.
 func TestFileSHA256RefusesWhatIsNoLongerARegularFile(t *testing.T) {
-	if _, err := fileSHA256(context.Background(), "/dev/zero"); err == nil {
+	if _, err := template.FileSHA256(context.Background(), "/dev/zero"); err == nil {
 		t.Error("hashed /dev/zero")
 	}
 	path := filepath.Join(t.TempDir(), "f")
 	os.WriteFile(path, []byte("abc"), 0o644)
-	if got, err := fileSHA256(context.Background(), path); err != nil || got != "ba7816bf8f01cfea414140de5dae2223b00361a396177a9cb410ff61f20015ad" {
+	if got, err := template.FileSHA256(context.Background(), path); err != nil || got != "ba7816bf8f01cfea414140de5dae2223b00361a396177a9cb410ff61f20015ad" {
 		t.Errorf("sha256 of abc: %s, %v", got, err)
 	}
 }

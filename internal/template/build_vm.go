@@ -37,12 +37,12 @@ func (s Store) finishVM(ctx context.Context, req Resolved, staging string, t *ap
 		Machine: boot.Machine, Console: boot.Console, QEMU: boot.QEMU, KernelVersion: boot.KernelVersion, Firmware: boot.Firmware, MinMemory: boot.MinMemory,
 	}
 	progress("computing digest", 0, 0)
-	return DescribeVMFiles(staging, t)
+	return describeVMFiles(ctx, staging, t)
 }
 
-// DescribeVMFiles records the digest and size of the files t.Boot names
+// describeVMFiles records the digest and size of the files t.Boot names
 // in dir.
-func DescribeVMFiles(dir string, t *api.Template) error {
+func describeVMFiles(ctx context.Context, dir string, t *api.Template) error {
 	boot := t.Boot
 	sum := sha256.New()
 	t.Size = 0
@@ -51,7 +51,7 @@ func DescribeVMFiles(dir string, t *api.Template) error {
 			continue // booted by firmware: the kernel and initrd are inside the disk
 		}
 		path := filepath.Join(dir, name)
-		fileSum, err := fileSHA256(path)
+		fileSum, err := FileSHA256(ctx, path)
 		if err != nil {
 			return err
 		}

@@ -8,9 +8,11 @@ import (
 	"io"
 	"io/fs"
 	"os"
+	"path/filepath"
 	"syscall"
 
 	"github.com/polyvisor/polyvisor/internal/fsutil"
+	"github.com/polyvisor/polyvisor/pkg/api"
 )
 
 // Digest returns "sha256:<hex>" over the tree: sorted relative paths, type, mode, uid, gid, size, symlink target, file contents. Deterministic, ignores mtimes and atimes.
@@ -25,7 +27,7 @@ func Digest(ctx context.Context, rootfs string) (string, error) {
 	tree := sha256.New()
 	contents := make(map[[2]uint64]string) // sha256 by device and inode: hardlinks are read once
 	err := fsutil.WalkOneFS(ctx, rootfs, func(e fsutil.Entry) error {
-		line, err := digestLine(e.Path, e.Rel, e.Info, e.Stat, contents)
+		line, err := digestLine(ctx, e.Path, e.Rel, e.Info, e.Stat, contents)
 		if err != nil {
 			return err
 		}
@@ -39,7 +41,7 @@ func Digest(ctx context.Context, rootfs string) (string, error) {
 }
 
 // digestLine describes one entry of the tree for Digest.
-func digestLine(path, rel string, info fs.FileInfo, stat *syscall.Stat_t, contents map[[2]uint64]string) (string, error) {
+func digestLine(ctx context.Context, path, rel string, info fs.FileInfo, stat *syscall.Stat_t, contents map[[2]uint64]string) (string, error) {
 	mode := info.Mode()
 	common := fmt.Sprintf("%q %c %04o %d %d", rel, typeLetter(mode), stat.Mode&0o7777, stat.Uid, stat.Gid)
 	switch {
@@ -48,7 +50,7 @@ func digestLine(path, rel string, info fs.FileInfo, stat *syscall.Stat_t, conten
 		sum, ok := contents[id]
 		if !ok {
 			var err error
-			if sum, err = fileSHA256(path); err != nil {
+			if sum, err = FileSHA256(ctx, path); err != nil {
 				return "", err
 			}
 			contents[id] = sum
@@ -87,15 +89,37 @@ func typeLetter(mode fs.FileMode) byte {
 	return '?'
 }
 
-func fileSHA256(path string) (string, error) {
+// FileSHA256 is the hex SHA-256 of the file at path, stopping when ctx
+// ends. What is opened must still be a regular file, and is read to the
+// size it had when opened: a path swapped meanwhile for a device or a pipe
+// would otherwise be read forever.
+func FileSHA256(ctx context.Context, path string) (string, error) {
 	f, err := os.Open(path)
 	if err != nil {
 		return "", err
 	}
 	defer f.Close()
-	h := sha256.New()
-	if _, err := io.Copy(h, f); err != nil {
-		return "", fmt.Errorf("read %s: %w", path, err)
+	info, err := f.Stat()
+	if err != nil {
+		return "", err
 	}
-	return hex.EncodeToString(h.Sum(nil)), nil
+	if !info.Mode().IsRegular() {
+		return "", fmt.Errorf("%w: %s is no longer a regular file", api.ErrInvalid, filepath.Base(path))
+	}
+	h := sha256.New()
+	r := io.LimitReader(f, info.Size())
+	buf := make([]byte, 1<<20)
+	for {
+		if err := ctx.Err(); err != nil {
+			return "", fmt.Errorf("hash %s: %w", filepath.Base(path), err)
+		}
+		n, err := r.Read(buf)
+		h.Write(buf[:n])
+		if err == io.EOF {
+			return hex.EncodeToString(h.Sum(nil)), nil
+		}
+		if err != nil {
+			return "", fmt.Errorf("hash %s: %w", filepath.Base(path), err)
+		}
+	}
 }
