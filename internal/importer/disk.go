@@ -38,12 +38,10 @@ func bootOf(m vmdef.Machine) *api.TemplateBoot {
 	}
 }
 
-// checkDisk makes sure qemu-img will read nothing but the image itself,
-// and returns the files it will read: the image, and a text VMDK
-// descriptor's extents beside it.
-func checkDisk(ctx context.Context, src diskSource) ([]string, error) {
-	qemuFormat := src.Format.QEMUFormat()
-	if qemuFormat == "" {
+// diskFiles returns the files qemu-img will read of src: the image, and a
+// text VMDK descriptor's extents, each a regular file beside it.
+func diskFiles(src diskSource) ([]string, error) {
+	if src.Format.QEMUFormat() == "" {
 		return nil, fmt.Errorf("%w: %s is %s, not a disk image", api.ErrInvalid, filepath.Base(src.Path), src.Format)
 	}
 	files := []string{src.Path}
@@ -65,11 +63,17 @@ func checkDisk(ctx context.Context, src diskSource) ([]string, error) {
 			files = append(files, path)
 		}
 	}
-	info, err := diskimage.Inspect(ctx, src.Path, qemuFormat)
+	return files, nil
+}
+
+// checkSelfContained makes sure, by qemu-img's own reading of src, that
+// qemu-img will read nothing but the image itself and its extents.
+func checkSelfContained(ctx context.Context, src diskSource) error {
+	info, err := diskimage.Inspect(ctx, src.Path, src.Format.QEMUFormat())
 	if err != nil {
-		return nil, err
+		return err
 	}
-	return files, diskimage.CheckSelfContained(src.Path, info)
+	return diskimage.CheckSelfContained(src.Path, info)
 }
 
 // importDisk converts a disk image into a VM template's qcow2 base; m
@@ -79,8 +83,25 @@ func (im Importer) importDisk(ctx context.Context, req Request, src diskSource, 
 	if err != nil {
 		return nil, err
 	}
-	files, err := checkDisk(ctx, src)
+	files, err := diskFiles(src)
 	if err != nil {
+		return nil, fmt.Errorf("import %s: %w", req.Path, err)
+	}
+	// The template's digest is of the files imported, read while qemu-img
+	// inspects and then converts them (from the page cache, on the other
+	// core): hashing the new base afterwards read a GiB more. The hash
+	// reads only the files above, regular files the user handed over, so
+	// it need not wait for qemu-img's verdict on what else the image names.
+	hashCtx, stopHash := context.WithCancel(ctx)
+	digest := make(chan digestResult, 1)
+	go func() { digest <- filesDigest(hashCtx, files) }()
+	defer func() {
+		stopHash()
+		if digest != nil { // nil once the conversion received it
+			<-digest
+		}
+	}()
+	if err := checkSelfContained(ctx, src); err != nil {
 		return nil, fmt.Errorf("import %s: %w", req.Path, err)
 	}
 	t := &api.Template{
@@ -92,22 +113,14 @@ func (im Importer) importDisk(ctx context.Context, req Request, src diskSource, 
 		phase := "converting " + filepath.Base(src.Path) + " to qcow2"
 		progress(phase, 0, 10000)
 		disk := filepath.Join(staging, diskFile)
-		// The template's digest is of the files imported, read while
-		// qemu-img reads them (from the page cache, on the other core):
-		// hashing the new base after the conversion read a GiB more.
-		hashCtx, stopHash := context.WithCancel(ctx)
-		defer stopHash()
-		digest := make(chan digestResult, 1)
-		go func() { digest <- filesDigest(hashCtx, files) }()
 		err := diskimage.Convert(ctx, src.Path, src.Format.QEMUFormat(), disk, "qcow2", nil, func(done, total int64) {
 			progress(phase, done, total)
 		})
 		if err != nil {
-			stopHash()
-			<-digest
 			return err
 		}
 		sum := <-digest
+		digest = nil
 		if sum.err != nil {
 			return sum.err
 		}

@@ -4,14 +4,17 @@ import (
 	"context"
 	"crypto/sha256"
 	"encoding/hex"
+	"errors"
 	"fmt"
 	"os"
 	"os/exec"
 	"path/filepath"
+	"runtime"
 	"testing"
 
 	"github.com/polyvisor/polyvisor/internal/hostreq"
 	"github.com/polyvisor/polyvisor/internal/template"
+	"github.com/polyvisor/polyvisor/pkg/api"
 )
 
 // requireQemuImg skips t where qemu-img is missing.
@@ -129,5 +132,43 @@ func TestFileSHA256RefusesWhatIsNoLongerARegularFile(t *testing.T) {
 	os.WriteFile(path, []byte("abc"), 0o644)
 	if got, err := template.FileSHA256(context.Background(), path); err != nil || got != "ba7816bf8f01cfea414140de5dae2223b00361a396177a9cb410ff61f20015ad" {
 		t.Errorf("sha256 of abc: %s, %v", got, err)
+	}
+}
+
+// TestImportDiskRefusedLeavesNothingRunning: the digest starts before
+// qemu-img's checks; an image they refuse, or a name already taken, ends
+// the import with its error, no template, no staging dir, and no hash
+// still reading.
+func TestImportDiskRefusedLeavesNothingRunning(t *testing.T) {
+	requireQemuImg(t)
+	dir := t.TempDir()
+	vmdk := vmdkOf(t, dir, "monolithicSparse")
+	backed := filepath.Join(dir, "backed.qcow2")
+	if out, err := exec.Command("qemu-img", "create", "-q", "-f", "qcow2", "-F", "vmdk", "-b", vmdk, backed).CombinedOutput(); err != nil {
+		t.Fatalf("qemu-img: %v %s", err, out)
+	}
+	store := template.Store{Dir: t.TempDir()}
+	if _, err := (Importer{Templates: store}).Import(context.Background(), Request{Path: vmdk, Name: "taken"}, nil); err != nil {
+		t.Fatal(err)
+	}
+	before := runtime.NumGoroutine()
+	for _, c := range []struct {
+		req  Request
+		want error
+	}{
+		{Request{Path: backed, Name: "backed"}, api.ErrInvalid},
+		{Request{Path: vmdk, Name: "taken"}, api.ErrExists},
+	} {
+		_, err := Importer{Templates: store}.Import(context.Background(), c.req, nil)
+		if !errors.Is(err, c.want) {
+			t.Errorf("import %s as %s: %v, want %v", filepath.Base(c.req.Path), c.req.Name, err, c.want)
+		}
+	}
+	if left, _ := os.ReadDir(store.Dir); len(left) != 1 || left[0].Name() != template.Key("taken", template.TypeVM, importedArch) {
+		t.Errorf("refused imports left %v", left)
+	}
+	if n := runtime.NumGoroutine(); n > before {
+		buf := make([]byte, 1<<16)
+		t.Errorf("%d goroutines after the refused imports, %d before:\n%s", n, before, buf[:runtime.Stack(buf, true)])
 	}
 }
