@@ -144,3 +144,24 @@ func writeTestImage(t *testing.T, qemuImg, path string) {
 		t.Fatalf("%v %s", err, out)
 	}
 }
+
+// TestConvertFollowsTheSourcesBackingChain converts a guest's overlay, as
+// an export does: what its backing file holds is in the result.
+func TestConvertFollowsTheSourcesBackingChain(t *testing.T) {
+	real, err := exec.LookPath("qemu-img")
+	if err != nil {
+		t.Skip("qemu-img is not installed")
+	}
+	dir := t.TempDir()
+	base, overlay, dst := filepath.Join(dir, "base.qcow2"), filepath.Join(dir, "root.qcow2"), filepath.Join(dir, "out.vmdk")
+	writeTestImage(t, real, base)
+	if out, err := exec.Command(real, "create", "-q", "-f", "qcow2", "-F", "qcow2", "-b", base, overlay).CombinedOutput(); err != nil {
+		t.Fatalf("%v %s", err, out)
+	}
+	if err := Convert(context.Background(), overlay, "qcow2", dst, "vmdk", []string{"-o", "subformat=streamOptimized"}, nil); err != nil {
+		t.Fatal(err)
+	}
+	if out, err := exec.Command(real, "compare", "-q", base, dst).CombinedOutput(); err != nil {
+		t.Errorf("the export lacks its base's content: %v %s", err, out)
+	}
+}
