@@ -12,7 +12,10 @@ all: build
 AGENT_ARCHES := amd64 arm64 riscv64
 
 build:
-	$(GO) build -o $(BIN)/ ./cmd/polyvisor ./cmd/polyvisor-monitor
+	$(GO) build -o $(BIN)/ ./cmd/polyvisord ./cmd/polyvisor-monitor
+	# The CLI starts for every command: static (no dynamic loader) and
+	# stripped, it starts faster.
+	CGO_ENABLED=0 $(GO) build -trimpath -ldflags=-s -o $(BIN)/polyvisor ./cmd/polyvisor
 	for a in $(AGENT_ARCHES); do CGO_ENABLED=0 GOARCH=$$a $(GO) build -trimpath -ldflags=-s -o $(BIN)/polyvisor-agent-$$a ./cmd/polyvisor-agent || exit 1; \
 		CGO_ENABLED=0 GOARCH=$$a $(GO) build -trimpath -ldflags=-s -o $(BIN)/polyvisor-probe-$$a ./cmd/polyvisor-probe || exit 1; done
 

@@ -88,24 +88,28 @@ func (a *app) listCmd() *cobra.Command {
 			if err := checkFormat(format, formats...); err != nil {
 				return err
 			}
-			if format == "yaml" {
+			switch format {
+			case "yaml":
 				guests, err := a.client().Guests(cmd.Context())
 				if err != nil {
 					return err
 				}
 				return printStructured(a.stdout, format, guests)
+			case "json":
+				// The daemon's JSON as it came: decoding 1,000 guests
+				// whole and encoding them again would take longer than
+				// the daemon takes to answer.
+				raw, err := a.client().GuestsJSON(cmd.Context())
+				if err != nil {
+					return err
+				}
+				return printIndented(a.stdout, raw)
 			}
-			// json and table take the daemon's JSON as it came: decoding
-			// 1,000 guests whole and encoding them again would take
-			// longer than the daemon takes to answer.
-			raw, err := a.client().GuestsJSON(cmd.Context())
+			rows, err := a.client().GuestSummaries(cmd.Context())
 			if err != nil {
 				return err
 			}
-			if format == "json" {
-				return printIndented(a.stdout, raw)
-			}
-			return printGuestTable(a.stdout, raw)
+			return printGuestTable(a.stdout, rows)
 		},
 	}
 	cmd.Flags().StringVar(&format, "format", "table", "output: table, json or yaml")
@@ -239,15 +243,13 @@ func rangeArgs(least, most int, usage string) cobra.PositionalArgs {
 
 // diskColumn is list's DISK: USED/SIZE of a container's disk quota, the
 // size of a VM's root disk, "-" for a guest whose files are unbounded.
-func diskColumn(disks []api.Disk) string {
-	for _, d := range disks {
-		if d.Name != "root" || d.Size == 0 {
-			continue
-		}
-		if d.Kind == guest.DiskOverlayImage {
-			return humanBytes(d.Used) + "/" + humanBytes(d.Size)
-		}
+func diskColumn(d *api.DiskSummary) string {
+	switch {
+	case d == nil:
+		return "-"
+	case d.Kind == guest.DiskOverlayImage:
+		return humanBytes(d.Used) + "/" + humanBytes(d.Size)
+	default:
 		return humanBytes(d.Size)
 	}
-	return "-"
 }

@@ -64,14 +64,22 @@ func TestListJSONAsPrintedBefore(t *testing.T) {
 }
 
 // TestListTable: the table shows each guest's columns, the disk quota as
-// used/size, a dash for no address.
+// used/size, a dash for no address, from the summaries as they travel.
 func TestListTable(t *testing.T) {
-	answer, err := json.Marshal(listed())
+	var summaries []api.GuestSummary
+	for _, g := range listed() {
+		summaries = append(summaries, g.Summary())
+	}
+	answer, err := json.Marshal(summaries)
 	if err != nil {
 		t.Fatal(err)
 	}
+	var rows []api.GuestSummary
+	if err := json.Unmarshal(answer, &rows); err != nil {
+		t.Fatal(err)
+	}
 	var out bytes.Buffer
-	if err := printGuestTable(&out, answer); err != nil {
+	if err := printGuestTable(&out, rows); err != nil {
 		t.Fatal(err)
 	}
 	want := strings.Join([]string{
@@ -83,8 +91,5 @@ func TestListTable(t *testing.T) {
 	}, "\n")
 	if out.String() != want {
 		t.Fatalf("table:\n%s\nwant:\n%s", out.String(), want)
-	}
-	if err := printGuestTable(&bytes.Buffer{}, []byte(`[{"name":`)); err == nil {
-		t.Fatal("a cut answer was printed without an error")
 	}
 }

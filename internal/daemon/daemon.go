@@ -5,6 +5,7 @@ package daemon
 
 import (
 	"context"
+	"encoding/json"
 	"errors"
 	"fmt"
 	"log/slog"
@@ -230,6 +231,46 @@ func (d *Daemon) view(def *guest.Definition) api.Guest {
 		drv.View(def, &g)
 	}
 	return g
+}
+
+// listView is e's view for a listing, encoded. A stopped guest's view
+// changes only with its definition (a new one is stored for every change)
+// or through an operation on its disks (which holds the guest, and counts
+// its release), so a listing reuses the view it made before unless one of
+// them changed: 1,000 stopped guests' views cost three stats of a disk
+// image each to make and ~900 KB to encode, which was most of a listing's
+// time. A running guest's view is made anew: its disks' usage and
+// addresses change by themselves.
+func (d *Daemon) listView(e *entry) encodedView {
+	def := e.def.Load()
+	if running(def) {
+		return encodeView(d.view(def))
+	}
+	releases := e.releases.Load() // before the view: a release meanwhile voids it
+	if l := e.listed.Load(); l != nil && l.def == def && l.releases == releases {
+		return l.encoded
+	}
+	encoded := encodeView(d.view(def))
+	e.listed.Store(&listedView{def: def, releases: releases, encoded: encoded})
+	return encoded
+}
+
+// encodedView is a guest's view and its summary, in JSON.
+type encodedView struct{ full, summary []byte }
+
+func encodeView(g api.Guest) encodedView {
+	// Strings, numbers, slices and a time: encoding them cannot fail.
+	full, _ := json.Marshal(g)
+	summary, _ := json.Marshal(g.Summary())
+	return encodedView{full: full, summary: summary}
+}
+
+// pick is the summary, or the whole view.
+func (v encodedView) pick(summary bool) []byte {
+	if summary {
+		return v.summary
+	}
+	return v.full
 }
 
 // checkTraversable makes sure every directory above the state dir can be

@@ -1,12 +1,19 @@
 package daemon
 
 import (
+	"os"
 	"os/exec"
 	"path/filepath"
 	"slices"
+	"strconv"
+	"strings"
+	"syscall"
 	"testing"
+	"time"
 
+	"github.com/polyvisor/polyvisor/internal/cgroup"
 	"github.com/polyvisor/polyvisor/internal/procutil"
+	"github.com/polyvisor/polyvisor/internal/testgate"
 )
 
 // TestEndProcessesOfKillsAndWaits: a process left by an interrupted
@@ -50,5 +57,79 @@ func TestEndProcessesOfKillsAndWaits(t *testing.T) {
 	// Nothing left: a second call has nothing to kill.
 	if killed, err := d.endProcessesOf("web"); err != nil || len(killed) != 0 {
 		t.Errorf("second endProcessesOf = %v, %v; want nothing killed", killed, err)
+	}
+}
+
+// TestEndProcessesOfKillsAFrozenGuest: a forced stop or delete freezes the
+// guest's cgroup before it kills, so a daemon killed in between leaves the
+// guest frozen; the next daemon, ending what that operation left, must
+// still end its processes (a frozen process dies of SIGKILL only once its
+// cgroup is thawed).
+func TestEndProcessesOfKillsAFrozenGuest(t *testing.T) {
+	testgate.RequireRoot(t, "freezing a cgroup")
+	d := testDaemon(t)
+	cmd := exec.Command("sh", "-c", "read line")
+	stdin, err := cmd.StdinPipe()
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := cmd.Start(); err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() {
+		stdin.Close()
+		cmd.Process.Kill()
+		cmd.Wait()
+	})
+	left, err := procutil.Identify(cmd.Process.Pid)
+	if err != nil {
+		t.Fatal(err)
+	}
+	freezeInto(t, d.layout.GuestCgroup("web"), left.PID)
+
+	if _, err := d.endProcessesOf("web"); err != nil {
+		t.Fatal(err)
+	}
+	if left.Alive() {
+		t.Errorf("process %d of the frozen guest still runs after endProcessesOf returned", left.PID)
+	}
+}
+
+// freezeInto moves pid into a new cgroup at path and freezes it, as a
+// forced stop interrupted after its freeze leaves a guest; the cgroup is
+// thawed and removed at the test's end.
+func freezeInto(t *testing.T, path string, pid int) {
+	t.Helper()
+	dir, state, frozen := filepath.Join(cgroup.Root, path), "cgroup.freeze", "1"
+	if cgroup.Mode() != "v2" {
+		dir, state, frozen = filepath.Join(cgroup.Root, "freezer", path), "freezer.state", "FROZEN"
+	}
+	if err := os.MkdirAll(dir, 0o755); err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() {
+		thawed := map[string]string{"cgroup.freeze": "0", "freezer.state": "THAWED"}[state]
+		os.WriteFile(filepath.Join(dir, state), []byte(thawed), 0)
+		for _, d := range []string{dir, filepath.Dir(dir)} {
+			for i := 0; i < 100 && syscall.Rmdir(d) == syscall.EBUSY; i++ {
+				time.Sleep(10 * time.Millisecond) // until its last process is reaped
+			}
+		}
+	})
+	if err := os.WriteFile(filepath.Join(dir, "cgroup.procs"), []byte(strconv.Itoa(pid)), 0); err != nil {
+		t.Fatal(err)
+	}
+	if err := os.WriteFile(filepath.Join(dir, state), []byte(frozen), 0); err != nil {
+		t.Fatal(err)
+	}
+	for i := 0; ; i++ {
+		data, _ := os.ReadFile(filepath.Join(dir, state))
+		if strings.TrimSpace(string(data)) == frozen {
+			return
+		}
+		if i == 200 {
+			t.Fatalf("%s never froze: %s", dir, data)
+		}
+		time.Sleep(5 * time.Millisecond)
 	}
 }

@@ -1,6 +1,7 @@
 package daemon
 
 import (
+	"bytes"
 	"context"
 	"encoding/json"
 	"errors"
@@ -107,7 +108,7 @@ func answer(status int, fn func(r *http.Request) (any, error)) http.Handler {
 // length: a list of 1,000 guests is about 900 KB, which a streaming
 // encoder would send as some 200 chunks, one write each.
 func writeJSON(w http.ResponseWriter, status int, v any) {
-	body, err := json.Marshal(v)
+	body, err := encode(v)
 	if err != nil {
 		// A string alone: this cannot fail in turn.
 		status = http.StatusInternalServerError
@@ -119,6 +120,17 @@ func writeJSON(w http.ResponseWriter, status int, v any) {
 	h.Set("Content-Length", strconv.Itoa(len(body)))
 	w.WriteHeader(status)
 	w.Write(body)
+}
+
+// encodedJSON is an answer already encoded, which writeJSON sends as is.
+type encodedJSON []byte
+
+// encode is v in JSON, or v itself when it is encoded already.
+func encode(v any) ([]byte, error) {
+	if encoded, ok := v.(encodedJSON); ok {
+		return encoded, nil
+	}
+	return json.Marshal(v)
 }
 
 // writeError maps an error to its status (api.Status, the one place) and a
@@ -174,13 +186,35 @@ func (d *Daemon) handleClasses(r *http.Request) (any, error) {
 	return classes, nil
 }
 
+// handleList lists every guest, whole or (?view=summary) as `list` shows
+// it.
 func (d *Daemon) handleList(r *http.Request) (any, error) {
-	defs := d.guests.all()
-	out := make([]api.Guest, 0, len(defs))
-	for _, def := range defs {
-		out = append(out, d.view(def))
+	summary := false
+	switch view := r.URL.Query().Get("view"); view {
+	case "", api.ViewFull:
+	case api.ViewSummary:
+		summary = true
+	default:
+		return nil, fmt.Errorf("%w: view %q: use %s or %s", api.ErrInvalid, view, api.ViewFull, api.ViewSummary)
 	}
-	return append(out, d.guests.brokenViews()...), nil
+	// The array is put together from each guest's encoded view, which a
+	// stopped guest's listing keeps (see listView).
+	var out bytes.Buffer
+	out.WriteByte('[')
+	add := func(encoded []byte) {
+		if out.Len() > 1 {
+			out.WriteByte(',')
+		}
+		out.Write(encoded)
+	}
+	for _, e := range d.guests.entries() {
+		add(d.listView(e).pick(summary))
+	}
+	for _, g := range d.guests.brokenViews() {
+		add(encodeView(g).pick(summary))
+	}
+	out.WriteByte(']')
+	return encodedJSON(out.Bytes()), nil
 }
 
 func (d *Daemon) handleGet(r *http.Request) (any, error) {

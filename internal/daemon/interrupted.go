@@ -8,6 +8,7 @@ import (
 	"syscall"
 	"time"
 
+	"github.com/polyvisor/polyvisor/internal/cgroup"
 	"github.com/polyvisor/polyvisor/internal/driver"
 	"github.com/polyvisor/polyvisor/internal/fsutil"
 	"github.com/polyvisor/polyvisor/internal/guest"
@@ -126,6 +127,13 @@ func (d *Daemon) endProcessesOf(name string) ([]int, error) {
 	defer cancel()
 	var killed []int
 	for {
+		// A forced stop or delete freezes the guest's cgroup before it
+		// kills: one interrupted in between left it frozen, and a frozen
+		// process dies of SIGKILL only once thawed. Kill freezes (nothing
+		// to do then), kills and thaws.
+		if err := cgroup.Kill(ctx, d.layout.GuestCgroup(name)); err != nil {
+			return killed, err
+		}
 		pids, err := d.processesOf(name)
 		if err != nil {
 			return killed, err

@@ -1,7 +1,12 @@
 package daemon
 
 import (
+	"bytes"
+	"encoding/json"
 	"net/http"
+	"os"
+	"path/filepath"
+	"reflect"
 	"strings"
 	"testing"
 
@@ -134,5 +139,111 @@ func TestErrorsMapToHTTPStatus(t *testing.T) {
 		if r.status != tc.status || r.err().Kind != tc.kind {
 			t.Errorf("%s %s: %s, want %d %s", tc.method, tc.path, r, tc.status, tc.kind)
 		}
+	}
+}
+
+// The summary view lists every guest, broken ones included, with the
+// table's fields as the whole view has them and nothing else; an unknown
+// view is refused, naming the parameter.
+func TestListSummaryView(t *testing.T) {
+	h := newHarness(t)
+	h.create("web", true)
+	h.create("db", false)
+	brokenGuest(t, h.d, "bad", guest.Status{State: api.StateStopped})
+
+	var whole []api.Guest
+	var summaries []api.GuestSummary
+	for _, list := range []struct {
+		path string
+		into any
+	}{{"/guests", &whole}, {"/guests?view=full", &whole}, {"/guests?view=summary", &summaries}} {
+		r := h.do(http.MethodGet, list.path, nil)
+		if r.status != http.StatusOK {
+			t.Fatalf("GET %s: %s", list.path, r)
+		}
+		if err := json.Unmarshal(r.body, list.into); err != nil {
+			t.Fatal(err)
+		}
+		if list.into == &summaries && bytes.Contains(r.body, []byte(`"confinement"`)) {
+			t.Errorf("GET %s sent fields the summary has none of: %s", list.path, r.body)
+		}
+	}
+	if len(whole) != 3 || len(summaries) != len(whole) {
+		t.Fatalf("listed %d whole and %d summaries, want 3 each", len(whole), len(summaries))
+	}
+	for i, g := range whole {
+		if want := g.Summary(); !reflect.DeepEqual(summaries[i], want) {
+			t.Errorf("summary %d: %+v, want %+v", i, summaries[i], want)
+		}
+	}
+	if last := summaries[len(summaries)-1]; last.Name != "bad" || last.State != api.StateBroken || last.Error == "" {
+		t.Errorf("the broken guest's summary: %+v", last)
+	}
+
+	r := h.do(http.MethodGet, "/guests?view=wide", nil)
+	if r.status != http.StatusBadRequest || !strings.Contains(r.err().Error, `view "wide"`) {
+		t.Errorf("GET /guests?view=wide: %s, want 400 naming the view", r)
+	}
+}
+
+// A listing makes a stopped guest's view once and reuses it until the
+// guest changes: a new definition, or an operation that had the guest
+// (which may have written its disks) and gave it back. A running guest's
+// view is made anew for each listing.
+func TestListReusesStoppedViewsUntilTheGuestChanges(t *testing.T) {
+	h := newHarness(t)
+	h.create("db", false)
+	h.create("web", true)
+	allocated := func(name string) int64 {
+		t.Helper()
+		r := h.do(http.MethodGet, "/guests", nil)
+		var guests []api.Guest
+		if err := json.Unmarshal(r.body, &guests); err != nil {
+			t.Fatalf("GET /guests: %s", r)
+		}
+		for _, g := range guests {
+			if g.Name == name && len(g.Disks) == 1 {
+				return g.Disks[0].Allocated
+			}
+		}
+		t.Fatalf("%s or its disk is not listed: %s", name, r)
+		return 0
+	}
+	grow := func(name string) {
+		t.Helper()
+		path := filepath.Join(h.d.layout.GuestDir(name), "disks", "root")
+		if err := os.MkdirAll(filepath.Dir(path), 0o700); err != nil {
+			t.Fatal(err)
+		}
+		if err := os.WriteFile(path, bytes.Repeat([]byte{1}, 1<<20), 0o600); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if allocated("db") != 0 || allocated("web") != 0 {
+		t.Fatal("a new guest's disk is listed as allocated")
+	}
+
+	grow("web")
+	if allocated("web") == 0 {
+		t.Error("a running guest's listing did not show its disk's growth")
+	}
+	grow("db")
+	if allocated("db") != 0 {
+		t.Error("a stopped guest's view was made anew though nothing of polyvisor's changed it")
+	}
+	h.mustRun(http.MethodPost, "/guests/db/snapshots", api.SnapshotCreate{Name: "s1"})
+	if allocated("db") == 0 {
+		t.Error("after an operation on the stopped guest, its listing still shows the disk as before")
+	}
+
+	path := filepath.Join(h.d.layout.GuestDir("db"), "disks", "root")
+	if err := os.Truncate(path, 0); err != nil {
+		t.Fatal(err)
+	}
+	if r := h.do(http.MethodPatch, "/guests/db/config", api.ConfigChange{Set: map[string]string{"cpus": "2"}}); r.status != http.StatusOK {
+		t.Fatalf("PATCH /guests/db/config: %s", r)
+	}
+	if allocated("db") != 0 {
+		t.Error("after a new definition, the stopped guest's listing still shows the disk as before")
 	}
 }

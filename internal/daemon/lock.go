@@ -65,6 +65,7 @@ func (e *entry) release() {
 	e.mu.Lock()
 	defer e.mu.Unlock()
 	e.held = false
+	e.releases.Add(1)
 	e.turn.Broadcast()
 }
 

@@ -30,6 +30,19 @@ type entry struct {
 	// long is the long operation (export, snapshot, copy) that has the
 	// guest or waits for it: other requests are refused meanwhile.
 	long *longOp
+
+	// releases counts the operations that had the guest and gave it back:
+	// any of them may have changed its disks.
+	releases atomic.Uint64
+	// listed is the guest's view as a listing last made it (see listView).
+	listed atomic.Pointer[listedView]
+}
+
+// listedView is a stopped guest's view, with what it was made of.
+type listedView struct {
+	def      *guest.Definition
+	releases uint64
+	encoded  encodedView
 }
 
 // longOp names a long operation, for the busy error.
@@ -229,6 +242,18 @@ func (t *table) remove(name string) {
 	t.mu.Lock()
 	defer t.mu.Unlock()
 	delete(t.guests, name)
+}
+
+// entries returns the current guests sorted by name.
+func (t *table) entries() []*entry {
+	t.mu.RLock()
+	entries := make([]*entry, 0, len(t.guests))
+	for _, e := range t.guests {
+		entries = append(entries, e)
+	}
+	t.mu.RUnlock()
+	sort.Slice(entries, func(i, j int) bool { return entries[i].def.Load().Name < entries[j].def.Load().Name })
+	return entries
 }
 
 // all returns the current definitions sorted by name.

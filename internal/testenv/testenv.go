@@ -43,12 +43,21 @@ func RepoRoot() string {
 	return filepath.Join(filepath.Dir(file), "..", "..")
 }
 
-// BuildBinaries builds polyvisor, polyvisor-monitor and the guest agent for
-// every arch from repoRoot into dir/bin (side by side, as the daemon
-// expects, like make build) and returns that directory.
+// BuildBinaries builds polyvisor, polyvisord, polyvisor-monitor and the
+// guest agent for every arch from repoRoot into dir/bin (side by side, as
+// the daemon expects, like make build) and returns that directory.
 func BuildBinaries(repoRoot, dir string) (binDir string, err error) {
 	binDir = filepath.Join(dir, "bin")
-	builds := [][]string{{"build", "-o", binDir + "/", "./cmd/polyvisor", "./cmd/polyvisor-monitor"}}
+	builds := [][]string{
+		{"build", "-o", binDir + "/", "./cmd/polyvisord", "./cmd/polyvisor-monitor"},
+		// Static and stripped, as make build makes it.
+		{"build", "-trimpath", "-ldflags=-s", "-o", filepath.Join(binDir, "polyvisor"), "./cmd/polyvisor", "CGO_ENABLED=0"},
+	}
+	if _, err := os.Stat(filepath.Join(repoRoot, "cmd", "polyvisord")); err != nil {
+		// A tree from before the daemon had a binary of its own (a
+		// benchmark's baseline): its polyvisor is the daemon too.
+		builds = [][]string{{"build", "-o", binDir + "/", "./cmd/polyvisor", "./cmd/polyvisor-monitor"}}
+	}
 	for _, goarch := range []string{"amd64", "arm64", "riscv64"} {
 		for _, cmd := range []string{"polyvisor-agent", "polyvisor-probe"} {
 			builds = append(builds, []string{"build", "-trimpath", "-ldflags=-s", "-o", filepath.Join(binDir, cmd+"-"+goarch), "./cmd/" + cmd, "GOARCH=" + goarch})
@@ -56,8 +65,11 @@ func BuildBinaries(repoRoot, dir string) (binDir string, err error) {
 	}
 	for _, args := range builds {
 		env := os.Environ()
-		if last := args[len(args)-1]; strings.HasPrefix(last, "GOARCH=") {
+		switch last := args[len(args)-1]; {
+		case strings.HasPrefix(last, "GOARCH="):
 			env, args = append(env, last, "CGO_ENABLED=0"), args[:len(args)-1]
+		case last == "CGO_ENABLED=0":
+			env, args = append(env, last), args[:len(args)-1]
 		}
 		build := exec.Command("go", args...)
 		build.Dir, build.Env = repoRoot, env

@@ -54,6 +54,53 @@ type Guest struct {
 	Error       string       `json:"error,omitempty" yaml:"error,omitempty"`
 }
 
+// GuestSummary is a guest as `list` shows it: what `GET /1.0/guests?view=summary`
+// answers an array of. It leaves out what a table has no column for (the
+// confinement, the id map, the disks' paths), which is most of a guest's
+// JSON: at 1,000 guests, sending and decoding that is most of a listing's
+// time.
+type GuestSummary struct {
+	Name   string   `json:"name"`
+	Type   string   `json:"type"`
+	Class  string   `json:"class"`
+	State  string   `json:"state"`
+	Arch   string   `json:"arch"`
+	CPUs   int      `json:"cpus"`
+	Memory int64    `json:"memory"`
+	IPv4   []string `json:"ipv4"`
+	// RootDisk is the root disk's kind, size and use, as in Disks; absent
+	// for a guest without one (a tree of the host's file system).
+	RootDisk *DiskSummary `json:"rootDisk,omitempty"`
+	Error    string       `json:"error,omitempty"`
+}
+
+// DiskSummary is a disk as `list` shows it.
+type DiskSummary struct {
+	Kind string `json:"kind"`
+	Size int64  `json:"size"`
+	Used int64  `json:"used,omitempty"`
+}
+
+// Summary is g as `list` shows it.
+func (g *Guest) Summary() GuestSummary {
+	s := GuestSummary{
+		Name: g.Name, Type: g.Type, Class: g.Class, State: g.State, Arch: g.Arch,
+		CPUs: g.CPUs, Memory: g.Memory, IPv4: g.IPv4, Error: g.Error,
+	}
+	for _, d := range g.Disks {
+		if d.Name == RootDisk && d.Size > 0 {
+			s.RootDisk = &DiskSummary{Kind: d.Kind, Size: d.Size, Used: d.Used}
+		}
+	}
+	return s
+}
+
+// Guest list views: what `GET /1.0/guests?view=` names.
+const (
+	ViewFull    = "full"
+	ViewSummary = "summary"
+)
+
 // Confinement says what a container guest runs under.
 type Confinement struct {
 	// Capabilities are the guest root's (namespaced unless privileged).
@@ -167,6 +214,10 @@ type ConfigChange struct {
 	// Force accepts memory beyond the host's (overcommit).
 	Force bool `json:"force,omitempty"`
 }
+
+// RootDisk is the name of the disk a guest boots from, or whose quota its
+// root file system has.
+const RootDisk = "root"
 
 // Disk is one of a guest's disks.
 type Disk struct {

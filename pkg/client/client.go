@@ -5,7 +5,6 @@ package client
 import (
 	"bytes"
 	"context"
-	"encoding/json"
 	"errors"
 	"fmt"
 	"io"
@@ -13,6 +12,10 @@ import (
 	"net/http"
 	"net/url"
 	"strings"
+
+	// A drop-in for encoding/json whose decoder is several times as fast:
+	// at 1,000 guests, decoding was most of the CLI's part of a listing.
+	"github.com/segmentio/encoding/json"
 
 	"github.com/polyvisor/polyvisor/pkg/api"
 )
@@ -111,10 +114,27 @@ func (c *Client) call(ctx context.Context, method, path string, body, out any) e
 		io.Copy(io.Discard, resp.Body)
 		return nil
 	}
-	if err := json.NewDecoder(resp.Body).Decode(out); err != nil {
+	data, err := readBody(resp, method, path)
+	if err != nil {
+		return err
+	}
+	if err := json.Unmarshal(data, out); err != nil {
 		return fmt.Errorf("decode %s %s: %w", method, path, err)
 	}
 	return nil
+}
+
+// readBody reads an answer whole into one buffer of the size the daemon
+// announced: a decoder reading as it goes grows and copies its buffer
+// (about twice the answer's size, for a listing of 1,000 guests), and in
+// a process that has just started, every page of memory it touches first
+// costs a fault.
+func readBody(resp *http.Response, method, path string) ([]byte, error) {
+	buf := bytes.NewBuffer(make([]byte, 0, max(resp.ContentLength, 0)+bytes.MinRead))
+	if _, err := buf.ReadFrom(resp.Body); err != nil {
+		return nil, fmt.Errorf("read %s %s: %w", method, path, err)
+	}
+	return buf.Bytes(), nil
 }
 
 // Server returns the daemon's own description.
@@ -141,6 +161,13 @@ func (c *Client) Guests(ctx context.Context) ([]api.Guest, error) {
 	return gs, c.call(ctx, http.MethodGet, api.Version+"/guests", nil, &gs)
 }
 
+// GuestSummaries lists every guest as `list` shows it: a fraction of the
+// whole guests' JSON, to encode, send and decode.
+func (c *Client) GuestSummaries(ctx context.Context) ([]api.GuestSummary, error) {
+	var gs []api.GuestSummary
+	return gs, c.call(ctx, http.MethodGet, api.Version+"/guests?view="+api.ViewSummary, nil, &gs)
+}
+
 // GuestsJSON lists every guest as the daemon encoded it: a JSON array of
 // api.Guest. For callers that print the listing, or need a few fields of
 // it, without decoding every guest whole: at 1,000 guests that decode
@@ -152,12 +179,8 @@ func (c *Client) GuestsJSON(ctx context.Context) (json.RawMessage, error) {
 		return nil, err
 	}
 	defer resp.Body.Close()
-	buf := bytes.NewBuffer(make([]byte, 0, max(resp.ContentLength, 0)+bytes.MinRead))
-	if _, err := buf.ReadFrom(resp.Body); err != nil {
-		return nil, fmt.Errorf("read GET %s: %w", path, err)
-	}
 	// Not checked here: whoever decodes or indents it checks it once.
-	return buf.Bytes(), nil
+	return readBody(resp, http.MethodGet, path)
 }
 
 // Guest describes one guest.
