@@ -21,24 +21,7 @@ import (
 // endProcessesOf returns only once it has ended.
 func TestEndProcessesOfKillsAndWaits(t *testing.T) {
 	d := testDaemon(t)
-	// sh waits in its read builtin: one process, no child to orphan.
-	cmd := exec.Command("sh", "-c", "read line", "sh", filepath.Join(d.layout.GuestRunDir("web"), "qmp.sock"))
-	stdin, err := cmd.StdinPipe()
-	if err != nil {
-		t.Fatal(err)
-	}
-	if err := cmd.Start(); err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() {
-		stdin.Close()
-		cmd.Process.Kill()
-		cmd.Wait()
-	})
-	left, err := procutil.Identify(cmd.Process.Pid)
-	if err != nil {
-		t.Fatal(err)
-	}
+	left := reader(t, filepath.Join(d.layout.GuestRunDir("web"), "qmp.sock"))
 	other := sleeper(t, filepath.Join(d.layout.GuestRunDir("db"), "qmp.sock"))
 
 	killed, err := d.endProcessesOf("web")
@@ -68,7 +51,23 @@ func TestEndProcessesOfKillsAndWaits(t *testing.T) {
 func TestEndProcessesOfKillsAFrozenGuest(t *testing.T) {
 	testgate.RequireRoot(t, "freezing a cgroup")
 	d := testDaemon(t)
-	cmd := exec.Command("sh", "-c", "read line")
+	left := reader(t)
+	freezeInto(t, d.layout.GuestCgroup("web"), left.PID)
+
+	if _, err := d.endProcessesOf("web"); err != nil {
+		t.Fatal(err)
+	}
+	if left.Alive() {
+		t.Errorf("process %d of the frozen guest still runs after endProcessesOf returned", left.PID)
+	}
+}
+
+// reader starts a shell waiting in its read builtin (one process, no child
+// to orphan) with args on its command line, ended and reaped at the test's
+// end.
+func reader(t *testing.T, args ...string) procutil.Identity {
+	t.Helper()
+	cmd := exec.Command("sh", append([]string{"-c", "read line", "sh"}, args...)...)
 	stdin, err := cmd.StdinPipe()
 	if err != nil {
 		t.Fatal(err)
@@ -81,18 +80,11 @@ func TestEndProcessesOfKillsAFrozenGuest(t *testing.T) {
 		cmd.Process.Kill()
 		cmd.Wait()
 	})
-	left, err := procutil.Identify(cmd.Process.Pid)
+	id, err := procutil.Identify(cmd.Process.Pid)
 	if err != nil {
 		t.Fatal(err)
 	}
-	freezeInto(t, d.layout.GuestCgroup("web"), left.PID)
-
-	if _, err := d.endProcessesOf("web"); err != nil {
-		t.Fatal(err)
-	}
-	if left.Alive() {
-		t.Errorf("process %d of the frozen guest still runs after endProcessesOf returned", left.PID)
-	}
+	return id
 }
 
 // freezeInto moves pid into a new cgroup at path and freezes it, as a
