@@ -12,6 +12,8 @@ import (
 	"unsafe"
 
 	"golang.org/x/sys/unix"
+
+	"github.com/polyvisor/polyvisor/internal/hostreq"
 )
 
 // The test binary stands in for qemu-img in
@@ -64,10 +66,7 @@ func execRefusingIOUring(real string) error {
 // fails, the second reads through qemu-img's thread pool, and the content
 // is the source's.
 func TestConvertFallsBackWhereIOUringIsRefused(t *testing.T) {
-	real, err := exec.LookPath("qemu-img")
-	if err != nil {
-		t.Skip("qemu-img is not installed")
-	}
+	real := hostreq.Need(t, "qemu-img")
 	self, err := os.Executable()
 	if err != nil {
 		t.Fatal(err)
@@ -106,10 +105,7 @@ func TestConvertFallsBackWhereIOUringIsRefused(t *testing.T) {
 // TestConvertReadsASourceWhoseNameHasCommas converts a file whose name
 // holds the separator of qemu-img's --image-opts.
 func TestConvertReadsASourceWhoseNameHasCommas(t *testing.T) {
-	real, err := exec.LookPath("qemu-img")
-	if err != nil {
-		t.Skip("qemu-img is not installed")
-	}
+	real := hostreq.Need(t, "qemu-img")
 	dir := t.TempDir()
 	src, dst := filepath.Join(dir, "a,file.driver=null-co,b.qcow2"), filepath.Join(dir, "dst.qcow2")
 	writeTestImage(t, real, src)
@@ -148,10 +144,7 @@ func writeTestImage(t *testing.T, qemuImg, path string) {
 // TestConvertFollowsTheSourcesBackingChain converts a guest's overlay, as
 // an export does: what its backing file holds is in the result.
 func TestConvertFollowsTheSourcesBackingChain(t *testing.T) {
-	real, err := exec.LookPath("qemu-img")
-	if err != nil {
-		t.Skip("qemu-img is not installed")
-	}
+	real := hostreq.Need(t, "qemu-img")
 	dir := t.TempDir()
 	base, overlay, dst := filepath.Join(dir, "base.qcow2"), filepath.Join(dir, "root.qcow2"), filepath.Join(dir, "out.vmdk")
 	writeTestImage(t, real, base)
