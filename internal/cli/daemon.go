@@ -3,11 +3,11 @@ package cli
 import (
 	"fmt"
 	"os"
-	"os/exec"
-	"path/filepath"
 	"syscall"
 
 	"github.com/spf13/cobra"
+
+	"github.com/polyvisor/polyvisor/internal/hostreq"
 )
 
 // daemonBinary is the daemon's own executable (cmd/polyvisord): the CLI
@@ -35,14 +35,8 @@ func (a *app) daemonCmd() *cobra.Command {
 // findDaemon locates polyvisord: beside our executable, as make build and
 // an install put it, then $PATH.
 func findDaemon() (string, error) {
-	if self, err := os.Executable(); err == nil {
-		beside := filepath.Join(filepath.Dir(self), daemonBinary)
-		if _, err := os.Stat(beside); err == nil {
-			return beside, nil
-		}
-	}
-	if p, err := exec.LookPath("polyvisord"); err == nil {
-		return p, nil
+	if path := hostreq.Own(daemonBinary); path != "" {
+		return path, nil
 	}
 	return "", fmt.Errorf("%s not found beside polyvisor or in $PATH: run make build, or install it beside polyvisor", daemonBinary)
 }

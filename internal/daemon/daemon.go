@@ -233,7 +233,8 @@ func (d *Daemon) view(def *guest.Definition) api.Guest {
 	return g
 }
 
-// listView is e's view for a listing, encoded. A stopped guest's view
+// listView is e's view for a listing, whole or its summary, encoded. A
+// stopped guest's view
 // changes only with its definition (a new one is stored for every change)
 // or through an operation on its disks (which holds the guest, and counts
 // its release), so a listing reuses the view it made before unless one of
@@ -241,28 +242,36 @@ func (d *Daemon) view(def *guest.Definition) api.Guest {
 // image each to make and ~900 KB to encode, which was most of a listing's
 // time. A running guest's view is made anew: its disks' usage and
 // addresses change by themselves.
-func (d *Daemon) listView(e *entry) encodedView {
+func (d *Daemon) listView(e *entry, summary bool) []byte {
 	def := e.def.Load()
 	if running(def) {
-		return encodeView(d.view(def))
+		return encodeListed(d.view(def), summary)
 	}
 	releases := e.releases.Load() // before the view: a release meanwhile voids it
 	if l := e.listed.Load(); l != nil && l.def == def && l.releases == releases {
-		return l.encoded
+		return l.encoded.pick(summary)
 	}
 	encoded := encodeView(d.view(def))
 	e.listed.Store(&listedView{def: def, releases: releases, encoded: encoded})
-	return encoded
+	return encoded.pick(summary)
+}
+
+// encodeListed is g, whole or its summary, in JSON.
+func encodeListed(g api.Guest, summary bool) []byte {
+	var v any = g
+	if summary {
+		v = g.Summary()
+	}
+	// Strings, numbers, slices and a time: encoding them cannot fail.
+	data, _ := json.Marshal(v)
+	return data
 }
 
 // encodedView is a guest's view and its summary, in JSON.
 type encodedView struct{ full, summary []byte }
 
 func encodeView(g api.Guest) encodedView {
-	// Strings, numbers, slices and a time: encoding them cannot fail.
-	full, _ := json.Marshal(g)
-	summary, _ := json.Marshal(g.Summary())
-	return encodedView{full: full, summary: summary}
+	return encodedView{full: encodeListed(g, false), summary: encodeListed(g, true)}
 }
 
 // pick is the summary, or the whole view.

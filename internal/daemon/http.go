@@ -208,10 +208,10 @@ func (d *Daemon) handleList(r *http.Request) (any, error) {
 		out.Write(encoded)
 	}
 	for _, e := range d.guests.entries() {
-		add(d.listView(e).pick(summary))
+		add(d.listView(e, summary))
 	}
 	for _, g := range d.guests.brokenViews() {
-		add(encodeView(g).pick(summary))
+		add(encodeListed(g, summary))
 	}
 	out.WriteByte(']')
 	return encodedJSON(out.Bytes()), nil

@@ -9,7 +9,6 @@ import (
 	"fmt"
 	"log/slog"
 	"os"
-	"os/exec"
 	"os/signal"
 	"path/filepath"
 	"strings"
@@ -22,6 +21,7 @@ import (
 	"github.com/polyvisor/polyvisor/internal/driver"
 	"github.com/polyvisor/polyvisor/internal/driver/container"
 	"github.com/polyvisor/polyvisor/internal/driver/qemu"
+	"github.com/polyvisor/polyvisor/internal/hostreq"
 	"github.com/polyvisor/polyvisor/internal/layout"
 	"github.com/polyvisor/polyvisor/internal/network"
 )
@@ -127,14 +127,8 @@ func findMonitor(flag string) (string, error) {
 	if flag != "" {
 		return flag, nil
 	}
-	if self, err := os.Executable(); err == nil {
-		beside := filepath.Join(filepath.Dir(self), "polyvisor-monitor")
-		if _, err := os.Stat(beside); err == nil {
-			return beside, nil
-		}
-	}
-	if p, err := exec.LookPath("polyvisor-monitor"); err == nil {
-		return p, nil
+	if path := hostreq.Own("polyvisor-monitor"); path != "" {
+		return path, nil
 	}
 	return "", fmt.Errorf("polyvisor-monitor not found beside polyvisor or in $PATH: run make build, or pass --monitor")
 }

@@ -61,6 +61,23 @@ func Lookup(name string) (string, error) {
 	return locate(r)
 }
 
+// Own returns where one of polyvisor's own binaries (polyvisord,
+// polyvisor-monitor) is: beside this process's executable, where make
+// build and an install put them side by side, then on $PATH; "" when
+// neither has it. They are no host requirement: the project builds them.
+func Own(name string) string {
+	if self, err := os.Executable(); err == nil {
+		beside := filepath.Join(filepath.Dir(self), name)
+		if _, err := os.Stat(beside); err == nil {
+			return beside
+		}
+	}
+	if path, err := exec.LookPath(name); err == nil {
+		return path
+	}
+	return ""
+}
+
 func locate(r Requirement) (string, error) {
 	missing := &MissingError{Requirement: r}
 	switch r.Kind {

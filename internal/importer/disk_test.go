@@ -17,7 +17,7 @@ import (
 	"github.com/polyvisor/polyvisor/pkg/api"
 )
 
-// requireQemuImg skips t where qemu-img is missing.
+// requireQemuImg fails t where qemu-img is missing (make deps installs it).
 func requireQemuImg(t *testing.T) {
 	t.Helper()
 	hostreq.Need(t, "qemu-img")

@@ -187,6 +187,17 @@ type launchVsLXCMemo struct {
 	seq int
 }
 
+// lxcMemo is the fixture's LXC peer, opened on the first benchmark that
+// asks for it.
+func lxcMemo(b *testing.B, f *fixture) *launchVsLXCMemo {
+	memo, _ := f.memo.(*launchVsLXCMemo)
+	if memo == nil {
+		memo = &launchVsLXCMemo{lxc: openLXC(b, f)}
+		f.memo = memo
+	}
+	return memo
+}
+
 // BenchmarkLaunchCLIvsLXC times `polyvisor launch busybox NAME` (the CLI
 // process, the API round trip, create and start until init runs; the
 // fixture's daemon gives guests no network) against LXC's create and
@@ -196,11 +207,7 @@ type launchVsLXCMemo struct {
 func BenchmarkLaunchCLIvsLXC(b *testing.B) {
 	requireRoot(b)
 	f := openFixture(b, "launchcli")
-	memo, _ := f.memo.(*launchVsLXCMemo)
-	if memo == nil {
-		memo = &launchVsLXCMemo{lxc: openLXC(b, f)}
-		f.memo = memo
-	}
+	memo := lxcMemo(b, f)
 	var pv, lxc samples
 	runPV := func(name string) {
 		b.StartTimer()
@@ -260,11 +267,7 @@ const (
 func BenchmarkLaunchParallel100(b *testing.B) {
 	requireRoot(b)
 	f := openFixture(b, "launchparallel")
-	memo, _ := f.memo.(*launchVsLXCMemo)
-	if memo == nil {
-		memo = &launchVsLXCMemo{lxc: openLXC(b, f)}
-		f.memo = memo
-	}
+	memo := lxcMemo(b, f)
 	var pv, lxc samples
 	// round launches every name with parallelClients workers and returns
 	// the wall time until the last one runs, then removes them all; with
