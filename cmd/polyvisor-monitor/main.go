@@ -8,9 +8,14 @@
 //	    --dir RUNDIR --log FILE [--log-max BYTES]
 //	polyvisor-monitor --id ID --dir RUNDIR --log FILE [--log-max BYTES] \
 //	    [--ready-socket PATH] [--cgroup /PARENT/NAME] -- COMMAND [ARGS...]
+//	polyvisor-monitor --supervise DIR [--linger DURATION]
 //
 // The second form runs COMMAND (a QEMU process) as the guest, on a console
-// pty of the monitor's, instead of a runc container.
+// pty of the monitor's, instead of a runc container. The third is one
+// supervisor for all of a daemon's containers, which the daemon sends
+// requests to on DIR/supervisor.sock (see monitor.Request): the container
+// class's way, since one Go runtime for all guests costs less than one
+// each.
 //
 // The start's outcome is one line on fd 3, when fd 3 is open: "ok PID" or
 // "error MESSAGE". The exit status is 0 once the guest has exited and been
@@ -43,14 +48,19 @@ func main() {
 	debug.SetGCPercent(20)
 
 	ready := readyPipe()
-	cfg, err := parseArgs(os.Args[1:])
+	cfg, sup, err := parseArgs(os.Args[1:])
 	if err != nil {
 		if ready != nil {
 			io.WriteString(ready, "error "+err.Error()+"\n")
 		}
 		os.Exit(2)
 	}
-	if err := monitor.Run(context.Background(), cfg, ready); err != nil {
+	if sup != nil {
+		err = monitor.Supervise(*sup, ready)
+	} else {
+		err = monitor.Run(context.Background(), cfg, ready)
+	}
+	if err != nil {
 		os.Exit(1)
 	}
 }
@@ -79,31 +89,24 @@ func reexecWithOneP() {
 	_ = unix.Exec(exe, os.Args, env)
 }
 
-// parseArgs reads the command line written by monitor.Config.Args.
-func parseArgs(args []string) (monitor.Config, error) {
-	var cfg monitor.Config
+// parseArgs reads the command line written by monitor.Config.Args, or a
+// supervisor's: --supervise DIR [--linger DURATION].
+func parseArgs(args []string) (monitor.Config, *monitor.SupervisorConfig, error) {
+	if len(args) == 0 || args[0] != "--supervise" {
+		cfg, err := monitor.ParseArgs(args)
+		return cfg, nil, err
+	}
+	sup := &monitor.SupervisorConfig{}
 	fs := flag.NewFlagSet("polyvisor-monitor", flag.ContinueOnError)
-	fs.StringVar(&cfg.ID, "id", "", "runc container id")
-	fs.StringVar(&cfg.Bundle, "bundle", "", "OCI bundle directory")
-	fs.StringVar(&cfg.Runc, "runc", "runc", "runc binary")
-	fs.StringVar(&cfg.RuncRoot, "runc-root", "", "runc state directory (runc --root)")
-	fs.StringVar(&cfg.Dir, "dir", "", "run directory for sockets, pid and exit files, monitor.log")
-	fs.StringVar(&cfg.Log, "log", "", "console log file")
-	fs.Int64Var(&cfg.LogMax, "log-max", monitor.DefaultLogMax, "console log size that triggers rotation, in bytes")
-	fs.StringVar(&cfg.ReadySocket, "ready-socket", "", "with a command: report the start once this path exists")
-	fs.StringVar(&cfg.Cgroup, "cgroup", "", "with a command: the cgroup (/parent/name, made beforehand) it starts in")
-	fs.IntVar(&cfg.StartFd, "start-fd", 0, "with a container: wait for one byte on this descriptor before running it")
+	fs.StringVar(&sup.Dir, "supervise", "", "supervise the containers of one daemon; DIR holds the socket, lock and log")
+	fs.DurationVar(&sup.Linger, "linger", monitor.DefaultLinger, "with --supervise: how long to wait for a guest once none is left")
 	if err := fs.Parse(args); err != nil {
-		return cfg, err
+		return monitor.Config{}, nil, err
 	}
-	// After "--": a command to run as the guest instead of a container.
 	if fs.NArg() > 0 {
-		if args[len(args)-fs.NArg()-1] != "--" {
-			return cfg, errors.New("unexpected argument " + fs.Arg(0) + ": a guest command goes after --")
-		}
-		cfg.Command = fs.Args()
+		return monitor.Config{}, nil, errors.New("unexpected argument " + fs.Arg(0))
 	}
-	return cfg, cfg.Validate()
+	return monitor.Config{}, sup, nil
 }
 
 // readyPipe returns fd 3 when the starter passed one, nil otherwise. It is

@@ -56,6 +56,10 @@ func (l Layout) GuestRunDir(name string) string { return filepath.Join(l.RunDir(
 // RuncRoot is the OCI runtime's state directory for this daemon's containers.
 func (l Layout) RuncRoot() string { return filepath.Join(l.RunDir(), ".runc") }
 
+// SupervisorDir holds the socket, lock and log of the supervisor that
+// runs the containers.
+func (l Layout) SupervisorDir() string { return filepath.Join(l.RunDir(), ".supervisor") }
+
 // CgroupParent is the cgroup under which this daemon's guests live.
 func (l Layout) CgroupParent() string { return "/" + l.Namespace }
 

@@ -34,16 +34,11 @@ type attachServer struct {
 	console *os.File
 	log     *slog.Logger
 	wg      sync.WaitGroup // the accept loop and each client's two loops
-	// idle receives a value (capacity 1, never blocking the sender) each
-	// time the last client leaves: the moment to give its garbage back.
-	idle chan struct{}
+	gc      *collector // the process's, shared by every guest it serves
 
 	mu      sync.Mutex
 	clients map[*attachClient]struct{}
 	closed  bool
-	// gcPercent is the collector's setting to restore when a client
-	// connects, while the collector is off (quiet); 0 while it is on.
-	gcPercent int
 }
 
 // attachClient is one connection. Output for it accumulates in pending,
@@ -59,8 +54,8 @@ type attachClient struct {
 	exit    *int32 // the guest's exit code, when it has ended
 }
 
-func newAttachServer(ln *stream.Listener, console *os.File, log *slog.Logger) *attachServer {
-	return &attachServer{ln: ln, console: console, log: log, clients: map[*attachClient]struct{}{}, idle: make(chan struct{}, 1)}
+func newAttachServer(ln *stream.Listener, console *os.File, gc *collector, log *slog.Logger) *attachServer {
+	return &attachServer{ln: ln, console: console, gc: gc, log: log, clients: map[*attachClient]struct{}{}}
 }
 
 // serve accepts clients until shutdown. Wait for it with wait.
@@ -97,10 +92,7 @@ func (s *attachServer) add(conn *os.File) {
 		conn.Close()
 		return
 	}
-	if s.gcPercent != 0 {
-		loud(s.gcPercent)
-		s.gcPercent = 0
-	}
+	s.gc.attached()
 	c := &attachClient{conn: conn, wake: make(chan struct{}, 1)}
 	s.clients[c] = struct{}{}
 	s.log.Info("attach client connected", "clients", len(s.clients))
@@ -131,18 +123,6 @@ func (s *attachServer) broadcast(p []byte) {
 	}
 }
 
-// quietIfIdle gives garbage back and turns the collector off (quiet) when
-// no client is connected; the next client to connect turns it back on.
-// Both happen under mu, so a client never runs with the collector off.
-func (s *attachServer) quietIfIdle() {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	if len(s.clients) > 0 || s.closed || s.gcPercent != 0 {
-		return
-	}
-	s.gcPercent = quiet()
-}
-
 // notify wakes c's writer, or leaves it a wake-up if it is busy.
 func (c *attachClient) notify() {
 	select {
@@ -164,12 +144,7 @@ func (s *attachServer) dropLocked(c *attachClient) {
 		c.gone = true
 		c.notify()
 		s.log.Info("attach client disconnected", "clients", len(s.clients))
-		if len(s.clients) == 0 {
-			select {
-			case s.idle <- struct{}{}:
-			default:
-			}
-		}
+		s.gc.detached()
 	}
 	c.conn.Close()
 }
@@ -257,6 +232,7 @@ func (s *attachServer) shutdown(exitCode int32) {
 	s.closed = true
 	for c := range s.clients {
 		delete(s.clients, c)
+		s.gc.detached()
 		c.exit = &exitCode
 		c.gone = true
 		_ = c.conn.SetWriteDeadline(time.Now().Add(farewellTimeout))

@@ -2,7 +2,9 @@ package monitor
 
 import (
 	"errors"
+	"flag"
 	"fmt"
+	"io"
 	"path/filepath"
 	"strconv"
 )
@@ -133,4 +135,32 @@ func (c Config) Args() []string {
 // path returns the path of a file in the run directory.
 func (c Config) path(name string) string {
 	return filepath.Join(c.Dir, name)
+}
+
+// ParseArgs reads a command line written by Config.Args.
+func ParseArgs(args []string) (Config, error) {
+	var cfg Config
+	fs := flag.NewFlagSet("polyvisor-monitor", flag.ContinueOnError)
+	fs.SetOutput(io.Discard) // the error goes back to the caller, once
+	fs.StringVar(&cfg.ID, "id", "", "runc container id")
+	fs.StringVar(&cfg.Bundle, "bundle", "", "OCI bundle directory")
+	fs.StringVar(&cfg.Runc, "runc", "runc", "runc binary")
+	fs.StringVar(&cfg.RuncRoot, "runc-root", "", "runc state directory (runc --root)")
+	fs.StringVar(&cfg.Dir, "dir", "", "run directory for sockets, pid and exit files, monitor.log")
+	fs.StringVar(&cfg.Log, "log", "", "console log file")
+	fs.Int64Var(&cfg.LogMax, "log-max", DefaultLogMax, "console log size that triggers rotation, in bytes")
+	fs.StringVar(&cfg.ReadySocket, "ready-socket", "", "with a command: report the start once this path exists")
+	fs.StringVar(&cfg.Cgroup, "cgroup", "", "with a command: the cgroup (/parent/name, made beforehand) it starts in")
+	fs.IntVar(&cfg.StartFd, "start-fd", 0, "with a container: wait for one byte on this descriptor before running it")
+	if err := fs.Parse(args); err != nil {
+		return cfg, err
+	}
+	// After "--": a command to run as the guest instead of a container.
+	if fs.NArg() > 0 {
+		if args[len(args)-fs.NArg()-1] != "--" {
+			return cfg, errors.New("unexpected argument " + fs.Arg(0) + ": a guest command goes after --")
+		}
+		cfg.Command = fs.Args()
+	}
+	return cfg, cfg.Validate()
 }

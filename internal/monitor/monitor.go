@@ -18,10 +18,25 @@ import (
 // until runc delete kills them.
 const drainTimeout = time.Second
 
-// monitor is one run of polyvisor-monitor.
+// monitor is the supervision of one guest: the whole of a polyvisor-monitor
+// run, or one guest of a supervisor's.
 type monitor struct {
 	cfg Config
 	log *slog.Logger
+	gc  *collector // the process's
+	// reaper, under a supervisor, is told of each runc command, whose exit
+	// os/exec collects; nil in a monitor of its own.
+	reaper *reaper
+}
+
+// runningCommand brackets a runc command for the reaper, if any: call the
+// function it returns when the command has ended.
+func (m *monitor) runningCommand() func() {
+	if m.reaper == nil {
+		return func() {}
+	}
+	m.reaper.commandStarts()
+	return m.reaper.commandEnded
 }
 
 // signals are those the monitor receives instead of dying from them.
@@ -58,7 +73,7 @@ func Run(ctx context.Context, cfg Config, ready io.WriteCloser) error {
 		return err
 	}
 	defer logFile.Close()
-	m := &monitor{cfg: cfg, log: slog.New(slog.NewTextHandler(logFile, nil)).With("id", cfg.ID)}
+	m := &monitor{cfg: cfg, log: slog.New(slog.NewTextHandler(logFile, nil)).With("id", cfg.ID), gc: &collector{}}
 	// stderr is /dev/null; make it the log, so that a panic or a fatal
 	// runtime error leaves its trace where the rest of the story is.
 	if err := unix.Dup3(int(logFile.Fd()), 2, 0); err != nil {
@@ -91,13 +106,19 @@ func Run(ctx context.Context, cfg Config, ready io.WriteCloser) error {
 	}
 	m.log.Info("guest started", "initPid", g.pid, "console", g.console.Name(), "duration", time.Since(started))
 	r.ok(g.pid)
-	return m.supervise(ctx, g, sigs)
+	// Once the start has settled, the monitor gives its garbage back and
+	// turns the collector off until a client attaches (see collector): one
+	// monitor runs per guest, and it should cost the host little.
+	trim := time.AfterFunc(firstTrimDelay, m.gc.quietIfIdle)
+	defer trim.Stop()
+	return m.supervise(g, func() (ExitStatus, error) { return m.waitForInit(ctx, g.pid, sigs) })
 }
 
-// supervise serves the console until the guest's init exits, then records
-// the exit, deletes the container and releases everything.
-func (m *monitor) supervise(ctx context.Context, g *guest, sigs signals) error {
-	clients := newAttachServer(g.attach, g.console, m.log)
+// supervise serves the console until the guest's init exits, as waitInit
+// reports, then records the exit, deletes the container and releases
+// everything.
+func (m *monitor) supervise(g *guest, waitInit func() (ExitStatus, error)) error {
+	clients := newAttachServer(g.attach, g.console, m.gc, m.log)
 	attachCtx, stopAttach := context.WithCancel(context.Background())
 	defer stopAttach()
 	clients.serve(attachCtx)
@@ -107,7 +128,7 @@ func (m *monitor) supervise(ctx context.Context, g *guest, sigs signals) error {
 		copyConsole(g.console, g.log, clients, m.log)
 	}()
 
-	status, waitErr := m.waitForInit(ctx, g.pid, sigs, clients)
+	status, waitErr := waitInit()
 	if waitErr == nil {
 		m.log.Info("guest init exited", "exitCode", status.ExitCode, "signal", status.Signal)
 		select {
@@ -141,16 +162,10 @@ func (m *monitor) supervise(ctx context.Context, g *guest, sigs signals) error {
 // waitForInit reaps children until the init with pid exits, and returns its
 // status. Other children (processes reparented to the monitor as
 // subreaper) are reaped and forgotten. When ctx is done it kills init, and
-// goes on waiting for it. Meanwhile, once the start has settled and each
-// time the last attach client has left, it gives the monitor's garbage back
-// and turns the collector off (see quiet): one monitor runs per guest, and
-// it should cost the host little. Nothing here wakes on a period, so an
-// idle guest's monitor sleeps.
-func (m *monitor) waitForInit(ctx context.Context, pid int, sigs signals, gc *attachServer) (ExitStatus, error) {
+// goes on waiting for it. Nothing here wakes on a period, so an idle
+// guest's monitor sleeps.
+func (m *monitor) waitForInit(ctx context.Context, pid int, sigs signals) (ExitStatus, error) {
 	done := ctx.Done()
-	idle := gc.idle
-	trim := time.NewTimer(firstTrimDelay)
-	defer trim.Stop()
 	for {
 		ws, found, err := m.reap(pid)
 		if found {
@@ -163,10 +178,6 @@ func (m *monitor) waitForInit(ctx context.Context, pid int, sigs signals, gc *at
 		case <-sigs.child:
 		case sig := <-sigs.ignored:
 			m.log.Info("ignoring signal: the guest keeps running", "signal", sig)
-		case <-trim.C:
-			gc.quietIfIdle()
-		case <-idle:
-			gc.quietIfIdle()
 		case <-done:
 			done = nil
 			m.log.Info("context done, killing guest init", "err", ctx.Err())

@@ -49,6 +49,7 @@ func (m *monitor) runtime() *runc.Runtime {
 // The container's init, a child of runc, becomes the monitor's child when
 // runc exits, because the monitor is a child subreaper.
 func (m *monitor) runcRun(ctx context.Context, consoleSocket string) error {
+	defer m.runningCommand()()
 	ctx, cancel := context.WithTimeout(ctx, runcRunTimeout)
 	defer cancel()
 	started := time.Now()
@@ -64,6 +65,7 @@ func (m *monitor) runcRun(ctx context.Context, consoleSocket string) error {
 // its cgroups. It runs even when the caller's context is done: it is the
 // cleanup.
 func (m *monitor) runcDelete() error {
+	defer m.runningCommand()()
 	ctx, cancel := context.WithTimeout(context.Background(), runcDeleteTimeout)
 	defer cancel()
 	started := time.Now()

@@ -35,7 +35,9 @@ import (
 const Class = "container"
 
 // handleVersion is the version of what Start persists in guest.yaml's
-// status; RecoverTask-style adoption checks it.
+// status; RecoverTask-style adoption checks it. The handle is the same
+// whether a guest runs under the supervisor or, started by an earlier
+// polyvisor, under a monitor of its own (MonitorPID tells them apart).
 const handleVersion = 1
 
 // Options configure the driver.
@@ -53,7 +55,8 @@ type Options struct {
 type Driver struct {
 	opts     Options
 	log      *slog.Logger
-	monitors *monitored.Launcher
+	// supervisor runs the containers: one polyvisor-monitor for all.
+	supervisor *monitored.Supervisor
 	// usage remembers stopped guests' disk usage for listings.
 	usage loopfs.UsageCache
 	// blankMu lets one create at a time make the blank quota image that
@@ -69,7 +72,10 @@ func New(opts Options) *Driver {
 	if opts.Log == nil {
 		opts.Log = slog.Default()
 	}
-	return &Driver{opts: opts, log: opts.Log.With("driver", Class), monitors: &monitored.Launcher{Monitor: opts.Monitor}}
+	return &Driver{
+		opts: opts, log: opts.Log.With("driver", Class),
+		supervisor: &monitored.Supervisor{Monitor: opts.Monitor, Dir: opts.Layout.SupervisorDir()},
+	}
 }
 
 func (d *Driver) guestDir(def *guest.Definition) string { return d.opts.Layout.GuestDir(def.Name) }
@@ -163,19 +169,6 @@ func (d *Driver) Start(ctx context.Context, def *guest.Definition) (status guest
 	if err = os.MkdirAll(runDir, 0o700); err != nil {
 		return status, fmt.Errorf("create run dir: %w", err)
 	}
-	// The monitor starts first and waits: a Go process's start (page
-	// faults, runtime init) then overlaps the mounts and the bundle below.
-	pending, err := d.beginMonitor(def)
-	if err != nil {
-		return status, err
-	}
-	defer func() {
-		// Before the deferred Cleanup, which removes the run dir the
-		// monitor writes in.
-		if pending != nil {
-			pending.Cancel(context.WithoutCancel(ctx))
-		}
-	}()
 	// The quota image's mount, the template's idmapped mount and the
 	// bundle do not depend on each other, and the first two wait on the
 	// kernel (a loop device; a child made in a user namespace): they are
@@ -204,9 +197,7 @@ func (d *Driver) Start(ctx context.Context, def *guest.Definition) (status guest
 	if err = d.fault("before-monitor"); err != nil {
 		return status, err
 	}
-	p := pending
-	pending = nil // Go or its failure ends it; Cleanup does the rest
-	return d.runMonitored(ctx, def, p)
+	return d.runSupervised(ctx, def)
 }
 
 // writeBundleOf writes def's OCI bundle: its init is /sbin/init on the
@@ -292,7 +283,8 @@ func (d *Driver) Stop(ctx context.Context, def *guest.Definition, timeout time.D
 		return fmt.Errorf("stop %s: init %d survived SIGKILL: %w", def.Name, init.PID, err)
 	}
 	d.syncRootfs(def)
-	return d.waitMonitor(ctx, def)
+	d.waitMonitor(ctx, def)
+	return nil
 }
 
 // syncRootfs flushes an overlay guest's tree (its upper layer: the quota
@@ -343,18 +335,30 @@ func stopSignal(pid int) unix.Signal {
 	return sigTERM
 }
 
-// waitMonitor gives the monitor a moment to write exit.json and delete the
-// runc container after init ended.
-func (d *Driver) waitMonitor(ctx context.Context, def *guest.Definition) error {
-	if !monitored.WaitMonitor(ctx, def) {
-		d.log.Warn("monitor still running after its guest ended", "guest", def.Name, "pid", def.Status.MonitorPID)
+// supervisorWait bounds the wait for the supervisor to record a guest's
+// exit and delete its container.
+const supervisorWait = 10 * time.Second
+
+// waitMonitor gives the monitor (a guest's own, as version 1 had, or the
+// supervisor) a moment to write exit.json and delete the runc container
+// after init ended.
+func (d *Driver) waitMonitor(ctx context.Context, def *guest.Definition) {
+	if monitored.Monitor(def).Alive() {
+		if !monitored.WaitMonitor(ctx, def) {
+			d.log.Warn("monitor still running after its guest ended", "guest", def.Name, "pid", def.Status.MonitorPID)
+		}
+		return
 	}
-	return nil
+	ctx, cancel := context.WithTimeout(ctx, supervisorWait)
+	defer cancel()
+	if err := d.supervisor.WaitEnded(ctx, def.Name); err != nil {
+		d.log.Warn("the supervisor did not finish with the guest", "guest", def.Name, "err", err)
+	}
 }
 
 // Cleanup implements driver.Driver.
 func (d *Driver) Cleanup(ctx context.Context, def *guest.Definition) (*api.Exit, error) {
-	if monitored.Monitor(def).Alive() && !initIdentity(def).Alive() {
+	if !initIdentity(def).Alive() {
 		d.waitMonitor(ctx, def)
 	}
 	exit := monitored.ReadExit(d.runDir(def))
@@ -400,6 +404,7 @@ func (d *Driver) unmountRootfs(def *guest.Definition) error {
 	return errors.Join(fsutil.Unmount(d.rootfs(def)), fsutil.Unmount(filepath.Join(d.guestDir(def), lowerMount)))
 }
 
-// Wait blocks until every monitor this daemon started and that has ended
-// is reaped; used by tests at shutdown.
-func (d *Driver) Wait() { d.monitors.Wait() }
+// Wait lets the supervisor exit as soon as it has no guest, and blocks
+// until the one this daemon started, if any, has been reaped; used by
+// tests at shutdown, once their guests are gone.
+func (d *Driver) Wait() { d.supervisor.Release(context.Background()) }

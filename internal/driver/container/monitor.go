@@ -32,27 +32,17 @@ func (d *Driver) ConsoleLog(def *guest.Definition) string {
 	return filepath.Join(d.guestDir(def), "console.log")
 }
 
-// beginMonitor starts polyvisor-monitor, which will run the container
-// with runc and keep its console, once runMonitored lets it.
-func (d *Driver) beginMonitor(def *guest.Definition) (*monitored.Pending, error) {
+// runSupervised has the supervisor run the container, once its bundle and
+// root tree are ready, and plugs its network.
+func (d *Driver) runSupervised(ctx context.Context, def *guest.Definition) (guest.Status, error) {
 	runtime, err := d.runtimePath()
 	if err != nil {
-		return nil, fmt.Errorf("%w: start %s: %w", api.ErrNotAvailable, def.Name, err)
+		return guest.Status{}, fmt.Errorf("%w: start %s: %w", api.ErrNotAvailable, def.Name, err)
 	}
-	p, err := d.monitors.Begin(monitor.Config{
+	status, err := d.supervisor.Start(ctx, monitor.Config{
 		ID: def.Name, Bundle: filepath.Join(d.guestDir(def), bundleDir), Runc: runtime,
 		RuncRoot: d.opts.Layout.RuncRoot(), Dir: d.runDir(def), Log: d.ConsoleLog(def), LogMax: monitor.DefaultLogMax,
 	})
-	if err != nil {
-		return nil, fmt.Errorf("start %s: %w", def.Name, err)
-	}
-	return p, nil
-}
-
-// runMonitored lets the monitor run the container, once its bundle and
-// root tree are ready, and plugs its network.
-func (d *Driver) runMonitored(ctx context.Context, def *guest.Definition, p *monitored.Pending) (guest.Status, error) {
-	status, err := p.Go(ctx)
 	if err != nil {
 		return status, fmt.Errorf("start %s: %w", def.Name, err)
 	}

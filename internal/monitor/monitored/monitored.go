@@ -10,6 +10,7 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"io"
 	"log/slog"
 	"net"
 	"os"
@@ -167,22 +168,21 @@ func (p *Pending) wait(ctx context.Context, id string) (guest.Status, error) {
 	if err != nil {
 		return status, err
 	}
-	proc, err := procutil.Identify(pid)
-	if err != nil {
-		return status, fmt.Errorf("the guest's process exited at once: %w (see polyvisor console --log %s)", err, id)
-	}
-	status.State = api.StateRunning
-	status.InitPID, status.InitStart = proc.PID, proc.Start
-	status.StartedAt = time.Now().UTC()
-	return status, nil
+	return runningStatus(status, pid, id)
 }
 
 // Wait blocks until every monitor started here has ended and been reaped.
 func (l *Launcher) Wait() { l.reaped.Wait() }
 
+// deadlineReader is a ready pipe or a connection to the supervisor.
+type deadlineReader interface {
+	io.Reader
+	SetReadDeadline(time.Time) error
+}
+
 // readReady reads one line from the ready pipe, giving up with ctx or after
 // ReadyTimeout.
-func readReady(ctx context.Context, r *os.File) (string, error) {
+func readReady(ctx context.Context, r deadlineReader) (string, error) {
 	deadline := time.Now().Add(ReadyTimeout)
 	if dl, ok := ctx.Deadline(); ok && dl.Before(deadline) {
 		deadline = dl

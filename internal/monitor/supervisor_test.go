@@ -1,0 +1,191 @@
+package monitor_test
+
+import (
+	"context"
+	"errors"
+	"net"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"strconv"
+	"strings"
+	"syscall"
+	"testing"
+	"time"
+
+	"github.com/polyvisor/polyvisor/internal/monitor"
+	"github.com/polyvisor/polyvisor/internal/monitor/monitored"
+	"github.com/polyvisor/polyvisor/internal/stream"
+)
+
+// supervisorFixture is a supervisor's directory, its binary and the
+// daemon's client, with guests made for the test.
+type supervisorFixture struct {
+	t      *testing.T
+	client *monitored.Supervisor
+	guests []*testGuest
+}
+
+func newSupervisorFixture(t *testing.T) *supervisorFixture {
+	t.Helper()
+	requireRootAndRunc(t)
+	f := &supervisorFixture{t: t, client: &monitored.Supervisor{
+		Monitor: buildMonitor(t),
+		Dir:     filepath.Join(t.TempDir(), ".supervisor"),
+		Linger:  time.Second,
+	}}
+	t.Cleanup(func() {
+		if t.Failed() {
+			if log, err := os.ReadFile(filepath.Join(f.client.Dir, monitor.SupervisorLogName)); err == nil {
+				t.Logf("supervisor.log:\n%s", log)
+			}
+		}
+		for _, pid := range pidsOf(f.client.Monitor) {
+			syscall.Kill(pid, syscall.SIGKILL)
+		}
+		for _, g := range f.guests {
+			g.cleanup()
+		}
+	})
+	return f
+}
+
+// guest makes a busybox guest running args, to be run by the supervisor.
+func (f *supervisorFixture) guest(args ...string) *testGuest {
+	g := newTestGuest(f.t, args, monitor.DefaultLogMax)
+	g.bin = f.client.Monitor
+	f.guests = append(f.guests, g)
+	return g
+}
+
+func (f *supervisorFixture) start(g *testGuest) int {
+	f.t.Helper()
+	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
+	defer cancel()
+	status, err := f.client.Start(ctx, g.cfg)
+	if err != nil {
+		f.t.Fatalf("start %s: %v", g.cfg.ID, err)
+	}
+	if status.MonitorPID != 0 || status.InitPID == 0 {
+		f.t.Fatalf("start %s: status %+v, want an init and no monitor of its own", g.cfg.ID, status)
+	}
+	return status.InitPID
+}
+
+// supervisorPid reads the pid the running supervisor keeps in its lock.
+func (f *supervisorFixture) supervisorPid() int {
+	f.t.Helper()
+	data, err := os.ReadFile(filepath.Join(f.client.Dir, monitor.SupervisorLockName))
+	pid, _ := strconv.Atoi(strings.TrimSpace(string(data)))
+	if err != nil || pid == 0 {
+		f.t.Fatalf("supervisor lock: %q, %v", data, err)
+	}
+	return pid
+}
+
+// One supervisor runs several guests: each init is its child, each console
+// its own; one guest's end is recorded without touching the others; a
+// start that fails and a second start of a running guest leave the others
+// alone; the guests outlive a supervisor killed with SIGKILL, and the next
+// start brings up a new one; with no guest left it exits by itself.
+func TestSupervisorRunsManyGuestsAndTheyOutliveIt(t *testing.T) {
+	f := newSupervisorFixture(t)
+	// b's init ignores the hangup its console gets when the supervisor
+	// dies, as a guest's init does (busybox init rereads its inittab on
+	// SIGHUP, systemd reloads); an interactive shell as init would exit.
+	a, b := f.guest("/bin/sh"), f.guest("/bin/sh", "-c", `trap "" HUP; while :; do read l && eval "$l" || sleep 1; done`)
+	aPid, bPid := f.start(a), f.start(b)
+	sup := f.supervisorPid()
+	for _, pid := range []int{aPid, bPid} {
+		if ppid := parentOf(t, pid); ppid != sup {
+			t.Errorf("init %d's parent is %d, want the supervisor %d", pid, ppid, sup)
+		}
+	}
+	for _, sig := range []syscall.Signal{syscall.SIGHUP, syscall.SIGTERM, syscall.SIGINT} {
+		syscall.Kill(sup, sig)
+	}
+
+	ca, cb := attach(t, a.cfg.Dir), attach(t, b.cfg.Dir)
+	ca.send(t, stream.Stdin, []byte("echo in-a-$((6*7))\n"))
+	cb.send(t, stream.Stdin, []byte("echo in-b-$((6*8))\n"))
+	ca.expect(t, "in-a-42")
+	cb.expect(t, "in-b-48")
+
+	bad := f.guest("/no/such/program")
+	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
+	defer cancel()
+	if _, err := f.client.Start(ctx, bad.cfg); !errors.Is(err, monitor.ErrStartFailed) || !strings.Contains(err.Error(), "/no/such/program") {
+		t.Errorf("start of a missing program: %v, want the start failed naming it", err)
+	}
+	if _, err := f.client.Start(ctx, a.cfg); err == nil || !strings.Contains(err.Error(), "already") {
+		t.Errorf("second start of a running guest: %v, want it refused", err)
+	}
+
+	syscall.Kill(aPid, syscall.SIGKILL)
+	if code := ca.expectExit(t); code != 137 {
+		t.Errorf("a's client got exit code %d, want 137", code)
+	}
+	if err := f.client.WaitEnded(ctx, a.cfg.ID); err != nil {
+		t.Fatal(err)
+	}
+	status := readExitFile(t, a.cfg.Dir)
+	if status.Pid != aPid || status.Signal != 9 {
+		t.Errorf("a's exit.json: %+v, want pid %d killed by signal 9", status, aPid)
+	}
+	if out, err := exec.Command(a.cfg.Runc, "--root", a.cfg.RuncRoot, "state", a.cfg.ID).CombinedOutput(); err == nil {
+		t.Errorf("a's container is still there after its end: %s", out)
+	}
+	cb.send(t, stream.Stdin, []byte("echo still-b-$((2+3))\n"))
+	cb.expect(t, "still-b-5")
+
+	if err := syscall.Kill(sup, syscall.SIGKILL); err != nil {
+		t.Fatal(err)
+	}
+	waitFor(t, 10*time.Second, "the supervisor to die", func() bool { return processGone(sup) })
+	time.Sleep(200 * time.Millisecond)
+	if processGone(bPid) {
+		t.Fatal("guest b died with its supervisor")
+	}
+
+	c := f.guest("/bin/sh")
+	cPid := f.start(c)
+	if next := f.supervisorPid(); next == sup || parentOf(t, cPid) != next {
+		t.Errorf("after the supervisor's death: supervisor %d (was %d), c's parent %d", next, sup, parentOf(t, cPid))
+	}
+	syscall.Kill(bPid, syscall.SIGKILL)
+	syscall.Kill(cPid, syscall.SIGKILL)
+	if err := f.client.WaitEnded(ctx, c.cfg.ID); err != nil {
+		t.Fatal(err)
+	}
+	next := f.supervisorPid()
+	waitFor(t, 10*time.Second, "the idle supervisor to exit", func() bool { return processGone(next) })
+	if _, err := os.Stat(filepath.Join(f.client.Dir, monitor.SupervisorSocketName)); !errors.Is(err, os.ErrNotExist) {
+		t.Errorf("the exited supervisor left its socket: %v", err)
+	}
+}
+
+// Garbage on the supervisor's socket gets one error line, and the
+// supervisor goes on serving.
+func TestSupervisorAnswersGarbageWithAnError(t *testing.T) {
+	f := newSupervisorFixture(t)
+	g := f.guest("/bin/sh")
+	pid := f.start(g)
+	for _, garbage := range []string{"not json\n", `{"op":"format-disk"}` + "\n", `{"op":"start","args":["--id","../x"]}` + "\n", "\x00\xff\n"} {
+		conn, err := net.Dial("unix", filepath.Join(f.client.Dir, monitor.SupervisorSocketName))
+		if err != nil {
+			t.Fatal(err)
+		}
+		conn.Write([]byte(garbage))
+		conn.SetReadDeadline(time.Now().Add(10 * time.Second))
+		buf := make([]byte, 512)
+		n, _ := conn.Read(buf)
+		conn.Close()
+		if answer := string(buf[:n]); !strings.HasPrefix(answer, "error ") || strings.Count(answer, "\n") != 1 {
+			t.Errorf("answer to %q: %q, want one error line", garbage, answer)
+		}
+	}
+	if processGone(pid) || processGone(f.supervisorPid()) {
+		t.Fatal("garbage on the socket ended the guest or the supervisor")
+	}
+	syscall.Kill(pid, syscall.SIGKILL)
+}
