@@ -34,7 +34,7 @@ type attachServer struct {
 	console *os.File
 	log     *slog.Logger
 	wg      sync.WaitGroup // the accept loop and each client's two loops
-	gc      *collector // the process's, shared by every guest it serves
+	gc      *collector     // the process's, shared by every guest it serves
 
 	mu      sync.Mutex
 	clients map[*attachClient]struct{}

@@ -53,8 +53,8 @@ type Options struct {
 
 // Driver runs container guests.
 type Driver struct {
-	opts     Options
-	log      *slog.Logger
+	opts Options
+	log  *slog.Logger
 	// supervisor runs the containers: one polyvisor-monitor for all.
 	supervisor *monitored.Supervisor
 	// usage remembers stopped guests' disk usage for listings.
