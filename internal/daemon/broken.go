@@ -83,20 +83,15 @@ func validNames(names []string) []string {
 
 // checkNothingRuns refuses while a process of the guest lives, and when it
 // cannot tell. It trusts processes, not files: the pids the definition
-// recorded (with their start times), then any process in the guest's
-// cgroup or naming its run dir (its monitor, QEMU's sockets), then what a
+// recorded (its init's, with its start time), then any process in the
+// guest's cgroup or naming its run dir (its monitor, QEMU's sockets), then what a
 // runtime leaves only while a guest is up: its mounted root tree, its
 // runtime state, its init's pid file.
 func (d *Daemon) checkNothingRuns(name string, rec record, readable bool) error {
-	if readable {
-		for _, id := range []procutil.Identity{
-			{PID: rec.Status.InitPID, Start: rec.Status.InitStart},
-			{PID: rec.Status.MonitorPID, Start: rec.Status.MonitorStart},
-		} {
-			if id.Alive() {
-				return stillRuns(name, id.PID)
-			}
-		}
+	// Not the monitor's pid: containers share the supervisor, which lives
+	// on after any one guest; a VM's own monitor names the run dir.
+	if init := (procutil.Identity{PID: rec.Status.InitPID, Start: rec.Status.InitStart}); readable && init.Alive() {
+		return stillRuns(name, init.PID)
 	}
 	pid, err := d.processOf(name)
 	if err != nil {

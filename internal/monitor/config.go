@@ -49,12 +49,6 @@ type Config struct {
 	// Cgroup, with a Command, is the cgroup (made by the daemon, as
 	// "/parent/name") that the Command starts in.
 	Cgroup string
-	// StartFd, when not 0, is a descriptor (a pipe) the monitor reads one
-	// byte from before it runs the container: the daemon starts the
-	// monitor first and sends the byte once the bundle and root tree are
-	// ready, so the two are made side by side. End-of-file instead (the
-	// daemon gave up, or died) ends the monitor without running anything.
-	StartFd int
 }
 
 // runsCommand reports whether the guest is a plain command, not a container.
@@ -88,9 +82,6 @@ func (c Config) Validate() error {
 	if c.Cgroup != "" && !c.runsCommand() {
 		return fmt.Errorf("--cgroup goes with a command after --; a container's cgroup is in its bundle: %w", ErrInvalid)
 	}
-	if c.StartFd < 0 || c.StartFd != 0 && c.runsCommand() {
-		return fmt.Errorf("--start-fd %d: a descriptor number, with a container only: %w", c.StartFd, ErrInvalid)
-	}
 	if c.LogMax <= 0 {
 		return fmt.Errorf("--log-max must be positive, got %d: %w", c.LogMax, ErrInvalid)
 	}
@@ -117,9 +108,6 @@ func isValidID(id string) bool {
 // with c, for the daemon to start it with.
 func (c Config) Args() []string {
 	args := []string{"--id", c.ID, "--dir", c.Dir, "--log", c.Log, "--log-max", strconv.FormatInt(c.LogMax, 10)}
-	if c.StartFd != 0 {
-		args = append(args, "--start-fd", strconv.Itoa(c.StartFd))
-	}
 	if !c.runsCommand() {
 		return append(args, "--bundle", c.Bundle, "--runc", c.Runc, "--runc-root", c.RuncRoot)
 	}
@@ -151,7 +139,6 @@ func ParseArgs(args []string) (Config, error) {
 	fs.Int64Var(&cfg.LogMax, "log-max", DefaultLogMax, "console log size that triggers rotation, in bytes")
 	fs.StringVar(&cfg.ReadySocket, "ready-socket", "", "with a command: report the start once this path exists")
 	fs.StringVar(&cfg.Cgroup, "cgroup", "", "with a command: the cgroup (/parent/name, made beforehand) it starts in")
-	fs.IntVar(&cfg.StartFd, "start-fd", 0, "with a container: wait for one byte on this descriptor before running it")
 	if err := fs.Parse(args); err != nil {
 		return cfg, err
 	}

@@ -57,9 +57,6 @@ func (m *monitor) start(ctx context.Context) (_ *guest, err error) {
 	if err := os.Remove(m.cfg.path(ExitFileName)); err != nil && !errors.Is(err, os.ErrNotExist) {
 		return nil, fmt.Errorf("remove old exit file: %w", err)
 	}
-	if err := m.awaitStart(); err != nil {
-		return nil, err
-	}
 	recv, err := runc.ListenConsole(m.cfg.path(ConsoleRecvSocketName))
 	if err != nil {
 		return nil, err
@@ -99,29 +96,4 @@ func (m *monitor) start(ctx context.Context) (_ *guest, err error) {
 		return nil, err
 	}
 	return g, nil
-}
-
-// errStartCancelled reports that the daemon closed the start pipe without
-// asking for the start.
-var errStartCancelled = errors.New("the daemon cancelled the start")
-
-// awaitStart waits, with Config.StartFd, for the daemon's go-ahead: one
-// byte once the bundle and root tree are ready. runc and the guest do not
-// inherit the pipe.
-func (m *monitor) awaitStart() error {
-	if m.cfg.StartFd == 0 {
-		return nil
-	}
-	f := os.NewFile(uintptr(m.cfg.StartFd), "start-pipe")
-	if f == nil {
-		return fmt.Errorf("--start-fd %d is not open", m.cfg.StartFd)
-	}
-	defer f.Close()
-	var b [1]byte
-	if n, err := f.Read(b[:]); n == 1 {
-		return nil
-	} else if err != nil && !errors.Is(err, io.EOF) {
-		return fmt.Errorf("wait for the start: %w", err)
-	}
-	return errStartCancelled
 }

@@ -44,8 +44,8 @@ const maxRequest = 64 << 10
 // The supervisor answers with one line:
 //
 //	{"op":"start","args":[...]}  runs a container: args as Config.Args
-//	                             makes them (without --start-fd); the
-//	                             answer is a ready line (see ParseReady),
+//	                             makes them; the answer is a ready line
+//	                             (see ParseReady),
 //	                             or "retry" from a supervisor that is
 //	                             exiting
 //	{"op":"wait","id":"ID"}      answers "ended" once the guest's exit is
@@ -267,8 +267,8 @@ func (s *supervisor) waitEnded(id string) {
 // guest is then supervised until its init exits.
 func (s *supervisor) start(ctx context.Context, args []string) string {
 	cfg, err := ParseArgs(args)
-	if err == nil && (cfg.runsCommand() || cfg.StartFd != 0) {
-		err = fmt.Errorf("a supervisor runs containers only, without --start-fd: %w", ErrInvalid)
+	if err == nil && cfg.runsCommand() {
+		err = fmt.Errorf("a supervisor runs containers only, not commands: %w", ErrInvalid)
 	}
 	if err != nil {
 		return "error " + oneLine(err.Error())

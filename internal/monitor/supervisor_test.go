@@ -66,8 +66,8 @@ func (f *supervisorFixture) start(g *testGuest) int {
 	if err != nil {
 		f.t.Fatalf("start %s: %v", g.cfg.ID, err)
 	}
-	if status.MonitorPID != 0 || status.InitPID == 0 {
-		f.t.Fatalf("start %s: status %+v, want an init and no monitor of its own", g.cfg.ID, status)
+	if status.InitPID == 0 || status.MonitorPID != f.supervisorPid() {
+		f.t.Fatalf("start %s: status %+v, want an init and the supervisor (%d) as its monitor", g.cfg.ID, status, f.supervisorPid())
 	}
 	return status.InitPID
 }

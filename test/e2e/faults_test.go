@@ -5,7 +5,9 @@ import (
 	"os"
 	"path/filepath"
 	"strings"
+	"syscall"
 	"testing"
+	"time"
 
 	"github.com/polyvisor/polyvisor/internal/guest"
 	"github.com/polyvisor/polyvisor/internal/layout"
@@ -201,6 +203,70 @@ func TestGuestsOutliveKilledDaemon(t *testing.T) {
 	d.Must(t, "stop", "survivor", "--force")
 	if alive(survivor.PID) {
 		t.Error("stop of an adopted guest left init running")
+	}
+}
+
+// TestContainersOutliveTheirSupervisor: one supervisor runs a daemon's
+// containers; killed with SIGKILL, it takes no guest with it. The guests
+// go on, exec still works, their consoles have hung up (one error line,
+// not a hang), the next launch brings up a new supervisor, and a guest of
+// the dead one stops (its exit unknown), starts again under the new one
+// and is deleted without leftovers.
+func TestContainersOutliveTheirSupervisor(t *testing.T) {
+	requireRoot(t)
+	d := ownDaemon(t)
+	d.Must(t, "launch", "busybox", "sup-a")
+	d.Must(t, "launch", "busybox", "sup-b")
+	a, b := info(t, d, "sup-a"), info(t, d, "sup-b")
+	if a.MonitorPID == 0 || a.MonitorPID != b.MonitorPID {
+		t.Fatalf("the containers' monitors are %d and %d, want one supervisor for both", a.MonitorPID, b.MonitorPID)
+	}
+	if err := syscall.Kill(a.MonitorPID, syscall.SIGKILL); err != nil {
+		t.Fatal(err)
+	}
+	for deadline := time.Now().Add(10 * time.Second); alive(a.MonitorPID); time.Sleep(20 * time.Millisecond) {
+		if time.Now().After(deadline) {
+			t.Fatal("the supervisor survived SIGKILL for 10 s")
+		}
+	}
+	time.Sleep(300 * time.Millisecond) // a guest dying of it would be gone by now
+	if !alive(a.PID) || !alive(b.PID) {
+		t.Fatal("killing the supervisor ended a guest")
+	}
+	if out := d.Must(t, "exec", "sup-b", "--", "echo", "still-here"); out != "still-here\n" {
+		t.Errorf("exec into a guest of the dead supervisor: %q", out)
+	}
+	out, errOut, code := d.Run("console", "sup-a")
+	if code == 0 || strings.Count(strings.TrimSpace(errOut), "\n") != 0 || !strings.Contains(errOut, "sup-a") {
+		t.Errorf("console of a guest whose supervisor died: exit %d, %q %q; want one error line naming the guest", code, out, errOut)
+	}
+	t.Logf("console after the supervisor's death: %s", strings.TrimSpace(errOut))
+
+	d.Must(t, "launch", "busybox", "sup-c")
+	c := info(t, d, "sup-c")
+	if c.MonitorPID == a.MonitorPID || !alive(c.MonitorPID) {
+		t.Errorf("after the supervisor's death, sup-c's monitor is %d (the dead one was %d)", c.MonitorPID, a.MonitorPID)
+	}
+	d.Must(t, "stop", "sup-a")
+	if g := info(t, d, "sup-a"); g.State != api.StateStopped || alive(a.PID) {
+		t.Errorf("sup-a after its stop: %+v", g)
+	}
+	d.Must(t, "start", "sup-a")
+	if g := info(t, d, "sup-a"); g.State != api.StateRunning || g.MonitorPID != c.MonitorPID {
+		t.Errorf("sup-a started again: %+v, want it under the new supervisor %d", g, c.MonitorPID)
+	}
+	d.Must(t, "delete", "--force", "sup-a", "sup-b", "sup-c")
+	l := layout.New(d.StateDir)
+	for _, name := range []string{"sup-a", "sup-b", "sup-c"} {
+		if mounted(t, filepath.Join(l.GuestDir(name), "rootfs")) {
+			t.Errorf("%s's rootfs is still mounted after its delete", name)
+		}
+		if dirs := existing(testenv.CgroupDirs(l.CgroupParent() + "/" + name)); len(dirs) > 0 {
+			t.Errorf("%s's cgroups survive its delete: %v", name, dirs)
+		}
+	}
+	if alive(b.PID) {
+		t.Error("sup-b's init survived its delete")
 	}
 }
 

@@ -160,11 +160,12 @@ func inittabOf(d *testenv.Daemon, tmpl string) string {
 	return filepath.Join(layout.New(d.StateDir).TemplatesDir(), tmpl, "rootfs", "etc", "inittab")
 }
 
-// guestProcesses identifies g's monitor and every process in its cgroup.
+// guestProcesses identifies g's init, its own monitor and every process in
+// its cgroup: what its stop ends.
 func guestProcesses(t *testing.T, d *testenv.Daemon, g api.Guest) []procutil.Identity {
 	t.Helper()
 	var procs []procutil.Identity
-	pids := []int{g.PID, g.MonitorPID}
+	pids := []int{g.PID, ownMonitor(g)}
 	for _, dir := range testenv.CgroupDirs(layout.New(d.StateDir).GuestCgroup(g.Name)) {
 		data, err := os.ReadFile(filepath.Join(dir, "cgroup.procs"))
 		if err != nil {

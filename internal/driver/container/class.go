@@ -155,29 +155,35 @@ func (d *Driver) View(def *guest.Definition, g *api.Guest) {
 type handle struct {
 	RuncRoot string `json:"runcRoot"`
 	ID       string `json:"id"`
+	// Supervised: the guest runs under the supervisor, which all
+	// containers share, not under a monitor of its own.
+	Supervised bool `json:"supervised,omitempty"`
 }
 
 // newHandle is the handle of def's container as this driver starts it.
 func (d *Driver) newHandle(def *guest.Definition) handle {
-	return handle{RuncRoot: d.opts.Layout.RuncRoot(), ID: def.Name}
+	return handle{RuncRoot: d.opts.Layout.RuncRoot(), ID: def.Name, Supervised: true}
 }
 
 // encode writes h for guest.Status.Handle.
 func (h handle) encode() string {
-	data, _ := json.Marshal(h) // two strings: it cannot fail
+	data, _ := json.Marshal(h) // strings and a bool: it cannot fail
 	return string(data)
 }
 
 // readHandle reads the handle Start wrote for def. A definition written
-// before handles were (version 1 or none, no handle) gets this driver's
-// defaults; a version this driver does not know is refused.
+// before handles were (no handle) gets this driver's defaults, with a
+// monitor of its own, as guests had then; a version this driver does not
+// know is refused.
 func (d *Driver) readHandle(def *guest.Definition) (handle, error) {
 	s := def.Status
 	if s.HandleVersion > handleVersion {
 		return handle{}, fmt.Errorf("guest %s: handle version %d: this polyvisor knows version %d at most; leave the guest running and upgrade polyvisor", def.Name, s.HandleVersion, handleVersion)
 	}
 	if s.Handle == "" {
-		return d.newHandle(def), nil
+		h := d.newHandle(def)
+		h.Supervised = false
+		return h, nil
 	}
 	var h handle
 	if err := json.Unmarshal([]byte(s.Handle), &h); err != nil {

@@ -2,6 +2,7 @@ package container
 
 import (
 	"errors"
+	"fmt"
 	"strings"
 	"testing"
 
@@ -125,8 +126,9 @@ func TestViewOfAContainer(t *testing.T) {
 }
 
 // TestHandleOfAContainer: what Start writes, Recover reads back; a
-// definition from before handles gets the defaults; a handle of a newer
-// version, or one naming another runc root, is refused.
+// definition from before handles gets the defaults, with a monitor of its
+// own; a handle of a newer version, or one naming another runc root, is
+// refused.
 func TestHandleOfAContainer(t *testing.T) {
 	d := New(Options{Layout: layout.New(t.TempDir())})
 	def := &guest.Definition{Name: "c1", Status: guest.Status{State: api.StateRunning, HandleVersion: handleVersion}}
@@ -134,12 +136,16 @@ func TestHandleOfAContainer(t *testing.T) {
 	if h, err := d.readHandle(def); err != nil || h != want {
 		t.Errorf("a definition without a handle: %+v, %v; want %+v", h, err, want)
 	}
+	want = d.newHandle(def)
+	if !want.Supervised {
+		t.Errorf("a new handle: %+v, want the guest supervised", want)
+	}
 	def.Status.Handle = want.encode()
 	if h, err := d.readHandle(def); err != nil || h != want {
 		t.Errorf("round trip: %+v, %v; want %+v", h, err, want)
 	}
 	def.Status.HandleVersion = handleVersion + 1
-	if _, err := d.readHandle(def); err == nil || !strings.Contains(err.Error(), "handle version 2") {
+	if _, err := d.readHandle(def); err == nil || !strings.Contains(err.Error(), fmt.Sprintf("handle version %d", handleVersion+1)) {
 		t.Errorf("a newer handle: err = %v, want a refusal naming its version", err)
 	}
 	def.Status.HandleVersion = handleVersion

@@ -35,10 +35,9 @@ import (
 const Class = "container"
 
 // handleVersion is the version of what Start persists in guest.yaml's
-// status; RecoverTask-style adoption checks it. The handle is the same
-// whether a guest runs under the supervisor or, started by an earlier
-// polyvisor, under a monitor of its own (MonitorPID tells them apart).
-const handleVersion = 1
+// status; RecoverTask-style adoption checks it. Version 2 marks guests run
+// by the supervisor; version 1's each had a monitor of their own.
+const handleVersion = 2
 
 // Options configure the driver.
 type Options struct {
@@ -339,11 +338,11 @@ func stopSignal(pid int) unix.Signal {
 // exit and delete its container.
 const supervisorWait = 10 * time.Second
 
-// waitMonitor gives the monitor (a guest's own, as version 1 had, or the
-// supervisor) a moment to write exit.json and delete the runc container
-// after init ended.
+// waitMonitor gives the monitor (the supervisor, or a guest's own, as an
+// earlier polyvisor started) a moment to write exit.json and delete the
+// runc container after init ended.
 func (d *Driver) waitMonitor(ctx context.Context, def *guest.Definition) {
-	if monitored.Monitor(def).Alive() {
+	if d.ownMonitorAlive(def) {
 		if !monitored.WaitMonitor(ctx, def) {
 			d.log.Warn("monitor still running after its guest ended", "guest", def.Name, "pid", def.Status.MonitorPID)
 		}
@@ -354,6 +353,13 @@ func (d *Driver) waitMonitor(ctx context.Context, def *guest.Definition) {
 	if err := d.supervisor.WaitEnded(ctx, def.Name); err != nil {
 		d.log.Warn("the supervisor did not finish with the guest", "guest", def.Name, "err", err)
 	}
+}
+
+// ownMonitorAlive reports whether def runs under a monitor of its own
+// that still lives: the supervisor outlives the guests it ran.
+func (d *Driver) ownMonitorAlive(def *guest.Definition) bool {
+	h, err := d.readHandle(def)
+	return err == nil && !h.Supervised && monitored.Monitor(def).Alive()
 }
 
 // Cleanup implements driver.Driver.

@@ -11,7 +11,6 @@ import (
 	"github.com/polyvisor/polyvisor/internal/fsutil"
 	"github.com/polyvisor/polyvisor/internal/guest"
 	"github.com/polyvisor/polyvisor/internal/idmap"
-	"github.com/polyvisor/polyvisor/internal/monitor/monitored"
 	"github.com/polyvisor/polyvisor/pkg/api"
 )
 
@@ -20,7 +19,7 @@ import (
 // call (both as lower layers: no work dir, nothing can change), so its
 // whiteouts hide what the guest deleted.
 func (d *Driver) ReadRootTree(ctx context.Context, def *guest.Definition, fn func(root string, toGuest idmap.ShiftFunc) error) error {
-	if initIdentity(def).Alive() || monitored.Monitor(def).Alive() {
+	if initIdentity(def).Alive() || d.ownMonitorAlive(def) {
 		return fmt.Errorf("%w: guest %s is running; stop it first, so that its files hold still", api.ErrConflict, def.Name)
 	}
 	var toGuest idmap.ShiftFunc

@@ -45,130 +45,52 @@ type Launcher struct {
 // Start runs a monitor with cfg in its own session and waits for its
 // ready line; the status identifies the monitor and the guest's process.
 func (l *Launcher) Start(ctx context.Context, cfg monitor.Config) (guest.Status, error) {
-	p, err := l.begin(cfg, false)
+	readyR, readyW, err := os.Pipe()
 	if err != nil {
 		return guest.Status{}, err
 	}
-	return p.wait(ctx, cfg.ID)
-}
-
-// Pending is a container's monitor started ahead of its guest: it waits
-// for Go while the caller makes the bundle and the root tree.
-type Pending struct {
-	id     string
-	mon    procutil.Identity
-	readyR *os.File
-	startW *os.File
-	done   chan struct{} // closed once the monitor has been reaped
-}
-
-// Begin starts a monitor for the container of cfg, which waits to run it
-// until Go: starting a Go process costs milliseconds that the caller's
-// mounts and bundle then overlap. Exactly one of Go and Cancel must
-// follow. Should the daemon die in between, the monitor reads end-of-file
-// and ends without running anything.
-func (l *Launcher) Begin(cfg monitor.Config) (*Pending, error) {
-	return l.begin(cfg, true)
-}
-
-func (l *Launcher) begin(cfg monitor.Config, gated bool) (*Pending, error) {
-	readyR, readyW, err := os.Pipe()
-	if err != nil {
-		return nil, err
-	}
-	defer readyW.Close()
-	p := &Pending{id: cfg.ID, readyR: readyR, done: make(chan struct{})}
-	files := []*os.File{readyW}
-	if gated {
-		startR, startW, err := os.Pipe()
-		if err != nil {
-			readyR.Close()
-			return nil, err
-		}
-		defer startR.Close()
-		p.startW = startW
-		files = append(files, startR)
-		cfg.StartFd = 3 + len(files) - 1
-	}
+	defer readyR.Close()
 	cmd := exec.Command(l.Monitor, cfg.Args()...)
-	cmd.ExtraFiles = files
+	cmd.ExtraFiles = []*os.File{readyW}
 	// One P from the start keeps the monitor small; set here, it spares the
 	// monitor re-executing itself to get it (see cmd/polyvisor-monitor).
 	cmd.Env = append(os.Environ(), "GOMAXPROCS=1")
 	cmd.SysProcAttr = &syscall.SysProcAttr{Setsid: true}
-	if err := cmd.Start(); err != nil {
-		p.close()
-		return nil, fmt.Errorf("start monitor: %w", err)
-	}
-	mon, idErr := procutil.Identify(cmd.Process.Pid)
-	l.reaped.Add(1)
-	go func() {
-		defer l.reaped.Done()
-		defer close(p.done)
-		// Parked on a pidfd until the monitor exits, then reaped at once:
-		// cmd.Wait alone would block in waitid and hold an OS thread of
-		// the daemon's for each running guest.
-		if idErr == nil {
-			_ = mon.Wait(context.Background())
-		}
-		cmd.Wait()
-	}()
-	if idErr != nil {
-		cmd.Process.Kill()
-		p.close()
-		return nil, idErr
-	}
-	p.mon = mon
-	return p, nil
-}
-
-// Go lets the monitor run the container, and waits for its ready line.
-func (p *Pending) Go(ctx context.Context) (guest.Status, error) {
-	// A monitor that has ended already (bad arguments, say) cannot take the
-	// byte, and has said why on its ready pipe, which wait reads.
-	_, _ = p.startW.Write([]byte{'g'})
-	p.startW.Close()
-	p.startW = nil
-	return p.wait(ctx, p.id)
-}
-
-// Cancel ends a monitor that has not been let go, and waits until it has
-// ended, so that nothing of it outlives the caller's cleanup.
-func (p *Pending) Cancel(ctx context.Context) {
-	p.close() // end-of-file on its start pipe ends it
-	select {
-	case <-p.done:
-	case <-ctx.Done():
-		p.mon.Signal(syscall.SIGKILL)
-	case <-time.After(5 * time.Second):
-		p.mon.Signal(syscall.SIGKILL)
-		<-p.done
-	}
-}
-
-// close releases the daemon's ends of the pipes.
-func (p *Pending) close() {
-	if p.startW != nil {
-		p.startW.Close()
-		p.startW = nil
-	}
-	p.readyR.Close()
-}
-
-// wait reads the monitor's ready line and identifies the guest's process.
-func (p *Pending) wait(ctx context.Context, id string) (guest.Status, error) {
-	defer p.close()
-	status := guest.Status{MonitorPID: p.mon.PID, MonitorStart: p.mon.Start}
-	line, err := readReady(ctx, p.readyR)
+	err = cmd.Start()
+	readyW.Close()
 	if err != nil {
-		p.mon.Signal(syscall.SIGKILL)
+		return guest.Status{}, fmt.Errorf("start monitor: %w", err)
+	}
+	mon, err := procutil.Identify(cmd.Process.Pid)
+	if err != nil {
+		cmd.Process.Kill()
+		cmd.Wait()
+		return guest.Status{}, err
+	}
+	l.reapLater(cmd, mon)
+	status := guest.Status{MonitorPID: mon.PID, MonitorStart: mon.Start}
+	line, err := readReady(ctx, readyR)
+	if err != nil {
+		mon.Signal(syscall.SIGKILL)
 		return status, err
 	}
 	pid, err := monitor.ParseReady(line)
 	if err != nil {
 		return status, err
 	}
-	return runningStatus(status, pid, id)
+	return runningStatus(status, pid, cfg.ID)
+}
+
+// reapLater reaps cmd once it exits. Parked on a pidfd until then, it holds
+// no thread of the daemon's: cmd.Wait alone would block in waitid, one OS
+// thread per running guest.
+func (l *Launcher) reapLater(cmd *exec.Cmd, id procutil.Identity) {
+	l.reaped.Add(1)
+	go func() {
+		defer l.reaped.Done()
+		_ = id.Wait(context.Background())
+		cmd.Wait()
+	}()
 }
 
 // Wait blocks until every monitor started here has ended and been reaped.

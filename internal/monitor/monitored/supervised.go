@@ -9,6 +9,7 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
+	"strconv"
 	"strings"
 	"sync"
 	"syscall"
@@ -37,13 +38,13 @@ type Supervisor struct {
 	Linger time.Duration
 
 	mu sync.Mutex // one spawn at a time
-	// reaped counts the supervisors started here that have not ended.
-	reaped sync.WaitGroup
+	// launched reaps the supervisors started here.
+	launched Launcher
 }
 
 // Start runs the container of cfg under the supervisor; the status
-// identifies the guest's init. A supervised guest has no monitor process
-// of its own: MonitorPID stays 0.
+// identifies the guest's init, and as its monitor the supervisor, which
+// every container of the daemon shares.
 func (s *Supervisor) Start(ctx context.Context, cfg monitor.Config) (guest.Status, error) {
 	req := monitor.Request{Op: "start", Args: cfg.Args()}
 	for range 3 {
@@ -58,7 +59,11 @@ func (s *Supervisor) Start(ctx context.Context, cfg monitor.Config) (guest.Statu
 		if err != nil {
 			return guest.Status{}, err
 		}
-		return runningStatus(guest.Status{}, pid, cfg.ID)
+		sup, err := s.identify()
+		if err != nil {
+			return guest.Status{}, err
+		}
+		return runningStatus(guest.Status{MonitorPID: sup.PID, MonitorStart: sup.Start}, pid, cfg.ID)
 	}
 	return guest.Status{}, errors.New("start monitor: the supervisor kept exiting")
 }
@@ -78,7 +83,20 @@ func (s *Supervisor) WaitEnded(ctx context.Context, id string) error {
 // waits for the one started here to be reaped: a daemon's shutdown.
 func (s *Supervisor) Release(ctx context.Context) {
 	s.ask(ctx, monitor.Request{Op: "release"}, false)
-	s.reaped.Wait()
+	s.launched.Wait()
+}
+
+// identify reads the running supervisor's pid from its lock.
+func (s *Supervisor) identify() (procutil.Identity, error) {
+	data, err := os.ReadFile(filepath.Join(s.Dir, monitor.SupervisorLockName))
+	if err != nil {
+		return procutil.Identity{}, fmt.Errorf("find the supervisor: %w", err)
+	}
+	pid, err := strconv.Atoi(strings.TrimSpace(string(data)))
+	if err != nil {
+		return procutil.Identity{}, fmt.Errorf("find the supervisor: its lock holds %q, not a pid", data)
+	}
+	return procutil.Identify(pid)
 }
 
 // errNotRunning is a dial that found no supervisor.
@@ -172,7 +190,13 @@ func (s *Supervisor) spawnOnce(ctx context.Context) error {
 	if err != nil {
 		return fmt.Errorf("start supervisor: %w", err)
 	}
-	s.reapLater(cmd)
+	id, err := procutil.Identify(cmd.Process.Pid)
+	if err != nil {
+		cmd.Process.Kill()
+		cmd.Wait()
+		return fmt.Errorf("start supervisor: %w", err)
+	}
+	s.launched.reapLater(cmd, id)
 	line, err := readReady(ctx, readyR)
 	if err != nil {
 		cmd.Process.Kill()
@@ -182,20 +206,6 @@ func (s *Supervisor) spawnOnce(ctx context.Context) error {
 		return fmt.Errorf("start supervisor: %w", err)
 	}
 	return nil
-}
-
-// reapLater reaps cmd once it exits, parked on a pidfd meanwhile rather
-// than holding a thread in waitid.
-func (s *Supervisor) reapLater(cmd *exec.Cmd) {
-	id, idErr := procutil.Identify(cmd.Process.Pid)
-	s.reaped.Add(1)
-	go func() {
-		defer s.reaped.Done()
-		if idErr == nil {
-			_ = id.Wait(context.Background())
-		}
-		cmd.Wait()
-	}()
 }
 
 // runningStatus is the status of a guest whose process, pid, has just
