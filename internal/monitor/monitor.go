@@ -27,6 +27,16 @@ type monitor struct {
 	// reaper, under a supervisor, is told of each runc command, whose exit
 	// os/exec collects; nil in a monitor of its own.
 	reaper *reaper
+	// logFile, under a supervisor, is the guest's monitor.log, closed
+	// when its supervision ends.
+	logFile *os.File
+}
+
+// closeLog closes the guest's monitor.log, if the monitor opened it.
+func (m *monitor) closeLog() {
+	if m.logFile != nil {
+		m.logFile.Close()
+	}
 }
 
 // runningCommand brackets a runc command for the reaper, if any: call the

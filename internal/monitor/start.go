@@ -4,7 +4,6 @@ import (
 	"context"
 	"errors"
 	"fmt"
-	"io"
 	"os"
 	"time"
 
@@ -22,7 +21,6 @@ type guest struct {
 	console *os.File         // the pty master, pollable
 	log     *consoleLog      // where console output is kept
 	attach  *stream.Listener // RUNDIR/console.sock
-	closers []io.Closer      // more to close with the guest
 }
 
 // close releases what the monitor holds of the guest; the container itself
@@ -36,9 +34,6 @@ func (g *guest) close() {
 	}
 	if g.attach != nil {
 		g.attach.Close()
-	}
-	for _, c := range g.closers {
-		c.Close()
 	}
 }
 

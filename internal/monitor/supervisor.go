@@ -1,7 +1,6 @@
 package monitor
 
 import (
-	"bufio"
 	"context"
 	"encoding/json"
 	"errors"
@@ -17,6 +16,7 @@ import (
 
 	"golang.org/x/sys/unix"
 
+	"github.com/polyvisor/polyvisor/internal/procutil"
 	"github.com/polyvisor/polyvisor/internal/stream"
 )
 
@@ -54,10 +54,23 @@ const maxRequest = 64 << 10
 //	{"op":"release"}             answers "ok"; the supervisor then exits
 //	                             as soon as it has no guest, without
 //	                             lingering
+//	{"op":"console","id":"ID"}   answers "ok" with a copy of the guest's
+//	                             console (its pty master) attached
+//	{"op":"adopt","args":[...],  takes over a running guest whose
+//	 "pid":P,"start":S}          supervisor died, with its console
+//	                             attached to the request; its init is not
+//	                             the supervisor's child, so its exit status
+//	                             is unknown. The answer is a ready line.
+//
+// A start's "ok" answer carries a copy of the guest's console too: the
+// daemon keeps it, so that the console outlives a supervisor's death and
+// goes to the next one (see docs/architecture.md).
 type Request struct {
-	Op   string   `json:"op"`
-	Args []string `json:"args,omitempty"`
-	ID   string   `json:"id,omitempty"`
+	Op    string   `json:"op"`
+	Args  []string `json:"args,omitempty"`
+	ID    string   `json:"id,omitempty"`
+	PID   int      `json:"pid,omitempty"`
+	Start uint64   `json:"start,omitempty"`
 }
 
 // Answers other than a ready line.
@@ -88,11 +101,17 @@ type supervisor struct {
 	wg     sync.WaitGroup     // connections and guests
 
 	mu       sync.Mutex
-	guests   map[string]chan struct{} // id: closed once the guest has ended
-	starting int                      // starts in progress
-	closing  bool                     // exiting: refuse starts
-	idle     *time.Timer              // armed while no guest is left
+	guests   map[string]*supervised
+	starting int         // starts in progress
+	closing  bool        // exiting: refuse starts
+	idle     *time.Timer // armed while no guest is left
 	linger   time.Duration
+}
+
+// supervised is one guest of the supervisor's.
+type supervised struct {
+	ended   chan struct{} // closed once the guest has ended
+	console *os.File      // its pty master, once started
 }
 
 // Supervise runs a supervisor until it has had no guest for cfg.Linger;
@@ -190,7 +209,7 @@ func openSupervisor(cfg SupervisorConfig) (_ *supervisor, _ *stream.Listener, un
 	}
 	s := &supervisor{
 		cfg: cfg, log: log, gc: &collector{}, reaper: newReaper(log),
-		guests: map[string]chan struct{}{}, linger: cfg.Linger,
+		guests: map[string]*supervised{}, linger: cfg.Linger,
 	}
 	unlock = func() {
 		os.Remove(ln.Path())
@@ -225,30 +244,61 @@ func (s *supervisor) serve(ctx context.Context, ln *stream.Listener) {
 
 // answer reads one request from conn and answers it.
 func (s *supervisor) answer(ctx context.Context, conn *os.File) {
-	line, err := bufio.NewReader(io.LimitReader(conn, maxRequest)).ReadBytes('\n')
+	line, files, err := stream.ReadLine(conn, maxRequest)
 	if err != nil {
 		s.log.Warn("read request", "err", err)
 		return
 	}
+	defer closeAll(files) // what a request brings is copied where kept
 	var req Request
 	if err := json.Unmarshal(line, &req); err != nil {
 		fmt.Fprintf(conn, "error request: %s\n", oneLine(err.Error()))
 		return
 	}
+	reply := func(answer string, console *os.File) {
+		var files []*os.File
+		if console != nil {
+			files = append(files, console)
+		}
+		if err := stream.WriteLine(conn, []byte(answer+"\n"), files...); err != nil {
+			s.log.Warn("answer request", "op", req.Op, "err", err)
+		}
+	}
 	switch req.Op {
 	case "start":
-		fmt.Fprintln(conn, s.start(ctx, req.Args))
+		reply(s.start(ctx, req.Args))
+	case "adopt":
+		if len(files) != 1 {
+			reply("error adopt: send the guest's console with the request", nil)
+			return
+		}
+		reply(s.adopt(req, files[0]), nil)
+	case "console":
+		s.mu.Lock()
+		g := s.guests[req.ID]
+		s.mu.Unlock()
+		if g == nil || g.console == nil {
+			reply("error console: guest "+req.ID+" is not supervised here", nil)
+			return
+		}
+		reply(AnswerOK, g.console)
 	case "wait":
 		s.waitEnded(req.ID)
-		fmt.Fprintln(conn, AnswerEnded)
+		reply(AnswerEnded, nil)
 	case "release":
 		s.mu.Lock()
 		s.linger = 0
 		s.idleLocked()
 		s.mu.Unlock()
-		fmt.Fprintln(conn, AnswerOK)
+		reply(AnswerOK, nil)
 	default:
-		fmt.Fprintf(conn, "error request: unknown op %q\n", req.Op)
+		reply(fmt.Sprintf("error request: unknown op %q", req.Op), nil)
+	}
+}
+
+func closeAll(files []*os.File) {
+	for _, f := range files {
+		f.Close()
 	}
 }
 
@@ -256,102 +306,203 @@ func (s *supervisor) answer(ctx context.Context, conn *os.File) {
 // supervisor does not exit before, having a guest.
 func (s *supervisor) waitEnded(id string) {
 	s.mu.Lock()
-	ended, ok := s.guests[id]
+	g := s.guests[id]
 	s.mu.Unlock()
-	if ok {
-		<-ended
+	if g != nil {
+		<-g.ended
 	}
 }
 
-// start runs the container of args and answers with the ready line; the
-// guest is then supervised until its init exits.
-func (s *supervisor) start(ctx context.Context, args []string) string {
+// start runs the container of args and answers with the ready line and
+// the guest's console; the guest is then supervised until its init exits.
+func (s *supervisor) start(ctx context.Context, args []string) (string, *os.File) {
 	cfg, err := ParseArgs(args)
 	if err == nil && cfg.runsCommand() {
 		err = fmt.Errorf("a supervisor runs containers only, not commands: %w", ErrInvalid)
 	}
 	if err != nil {
-		return "error " + oneLine(err.Error())
+		return "error " + oneLine(err.Error()), nil
 	}
-	ended := make(chan struct{})
-	s.mu.Lock()
-	switch _, dup := s.guests[cfg.ID]; {
-	case s.closing:
-		s.mu.Unlock()
-		return AnswerRetry
-	case dup:
-		s.mu.Unlock()
-		return "error " + oneLine(fmt.Sprintf("guest %s is supervised already: %v", cfg.ID, ErrExists))
+	sg, refusal := s.reserve(cfg.ID)
+	if sg == nil {
+		return refusal, nil
 	}
-	s.guests[cfg.ID] = ended
-	s.starting++
-	s.stopIdleLocked()
-	s.mu.Unlock()
-
-	m, exits, g, err := s.startGuest(ctx, cfg)
-	s.mu.Lock()
-	s.starting--
-	s.mu.Unlock()
+	m, err := s.newMonitor(cfg)
+	var g *guest
+	var exits <-chan ExitStatus
+	if err == nil {
+		g, exits, err = s.startGuest(ctx, m)
+	}
 	if err != nil {
-		s.ended(cfg.ID, ended)
+		if m != nil {
+			m.log.Error("start failed", "err", err)
+			m.closeLog()
+		}
+		s.ended(cfg.ID, sg)
+		return "error " + oneLine(err.Error()), nil
+	}
+	s.run(m, sg, g, func() (ExitStatus, error) { return <-exits, nil })
+	return "ok " + strconv.Itoa(g.pid), g.console
+}
+
+// errExitUnknown ends the supervision of an adopted guest, whose init is
+// not the supervisor's child: its exit status is the host's init's.
+var errExitUnknown = errors.New("the guest's init has ended; its exit status is unknown, as it was adopted")
+
+// adopt supervises a running guest whose supervisor died, on the console
+// the daemon kept for it.
+func (s *supervisor) adopt(req Request, console *os.File) string {
+	cfg, err := ParseArgs(req.Args)
+	if err == nil && cfg.runsCommand() {
+		err = fmt.Errorf("a supervisor runs containers only, not commands: %w", ErrInvalid)
+	}
+	init := procutil.Identity{PID: req.PID, Start: req.Start}
+	if err == nil && !init.Alive() {
+		err = fmt.Errorf("adopt %s: its init %d has ended", cfg.ID, req.PID)
+	}
+	if err != nil {
 		return "error " + oneLine(err.Error())
 	}
-	s.wg.Add(1)
-	go func() {
-		defer s.wg.Done()
-		defer s.ended(cfg.ID, ended)
-		m.supervise(g, func() (ExitStatus, error) { return <-exits, nil })
-		m.log.Info("supervision ended")
-	}()
+	sg, refusal := s.reserve(cfg.ID)
+	if sg == nil {
+		return refusal
+	}
+	m, err := s.newMonitor(cfg)
+	g := &guest{pid: req.PID}
+	if err == nil {
+		// The request's copy is closed once answered: the guest has its own.
+		g.console, err = dupFile(console)
+	}
+	if err == nil {
+		g.log, err = openConsoleLog(cfg.Log, cfg.LogMax)
+	}
+	if err == nil {
+		g.attach, err = stream.Listen(cfg.path(ConsoleSocketName))
+	}
+	if err != nil {
+		g.close()
+		if m != nil {
+			m.log.Error("adoption failed", "err", err)
+			m.closeLog()
+		}
+		s.ended(cfg.ID, sg)
+		return "error " + oneLine(err.Error())
+	}
+	m.log.Info("guest adopted", "initPid", g.pid)
+	s.run(m, sg, g, func() (ExitStatus, error) {
+		_ = init.Wait(context.Background()) // parked on its pidfd
+		return ExitStatus{}, errExitUnknown
+	})
 	return "ok " + strconv.Itoa(g.pid)
 }
 
-// startGuest starts one container as a monitor would, and watches its init.
-func (s *supervisor) startGuest(ctx context.Context, cfg Config) (*monitor, <-chan ExitStatus, *guest, error) {
+// dupFile returns a copy of f that the Go poller watches.
+func dupFile(f *os.File) (*os.File, error) {
+	raw, err := f.SyscallConn()
+	if err != nil {
+		return nil, err
+	}
+	var fd int
+	var dupErr error
+	if err := raw.Control(func(old uintptr) { fd, dupErr = unix.FcntlInt(old, unix.F_DUPFD_CLOEXEC, 0) }); err != nil {
+		return nil, err
+	}
+	if dupErr != nil {
+		return nil, fmt.Errorf("copy console: %w", dupErr)
+	}
+	if err := unix.SetNonblock(fd, true); err != nil {
+		unix.Close(fd)
+		return nil, fmt.Errorf("copy console: %w", err)
+	}
+	return os.NewFile(uintptr(fd), f.Name()), nil
+}
+
+// reserve registers guest id as being started; nil and the refusal when
+// the supervisor is exiting or has the guest already.
+func (s *supervisor) reserve(id string) (*supervised, string) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	switch _, dup := s.guests[id]; {
+	case s.closing:
+		return nil, AnswerRetry
+	case dup:
+		return nil, "error " + oneLine(fmt.Sprintf("guest %s is supervised already: %v", id, ErrExists))
+	}
+	sg := &supervised{ended: make(chan struct{})}
+	s.guests[id] = sg
+	s.starting++
+	s.stopIdleLocked()
+	return sg, ""
+}
+
+// newMonitor is the supervision of one guest, logging to its run
+// directory's monitor.log as a monitor of its own would.
+func (s *supervisor) newMonitor(cfg Config) (*monitor, error) {
 	if err := os.MkdirAll(cfg.Dir, 0o700); err != nil {
-		return nil, nil, nil, fmt.Errorf("create run directory: %w", err)
+		return nil, fmt.Errorf("create run directory: %w", err)
 	}
 	logFile, err := os.OpenFile(cfg.path(LogName), os.O_WRONLY|os.O_APPEND|os.O_CREATE, 0o600)
 	if err != nil {
-		return nil, nil, nil, fmt.Errorf("open monitor log: %w", err)
+		return nil, fmt.Errorf("open monitor log: %w", err)
 	}
-	m := &monitor{cfg: cfg, log: slog.New(slog.NewTextHandler(logFile, nil)).With("id", cfg.ID, "supervisor", os.Getpid()), gc: s.gc, reaper: s.reaper}
-	m.log.Info("guest starting", "bundle", cfg.Bundle)
+	return &monitor{
+		cfg: cfg, gc: s.gc, reaper: s.reaper, logFile: logFile,
+		log: slog.New(slog.NewTextHandler(logFile, nil)).With("id", cfg.ID, "supervisor", os.Getpid()),
+	}, nil
+}
+
+// startGuest starts one container as a monitor would, and watches its init.
+func (s *supervisor) startGuest(ctx context.Context, m *monitor) (*guest, <-chan ExitStatus, error) {
+	m.log.Info("guest starting", "bundle", m.cfg.Bundle)
 	// From runc's start until the init is watched, the reaper leaves the
 	// init alone, whenever it ends.
-	ended := m.runningCommand()
-	defer ended()
+	defer m.runningCommand()()
 	started := time.Now()
 	g, err := m.start(ctx)
-	var exits <-chan ExitStatus
-	if err == nil {
-		if exits, err = s.reaper.watch(g.pid); err != nil {
-			unix.Kill(g.pid, unix.SIGKILL)
-			g.close()
-			m.runcDelete()
-		}
-	}
 	if err != nil {
-		m.log.Error("start failed", "err", err)
-		logFile.Close()
-		return nil, nil, nil, err
+		return nil, nil, err
 	}
-	g.closers = append(g.closers, logFile) // the guest's monitor.log
+	exits, err := s.reaper.watch(g.pid)
+	if err != nil {
+		unix.Kill(g.pid, unix.SIGKILL)
+		g.close()
+		m.runcDelete()
+		return nil, nil, err
+	}
 	m.log.Info("guest started", "initPid", g.pid, "duration", time.Since(started))
 	// Once the start has settled, the garbage it made goes back.
 	time.AfterFunc(firstTrimDelay, s.gc.quietIfIdle)
-	return m, exits, g, nil
+	return g, exits, nil
+}
+
+// run supervises a started or adopted guest until waitInit returns.
+func (s *supervisor) run(m *monitor, sg *supervised, g *guest, waitInit func() (ExitStatus, error)) {
+	s.mu.Lock()
+	sg.console = g.console
+	s.starting--
+	s.mu.Unlock()
+	s.wg.Add(1)
+	go func() {
+		defer s.wg.Done()
+		defer s.ended(m.cfg.ID, sg)
+		defer m.closeLog()
+		err := m.supervise(g, waitInit)
+		m.log.Info("supervision ended", "err", err)
+	}()
 }
 
 // ended forgets guest id, wakes those waiting for its end, and arms the
 // idle timer if it was the last.
-func (s *supervisor) ended(id string, ch chan struct{}) {
+func (s *supervisor) ended(id string, sg *supervised) {
 	s.mu.Lock()
 	defer s.mu.Unlock()
-	if s.guests[id] == ch {
+	if s.guests[id] == sg {
 		delete(s.guests, id)
 	}
-	close(ch)
+	if sg.console == nil { // it never ran: its start counted
+		s.starting--
+	}
+	close(sg.ended)
 	s.idleLocked()
 }
 

@@ -86,14 +86,14 @@ func (f *supervisorFixture) supervisorPid() int {
 // One supervisor runs several guests: each init is its child, each console
 // its own; one guest's end is recorded without touching the others; a
 // start that fails and a second start of a running guest leave the others
-// alone; the guests outlive a supervisor killed with SIGKILL, and the next
-// start brings up a new one; with no guest left it exits by itself.
+// alone; the guests outlive a supervisor killed with SIGKILL, a new one
+// takes them over with their consoles, which never hung up; with no guest
+// left it exits by itself.
 func TestSupervisorRunsManyGuestsAndTheyOutliveIt(t *testing.T) {
 	f := newSupervisorFixture(t)
-	// b's init ignores the hangup its console gets when the supervisor
-	// dies, as a guest's init does (busybox init rereads its inittab on
-	// SIGHUP, systemd reloads); an interactive shell as init would exit.
-	a, b := f.guest("/bin/sh"), f.guest("/bin/sh", "-c", `trap "" HUP; while :; do read l && eval "$l" || sleep 1; done`)
+	// b's init is an interactive shell, which a hangup of its console
+	// would end: it lives on only if the console outlives the supervisor.
+	a, b := f.guest("/bin/sh"), f.guest("/bin/sh")
 	aPid, bPid := f.start(a), f.start(b)
 	sup := f.supervisorPid()
 	for _, pid := range []int{aPid, bPid} {
@@ -142,20 +142,46 @@ func TestSupervisorRunsManyGuestsAndTheyOutliveIt(t *testing.T) {
 		t.Fatal(err)
 	}
 	waitFor(t, 10*time.Second, "the supervisor to die", func() bool { return processGone(sup) })
-	time.Sleep(200 * time.Millisecond)
+	// The daemon's side kept a copy of b's console and hands b to a new
+	// supervisor: the console never hung up, and works again.
+	waitFor(t, 10*time.Second, "a new supervisor", func() bool {
+		pid, err := strconv.Atoi(strings.TrimSpace(readFile(filepath.Join(f.client.Dir, monitor.SupervisorLockName))))
+		return err == nil && pid != sup && !processGone(pid)
+	})
 	if processGone(bPid) {
 		t.Fatal("guest b died with its supervisor")
 	}
+	adopted := f.supervisorPid()
+	waitFor(t, 10*time.Second, "b's console socket again", func() bool {
+		conn, err := net.Dial("unix", filepath.Join(b.cfg.Dir, monitor.ConsoleSocketName))
+		if err == nil {
+			conn.Close()
+		}
+		return err == nil
+	})
+	cb = attach(t, b.cfg.Dir)
+	cb.send(t, stream.Stdin, []byte("echo after-$((3+4))\n"))
+	cb.expect(t, "after-7")
 
 	c := f.guest("/bin/sh")
 	cPid := f.start(c)
-	if next := f.supervisorPid(); next == sup || parentOf(t, cPid) != next {
-		t.Errorf("after the supervisor's death: supervisor %d (was %d), c's parent %d", next, sup, parentOf(t, cPid))
+	if parentOf(t, cPid) != adopted {
+		t.Errorf("c's parent is %d, want the new supervisor %d", parentOf(t, cPid), adopted)
 	}
 	syscall.Kill(bPid, syscall.SIGKILL)
 	syscall.Kill(cPid, syscall.SIGKILL)
-	if err := f.client.WaitEnded(ctx, c.cfg.ID); err != nil {
-		t.Fatal(err)
+	for _, g := range []*testGuest{b, c} {
+		if err := f.client.WaitEnded(ctx, g.cfg.ID); err != nil {
+			t.Fatal(err)
+		}
+	}
+	// b's init was the host's child after the first supervisor died: its
+	// exit status is unknown, and no exit.json claims one.
+	if _, err := os.Stat(filepath.Join(b.cfg.Dir, monitor.ExitFileName)); !errors.Is(err, os.ErrNotExist) {
+		t.Errorf("an adopted guest's exit.json: %v, want none", err)
+	}
+	if out, err := exec.Command(b.cfg.Runc, "--root", b.cfg.RuncRoot, "state", b.cfg.ID).CombinedOutput(); err == nil {
+		t.Errorf("b's container is still there after its end: %s", out)
 	}
 	next := f.supervisorPid()
 	waitFor(t, 10*time.Second, "the idle supervisor to exit", func() bool { return processGone(next) })
@@ -188,4 +214,9 @@ func TestSupervisorAnswersGarbageWithAnError(t *testing.T) {
 		t.Fatal("garbage on the socket ended the guest or the supervisor")
 	}
 	syscall.Kill(pid, syscall.SIGKILL)
+}
+
+func readFile(path string) string {
+	data, _ := os.ReadFile(path)
+	return string(data)
 }

@@ -21,6 +21,15 @@ func (d *Driver) Recover(ctx context.Context, def *guest.Definition) error {
 	if err != nil {
 		return fmt.Errorf("adopt %s: %w", def.Name, err)
 	}
+	if h.Supervised {
+		// The copy of its console that hands it to another supervisor,
+		// should this one die.
+		if runtime, err := d.runtimePath(); err == nil {
+			if err := d.supervisor.Reclaim(ctx, d.monitorConfig(def, runtime), initIdentity(def)); err != nil {
+				d.log.Warn("the guest's console would not outlive its supervisor", "guest", def.Name, "err", err)
+			}
+		}
+	}
 	if state.Status != "paused" {
 		return nil
 	}

@@ -133,6 +133,13 @@ func setConfinement(def *guest.Definition, req api.GuestCreate) error {
 // its id map, its confinement and how much of its disk quota it uses.
 func (d *Driver) View(def *guest.Definition, g *api.Guest) {
 	g.Class = Class
+	// A guest handed to a new supervisor after its own died: the one that
+	// runs it now, not the pid its start recorded.
+	if g.MonitorPID != 0 {
+		if sup, ok := d.supervisor.Runs(def.Name); ok {
+			g.MonitorPID = sup.PID
+		}
+	}
 	if m, ok := def.IDMap(); ok {
 		kind := idmap.Shared
 		if def.Isolated() {

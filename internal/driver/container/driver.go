@@ -73,7 +73,7 @@ func New(opts Options) *Driver {
 	}
 	return &Driver{
 		opts: opts, log: opts.Log.With("driver", Class),
-		supervisor: &monitored.Supervisor{Monitor: opts.Monitor, Dir: opts.Layout.SupervisorDir()},
+		supervisor: &monitored.Supervisor{Monitor: opts.Monitor, Dir: opts.Layout.SupervisorDir(), Log: opts.Log},
 	}
 }
 
@@ -367,6 +367,7 @@ func (d *Driver) Cleanup(ctx context.Context, def *guest.Definition) (*api.Exit,
 	if !initIdentity(def).Alive() {
 		d.waitMonitor(ctx, def)
 	}
+	d.supervisor.Forget(def.Name)
 	exit := monitored.ReadExit(d.runDir(def))
 	var errs []error
 	if err := d.deleteContainer(ctx, def.Name); err != nil {

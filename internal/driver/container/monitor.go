@@ -32,6 +32,14 @@ func (d *Driver) ConsoleLog(def *guest.Definition) string {
 	return filepath.Join(d.guestDir(def), "console.log")
 }
 
+// monitorConfig is how the supervisor runs def's container with runtime.
+func (d *Driver) monitorConfig(def *guest.Definition, runtime string) monitor.Config {
+	return monitor.Config{
+		ID: def.Name, Bundle: filepath.Join(d.guestDir(def), bundleDir), Runc: runtime,
+		RuncRoot: d.opts.Layout.RuncRoot(), Dir: d.runDir(def), Log: d.ConsoleLog(def), LogMax: monitor.DefaultLogMax,
+	}
+}
+
 // runSupervised has the supervisor run the container, once its bundle and
 // root tree are ready, and plugs its network.
 func (d *Driver) runSupervised(ctx context.Context, def *guest.Definition) (guest.Status, error) {
@@ -39,10 +47,7 @@ func (d *Driver) runSupervised(ctx context.Context, def *guest.Definition) (gues
 	if err != nil {
 		return guest.Status{}, fmt.Errorf("%w: start %s: %w", api.ErrNotAvailable, def.Name, err)
 	}
-	status, err := d.supervisor.Start(ctx, monitor.Config{
-		ID: def.Name, Bundle: filepath.Join(d.guestDir(def), bundleDir), Runc: runtime,
-		RuncRoot: d.opts.Layout.RuncRoot(), Dir: d.runDir(def), Log: d.ConsoleLog(def), LogMax: monitor.DefaultLogMax,
-	})
+	status, err := d.supervisor.Start(ctx, d.monitorConfig(def, runtime))
 	if err != nil {
 		return status, fmt.Errorf("start %s: %w", def.Name, err)
 	}

@@ -1,10 +1,12 @@
 package monitored
 
 import (
+	"bytes"
 	"context"
 	"encoding/json"
 	"errors"
 	"fmt"
+	"log/slog"
 	"net"
 	"os"
 	"os/exec"
@@ -14,6 +16,8 @@ import (
 	"sync"
 	"syscall"
 	"time"
+
+	"golang.org/x/sys/unix"
 
 	"github.com/polyvisor/polyvisor/internal/guest"
 	"github.com/polyvisor/polyvisor/internal/monitor"
@@ -25,10 +29,19 @@ import (
 // to let go of the directory's lock.
 const spawnPatience = 5 * time.Second
 
+// maxAnswer bounds one answer line from the supervisor.
+const maxAnswer = 64 << 10
+
 // Supervisor starts containers under one polyvisor-monitor --supervise
 // for all of a daemon's guests, starting it when none runs. The
 // supervisor exits by itself once it has had no guest for a while, and a
 // daemon that restarts finds a running one by its socket.
+//
+// It keeps a copy of each guest's console (the pty master the supervisor
+// sends with every start), one descriptor per guest and nothing else:
+// should the supervisor die, it starts another and hands it each guest
+// with its console, so that no console hangs up. Only when the daemon and
+// the supervisor die together do the consoles go.
 type Supervisor struct {
 	// Monitor is the path of polyvisor-monitor.
 	Monitor string
@@ -36,10 +49,26 @@ type Supervisor struct {
 	Dir string
 	// Linger, when not 0, replaces monitor.DefaultLinger.
 	Linger time.Duration
+	// Log receives what the daemon is not asked about: re-adoptions.
+	Log *slog.Logger
 
-	mu sync.Mutex // one spawn at a time
+	spawnMu sync.Mutex // one spawn at a time
 	// launched reaps the supervisors started here.
 	launched Launcher
+
+	mu       sync.Mutex
+	consoles map[string]*kept // guest id: its console copy
+	watched  procutil.Identity
+	stop     context.CancelFunc // ends the watch; nil before the first
+	watching sync.WaitGroup
+}
+
+// kept is what it takes to hand a guest to a new supervisor.
+type kept struct {
+	cfg        monitor.Config
+	init       procutil.Identity
+	console    *os.File
+	supervisor procutil.Identity // the one that runs the guest
 }
 
 // Start runs the container of cfg under the supervisor; the status
@@ -48,7 +77,7 @@ type Supervisor struct {
 func (s *Supervisor) Start(ctx context.Context, cfg monitor.Config) (guest.Status, error) {
 	req := monitor.Request{Op: "start", Args: cfg.Args()}
 	for range 3 {
-		line, err := s.ask(ctx, req, true)
+		line, console, err := s.ask(ctx, req, nil, true)
 		if err != nil {
 			return guest.Status{}, err
 		}
@@ -57,33 +86,167 @@ func (s *Supervisor) Start(ctx context.Context, cfg monitor.Config) (guest.Statu
 		}
 		pid, err := monitor.ParseReady(line)
 		if err != nil {
+			closeFile(console)
 			return guest.Status{}, err
 		}
 		sup, err := s.identify()
-		if err != nil {
-			return guest.Status{}, err
+		if err == nil {
+			var status guest.Status
+			status, err = runningStatus(guest.Status{MonitorPID: sup.PID, MonitorStart: sup.Start}, pid, cfg.ID)
+			if err == nil {
+				s.keep(cfg, procutil.Identity{PID: status.InitPID, Start: status.InitStart}, console, sup)
+				return status, nil
+			}
 		}
-		return runningStatus(guest.Status{MonitorPID: sup.PID, MonitorStart: sup.Start}, pid, cfg.ID)
+		closeFile(console)
+		return guest.Status{}, err
 	}
 	return guest.Status{}, errors.New("start monitor: the supervisor kept exiting")
+}
+
+// Reclaim takes a copy of the console of a guest that a supervisor runs,
+// for a daemon that restarted and adopts it; nothing when no supervisor
+// runs the guest (then its console is gone already).
+func (s *Supervisor) Reclaim(ctx context.Context, cfg monitor.Config, init procutil.Identity) error {
+	s.mu.Lock()
+	_, have := s.consoles[cfg.ID]
+	s.mu.Unlock()
+	if have {
+		return nil
+	}
+	line, console, err := s.ask(ctx, monitor.Request{Op: "console", ID: cfg.ID}, nil, false)
+	if err != nil || line == monitor.AnswerEnded { // none runs
+		return err
+	}
+	if line != monitor.AnswerOK || console == nil {
+		closeFile(console)
+		return fmt.Errorf("reclaim the console of %s: the supervisor answered %q", cfg.ID, line)
+	}
+	sup, err := s.identify()
+	if err != nil {
+		console.Close()
+		return err
+	}
+	s.keep(cfg, init, console, sup)
+	return nil
+}
+
+// Runs returns the supervisor that runs guest id, as far as this daemon
+// knows: the one it last handed the guest to.
+func (s *Supervisor) Runs(id string) (procutil.Identity, bool) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if k := s.consoles[id]; k != nil {
+		return k.supervisor, true
+	}
+	return procutil.Identity{}, false
+}
+
+// Forget drops the console copy of a guest that has ended.
+func (s *Supervisor) Forget(id string) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if k := s.consoles[id]; k != nil {
+		k.console.Close()
+		delete(s.consoles, id)
+	}
 }
 
 // WaitEnded returns once the supervisor has recorded the exit of guest id
 // and deleted its container, at once when it does not supervise it (or
 // none runs).
 func (s *Supervisor) WaitEnded(ctx context.Context, id string) error {
-	line, err := s.ask(ctx, monitor.Request{Op: "wait", ID: id}, false)
+	line, _, err := s.ask(ctx, monitor.Request{Op: "wait", ID: id}, nil, false)
 	if err != nil || line == monitor.AnswerEnded {
 		return err
 	}
 	return fmt.Errorf("wait for the end of %s: the supervisor answered %q", id, line)
 }
 
-// Release tells the supervisor to exit as soon as it has no guest, and
-// waits for the one started here to be reaped: a daemon's shutdown.
+// Release stops watching the supervisor, tells it to exit as soon as it
+// has no guest, and waits for the one started here to be reaped: a
+// daemon's shutdown.
 func (s *Supervisor) Release(ctx context.Context) {
-	s.ask(ctx, monitor.Request{Op: "release"}, false)
+	s.mu.Lock()
+	if s.stop != nil {
+		s.stop()
+	}
+	s.mu.Unlock()
+	s.watching.Wait()
+	s.ask(ctx, monitor.Request{Op: "release"}, nil, false)
 	s.launched.Wait()
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	for id, k := range s.consoles {
+		k.console.Close()
+		delete(s.consoles, id)
+	}
+}
+
+// keep stores a guest's console copy, and watches the supervisor sup
+// that runs it.
+func (s *Supervisor) keep(cfg monitor.Config, init procutil.Identity, console *os.File, sup procutil.Identity) {
+	if console == nil {
+		return
+	}
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if s.consoles == nil {
+		s.consoles = map[string]*kept{}
+	}
+	if old := s.consoles[cfg.ID]; old != nil && old.console != console {
+		old.console.Close()
+	}
+	s.consoles[cfg.ID] = &kept{cfg: cfg, init: init, console: console, supervisor: sup}
+	if s.watched == sup {
+		return
+	}
+	if s.stop != nil {
+		s.stop()
+	}
+	ctx, stop := context.WithCancel(context.Background())
+	s.watched, s.stop = sup, stop
+	s.watching.Add(1)
+	go func() {
+		defer s.watching.Done()
+		if sup.Wait(ctx) == nil && ctx.Err() == nil {
+			s.readopt(ctx, sup)
+		}
+	}()
+}
+
+// readopt hands every guest of the dead supervisor sup to a new one, with
+// its console.
+func (s *Supervisor) readopt(ctx context.Context, sup procutil.Identity) {
+	s.mu.Lock()
+	guests := make([]*kept, 0, len(s.consoles))
+	for _, k := range s.consoles {
+		guests = append(guests, k)
+	}
+	s.mu.Unlock()
+	log := s.Log
+	if log == nil {
+		log = slog.Default()
+	}
+	log.Warn("the supervisor died; its guests go to a new one", "pid", sup.PID, "guests", len(guests))
+	for _, k := range guests {
+		if !k.init.Alive() {
+			s.Forget(k.cfg.ID)
+			continue
+		}
+		req := monitor.Request{Op: "adopt", Args: k.cfg.Args(), PID: k.init.PID, Start: k.init.Start}
+		line, _, err := s.ask(ctx, req, k.console, true)
+		if err == nil {
+			_, err = monitor.ParseReady(line)
+		}
+		if err != nil {
+			log.Error("hand a guest to the new supervisor", "guest", k.cfg.ID, "err", err)
+			continue
+		}
+		if next, err := s.identify(); err == nil {
+			s.keep(k.cfg, k.init, k.console, next)
+		}
+	}
 }
 
 // identify reads the running supervisor's pid from its lock.
@@ -102,9 +265,11 @@ func (s *Supervisor) identify() (procutil.Identity, error) {
 // errNotRunning is a dial that found no supervisor.
 var errNotRunning = errors.New("no supervisor runs")
 
-// ask sends req and reads the one-line answer; with spawn, it starts a
-// supervisor if none runs. Without, no supervisor means an empty answer.
-func (s *Supervisor) ask(ctx context.Context, req monitor.Request, spawn bool) (string, error) {
+// ask sends req, with attach's descriptor if not nil, and reads the
+// one-line answer and the descriptor that may come with it; with spawn, it
+// starts a supervisor if none runs. Without, no supervisor answers
+// "ended".
+func (s *Supervisor) ask(ctx context.Context, req monitor.Request, attach *os.File, spawn bool) (string, *os.File, error) {
 	conn, err := s.dial(ctx)
 	if errors.Is(err, errNotRunning) && spawn {
 		if err = s.spawn(ctx); err == nil {
@@ -112,28 +277,112 @@ func (s *Supervisor) ask(ctx context.Context, req monitor.Request, spawn bool) (
 		}
 	}
 	if errors.Is(err, errNotRunning) && !spawn {
-		return monitor.AnswerEnded, nil
+		return monitor.AnswerEnded, nil, nil
 	}
 	if err != nil {
-		return "", err
+		return "", nil, err
 	}
 	defer conn.Close()
-	data, _ := json.Marshal(req) // strings only: it cannot fail
-	if _, err := conn.Write(append(data, '\n')); err != nil {
-		return "", fmt.Errorf("supervisor: send %s: %w", req.Op, err)
+	data, _ := json.Marshal(req) // strings and numbers: it cannot fail
+	if err := sendWith(conn, append(data, '\n'), attach); err != nil {
+		return "", nil, fmt.Errorf("supervisor: send %s: %w", req.Op, err)
 	}
 	// A start waits on runc (bounded by ReadyTimeout); a wait on the
 	// guest's last moments; either way the caller's ctx bounds it too.
-	line, err := readReady(ctx, conn)
+	line, file, err := readAnswer(ctx, conn)
 	if err != nil {
-		return "", fmt.Errorf("supervisor: %s: %w", req.Op, err)
+		return "", nil, fmt.Errorf("supervisor: %s: %w", req.Op, err)
 	}
-	return line, nil
+	return line, file, nil
+}
+
+// sendWith writes msg to conn in one message, with f's descriptor attached
+// if f is not nil. The descriptor is taken inside Control, which keeps f
+// open meanwhile, and not with Fd, which would make the console blocking
+// for the supervisor too (the flag belongs to the open file they share).
+func sendWith(conn *net.UnixConn, msg []byte, f *os.File) error {
+	if f == nil {
+		_, _, err := conn.WriteMsgUnix(msg, nil, nil)
+		return err
+	}
+	raw, err := f.SyscallConn()
+	if err != nil {
+		return err
+	}
+	var sendErr error
+	err = raw.Control(func(fd uintptr) {
+		_, _, sendErr = conn.WriteMsgUnix(msg, unix.UnixRights(int(fd)), nil)
+	})
+	return errors.Join(err, sendErr)
+}
+
+// readAnswer reads one line from conn and the descriptor sent with it, if
+// any, giving up with ctx or after ReadyTimeout.
+func readAnswer(ctx context.Context, conn *net.UnixConn) (string, *os.File, error) {
+	deadline := time.Now().Add(ReadyTimeout)
+	if dl, ok := ctx.Deadline(); ok && dl.Before(deadline) {
+		deadline = dl
+	}
+	conn.SetReadDeadline(deadline)
+	stop := context.AfterFunc(ctx, func() { conn.SetReadDeadline(time.Now()) })
+	defer stop()
+	var line []byte
+	var file *os.File
+	buf := make([]byte, 4096)
+	oob := make([]byte, unix.CmsgSpace(4*4))
+	for !bytes.HasSuffix(line, []byte("\n")) {
+		n, oobn, _, _, err := conn.ReadMsgUnix(buf, oob)
+		line = append(line, buf[:n]...)
+		for _, f := range rightsOf(oob[:oobn]) {
+			if file == nil {
+				file = f
+			} else {
+				f.Close()
+			}
+		}
+		if err == nil && n == 0 || len(line) > maxAnswer {
+			err = errors.New("no whole answer")
+		}
+		if err != nil {
+			closeFile(file)
+			if ctx.Err() != nil {
+				return "", nil, ctx.Err()
+			}
+			return "", nil, fmt.Errorf("the supervisor hung up without answering: %w", err)
+		}
+	}
+	return strings.TrimSpace(string(line)), file, nil
+}
+
+// rightsOf returns the descriptors an SCM_RIGHTS message carried, as files.
+func rightsOf(oob []byte) []*os.File {
+	msgs, err := unix.ParseSocketControlMessage(oob)
+	if err != nil {
+		return nil
+	}
+	var files []*os.File
+	for _, m := range msgs {
+		fds, err := unix.ParseUnixRights(&m)
+		if err != nil {
+			continue
+		}
+		for _, fd := range fds {
+			unix.CloseOnExec(fd)
+			files = append(files, os.NewFile(uintptr(fd), "console"))
+		}
+	}
+	return files
+}
+
+func closeFile(f *os.File) {
+	if f != nil {
+		f.Close()
+	}
 }
 
 // dial connects to the supervisor's socket; errNotRunning when none
 // listens there.
-func (s *Supervisor) dial(ctx context.Context) (net.Conn, error) {
+func (s *Supervisor) dial(ctx context.Context) (*net.UnixConn, error) {
 	var d net.Dialer
 	conn, err := d.DialContext(ctx, "unix", filepath.Join(s.Dir, monitor.SupervisorSocketName))
 	if errors.Is(err, syscall.ENOENT) || errors.Is(err, syscall.ECONNREFUSED) {
@@ -142,15 +391,15 @@ func (s *Supervisor) dial(ctx context.Context) (net.Conn, error) {
 	if err != nil {
 		return nil, fmt.Errorf("connect to the supervisor: %w", err)
 	}
-	return conn, nil
+	return conn.(*net.UnixConn), nil
 }
 
 // spawn starts a supervisor, unless one has started meanwhile, and waits
 // until it listens. One that is exiting still holds the lock for a
 // moment; the new one is tried again until it lets go.
 func (s *Supervisor) spawn(ctx context.Context) error {
-	s.mu.Lock()
-	defer s.mu.Unlock()
+	s.spawnMu.Lock()
+	defer s.spawnMu.Unlock()
 	deadline := time.Now().Add(spawnPatience)
 	for {
 		if conn, err := s.dial(ctx); err == nil {
