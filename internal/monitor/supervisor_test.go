@@ -3,6 +3,7 @@ package monitor_test
 import (
 	"context"
 	"errors"
+	"fmt"
 	"net"
 	"os"
 	"os/exec"
@@ -141,27 +142,37 @@ func TestSupervisorRunsManyGuestsAndTheyOutliveIt(t *testing.T) {
 	if err := syscall.Kill(sup, syscall.SIGKILL); err != nil {
 		t.Fatal(err)
 	}
-	waitFor(t, 10*time.Second, "the supervisor to die", func() bool { return processGone(sup) })
 	// The daemon's side kept a copy of b's console and hands b to a new
-	// supervisor: the console never hung up, and works again.
-	waitFor(t, 10*time.Second, "a new supervisor", func() bool {
-		pid, err := strconv.Atoi(strings.TrimSpace(readFile(filepath.Join(f.client.Dir, monitor.SupervisorLockName))))
-		return err == nil && pid != sup && !processGone(pid)
-	})
-	if processGone(bPid) {
-		t.Fatal("guest b died with its supervisor")
-	}
-	adopted := f.supervisorPid()
-	waitFor(t, 10*time.Second, "b's console socket again", func() bool {
-		conn, err := net.Dial("unix", filepath.Join(b.cfg.Dir, monitor.ConsoleSocketName))
-		if err == nil {
-			conn.Close()
+	// supervisor: the console never hung up, and works again. Twice, so
+	// that the copy is seen to survive a hand-over.
+	for round := range 2 {
+		waitFor(t, 10*time.Second, "the supervisor to die", func() bool { return processGone(sup) })
+		waitFor(t, 10*time.Second, "a new supervisor", func() bool {
+			pid, err := strconv.Atoi(strings.TrimSpace(readFile(filepath.Join(f.client.Dir, monitor.SupervisorLockName))))
+			return err == nil && pid != sup && !processGone(pid)
+		})
+		if processGone(bPid) {
+			t.Fatalf("round %d: guest b died with its supervisor", round)
 		}
-		return err == nil
-	})
-	cb = attach(t, b.cfg.Dir)
-	cb.send(t, stream.Stdin, []byte("echo after-$((3+4))\n"))
-	cb.expect(t, "after-7")
+		sup = f.supervisorPid()
+		waitFor(t, 10*time.Second, "b's console socket again", func() bool {
+			conn, err := net.Dial("unix", filepath.Join(b.cfg.Dir, monitor.ConsoleSocketName))
+			if err == nil {
+				conn.Close()
+			}
+			return err == nil
+		})
+		cb = attach(t, b.cfg.Dir)
+		cb.send(t, stream.Stdin, []byte(fmt.Sprintf("echo round-%d-$((3+4))\n", round)))
+		cb.expect(t, fmt.Sprintf("round-%d-7", round))
+		if got, ok := f.client.Runs(b.cfg.ID); !ok || got.PID != sup {
+			t.Errorf("round %d: the client says b runs under %+v, want %d", round, got, sup)
+		}
+		if round == 0 {
+			syscall.Kill(sup, syscall.SIGKILL)
+		}
+	}
+	adopted := sup
 
 	c := f.guest("/bin/sh")
 	cPid := f.start(c)
