@@ -5,13 +5,14 @@ import (
 	"context"
 	"fmt"
 	"os"
-	"path/filepath"
 	"slices"
 	"strings"
 
 	specs "github.com/opencontainers/runtime-spec/specs-go"
 
 	"github.com/polyvisor/polyvisor/internal/evaluation/peer"
+	"github.com/polyvisor/polyvisor/internal/layout"
+	"github.com/polyvisor/polyvisor/internal/template"
 	"github.com/polyvisor/polyvisor/pkg/api"
 )
 
@@ -19,9 +20,12 @@ import (
 // (client.Guest: its processes, disks, confinement) and, where the API
 // has nothing to say, from the host's own objects reached through the
 // processes the API names (a process's cgroup, its mount table, its
-// command line), as VMEnvOf reads a QEMU's command line. They never
-// compute paths in the daemon's state directory: its layout is the
-// daemon's business.
+// command line), as VMEnvOf reads a QEMU's command line. The one thing
+// neither gives is a container's OCI bundle: no process carries it since
+// one supervisor runs all of a daemon's containers, so specOf reads it in
+// the guest's directory as internal/layout names it, through
+// peer.ContainerSpecOf, as polyvisor bench does. No other path in the
+// daemon's state directory is computed here.
 
 // cgroupOf is the cgroup process pid runs in, as /proc/PID/cgroup names
 // it: in controller's hierarchy under cgroup v1, the unified one under v2.
@@ -55,24 +59,17 @@ func cgroupOf(pid int, controller string) (string, error) {
 	return unified, nil
 }
 
-// specOf reads the OCI spec a running polyvisor container was started
-// with, from the bundle its monitor runs (the monitor's --bundle
-// argument): what a raw runc run of the same container is given.
-func specOf(g api.Guest) (*specs.Spec, error) {
-	if g.State != api.StateRunning || g.MonitorPID == 0 {
-		return nil, fmt.Errorf("guest %s: want a running container with a monitor, got %s (monitor %d)", g.Name, g.State, g.MonitorPID)
+// specOf reads the OCI spec the running polyvisor container g was
+// started with, from its bundle in the guest's directory of the fixture's
+// daemon: what a raw runc run of the same container is given.
+func (f *fixture) specOf(g api.Guest) (*specs.Spec, error) {
+	if g.State != api.StateRunning || g.Type != template.TypeContainer {
+		return nil, fmt.Errorf("guest %s: want a running container, got a %s %s", g.Name, g.State, g.Type)
 	}
-	argv, err := peer.Cmdline(g.MonitorPID)
+	dir := layout.New(f.daemon.StateDir).GuestDir(g.Name)
+	spec, err := peer.ContainerSpecOf(dir)
 	if err != nil {
-		return nil, fmt.Errorf("guest %s: monitor's command line: %w", g.Name, err)
-	}
-	i := slices.Index(argv, "--bundle")
-	if i < 0 || i+1 == len(argv) {
-		return nil, fmt.Errorf("guest %s: its monitor %d has no --bundle in %q", g.Name, g.MonitorPID, argv)
-	}
-	spec, err := peer.ReadSpec(filepath.Join(argv[i+1], "config.json"))
-	if err != nil {
-		return nil, fmt.Errorf("guest %s: %w", g.Name, err)
+		return nil, fmt.Errorf("guest %s (%s): %w", g.Name, dir, err)
 	}
 	return spec, nil
 }

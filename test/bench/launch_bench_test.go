@@ -51,7 +51,7 @@ func BenchmarkLaunch(b *testing.B) {
 		if memo.spec == nil {
 			g, err := f.client.Guest(ctx, name)
 			if err == nil {
-				memo.spec, err = specOf(g)
+				memo.spec, err = f.specOf(g)
 			}
 			if err == nil {
 				memo.lower, err = f.templateRootfs(ctx, "busybox")

@@ -6,6 +6,7 @@ import (
 	"os"
 	"path/filepath"
 	"runtime"
+	"slices"
 	"strconv"
 	"strings"
 	"testing"
@@ -21,7 +22,8 @@ import (
 
 const (
 	// idleSettle is the wait between the last launch and the reading: a
-	// monitor trims its memory once, 2 s after its start.
+	// monitor trims its memory 2 s after a start (the supervisor after
+	// each of its guests' starts).
 	idleSettle = 5 * time.Second
 	// idleWindow is how long the idle processes are watched for wake-ups.
 	idleWindow = 10 * time.Second
@@ -33,13 +35,15 @@ const (
 // idleReading is what one round of n idle guests measured. Memory is in KiB.
 type idleReading struct {
 	n                          int
-	monitors                   int64 // PSS of all the guests' monitors together
+	monitorProcs               int   // distinct monitor processes: one supervisor runs many guests
+	monitors                   int64 // PSS of those processes together, each counted once
 	inits                      int64 // PSS of all the containers' inits, for scale
 	daemonPSS0, daemonPSS1     int64 // the daemon's PSS before the launches, and with the guests idle
 	daemonRSS0, daemonRSS1     int64
 	daemonThreads0, daemonThr1 int
 	// Context switches (voluntary and not) over idleWindow while the
-	// guests idle: each is one wake-up of a thread.
+	// guests idle, of the daemon and of the distinct monitor processes:
+	// each is one wake-up of a thread.
 	daemonSwitches, monitorSwitches int64
 }
 
@@ -67,11 +71,13 @@ type idleMemo struct {
 }
 
 // BenchmarkIdleMemory50 measures what polyvisor itself costs in memory per
-// idle container: the PSS of each guest's monitor process plus the
-// daemon's growth, over 50 busybox containers with default limits. In the
-// same run it measures the PSS of podman's conmon and LXC's monitor, one
-// per container of the same busybox tree, and reports polyvisor's cost per
-// guest as a ratio of conmon's. It measures once, whatever b.N.
+// idle container: the PSS of the monitor processes (one supervisor runs
+// all of the daemon's containers: it is counted once) plus the daemon's
+// growth, over the guests, with 50 busybox containers with default
+// limits. In the same run it measures the PSS of podman's conmon and LXC's
+// monitor, one per container of the same busybox tree, and reports
+// polyvisor's cost per guest as a ratio of conmon's. It measures once,
+// whatever b.N.
 func BenchmarkIdleMemory50(b *testing.B) {
 	requireRoot(b)
 	f := openFixture(b, "idlememory50")
@@ -91,11 +97,12 @@ func BenchmarkIdleMemory50(b *testing.B) {
 // BenchmarkIdleMemory500 checks that polyvisor's cost grows linearly with
 // idle guests and that nothing per guest wakes while they idle: it
 // launches 50 guests and reads them idle, then 450 more and reads the 500,
-// and reports the per-guest monitor PSS, the
-// daemon's PSS and RSS growth per guest at each, their ratio (500 over 50:
-// 1.0 is linear), the daemon's threads, and the context switches of the
-// daemon and all monitors over 10 s of idling. conmon's and LXC's monitor's
-// PSS are measured in the same run for the ratios.
+// and reports the monitors' PSS per guest (each distinct monitor process
+// counted once), the daemon's PSS and RSS growth per guest at each, their
+// ratio (500 over 50: 1.0 is linear), the daemon's threads, and the
+// context switches of the daemon and of the distinct monitor processes
+// over 10 s of idling. conmon's and LXC's monitor's PSS are measured in
+// the same run for the ratios.
 func BenchmarkIdleMemory500(b *testing.B) {
 	requireRoot(b)
 	f := openFixture(b, "idlememory500")
@@ -219,8 +226,8 @@ func measureIdle(b *testing.B, f *fixture, counts []int) (_ []*idleReading, err 
 			return nil, err
 		}
 		readings = append(readings, &r)
-		fmt.Printf("bench: %s: %d idle guests: monitors %d KiB PSS in all (%.0f each), inits %d KiB; daemon PSS %d -> %d KiB, RSS %d -> %d KiB, threads %d -> %d; wake-ups in %s: daemon %d, monitors %d\n",
-			f.name, n, r.monitors, r.perMonitor(), r.inits, r.daemonPSS0, r.daemonPSS1, r.daemonRSS0, r.daemonRSS1,
+		fmt.Printf("bench: %s: %d idle guests: %d monitor processes, %d KiB PSS in all (%.0f per guest), inits %d KiB; daemon PSS %d -> %d KiB, RSS %d -> %d KiB, threads %d -> %d; wake-ups in %s: daemon %d, monitors %d\n",
+			f.name, n, r.monitorProcs, r.monitors, r.perMonitor(), r.inits, r.daemonPSS0, r.daemonPSS1, r.daemonRSS0, r.daemonRSS1,
 			r.daemonThreads0, r.daemonThr1, idleWindow, r.daemonSwitches, r.monitorSwitches)
 	}
 	return readings, nil
@@ -239,6 +246,8 @@ func readIdle(ctx context.Context, f *fixture, r *idleReading) error {
 	if len(guests) != r.n {
 		return fmt.Errorf("listed %d guests, want %d", len(guests), r.n)
 	}
+	// Containers share one supervisor: each monitor process is read and
+	// watched once, however many guests it runs.
 	var monitors []int
 	for _, g := range guests {
 		if g.State != api.StateRunning || g.MonitorPID == 0 {
@@ -246,19 +255,24 @@ func readIdle(ctx context.Context, f *fixture, r *idleReading) error {
 		}
 		monitors = append(monitors, g.MonitorPID)
 	}
+	slices.Sort(monitors)
+	monitors = slices.Compact(monitors)
+	r.monitorProcs = len(monitors)
 	// The wake-up window first, so that reading smaps (which takes a
 	// while for 500 processes) happens outside it.
 	r.daemonSwitches, r.monitorSwitches = idleSwitches([]int{pid}, monitors)
-	for _, g := range guests {
-		mon, err := pssKiB(g.MonitorPID)
+	for _, mon := range monitors {
+		pss, err := pssKiB(mon)
 		if err != nil {
-			return fmt.Errorf("guest %s monitor: %w", g.Name, err)
+			return fmt.Errorf("monitor process %d: %w", mon, err)
 		}
+		r.monitors += pss
+	}
+	for _, g := range guests {
 		init, err := pssKiB(g.PID)
 		if err != nil {
 			return fmt.Errorf("guest %s init: %w", g.Name, err)
 		}
-		r.monitors += mon
 		r.inits += init
 	}
 	if r.daemonPSS1, err = pssKiB(pid); err != nil {

@@ -286,9 +286,10 @@ func lastLine(s string) string {
 
 // density launches idle guests of the class, up to the size's count or a
 // memory budget (a quarter of what the host has available), and reports
-// the host memory each takes: the proportional set size of its processes
-// (monitor, container processes or QEMU), which a busy host's other
-// activity does not blur the way its free memory would.
+// the host memory each takes: the proportional set size of the guests'
+// processes and their monitors (a VM's own, or the one supervisor of all
+// containers, counted once), over the guests: a busy host's other
+// activity does not blur it the way it would the host's free memory.
 func (r *runner) density(ctx context.Context, spec guestSpec) *benchreport.Density {
 	count := r.scale.densityContainers
 	if spec.typ == template.TypeVM {
@@ -326,20 +327,46 @@ func (r *runner) density(ctx context.Context, spec guestSpec) *benchreport.Densi
 		}
 		return d
 	}
-	var monitors []int
-	for _, n := range names {
-		g, err := r.opts.Client.Guest(ctx, n)
-		if err != nil {
-			d.Error = err.Error()
-			return d
-		}
-		monitors = append(monitors, g.MonitorPID)
+	monitors, others, err := r.guestTrees(ctx, names)
+	if err != nil {
+		d.Error = err.Error()
+		return d
 	}
-	pss, err := treePSS(monitors)
+	pss, err := treePSS(monitors, others)
 	if err != nil {
 		d.Error = fmt.Sprintf("measure the guests' memory: %v", err)
 		return d
 	}
 	d.PerGuestBytes = pss / int64(d.Guests)
 	return d
+}
+
+// guestTrees are the roots of the named guests' process trees, their
+// monitors, each once, and the processes of the daemon's other guests,
+// whose trees are left out: the supervisor that runs the named containers
+// runs every other container of the daemon too.
+func (r *runner) guestTrees(ctx context.Context, names []string) (monitors, others []int, err error) {
+	guests, err := r.opts.Client.Guests(ctx)
+	if err != nil {
+		return nil, nil, fmt.Errorf("list the guests: %w", err)
+	}
+	found := 0
+	for _, g := range guests {
+		switch {
+		case !slices.Contains(names, g.Name):
+			if g.PID > 0 {
+				others = append(others, g.PID)
+			}
+		case g.State != api.StateRunning || g.MonitorPID == 0:
+			return nil, nil, fmt.Errorf("guest %s is %s with monitor pid %d", g.Name, g.State, g.MonitorPID)
+		default:
+			found++
+			monitors = append(monitors, g.MonitorPID)
+		}
+	}
+	if found != len(names) {
+		return nil, nil, fmt.Errorf("the daemon lists %d of the %d guests launched for density", found, len(names))
+	}
+	slices.Sort(monitors)
+	return slices.Compact(monitors), others, nil
 }

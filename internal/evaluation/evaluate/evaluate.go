@@ -134,6 +134,9 @@ func Run(ctx context.Context, opts Options) (_ *benchreport.Report, err error) {
 			members = append(members, member{class: p.class, probe: func(ctx context.Context) (*probe.Output, error) { return r.probePeer(ctx, p) }})
 		}
 	}
+	// ours are the roots of bench's processes, for the load samples: the
+	// probe containers' monitor is the daemon's one supervisor, listed
+	// once per container, and descendants marks each process once.
 	ours := func() []int {
 		pids := []int{server.PID}
 		for _, name := range guests {

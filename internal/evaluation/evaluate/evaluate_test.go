@@ -1,10 +1,15 @@
 package evaluate
 
 import (
+	"bufio"
 	"context"
 	"errors"
 	"os"
+	"os/exec"
 	"path/filepath"
+	"slices"
+	"strconv"
+	"syscall"
 	"testing"
 
 	"github.com/polyvisor/polyvisor/internal/arch"
@@ -63,11 +68,61 @@ func TestParseProbeRefusesOtherOutput(t *testing.T) {
 }
 
 func TestTreePSSCountsAProcessTree(t *testing.T) {
-	pss, err := treePSS([]int{os.Getpid()})
+	pss, err := treePSS([]int{os.Getpid()}, nil)
 	if err != nil || pss <= 0 {
 		t.Errorf("PSS of this test process: %d, %v", pss, err)
 	}
-	if pss, err := treePSS([]int{1 << 30}); err != nil || pss != 0 {
+	if pss, err := treePSS([]int{1 << 30}, nil); err != nil || pss != 0 {
 		t.Errorf("a missing process: %d, %v", pss, err)
+	}
+}
+
+// TestTreePIDsCountsASharedRootOnceAndSkipsOthers runs a shell with two
+// children, as a supervisor runs two guests: the shell named as the root
+// of both is listed once, and a child that is not measured is left out.
+func TestTreePIDsCountsASharedRootOnceAndSkipsOthers(t *testing.T) {
+	cmd := exec.Command("sh", "-c", "sleep 60 & echo $!; sleep 60 & echo $!; wait")
+	cmd.SysProcAttr = &syscall.SysProcAttr{Setpgid: true}
+	out, err := cmd.StdoutPipe()
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := cmd.Start(); err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() {
+		syscall.Kill(-cmd.Process.Pid, syscall.SIGKILL)
+		cmd.Wait()
+	})
+	var kids []int
+	lines := bufio.NewScanner(out)
+	for len(kids) < 2 && lines.Scan() {
+		pid, err := strconv.Atoi(lines.Text())
+		if err != nil {
+			t.Fatalf("the shell printed %q, want a pid", lines.Text())
+		}
+		kids = append(kids, pid)
+	}
+	if len(kids) != 2 {
+		t.Fatalf("the shell printed %d pids, want 2: %v", len(kids), lines.Err())
+	}
+	sh := cmd.Process.Pid
+	for _, c := range []struct {
+		roots, skip, want []int
+	}{
+		{roots: []int{sh, sh}, want: []int{sh, kids[0], kids[1]}},
+		{roots: []int{sh, kids[0]}, want: []int{sh, kids[0], kids[1]}},
+		{roots: []int{sh, sh}, skip: kids[:1], want: []int{sh, kids[1]}},
+		{roots: []int{kids[0], sh}, skip: kids[:1], want: []int{sh, kids[1]}},
+	} {
+		got, err := treePIDs(c.roots, c.skip)
+		if err != nil {
+			t.Fatal(err)
+		}
+		slices.Sort(got)
+		slices.Sort(c.want)
+		if !slices.Equal(got, c.want) {
+			t.Errorf("roots %v, skip %v: %v, want %v", c.roots, c.skip, got, c.want)
+		}
 	}
 }

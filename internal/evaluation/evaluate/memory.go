@@ -6,20 +6,46 @@ import (
 	"io/fs"
 	"os"
 	"path/filepath"
+	"slices"
 	"strconv"
 	"strings"
 	"syscall"
 )
 
-// treePSS adds up the proportional set size of root and every process
-// descended from it: a guest's monitor, and under it the container's
-// processes or QEMU. PSS shares pages among the processes that map them,
-// so guests sharing a template's pages are not counted twice.
-func treePSS(roots []int) (int64, error) {
+// treePSS adds up the proportional set size of the processes treePIDs
+// lists: for a VM, its monitor and QEMU; for containers, the supervisor
+// that runs them all and under it their processes. PSS shares pages among
+// the processes that map them, so guests sharing a template's pages are
+// not counted twice.
+func treePSS(roots, skip []int) (int64, error) {
+	pids, err := treePIDs(roots, skip)
+	if err != nil {
+		return 0, err
+	}
+	var total int64
+	for _, pid := range pids {
+		pss, err := processPSS(pid)
+		if err != nil {
+			if errors.Is(err, fs.ErrNotExist) || errors.Is(err, syscall.ESRCH) {
+				continue // it ended meanwhile
+			}
+			return 0, err
+		}
+		total += pss
+	}
+	return total, nil
+}
+
+// treePIDs lists roots and every process descended from them, each once
+// however many roots lead to it (one supervisor is the monitor of every
+// container of a daemon), leaving out skip and what descends from it: the
+// processes of guests that run under the same supervisor but are not
+// being measured.
+func treePIDs(roots, skip []int) ([]int, error) {
 	children := map[int][]int{}
 	procs, err := filepath.Glob("/proc/[0-9]*/stat")
 	if err != nil {
-		return 0, err
+		return nil, err
 	}
 	for _, stat := range procs {
 		data, err := os.ReadFile(stat)
@@ -37,9 +63,12 @@ func treePSS(roots []int) (int64, error) {
 		ppid, _ := strconv.Atoi(fields[1])
 		children[ppid] = append(children[ppid], pid)
 	}
-	var total int64
 	seen := map[int]bool{}
-	queue := append([]int(nil), roots...)
+	for _, pid := range skip {
+		seen[pid] = true
+	}
+	var pids []int
+	queue := slices.Clone(roots)
 	for len(queue) > 0 {
 		pid := queue[0]
 		queue = queue[1:]
@@ -47,17 +76,10 @@ func treePSS(roots []int) (int64, error) {
 			continue
 		}
 		seen[pid] = true
+		pids = append(pids, pid)
 		queue = append(queue, children[pid]...)
-		pss, err := processPSS(pid)
-		if err != nil {
-			if errors.Is(err, fs.ErrNotExist) || errors.Is(err, syscall.ESRCH) {
-				continue // it ended meanwhile
-			}
-			return 0, err
-		}
-		total += pss
 	}
-	return total, nil
+	return pids, nil
 }
 
 // processPSS is a process's Pss from /proc/PID/smaps_rollup, in bytes.

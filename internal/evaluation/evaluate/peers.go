@@ -222,7 +222,7 @@ func pidsPSS(pids []int) (int64, error) {
 	if len(pids) == 0 {
 		return 0, errors.New("the peer named no process of the guest")
 	}
-	return treePSS(pids)
+	return treePSS(pids, nil)
 }
 
 // closePeers removes everything the peers made; it runs even when ctx is
