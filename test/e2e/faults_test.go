@@ -210,9 +210,9 @@ func TestGuestsOutliveKilledDaemon(t *testing.T) {
 // TestContainersOutliveTheirSupervisor: one supervisor runs a daemon's
 // containers; killed with SIGKILL, it takes no guest with it. The guests
 // go on, exec still works, a new supervisor takes them over with their
-// consoles (which the daemon kept a copy of), the next launch runs under
-// it too, and a guest of the dead one stops (its exit unknown), starts
-// again and is deleted without leftovers.
+// consoles (which the daemon, restarted meanwhile, kept a copy of), the
+// next launch runs under it too, and a guest of the dead one stops (its
+// exit unknown), starts again and is deleted without leftovers.
 func TestContainersOutliveTheirSupervisor(t *testing.T) {
 	requireRoot(t)
 	d := ownDaemon(t)
@@ -221,6 +221,12 @@ func TestContainersOutliveTheirSupervisor(t *testing.T) {
 	a, b := info(t, d, "sup-a"), info(t, d, "sup-b")
 	if a.MonitorPID == 0 || a.MonitorPID != b.MonitorPID {
 		t.Fatalf("the containers' monitors are %d and %d, want one supervisor for both", a.MonitorPID, b.MonitorPID)
+	}
+	// A daemon that restarts takes back its copies of the consoles from
+	// the running supervisor: the hand-over below depends on them.
+	d.Kill()
+	if err := d.Restart(); err != nil {
+		t.Fatal(err)
 	}
 	if err := syscall.Kill(a.MonitorPID, syscall.SIGKILL); err != nil {
 		t.Fatal(err)
