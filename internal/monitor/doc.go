@@ -1,6 +1,10 @@
-// Package monitor is polyvisor-monitor's logic: the small per-guest process
-// that starts a container with runc, owns its console and outlives the
-// daemon, as conmon does for podman and the shim for containerd.
+// Package monitor is polyvisor-monitor's logic: the process that starts a
+// guest, owns its console and outlives the daemon, as conmon does for
+// podman and the shim for containerd. It runs in one of two ways: a
+// monitor of its own per guest (Run: a VM's QEMU, or one container), or
+// one supervisor for all of a daemon's containers (Supervise, see
+// Request), which does for each guest what a monitor of its own does,
+// as described below, at one Go runtime's cost for all of them.
 //
 // # Start
 //
@@ -57,10 +61,11 @@
 // disconnects clients, removes both sockets and exits 0. It never touches
 // the rootfs or the guest's definition: the daemon does that on reconcile.
 //
-// The monitor logs its own diagnostics to RUNDIR/monitor.log. Since one
-// runs per guest, it keeps its memory small and its sleep deep: a static
-// binary without package net, one P, a low GC percent while attach clients
-// are connected, and otherwise its garbage given back and the collector off
-// under a memory limit, so that no timer, its own or the runtime's forced
-// collection, wakes it while the guest idles (see quiet).
+// The monitor logs its own diagnostics to RUNDIR/monitor.log (a
+// supervisor: each guest's there, its own in DIR/supervisor.log). It keeps
+// its memory small and its sleep deep: a static binary without package
+// net, one P, a low GC percent while attach clients are connected, and
+// otherwise its garbage given back and the collector off under a memory
+// limit, so that no timer, its own or the runtime's forced collection,
+// wakes it while the guests idle (see quiet and collector).
 package monitor
