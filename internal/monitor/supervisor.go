@@ -37,8 +37,11 @@ const (
 // next before it exits: launches one after the other find it running.
 const DefaultLinger = 10 * time.Second
 
-// maxRequest bounds one request line.
-const maxRequest = 64 << 10
+// maxRequest bounds one request line, and requestTimeout the wait for it.
+const (
+	maxRequest     = 64 << 10
+	requestTimeout = 10 * time.Second
+)
 
 // Request is one line a client sends on the supervisor's socket, as JSON.
 // The supervisor answers with one line:
@@ -244,6 +247,9 @@ func (s *supervisor) serve(ctx context.Context, ln *stream.Listener) {
 
 // answer reads one request from conn and answers it.
 func (s *supervisor) answer(ctx context.Context, conn *os.File) {
+	// A client that connects and says nothing must not hold the
+	// supervisor's exit.
+	_ = conn.SetReadDeadline(time.Now().Add(requestTimeout))
 	line, files, err := stream.ReadLine(conn, maxRequest)
 	if err != nil {
 		s.log.Warn("read request", "err", err)

@@ -224,7 +224,21 @@ func TestSupervisorAnswersGarbageWithAnError(t *testing.T) {
 	if processGone(pid) || processGone(f.supervisorPid()) {
 		t.Fatal("garbage on the socket ended the guest or the supervisor")
 	}
+	// A client that connects and says nothing holds nothing up: it is
+	// hung up on, and the supervisor still exits once idle.
+	silent, err := net.Dial("unix", filepath.Join(f.client.Dir, monitor.SupervisorSocketName))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer silent.Close()
+	sup := f.supervisorPid()
 	syscall.Kill(pid, syscall.SIGKILL)
+	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
+	defer cancel()
+	if err := f.client.WaitEnded(ctx, g.cfg.ID); err != nil {
+		t.Fatal(err)
+	}
+	waitFor(t, 20*time.Second, "the idle supervisor to exit despite a silent client", func() bool { return processGone(sup) })
 }
 
 func readFile(path string) string {
