@@ -191,7 +191,8 @@ func openSupervisor(cfg SupervisorConfig) (_ *supervisor, _ *stream.Listener, un
 	if err := unix.Flock(int(lock.Fd()), unix.LOCK_EX|unix.LOCK_NB); err != nil {
 		return nil, nil, nil, fmt.Errorf("another supervisor runs on %s: %w", cfg.Dir, err)
 	}
-	if err := lock.Truncate(0); err == nil {
+	err = lock.Truncate(0)
+	if err == nil {
 		_, err = lock.WriteAt([]byte(strconv.Itoa(os.Getpid())+"\n"), 0)
 	}
 	if err != nil {
