@@ -55,6 +55,25 @@ type signals struct {
 	ignored chan os.Signal // SIGHUP, SIGINT, SIGTERM: log and go on
 }
 
+// takeChildren makes the process a child subreaper, so that a guest's
+// init, runc's child, becomes its child when runc exits, and has it
+// handle SIGCHLD, SIGHUP, SIGINT and SIGTERM itself. Handled, not ignored:
+// dispositions set to "ignore" would pass to runc and on into the guest
+// through exec. Call stop once done, even after an error.
+func takeChildren() (_ signals, stop func(), _ error) {
+	sigs := signals{child: make(chan os.Signal, 1), ignored: make(chan os.Signal, 4)}
+	signal.Notify(sigs.child, unix.SIGCHLD)
+	signal.Notify(sigs.ignored, unix.SIGHUP, unix.SIGINT, unix.SIGTERM)
+	stop = func() {
+		signal.Stop(sigs.child)
+		signal.Stop(sigs.ignored)
+	}
+	if err := unix.Prctl(unix.PR_SET_CHILD_SUBREAPER, 1, 0, 0, 0); err != nil {
+		return sigs, stop, fmt.Errorf("become child subreaper: %w", err)
+	}
+	return sigs, stop, nil
+}
+
 // Run starts the container described by cfg and supervises it until its
 // init exits; ready receives the "ok PID" or "error MESSAGE" line and is
 // closed (it may be nil). It returns nil once the guest has exited and been
@@ -91,18 +110,9 @@ func Run(ctx context.Context, cfg Config, ready io.WriteCloser) error {
 	}
 	m.log.Info("monitor starting", "pid", os.Getpid(), "bundle", cfg.Bundle)
 
-	sigs := signals{child: make(chan os.Signal, 1), ignored: make(chan os.Signal, 4)}
-	// Handled, not ignored: dispositions set to "ignore" would pass to runc
-	// and on into the guest through exec.
-	signal.Notify(sigs.child, unix.SIGCHLD)
-	signal.Notify(sigs.ignored, unix.SIGHUP, unix.SIGINT, unix.SIGTERM)
-	defer signal.Stop(sigs.child)
-	defer signal.Stop(sigs.ignored)
-
-	// The guest's init is runc's child; as subreaper the monitor inherits
-	// it when runc exits, and can wait for it.
-	if err := unix.Prctl(unix.PR_SET_CHILD_SUBREAPER, 1, 0, 0, 0); err != nil {
-		err = fmt.Errorf("become child subreaper: %w", err)
+	sigs, stopSignals, err := takeChildren()
+	defer stopSignals()
+	if err != nil {
 		m.log.Error("start failed", "err", err)
 		r.fail(err)
 		return err

@@ -8,7 +8,6 @@ import (
 	"io"
 	"log/slog"
 	"os"
-	"os/signal"
 	"path/filepath"
 	"strconv"
 	"sync"
@@ -130,13 +129,9 @@ func Supervise(cfg SupervisorConfig, ready io.WriteCloser) error {
 		return err
 	}
 	defer unlock()
-	sigs := signals{child: make(chan os.Signal, 1), ignored: make(chan os.Signal, 4)}
-	signal.Notify(sigs.child, unix.SIGCHLD)
-	signal.Notify(sigs.ignored, unix.SIGHUP, unix.SIGINT, unix.SIGTERM)
-	defer signal.Stop(sigs.child)
-	defer signal.Stop(sigs.ignored)
-	if err := unix.Prctl(unix.PR_SET_CHILD_SUBREAPER, 1, 0, 0, 0); err != nil {
-		err = fmt.Errorf("become child subreaper: %w", err)
+	sigs, stopSignals, err := takeChildren()
+	defer stopSignals()
+	if err != nil {
 		r.fail(err)
 		return err
 	}

@@ -45,40 +45,53 @@ type Launcher struct {
 // Start runs a monitor with cfg in its own session and waits for its
 // ready line; the status identifies the monitor and the guest's process.
 func (l *Launcher) Start(ctx context.Context, cfg monitor.Config) (guest.Status, error) {
-	readyR, readyW, err := os.Pipe()
+	mon, line, err := l.launch(ctx, cfg.Args())
 	if err != nil {
 		return guest.Status{}, err
 	}
-	defer readyR.Close()
-	cmd := exec.Command(l.Monitor, cfg.Args()...)
-	cmd.ExtraFiles = []*os.File{readyW}
-	// One P from the start keeps the monitor small; set here, it spares the
-	// monitor re-executing itself to get it (see cmd/polyvisor-monitor).
-	cmd.Env = append(os.Environ(), "GOMAXPROCS=1")
-	cmd.SysProcAttr = &syscall.SysProcAttr{Setsid: true}
-	err = cmd.Start()
-	readyW.Close()
-	if err != nil {
-		return guest.Status{}, fmt.Errorf("start monitor: %w", err)
-	}
-	mon, err := procutil.Identify(cmd.Process.Pid)
-	if err != nil {
-		cmd.Process.Kill()
-		cmd.Wait()
-		return guest.Status{}, err
-	}
-	l.reapLater(cmd, mon)
 	status := guest.Status{MonitorPID: mon.PID, MonitorStart: mon.Start}
-	line, err := readReady(ctx, readyR)
-	if err != nil {
-		mon.Signal(syscall.SIGKILL)
-		return status, err
-	}
 	pid, err := monitor.ParseReady(line)
 	if err != nil {
 		return status, err
 	}
 	return runningStatus(status, pid, cfg.ID)
+}
+
+// launch runs polyvisor-monitor with args in its own session, with the
+// write end of a pipe as fd 3, and reads the ready line it writes there.
+// It is reaped once it exits.
+func (l *Launcher) launch(ctx context.Context, args []string) (procutil.Identity, string, error) {
+	readyR, readyW, err := os.Pipe()
+	if err != nil {
+		return procutil.Identity{}, "", err
+	}
+	defer readyR.Close()
+	cmd := exec.Command(l.Monitor, args...)
+	cmd.ExtraFiles = []*os.File{readyW}
+	// One P from the start keeps the monitor small; set here, it spares the
+	// monitor re-executing itself to get it (see cmd/polyvisor-monitor).
+	cmd.Env = append(os.Environ(), "GOMAXPROCS=1")
+	// Its own session: the daemon's terminal or process group ending must
+	// not reach it, nor through it the guests.
+	cmd.SysProcAttr = &syscall.SysProcAttr{Setsid: true}
+	err = cmd.Start()
+	readyW.Close()
+	if err != nil {
+		return procutil.Identity{}, "", fmt.Errorf("start monitor: %w", err)
+	}
+	mon, err := procutil.Identify(cmd.Process.Pid)
+	if err != nil {
+		cmd.Process.Kill()
+		cmd.Wait()
+		return procutil.Identity{}, "", err
+	}
+	l.reapLater(cmd, mon)
+	line, err := readReady(ctx, readyR)
+	if err != nil {
+		mon.Signal(syscall.SIGKILL)
+		return mon, "", err
+	}
+	return mon, line, nil
 }
 
 // reapLater reaps cmd once it exits. Parked on a pidfd until then, it holds

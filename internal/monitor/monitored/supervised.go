@@ -9,7 +9,6 @@ import (
 	"log/slog"
 	"net"
 	"os"
-	"os/exec"
 	"path/filepath"
 	"strconv"
 	"strings"
@@ -419,39 +418,16 @@ func (s *Supervisor) spawn(ctx context.Context) error {
 }
 
 func (s *Supervisor) spawnOnce(ctx context.Context) error {
-	readyR, readyW, err := os.Pipe()
-	if err != nil {
-		return err
-	}
-	defer readyR.Close()
 	args := []string{"--supervise", s.Dir}
 	if s.Linger != 0 {
 		args = append(args, "--linger", s.Linger.String())
 	}
-	cmd := exec.Command(s.Monitor, args...)
-	cmd.ExtraFiles = []*os.File{readyW}
-	cmd.Env = append(os.Environ(), "GOMAXPROCS=1")
-	// Its own session: the daemon's terminal or process group ending must
-	// not reach it, nor through it the guests.
-	cmd.SysProcAttr = &syscall.SysProcAttr{Setsid: true}
-	err = cmd.Start()
-	readyW.Close()
-	if err != nil {
-		return fmt.Errorf("start supervisor: %w", err)
+	s.launched.Monitor = s.Monitor
+	_, line, err := s.launched.launch(ctx, args)
+	if err == nil {
+		_, err = monitor.ParseReady(line)
 	}
-	id, err := procutil.Identify(cmd.Process.Pid)
 	if err != nil {
-		cmd.Process.Kill()
-		cmd.Wait()
-		return fmt.Errorf("start supervisor: %w", err)
-	}
-	s.launched.reapLater(cmd, id)
-	line, err := readReady(ctx, readyR)
-	if err != nil {
-		cmd.Process.Kill()
-		return fmt.Errorf("start supervisor: %w", err)
-	}
-	if _, err := monitor.ParseReady(line); err != nil {
 		return fmt.Errorf("start supervisor: %w", err)
 	}
 	return nil
