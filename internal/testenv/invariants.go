@@ -180,6 +180,9 @@ func strayProcesses(d *Daemon, l layout.Layout, running map[string]api.Guest, ne
 	for name := range networks {
 		allowed = append(allowed, l.NetworkRunDir(name)+"/", l.NetworkDir(name)+"/")
 	}
+	// The containers' supervisor is no guest's: it lingers a few seconds
+	// after the last, and exits by itself.
+	allowed = append(allowed, l.SupervisorDir()+"/")
 	cmdlines, _ := filepath.Glob("/proc/[0-9]*/cmdline")
 	for _, f := range cmdlines {
 		data, err := os.ReadFile(f)

@@ -79,7 +79,7 @@ func TestAGuestIsRecoveredFromItsHandle(t *testing.T) {
 	}
 	edit("legacy", func(s string) string { return regexp.MustCompile(`(?m)^\s*handle: .*\n`).ReplaceAllString(s, "") })
 	edit("future", func(s string) string {
-		return regexp.MustCompile(`(?m)handleVersion: 1$`).ReplaceAllString(s, "handleVersion: 99")
+		return regexp.MustCompile(`(?m)handleVersion: \d+$`).ReplaceAllString(s, "handleVersion: 99")
 	})
 	if err := d.Restart(); err != nil {
 		t.Fatal(err)

@@ -359,7 +359,8 @@ func (d *Driver) waitMonitor(ctx context.Context, def *guest.Definition) {
 // that still lives: the supervisor outlives the guests it ran.
 func (d *Driver) ownMonitorAlive(def *guest.Definition) bool {
 	h, err := d.readHandle(def)
-	return err == nil && !h.Supervised && monitored.Monitor(def).Alive()
+	mon := monitored.Monitor(def)
+	return err == nil && !h.Supervised && mon.Alive() && !d.supervisor.Is(mon)
 }
 
 // Cleanup implements driver.Driver.

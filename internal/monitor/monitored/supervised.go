@@ -248,6 +248,13 @@ func (s *Supervisor) readopt(ctx context.Context, sup procutil.Identity) {
 	}
 }
 
+// Is reports whether p is the running supervisor: a guest whose
+// definition lost its handle still names it as its monitor.
+func (s *Supervisor) Is(p procutil.Identity) bool {
+	sup, err := s.identify()
+	return err == nil && sup == p
+}
+
 // identify reads the running supervisor's pid from its lock.
 func (s *Supervisor) identify() (procutil.Identity, error) {
 	data, err := os.ReadFile(filepath.Join(s.Dir, monitor.SupervisorLockName))
