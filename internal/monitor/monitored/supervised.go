@@ -75,13 +75,23 @@ type kept struct {
 // every container of the daemon shares.
 func (s *Supervisor) Start(ctx context.Context, cfg monitor.Config) (guest.Status, error) {
 	req := monitor.Request{Op: "start", Args: cfg.Args()}
-	for range 3 {
+	for deadline := time.Now().Add(spawnPatience); ; {
 		line, console, err := s.ask(ctx, req, nil, true)
 		if err != nil {
 			return guest.Status{}, err
 		}
 		if line == monitor.AnswerRetry {
-			continue // it was exiting; the next ask starts another
+			// It was exiting, idle: once it has closed its socket, the
+			// next ask starts another.
+			if time.Now().After(deadline) {
+				return guest.Status{}, errors.New("start monitor: the supervisor kept exiting")
+			}
+			select {
+			case <-ctx.Done():
+				return guest.Status{}, ctx.Err()
+			case <-time.After(20 * time.Millisecond):
+			}
+			continue
 		}
 		pid, err := monitor.ParseReady(line)
 		if err != nil {
@@ -100,7 +110,6 @@ func (s *Supervisor) Start(ctx context.Context, cfg monitor.Config) (guest.Statu
 		closeFile(console)
 		return guest.Status{}, err
 	}
-	return guest.Status{}, errors.New("start monitor: the supervisor kept exiting")
 }
 
 // Reclaim takes a copy of the console of a guest that a supervisor runs,
@@ -223,6 +232,9 @@ func (s *Supervisor) readopt(ctx context.Context, sup procutil.Identity) {
 		guests = append(guests, k)
 	}
 	s.mu.Unlock()
+	if len(guests) == 0 {
+		return // it exited, idle, as it does
+	}
 	log := s.Log
 	if log == nil {
 		log = slog.Default()
