@@ -245,3 +245,31 @@ func readFile(path string) string {
 	data, _ := os.ReadFile(path)
 	return string(data)
 }
+
+// When a supervisor with several guests dies, every one of them goes to
+// the next, each with its console.
+func TestEveryGuestOfADeadSupervisorIsHandedOver(t *testing.T) {
+	f := newSupervisorFixture(t)
+	guests := []*testGuest{f.guest("/bin/sh"), f.guest("/bin/sh"), f.guest("/bin/sh")}
+	for _, g := range guests {
+		f.start(g)
+	}
+	sup := f.supervisorPid()
+	if err := syscall.Kill(sup, syscall.SIGKILL); err != nil {
+		t.Fatal(err)
+	}
+	waitFor(t, 10*time.Second, "a new supervisor", func() bool {
+		pid, err := strconv.Atoi(strings.TrimSpace(readFile(filepath.Join(f.client.Dir, monitor.SupervisorLockName))))
+		return err == nil && pid != sup && !processGone(pid)
+	})
+	next := f.supervisorPid()
+	for i, g := range guests {
+		waitFor(t, 10*time.Second, g.cfg.ID+"'s console socket again", func() bool {
+			got, ok := f.client.Runs(g.cfg.ID)
+			return ok && got.PID == next
+		})
+		c := attach(t, g.cfg.Dir)
+		c.send(t, stream.Stdin, []byte(fmt.Sprintf("echo guest-%d-$((5+6))\n", i)))
+		c.expect(t, fmt.Sprintf("guest-%d-11", i))
+	}
+}

@@ -57,9 +57,13 @@ type Supervisor struct {
 
 	mu       sync.Mutex
 	consoles map[string]*kept // guest id: its console copy
-	watched  procutil.Identity
-	stop     context.CancelFunc // ends the watch; nil before the first
-	watching sync.WaitGroup
+	watched procutil.Identity
+	// watch, while not nil, is the context of the goroutines watching
+	// supervisors (one a supervisor, parked on its pidfd), which
+	// stopWatching ends.
+	watch        context.Context
+	stopWatching context.CancelFunc
+	watching     sync.WaitGroup
 }
 
 // kept is what it takes to hand a guest to a new supervisor.
@@ -176,8 +180,9 @@ func (s *Supervisor) WaitEnded(ctx context.Context, id string) error {
 // daemon's shutdown.
 func (s *Supervisor) Release(ctx context.Context) {
 	s.mu.Lock()
-	if s.stop != nil {
-		s.stop()
+	if s.stopWatching != nil {
+		s.stopWatching()
+		s.watch, s.stopWatching = nil, nil
 	}
 	s.mu.Unlock()
 	s.watching.Wait()
@@ -209,11 +214,14 @@ func (s *Supervisor) keep(cfg monitor.Config, init procutil.Identity, console *o
 	if s.watched == sup {
 		return
 	}
-	if s.stop != nil {
-		s.stop()
+	// A new supervisor starts only once the last has died, so the watch of
+	// the last has ended, or is handing its guests over: that hand-over
+	// must go on, under the same context.
+	if s.watch == nil {
+		s.watch, s.stopWatching = context.WithCancel(context.Background())
 	}
-	ctx, stop := context.WithCancel(context.Background())
-	s.watched, s.stop = sup, stop
+	ctx := s.watch
+	s.watched = sup
 	s.watching.Add(1)
 	go func() {
 		defer s.watching.Done()
