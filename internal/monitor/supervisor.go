@@ -251,7 +251,8 @@ func (s *supervisor) answer(ctx context.Context, conn *os.File) {
 		s.log.Warn("read request", "err", err)
 		return
 	}
-	defer closeAll(files) // what a request brings is copied where kept
+	// What a request brings is closed once answered, unless taken.
+	defer func() { closeAll(files) }()
 	var req Request
 	if err := json.Unmarshal(line, &req); err != nil {
 		fmt.Fprintf(conn, "error request: %s\n", oneLine(err.Error()))
@@ -274,7 +275,9 @@ func (s *supervisor) answer(ctx context.Context, conn *os.File) {
 			reply("error adopt: send the guest's console with the request", nil)
 			return
 		}
-		reply(s.adopt(req, files[0]), nil)
+		console := files[0]
+		files = nil // the adopted guest's, or closed by adopt
+		reply(s.adopt(req, console), nil)
 	case "console":
 		s.mu.Lock()
 		g := s.guests[req.ID]
@@ -318,10 +321,7 @@ func (s *supervisor) waitEnded(id string) {
 // start runs the container of args and answers with the ready line and
 // the guest's console; the guest is then supervised until its init exits.
 func (s *supervisor) start(ctx context.Context, args []string) (string, *os.File) {
-	cfg, err := ParseArgs(args)
-	if err == nil && cfg.runsCommand() {
-		err = fmt.Errorf("a supervisor runs containers only, not commands: %w", ErrInvalid)
-	}
+	cfg, err := parseContainerArgs(args)
 	if err != nil {
 		return "error " + oneLine(err.Error()), nil
 	}
@@ -336,12 +336,7 @@ func (s *supervisor) start(ctx context.Context, args []string) (string, *os.File
 		g, exits, err = s.startGuest(ctx, m)
 	}
 	if err != nil {
-		if m != nil {
-			m.log.Error("start failed", "err", err)
-			m.closeLog()
-		}
-		s.ended(cfg.ID, sg)
-		return "error " + oneLine(err.Error()), nil
+		return s.failed(cfg.ID, sg, m, "start failed", err), nil
 	}
 	s.run(m, sg, g, func() (ExitStatus, error) { return <-exits, nil })
 	return "ok " + strconv.Itoa(g.pid), g.console
@@ -352,29 +347,24 @@ func (s *supervisor) start(ctx context.Context, args []string) (string, *os.File
 var errExitUnknown = errors.New("the guest's init has ended; its exit status is unknown, as it was adopted")
 
 // adopt supervises a running guest whose supervisor died, on the console
-// the daemon kept for it.
+// the daemon kept for it, which it takes: the guest's, or closed.
 func (s *supervisor) adopt(req Request, console *os.File) string {
-	cfg, err := ParseArgs(req.Args)
-	if err == nil && cfg.runsCommand() {
-		err = fmt.Errorf("a supervisor runs containers only, not commands: %w", ErrInvalid)
-	}
+	g := &guest{pid: req.PID, console: console}
+	cfg, err := parseContainerArgs(req.Args)
 	init := procutil.Identity{PID: req.PID, Start: req.Start}
 	if err == nil && !init.Alive() {
 		err = fmt.Errorf("adopt %s: its init %d has ended", cfg.ID, req.PID)
 	}
 	if err != nil {
+		g.close()
 		return "error " + oneLine(err.Error())
 	}
 	sg, refusal := s.reserve(cfg.ID)
 	if sg == nil {
+		g.close()
 		return refusal
 	}
 	m, err := s.newMonitor(cfg)
-	g := &guest{pid: req.PID}
-	if err == nil {
-		// The request's copy is closed once answered: the guest has its own.
-		g.console, err = dupFile(console)
-	}
 	if err == nil {
 		g.log, err = openConsoleLog(cfg.Log, cfg.LogMax)
 	}
@@ -383,12 +373,7 @@ func (s *supervisor) adopt(req Request, console *os.File) string {
 	}
 	if err != nil {
 		g.close()
-		if m != nil {
-			m.log.Error("adoption failed", "err", err)
-			m.closeLog()
-		}
-		s.ended(cfg.ID, sg)
-		return "error " + oneLine(err.Error())
+		return s.failed(cfg.ID, sg, m, "adoption failed", err)
 	}
 	m.log.Info("guest adopted", "initPid", g.pid)
 	s.run(m, sg, g, func() (ExitStatus, error) {
@@ -398,25 +383,26 @@ func (s *supervisor) adopt(req Request, console *os.File) string {
 	return "ok " + strconv.Itoa(g.pid)
 }
 
-// dupFile returns a copy of f that the Go poller watches.
-func dupFile(f *os.File) (*os.File, error) {
-	raw, err := f.SyscallConn()
-	if err != nil {
-		return nil, err
+// parseContainerArgs reads a start's or adoption's arguments: a
+// container's, since a supervisor runs no command guest.
+func parseContainerArgs(args []string) (Config, error) {
+	cfg, err := ParseArgs(args)
+	if err == nil && cfg.runsCommand() {
+		err = fmt.Errorf("a supervisor runs containers only, not commands: %w", ErrInvalid)
 	}
-	var fd int
-	var dupErr error
-	if err := raw.Control(func(old uintptr) { fd, dupErr = unix.FcntlInt(old, unix.F_DUPFD_CLOEXEC, 0) }); err != nil {
-		return nil, err
+	return cfg, err
+}
+
+// failed ends a start or adoption of guest id that went wrong after its
+// reservation, logging why in its monitor.log when there is one, and
+// returns the error answer.
+func (s *supervisor) failed(id string, sg *supervised, m *monitor, what string, err error) string {
+	if m != nil {
+		m.log.Error(what, "err", err)
+		m.closeLog()
 	}
-	if dupErr != nil {
-		return nil, fmt.Errorf("copy console: %w", dupErr)
-	}
-	if err := unix.SetNonblock(fd, true); err != nil {
-		unix.Close(fd)
-		return nil, fmt.Errorf("copy console: %w", err)
-	}
-	return os.NewFile(uintptr(fd), f.Name()), nil
+	s.ended(id, sg)
+	return "error " + oneLine(err.Error())
 }
 
 // reserve registers guest id as being started; nil and the refusal when

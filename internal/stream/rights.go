@@ -40,7 +40,7 @@ func ReadLine(conn *os.File, max int) ([]byte, []*os.File, error) {
 		}
 		if err == nil {
 			var got []*os.File
-			got, err = filesOf(oob[:oobn])
+			got, err = FilesOf(oob[:oobn])
 			files = append(files, got...)
 		}
 		if err == nil && n == 0 {
@@ -99,9 +99,10 @@ func WriteLine(conn *os.File, line []byte, files ...*os.File) error {
 	return nil
 }
 
-// filesOf turns the descriptors an SCM_RIGHTS message carried into files,
-// closing those past maxFilesPerMessage.
-func filesOf(oob []byte) ([]*os.File, error) {
+// FilesOf turns the descriptors an SCM_RIGHTS message carried (oob, the
+// control part of a recvmsg) into non-blocking files registered with Go's
+// poller, closing those past a few.
+func FilesOf(oob []byte) ([]*os.File, error) {
 	if len(oob) == 0 {
 		return nil, nil
 	}

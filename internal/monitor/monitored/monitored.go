@@ -45,7 +45,7 @@ type Launcher struct {
 // Start runs a monitor with cfg in its own session and waits for its
 // ready line; the status identifies the monitor and the guest's process.
 func (l *Launcher) Start(ctx context.Context, cfg monitor.Config) (guest.Status, error) {
-	mon, line, err := l.launch(ctx, cfg.Args())
+	mon, line, err := l.launch(ctx, l.Monitor, cfg.Args())
 	if err != nil {
 		return guest.Status{}, err
 	}
@@ -57,16 +57,16 @@ func (l *Launcher) Start(ctx context.Context, cfg monitor.Config) (guest.Status,
 	return runningStatus(status, pid, cfg.ID)
 }
 
-// launch runs polyvisor-monitor with args in its own session, with the
-// write end of a pipe as fd 3, and reads the ready line it writes there.
-// It is reaped once it exits.
-func (l *Launcher) launch(ctx context.Context, args []string) (procutil.Identity, string, error) {
+// launch runs polyvisor-monitor (bin) with args in its own session, with
+// the write end of a pipe as fd 3, and reads the ready line it writes
+// there. It is reaped once it exits.
+func (l *Launcher) launch(ctx context.Context, bin string, args []string) (procutil.Identity, string, error) {
 	readyR, readyW, err := os.Pipe()
 	if err != nil {
 		return procutil.Identity{}, "", err
 	}
 	defer readyR.Close()
-	cmd := exec.Command(l.Monitor, args...)
+	cmd := exec.Command(bin, args...)
 	cmd.ExtraFiles = []*os.File{readyW}
 	// One P from the start keeps the monitor small; set here, it spares the
 	// monitor re-executing itself to get it (see cmd/polyvisor-monitor).

@@ -21,6 +21,7 @@ import (
 	"github.com/polyvisor/polyvisor/internal/guest"
 	"github.com/polyvisor/polyvisor/internal/monitor"
 	"github.com/polyvisor/polyvisor/internal/procutil"
+	"github.com/polyvisor/polyvisor/internal/stream"
 	"github.com/polyvisor/polyvisor/pkg/api"
 )
 
@@ -52,12 +53,12 @@ type Supervisor struct {
 	Log *slog.Logger
 
 	spawnMu sync.Mutex // one spawn at a time
-	// launched reaps the supervisors started here.
+	// launched starts the supervisors and reaps those started here.
 	launched Launcher
 
 	mu       sync.Mutex
 	consoles map[string]*kept // guest id: its console copy
-	watched procutil.Identity
+	watched  procutil.Identity
 	// watch, while not nil, is the context of the goroutines watching
 	// supervisors (one a supervisor, parked on its pidfd), which
 	// stopWatching ends.
@@ -359,7 +360,8 @@ func readAnswer(ctx context.Context, conn *net.UnixConn) (string, *os.File, erro
 	for !bytes.HasSuffix(line, []byte("\n")) {
 		n, oobn, _, _, err := conn.ReadMsgUnix(buf, oob)
 		line = append(line, buf[:n]...)
-		for _, f := range rightsOf(oob[:oobn]) {
+		files, _ := stream.FilesOf(oob[:oobn]) // a console that failed to come is noticed by its user
+		for _, f := range files {
 			if file == nil {
 				file = f
 			} else {
@@ -378,26 +380,6 @@ func readAnswer(ctx context.Context, conn *net.UnixConn) (string, *os.File, erro
 		}
 	}
 	return strings.TrimSpace(string(line)), file, nil
-}
-
-// rightsOf returns the descriptors an SCM_RIGHTS message carried, as files.
-func rightsOf(oob []byte) []*os.File {
-	msgs, err := unix.ParseSocketControlMessage(oob)
-	if err != nil {
-		return nil
-	}
-	var files []*os.File
-	for _, m := range msgs {
-		fds, err := unix.ParseUnixRights(&m)
-		if err != nil {
-			continue
-		}
-		for _, fd := range fds {
-			unix.CloseOnExec(fd)
-			files = append(files, os.NewFile(uintptr(fd), "console"))
-		}
-	}
-	return files
 }
 
 func closeFile(f *os.File) {
@@ -449,8 +431,7 @@ func (s *Supervisor) spawnOnce(ctx context.Context) error {
 	if s.Linger != 0 {
 		args = append(args, "--linger", s.Linger.String())
 	}
-	s.launched.Monitor = s.Monitor
-	_, line, err := s.launched.launch(ctx, args)
+	_, line, err := s.launched.launch(ctx, s.Monitor, args)
 	if err == nil {
 		_, err = monitor.ParseReady(line)
 	}
