@@ -14,13 +14,22 @@ const (
 // InittabLine starts the launcher from busybox init, again whenever it ends.
 const InittabLine = "::respawn:/" + LauncherPath + "\n"
 
+// NoNetworkEnv is in the environment of a container's init when the guest
+// joins no network: its launcher then sleeps at once instead of watching
+// for an eth0 that will not come (a guest's networks are fixed while it
+// runs).
+const NoNetworkEnv = "POLYVISOR_NETWORK=none"
+
 // Launcher waits a little for eth0 to have a carrier (the host plugs it in
 // just after the guest's init starts; a DHCPDISCOVER sent before the host's
 // end is up is lost, and udhcpc waits seconds to send another), then runs
 // udhcpc in the foreground. A guest with no network sleeps instead, so
-// that init does not respawn it every second.
+// that init does not respawn it every second: at once when its
+// environment says so (NoNetworkEnv), else after 10 s of watching, each
+// look a fork or two.
 const Launcher = `#!/bin/sh
 # Written by polyvisor: DHCP on eth0, started by init.
+[ "$POLYVISOR_NETWORK" != none ] || exec sleep 2147483647
 tries=0
 until [ "$(cat /sys/class/net/eth0/carrier 2>/dev/null)" = 1 ]; do
 	tries=$((tries + 1))

@@ -18,9 +18,44 @@ import (
 
 // launchMemo carries BenchmarkLaunch's state across its calls.
 type launchMemo struct {
+	rawBundle
+	seq int // guest and raw container names stay unique across calls
+}
+
+// rawBundle is what a raw runc run of a polyvisor guest's bundle needs:
+// the peer that says what the OCI runtime alone costs.
+type rawBundle struct {
 	spec  *specs.Spec // config.json of the first guest polyvisor launched
 	lower string      // the template's root tree, which the raw run mounts under its overlay
-	seq   int         // guest and raw container names stay unique across calls
+}
+
+// learn keeps the spec of guest name, the first time only.
+func (r *rawBundle) learn(ctx context.Context, f *fixture, name string) error {
+	if r.spec != nil {
+		return nil
+	}
+	g, err := f.client.Guest(ctx, name)
+	if err == nil {
+		r.spec, err = f.specOf(g)
+	}
+	if err == nil {
+		r.lower, err = f.templateRootfs(ctx, "busybox")
+	}
+	return err
+}
+
+// run times runc run -d of the learnt bundle as container id, then
+// removes it, untimed.
+func (r *rawBundle) run(f *fixture, id string) (time.Duration, error) {
+	c, err := prepareRaw(f.rawDir(), r.spec, r.lower, id)
+	if err != nil {
+		return 0, err
+	}
+	took, err := c.Run()
+	if rerr := c.Remove(); err == nil && rerr != nil {
+		err = rerr
+	}
+	return took, err
 }
 
 // BenchmarkLaunch compares the latency of launching a busybox container
@@ -48,31 +83,15 @@ func BenchmarkLaunch(b *testing.B) {
 			b.Fatal(err)
 		}
 		pv = append(pv, took)
-		if memo.spec == nil {
-			g, err := f.client.Guest(ctx, name)
-			if err == nil {
-				memo.spec, err = f.specOf(g)
-			}
-			if err == nil {
-				memo.lower, err = f.templateRootfs(ctx, "busybox")
-			}
-			if err != nil {
-				b.Fatal(err)
-			}
+		if err := memo.learn(ctx, f, name); err != nil {
+			b.Fatal(err)
 		}
 		if err := testenv.DeleteGuest(ctx, f.client, name); err != nil {
 			b.Fatal(err)
 		}
 	}
 	launchRaw := func(id string) {
-		r, err := prepareRaw(f.rawDir(), memo.spec, memo.lower, id)
-		if err != nil {
-			b.Fatal(err)
-		}
-		took, err := r.Run()
-		if rerr := r.Remove(); err == nil && rerr != nil {
-			err = rerr
-		}
+		took, err := memo.run(f, id)
 		if err != nil {
 			b.Fatal(err)
 		}
@@ -181,9 +200,11 @@ func cliLaunch(d *testenv.Daemon, name string) error {
 	return nil
 }
 
-// launchVsLXCMemo carries the LXC peer and a name counter across calls.
+// launchVsLXCMemo carries the LXC peer, the raw runtime's bundle and a
+// name counter across calls.
 type launchVsLXCMemo struct {
 	lxc *lxcPeer
+	raw rawBundle
 	seq int
 }
 
@@ -202,13 +223,16 @@ func lxcMemo(b *testing.B, f *fixture) *launchVsLXCMemo {
 // process, the API round trip, create and start until init runs; the
 // fixture's daemon gives guests no network) against LXC's create and
 // start of a container on an overlay of the same tree, until lxc-attach
-// runs a command in it. The two alternate which goes first; deleting
-// either is untimed, so each iteration starts with no guest running.
+// runs a command in it. A third side, raw `runc run -d` of polyvisor's
+// own bundle (mounts made untimed beforehand), says what the OCI runtime
+// alone costs beside LXC: the floor of any launch through it. The sides
+// take turns at going first; deleting any is untimed, so each iteration
+// starts with no guest running.
 func BenchmarkLaunchCLIvsLXC(b *testing.B) {
 	requireRoot(b)
 	f := openFixture(b, "launchcli")
 	memo := lxcMemo(b, f)
-	var pv, lxc samples
+	var pv, lxc, raw samples
 	runPV := func(name string) {
 		b.StartTimer()
 		began := time.Now()
@@ -220,9 +244,22 @@ func BenchmarkLaunchCLIvsLXC(b *testing.B) {
 		}
 		ctx, cancel := context.WithTimeout(b.Context(), opTimeout)
 		defer cancel()
+		if err := memo.raw.learn(ctx, f, name); err != nil {
+			b.Fatal(err)
+		}
 		if err := testenv.DeleteGuest(ctx, f.client, name); err != nil {
 			b.Fatal(err)
 		}
+	}
+	runRaw := func(id string) {
+		if memo.raw.spec == nil {
+			return // learnt from polyvisor's first guest, which comes first
+		}
+		took, err := memo.raw.run(f, id)
+		if err != nil {
+			b.Fatal(err)
+		}
+		raw = append(raw, took)
 	}
 	runLXC := func(id string) {
 		ctx, cancel := context.WithTimeout(b.Context(), opTimeout)
@@ -242,12 +279,18 @@ func BenchmarkLaunchCLIvsLXC(b *testing.B) {
 	for i := range b.N {
 		memo.seq++
 		name := fmt.Sprintf("cli-%03d", memo.seq)
-		inTurns(i, func() { runPV(name) }, func() { runLXC(name) })
+		sides := []func(){func() { runPV(name) }, func() { runLXC(name) }, func() { runRaw(name) }}
+		for k := range sides {
+			sides[(i+k)%len(sides)]()
+		}
 	}
 	ratio := reportRatio(b, pv, "polyvisor-ms/op", lxc, "lxc-ms/op")
-	b.Logf("n=%d polyvisor CLI ms: min %.1f p50 %.1f p90 %.1f max %.1f; LXC create+start ms: min %.1f p50 %.1f p90 %.1f max %.1f; ratio %.2f (target <= 1.0)",
+	b.ReportMetric(raw.median(), "runc-ms/op")
+	b.ReportMetric(raw.median()/lxc.median(), "runc-vs-lxc")
+	b.Logf("n=%d polyvisor CLI ms: min %.1f p50 %.1f p90 %.1f max %.1f; LXC create+start ms: min %.1f p50 %.1f p90 %.1f max %.1f; ratio %.2f (target <= 1.0); raw runc run -d of polyvisor's bundle (n=%d) ms: p50 %.1f, %.2f x LXC",
 		len(pv), pv.percentile(0), pv.median(), pv.percentile(90), pv.percentile(100),
-		lxc.percentile(0), lxc.median(), lxc.percentile(90), lxc.percentile(100), ratio)
+		lxc.percentile(0), lxc.median(), lxc.percentile(90), lxc.percentile(100), ratio,
+		len(raw), raw.median(), raw.median()/lxc.median())
 }
 
 // Sizes of the parallel launch benchmark.

@@ -13,6 +13,7 @@ import (
 	"github.com/polyvisor/polyvisor/internal/capability"
 	"github.com/polyvisor/polyvisor/internal/cgroup"
 	"github.com/polyvisor/polyvisor/internal/guest"
+	"github.com/polyvisor/polyvisor/internal/guestnet"
 	"github.com/polyvisor/polyvisor/pkg/api"
 )
 
@@ -79,6 +80,9 @@ func buildSpec(in specInput) (*specs.Spec, error) {
 	}
 	if in.Env != nil {
 		spec.Process.Env = in.Env
+	} else if len(def.Networks) == 0 {
+		// The template's DHCP launcher need not watch for an eth0.
+		spec.Process.Env = append(slices.Clip(defaultEnv), guestnet.NoNetworkEnv)
 	}
 	if m, ok := def.IDMap(); ok {
 		spec.Linux.UIDMappings = []specs.LinuxIDMapping{{ContainerID: 0, HostID: m.HostBase, Size: m.Size}}

@@ -10,6 +10,7 @@ import (
 	"github.com/polyvisor/polyvisor/internal/capability"
 	"github.com/polyvisor/polyvisor/internal/cgroup"
 	"github.com/polyvisor/polyvisor/internal/guest"
+	"github.com/polyvisor/polyvisor/internal/guestnet"
 )
 
 func specFor(t *testing.T, def *guest.Definition, hostNofile uint64) *specs.Spec {
@@ -147,5 +148,22 @@ func TestNestingAndCapabilitiesShapeTheSpec(t *testing.T) {
 		if !spec.Process.NoNewPrivileges {
 			t.Error("no_new_privs off")
 		}
+	}
+}
+
+// A guest with no network tells its template's DHCP launcher so, which
+// then sleeps instead of forking twice every 50 ms for 10 s watching for
+// an eth0 that does not come; one with a network says nothing.
+func TestSpecSaysWhenTheGuestHasNoNetwork(t *testing.T) {
+	alone := specFor(t, &guest.Definition{Name: "alone", CPUs: 1, Memory: 64 << 20}, 20000)
+	if !slices.Contains(alone.Process.Env, guestnet.NoNetworkEnv) {
+		t.Errorf("env of a guest with no network %v lacks %s", alone.Process.Env, guestnet.NoNetworkEnv)
+	}
+	joined := specFor(t, &guest.Definition{Name: "joined", CPUs: 1, Memory: 64 << 20, Networks: []string{"polyvisor0"}}, 20000)
+	if slices.Contains(joined.Process.Env, guestnet.NoNetworkEnv) {
+		t.Errorf("env of a guest on a network %v has %s", joined.Process.Env, guestnet.NoNetworkEnv)
+	}
+	if slices.Contains(defaultEnv, guestnet.NoNetworkEnv) {
+		t.Error("building a spec changed the shared default environment")
 	}
 }

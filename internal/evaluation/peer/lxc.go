@@ -12,6 +12,7 @@ import (
 	"strings"
 
 	"github.com/polyvisor/polyvisor/internal/cgroup"
+	"github.com/polyvisor/polyvisor/internal/guestnet"
 	"github.com/polyvisor/polyvisor/internal/idmap"
 )
 
@@ -99,6 +100,9 @@ func (l *LXC) config(id string) string {
 	line("lxc.idmap", fmt.Sprintf("g 0 %d %d", m.HostBase, m.Size))
 	line("lxc.net.0.type", "empty")
 	line("lxc.init.cmd", "/sbin/init")
+	// What polyvisor tells its own guests with no network: the tree's
+	// DHCP launcher then sleeps instead of watching for an eth0 for 10 s.
+	line("lxc.environment", guestnet.NoNetworkEnv)
 	// busybox init powers off on SIGUSR2 (SIGPWR, LXC's default, it ignores).
 	line("lxc.signal.halt", "SIGUSR2")
 	if _, err := os.Stat("/sys/kernel/security/apparmor"); err != nil {
