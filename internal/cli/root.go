@@ -66,6 +66,7 @@ func NewRoot() *cobra.Command {
 		a.exportCmd(),
 		a.benchCmd(),
 		a.adviseCmd(),
+		a.monitorCmd(),
 	)
 	return root
 }

@@ -17,6 +17,7 @@ import (
 	"time"
 
 	"github.com/polyvisor/polyvisor/internal/driver"
+	"github.com/polyvisor/polyvisor/internal/events"
 	"github.com/polyvisor/polyvisor/internal/guest"
 	"github.com/polyvisor/polyvisor/internal/layout"
 	"github.com/polyvisor/polyvisor/internal/network"
@@ -53,6 +54,8 @@ type Daemon struct {
 	templates template.Store
 	ops       *operations
 	networks  *network.Manager
+	// events carries lifecycle and operation events to the event stream.
+	events *events.Bus
 	// watchers are the goroutines waiting for running guests to end.
 	watchers sync.WaitGroup
 	ctx      context.Context
@@ -84,14 +87,16 @@ func New(cfg Config) (*Daemon, error) {
 	if store == nil {
 		store = guest.FileStore{Dir: l.GuestsDir()}
 	}
-	return &Daemon{
+	d := &Daemon{
 		cfg: cfg, layout: l, log: cfg.Log,
 		guests:    newTable(),
 		store:     store,
 		templates: template.Store{Dir: l.TemplatesDir(), AgentDir: cfg.AgentDir},
-		ops:       newOperations(),
 		networks:  networks,
-	}, nil
+		events:    &events.Bus{},
+	}
+	d.ops = newOperations(d.operationEvent)
+	return d, nil
 }
 
 // Layout returns the daemon's paths.

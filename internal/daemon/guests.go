@@ -195,6 +195,7 @@ func (d *Daemon) create(ctx context.Context, req api.GuestCreate, def *guest.Def
 	}
 	d.crashPoint("create-after-rename")
 	d.log.Info("guest created", "guest", def.Name, "class", def.Class, "template", def.Template, "rootfs", def.Rootfs)
+	d.lifecycle(api.GuestCreated, def.Name)
 	if !req.Start {
 		d.guests.release(def.Name, def)
 		return nil
@@ -260,6 +261,7 @@ func (d *Daemon) startLocked(ctx context.Context, e *entry, intent string) error
 	}
 	d.watch(e, next)
 	d.log.Info("guest started", "guest", def.Name, "pid", status.InitPID, "monitor", status.MonitorPID)
+	d.lifecycle(api.GuestStarted, def.Name)
 	return nil
 }
 
@@ -319,6 +321,7 @@ func (d *Daemon) markStopped(ctx context.Context, e *entry, drv driver.Driver) e
 		return cleanErr
 	}
 	d.log.Info("guest stopped", "guest", def.Name)
+	d.lifecycle(api.GuestStopped, def.Name)
 	return nil
 }
 
@@ -368,6 +371,7 @@ func (d *Daemon) deleteLocked(ctx context.Context, e *entry, force bool) error {
 	d.guests.remove(def.Name)
 	d.unpublish(ctx, def)
 	d.log.Info("guest deleted", "guest", def.Name)
+	d.lifecycle(api.GuestDeleted, def.Name)
 	return nil
 }
 

@@ -55,6 +55,7 @@ func (d *Daemon) routes() http.Handler {
 	mux.Handle("POST "+v+"/guests/{name}/export", answer(accepted, d.handleExport))
 	mux.Handle("GET "+v+"/operations/{id}", answer(ok, d.handleOperation))
 	mux.Handle("GET "+v+"/operations/{id}/wait", answer(ok, d.handleOperationWait))
+	mux.HandleFunc("GET "+v+"/events", d.handleEvents)
 	return mux
 }
 
@@ -159,7 +160,7 @@ func readJSON(r *http.Request, v any) error {
 }
 
 func (d *Daemon) handleInfo(r *http.Request) (any, error) {
-	return api.ServerInfo{Version: Version, StateDir: d.layout.StateDir, PID: os.Getpid()}, nil
+	return api.ServerInfo{Version: Version, StateDir: d.layout.StateDir, PID: os.Getpid(), EventSubscribers: d.events.Subscribers()}, nil
 }
 
 func (d *Daemon) handleHostCheck(r *http.Request) (any, error) {

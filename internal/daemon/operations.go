@@ -25,9 +25,18 @@ type operations struct {
 	mu  sync.Mutex
 	ops map[string]*operation
 	wg  sync.WaitGroup
+	// notify hears of each operation as it begins, moves on (at most
+	// every progressEvery, or at a new phase) and ends.
+	notify func(api.Operation)
 }
 
-func newOperations() *operations { return &operations{ops: map[string]*operation{}} }
+func newOperations(notify func(api.Operation)) *operations {
+	return &operations{ops: map[string]*operation{}, notify: notify}
+}
+
+// progressEvery bounds how often one operation's progress is told to
+// notify: an import reports every percent.
+const progressEvery = 250 * time.Millisecond
 
 // keepFinished is how long a finished operation can still be looked up.
 const keepFinished = 10 * time.Minute
@@ -43,13 +52,23 @@ func (o *operations) start(ctx context.Context, kind, resource string, fn func(c
 // opReport is how a running operation tells its clients how far it got,
 // what it could not carry over, and what it made.
 type opReport struct {
-	op *operation
+	op     *operation
+	notify func(api.Operation)
+	told   time.Time // when progress was last told to notify; op.mu guards it
 }
 
 func (r *opReport) progress(p api.Progress) {
 	r.op.mu.Lock()
-	defer r.op.mu.Unlock()
-	r.op.op.Progress, r.op.op.UpdatedAt = p, time.Now().UTC()
+	now := time.Now().UTC()
+	tell := p.Phase != r.op.op.Progress.Phase || now.Sub(r.told) >= progressEvery
+	if tell {
+		r.told = now
+	}
+	r.op.op.Progress, r.op.op.UpdatedAt = p, now
+	r.op.mu.Unlock()
+	if tell {
+		r.notify(r.op.snapshot())
+	}
 }
 
 func (r *opReport) warn(warning string) {
@@ -89,16 +108,22 @@ func (o *operations) startReportingAs(ctx context.Context, id, kind, resource st
 	o.prune(now)
 	o.ops[op.op.ID] = op
 	o.mu.Unlock()
+	notify := o.notify
+	if notify == nil {
+		notify = func(api.Operation) {}
+	}
+	notify(op.snapshot())
 	o.wg.Add(1)
 	go func() {
 		defer o.wg.Done()
-		err := fn(ctx, &opReport{op: op})
+		err := fn(ctx, &opReport{op: op, notify: notify})
 		op.mu.Lock()
 		op.op.Status, op.op.UpdatedAt = api.OpSuccess, time.Now().UTC()
 		if err != nil {
 			op.op.Status, op.op.Error, op.op.ErrorKind = api.OpFailure, err.Error(), api.Kind(err)
 		}
 		op.mu.Unlock()
+		notify(op.snapshot())
 		close(op.done)
 	}()
 	return op.snapshot()

@@ -11,7 +11,7 @@ import (
 )
 
 func TestOperationsReportProgressSuccessAndFailure(t *testing.T) {
-	ops := newOperations()
+	ops := newOperations(nil)
 	ctx := context.Background()
 	release := make(chan struct{})
 	ok := ops.start(ctx, "build", "busybox", func(ctx context.Context, progress func(api.Progress)) error {

@@ -329,6 +329,7 @@ func (d *Daemon) copyGuest(ctx context.Context, e *entry, name string) (err erro
 	}
 	d.guests.release(name, def)
 	d.log.Info("guest copied", "guest", name, "from", src.Name, "class", def.Class)
+	d.lifecycle(api.GuestCreated, name)
 	return nil
 }
 

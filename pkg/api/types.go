@@ -436,6 +436,8 @@ type ServerInfo struct {
 	Version  string `json:"version"`
 	StateDir string `json:"stateDir"`
 	PID      int    `json:"pid"`
+	// EventSubscribers is how many event streams are open.
+	EventSubscribers int `json:"eventSubscribers"`
 }
 
 // Network describes a managed network.
@@ -466,4 +468,32 @@ type NetworkCreate struct {
 	Name     string `json:"name"`
 	Subnet   string `json:"subnet,omitempty"` // empty: a free one is chosen
 	Isolated bool   `json:"isolated,omitempty"`
+}
+
+// Event types, as GET /1.0/events?type= names them.
+const (
+	EventLifecycle = "lifecycle" // a guest was created, started, stopped or deleted
+	EventOperation = "operation" // an operation began, made progress or ended
+)
+
+// Lifecycle actions.
+const (
+	GuestCreated = "guest-created"
+	GuestStarted = "guest-started"
+	GuestStopped = "guest-stopped" // asked to, or ended on its own
+	GuestDeleted = "guest-deleted"
+)
+
+// Event is one message of the event stream (GET /1.0/events, a
+// websocket of JSON text messages).
+type Event struct {
+	Type string    `json:"type"`
+	Time time.Time `json:"time"`
+	// Action is a lifecycle event's (GuestCreated...); an operation
+	// event's is its status (running, success, failure).
+	Action string `json:"action"`
+	// Guest names a lifecycle event's guest.
+	Guest string `json:"guest,omitempty"`
+	// Operation is an operation event's operation as it stands.
+	Operation *Operation `json:"operation,omitempty"`
 }
