@@ -15,20 +15,23 @@ import (
 	"github.com/polyvisor/polyvisor/pkg/client"
 )
 
-// serveUnix serves the harness's daemon on a unix socket of the test's,
-// as the daemon serves its own, and returns a client of it.
-func (h *harness) serveUnix() *client.Client {
+// serveUnix serves the harness's daemon on a unix socket of the test's
+// with the daemon's own server and its deadlines (readTimeout given), and
+// returns a client of it.
+func (h *harness) serveUnix(readTimeout time.Duration) *client.Client {
 	h.t.Helper()
 	socket := filepath.Join(h.t.TempDir(), "api.sock")
 	l, err := net.Listen("unix", socket)
 	if err != nil {
 		h.t.Fatal(err)
 	}
-	srv := httptest.NewUnstartedServer(h.d.routes())
-	srv.Listener.Close()
-	srv.Listener = l
-	srv.Start()
-	h.t.Cleanup(srv.Close)
+	srv := newServer(h.t.Context(), h.d.routes(), readTimeout)
+	served := make(chan error, 1)
+	go func() { served <- srv.Serve(l) }()
+	h.t.Cleanup(func() {
+		srv.Close()
+		<-served
+	})
 	return client.New(socket)
 }
 
@@ -37,7 +40,7 @@ func (h *harness) serveUnix() *client.Client {
 // hears no operation.
 func TestEventStreamFollowsAGuestsLife(t *testing.T) {
 	h := newHarness(t)
-	c := h.serveUnix()
+	c := h.serveUnix(readTimeout)
 	ctx, cancel := context.WithTimeout(t.Context(), time.Minute)
 	defer cancel()
 	all, err := c.Events(ctx)
@@ -112,7 +115,7 @@ func TestEventStreamFollowsAGuestsLife(t *testing.T) {
 // upgrade.
 func TestEventStreamRefusesAnUnknownType(t *testing.T) {
 	h := newHarness(t)
-	c := h.serveUnix()
+	c := h.serveUnix(readTimeout)
 	_, err := c.Events(t.Context(), "lifecycle", "gossip")
 	if err == nil || !strings.Contains(err.Error(), `type "gossip"`) {
 		t.Errorf("subscribing to gossip: %v", err)
@@ -142,5 +145,26 @@ func TestEventStreamRefusesAnotherOrigin(t *testing.T) {
 	resp.Body.Close()
 	if resp.StatusCode != http.StatusForbidden {
 		t.Errorf("upgrade from another origin answered %s, want 403", resp.Status)
+	}
+}
+
+// A stream is long-lived: the server's deadline on reading a request does
+// not end it once it is upgraded.
+func TestEventStreamOutlivesTheReadTimeout(t *testing.T) {
+	h := newHarness(t)
+	const short = 100 * time.Millisecond
+	c := h.serveUnix(short)
+	ctx, cancel := context.WithTimeout(t.Context(), time.Minute)
+	defer cancel()
+	stream, err := c.Events(ctx, api.EventLifecycle)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer stream.Close()
+	time.Sleep(5 * short)
+	h.create("late", false)
+	e, err := stream.Next(ctx)
+	if err != nil || e.Action != api.GuestCreated || e.Guest != "late" {
+		t.Fatalf("event after the read timeout: %+v, %v", e, err)
 	}
 }
