@@ -35,7 +35,7 @@ const testTemplate = "tmpl"
 // the daemon (its guests' processes are the host's), so that a test can
 // restart the daemon over the same state.
 type harness struct {
-	t   *testing.T
+	t   testing.TB
 	dir string
 	// host is where the fake's guests live: it outlives each daemon and
 	// its driver instance, as a real host does.
@@ -48,7 +48,7 @@ type harness struct {
 }
 
 // newHarness starts a daemon with a fake driver serving containers.
-func newHarness(t *testing.T) *harness {
+func newHarness(t testing.TB) *harness {
 	t.Helper()
 	state := t.TempDir()
 	// New wants the state dir's parents searchable, as containers need.
