@@ -4,6 +4,7 @@ import (
 	"encoding/json"
 	"fmt"
 	"io"
+	"slices"
 	"strings"
 	"time"
 
@@ -32,7 +33,7 @@ JSON, as the API sends it (GET /1.0/events).`,
 				return err
 			}
 			for _, t := range types {
-				if t != api.EventLifecycle && t != api.EventOperation {
+				if !slices.Contains(api.EventTypes, t) {
 					return fmt.Errorf("--type %q: use lifecycle, operation, or both (lifecycle,operation)", t)
 				}
 			}

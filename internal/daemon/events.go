@@ -39,7 +39,7 @@ func (d *Daemon) handleEvents(w http.ResponseWriter, r *http.Request) {
 	if t := r.URL.Query().Get("type"); t != "" {
 		types = strings.Split(t, ",")
 		for _, typ := range types {
-			if !slices.Contains([]string{api.EventLifecycle, api.EventOperation}, typ) {
+			if !slices.Contains(api.EventTypes, typ) {
 				writeError(w, fmt.Errorf("%w: type %q: use lifecycle, operation, or both separated by a comma", api.ErrInvalid, typ))
 				return
 			}

@@ -476,6 +476,9 @@ const (
 	EventOperation = "operation" // an operation began, made progress or ended
 )
 
+// EventTypes are the event types a subscription may name.
+var EventTypes = []string{EventLifecycle, EventOperation}
+
 // Lifecycle actions.
 const (
 	GuestCreated = "guest-created"
