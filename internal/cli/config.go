@@ -20,7 +20,11 @@ func (a *app) configCmd() *cobra.Command {
 		Short: "Print a guest's guest.yaml",
 		Args:  exactArgs(1, "NAME"),
 		RunE: func(cmd *cobra.Command, args []string) error {
-			data, err := a.client().Config(cmd.Context(), args[0])
+			c, name, err := a.guest(args[0])
+			if err != nil {
+				return err
+			}
+			data, err := c.Config(cmd.Context(), name)
 			if err != nil {
 				return err
 			}
@@ -42,7 +46,11 @@ func (a *app) configCmd() *cobra.Command {
 				}
 				changes[k] = v
 			}
-			result, err := a.client().SetConfig(cmd.Context(), args[0], api.ConfigChange{Set: changes, Force: force})
+			c, name, err := a.guest(args[0])
+			if err != nil {
+				return err
+			}
+			result, err := c.SetConfig(cmd.Context(), name, api.ConfigChange{Set: changes, Force: force})
 			if err != nil {
 				return err
 			}
@@ -56,8 +64,11 @@ func (a *app) configCmd() *cobra.Command {
 		Short: "Edit a guest's guest.yaml in $EDITOR; only cpus, memory and processes may change",
 		Args:  exactArgs(1, "NAME"),
 		RunE: func(cmd *cobra.Command, args []string) error {
-			c := a.client()
-			data, err := c.Config(cmd.Context(), args[0])
+			c, name, err := a.guest(args[0])
+			if err != nil {
+				return err
+			}
+			data, err := c.Config(cmd.Context(), name)
 			if err != nil {
 				return err
 			}
@@ -69,7 +80,7 @@ func (a *app) configCmd() *cobra.Command {
 				fmt.Fprintln(a.stdout, "no changes")
 				return nil
 			}
-			result, err := c.ReplaceConfig(cmd.Context(), args[0], edited)
+			result, err := c.ReplaceConfig(cmd.Context(), name, edited)
 			if err != nil {
 				return err
 			}

@@ -13,15 +13,18 @@ import (
 func (a *app) consoleCmd() *cobra.Command {
 	var showLog bool
 	cmd := &cobra.Command{
-		Use:   "console NAME",
+		Use:   "console [REMOTE:]NAME",
 		Short: "Attach to a guest's console (Ctrl-a q detaches), or print its saved log",
 		Args:  exactArgs(1, "NAME"),
 		RunE: func(cmd *cobra.Command, args []string) error {
-			c := a.client()
-			if showLog {
-				return c.ConsoleLog(cmd.Context(), args[0], a.stdout)
+			c, name, err := a.guest(args[0])
+			if err != nil {
+				return err
 			}
-			conn, err := c.Console(cmd.Context(), args[0])
+			if showLog {
+				return c.ConsoleLog(cmd.Context(), name, a.stdout)
+			}
+			conn, err := c.Console(cmd.Context(), name)
 			if err != nil {
 				return err
 			}
@@ -33,7 +36,7 @@ func (a *app) consoleCmd() *cobra.Command {
 					return err
 				}
 				defer release()
-				fmt.Fprintf(a.stderr, "Attached to %s; Ctrl-a q detaches.\r\n", args[0])
+				fmt.Fprintf(a.stderr, "Attached to %s; Ctrl-a q detaches.\r\n", name)
 			}
 			detached := make(chan struct{})
 			go func() {
@@ -53,7 +56,7 @@ func (a *app) consoleCmd() *cobra.Command {
 						a.stdout.Write(f.Data)
 					case stream.Exit: // the guest's init ended
 						code, _ := stream.DecodeExit(f.Data)
-						fmt.Fprintf(a.stderr, "\r\nGuest %s stopped (init exit code %d).\r\n", args[0], code)
+						fmt.Fprintf(a.stderr, "\r\nGuest %s stopped (init exit code %d).\r\n", name, code)
 						ended <- nil
 						return
 					}

@@ -19,9 +19,10 @@ const daemonBinary = "polyvisord"
 // argument: the daemon's flags are its own, and so is its --help.
 func (a *app) daemonCmd() *cobra.Command {
 	return &cobra.Command{
-		Use:                "daemon [--state-dir DIR] [--socket PATH] [--log-level LEVEL] [--default-network NAME]",
+		Use:                "daemon [--state-dir DIR] [--socket PATH] [--listen ADDR:PORT] [--log-level LEVEL] [--default-network NAME]",
 		Short:              "Run the polyvisor daemon (guests outlive it)",
 		DisableFlagParsing: true,
+		Annotations:        map[string]string{skipRemote: "yes"},
 		RunE: func(cmd *cobra.Command, args []string) error {
 			path, err := findDaemon()
 			if err != nil {

@@ -42,7 +42,11 @@ func (a *app) execCmd() *cobra.Command {
 					req.Rows, req.Cols = uint16(rows), uint16(cols)
 				}
 			}
-			conn, err := a.client().Exec(cmd.Context(), args[0], req)
+			c, name, err := a.guest(args[0])
+			if err != nil {
+				return err
+			}
+			conn, err := c.Exec(cmd.Context(), name, req)
 			if err != nil {
 				return err
 			}

@@ -18,7 +18,7 @@ func (a *app) launchCmd(verb string, start bool) *cobra.Command {
 		short = "Create a guest from a template without starting it"
 	}
 	cmd := &cobra.Command{
-		Use:   verb + " TEMPLATE NAME",
+		Use:   verb + " TEMPLATE [REMOTE:]NAME",
 		Short: short,
 		Args:  exactArgs(2, "TEMPLATE NAME"),
 		RunE: func(cmd *cobra.Command, args []string) error {
@@ -33,8 +33,11 @@ func (a *app) launchCmd(verb string, start bool) *cobra.Command {
 					return err
 				}
 			}
-			req.Template, req.Name, req.Start = args[0], args[1], start
-			c := a.client()
+			c, name, err := a.guest(args[1])
+			if err != nil {
+				return err
+			}
+			req.Template, req.Name, req.Start = args[0], name, start
 			op, err := c.CreateGuest(cmd.Context(), req)
 			if err != nil {
 				return err
@@ -80,17 +83,24 @@ func (a *app) launchCmd(verb string, start bool) *cobra.Command {
 func (a *app) listCmd() *cobra.Command {
 	var format string
 	cmd := &cobra.Command{
-		Use:     "list",
+		Use:     "list [REMOTE:]",
 		Aliases: []string{"ls"},
 		Short:   "List guests",
-		Args:    exactArgs(0, ""),
+		Args:    rangeArgs(0, 1, "[REMOTE:]"),
 		RunE: func(cmd *cobra.Command, args []string) error {
 			if err := checkFormat(format, formats...); err != nil {
 				return err
 			}
+			c := a.client()
+			if len(args) == 1 {
+				var err error
+				if c, err = a.remoteArg(args[0]); err != nil {
+					return err
+				}
+			}
 			switch format {
 			case "yaml":
-				guests, err := a.client().Guests(cmd.Context())
+				guests, err := c.Guests(cmd.Context())
 				if err != nil {
 					return err
 				}
@@ -99,13 +109,13 @@ func (a *app) listCmd() *cobra.Command {
 				// The daemon's JSON as it came: decoding 1,000 guests
 				// whole and encoding them again would take longer than
 				// the daemon takes to answer.
-				raw, err := a.client().GuestsJSON(cmd.Context())
+				raw, err := c.GuestsJSON(cmd.Context())
 				if err != nil {
 					return err
 				}
 				return printIndented(a.stdout, raw)
 			}
-			rows, err := a.client().GuestSummaries(cmd.Context())
+			rows, err := c.GuestSummaries(cmd.Context())
 			if err != nil {
 				return err
 			}
@@ -126,7 +136,11 @@ func (a *app) infoCmd() *cobra.Command {
 			if err := checkFormat(format, "yaml", "json"); err != nil {
 				return err
 			}
-			g, err := a.client().Guest(cmd.Context(), args[0])
+			c, name, err := a.guest(args[0])
+			if err != nil {
+				return err
+			}
+			g, err := c.Guest(cmd.Context(), name)
 			if err != nil {
 				return err
 			}
@@ -145,8 +159,11 @@ func (a *app) stateCmd(action, short string) *cobra.Command {
 		Short: short,
 		Args:  minArgs(1, "NAME"),
 		RunE: func(cmd *cobra.Command, args []string) error {
-			c := a.client()
-			for _, name := range args {
+			for _, arg := range args {
+				c, name, err := a.guest(arg)
+				if err != nil {
+					return err
+				}
 				req := api.StateChange{Action: action, Force: force}
 				if cmd.Flags().Changed("timeout") {
 					req.Timeout = timeout.String()
@@ -177,8 +194,11 @@ func (a *app) deleteCmd() *cobra.Command {
 		Short:   "Delete guests and everything they hold",
 		Args:    minArgs(1, "NAME"),
 		RunE: func(cmd *cobra.Command, args []string) error {
-			c := a.client()
-			for _, name := range args {
+			for _, arg := range args {
+				c, name, err := a.guest(arg)
+				if err != nil {
+					return err
+				}
 				op, err := c.DeleteGuest(cmd.Context(), name, force)
 				if err != nil {
 					return err

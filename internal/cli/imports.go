@@ -14,14 +14,15 @@ func (a *app) importCmd() *cobra.Command {
 	var req api.Import
 	var format string
 	cmd := &cobra.Command{
-		Use:   "import FILE [NAME]",
+		Use:   "import FILE [[REMOTE:]NAME]",
 		Short: "Import a disk image (qcow2, raw, VMDK, VDI, VHD, VHDX), an appliance (OVA, OVF), a definition (.vmx, .vbox, libvirt XML, xl.cfg) or a container image (OCI layout, docker save, rootfs tarball)",
 		Long: `Import tells FILE's format by its content, never its name, and makes a
 template of it; with --as guest (the default) also a guest on that template,
 with the CPUs, memory, MACs and firmware its definition states. Whatever the
 source defines that polyvisor cannot carry over is printed as a warning line.
 Imported VM disks boot by their own firmware on q35 (BIOS unless the
-definition or --firmware says UEFI). A failed import leaves nothing behind.`,
+definition or --firmware says UEFI). A failed import leaves nothing behind. FILE is a path on the daemon's host,
+a remote's too.`,
 		Args: rangeArgs(1, 2, "FILE [NAME]"),
 		RunE: func(cmd *cobra.Command, args []string) error {
 			if err := checkFormat(format, "text", "json"); err != nil {
@@ -35,10 +36,12 @@ definition or --firmware says UEFI). A failed import leaves nothing behind.`,
 				return err
 			}
 			req.Path = path
-			if len(args) == 2 {
-				req.Name = args[1]
-			}
 			c := a.client()
+			if len(args) == 2 {
+				if c, req.Name, err = a.guest(args[1]); err != nil {
+					return err
+				}
+			}
 			op, err := c.Import(cmd.Context(), req)
 			if err != nil {
 				return err
@@ -84,8 +87,8 @@ definition or --firmware says UEFI). A failed import leaves nothing behind.`,
 func (a *app) exportCmd() *cobra.Command {
 	var req api.Export
 	cmd := &cobra.Command{
-		Use:   "export NAME FILE --format ova|qcow2|vmdk|vhdx|tar",
-		Short: "Write a stopped guest out: a VM as an OVF appliance or a disk image, a container as a rootfs tarball",
+		Use:   "export [REMOTE:]NAME FILE --format ova|qcow2|vmdk|vhdx|tar",
+		Short: "Write a stopped guest out: a VM as an OVF appliance or a disk image, a container as a rootfs tarball (FILE on the daemon's host)",
 		Args:  exactArgs(2, "NAME FILE"),
 		RunE: func(cmd *cobra.Command, args []string) error {
 			path, err := filepath.Abs(args[1])
@@ -93,8 +96,11 @@ func (a *app) exportCmd() *cobra.Command {
 				return err
 			}
 			req.Path = path
-			c := a.client()
-			op, err := c.Export(cmd.Context(), args[0], req)
+			c, name, err := a.guest(args[0])
+			if err != nil {
+				return err
+			}
+			op, err := c.Export(cmd.Context(), name, req)
 			if err != nil {
 				return err
 			}

@@ -12,6 +12,7 @@ import (
 	"github.com/spf13/cobra"
 
 	"github.com/polyvisor/polyvisor/internal/layout"
+	"github.com/polyvisor/polyvisor/internal/remotes"
 	"github.com/polyvisor/polyvisor/pkg/client"
 )
 
@@ -24,18 +25,37 @@ func (e *ExitError) Error() string { return fmt.Sprintf("exit status %d", e.Code
 // app holds what every command shares.
 type app struct {
 	socket string
+	// remote is --remote: the daemon commands go to, instead of the
+	// default remote (see remote switch).
+	remote string
 	stdout io.Writer
 	stderr io.Writer
+	// base is the client of that daemon, which resolve sets before a
+	// command runs; conf is the user's remotes, loaded on first need.
+	base *client.Client
+	conf *remotes.Config
 }
 
-func (a *app) client() *client.Client { return client.New(a.socket) }
+// client is the client of the daemon a command goes to when no guest
+// argument names a remote.
+func (a *app) client() *client.Client {
+	if a.base == nil {
+		return client.New(a.socket)
+	}
+	return a.base
+}
 
 // NewRoot returns the polyvisor root command.
 func NewRoot() *cobra.Command {
 	a := &app{stdout: os.Stdout, stderr: os.Stderr}
 	root := &cobra.Command{
-		Use:           "polyvisor",
-		Short:         "One manager for every class of virtualization on a Linux server",
+		Use:   "polyvisor",
+		Short: "One manager for every class of virtualization on a Linux server",
+		Long: `One manager for every class of virtualization on a Linux server.
+
+Commands go to the daemon on this host's socket, or to another polyvisor
+daemon added with 'remote add': wherever a command names a guest,
+REMOTE:NAME names one there, and --remote sends any command there.`,
 		SilenceUsage:  true,
 		SilenceErrors: true,
 	}
@@ -44,6 +64,8 @@ func NewRoot() *cobra.Command {
 		defaultSocket = env
 	}
 	root.PersistentFlags().StringVar(&a.socket, "socket", defaultSocket, "daemon API socket (env POLYVISOR_SOCKET)")
+	root.PersistentFlags().StringVar(&a.remote, "remote", "", "send the command to this remote (see remote list) instead of the default one")
+	root.PersistentPreRunE = func(cmd *cobra.Command, args []string) error { return a.resolve(cmd) }
 	root.AddCommand(
 		a.daemonCmd(),
 		a.hostCmd(),
@@ -67,6 +89,9 @@ func NewRoot() *cobra.Command {
 		a.benchCmd(),
 		a.adviseCmd(),
 		a.monitorCmd(),
+		a.serverCmd(),
+		a.trustCmd(),
+		a.remoteCmd(),
 	)
 	return root
 }

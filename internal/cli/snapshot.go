@@ -15,10 +15,13 @@ func (a *app) snapshotCmd() *cobra.Command {
 		Short: "Snapshot a guest's disks, running (paused or frozen for the moment) or stopped",
 		Args:  exactArgs(2, "NAME SNAP"),
 		RunE: func(cmd *cobra.Command, args []string) error {
-			c := a.client()
-			op, err := c.CreateSnapshot(cmd.Context(), args[0], args[1])
+			c, name, err := a.guest(args[0])
+			if err != nil {
+				return err
+			}
+			op, err := c.CreateSnapshot(cmd.Context(), name, args[1])
 			if err == nil {
-				err = c.Wait(cmd.Context(), op, a.progress("text", "snapshot "+args[0]))
+				err = c.Wait(cmd.Context(), op, a.progress("text", "snapshot "+name))
 			}
 			if err != nil {
 				return err
@@ -37,7 +40,11 @@ func (a *app) snapshotCmd() *cobra.Command {
 			if err := checkFormat(format, formats...); err != nil {
 				return err
 			}
-			snaps, err := a.client().Snapshots(cmd.Context(), args[0])
+			c, name, err := a.guest(args[0])
+			if err != nil {
+				return err
+			}
+			snaps, err := c.Snapshots(cmd.Context(), name)
 			if err != nil {
 				return err
 			}
@@ -65,10 +72,13 @@ func (a *app) snapshotCmd() *cobra.Command {
 		Short: "Put a stopped guest's disks back to a snapshot (a running guest is refused: stop it first)",
 		Args:  exactArgs(2, "NAME SNAP"),
 		RunE: func(cmd *cobra.Command, args []string) error {
-			c := a.client()
-			op, err := c.RestoreSnapshot(cmd.Context(), args[0], args[1])
+			c, name, err := a.guest(args[0])
+			if err != nil {
+				return err
+			}
+			op, err := c.RestoreSnapshot(cmd.Context(), name, args[1])
 			if err == nil {
-				err = c.Wait(cmd.Context(), op, a.progress("text", "restore "+args[0]))
+				err = c.Wait(cmd.Context(), op, a.progress("text", "restore "+name))
 			}
 			if err != nil {
 				return err
@@ -83,8 +93,11 @@ func (a *app) snapshotCmd() *cobra.Command {
 		Short:   "Delete a snapshot, running or stopped",
 		Args:    exactArgs(2, "NAME SNAP"),
 		RunE: func(cmd *cobra.Command, args []string) error {
-			c := a.client()
-			op, err := c.DeleteSnapshot(cmd.Context(), args[0], args[1])
+			c, name, err := a.guest(args[0])
+			if err != nil {
+				return err
+			}
+			op, err := c.DeleteSnapshot(cmd.Context(), name, args[1])
 			if err == nil {
 				err = c.Wait(cmd.Context(), op, a.progress("text", "delete snapshot "+args[1]))
 			}
@@ -105,8 +118,10 @@ func (a *app) copyCmd() *cobra.Command {
 		Short: "Copy a guest to a new, stopped one with its own name, MACs and address (a VM must be stopped; a container is frozen meanwhile)",
 		Args:  exactArgs(2, "SRC DST"),
 		RunE: func(cmd *cobra.Command, args []string) error {
-			src, dst := args[0], args[1]
-			c := a.client()
+			c, src, dst, err := a.guestPair(args[0], args[1])
+			if err != nil {
+				return err
+			}
 			g, err := c.Guest(cmd.Context(), src)
 			if err != nil {
 				return err

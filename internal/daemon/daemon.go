@@ -10,6 +10,7 @@ import (
 	"fmt"
 	"log/slog"
 	"net"
+	"net/http"
 	"os"
 	"path/filepath"
 	"slices"
@@ -22,6 +23,7 @@ import (
 	"github.com/polyvisor/polyvisor/internal/layout"
 	"github.com/polyvisor/polyvisor/internal/network"
 	"github.com/polyvisor/polyvisor/internal/template"
+	"github.com/polyvisor/polyvisor/internal/trust"
 	"github.com/polyvisor/polyvisor/pkg/api"
 	"golang.org/x/sys/unix"
 )
@@ -42,6 +44,9 @@ type Config struct {
 	// Store keeps the guests' definitions: nil for the files in the
 	// state dir (tests wrap those to inject failures).
 	Store guest.Store
+	// Listen is where to serve the API over HTTPS (ADDR:PORT); empty for
+	// the unix socket alone.
+	Listen string
 }
 
 // Daemon is one running polyvisor daemon.
@@ -56,6 +61,10 @@ type Daemon struct {
 	networks  *network.Manager
 	// events carries lifecycle and operation events to the event stream.
 	events *events.Bus
+	// trust is who may reach the API over the network; remote is that
+	// network side, nil without --listen.
+	trust  *trust.Store
+	remote *remote
 	// watchers are the goroutines waiting for running guests to end.
 	watchers sync.WaitGroup
 	ctx      context.Context
@@ -96,6 +105,9 @@ func New(cfg Config) (*Daemon, error) {
 		events:    &events.Bus{},
 	}
 	d.ops = newOperations(d.operationEvent)
+	if err := d.openTrust(); err != nil {
+		return nil, err
+	}
 	return d, nil
 }
 
@@ -123,18 +135,42 @@ func (d *Daemon) Run(ctx context.Context) error {
 	if err != nil {
 		return err
 	}
-	srv := newServer(ctx, d.routes(), readTimeout)
-	d.log.Info("polyvisor daemon ready", "socket", d.cfg.Socket, "state", d.layout.StateDir, "guests", d.guests.len())
-	served := make(chan error, 1)
+	if d.cfg.Listen != "" {
+		if d.remote, err = d.listenTLS(d.cfg.Listen); err != nil {
+			listener.Close()
+			return err
+		}
+	}
+	handler := d.routes()
+	srv := newServer(ctx, handler, readTimeout)
+	served := make(chan error, 2)
 	go func() { served <- srv.Serve(listener) }()
+	servers := []*http.Server{srv}
+	if d.remote != nil {
+		remoteSrv, remoteServed := d.serveRemote(ctx, handler)
+		servers = append(servers, remoteSrv)
+		go func() {
+			if err := <-remoteServed; err != nil {
+				served <- err
+			}
+		}()
+		d.log.Info("serving HTTPS", "listen", d.cfg.Listen, "addresses", advertise(d.remote.addr), "fingerprint", d.remote.fingerprint)
+	}
+	d.log.Info("polyvisor daemon ready", "socket", d.cfg.Socket, "state", d.layout.StateDir, "guests", d.guests.len())
+	var serveErr error
 	select {
 	case err := <-served:
-		return fmt.Errorf("serve: %w", err)
+		serveErr = fmt.Errorf("serve: %w", err)
 	case <-ctx.Done():
 	}
 	shutdown, cancel := context.WithTimeout(context.Background(), 5*time.Second)
 	defer cancel()
-	srv.Shutdown(shutdown)
+	for _, s := range servers {
+		s.Shutdown(shutdown)
+	}
+	if serveErr != nil {
+		return serveErr
+	}
 	d.ops.wg.Wait()
 	d.watchers.Wait()
 	d.log.Info("polyvisor daemon stopped; guests keep running")

@@ -128,7 +128,16 @@ func TestEventStreamRefusesAnotherOrigin(t *testing.T) {
 	h := newHarness(t)
 	srv := httptest.NewServer(h.d.routes())
 	defer srv.Close()
-	req, err := http.NewRequest(http.MethodGet, srv.URL+api.Version+"/events", nil)
+	if status := upgradeFromAnotherOrigin(t, http.DefaultClient, srv.URL); status != http.StatusForbidden {
+		t.Errorf("upgrade from another origin answered %d, want 403", status)
+	}
+}
+
+// upgradeFromAnotherOrigin asks the daemon at base for the event stream
+// as a page of another site would, and returns the status it answers.
+func upgradeFromAnotherOrigin(t *testing.T, hc *http.Client, base string) int {
+	t.Helper()
+	req, err := http.NewRequest(http.MethodGet, base+api.Version+"/events", nil)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -138,14 +147,12 @@ func TestEventStreamRefusesAnotherOrigin(t *testing.T) {
 	} {
 		req.Header.Set(k, v)
 	}
-	resp, err := http.DefaultClient.Do(req)
+	resp, err := hc.Do(req)
 	if err != nil {
 		t.Fatal(err)
 	}
 	resp.Body.Close()
-	if resp.StatusCode != http.StatusForbidden {
-		t.Errorf("upgrade from another origin answered %s, want 403", resp.Status)
-	}
+	return resp.StatusCode
 }
 
 // A stream is long-lived: the server's deadline on reading a request does

@@ -19,44 +19,65 @@ import (
 	"github.com/polyvisor/polyvisor/pkg/api"
 )
 
-// routes maps the REST API (docs/api.md) onto handlers.
-func (d *Daemon) routes() http.Handler {
-	mux := http.NewServeMux()
+// route is one pattern of the API and its handler.
+type route struct {
+	pattern string
+	handler http.Handler
+}
+
+// routeTable is the REST API (docs/api.md): every route, for routes to
+// serve and for tests to try each.
+func (d *Daemon) routeTable() []route {
 	v := api.Version
 	ok, accepted := http.StatusOK, http.StatusAccepted
-	mux.Handle("GET "+v, answer(ok, d.handleInfo))
-	mux.Handle("GET "+v+"/host/check", answer(ok, d.handleHostCheck))
-	mux.Handle("GET "+v+"/classes", answer(ok, d.handleClasses))
-	mux.Handle("GET "+v+"/guests", answer(ok, d.handleList))
-	mux.Handle("POST "+v+"/guests", answer(accepted, d.handleCreate))
-	mux.Handle("GET "+v+"/guests/{name}", answer(ok, d.handleGet))
-	mux.Handle("DELETE "+v+"/guests/{name}", answer(accepted, d.handleDelete))
-	mux.Handle("PUT "+v+"/guests/{name}/state", answer(accepted, d.handleState))
-	mux.HandleFunc("GET "+v+"/guests/{name}/config", d.handleConfigShow)
-	mux.Handle("PATCH "+v+"/guests/{name}/config", answer(ok, d.handleConfigSet))
-	mux.Handle("PUT "+v+"/guests/{name}/config", answer(ok, d.handleConfigReplace))
-	mux.HandleFunc("POST "+v+"/guests/{name}/exec", d.handleExec)
-	mux.HandleFunc("GET "+v+"/guests/{name}/console", d.handleConsole)
-	mux.HandleFunc("GET "+v+"/guests/{name}/console/log", d.handleConsoleLog)
-	mux.Handle("GET "+v+"/guests/{name}/snapshots", answer(ok, d.handleSnapshots))
-	mux.Handle("POST "+v+"/guests/{name}/snapshots", answer(accepted, d.handleSnapshotCreate))
-	mux.Handle("POST "+v+"/guests/{name}/snapshots/{snap}/restore", answer(accepted, d.handleSnapshotRestore))
-	mux.Handle("DELETE "+v+"/guests/{name}/snapshots/{snap}", answer(accepted, d.handleSnapshotDelete))
-	mux.Handle("POST "+v+"/guests/{name}/copy", answer(accepted, d.handleCopy))
-	mux.Handle("GET "+v+"/templates", answer(ok, d.handleTemplates))
-	mux.Handle("POST "+v+"/templates", answer(accepted, d.handleTemplateBuild))
-	mux.Handle("GET "+v+"/templates/{name}", answer(ok, d.handleTemplate))
-	mux.Handle("DELETE "+v+"/templates/{name}", answer(http.StatusNoContent, d.handleTemplateDelete))
-	mux.Handle("GET "+v+"/networks", answer(ok, d.handleNetworks))
-	mux.Handle("POST "+v+"/networks", answer(http.StatusCreated, d.handleNetworkCreate))
-	mux.Handle("GET "+v+"/networks/{name}", answer(ok, d.handleNetwork))
-	mux.Handle("DELETE "+v+"/networks/{name}", answer(http.StatusNoContent, d.handleNetworkDelete))
-	mux.Handle("POST "+v+"/imports", answer(accepted, d.handleImport))
-	mux.Handle("POST "+v+"/guests/{name}/export", answer(accepted, d.handleExport))
-	mux.Handle("GET "+v+"/operations/{id}", answer(ok, d.handleOperation))
-	mux.Handle("GET "+v+"/operations/{id}/wait", answer(ok, d.handleOperationWait))
-	mux.HandleFunc("GET "+v+"/events", d.handleEvents)
-	return mux
+	return []route{
+		{"GET " + v, answer(ok, d.handleInfo)},
+		{"GET " + v + "/host/check", answer(ok, d.handleHostCheck)},
+		{"GET " + v + "/classes", answer(ok, d.handleClasses)},
+		{"GET " + v + "/guests", answer(ok, d.handleList)},
+		{"POST " + v + "/guests", answer(accepted, d.handleCreate)},
+		{"GET " + v + "/guests/{name}", answer(ok, d.handleGet)},
+		{"DELETE " + v + "/guests/{name}", answer(accepted, d.handleDelete)},
+		{"PUT " + v + "/guests/{name}/state", answer(accepted, d.handleState)},
+		{"GET " + v + "/guests/{name}/config", http.HandlerFunc(d.handleConfigShow)},
+		{"PATCH " + v + "/guests/{name}/config", answer(ok, d.handleConfigSet)},
+		{"PUT " + v + "/guests/{name}/config", answer(ok, d.handleConfigReplace)},
+		{"POST " + v + "/guests/{name}/exec", http.HandlerFunc(d.handleExec)},
+		{"GET " + v + "/guests/{name}/console", http.HandlerFunc(d.handleConsole)},
+		{"GET " + v + "/guests/{name}/console/log", http.HandlerFunc(d.handleConsoleLog)},
+		{"GET " + v + "/guests/{name}/snapshots", answer(ok, d.handleSnapshots)},
+		{"POST " + v + "/guests/{name}/snapshots", answer(accepted, d.handleSnapshotCreate)},
+		{"POST " + v + "/guests/{name}/snapshots/{snap}/restore", answer(accepted, d.handleSnapshotRestore)},
+		{"DELETE " + v + "/guests/{name}/snapshots/{snap}", answer(accepted, d.handleSnapshotDelete)},
+		{"POST " + v + "/guests/{name}/copy", answer(accepted, d.handleCopy)},
+		{"GET " + v + "/templates", answer(ok, d.handleTemplates)},
+		{"POST " + v + "/templates", answer(accepted, d.handleTemplateBuild)},
+		{"GET " + v + "/templates/{name}", answer(ok, d.handleTemplate)},
+		{"DELETE " + v + "/templates/{name}", answer(http.StatusNoContent, d.handleTemplateDelete)},
+		{"GET " + v + "/networks", answer(ok, d.handleNetworks)},
+		{"POST " + v + "/networks", answer(http.StatusCreated, d.handleNetworkCreate)},
+		{"GET " + v + "/networks/{name}", answer(ok, d.handleNetwork)},
+		{"DELETE " + v + "/networks/{name}", answer(http.StatusNoContent, d.handleNetworkDelete)},
+		{"POST " + v + "/imports", answer(accepted, d.handleImport)},
+		{"POST " + v + "/guests/{name}/export", answer(accepted, d.handleExport)},
+		{"GET " + v + "/operations/{id}", answer(ok, d.handleOperation)},
+		{"GET " + v + "/operations/{id}/wait", answer(ok, d.handleOperationWait)},
+		{"GET " + v + "/events", http.HandlerFunc(d.handleEvents)},
+		{"GET " + healthPath, answer(ok, d.handleHealth)},
+		{"GET " + v + "/trust", answer(ok, d.handleTrustList)},
+		{"POST " + v + "/trust", answer(http.StatusCreated, d.handleTrustJoin)},
+		{"POST " + v + "/trust/tokens", answer(http.StatusCreated, d.handleTrustToken)},
+		{"DELETE " + v + "/trust/{name}", answer(http.StatusNoContent, d.handleTrustRemove)},
+	}
+}
+
+// routes serves routeTable, each route behind authenticate.
+func (d *Daemon) routes() http.Handler {
+	mux := http.NewServeMux()
+	for _, r := range d.routeTable() {
+		mux.Handle(r.pattern, r.handler)
+	}
+	return d.authenticate(mux)
 }
 
 // Deadlines on what a client sends, so that one that stalls holds its
@@ -81,6 +102,9 @@ func newServer(ctx context.Context, h http.Handler, readTimeout time.Duration) *
 
 // bodyError says what went wrong reading a request's body.
 func bodyError(err error) error {
+	if tooLarge := (*http.MaxBytesError)(nil); errors.As(err, &tooLarge) {
+		return fmt.Errorf("%w: request body: larger than %d bytes, the most this API takes", api.ErrInvalid, tooLarge.Limit)
+	}
 	if errors.Is(err, os.ErrDeadlineExceeded) {
 		return fmt.Errorf("%w: request body: it stopped arriving before it was whole; send the whole body with the request", api.ErrInvalid)
 	}
@@ -151,7 +175,7 @@ func (d *Daemon) guestRequest(r *http.Request, v any) (*entry, error) {
 }
 
 func readJSON(r *http.Request, v any) error {
-	dec := json.NewDecoder(io.LimitReader(r.Body, 1<<20))
+	dec := json.NewDecoder(r.Body) // bounded by authenticate
 	dec.DisallowUnknownFields()
 	if err := dec.Decode(v); err != nil {
 		return bodyError(err)
@@ -160,7 +184,11 @@ func readJSON(r *http.Request, v any) error {
 }
 
 func (d *Daemon) handleInfo(r *http.Request) (any, error) {
-	return api.ServerInfo{Version: Version, StateDir: d.layout.StateDir, PID: os.Getpid(), EventSubscribers: d.events.Subscribers()}, nil
+	listen, fingerprint := d.listening()
+	return api.ServerInfo{
+		Version: Version, StateDir: d.layout.StateDir, PID: os.Getpid(), EventSubscribers: d.events.Subscribers(),
+		Listen: listen, Fingerprint: fingerprint, Client: clientName(r),
+	}, nil
 }
 
 func (d *Daemon) handleHostCheck(r *http.Request) (any, error) {
@@ -348,7 +376,7 @@ func (d *Daemon) handleConfigReplace(r *http.Request) (any, error) {
 	if err != nil {
 		return nil, err
 	}
-	data, err := io.ReadAll(io.LimitReader(r.Body, 1<<20))
+	data, err := io.ReadAll(r.Body) // bounded by authenticate
 	if err != nil {
 		return nil, bodyError(err)
 	}

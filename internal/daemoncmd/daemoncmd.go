@@ -24,6 +24,7 @@ import (
 	"github.com/polyvisor/polyvisor/internal/hostreq"
 	"github.com/polyvisor/polyvisor/internal/layout"
 	"github.com/polyvisor/polyvisor/internal/network"
+	"github.com/polyvisor/polyvisor/pkg/api"
 )
 
 // Main runs polyvisord and returns the process exit code.
@@ -54,6 +55,7 @@ func registerDrivers(l layout.Layout, opts daemonOptions, log *slog.Logger, faul
 type daemonOptions struct {
 	stateDir, runtime, monitor, logLevel string
 	defaultNetwork                       string
+	listen                               string
 	faults                               []string
 	unconfinedVMs                        bool
 }
@@ -89,9 +91,15 @@ func NewCommand() *cobra.Command {
 			if err != nil {
 				return err
 			}
+			listen := opts.listen
+			if listen != "" {
+				if listen, err = daemon.ListenAddress(listen); err != nil {
+					return err
+				}
+			}
 			d, err := daemon.New(daemon.Config{
 				StateDir: opts.stateDir, Socket: socket, Drivers: reg, Log: log, Fault: fault,
-				DefaultNetwork: opts.defaultNetwork,
+				DefaultNetwork: opts.defaultNetwork, Listen: listen,
 				// make build puts the guest agents beside the monitor.
 				AgentDir: filepath.Dir(monitor),
 			})
@@ -109,6 +117,7 @@ func NewCommand() *cobra.Command {
 		defaultSocket = env
 	}
 	f.StringVar(&socket, "socket", defaultSocket, "API socket to serve (env POLYVISOR_SOCKET)")
+	f.StringVar(&opts.listen, "listen", "", "also serve the API over HTTPS here (ADDR[:PORT], port "+api.DefaultPort+" if none), to clients trusted with 'polyvisor trust add'")
 	f.StringVar(&opts.stateDir, "state-dir", layout.DefaultStateDir, "where definitions, disks and templates live")
 	f.StringVar(&opts.runtime, "runtime", "runc", "OCI runtime for containers (runc, or crun where the host allows)")
 	f.StringVar(&opts.monitor, "monitor", "", "path of polyvisor-monitor (default: beside this binary, then $PATH)")

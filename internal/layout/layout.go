@@ -42,6 +42,12 @@ func (l Layout) GuestsDir() string { return filepath.Join(l.StateDir, "guests") 
 // GuestDir is the named guest's directory.
 func (l Layout) GuestDir(name string) string { return filepath.Join(l.GuestsDir(), name) }
 
+// TLSDir holds the daemon's HTTPS key pair (server.crt, server.key).
+func (l Layout) TLSDir() string { return filepath.Join(l.StateDir, "tls") }
+
+// TrustFile keeps the trusted client certificates and pending tokens.
+func (l Layout) TrustFile() string { return filepath.Join(l.StateDir, "trust.json") }
+
 // TemplatesDir holds one directory per template.
 func (l Layout) TemplatesDir() string { return filepath.Join(l.StateDir, "templates") }
 

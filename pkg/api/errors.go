@@ -16,6 +16,10 @@ var (
 	// snapshot, a copy); the request is refused at once instead of
 	// waiting minutes for it.
 	ErrBusy = errors.New("busy")
+	// ErrUnauthenticated: a request over the network without a client
+	// certificate; ErrForbidden: with one this daemon does not trust.
+	ErrUnauthenticated = errors.New("unauthenticated")
+	ErrForbidden       = errors.New("forbidden")
 )
 
 // HTTP statuses the sentinels map to, net/http's values: pkg/api does not
@@ -24,6 +28,8 @@ var (
 // the sentinels). TestErrorsMapToStatusAndBack checks them against net/http.
 const (
 	statusBadRequest     = 400
+	statusUnauthorized   = 401
+	statusForbidden      = 403
 	statusNotFound       = 404
 	statusConflict       = 409
 	statusInternalError  = 500
@@ -41,6 +47,10 @@ func Status(err error) int {
 		return statusBadRequest
 	case errors.Is(err, ErrNotAvailable):
 		return statusNotImplemented
+	case errors.Is(err, ErrUnauthenticated):
+		return statusUnauthorized
+	case errors.Is(err, ErrForbidden):
+		return statusForbidden
 	}
 	return statusInternalError
 }
@@ -77,4 +87,6 @@ var sentinels = []struct {
 	{"conflict", ErrConflict},
 	{"not-available", ErrNotAvailable},
 	{"busy", ErrBusy},
+	{"unauthenticated", ErrUnauthenticated},
+	{"forbidden", ErrForbidden},
 }

@@ -12,6 +12,8 @@ func TestErrorsMapToStatusAndBack(t *testing.T) {
 		ErrNotFound: http.StatusNotFound, ErrExists: http.StatusConflict, ErrNotRunning: http.StatusConflict,
 		ErrInvalid: http.StatusBadRequest, ErrConflict: http.StatusConflict, ErrNotAvailable: http.StatusNotImplemented,
 		ErrBusy:                    http.StatusConflict,
+		ErrUnauthenticated:         http.StatusUnauthorized,
+		ErrForbidden:               http.StatusForbidden,
 		errors.New("disk on fire"): http.StatusInternalServerError,
 	}
 	for sentinel, status := range cases {

@@ -438,6 +438,13 @@ type ServerInfo struct {
 	PID      int    `json:"pid"`
 	// EventSubscribers is how many event streams are open.
 	EventSubscribers int `json:"eventSubscribers"`
+	// Listen is where the daemon serves HTTPS (daemon --listen), and
+	// Fingerprint its certificate's SHA-256, which remotes pin.
+	Listen      []string `json:"listen,omitempty"`
+	Fingerprint string   `json:"fingerprint,omitempty"`
+	// Client says who asked: "root (unix socket)" or the trusted
+	// certificate's name.
+	Client string `json:"client"`
 }
 
 // Network describes a managed network.

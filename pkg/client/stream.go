@@ -34,8 +34,7 @@ func (c *Client) Console(ctx context.Context, name string) (io.ReadWriteCloser, 
 // upgrade sends a request asking for a protocol switch on a connection of
 // its own, and hands the raw connection over once the daemon agrees.
 func (c *Client) upgrade(ctx context.Context, method, path string, body []byte) (io.ReadWriteCloser, error) {
-	var d net.Dialer
-	conn, err := d.DialContext(ctx, "unix", c.socket)
+	conn, err := c.dial(ctx)
 	if err != nil {
 		return nil, c.unreachable(err)
 	}

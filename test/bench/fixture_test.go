@@ -43,9 +43,9 @@ var (
 
 // openFixture returns the fixture of the named benchmark, starting its
 // daemon and building busybox on first use.
-func openFixture(b *testing.B, name string) *fixture {
+func openFixture(b *testing.B, name string, extra ...string) *fixture {
 	b.Helper()
-	return openFixtureWith(b, name, false)
+	return openFixtureWith(b, name, false, extra...)
 }
 
 // openNetworkFixture is openFixture with the daemon in a network namespace
@@ -55,7 +55,7 @@ func openNetworkFixture(b *testing.B, name string) *fixture {
 	return openFixtureWith(b, name, true)
 }
 
-func openFixtureWith(b *testing.B, name string, netns bool) *fixture {
+func openFixtureWith(b *testing.B, name string, netns bool, extra ...string) *fixture {
 	b.Helper()
 	fixtureMu.Lock()
 	defer fixtureMu.Unlock()
@@ -66,7 +66,7 @@ func openFixtureWith(b *testing.B, name string, netns bool) *fixture {
 		current.close()
 		current = nil
 	}
-	f, err := newFixture(name, netns)
+	f, err := newFixture(name, netns, extra)
 	if err != nil {
 		b.Fatal(err)
 	}
@@ -84,7 +84,8 @@ func closeFixture() {
 	}
 }
 
-func newFixture(name string, netns bool) (*fixture, error) {
+// newFixture starts a fixture's daemon, with extra daemon flags.
+func newFixture(name string, netns bool, extra []string) (*fixture, error) {
 	dir, err := os.MkdirTemp("", "pv-bench-"+name+"-")
 	if err != nil {
 		return nil, fmt.Errorf("fixture %s: %w", name, err)
@@ -96,9 +97,9 @@ func newFixture(name string, netns bool) (*fixture, error) {
 	}
 	var d *testenv.Daemon
 	if netns {
-		d, err = testenv.StartInNetns(filepath.Join(dir, "daemon"), binDir, fmt.Sprintf("pv-bench-%d", os.Getpid()))
+		d, err = testenv.StartInNetns(filepath.Join(dir, "daemon"), binDir, fmt.Sprintf("pv-bench-%d", os.Getpid()), extra...)
 	} else {
-		d, err = testenv.Start(filepath.Join(dir, "daemon"), binDir, "--default-network", "none")
+		d, err = testenv.Start(filepath.Join(dir, "daemon"), binDir, append([]string{"--default-network", "none"}, extra...)...)
 	}
 	if err != nil {
 		os.RemoveAll(dir)

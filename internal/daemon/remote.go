@@ -1,0 +1,384 @@
+package daemon
+
+import (
+	"context"
+	"crypto/tls"
+	"errors"
+	"fmt"
+	"log/slog"
+	"net"
+	"net/http"
+	"os"
+	"sync"
+	"time"
+
+	"github.com/polyvisor/polyvisor/internal/pki"
+	"github.com/polyvisor/polyvisor/internal/trust"
+	"github.com/polyvisor/polyvisor/pkg/api"
+)
+
+// The API over the network: HTTPS (TLS 1.3) on --listen, clients known by
+// their certificate's fingerprint (internal/trust). The unix socket keeps
+// its own gate, its mode (root only); over it no certificate is asked.
+
+// ListenAddress completes a --listen value: a host alone gets
+// api.DefaultPort.
+func ListenAddress(addr string) (string, error) {
+	if _, _, err := net.SplitHostPort(addr); err == nil {
+		return addr, nil
+	}
+	host := addr
+	if len(host) > 1 && host[0] == '[' && host[len(host)-1] == ']' {
+		host = host[1 : len(host)-1]
+	}
+	joined := net.JoinHostPort(host, api.DefaultPort)
+	if _, _, err := net.SplitHostPort(joined); err != nil || host == "" {
+		return "", fmt.Errorf("--listen %q: give ADDR:PORT, such as 0.0.0.0:%s or [::1]:%s", addr, api.DefaultPort, api.DefaultPort)
+	}
+	return joined, nil
+}
+
+// remote is the daemon's network side: its key pair, where it listens,
+// whom it trusts and which connections each trusted client holds.
+type remote struct {
+	fingerprint string
+	listener    net.Listener
+	// addr is where it listens: a token names it, or every address of the
+	// host's (as they are when the token is made) for a wildcard.
+	addr  *net.TCPAddr
+	conns *connTracker
+}
+
+// openTrust loads the trust store (it exists with or without --listen:
+// tokens and clients outlive a daemon started without it).
+func (d *Daemon) openTrust() error {
+	store, err := trust.Open(d.layout.TrustFile(), nil)
+	if err != nil {
+		return err
+	}
+	d.trust = store
+	return nil
+}
+
+// listenTLS opens the HTTPS listener, making the server's key pair on
+// first use.
+func (d *Daemon) listenTLS(addr string) (*remote, error) {
+	host, _ := os.Hostname()
+	dir := d.layout.TLSDir()
+	pair, err := pki.LoadOrCreate(dir+"/server.crt", dir+"/server.key", pki.Server, host)
+	if err != nil {
+		return nil, err
+	}
+	leaf, err := pki.Leaf(pair)
+	if err != nil {
+		return nil, err
+	}
+	tcp, err := net.Listen("tcp", addr)
+	if err != nil {
+		return nil, fmt.Errorf("--listen %s: %w", addr, err)
+	}
+	conns := &connTracker{byFingerprint: map[string]map[*trackedConn]struct{}{}}
+	cfg := &tls.Config{
+		MinVersion:   tls.VersionTLS13,
+		Certificates: []tls.Certificate{pair},
+		// Any certificate is taken at the handshake and judged per request
+		// (authenticate): an untrusted client must still reach the one
+		// route that redeems a token, and hear why it is refused.
+		ClientAuth: tls.RequestClientCert,
+		// HTTP/1.1 only: exec and console streams take the connection over.
+		NextProtos: []string{"http/1.1"},
+	}
+	return &remote{
+		fingerprint: pki.Fingerprint(leaf),
+		listener:    tls.NewListener(&trackingListener{Listener: tcp, conns: conns}, cfg),
+		addr:        tcp.Addr().(*net.TCPAddr),
+		conns:       conns,
+	}, nil
+}
+
+// advertise lists where clients may reach a listener: its own address,
+// or for one on all addresses, each of the host's (loopback last, for a
+// client on this very host).
+func advertise(addr *net.TCPAddr) []string {
+	port := fmt.Sprint(addr.Port)
+	if !addr.IP.IsUnspecified() {
+		return []string{net.JoinHostPort(addr.IP.String(), port)}
+	}
+	ifaddrs, _ := net.InterfaceAddrs()
+	var out, loopback []string
+	for _, a := range ifaddrs {
+		ipnet, ok := a.(*net.IPNet)
+		if !ok || ipnet.IP.IsLinkLocalUnicast() || (addr.IP.To4() != nil && ipnet.IP.To4() == nil) {
+			continue
+		}
+		hp := net.JoinHostPort(ipnet.IP.String(), port)
+		if ipnet.IP.IsLoopback() {
+			loopback = append(loopback, hp)
+		} else {
+			out = append(out, hp)
+		}
+	}
+	return append(out, loopback...)
+}
+
+// Request context keys: the connection a request came on, and the
+// trusted client that sent it.
+type (
+	connKey   struct{}
+	clientKey struct{}
+)
+
+// healthPath is the one route that answers without a certificate.
+const healthPath = api.Version + "/health"
+
+// maxBody bounds every request body: the API's bodies are small JSON and
+// YAML documents.
+const maxBody = 1 << 20
+
+// authenticate lets a request through when it came on the unix socket,
+// asks for the health of the daemon, or carries a trusted certificate;
+// it answers 401 without a certificate and 403 with an untrusted one,
+// except to redeem a token.
+func (d *Daemon) authenticate(next http.Handler) http.Handler {
+	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		if r.Body != nil {
+			r.Body = http.MaxBytesReader(w, r.Body, maxBody)
+		}
+		if r.TLS == nil || (r.Method == http.MethodGet && r.URL.Path == healthPath) {
+			next.ServeHTTP(w, r)
+			return
+		}
+		if len(r.TLS.PeerCertificates) == 0 {
+			writeError(w, fmt.Errorf("%w: this daemon answers only clients with a certificate it trusts: add it with 'polyvisor remote add NAME TOKEN', the token from 'polyvisor trust add NAME' on the server", api.ErrUnauthenticated))
+			return
+		}
+		fp := pki.Fingerprint(r.TLS.PeerCertificates[0])
+		client, ok := d.trust.Trusted(fp)
+		if !ok {
+			if r.Method == http.MethodPost && r.URL.Path == api.Version+"/trust" {
+				next.ServeHTTP(w, r) // redeems a token (handleTrustJoin)
+				return
+			}
+			writeError(w, fmt.Errorf("%w: this client's certificate is not trusted here (it was never added, or it was removed): ask the server's admin for a token ('polyvisor trust add NAME')", api.ErrForbidden))
+			return
+		}
+		conn := trackedOf(r)
+		d.remote.conns.own(conn, fp)
+		// Revocation closes what it finds owned; one that raced it is
+		// caught here, owned but no longer trusted.
+		if _, still := d.trust.Trusted(fp); !still {
+			conn.Close()
+			return
+		}
+		next.ServeHTTP(w, r.WithContext(context.WithValue(r.Context(), clientKey{}, client.Name)))
+	})
+}
+
+// clientName says who sent a request.
+func clientName(r *http.Request) string {
+	if name, ok := r.Context().Value(clientKey{}).(string); ok {
+		return name
+	}
+	return "root (unix socket)"
+}
+
+// trackedOf is the TCP connection under a TLS request.
+func trackedOf(r *http.Request) *trackedConn {
+	tc, _ := r.Context().Value(connKey{}).(*tls.Conn)
+	if tc == nil {
+		return nil
+	}
+	c, _ := tc.NetConn().(*trackedConn)
+	return c
+}
+
+// connTracker knows which trusted client holds which connections, so
+// that removing a client closes them: its keep-alive connections, event
+// streams, exec sessions and consoles alike.
+type connTracker struct {
+	mu            sync.Mutex
+	byFingerprint map[string]map[*trackedConn]struct{}
+}
+
+func (t *connTracker) own(c *trackedConn, fp string) {
+	if c == nil {
+		return
+	}
+	t.mu.Lock()
+	defer t.mu.Unlock()
+	if c.owner == fp {
+		return
+	}
+	set := t.byFingerprint[fp]
+	if set == nil {
+		set = map[*trackedConn]struct{}{}
+		t.byFingerprint[fp] = set
+	}
+	set[c] = struct{}{}
+	c.owner = fp
+}
+
+func (t *connTracker) forget(c *trackedConn) {
+	t.mu.Lock()
+	defer t.mu.Unlock()
+	if set := t.byFingerprint[c.owner]; set != nil {
+		delete(set, c)
+		if len(set) == 0 {
+			delete(t.byFingerprint, c.owner)
+		}
+	}
+}
+
+// closeAll closes every connection of the client with fingerprint fp and
+// returns how many there were.
+func (t *connTracker) closeAll(fp string) int {
+	t.mu.Lock()
+	conns := make([]*trackedConn, 0, len(t.byFingerprint[fp]))
+	for c := range t.byFingerprint[fp] {
+		conns = append(conns, c)
+	}
+	t.mu.Unlock()
+	for _, c := range conns {
+		c.Close()
+	}
+	return len(conns)
+}
+
+// count is how many connections trusted clients hold (tests).
+func (t *connTracker) count() int {
+	t.mu.Lock()
+	defer t.mu.Unlock()
+	n := 0
+	for _, set := range t.byFingerprint {
+		n += len(set)
+	}
+	return n
+}
+
+// trackingListener hands out connections that leave the tracker when
+// they close, whoever closes them: net/http, or a handler that took the
+// connection over.
+type trackingListener struct {
+	net.Listener
+	conns *connTracker
+}
+
+func (l *trackingListener) Accept() (net.Conn, error) {
+	c, err := l.Listener.Accept()
+	if err != nil {
+		return nil, err
+	}
+	return &trackedConn{Conn: c, tracker: l.conns}, nil
+}
+
+// trackedConn is a TCP connection; owner is the fingerprint of the
+// trusted client using it (guarded by the tracker's lock).
+type trackedConn struct {
+	net.Conn
+	tracker *connTracker
+	owner   string
+	once    sync.Once
+}
+
+func (c *trackedConn) Close() error {
+	c.once.Do(func() { c.tracker.forget(c) })
+	return c.Conn.Close()
+}
+
+// handleHealth answers anyone: the daemon is up.
+func (d *Daemon) handleHealth(*http.Request) (any, error) {
+	return api.Health{Status: "ok"}, nil
+}
+
+// handleTrustList lists trusted clients and live tokens, never a secret.
+func (d *Daemon) handleTrustList(*http.Request) (any, error) {
+	return d.trust.List(), nil
+}
+
+// handleTrustToken issues a token for a client to be.
+func (d *Daemon) handleTrustToken(r *http.Request) (any, error) {
+	if d.remote == nil {
+		return nil, fmt.Errorf("%w: this daemon does not listen on the network, so a token would lead nowhere: restart it with --listen ADDR:PORT", api.ErrNotAvailable)
+	}
+	var req api.TrustTokenCreate
+	if err := readJSON(r, &req); err != nil {
+		return nil, err
+	}
+	lifetime := trust.DefaultTokenLifetime
+	if req.ExpiresIn != "" {
+		var err error
+		if lifetime, err = time.ParseDuration(req.ExpiresIn); err != nil {
+			return nil, fmt.Errorf("%w: expiry %q: give a Go duration such as 30m or 24h", api.ErrInvalid, req.ExpiresIn)
+		}
+	}
+	secret, expires, err := d.trust.Issue(req.Name, lifetime)
+	if err != nil {
+		return nil, err
+	}
+	d.log.Info("issued a trust token", "name", req.Name, "expires", expires.Format(time.RFC3339), "by", clientName(r))
+	token := api.TrustToken{Name: req.Name, Addresses: advertise(d.remote.addr), Fingerprint: d.remote.fingerprint, Secret: secret, ExpiresAt: expires}
+	return api.TrustTokenIssued{Name: req.Name, Token: token.Encode(), ExpiresAt: expires}, nil
+}
+
+// handleTrustJoin trusts the certificate a client connected with, for the
+// secret of a live token.
+func (d *Daemon) handleTrustJoin(r *http.Request) (any, error) {
+	if r.TLS == nil || len(r.TLS.PeerCertificates) == 0 {
+		return nil, fmt.Errorf("%w: a token is redeemed over HTTPS with a client certificate: 'polyvisor remote add NAME TOKEN' does it", api.ErrInvalid)
+	}
+	var req api.TrustJoin
+	if err := readJSON(r, &req); err != nil {
+		return nil, err
+	}
+	c, err := d.trust.Redeem(req.Secret, r.TLS.PeerCertificates[0])
+	if err != nil {
+		d.log.Warn("refused a trust token", "from", r.RemoteAddr, "err", err)
+		return nil, err
+	}
+	d.log.Info("trusted a client", "name", c.Name, "fingerprint", c.Fingerprint, "from", r.RemoteAddr)
+	return api.TrustEntry{Name: c.Name, Kind: api.TrustKindClient, Fingerprint: c.Fingerprint, AddedAt: c.AddedAt}, nil
+}
+
+// handleTrustRemove distrusts a client, closing every connection it
+// holds, or revokes a token.
+func (d *Daemon) handleTrustRemove(r *http.Request) (any, error) {
+	name := r.PathValue("name")
+	fp, err := d.trust.Remove(name)
+	if err != nil {
+		return nil, err
+	}
+	closed := 0
+	if fp != "" && d.remote != nil {
+		closed = d.remote.conns.closeAll(fp)
+	}
+	d.log.Info("removed trust", "name", name, "connections-closed", closed, "by", clientName(r))
+	return nil, nil
+}
+
+// serveRemote serves h on the HTTPS listener until ctx ends.
+func (d *Daemon) serveRemote(ctx context.Context, h http.Handler) (*http.Server, <-chan error) {
+	srv := newServer(ctx, h, readTimeout)
+	// Failed handshakes (scanners, clients pinning another certificate)
+	// are the client's business: debug lines, in the daemon's own log.
+	srv.ErrorLog = slog.NewLogLogger(d.log.Handler(), slog.LevelDebug)
+	srv.ConnContext = func(ctx context.Context, c net.Conn) context.Context {
+		return context.WithValue(ctx, connKey{}, c)
+	}
+	served := make(chan error, 1)
+	go func() {
+		err := srv.Serve(d.remote.listener)
+		if errors.Is(err, http.ErrServerClosed) {
+			err = nil
+		}
+		served <- err
+	}()
+	return srv, served
+}
+
+// listening is where the daemon serves HTTPS, for `server info`.
+func (d *Daemon) listening() (addrs []string, fingerprint string) {
+	if d.remote == nil {
+		return nil, ""
+	}
+	return advertise(d.remote.addr), d.remote.fingerprint
+}
