@@ -43,14 +43,26 @@ func (a *app) serverCmd() *cobra.Command {
 func (a *app) trustCmd() *cobra.Command {
 	trust := &cobra.Command{Use: "trust", Short: "Who may reach this daemon over the network: one-time tokens, client certificates"}
 	var expiry time.Duration
+	var web bool
 	add := &cobra.Command{
-		Use:   "add NAME [--expiry DURATION]",
-		Short: "Print a one-time token that lets a client (polyvisor remote add) be trusted as NAME",
+		Use:   "add NAME [--expiry DURATION] [--web]",
+		Short: "Print a one-time token that lets a client (polyvisor remote add) be trusted as NAME, or with --web a browser's login link",
 		Args:  exactArgs(1, "NAME"),
 		RunE: func(cmd *cobra.Command, args []string) error {
-			issued, err := a.client().IssueTrustToken(cmd.Context(), api.TrustTokenCreate{Name: args[0], ExpiresIn: expiry.String()})
+			issued, err := a.client().IssueTrustToken(cmd.Context(), api.TrustTokenCreate{Name: args[0], ExpiresIn: expiry.String(), Web: web})
 			if err != nil {
 				return err
+			}
+			if web {
+				// The first link alone on stdout; the others reach the
+				// daemon by its other addresses.
+				fmt.Fprintln(a.stdout, issued.URLs[0])
+				fmt.Fprintf(a.stderr, "Login link for %s: it works once, until %s; the session it opens lasts a day.\n",
+					issued.Name, issued.ExpiresAt.Local().Format(time.DateTime))
+				for _, u := range issued.URLs[1:] {
+					fmt.Fprintf(a.stderr, "  or: %s\n", u)
+				}
+				return nil
 			}
 			// The token alone on stdout, so that TOKEN=$(polyvisor trust add x) works.
 			fmt.Fprintln(a.stdout, issued.Token)
@@ -60,6 +72,7 @@ func (a *app) trustCmd() *cobra.Command {
 		},
 	}
 	add.Flags().DurationVar(&expiry, "expiry", time.Hour, "how long the token works")
+	add.Flags().BoolVar(&web, "web", false, "a one-time login link for the web console (https://ADDR/ui/) instead of a token")
 
 	var format string
 	list := &cobra.Command{

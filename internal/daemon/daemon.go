@@ -65,6 +65,8 @@ type Daemon struct {
 	// network side, nil without --listen.
 	trust  *trust.Store
 	remote *remote
+	// metrics is what GET /metrics serves.
+	metrics *metrics
 	// watchers are the goroutines waiting for running guests to end.
 	watchers sync.WaitGroup
 	ctx      context.Context
@@ -105,6 +107,7 @@ func New(cfg Config) (*Daemon, error) {
 		events:    &events.Bus{},
 	}
 	d.ops = newOperations(d.operationEvent)
+	d.metrics = d.newMetrics()
 	if err := d.openTrust(); err != nil {
 		return nil, err
 	}

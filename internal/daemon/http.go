@@ -16,6 +16,7 @@ import (
 	"github.com/polyvisor/polyvisor/internal/driver"
 	"github.com/polyvisor/polyvisor/internal/guest"
 	"github.com/polyvisor/polyvisor/internal/template"
+	"github.com/polyvisor/polyvisor/internal/webui"
 	"github.com/polyvisor/polyvisor/pkg/api"
 )
 
@@ -68,16 +69,22 @@ func (d *Daemon) routeTable() []route {
 		{"POST " + v + "/trust", answer(http.StatusCreated, d.handleTrustJoin)},
 		{"POST " + v + "/trust/tokens", answer(http.StatusCreated, d.handleTrustToken)},
 		{"DELETE " + v + "/trust/{name}", answer(http.StatusNoContent, d.handleTrustRemove)},
+		{"GET /metrics", d.metrics.handler()},
+		{"GET " + v + "/guests/{name}/console/ws", http.HandlerFunc(d.handleConsoleWS)},
+		{"GET " + webui.Prefix, webui.Handler()},
+		{"POST " + loginPath, http.HandlerFunc(d.handleLogin)},
+		{"GET " + webAPIPrefix + "session", answer(ok, d.handleSession)},
+		{"POST " + webAPIPrefix + "logout", http.HandlerFunc(d.handleLogout)},
 	}
 }
 
-// routes serves routeTable, each route behind authenticate.
+// routes serves routeTable, each route behind authenticate and timed.
 func (d *Daemon) routes() http.Handler {
 	mux := http.NewServeMux()
 	for _, r := range d.routeTable() {
 		mux.Handle(r.pattern, r.handler)
 	}
-	return d.authenticate(mux)
+	return d.authenticate(d.metrics.instrument(mux))
 }
 
 // Deadlines on what a client sends, so that one that stalls holds its
@@ -251,7 +258,14 @@ func (d *Daemon) handleGet(r *http.Request) (any, error) {
 	if err != nil {
 		return nil, err
 	}
-	return d.view(e.def.Load()), nil
+	def := e.def.Load()
+	g := d.view(def)
+	if running(def) {
+		if u, ok := d.usage(r.Context(), def); ok {
+			g.Usage = &u
+		}
+	}
+	return g, nil
 }
 
 // handleCreate validates at once (so bad input fails fast with 400) and

@@ -172,3 +172,20 @@ func (o *operations) wait(ctx context.Context, id string, timeout time.Duration)
 	}
 	return op.snapshot(), nil
 }
+
+// inFlight counts the operations still running.
+func (o *operations) inFlight() int {
+	o.mu.Lock()
+	ops := make([]*operation, 0, len(o.ops))
+	for _, op := range o.ops {
+		ops = append(ops, op)
+	}
+	o.mu.Unlock()
+	n := 0
+	for _, op := range ops {
+		if op.snapshot().Status == api.OpRunning {
+			n++
+		}
+	}
+	return n
+}

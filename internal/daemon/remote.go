@@ -9,11 +9,13 @@ import (
 	"net"
 	"net/http"
 	"os"
+	"strings"
 	"sync"
 	"time"
 
 	"github.com/polyvisor/polyvisor/internal/pki"
 	"github.com/polyvisor/polyvisor/internal/trust"
+	"github.com/polyvisor/polyvisor/internal/webui"
 	"github.com/polyvisor/polyvisor/pkg/api"
 )
 
@@ -77,7 +79,7 @@ func (d *Daemon) listenTLS(addr string) (*remote, error) {
 	if err != nil {
 		return nil, fmt.Errorf("--listen %s: %w", addr, err)
 	}
-	conns := &connTracker{byFingerprint: map[string]map[*trackedConn]struct{}{}}
+	conns := &connTracker{byName: map[string]map[*trackedConn]struct{}{}}
 	cfg := &tls.Config{
 		MinVersion:   tls.VersionTLS13,
 		Certificates: []tls.Certificate{pair},
@@ -136,42 +138,70 @@ const healthPath = api.Version + "/health"
 const maxBody = 1 << 20
 
 // authenticate lets a request through when it came on the unix socket,
-// asks for the health of the daemon, or carries a trusted certificate;
-// it answers 401 without a certificate and 403 with an untrusted one,
-// except to redeem a token.
+// asks for the health of the daemon or the web console's files, or comes
+// from a trusted client: a certificate it trusts, or a browser's session
+// cookie (whose state-changing requests carry the session's CSRF token).
+// It answers 401 to a stranger and 403 to an untrusted certificate,
+// except to redeem a token or log a browser in.
 func (d *Daemon) authenticate(next http.Handler) http.Handler {
 	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		if r.Body != nil {
 			r.Body = http.MaxBytesReader(w, r.Body, maxBody)
 		}
-		if r.TLS == nil || (r.Method == http.MethodGet && r.URL.Path == healthPath) {
+		if r.TLS == nil || public(r) {
 			next.ServeHTTP(w, r)
 			return
 		}
-		if len(r.TLS.PeerCertificates) == 0 {
-			writeError(w, fmt.Errorf("%w: this daemon answers only clients with a certificate it trusts: add it with 'polyvisor remote add NAME TOKEN', the token from 'polyvisor trust add NAME' on the server", api.ErrUnauthenticated))
-			return
-		}
-		fp := pki.Fingerprint(r.TLS.PeerCertificates[0])
-		client, ok := d.trust.Trusted(fp)
-		if !ok {
-			if r.Method == http.MethodPost && r.URL.Path == api.Version+"/trust" {
-				next.ServeHTTP(w, r) // redeems a token (handleTrustJoin)
+		var name string
+		var still func() bool
+		if len(r.TLS.PeerCertificates) > 0 {
+			fp := pki.Fingerprint(r.TLS.PeerCertificates[0])
+			client, ok := d.trust.Trusted(fp)
+			if !ok {
+				if r.Method == http.MethodPost && r.URL.Path == api.Version+"/trust" {
+					next.ServeHTTP(w, r) // redeems a token (handleTrustJoin)
+					return
+				}
+				writeError(w, fmt.Errorf("%w: this client's certificate is not trusted here (it was never added, or it was removed): ask the server's admin for a token ('polyvisor trust add NAME')", api.ErrForbidden))
 				return
 			}
-			writeError(w, fmt.Errorf("%w: this client's certificate is not trusted here (it was never added, or it was removed): ask the server's admin for a token ('polyvisor trust add NAME')", api.ErrForbidden))
-			return
+			name = client.Name
+			still = func() bool { _, ok := d.trust.Trusted(fp); return ok }
+		} else {
+			s, err := d.webSession(r)
+			if err != nil {
+				writeError(w, err)
+				return
+			}
+			name = s.name
+			r = r.WithContext(context.WithValue(r.Context(), sessionKey{}, s))
+			still = func() bool { _, _, ok := d.trust.Session(s.id); return ok }
 		}
 		conn := trackedOf(r)
-		d.remote.conns.own(conn, fp)
+		d.remote.conns.own(conn, name)
 		// Revocation closes what it finds owned; one that raced it is
 		// caught here, owned but no longer trusted.
-		if _, still := d.trust.Trusted(fp); !still {
+		if !still() {
 			conn.Close()
 			return
 		}
-		next.ServeHTTP(w, r.WithContext(context.WithValue(r.Context(), clientKey{}, client.Name)))
+		next.ServeHTTP(w, r.WithContext(context.WithValue(r.Context(), clientKey{}, name)))
 	})
+}
+
+// public says whether a request needs no client: the daemon's health, the
+// web console's files (they hold no secret: the data comes through the
+// API), and a browser's login, which redeems a token.
+func public(r *http.Request) bool {
+	switch {
+	case r.Method == http.MethodGet && r.URL.Path == healthPath:
+		return true
+	case r.Method == http.MethodGet && strings.HasPrefix(r.URL.Path, webui.Prefix) && !strings.HasPrefix(r.URL.Path, webAPIPrefix):
+		return true
+	case r.Method == http.MethodPost && r.URL.Path == loginPath:
+		return true
+	}
+	return false
 }
 
 // clientName says who sent a request.
@@ -192,49 +222,52 @@ func trackedOf(r *http.Request) *trackedConn {
 	return c
 }
 
-// connTracker knows which trusted client holds which connections, so
-// that removing a client closes them: its keep-alive connections, event
-// streams, exec sessions and consoles alike.
+// connTracker knows which trusted client (by name) holds which
+// connections, so that removing a client closes them: its keep-alive
+// connections, event streams, exec sessions and consoles alike.
 type connTracker struct {
-	mu            sync.Mutex
-	byFingerprint map[string]map[*trackedConn]struct{}
+	mu     sync.Mutex
+	byName map[string]map[*trackedConn]struct{}
 }
 
-func (t *connTracker) own(c *trackedConn, fp string) {
+func (t *connTracker) own(c *trackedConn, name string) {
 	if c == nil {
 		return
 	}
 	t.mu.Lock()
 	defer t.mu.Unlock()
-	if c.owner == fp {
+	if c.owner == name {
 		return
 	}
-	set := t.byFingerprint[fp]
+	if old := t.byName[c.owner]; old != nil {
+		delete(old, c)
+	}
+	set := t.byName[name]
 	if set == nil {
 		set = map[*trackedConn]struct{}{}
-		t.byFingerprint[fp] = set
+		t.byName[name] = set
 	}
 	set[c] = struct{}{}
-	c.owner = fp
+	c.owner = name
 }
 
 func (t *connTracker) forget(c *trackedConn) {
 	t.mu.Lock()
 	defer t.mu.Unlock()
-	if set := t.byFingerprint[c.owner]; set != nil {
+	if set := t.byName[c.owner]; set != nil {
 		delete(set, c)
 		if len(set) == 0 {
-			delete(t.byFingerprint, c.owner)
+			delete(t.byName, c.owner)
 		}
 	}
 }
 
-// closeAll closes every connection of the client with fingerprint fp and
-// returns how many there were.
-func (t *connTracker) closeAll(fp string) int {
+// closeAll closes every connection of the named client and returns how
+// many there were.
+func (t *connTracker) closeAll(name string) int {
 	t.mu.Lock()
-	conns := make([]*trackedConn, 0, len(t.byFingerprint[fp]))
-	for c := range t.byFingerprint[fp] {
+	conns := make([]*trackedConn, 0, len(t.byName[name]))
+	for c := range t.byName[name] {
 		conns = append(conns, c)
 	}
 	t.mu.Unlock()
@@ -249,7 +282,7 @@ func (t *connTracker) count() int {
 	t.mu.Lock()
 	defer t.mu.Unlock()
 	n := 0
-	for _, set := range t.byFingerprint {
+	for _, set := range t.byName {
 		n += len(set)
 	}
 	return n
@@ -271,8 +304,8 @@ func (l *trackingListener) Accept() (net.Conn, error) {
 	return &trackedConn{Conn: c, tracker: l.conns}, nil
 }
 
-// trackedConn is a TCP connection; owner is the fingerprint of the
-// trusted client using it (guarded by the tracker's lock).
+// trackedConn is a TCP connection; owner is the name of the trusted
+// client using it (guarded by the tracker's lock).
 type trackedConn struct {
 	net.Conn
 	tracker *connTracker
@@ -311,12 +344,24 @@ func (d *Daemon) handleTrustToken(r *http.Request) (any, error) {
 			return nil, fmt.Errorf("%w: expiry %q: give a Go duration such as 30m or 24h", api.ErrInvalid, req.ExpiresIn)
 		}
 	}
-	secret, expires, err := d.trust.Issue(req.Name, lifetime)
+	issue := d.trust.Issue
+	if req.Web {
+		issue = d.trust.IssueWeb
+	}
+	secret, expires, err := issue(req.Name, lifetime)
 	if err != nil {
 		return nil, err
 	}
-	d.log.Info("issued a trust token", "name", req.Name, "expires", expires.Format(time.RFC3339), "by", clientName(r))
-	token := api.TrustToken{Name: req.Name, Addresses: advertise(d.remote.addr), Fingerprint: d.remote.fingerprint, Secret: secret, ExpiresAt: expires}
+	d.log.Info("issued a trust token", "name", req.Name, "web", req.Web, "expires", expires.Format(time.RFC3339), "by", clientName(r))
+	addrs := advertise(d.remote.addr)
+	if req.Web {
+		urls := make([]string, len(addrs))
+		for i, a := range addrs {
+			urls[i] = "https://" + a + webui.Prefix + "#/login/" + secret
+		}
+		return api.TrustTokenIssued{Name: req.Name, URLs: urls, ExpiresAt: expires}, nil
+	}
+	token := api.TrustToken{Name: req.Name, Addresses: addrs, Fingerprint: d.remote.fingerprint, Secret: secret, ExpiresAt: expires}
 	return api.TrustTokenIssued{Name: req.Name, Token: token.Encode(), ExpiresAt: expires}, nil
 }
 
@@ -343,13 +388,12 @@ func (d *Daemon) handleTrustJoin(r *http.Request) (any, error) {
 // holds, or revokes a token.
 func (d *Daemon) handleTrustRemove(r *http.Request) (any, error) {
 	name := r.PathValue("name")
-	fp, err := d.trust.Remove(name)
-	if err != nil {
+	if _, err := d.trust.Remove(name); err != nil {
 		return nil, err
 	}
 	closed := 0
-	if fp != "" && d.remote != nil {
-		closed = d.remote.conns.closeAll(fp)
+	if d.remote != nil {
+		closed = d.remote.conns.closeAll(name)
 	}
 	d.log.Info("removed trust", "name", name, "connections-closed", closed, "by", clientName(r))
 	return nil, nil

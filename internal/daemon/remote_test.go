@@ -18,6 +18,7 @@ import (
 
 	"github.com/polyvisor/polyvisor/internal/pki"
 	"github.com/polyvisor/polyvisor/internal/trust"
+	"github.com/polyvisor/polyvisor/internal/webui"
 	"github.com/polyvisor/polyvisor/pkg/api"
 	"github.com/polyvisor/polyvisor/pkg/client"
 )
@@ -144,8 +145,19 @@ func TestEveryRouteButHealthRefusesStrangers(t *testing.T) {
 		method, path := concretePath(r.pattern)
 		body := []byte(`{"secret":"0000"}`)
 		wantAnon, wantStranger := http.StatusUnauthorized, http.StatusForbidden
-		if path == healthPath {
+		switch path {
+		case healthPath:
 			wantAnon, wantStranger = http.StatusOK, http.StatusOK
+		case webui.Prefix:
+			// The console's files hold no secret; built or not, they answer.
+			wantAnon = http.StatusOK
+			if !webui.Built() {
+				wantAnon = http.StatusServiceUnavailable
+			}
+			wantStranger = wantAnon
+		case loginPath:
+			// Anyone may log in, with a secret that works: this one does not.
+			wantAnon = http.StatusForbidden
 		}
 		if status, text := rawTLS(t, addr, nil, method, path, body); status != wantAnon {
 			t.Errorf("%s %s without a certificate: %d %s, want %d", method, path, status, text, wantAnon)

@@ -15,9 +15,11 @@ import (
 	"strings"
 	"time"
 
+	"github.com/polyvisor/polyvisor/internal/cgroup"
 	"github.com/polyvisor/polyvisor/internal/exporter"
 	"github.com/polyvisor/polyvisor/internal/guest"
 	"github.com/polyvisor/polyvisor/internal/idmap"
+	"github.com/polyvisor/polyvisor/internal/network"
 	"github.com/polyvisor/polyvisor/pkg/api"
 )
 
@@ -102,6 +104,12 @@ type DiskResizer interface {
 // disk quota) its guest's files take; 0 where the driver cannot tell.
 type DiskUsageReporter interface {
 	DiskUsed(def *guest.Definition, name string) (int64, error)
+}
+
+// UsageReporter says what a running guest uses: CPU time, memory, disk
+// and network bytes.
+type UsageReporter interface {
+	Usage(ctx context.Context, def *guest.Definition) (api.GuestUsage, error)
 }
 
 // TreeReader lends a stopped guest's root tree, as the guest sees it, to
@@ -278,4 +286,20 @@ func CheckCapabilities(d Driver) error {
 		return nil
 	}
 	return fmt.Errorf("driver %s: capabilities disagree with its interfaces: %s", d.Name(), strings.Join(wrong, "; "))
+}
+
+// CgroupUsage is the part of a guest's usage every class that runs its
+// guest in a cgroup of its own and plugs NICs with internal/network
+// reads alike: CPU time and memory from the cgroup at path, network bytes
+// from the host's end of its NICs. Disk bytes are the class's to add.
+func CgroupUsage(path string, def *guest.Definition) (api.GuestUsage, error) {
+	u, err := cgroup.ReadUsage(path)
+	if err != nil {
+		return api.GuestUsage{}, fmt.Errorf("usage of %s: %w", def.Name, err)
+	}
+	out := api.GuestUsage{CPUSeconds: u.CPU.Seconds(), MemoryBytes: u.Memory}
+	if out.NetworkReceiveBytes, out.NetworkTransmitBytes, err = network.Traffic(def); err != nil {
+		return api.GuestUsage{}, fmt.Errorf("usage of %s: %w", def.Name, err)
+	}
+	return out, nil
 }

@@ -58,7 +58,7 @@ func TestNoPatternCompiledAtStart(t *testing.T) {
 			return err
 		}
 		if d.IsDir() {
-			if name := d.Name(); path != root && (strings.HasPrefix(name, ".") || name == "testdata" || name == "vendor" || name == "test") {
+			if name := d.Name(); path != root && (strings.HasPrefix(name, ".") || name == "testdata" || name == "vendor" || name == "test" || name == "node_modules") {
 				return filepath.SkipDir
 			}
 			return nil

@@ -203,3 +203,20 @@ func (c Raw) qmpCommand() (string, any) { return c.Name, c.Args }
 func (v VersionNumber) String() string {
 	return strconv.Itoa(v.Major) + "." + strconv.Itoa(v.Minor) + "." + strconv.Itoa(v.Micro)
 }
+
+// QueryBlockstats reads the I/O counters of the machine's block devices.
+// Result: []BlockStats.
+type QueryBlockstats struct{}
+
+func (QueryBlockstats) qmpCommand() (string, any) { return "query-blockstats", nil }
+
+// BlockStats is one element of QueryBlockstats' result: what the guest
+// read and wrote through one device, since QEMU started.
+type BlockStats struct {
+	Device string `json:"device"`
+	QDev   string `json:"qdev"`
+	Stats  struct {
+		ReadBytes  int64 `json:"rd_bytes"`
+		WriteBytes int64 `json:"wr_bytes"`
+	} `json:"stats"`
+}

@@ -13,40 +13,56 @@ import (
 	"errors"
 	"fmt"
 	"os"
-	"regexp"
 	"slices"
 	"sync"
 	"time"
 
 	"github.com/polyvisor/polyvisor/internal/fsutil"
+	"github.com/polyvisor/polyvisor/internal/lazyre"
 	"github.com/polyvisor/polyvisor/internal/pki"
 	"github.com/polyvisor/polyvisor/pkg/api"
 )
+
+// SessionLifetime is how long a browser's session lasts from its login.
+const SessionLifetime = 24 * time.Hour
 
 // DefaultTokenLifetime is how long a token works when its maker names no
 // lifetime: long enough to carry it to the other machine, short enough
 // that a forgotten one is not a standing way in.
 const DefaultTokenLifetime = time.Hour
 
-// Client is a trusted client certificate.
+// Client is a trusted client: a certificate, known by its fingerprint, or
+// a browser user (Web), known by the sessions its logins opened.
 type Client struct {
 	Name        string    `json:"name"`
-	Fingerprint string    `json:"fingerprint"`
+	Fingerprint string    `json:"fingerprint,omitempty"`
+	Web         bool      `json:"web,omitempty"`
 	AddedAt     time.Time `json:"addedAt"`
 }
 
 // token is a token not used yet; SecretHash is the SHA-256 of its secret.
+// A Web token logs a browser in instead of trusting a certificate.
 type token struct {
 	Name       string    `json:"name"`
 	SecretHash string    `json:"secretHash"`
+	Web        bool      `json:"web,omitempty"`
 	AddedAt    time.Time `json:"addedAt"`
 	ExpiresAt  time.Time `json:"expiresAt"`
 }
 
+// session is a browser's login; IDHash is the SHA-256 of the session id
+// its cookie holds.
+type session struct {
+	Name      string    `json:"name"`
+	IDHash    string    `json:"idHash"`
+	ExpiresAt time.Time `json:"expiresAt"`
+}
+
 // file is what the store keeps on disk.
 type file struct {
-	Clients []Client `json:"clients"`
-	Tokens  []token  `json:"tokens"`
+	Clients  []Client  `json:"clients"`
+	Tokens   []token   `json:"tokens"`
+	Sessions []session `json:"sessions,omitempty"`
 }
 
 // Store is the trust kept in one file. Its methods are safe for
@@ -58,6 +74,7 @@ type Store struct {
 	mu            sync.RWMutex
 	clients       []Client
 	tokens        []token
+	sessions      []session
 	byFingerprint map[string]Client
 }
 
@@ -78,7 +95,7 @@ func Open(path string, now func() time.Time) (*Store, error) {
 		if err := json.Unmarshal(data, &f); err != nil {
 			return nil, fmt.Errorf("trust store %s: %w (fix or remove it; removing it distrusts every client)", path, err)
 		}
-		s.clients, s.tokens = f.Clients, f.Tokens
+		s.clients, s.tokens, s.sessions = f.Clients, f.Tokens, f.Sessions
 	}
 	s.index()
 	return s, nil
@@ -87,14 +104,18 @@ func Open(path string, now func() time.Time) (*Store, error) {
 func (s *Store) index() {
 	s.byFingerprint = make(map[string]Client, len(s.clients))
 	for _, c := range s.clients {
-		s.byFingerprint[c.Fingerprint] = c
+		if !c.Web {
+			s.byFingerprint[c.Fingerprint] = c
+		}
 	}
 }
 
 // save writes the store whole; the caller holds the write lock.
 func (s *Store) save() error {
-	s.tokens = slices.DeleteFunc(s.tokens, func(t token) bool { return !s.now().Before(t.ExpiresAt) })
-	data, err := json.MarshalIndent(file{Clients: s.clients, Tokens: s.tokens}, "", "  ")
+	now := s.now()
+	s.tokens = slices.DeleteFunc(s.tokens, func(t token) bool { return !now.Before(t.ExpiresAt) })
+	s.sessions = slices.DeleteFunc(s.sessions, func(x session) bool { return !now.Before(x.ExpiresAt) })
+	data, err := json.MarshalIndent(file{Clients: s.clients, Tokens: s.tokens, Sessions: s.sessions}, "", "  ")
 	if err != nil {
 		return err
 	}
@@ -105,11 +126,11 @@ func (s *Store) save() error {
 	return nil
 }
 
-var validName = regexp.MustCompile(`^[A-Za-z0-9][A-Za-z0-9._@-]{0,62}$`)
+var validName = lazyre.New(`^[A-Za-z0-9][A-Za-z0-9._@-]{0,62}$`)
 
 // CheckName says whether name may name a client.
 func CheckName(name string) error {
-	if !validName.MatchString(name) {
+	if !validName().MatchString(name) {
 		return fmt.Errorf("%w: name %q: use 1 to 63 letters, digits, '.', '_', '@' or '-', starting with a letter or digit", api.ErrInvalid, name)
 	}
 	return nil
@@ -119,22 +140,32 @@ func CheckName(name string) error {
 // lifetime, and returns its secret: the only time the secret exists
 // outside the token the user is given.
 func (s *Store) Issue(name string, lifetime time.Duration) (secret string, expires time.Time, err error) {
+	return s.issue(name, lifetime, false)
+}
+
+// IssueWeb makes a token that logs a browser in once, as name: a web
+// client, whose every login opens a session of its own.
+func (s *Store) IssueWeb(name string, lifetime time.Duration) (secret string, expires time.Time, err error) {
+	return s.issue(name, lifetime, true)
+}
+
+func (s *Store) issue(name string, lifetime time.Duration, web bool) (secret string, expires time.Time, err error) {
 	if err := CheckName(name); err != nil {
 		return "", time.Time{}, err
 	}
 	if lifetime <= 0 {
 		return "", time.Time{}, fmt.Errorf("%w: expiry %s: give a positive duration such as 30m or 24h", api.ErrInvalid, lifetime)
 	}
-	raw := make([]byte, 32)
-	rand.Read(raw)
-	secret = hex.EncodeToString(raw)
+	secret = randomHex()
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	now := s.now()
-	if s.taken(name, now) {
+	// A web user may log in again (another browser, a session that
+	// ended): a new link for a web client of that name is no clash.
+	if s.taken(name, now) && !(web && s.webClient(name) && !s.waiting(name, now)) {
 		return "", time.Time{}, fmt.Errorf("%w: %q is already trusted or has a token waiting: pick another name, or 'polyvisor trust remove %s' first", api.ErrExists, name, name)
 	}
-	t := token{Name: name, SecretHash: hash(secret), AddedAt: now, ExpiresAt: now.Add(lifetime)}
+	t := token{Name: name, SecretHash: hash(secret), Web: web, AddedAt: now, ExpiresAt: now.Add(lifetime)}
 	s.tokens = append(s.tokens, t)
 	if err := s.save(); err != nil {
 		s.tokens = s.tokens[:len(s.tokens)-1]
@@ -145,8 +176,17 @@ func (s *Store) Issue(name string, lifetime time.Duration) (secret string, expir
 
 // taken says whether a client or a live token holds name.
 func (s *Store) taken(name string, now time.Time) bool {
-	return slices.ContainsFunc(s.clients, func(c Client) bool { return c.Name == name }) ||
-		slices.ContainsFunc(s.tokens, func(t token) bool { return t.Name == name && now.Before(t.ExpiresAt) })
+	return slices.ContainsFunc(s.clients, func(c Client) bool { return c.Name == name }) || s.waiting(name, now)
+}
+
+// waiting says whether a live token holds name.
+func (s *Store) waiting(name string, now time.Time) bool {
+	return slices.ContainsFunc(s.tokens, func(t token) bool { return t.Name == name && now.Before(t.ExpiresAt) })
+}
+
+// webClient says whether name is a web client's.
+func (s *Store) webClient(name string) bool {
+	return slices.ContainsFunc(s.clients, func(c Client) bool { return c.Name == name && c.Web })
 }
 
 // ErrBadToken is a secret that matches no live token: never issued,
@@ -160,7 +200,7 @@ func (s *Store) Redeem(secret string, cert *x509.Certificate) (Client, error) {
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	now := s.now()
-	i := slices.IndexFunc(s.tokens, func(t token) bool { return t.SecretHash == h && now.Before(t.ExpiresAt) })
+	i := slices.IndexFunc(s.tokens, func(t token) bool { return t.SecretHash == h && !t.Web && now.Before(t.ExpiresAt) })
 	if i < 0 {
 		return Client{}, ErrBadToken
 	}
@@ -180,6 +220,70 @@ func (s *Store) Redeem(secret string, cert *x509.Certificate) (Client, error) {
 	return c, nil
 }
 
+// Login spends a web token's secret: its web client is trusted, and a
+// session opened, whose id (for the browser's cookie alone: only its hash
+// is kept) is returned.
+func (s *Store) Login(secret string) (c Client, sessionID string, expires time.Time, err error) {
+	h := hash(secret)
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	now := s.now()
+	i := slices.IndexFunc(s.tokens, func(t token) bool { return t.SecretHash == h && t.Web && now.Before(t.ExpiresAt) })
+	if i < 0 {
+		return Client{}, "", time.Time{}, ErrBadToken
+	}
+	t := s.tokens[i]
+	c = Client{Name: t.Name, Web: true, AddedAt: now}
+	sessionID = randomHex()
+	expires = now.Add(SessionLifetime)
+	oldClients, oldTokens, oldSessions := s.clients, slices.Clone(s.tokens), s.sessions
+	if j := slices.IndexFunc(s.clients, func(c Client) bool { return c.Name == t.Name }); j >= 0 {
+		c = s.clients[j] // logging in again
+	} else {
+		s.clients = append(slices.Clip(s.clients), c)
+	}
+	s.tokens = slices.Delete(s.tokens, i, i+1)
+	s.sessions = append(slices.Clip(s.sessions), session{Name: c.Name, IDHash: hash(sessionID), ExpiresAt: expires})
+	if err := s.save(); err != nil {
+		s.clients, s.tokens, s.sessions = oldClients, oldTokens, oldSessions
+		return Client{}, "", time.Time{}, err
+	}
+	return c, sessionID, expires, nil
+}
+
+// Session returns the web client whose live session id is this, and when
+// the session ends.
+func (s *Store) Session(id string) (Client, time.Time, bool) {
+	h := hash(id)
+	s.mu.RLock()
+	defer s.mu.RUnlock()
+	now := s.now()
+	for _, x := range s.sessions {
+		if x.IDHash == h && now.Before(x.ExpiresAt) {
+			for _, c := range s.clients {
+				if c.Web && c.Name == x.Name {
+					return c, x.ExpiresAt, true
+				}
+			}
+		}
+	}
+	return Client{}, time.Time{}, false
+}
+
+// EndSession ends one session (a log out); its client stays trusted.
+func (s *Store) EndSession(id string) error {
+	h := hash(id)
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	old := slices.Clone(s.sessions)
+	s.sessions = slices.DeleteFunc(s.sessions, func(x session) bool { return x.IDHash == h })
+	if err := s.save(); err != nil {
+		s.sessions = old
+		return err
+	}
+	return nil
+}
+
 // Trusted returns the client whose certificate has fingerprint fp.
 func (s *Store) Trusted(fp string) (Client, bool) {
 	s.mu.RLock()
@@ -193,7 +297,7 @@ func (s *Store) Trusted(fp string) (Client, bool) {
 func (s *Store) Remove(name string) (fingerprint string, err error) {
 	s.mu.Lock()
 	defer s.mu.Unlock()
-	oldClients, oldTokens := slices.Clone(s.clients), slices.Clone(s.tokens)
+	oldClients, oldTokens, oldSessions := slices.Clone(s.clients), slices.Clone(s.tokens), slices.Clone(s.sessions)
 	found := false
 	s.clients = slices.DeleteFunc(s.clients, func(c Client) bool {
 		if c.Name == name {
@@ -207,12 +311,13 @@ func (s *Store) Remove(name string) (fingerprint string, err error) {
 		found = found || live
 		return t.Name == name
 	})
+	s.sessions = slices.DeleteFunc(s.sessions, func(x session) bool { return x.Name == name })
 	if !found {
-		s.clients, s.tokens = oldClients, oldTokens
+		s.clients, s.tokens, s.sessions = oldClients, oldTokens, oldSessions
 		return "", fmt.Errorf("%w: no client or token named %q: 'polyvisor trust list' shows them", api.ErrNotFound, name)
 	}
 	if err := s.save(); err != nil {
-		s.clients, s.tokens = oldClients, oldTokens
+		s.clients, s.tokens, s.sessions = oldClients, oldTokens, oldSessions
 		s.index()
 		return "", err
 	}
@@ -226,14 +331,29 @@ func (s *Store) List() []api.TrustEntry {
 	now := s.now()
 	var out []api.TrustEntry
 	for _, c := range s.clients {
-		out = append(out, api.TrustEntry{Name: c.Name, Kind: api.TrustKindClient, Fingerprint: c.Fingerprint, AddedAt: c.AddedAt})
+		kind := api.TrustKindClient
+		if c.Web {
+			kind = api.TrustKindWeb
+		}
+		out = append(out, api.TrustEntry{Name: c.Name, Kind: kind, Fingerprint: c.Fingerprint, AddedAt: c.AddedAt})
 	}
 	for _, t := range s.tokens {
 		if now.Before(t.ExpiresAt) {
-			out = append(out, api.TrustEntry{Name: t.Name, Kind: api.TrustKindToken, AddedAt: t.AddedAt, ExpiresAt: t.ExpiresAt})
+			kind := api.TrustKindToken
+			if t.Web {
+				kind = api.TrustKindWebToken
+			}
+			out = append(out, api.TrustEntry{Name: t.Name, Kind: kind, AddedAt: t.AddedAt, ExpiresAt: t.ExpiresAt})
 		}
 	}
 	return out
+}
+
+// randomHex is 32 random bytes in hex: a secret or a session id.
+func randomHex() string {
+	raw := make([]byte, 32)
+	rand.Read(raw)
+	return hex.EncodeToString(raw)
 }
 
 func hash(secret string) string {

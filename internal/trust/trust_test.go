@@ -390,3 +390,100 @@ func TestATokenWorksOnceUnderARace(t *testing.T) {
 		t.Errorf("%d clients redeemed one token, want 1", won)
 	}
 }
+
+// A web token logs a browser in once: its user becomes a web client, the
+// session it opens is found by its id (never stored in clear), and a
+// certificate cannot spend it, nor a browser a certificate's token.
+func TestAWebTokenOpensOneSession(t *testing.T) {
+	s, path, c := open(t)
+	secret, _, err := s.IssueWeb("alice", time.Hour)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := s.Redeem(secret, cert(t)); !errors.Is(err, ErrBadToken) {
+		t.Fatalf("a certificate spending a web token: %v", err)
+	}
+	certSecret := issue(t, s, "laptop", time.Hour)
+	if _, _, _, err := s.Login(certSecret); !errors.Is(err, ErrBadToken) {
+		t.Fatalf("a browser spending a certificate's token: %v", err)
+	}
+	client, id, expires, err := s.Login(secret)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if client.Name != "alice" || !client.Web || !expires.Equal(c.now().Add(SessionLifetime)) {
+		t.Fatalf("login: %+v until %s", client, expires)
+	}
+	if _, _, _, err := s.Login(secret); !errors.Is(err, ErrBadToken) {
+		t.Fatalf("a second login with one link: %v", err)
+	}
+	if got, _, ok := s.Session(id); !ok || got.Name != "alice" {
+		t.Fatalf("the session: %+v, %v", got, ok)
+	}
+	if _, _, ok := s.Session(id + "0"); ok {
+		t.Fatal("another id opened the session")
+	}
+	data, err := os.ReadFile(path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if strings.Contains(string(data), id) || strings.Contains(string(data), secret) {
+		t.Fatal("the store holds a session id or a secret in clear")
+	}
+	reopened, err := Open(path, c.now)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, _, ok := reopened.Session(id); !ok {
+		t.Fatal("the session did not survive reopening the store")
+	}
+	c.advance(SessionLifetime)
+	if _, _, ok := s.Session(id); ok {
+		t.Fatal("an expired session still opens")
+	}
+}
+
+// A web user logs in again with a new link (another browser), keeping
+// one client; logging out ends one session; removing the user ends all.
+func TestWebSessionsEndByLogoutOrRemoval(t *testing.T) {
+	s, _, _ := open(t)
+	login := func() string {
+		t.Helper()
+		secret, _, err := s.IssueWeb("alice", time.Hour)
+		if err != nil {
+			t.Fatal(err)
+		}
+		_, id, _, err := s.Login(secret)
+		if err != nil {
+			t.Fatal(err)
+		}
+		return id
+	}
+	first, second, third := login(), login(), login()
+	if list := s.List(); len(list) != 1 || list[0].Kind != api.TrustKindWeb {
+		t.Fatalf("three logins of alice: %+v, want one web client", list)
+	}
+	if err := s.EndSession(first); err != nil {
+		t.Fatal(err)
+	}
+	if _, _, ok := s.Session(first); ok {
+		t.Fatal("a logged-out session still opens")
+	}
+	if _, _, ok := s.Session(second); !ok {
+		t.Fatal("logging one session out ended another")
+	}
+	if _, err := s.Remove("alice"); err != nil {
+		t.Fatal(err)
+	}
+	for _, id := range []string{second, third} {
+		if _, _, ok := s.Session(id); ok {
+			t.Fatal("a removed user's session still opens")
+		}
+	}
+	if _, _, err := s.IssueWeb("laptop-web", time.Hour); err != nil {
+		t.Fatal(err)
+	}
+	if _, _, err := s.IssueWeb("laptop-web", time.Hour); !errors.Is(err, api.ErrExists) {
+		t.Fatalf("a second web link while one waits: %v, want exists", err)
+	}
+}

@@ -49,6 +49,8 @@ func ParseTrustToken(s string) (TrustToken, error) {
 // TrustTokenCreate is the body of POST /1.0/trust/tokens.
 type TrustTokenCreate struct {
 	Name string `json:"name"`
+	// Web asks for a browser's one-time login link instead.
+	Web bool `json:"web,omitempty"`
 	// ExpiresIn is a Go duration; empty for the daemon's default.
 	ExpiresIn string `json:"expiresIn,omitempty"`
 }
@@ -56,8 +58,10 @@ type TrustTokenCreate struct {
 // TrustTokenIssued answers POST /1.0/trust/tokens: the token, encoded,
 // which holds the secret; shown once, kept nowhere.
 type TrustTokenIssued struct {
-	Name      string    `json:"name"`
-	Token     string    `json:"token"`
+	Name  string `json:"name"`
+	Token string `json:"token,omitempty"`
+	// URLs are a web token's login links, one per address of the daemon.
+	URLs      []string  `json:"urls,omitempty"`
 	ExpiresAt time.Time `json:"expiresAt"`
 }
 
@@ -69,8 +73,10 @@ type TrustJoin struct {
 
 // Kinds of TrustEntry.
 const (
-	TrustKindClient = "client" // a trusted client certificate
-	TrustKindToken  = "token"  // a token not used yet
+	TrustKindClient   = "client"    // a trusted client certificate
+	TrustKindToken    = "token"     // a token not used yet
+	TrustKindWeb      = "web"       // a browser user, logged in by a web token
+	TrustKindWebToken = "web-token" // a web login link not used yet
 )
 
 // TrustEntry is one line of GET /1.0/trust. It never holds a secret.

@@ -52,6 +52,22 @@ type Guest struct {
 	LastExit    *Exit        `json:"lastExit,omitempty" yaml:"lastExit,omitempty"`
 	Pending     []string     `json:"pending,omitempty" yaml:"pending,omitempty"`
 	Error       string       `json:"error,omitempty" yaml:"error,omitempty"`
+	// Usage is what a running guest uses, in GET /1.0/guests/NAME (info)
+	// alone: a listing does not read it for every guest.
+	Usage *GuestUsage `json:"usage,omitempty" yaml:"usage,omitempty"`
+}
+
+// GuestUsage is what a running guest has used since it started (counters)
+// and holds now (memory). Disk bytes are a container's own disk (its disk
+// quota's device; reads of its template are the host's) or what a VM read
+// and wrote through its disks; network bytes are counted on the host's end of its NICs.
+type GuestUsage struct {
+	CPUSeconds           float64 `json:"cpuSeconds" yaml:"cpuSeconds"`
+	MemoryBytes          int64   `json:"memoryBytes" yaml:"memoryBytes"`
+	DiskReadBytes        int64   `json:"diskReadBytes" yaml:"diskReadBytes"`
+	DiskWriteBytes       int64   `json:"diskWriteBytes" yaml:"diskWriteBytes"`
+	NetworkReceiveBytes  int64   `json:"networkReceiveBytes" yaml:"networkReceiveBytes"`
+	NetworkTransmitBytes int64   `json:"networkTransmitBytes" yaml:"networkTransmitBytes"`
 }
 
 // GuestSummary is a guest as `list` shows it: what `GET /1.0/guests?view=summary`
@@ -384,6 +400,7 @@ type Capabilities struct {
 	LiveLimits bool `json:"liveLimits"` // apply changed limits while it runs
 	DiskResize bool `json:"diskResize"` // grow its root disk
 	DiskUsage  bool `json:"diskUsage"`  // say how much of its disk its files take
+	Usage      bool `json:"usage"`      // say what a running guest uses: CPU, memory, disk and network bytes
 	Snapshots  bool `json:"snapshots"`
 	Copy       bool `json:"copy"`
 	// CopyRunning: a running guest is copied consistently (frozen

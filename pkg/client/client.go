@@ -362,3 +362,15 @@ func (c *Client) ReplaceConfig(ctx context.Context, name string, yamlDoc []byte)
 	var r api.ConfigResult
 	return r, c.call(ctx, http.MethodPut, guestPath(name)+"/config", yamlDoc, &r)
 }
+
+// Metrics returns the daemon's Prometheus exposition (GET /metrics) as
+// text.
+func (c *Client) Metrics(ctx context.Context) (string, error) {
+	resp, err := c.request(ctx, http.MethodGet, "/metrics", nil)
+	if err != nil {
+		return "", err
+	}
+	defer resp.Body.Close()
+	data, err := readBody(resp, http.MethodGet, "/metrics")
+	return string(data), err
+}

@@ -144,6 +144,18 @@ func TestGuestsGetAddressesAndReachEachOtherByName(t *testing.T) {
 			t.Errorf("ping %s.polyvisor from %s: exit %d: %s%s", to, from, code, out, errOut)
 		}
 	}
+	// The DHCP exchange and the pings are on each guest's usage, counted
+	// on the host's end of its NIC (a veth, a tap); the VM's QEMU has read
+	// its disk and used CPU.
+	for _, name := range []string{c1.Name, c2.Name, vm.Name} {
+		u := info(t, d, name).Usage
+		if u == nil || u.NetworkReceiveBytes <= 0 || u.NetworkTransmitBytes <= 0 || u.CPUSeconds <= 0 || u.MemoryBytes <= 0 {
+			t.Errorf("usage of %s after DHCP and pings: %+v", name, u)
+		}
+	}
+	if u := info(t, d, vm.Name).Usage; u == nil || u.DiskReadBytes <= 0 {
+		t.Errorf("usage of the VM %s: %+v, want its disk read", vm.Name, u)
+	}
 	// An isolated network gives no route out.
 	d.Must(t, "network", "create", "e2e-iso", "--isolated")
 	t.Cleanup(func() { d.Run("network", "delete", "e2e-iso") })

@@ -22,6 +22,7 @@ var (
 	_ driver.LimitUpdater      = (*Driver)(nil)
 	_ driver.DiskResizer       = (*Driver)(nil)
 	_ driver.DiskUsageReporter = (*Driver)(nil)
+	_ driver.UsageReporter     = (*Driver)(nil)
 	_ driver.Snapshotter       = (*Driver)(nil)
 	_ driver.Copier            = (*Driver)(nil)
 	_ driver.Exporter          = (*Driver)(nil)
@@ -39,7 +40,7 @@ func (d *Driver) Type() string { return guest.TypeContainer }
 // kernel, so it runs the host's arch only, and it is frozen while copied.
 func (d *Driver) Capabilities() api.Capabilities {
 	return api.Capabilities{
-		Exec: true, Console: true, LiveLimits: true, DiskResize: true, DiskUsage: true,
+		Exec: true, Console: true, LiveLimits: true, DiskResize: true, DiskUsage: true, Usage: true,
 		Snapshots: true, Copy: true, CopyRunning: true, Export: true, TreeRead: true,
 		Networks: true, Privileged: true, CopyRootfs: true,
 		ExportFormats: exporter.ContainerFormats,

@@ -184,6 +184,9 @@ func (d *Driver) Start(ctx context.Context, def *guest.Definition) (status guest
 	if err = errors.Join(layerErr, lowerErr, bundleErr); err != nil {
 		return status, err
 	}
+	if err = d.recordDiskBase(def); err != nil {
+		return status, err
+	}
 	if def.Rootfs == guest.RootfsOverlay {
 		err = mountOverlay(lower, filepath.Join(dir, upperRel(def)), filepath.Join(dir, workRel(def)), d.rootfs(def), overlayOptions(def))
 		if err != nil {

@@ -9,6 +9,7 @@ import (
 
 	"golang.org/x/sys/unix"
 
+	"github.com/polyvisor/polyvisor/internal/driver"
 	"github.com/polyvisor/polyvisor/internal/fsutil"
 	"github.com/polyvisor/polyvisor/internal/guest"
 	"github.com/polyvisor/polyvisor/internal/idmap"
@@ -285,4 +286,45 @@ func (d *Driver) DiskUsed(def *guest.Definition, name string) (int64, error) {
 		return 0, err
 	}
 	return u.Used, nil
+}
+
+// diskBase is the file in a running guest's run dir that holds its disk's
+// block I/O counters as they stood when it started: a loop device keeps
+// counting across the images it serves one after another.
+const diskBase = "disk-io.base"
+
+// recordDiskBase notes where the guest's disk's counters start.
+func (d *Driver) recordDiskBase(def *guest.Definition) error {
+	if !hasLayer(def) {
+		return nil
+	}
+	read, written, err := fsutil.BlockIO(filepath.Join(d.guestDir(def), layerMount))
+	if err != nil {
+		return fmt.Errorf("start %s: %w", def.Name, err)
+	}
+	return os.WriteFile(filepath.Join(d.runDir(def), diskBase), fmt.Appendf(nil, "%d %d\n", read, written), 0o600)
+}
+
+// Usage is a running container's: its cgroup's CPU time and memory, its
+// NICs' bytes, and its own disk's since it started (the disk quota's loop
+// device; a guest without one counts no disk bytes: its writes are the
+// host's file system's, shared with everything else).
+func (d *Driver) Usage(ctx context.Context, def *guest.Definition) (api.GuestUsage, error) {
+	u, err := driver.CgroupUsage(d.cgroupPath(def), def)
+	if err != nil {
+		return u, err
+	}
+	if !hasLayer(def) {
+		return u, nil
+	}
+	read, written, err := fsutil.BlockIO(filepath.Join(d.guestDir(def), layerMount))
+	if err != nil {
+		return u, fmt.Errorf("usage of %s: %w", def.Name, err)
+	}
+	var baseRead, baseWritten int64
+	if data, err := os.ReadFile(filepath.Join(d.runDir(def), diskBase)); err == nil {
+		fmt.Sscan(string(data), &baseRead, &baseWritten)
+	}
+	u.DiskReadBytes, u.DiskWriteBytes = max(read-baseRead, 0), max(written-baseWritten, 0)
+	return u, nil
 }

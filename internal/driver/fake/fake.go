@@ -44,6 +44,7 @@ var (
 	_ driver.TreeReader        = (*Driver)(nil)
 	_ driver.Exporter          = (*Driver)(nil)
 	_ driver.DiskUsageReporter = (*Driver)(nil)
+	_ driver.UsageReporter     = (*Driver)(nil)
 )
 
 // Options configure a fake driver.
@@ -158,7 +159,7 @@ func (d *Driver) Type() string { return d.typ }
 // networks (it has no interface to attach) and --privileged or --copy.
 func (d *Driver) Capabilities() api.Capabilities {
 	return api.Capabilities{
-		Exec: true, LiveLimits: true, DiskResize: true, DiskUsage: true,
+		Exec: true, LiveLimits: true, DiskResize: true, DiskUsage: true, Usage: true,
 		Snapshots: true, Copy: true, CopyRunning: true, Export: true, TreeRead: true,
 		ExportFormats: []string{"tar"}, Arches: []string{arch.Host().Debian},
 	}

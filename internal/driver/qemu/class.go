@@ -18,13 +18,14 @@ import (
 
 // The optional abilities the QEMU driver has, as Capabilities says.
 var (
-	_ driver.Execer      = (*Driver)(nil)
-	_ driver.Consoler    = (*Driver)(nil)
-	_ driver.DiskResizer = (*Driver)(nil)
-	_ driver.Snapshotter = (*Driver)(nil)
-	_ driver.Copier      = (*Driver)(nil)
-	_ driver.Exporter    = (*Driver)(nil)
-	_ driver.Sweeper     = (*Driver)(nil)
+	_ driver.Execer        = (*Driver)(nil)
+	_ driver.Consoler      = (*Driver)(nil)
+	_ driver.DiskResizer   = (*Driver)(nil)
+	_ driver.Snapshotter   = (*Driver)(nil)
+	_ driver.Copier        = (*Driver)(nil)
+	_ driver.Exporter      = (*Driver)(nil)
+	_ driver.Sweeper       = (*Driver)(nil)
+	_ driver.UsageReporter = (*Driver)(nil)
 )
 
 // Name implements driver.Driver.
@@ -39,7 +40,7 @@ func (d *Driver) Type() string { return guest.TypeVM }
 func (d *Driver) Capabilities() api.Capabilities {
 	c := api.Capabilities{
 		Exec: true, Console: true, DiskResize: true, Snapshots: true, Copy: true,
-		Export: true, Networks: true, ExportFormats: exporter.VMFormats,
+		Export: true, Networks: true, Usage: true, ExportFormats: exporter.VMFormats,
 	}
 	for _, a := range arch.All() {
 		if _, err := hostreq.Lookup("qemu-system-" + a.QEMU); err == nil {
