@@ -4,20 +4,25 @@ BIN      := bin
 GOFLAGS  ?=
 export GOFLAGS
 
-.PHONY: all build deps deps-check demo test unit race e2e bench fuzz fmt vet lint clean stress
+.PHONY: all build webui deps deps-check demo test unit race e2e bench fuzz fmt vet lint clean stress
 
 all: build
 
 # The guest agent is built for every arch VM templates can be made for.
 AGENT_ARCHES := amd64 arm64 riscv64
 
-build:
+build: webui
 	$(GO) build -o $(BIN)/ ./cmd/polyvisord ./cmd/polyvisor-monitor
 	# The CLI starts for every command: static (no dynamic loader) and
 	# stripped, it starts faster.
 	CGO_ENABLED=0 $(GO) build -trimpath -ldflags=-s -o $(BIN)/polyvisor ./cmd/polyvisor
 	for a in $(AGENT_ARCHES); do CGO_ENABLED=0 GOARCH=$$a $(GO) build -trimpath -ldflags=-s -o $(BIN)/polyvisor-agent-$$a ./cmd/polyvisor-agent || exit 1; \
 		CGO_ENABLED=0 GOARCH=$$a $(GO) build -trimpath -ldflags=-s -o $(BIN)/polyvisor-probe-$$a ./cmd/polyvisor-probe || exit 1; done
+
+# The web console's files, which the daemon embeds (node and npm, with
+# web/package-lock.json).
+webui:
+	bash scripts/webui.sh
 
 deps:
 	bash scripts/deps.sh

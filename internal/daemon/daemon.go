@@ -65,8 +65,10 @@ type Daemon struct {
 	// network side, nil without --listen.
 	trust  *trust.Store
 	remote *remote
-	// metrics is what GET /metrics serves.
+	// metrics is what GET /metrics serves; history, the running guests'
+	// recent usage.
 	metrics *metrics
+	history *usageHistory
 	// watchers are the goroutines waiting for running guests to end.
 	watchers sync.WaitGroup
 	ctx      context.Context
@@ -108,6 +110,7 @@ func New(cfg Config) (*Daemon, error) {
 	}
 	d.ops = newOperations(d.operationEvent)
 	d.metrics = d.newMetrics()
+	d.history = &usageHistory{byGuest: map[string][]api.UsageSample{}}
 	if err := d.openTrust(); err != nil {
 		return nil, err
 	}
@@ -144,6 +147,7 @@ func (d *Daemon) Run(ctx context.Context) error {
 			return err
 		}
 	}
+	d.watchers.Go(func() { d.sampleUsage(ctx) })
 	handler := d.routes()
 	srv := newServer(ctx, handler, readTimeout)
 	served := make(chan error, 2)

@@ -71,6 +71,7 @@ func (d *Daemon) routeTable() []route {
 		{"DELETE " + v + "/trust/{name}", answer(http.StatusNoContent, d.handleTrustRemove)},
 		{"GET /metrics", d.metrics.handler()},
 		{"GET " + v + "/guests/{name}/console/ws", http.HandlerFunc(d.handleConsoleWS)},
+		{"GET " + v + "/guests/{name}/usage/history", answer(ok, d.handleUsageHistory)},
 		{"GET " + webui.Prefix, webui.Handler()},
 		{"POST " + loginPath, http.HandlerFunc(d.handleLogin)},
 		{"GET " + webAPIPrefix + "session", answer(ok, d.handleSession)},

@@ -29,7 +29,7 @@ func (e *MissingError) Error() string {
 	case Peer:
 		return fmt.Sprintf("%s: %s needs it; install it with apt-get install %s if you want it compared", what, r.Feature, r.Package)
 	case Toolchain:
-		return fmt.Sprintf("%s: %s needs the Go toolchain of go.mod's version on the PATH", what, r.Feature)
+		return fmt.Sprintf("%s: %s needs it on the PATH (the Go toolchain of go.mod's version; node and npm for the web console)", what, r.Feature)
 	}
 	return fmt.Sprintf("%s: %s needs it; install it with apt-get install %s (make deps does)", what, r.Feature, r.Package)
 }

@@ -36,8 +36,9 @@ const (
 	// Incus); make deps installs it, so that bench --peers all and its
 	// test measure every peer, but the product runs without it.
 	Peer Use = "peer"
-	// Toolchain: the Go toolchain that builds polyvisor, of go.mod's
-	// version; it does not come from Debian and make deps does not install it.
+	// Toolchain: what builds polyvisor: the Go toolchain of go.mod's
+	// version, and node with npm for the web console; they do not come
+	// from make deps.
 	Toolchain Use = "toolchain"
 )
 
@@ -122,6 +123,9 @@ func All() []Requirement {
 		{"/usr/include/stdlib.h", File, "libc6-dev", "tests: the race detector (cgo links against the C library)", Tests},
 		// The toolchain that builds the agent and the probe for each arch.
 		{"go", Program, "", "building polyvisor, its agent and its probe", Toolchain},
+		// The toolchain that builds the web console's files (make build).
+		{"node", Program, "", "building the web console (make build)", Toolchain},
+		{"npm", Program, "", "building the web console (make build: npm ci with web/package-lock.json)", Toolchain},
 		// Peers bench compares with when they are installed.
 		{"lxc-start", Program, "lxc", "bench's LXC peer", Peer},
 		{"lxc-attach", Program, "lxc", "bench's LXC peer", Peer},

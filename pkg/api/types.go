@@ -57,6 +57,13 @@ type Guest struct {
 	Usage *GuestUsage `json:"usage,omitempty" yaml:"usage,omitempty"`
 }
 
+// UsageSample is a guest's usage at a time: GET
+// /1.0/guests/NAME/usage/history answers the last 15 minutes of them.
+type UsageSample struct {
+	Time  time.Time  `json:"time"`
+	Usage GuestUsage `json:"usage"`
+}
+
 // GuestUsage is what a running guest has used since it started (counters)
 // and holds now (memory). Disk bytes are a container's own disk (its disk
 // quota's device; reads of its template are the host's) or what a VM read
