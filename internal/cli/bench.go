@@ -4,7 +4,6 @@ import (
 	"fmt"
 	"os"
 	"path/filepath"
-	"sort"
 	"strings"
 	"time"
 
@@ -16,11 +15,8 @@ import (
 	"github.com/polyvisor/polyvisor/internal/evaluation/evaluate"
 	"github.com/polyvisor/polyvisor/internal/evaluation/peer"
 	"github.com/polyvisor/polyvisor/internal/evaluation/probe"
+	"github.com/polyvisor/polyvisor/internal/layout"
 )
-
-// benchDir is where reports go by default: bench/ in the daemon's state
-// directory, one directory per run, so that advise finds the last one.
-const benchDir = "bench"
 
 func (a *app) benchCmd() *cobra.Command {
 	var classes, out, format, size, peers string
@@ -62,7 +58,7 @@ directory under the daemon's state directory, and prints the table.`,
 				if err != nil {
 					return err
 				}
-				out = filepath.Join(info.StateDir, benchDir, time.Now().UTC().Format("20060102-150405"))
+				out = filepath.Join(layout.New(info.StateDir).BenchDir(), time.Now().UTC().Format("20060102-150405"))
 			}
 			probeDir, err := executableDir()
 			if err != nil {
@@ -167,7 +163,7 @@ func (a *app) lastOrQuickReport(cmd *cobra.Command, format string) (*benchreport
 	if err != nil {
 		return nil, err
 	}
-	if last := lastReport(filepath.Join(info.StateDir, benchDir)); last != "" {
+	if last := benchreport.Last(layout.New(info.StateDir).BenchDir()); last != "" {
 		_, report, err := readReport(last)
 		return report, err
 	}
@@ -183,7 +179,7 @@ func (a *app) lastOrQuickReport(cmd *cobra.Command, format string) (*benchreport
 	if err != nil {
 		return nil, err
 	}
-	if err := writeReport(filepath.Join(info.StateDir, benchDir, time.Now().UTC().Format("20060102-150405")), report); err != nil {
+	if err := writeReport(filepath.Join(layout.New(info.StateDir).BenchDir(), time.Now().UTC().Format("20060102-150405")), report); err != nil {
 		return nil, err
 	}
 	return report, nil
@@ -211,16 +207,6 @@ func writeReport(dir string, r *benchreport.Report) error {
 		}
 	}
 	return nil
-}
-
-// lastReport returns the newest report.json under dir, or "".
-func lastReport(dir string) string {
-	runs, _ := filepath.Glob(filepath.Join(dir, "*", "report.json"))
-	sort.Strings(runs) // the directories are named by UTC time
-	if len(runs) == 0 {
-		return ""
-	}
-	return runs[len(runs)-1]
 }
 
 // executableDir is where the CLI's binary is: the probes lie beside it.

@@ -1,13 +1,18 @@
 package cli
 
 import (
+	"context"
 	"fmt"
+	"io"
 	"os"
 	"path/filepath"
 
+	"github.com/schollz/progressbar/v3"
 	"github.com/spf13/cobra"
+	"golang.org/x/term"
 
 	"github.com/polyvisor/polyvisor/pkg/api"
+	"github.com/polyvisor/polyvisor/pkg/client"
 )
 
 func (a *app) importCmd() *cobra.Command {
@@ -21,8 +26,10 @@ template of it; with --as guest (the default) also a guest on that template,
 with the CPUs, memory, MACs and firmware its definition states. Whatever the
 source defines that polyvisor cannot carry over is printed as a warning line.
 Imported VM disks boot by their own firmware on q35 (BIOS unless the
-definition or --firmware says UEFI). A failed import leaves nothing behind. FILE is a path on the daemon's host,
-a remote's too.`,
+definition or --firmware says UEFI). A failed import leaves nothing behind. FILE is read by the daemon on its
+own host; for a remote daemon (REMOTE:NAME, --remote) the CLI sends it
+(one file: a disk image, an OVA, a tarball; a definition with its disks
+beside it is imported on the server).`,
 		Args: rangeArgs(1, 2, "FILE [NAME]"),
 		RunE: func(cmd *cobra.Command, args []string) error {
 			if err := checkFormat(format, "text", "json"); err != nil {
@@ -42,7 +49,13 @@ a remote's too.`,
 					return err
 				}
 			}
-			op, err := c.Import(cmd.Context(), req)
+			var op api.Operation
+			if c.Remote() {
+				// A remote daemon cannot read this machine's file: it is sent.
+				op, err = a.upload(cmd.Context(), c, path, req, format)
+			} else {
+				op, err = c.Import(cmd.Context(), req)
+			}
 			if err != nil {
 				return err
 			}
@@ -123,4 +136,28 @@ func printWarnings(op api.Operation) {
 	for _, w := range op.Warnings {
 		fmt.Fprintf(os.Stderr, "Warning: %s\n", w)
 	}
+}
+
+// upload sends a local file to a remote daemon to import, with a progress
+// bar on a terminal.
+func (a *app) upload(ctx context.Context, c *client.Client, path string, req api.Import, format string) (api.Operation, error) {
+	f, err := os.Open(path)
+	if err != nil {
+		return api.Operation{}, fmt.Errorf("import: %w", err)
+	}
+	defer f.Close()
+	st, err := f.Stat()
+	if err != nil {
+		return api.Operation{}, fmt.Errorf("import: %w", err)
+	}
+	if !st.Mode().IsRegular() {
+		return api.Operation{}, fmt.Errorf("import %s: to a remote daemon only a file can be sent (a disk image, an OVA, a tarball); import a directory on the server", path)
+	}
+	var body io.Reader = f
+	if format != "json" && term.IsTerminal(int(os.Stderr.Fd())) {
+		bar := progressbar.DefaultBytes(st.Size(), "upload "+filepath.Base(path))
+		defer bar.Finish()
+		body = io.TeeReader(f, bar)
+	}
+	return c.ImportUpload(ctx, filepath.Base(path), body, st.Size(), req)
 }

@@ -127,6 +127,9 @@ func (d *Daemon) Run(ctx context.Context) error {
 	if err := d.reconcile(ctx); err != nil {
 		return fmt.Errorf("reconcile: %w", err)
 	}
+	if err := d.sweepUploads(); err != nil {
+		return err
+	}
 	d.networks.Restore(ctx)
 	defer d.networks.Close()
 	if dropped, err := d.networks.SweepReservations(d.joins); err != nil || len(dropped) > 0 {

@@ -72,6 +72,8 @@ func (d *Daemon) routeTable() []route {
 		{"GET /metrics", d.metrics.handler()},
 		{"GET " + v + "/guests/{name}/console/ws", http.HandlerFunc(d.handleConsoleWS)},
 		{"GET " + v + "/guests/{name}/usage/history", answer(ok, d.handleUsageHistory)},
+		{"POST " + uploadPath, http.HandlerFunc(d.handleImportUpload)},
+		{"GET " + v + "/bench/{file}", http.HandlerFunc(d.handleBenchReport)},
 		{"GET " + webui.Prefix, webui.Handler()},
 		{"POST " + loginPath, http.HandlerFunc(d.handleLogin)},
 		{"GET " + webAPIPrefix + "session", answer(ok, d.handleSession)},

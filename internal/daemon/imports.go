@@ -24,27 +24,45 @@ func (d *Daemon) handleImport(r *http.Request) (any, error) {
 	if err := readJSON(r, &req); err != nil {
 		return nil, err
 	}
+	if err := d.checkImport(&req); err != nil {
+		return nil, err
+	}
+	return d.startImport(req, nil), nil
+}
+
+// checkImport refuses a request's options at once, before any file is
+// read (or, for an upload, received); it fills the default of As.
+func (d *Daemon) checkImport(req *api.Import) error {
 	if req.As == "" {
 		req.As = api.ImportAsGuest
 	}
 	if req.As != api.ImportAsGuest && req.As != api.ImportAsTemplate {
-		return nil, fmt.Errorf("%w: as %q: use guest or template", api.ErrInvalid, req.As)
+		return fmt.Errorf("%w: as %q: use guest or template", api.ErrInvalid, req.As)
 	}
 	if req.As == api.ImportAsTemplate && (req.Start || req.CPUs != 0 || req.Memory != "" || len(req.Networks) > 0) {
-		return nil, fmt.Errorf("%w: --start, --cpus, --memory and --network describe a guest; drop them or import --as guest", api.ErrInvalid)
+		return fmt.Errorf("%w: --start, --cpus, --memory and --network describe a guest; drop them or import --as guest", api.ErrInvalid)
 	}
 	if req.Name != "" && req.As == api.ImportAsGuest {
 		if _, err := d.guests.get(req.Name); err == nil {
-			return nil, fmt.Errorf("guest %s: %w: delete it first or pass another name", req.Name, api.ErrExists)
+			return fmt.Errorf("guest %s: %w: delete it first or pass another name", req.Name, api.ErrExists)
 		}
 	}
+	return nil
+}
+
+// startImport runs a checked import as an operation; done, if given, runs
+// when it ends (an upload's file goes then).
+func (d *Daemon) startImport(req api.Import, done func()) api.Operation {
 	resource := req.Name
 	if resource == "" {
 		resource = filepath.Base(req.Path)
 	}
 	return d.ops.startReporting(d.ctx, "import", resource, func(ctx context.Context, r *opReport) error {
+		if done != nil {
+			defer done()
+		}
 		return d.importGuest(ctx, req, r)
-	}), nil
+	})
 }
 
 // importGuest runs an import operation.

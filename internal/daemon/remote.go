@@ -146,7 +146,11 @@ const maxBody = 1 << 20
 func (d *Daemon) authenticate(next http.Handler) http.Handler {
 	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		if r.Body != nil {
-			r.Body = http.MaxBytesReader(w, r.Body, maxBody)
+			limit := int64(maxBody)
+			if r.Method == http.MethodPost && r.URL.Path == uploadPath {
+				limit = maxUpload // an upload's file, bounded by receiveUpload
+			}
+			r.Body = http.MaxBytesReader(w, r.Body, limit)
 		}
 		if r.TLS == nil || public(r) {
 			next.ServeHTTP(w, r)

@@ -48,6 +48,12 @@ func (l Layout) TLSDir() string { return filepath.Join(l.StateDir, "tls") }
 // TrustFile keeps the trusted client certificates and pending tokens.
 func (l Layout) TrustFile() string { return filepath.Join(l.StateDir, "trust.json") }
 
+// BenchDir holds bench's reports, one directory each, named by UTC time.
+func (l Layout) BenchDir() string { return filepath.Join(l.StateDir, "bench") }
+
+// UploadsDir holds files uploaded for import while they are imported.
+func (l Layout) UploadsDir() string { return filepath.Join(l.StateDir, "uploads") }
+
 // TemplatesDir holds one directory per template.
 func (l Layout) TemplatesDir() string { return filepath.Join(l.StateDir, "templates") }
 

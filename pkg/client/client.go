@@ -33,6 +33,8 @@ type Client struct {
 	// and websockets all take the same way.
 	dial func(ctx context.Context) (net.Conn, error)
 	http *http.Client
+	// remote is a daemon over HTTPS, whose files are not this machine's.
+	remote bool
 }
 
 // New returns a client of the daemon listening on socket.
@@ -51,9 +53,11 @@ const dialTimeout = 10 * time.Second
 // known by its fingerprint, this client by its certificate).
 func NewRemote(address string, cfg *tls.Config) *Client {
 	d := tls.Dialer{NetDialer: &net.Dialer{Timeout: dialTimeout}, Config: cfg}
-	return newClient(address, "check the address, and that its daemon runs with --listen", func(ctx context.Context) (net.Conn, error) {
+	c := newClient(address, "check the address, and that its daemon runs with --listen", func(ctx context.Context) (net.Conn, error) {
 		return d.DialContext(ctx, "tcp", address)
 	})
+	c.remote = true
+	return c
 }
 
 func newClient(where, fix string, dial func(ctx context.Context) (net.Conn, error)) *Client {

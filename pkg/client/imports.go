@@ -2,7 +2,11 @@ package client
 
 import (
 	"context"
+	"io"
 	"net/http"
+	"net/url"
+
+	"github.com/segmentio/encoding/json"
 
 	"github.com/polyvisor/polyvisor/pkg/api"
 )
@@ -17,4 +21,45 @@ func (c *Client) Import(ctx context.Context, req api.Import) (api.Operation, err
 func (c *Client) Export(ctx context.Context, name string, req api.Export) (api.Operation, error) {
 	var op api.Operation
 	return op, c.call(ctx, http.MethodPost, guestPath(name)+"/export", req, &op)
+}
+
+// Remote reports whether the client talks to a daemon over the network,
+// whose files are not this machine's.
+func (c *Client) Remote() bool { return c.remote }
+
+// ImportUpload sends a file of this machine to the daemon, which imports
+// it as req says (req.Path is left out): the way to import into a remote
+// daemon. body is the file's bytes, size their count (sent as
+// Content-Length, which the daemon needs).
+func (c *Client) ImportUpload(ctx context.Context, filename string, body io.Reader, size int64, req api.Import) (api.Operation, error) {
+	req.Path = ""
+	opts, err := json.Marshal(req)
+	if err != nil {
+		return api.Operation{}, err
+	}
+	q := url.Values{"filename": {filename}, "options": {string(opts)}}
+	path := api.Version + "/imports/upload?" + q.Encode()
+	httpReq, err := http.NewRequestWithContext(ctx, http.MethodPost, "http://polyvisor"+path, body)
+	if err != nil {
+		return api.Operation{}, err
+	}
+	httpReq.ContentLength = size
+	httpReq.Header.Set("Content-Type", "application/octet-stream")
+	resp, err := c.http.Do(httpReq)
+	if err != nil {
+		if ctx.Err() != nil {
+			return api.Operation{}, ctx.Err()
+		}
+		return api.Operation{}, c.unreachable(err)
+	}
+	defer resp.Body.Close()
+	if resp.StatusCode >= 300 {
+		return api.Operation{}, decodeError(resp)
+	}
+	var op api.Operation
+	data, err := readBody(resp, http.MethodPost, path)
+	if err == nil {
+		err = json.Unmarshal(data, &op)
+	}
+	return op, err
 }

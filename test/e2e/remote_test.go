@@ -64,6 +64,19 @@ func TestARemoteDaemonIsManagedFromHere(t *testing.T) {
 	}
 	expectError(t, here, "names remote far but --remote says local", "--remote", "local", "info", "far:web")
 
+	// A file of this machine is imported into the remote by sending it.
+	here.Must(t, "create", "busybox", "upload-src")
+	t.Cleanup(func() { here.Run("delete", "--force", "upload-src") })
+	tarball := filepath.Join(t.TempDir(), "rootfs.tar")
+	here.Must(t, "export", "upload-src", tarball, "--format", "tar")
+	here.Must(t, "import", tarball, "far:uploaded")
+	if gs, _ := far.Guests(); len(gs) != 2 || gs[0].Name != "uploaded" || gs[0].Type != "container" {
+		t.Fatalf("the remote after an import by upload: %+v", gs)
+	}
+	if entries, _ := os.ReadDir(filepath.Join(far.StateDir, "uploads")); len(entries) != 0 {
+		t.Fatalf("the upload is left on the remote after its import: %v", entries)
+	}
+
 	// The default, once switched, is the remote's (the testenv passes
 	// --socket, which means local: this runs the CLI without it).
 	here.Must(t, "remote", "switch", "far")

@@ -2,6 +2,7 @@ package e2e
 
 import (
 	"fmt"
+	"path/filepath"
 	"strings"
 	"testing"
 
@@ -91,6 +92,31 @@ func TestWebConsoleInAHeadlessBrowser(t *testing.T) {
 	p.StateIs("webc", "running")
 	p.ConfirmAction("webc", "stop")
 	p.StateIs("webc", "stopped")
+
+	// A file from the user's machine, imported through the page: webc's
+	// root tree, exported, uploaded back as a new guest.
+	tarball := filepath.Join(t.TempDir(), "webc.tar")
+	d.Must(t, "export", "webc", tarball, "--format", "tar")
+	p.Route("#/imports")
+	p.Run("upload webc's tarball",
+		chromedp.WaitVisible(chromedp.CSS("#import-file")),
+		chromedp.SetUploadFiles(chromedp.CSS("#import-file"), []string{tarball}),
+		chromedp.SetValue(chromedp.CSS("#import-name"), "webimp"),
+		chromedp.SetValue(chromedp.CSS("#import-network"), "none"),
+		chromedp.Click(chromedp.CSS("#import-submit")),
+	)
+	p.WaitFor("the import's result", `(document.querySelector('#import-result')?.textContent ?? '').includes('webimp')`)
+	p.Screenshot("imports")
+	if g := info(t, d, "webimp"); g.Type != "container" {
+		t.Fatalf("the guest the page imported: %+v", g)
+	}
+	d.Must(t, "delete", "webimp")
+
+	p.Route("#/bench")
+	p.WaitFor("the bench page to say there is no report", `(document.querySelector('#bench-none')?.textContent ?? '').includes('polyvisor bench')`)
+	p.Screenshot("bench")
+
+	p.Route("#/guests")
 	p.ConfirmAction("webc", "delete")
 	p.WaitFor("webc gone", `document.querySelector('tr[data-guest="webc"]') === null && document.querySelector('table#guests') !== null`)
 	if gs, _ := d.Guests(); len(gs) != 0 {

@@ -128,27 +128,62 @@ export async function request<T = any>(method: string, path: string, body?: unkn
   } catch (e) {
     throw new ApiError(`cannot reach the server: ${(e as Error).message}`, "network", 0);
   }
-  const text = await resp.text();
-  let data: any = null;
-  if (text !== "") {
-    const ct = resp.headers.get("Content-Type") || "";
-    if (ct.includes("json")) {
-      try {
-        data = JSON.parse(text);
-      } catch {
-        data = text;
-      }
-    } else {
-      data = text;
-    }
-  }
-  if (!resp.ok) {
-    if (resp.status === 401 && !opts.quiet401) unauthorized();
-    let line = data && typeof data === "object" && typeof data.error === "string" ? data.error : "";
-    if (!line) line = `${method} ${path}: ${resp.status} ${resp.statusText || "error"}`;
-    throw new ApiError(firstLine(line), (data && data.kind) || "", resp.status);
-  }
+  const data = parseAnswer(await resp.text(), resp.headers.get("Content-Type"));
+  if (!resp.ok) throw answerError(method, path, resp.status, resp.statusText, data, opts.quiet401);
   return { status: resp.status, data };
+}
+
+/** An answer's body: JSON when the daemon says so, text otherwise, null for none. */
+function parseAnswer(text: string, contentType: string | null): any {
+  if (text === "") return null;
+  if (!(contentType || "").includes("json")) return text;
+  try {
+    return JSON.parse(text);
+  } catch {
+    return text;
+  }
+}
+
+/** The error a non-2xx answer is: its {"error"} line, or the status. */
+function answerError(method: string, path: string, status: number, statusText: string, data: any, quiet401?: boolean): ApiError {
+  if (status === 401 && !quiet401) unauthorized();
+  let line = data && typeof data === "object" && typeof data.error === "string" ? data.error : "";
+  if (!line) line = `${method} ${path}: ${status} ${statusText || "error"}`;
+  return new ApiError(firstLine(line), (data && data.kind) || "", status);
+}
+
+/** An upload in flight: done settles with the answer (an operation for a 202). */
+export interface Upload<T> {
+  done: Promise<T>;
+  /** Stops sending; done then rejects with an ApiError of kind "aborted". */
+  abort(): void;
+}
+
+/**
+ * POSTs a file as the raw body (application/octet-stream), with the CSRF
+ * token, by XMLHttpRequest: fetch cannot tell how much of a body is sent.
+ * progress gets the bytes sent and the total as they go; sent runs once
+ * the whole body is sent (the answer may come much later).
+ */
+export function upload<T = any>(path: string, file: Blob, progress?: (sent: number, total: number) => void, sent?: () => void): Upload<T> {
+  const xhr = new XMLHttpRequest();
+  const shown = path.split("?")[0]; // the query (options) would drown the line
+  const done = new Promise<T>((resolve, reject) => {
+    xhr.open("POST", location.origin + path);
+    if (csrf) xhr.setRequestHeader("X-CSRF-Token", csrf);
+    xhr.setRequestHeader("Content-Type", "application/octet-stream");
+    xhr.upload.onprogress = (ev) => progress?.(ev.loaded, ev.lengthComputable && ev.total > 0 ? ev.total : file.size);
+    xhr.upload.onload = () => sent?.();
+    xhr.onload = () => {
+      const data = parseAnswer(xhr.responseText, xhr.getResponseHeader("Content-Type"));
+      if (xhr.status >= 200 && xhr.status < 300) resolve(data);
+      else reject(answerError("POST", shown, xhr.status, xhr.statusText, data));
+    };
+    xhr.onerror = () => reject(new ApiError(`cannot reach the server: the upload to ${shown} failed`, "network", 0));
+    xhr.onabort = () => reject(new ApiError("upload cancelled", "aborted", 0));
+    xhr.send(file);
+  });
+  return { done, abort: () => xhr.abort() };
 }
 
 function firstLine(s: string): string {

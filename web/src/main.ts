@@ -1,13 +1,14 @@
 // polyvisor's web console: the page served at /ui/ by the daemon
 // (internal/webui embeds the build of this directory, see web/build.mjs).
 // Plain TypeScript and DOM, bundled by esbuild; routes are in the hash:
-// #/login/SECRET, #/guests, #/guests/NAME[/TAB], #/templates, #/networks.
+// #/login/SECRET, #/guests, #/guests/NAME[/TAB], #/templates, #/networks,
+// #/imports, #/bench.
 //
 // Stable selectors (for the chromedp tests; keep them when changing the page):
 //
 //   everywhere   #topbar (hidden until logged in), #version (the daemon's),
 //                #whoami (the logged-in name), #logout,
-//                a[data-nav="guests|templates|networks"] (the current one has .active),
+//                a[data-nav="guests|templates|networks|imports|bench"] (the current one has .active),
 //                #error (the banner; its line in #error-text, #error-close dismisses it),
 //                #confirm (the confirmation modal): #confirm-text, #confirm-yes, #confirm-no,
 //                #main (the page), #not-logged-in (shown without a session),
@@ -41,11 +42,29 @@
 //   #/networks   #networks-page, #network-name, #network-subnet, #network-isolated,
 //                #network-submit, table#networks, rows tr[data-network="NAME"] with
 //                button[data-action="delete"]
+//   #/imports    #imports-page, form#import-form: #import-file (type=file), #import-as (guest|template),
+//                #import-name, #import-network ("" default, "none", network names), #import-cpus,
+//                #import-memory, #import-firmware ("" as the file says, bios, uefi), #import-start
+//                (checkbox, unchecked; the network, CPUs, memory and start fields are hidden with
+//                template), #import-submit (disabled while an upload or import runs),
+//                #import-cancel (shown while uploading; aborts the upload), #import-note;
+//                #import-upload-progress (its line in .op-text, a <progress>; data-status
+//                uploading|sent|done|aborted|failed, data-sent and data-total in bytes),
+//                #import-progress (the import operation, as the other progress lines),
+//                #import-warnings (hidden without any; one li each), #import-result (the line
+//                naming what was made; a guest's name is a#import-result-link to #/guests/NAME).
+//                The page is kept while another is shown: an upload goes on, and shows on return
+//   #/bench      #bench-page, #bench-open (a link to the report in a new tab), #bench-refresh,
+//                #bench-how, #bench-summary (one line from report.json), iframe#bench-report
+//                (sandbox="allow-scripts", src /1.0/bench/report.html), #bench-none (the 404
+//                line instead of the frame when there is no report)
 import "./style.css";
 import { ApiError, get, onUnauthorized, request, setCSRF, type Session } from "./api";
+import { benchPage } from "./bench";
 import { startEvents, stopEvents } from "./events";
 import { guestPage } from "./guest";
 import { guestsPage } from "./guests";
+import { importsPage } from "./imports";
 import { networksPage, templatesPage } from "./templates";
 import { $, clear, h, hideError, initChrome, pageChanged, showError } from "./ui";
 
@@ -162,6 +181,14 @@ async function route(): Promise<void> {
     case "networks":
       cleanup = networksPage(m);
       document.title = "Networks · polyvisor";
+      break;
+    case "imports":
+      cleanup = importsPage(m);
+      document.title = "Import · polyvisor";
+      break;
+    case "bench":
+      cleanup = benchPage(m);
+      document.title = "Bench · polyvisor";
       break;
     default:
       history.replaceState(null, "", "#/guests");
