@@ -296,7 +296,14 @@ func (d *Daemon) view(def *guest.Definition) api.Guest {
 func (d *Daemon) listView(e *entry, summary bool) []byte {
 	def := e.def.Load()
 	if running(def) {
-		return encodeListed(d.view(def), summary)
+		g := d.view(def)
+		if !summary {
+			return encodeListed(g, false)
+		}
+		s := g.Summary()
+		s.CPUPercent, s.MemoryUsed = d.history.recent(def.Name)
+		data, _ := json.Marshal(s) // as encodeListed: cannot fail
+		return data
 	}
 	releases := e.releases.Load() // before the view: a release meanwhile voids it
 	if l := e.listed.Load(); l != nil && l.def == def && l.releases == releases {

@@ -41,6 +41,27 @@ func (h *usageHistory) of(name string) []api.UsageSample {
 	return append([]api.UsageSample{}, h.byGuest[name]...)
 }
 
+// recent is what a guest's last samples say: its CPU use between the last
+// two, in percent of one CPU (nil with fewer than two), and its memory at
+// the last (0 with none).
+func (h *usageHistory) recent(name string) (cpuPercent *float64, memory int64) {
+	h.mu.Lock()
+	defer h.mu.Unlock()
+	samples := h.byGuest[name]
+	if len(samples) == 0 {
+		return nil, 0
+	}
+	last := samples[len(samples)-1]
+	if len(samples) > 1 {
+		prev := samples[len(samples)-2]
+		if secs := last.Time.Sub(prev.Time).Seconds(); secs > 0 {
+			pct := max(last.Usage.CPUSeconds-prev.Usage.CPUSeconds, 0) / secs * 100
+			cpuPercent = &pct
+		}
+	}
+	return cpuPercent, last.Usage.MemoryBytes
+}
+
 // keep forgets the guests not in live (deleted or stopped).
 func (h *usageHistory) keep(live map[string]bool) {
 	h.mu.Lock()

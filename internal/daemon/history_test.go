@@ -42,6 +42,24 @@ func TestUsageHistoryKeepsTheLastSamplesOfRunningGuests(t *testing.T) {
 	if mem := samples[len(samples)-1].Usage.MemoryBytes; mem != int64(h.definition("web").Memory)/2 {
 		t.Fatalf("a sample's memory %d, want the fake's", mem)
 	}
+	// The listing shows the last two samples' CPU use and the last one's
+	// memory: the fake's CPU seconds do not change, so 0 %.
+	var rows []api.GuestSummary
+	if r := h.do(http.MethodGet, "/guests?view=summary", nil); r.status != http.StatusOK || json.Unmarshal(r.body, &rows) != nil {
+		t.Fatalf("summaries: %s", r)
+	}
+	for _, row := range rows {
+		switch row.Name {
+		case "web":
+			if row.CPUPercent == nil || *row.CPUPercent != 0 || row.MemoryUsed != int64(h.definition("web").Memory)/2 {
+				t.Errorf("web's summary: cpu %v memory %d", row.CPUPercent, row.MemoryUsed)
+			}
+		case "db":
+			if row.CPUPercent != nil || row.MemoryUsed != 0 {
+				t.Errorf("a stopped guest's summary shows use: %+v", row)
+			}
+		}
+	}
 	if got := history("db"); len(got) != 0 {
 		t.Fatalf("a stopped guest has %d samples", len(got))
 	}
@@ -52,5 +70,23 @@ func TestUsageHistoryKeepsTheLastSamplesOfRunningGuests(t *testing.T) {
 	}
 	if r := h.do(http.MethodGet, "/guests/nosuch/usage/history", nil); r.status != http.StatusNotFound {
 		t.Fatalf("history of a guest that does not exist: %s", r)
+	}
+}
+
+// A guest's CPU use is the last two samples' difference over their
+// interval, in percent of one CPU.
+func TestRecentUsageIsTheLastInterval(t *testing.T) {
+	h := &usageHistory{byGuest: map[string][]api.UsageSample{}}
+	if cpu, mem := h.recent("web"); cpu != nil || mem != 0 {
+		t.Fatalf("no samples: %v %d", cpu, mem)
+	}
+	t0 := time.Now()
+	h.add("web", api.UsageSample{Time: t0, Usage: api.GuestUsage{CPUSeconds: 10, MemoryBytes: 100}})
+	if cpu, mem := h.recent("web"); cpu != nil || mem != 100 {
+		t.Fatalf("one sample: %v %d", cpu, mem)
+	}
+	h.add("web", api.UsageSample{Time: t0.Add(10 * time.Second), Usage: api.GuestUsage{CPUSeconds: 15, MemoryBytes: 200}})
+	if cpu, mem := h.recent("web"); cpu == nil || *cpu != 50 || mem != 200 {
+		t.Fatalf("5 CPU seconds in 10 s: %v %d, want 50 %% and 200", cpu, mem)
 	}
 }

@@ -95,6 +95,11 @@ type GuestSummary struct {
 	// for a guest without one (a tree of the host's file system).
 	RootDisk *DiskSummary `json:"rootDisk,omitempty"`
 	Error    string       `json:"error,omitempty"`
+	// CPUPercent (of one CPU) and MemoryUsed are a running guest's, from
+	// its last usage samples (taken every 10 s); absent until there are
+	// two samples (one, for memory).
+	CPUPercent *float64 `json:"cpuPercent,omitempty"`
+	MemoryUsed int64    `json:"memoryUsed,omitempty"`
 }
 
 // DiskSummary is a disk as `list` shows it.

@@ -52,6 +52,9 @@ export interface Guest {
   pending?: string[] | null;
   lastExit?: { code: number; signal?: number; exitedAt: string } | null;
   usage?: Usage | null;
+  /** In listings (?view=summary), a running guest's use from its last usage samples. */
+  cpuPercent?: number;
+  memoryUsed?: number;
 }
 
 export interface Template {

@@ -73,7 +73,7 @@ export function guestsPage(main: HTMLElement): () => void {
       form,
       createProgress.el,
       progress.el,
-      table("guests", ["Name", "Type", "Class", "Arch", "State", "IPv4", "CPUs", "Memory", ""], tbody),
+      table("guests", ["Name", "Type", "Class", "Arch", "State", "IPv4", "CPUs", "CPU use", "Memory", "Memory use", ""], tbody),
       empty));
 
   let guests: Guest[] = [];
@@ -88,7 +88,9 @@ export function guestsPage(main: HTMLElement): () => void {
         h("td", { class: "state", "data-state": g.state }, g.state),
         h("td", { class: "ipv4" }, (g.ipv4 || []).join(", ")),
         h("td", { class: "num" }, g.cpus ? String(g.cpus) : ""),
+        h("td", { class: "num cpu-use" }, g.cpuPercent != null ? `${g.cpuPercent.toFixed(1)} %` : ""),
         h("td", { class: "num" }, bytes(g.memory)),
+        h("td", { class: "num memory-use" }, g.memoryUsed ? bytes(g.memoryUsed) : ""),
         h("td", { class: "actions" },
           busy.has(g.name) ? h("span", { class: "muted" }, busy.get(g.name) + "…") : null,
           actionButtons(g, progress, (_a, finished) => (finished ? refresh() : render()))))));
@@ -111,8 +113,12 @@ export function guestsPage(main: HTMLElement): () => void {
     if (ev.type === "lifecycle" || ev.type === "resync" || (ev.type === "operation" && ev.action !== "running")) soon();
   });
   refresh();
+  // Use is sampled every 10 s and comes with no event: the list is read
+  // again at that pace while the page is shown.
+  const poll = window.setInterval(refresh, 10_000);
   return () => {
     gone = true;
+    window.clearInterval(poll);
     unsubscribe();
   };
 }
