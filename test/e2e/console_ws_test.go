@@ -19,15 +19,19 @@ import (
 // the daemon's unix socket.
 func consoleSocket(t *testing.T, ctx context.Context, d *testenv.Daemon, name string) *websocket.Conn {
 	t.Helper()
-	hc := &http.Client{Transport: &http.Transport{DialContext: func(ctx context.Context, _, _ string) (net.Conn, error) {
-		var dialer net.Dialer
-		return dialer.DialContext(ctx, "unix", d.Socket)
-	}}}
-	ws, _, err := websocket.Dial(ctx, "ws://polyvisor"+api.Version+"/guests/"+name+"/console/ws", &websocket.DialOptions{HTTPClient: hc})
+	ws, _, err := websocket.Dial(ctx, "ws://polyvisor"+api.Version+"/guests/"+name+"/console/ws", &websocket.DialOptions{HTTPClient: unixHTTP(d)})
 	if err != nil {
 		t.Fatalf("console websocket of %s: %v", name, err)
 	}
 	return ws
+}
+
+// unixHTTP is an HTTP client of the daemon's unix socket.
+func unixHTTP(d *testenv.Daemon) *http.Client {
+	return &http.Client{Transport: &http.Transport{DialContext: func(ctx context.Context, _, _ string) (net.Conn, error) {
+		var dialer net.Dialer
+		return dialer.DialContext(ctx, "unix", d.Socket)
+	}}}
 }
 
 // typeAndRead sends a line to the console and reads until want shows.
@@ -60,6 +64,12 @@ func TestConsoleWebsocketOfAContainerAndAVM(t *testing.T) {
 	ctx, cancel := context.WithTimeout(t.Context(), 5*time.Minute)
 	defer cancel()
 	c := launch(t, d, "busybox", "ws-console")
+	// A page of another site cannot open it.
+	if _, resp, err := websocket.Dial(ctx, "ws://polyvisor"+api.Version+"/guests/"+c.Name+"/console/ws", &websocket.DialOptions{
+		HTTPClient: unixHTTP(d), HTTPHeader: http.Header{"Origin": {"https://evil.example"}},
+	}); err == nil || resp == nil || resp.StatusCode != http.StatusForbidden {
+		t.Fatalf("a console upgrade from another origin: %v (%v), want 403", err, resp)
+	}
 	ws := consoleSocket(t, ctx, d, c.Name)
 	typeAndRead(t, ctx, ws, "echo hello-$((6*7))", "hello-42")
 

@@ -129,6 +129,14 @@ func TestWebConsoleInAHeadlessBrowser(t *testing.T) {
 		p.Screenshot(pg)
 	}
 
+	// On a phone's screen the guests page fits its width: nothing to
+	// scroll sideways but the table itself.
+	p.Run("a phone's screen", chromedp.EmulateViewport(375, 812, chromedp.EmulateMobile))
+	p.Route("#/guests")
+	p.WaitFor("the guests page on a phone", `document.querySelector('#guests-page') !== null && document.documentElement.scrollWidth <= window.innerWidth`)
+	p.Screenshot("phone-guests")
+	p.Run("a desktop's screen again", chromedp.EmulateViewport(1280, 900))
+
 	// A TCG VM's serial console, through the same page.
 	requireVMTemplates(t)
 	copyTemplate(t, env.main, d, "busybox.vm.amd64")
