@@ -3,6 +3,7 @@ package daemon
 import (
 	"context"
 	"crypto/sha256"
+	"crypto/subtle"
 	"encoding/hex"
 	"encoding/json"
 	"errors"
@@ -68,7 +69,7 @@ func (d *Daemon) webSession(r *http.Request) (webSession, error) {
 		if !sameOrigin(r) {
 			return webSession{}, fmt.Errorf("%w: a request from another site (Origin %s) is refused", api.ErrForbidden, r.Header.Get("Origin"))
 		}
-		if r.Header.Get(csrfHeader) != csrfToken(cookie.Value) {
+		if subtle.ConstantTimeCompare([]byte(r.Header.Get(csrfHeader)), []byte(csrfToken(cookie.Value))) != 1 {
 			return webSession{}, fmt.Errorf("%w: the request lacks the session's CSRF token (header %s): reload the page", api.ErrForbidden, csrfHeader)
 		}
 	}
