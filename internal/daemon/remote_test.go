@@ -99,6 +99,20 @@ func (h *harness) issue(name string, lifetime time.Duration) string {
 	return token.Secret
 }
 
+// trustClock gives the daemon's trust store a clock the test moves, and
+// returns what moves it.
+func (h *harness) trustClock() (advance func(time.Duration)) {
+	h.t.Helper()
+	now := time.Now()
+	var mu sync.Mutex
+	store, err := trust.Open(h.d.layout.TrustFile(), func() time.Time { mu.Lock(); defer mu.Unlock(); return now })
+	if err != nil {
+		h.t.Fatal(err)
+	}
+	h.d.trust = store
+	return func(d time.Duration) { mu.Lock(); defer mu.Unlock(); now = now.Add(d) }
+}
+
 // rawTLS sends one request over HTTPS with cert (none when nil) and
 // returns the status and body.
 func rawTLS(t *testing.T, addr string, cert *tls.Certificate, method, path string, body []byte) (int, string) {
@@ -188,14 +202,7 @@ func TestEveryRouteButHealthRefusesStrangers(t *testing.T) {
 func TestATokenWorksOnceAndExpires(t *testing.T) {
 	h := newHarness(t)
 	addr := h.serveTLS()
-	now := time.Now()
-	var mu sync.Mutex
-	clock := func() time.Time { mu.Lock(); defer mu.Unlock(); return now }
-	store, err := trust.Open(h.d.layout.TrustFile(), clock)
-	if err != nil {
-		t.Fatal(err)
-	}
-	h.d.trust = store
+	advance := h.trustClock()
 	ctx := t.Context()
 
 	secret := h.issue("laptop", time.Hour)
@@ -211,9 +218,7 @@ func TestATokenWorksOnceAndExpires(t *testing.T) {
 	}
 
 	expiring := h.issue("phone", 10*time.Minute)
-	mu.Lock()
-	now = now.Add(11 * time.Minute)
-	mu.Unlock()
+	advance(11 * time.Minute)
 	if _, err := h.remoteClient(addr, &second).RedeemTrustToken(ctx, expiring); !errors.Is(err, api.ErrForbidden) {
 		t.Fatalf("an expired token: %v, want forbidden", err)
 	}

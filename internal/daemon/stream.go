@@ -120,17 +120,25 @@ func (d *Daemon) handleExec(w http.ResponseWriter, r *http.Request) {
 	out.WriteFrame(stream.Exit, stream.EncodeExit(int32(code)))
 }
 
+// attachConsole attaches to the console of the running guest the request
+// names; ok is false when it answered the error.
+func (d *Daemon) attachConsole(w http.ResponseWriter, r *http.Request) (*guest.Definition, net.Conn, bool) {
+	def, consoler, err := runningGuest[driver.Consoler](d, r.PathValue("name"), "console")
+	if err == nil {
+		var monitor net.Conn
+		if monitor, err = consoler.AttachConsole(r.Context(), def); err == nil {
+			return def, monitor, true
+		}
+	}
+	writeError(w, err)
+	return nil, nil, false
+}
+
 // handleConsole joins the client to the guest's console, held by its
 // monitor; both ends speak the same frames, so bytes are relayed as is.
 func (d *Daemon) handleConsole(w http.ResponseWriter, r *http.Request) {
-	def, consoler, err := runningGuest[driver.Consoler](d, r.PathValue("name"), "console")
-	if err != nil {
-		writeError(w, err)
-		return
-	}
-	monitor, err := consoler.AttachConsole(r.Context(), def)
-	if err != nil {
-		writeError(w, err)
+	_, monitor, ok := d.attachConsole(w, r)
+	if !ok {
 		return
 	}
 	defer monitor.Close()

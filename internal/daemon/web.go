@@ -14,7 +14,6 @@ import (
 
 	"github.com/coder/websocket"
 
-	"github.com/polyvisor/polyvisor/internal/driver"
 	"github.com/polyvisor/polyvisor/internal/stream"
 	"github.com/polyvisor/polyvisor/internal/webui"
 	"github.com/polyvisor/polyvisor/pkg/api"
@@ -172,14 +171,8 @@ type consoleControl struct {
 // upgrade checks Origin; the socket closes when the guest stops (and so
 // when it is deleted).
 func (d *Daemon) handleConsoleWS(w http.ResponseWriter, r *http.Request) {
-	def, consoler, err := runningGuest[driver.Consoler](d, r.PathValue("name"), "console")
-	if err != nil {
-		writeError(w, err)
-		return
-	}
-	monitor, err := consoler.AttachConsole(r.Context(), def)
-	if err != nil {
-		writeError(w, err)
+	def, monitor, ok := d.attachConsole(w, r)
+	if !ok {
 		return
 	}
 	defer monitor.Close()

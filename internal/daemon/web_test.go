@@ -10,7 +10,6 @@ import (
 	"net/http/cookiejar"
 	"net/url"
 	"strings"
-	"sync"
 	"testing"
 	"time"
 
@@ -174,20 +173,11 @@ func TestWebSessionRefusesCrossSiteWrites(t *testing.T) {
 func TestWebSessionsEnd(t *testing.T) {
 	h := newHarness(t)
 	addr := h.serveTLS()
-	now := time.Now()
-	var mu sync.Mutex
-	clock := func() time.Time { mu.Lock(); defer mu.Unlock(); return now }
-	store, err := trust.Open(h.d.layout.TrustFile(), clock)
-	if err != nil {
-		t.Fatal(err)
-	}
-	h.d.trust = store
+	advance := h.trustClock()
 
 	expiring := newBrowser(t, addr)
 	expiring.login(h.issueWeb("alice"))
-	mu.Lock()
-	now = now.Add(trust.SessionLifetime + time.Minute)
-	mu.Unlock()
+	advance(trust.SessionLifetime + time.Minute)
 	if status, _ := expiring.do(http.MethodGet, api.Version+"/guests", nil, nil); status != http.StatusUnauthorized {
 		t.Fatalf("an expired session lists guests: %d, want 401", status)
 	}
