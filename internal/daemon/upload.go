@@ -67,7 +67,10 @@ func (d *Daemon) receiveUpload(w http.ResponseWriter, r *http.Request) (api.Oper
 	if err := d.checkUploadSize(r.ContentLength); err != nil {
 		return api.Operation{}, err
 	}
-	dir, err := os.MkdirTemp(mkdirAll(d.layout.UploadsDir()), "upload-")
+	if err := os.MkdirAll(d.layout.UploadsDir(), 0o700); err != nil {
+		return api.Operation{}, fmt.Errorf("upload: %w", err)
+	}
+	dir, err := os.MkdirTemp(d.layout.UploadsDir(), "upload-")
 	if err != nil {
 		return api.Operation{}, fmt.Errorf("upload: %w", err)
 	}
@@ -80,13 +83,6 @@ func (d *Daemon) receiveUpload(w http.ResponseWriter, r *http.Request) (api.Oper
 	req.Path = path
 	d.log.Info("received a file to import", "file", name, "bytes", r.ContentLength, "by", clientName(r))
 	return d.startImport(req, remove), nil
-}
-
-// mkdirAll makes dir (root's alone) and returns it; an error shows at the
-// MkdirTemp inside it.
-func mkdirAll(dir string) string {
-	os.MkdirAll(dir, 0o700)
-	return dir
 }
 
 // checkUploadSize refuses an upload of no stated length, or one the state

@@ -13,6 +13,8 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"net"
+	"net/http"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -267,6 +269,16 @@ func (d *Daemon) RestartWith(extra ...string) error {
 
 // Client returns a Go API client of this daemon.
 func (d *Daemon) Client() *client.Client { return client.New(d.Socket) }
+
+// HTTPClient is a plain HTTP client of the daemon's unix socket (URLs
+// name any host), for what pkg/client does not speak: the web console's
+// websockets.
+func (d *Daemon) HTTPClient() *http.Client {
+	return &http.Client{Transport: &http.Transport{DialContext: func(ctx context.Context, _, _ string) (net.Conn, error) {
+		var dialer net.Dialer
+		return dialer.DialContext(ctx, "unix", d.Socket)
+	}}}
+}
 
 // Run runs the CLI against this daemon.
 func (d *Daemon) Run(args ...string) (stdout, stderr string, code int) {

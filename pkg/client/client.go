@@ -95,14 +95,25 @@ func unwrapDial(err error) error {
 	return err
 }
 
-// request sends one API call; body is JSON-encoded unless it is a []byte.
+// byteStream is a request body sent as it is read: a file's bytes, of a
+// length the daemon is told first.
+type byteStream struct {
+	r    io.Reader
+	size int64
+}
+
+// request sends one API call; body is JSON-encoded unless it is a []byte
+// (YAML) or a byteStream (bytes).
 func (c *Client) request(ctx context.Context, method, path string, body any) (*http.Response, error) {
 	var reader io.Reader
 	contentType := "application/json"
+	length := int64(-1)
 	switch b := body.(type) {
 	case nil:
 	case []byte: // already encoded (guest.yaml)
 		reader, contentType = bytes.NewReader(b), "application/yaml"
+	case byteStream:
+		reader, contentType, length = b.r, "application/octet-stream", b.size
 	default:
 		data, err := json.Marshal(body)
 		if err != nil {
@@ -116,6 +127,9 @@ func (c *Client) request(ctx context.Context, method, path string, body any) (*h
 	}
 	if body != nil {
 		req.Header.Set("Content-Type", contentType)
+	}
+	if length >= 0 {
+		req.ContentLength = length
 	}
 	resp, err := c.http.Do(req)
 	if err != nil {
@@ -210,13 +224,17 @@ func (c *Client) GuestSummaries(ctx context.Context) ([]api.GuestSummary, error)
 // it, without decoding every guest whole: at 1,000 guests that decode
 // takes longer than the daemon's answer.
 func (c *Client) GuestsJSON(ctx context.Context) (json.RawMessage, error) {
-	path := api.Version + "/guests"
+	// Not checked here: whoever decodes or indents it checks it once.
+	return c.getRaw(ctx, api.Version+"/guests")
+}
+
+// getRaw answers a GET's body as the daemon sent it.
+func (c *Client) getRaw(ctx context.Context, path string) ([]byte, error) {
 	resp, err := c.request(ctx, http.MethodGet, path, nil)
 	if err != nil {
 		return nil, err
 	}
 	defer resp.Body.Close()
-	// Not checked here: whoever decodes or indents it checks it once.
 	return readBody(resp, http.MethodGet, path)
 }
 
@@ -370,11 +388,6 @@ func (c *Client) ReplaceConfig(ctx context.Context, name string, yamlDoc []byte)
 // Metrics returns the daemon's Prometheus exposition (GET /metrics) as
 // text.
 func (c *Client) Metrics(ctx context.Context) (string, error) {
-	resp, err := c.request(ctx, http.MethodGet, "/metrics", nil)
-	if err != nil {
-		return "", err
-	}
-	defer resp.Body.Close()
-	data, err := readBody(resp, http.MethodGet, "/metrics")
+	data, err := c.getRaw(ctx, "/metrics")
 	return string(data), err
 }

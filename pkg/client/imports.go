@@ -38,28 +38,6 @@ func (c *Client) ImportUpload(ctx context.Context, filename string, body io.Read
 		return api.Operation{}, err
 	}
 	q := url.Values{"filename": {filename}, "options": {string(opts)}}
-	path := api.Version + "/imports/upload?" + q.Encode()
-	httpReq, err := http.NewRequestWithContext(ctx, http.MethodPost, "http://polyvisor"+path, body)
-	if err != nil {
-		return api.Operation{}, err
-	}
-	httpReq.ContentLength = size
-	httpReq.Header.Set("Content-Type", "application/octet-stream")
-	resp, err := c.http.Do(httpReq)
-	if err != nil {
-		if ctx.Err() != nil {
-			return api.Operation{}, ctx.Err()
-		}
-		return api.Operation{}, c.unreachable(err)
-	}
-	defer resp.Body.Close()
-	if resp.StatusCode >= 300 {
-		return api.Operation{}, decodeError(resp)
-	}
 	var op api.Operation
-	data, err := readBody(resp, http.MethodPost, path)
-	if err == nil {
-		err = json.Unmarshal(data, &op)
-	}
-	return op, err
+	return op, c.call(ctx, http.MethodPost, api.Version+"/imports/upload?"+q.Encode(), byteStream{r: body, size: size}, &op)
 }

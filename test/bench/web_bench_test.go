@@ -3,8 +3,6 @@ package bench
 import (
 	"context"
 	"fmt"
-	"net"
-	"net/http"
 	"strings"
 	"testing"
 	"time"
@@ -121,11 +119,7 @@ func BenchmarkWebConsole(b *testing.B) {
 // unixConsole opens guest raw's console websocket on the unix socket.
 func unixConsole(b *testing.B, f *fixture) *websocket.Conn {
 	b.Helper()
-	hc := &http.Client{Transport: &http.Transport{DialContext: func(ctx context.Context, _, _ string) (net.Conn, error) {
-		var d net.Dialer
-		return d.DialContext(ctx, "unix", f.daemon.Socket)
-	}}}
-	ws, _, err := websocket.Dial(b.Context(), "ws://polyvisor"+api.Version+"/guests/raw/console/ws", &websocket.DialOptions{HTTPClient: hc})
+	ws, _, err := websocket.Dial(b.Context(), "ws://polyvisor"+api.Version+"/guests/raw/console/ws", &websocket.DialOptions{HTTPClient: f.daemon.HTTPClient()})
 	if err != nil {
 		b.Fatal(err)
 	}

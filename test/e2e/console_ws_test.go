@@ -3,7 +3,6 @@ package e2e
 import (
 	"context"
 	"encoding/json"
-	"net"
 	"net/http"
 	"strings"
 	"testing"
@@ -19,19 +18,11 @@ import (
 // the daemon's unix socket.
 func consoleSocket(t *testing.T, ctx context.Context, d *testenv.Daemon, name string) *websocket.Conn {
 	t.Helper()
-	ws, _, err := websocket.Dial(ctx, "ws://polyvisor"+api.Version+"/guests/"+name+"/console/ws", &websocket.DialOptions{HTTPClient: unixHTTP(d)})
+	ws, _, err := websocket.Dial(ctx, "ws://polyvisor"+api.Version+"/guests/"+name+"/console/ws", &websocket.DialOptions{HTTPClient: d.HTTPClient()})
 	if err != nil {
 		t.Fatalf("console websocket of %s: %v", name, err)
 	}
 	return ws
-}
-
-// unixHTTP is an HTTP client of the daemon's unix socket.
-func unixHTTP(d *testenv.Daemon) *http.Client {
-	return &http.Client{Transport: &http.Transport{DialContext: func(ctx context.Context, _, _ string) (net.Conn, error) {
-		var dialer net.Dialer
-		return dialer.DialContext(ctx, "unix", d.Socket)
-	}}}
 }
 
 // typeAndRead sends a line to the console and reads until want shows.
@@ -66,7 +57,7 @@ func TestConsoleWebsocketOfAContainerAndAVM(t *testing.T) {
 	c := launch(t, d, "busybox", "ws-console")
 	// A page of another site cannot open it.
 	if _, resp, err := websocket.Dial(ctx, "ws://polyvisor"+api.Version+"/guests/"+c.Name+"/console/ws", &websocket.DialOptions{
-		HTTPClient: unixHTTP(d), HTTPHeader: http.Header{"Origin": {"https://evil.example"}},
+		HTTPClient: d.HTTPClient(), HTTPHeader: http.Header{"Origin": {"https://evil.example"}},
 	}); err == nil || resp == nil || resp.StatusCode != http.StatusForbidden {
 		t.Fatalf("a console upgrade from another origin: %v (%v), want 403", err, resp)
 	}
