@@ -8,16 +8,17 @@ export GOFLAGS
 
 all: build
 
-# The guest agent is built for every arch VM templates can be made for.
-AGENT_ARCHES := amd64 arm64 riscv64
+# The guest agent is built for every arch VM templates can be made for
+# (GOARCH names; arm is built for ARMv7, Debian's armhf).
+AGENT_ARCHES := amd64 arm64 riscv64 ppc64le s390x arm
 
 build: webui
 	$(GO) build -o $(BIN)/ ./cmd/polyvisord ./cmd/polyvisor-monitor
 	# The CLI starts for every command: static (no dynamic loader) and
 	# stripped, it starts faster.
 	CGO_ENABLED=0 $(GO) build -trimpath -ldflags=-s -o $(BIN)/polyvisor ./cmd/polyvisor
-	for a in $(AGENT_ARCHES); do CGO_ENABLED=0 GOARCH=$$a $(GO) build -trimpath -ldflags=-s -o $(BIN)/polyvisor-agent-$$a ./cmd/polyvisor-agent || exit 1; \
-		CGO_ENABLED=0 GOARCH=$$a $(GO) build -trimpath -ldflags=-s -o $(BIN)/polyvisor-probe-$$a ./cmd/polyvisor-probe || exit 1; done
+	for a in $(AGENT_ARCHES); do CGO_ENABLED=0 GOARCH=$$a GOARM=7 $(GO) build -trimpath -ldflags=-s -o $(BIN)/polyvisor-agent-$$a ./cmd/polyvisor-agent || exit 1; \
+		CGO_ENABLED=0 GOARCH=$$a GOARM=7 $(GO) build -trimpath -ldflags=-s -o $(BIN)/polyvisor-probe-$$a ./cmd/polyvisor-probe || exit 1; done
 
 # The web console's files, which the daemon embeds (node and npm, with
 # web/package-lock.json).

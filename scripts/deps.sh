@@ -16,7 +16,12 @@ packages=(
   debootstrap        # Debian templates
   qemu-system-x86    # x86_64 VMs, KVM or TCG
   qemu-system-arm    # emulated aarch64 guests
-  qemu-system-misc   # emulated riscv64 guests
+  qemu-system-misc   # emulated riscv64 and s390x guests
+  qemu-system-ppc    # emulated ppc64le guests (pseries, with its SLOF firmware)
+  user-mode-linux    # uml guests: Linux as a user process (/usr/bin/linux)
+  bochs              # Bochs-engine VMs: the pure x86 emulator, headless
+  bochsbios          # Bochs-engine VMs: Bochs's BIOS (BIOS-bochs-latest)
+  vgabios            # Bochs-engine VMs: the VGA BIOS Bochs loads even with no display
   qemu-utils         # qemu-img: VM disks, snapshots, imports, exports; qemu-io for tests
   passwd             # useradd: the unprivileged user VMs' QEMU runs as
   e2fsprogs          # mke2fs -d: ext4 root disks without loop devices; containers' quota images (mke2fs, e2fsck, resize2fs)

@@ -7,7 +7,8 @@
 //	polyvisor-monitor --id ID --bundle DIR --runc PATH --runc-root DIR \
 //	    --dir RUNDIR --log FILE [--log-max BYTES]
 //	polyvisor-monitor --id ID --dir RUNDIR --log FILE [--log-max BYTES] \
-//	    [--ready-socket PATH] [--cgroup /PARENT/NAME] -- COMMAND [ARGS...]
+//	    [--ready-socket PATH] [--cgroup /PARENT/NAME] [--agent-serial PATH] \
+//	    -- COMMAND [ARGS...]
 //	polyvisor-monitor --supervise DIR [--linger DURATION]
 //
 // The second form runs COMMAND (a QEMU process) as the guest, on a console

@@ -58,6 +58,30 @@ type Client struct {
 	closeOnce  sync.Once
 	writerDone chan struct{}
 	wg         sync.WaitGroup // readLoop and writeLoop
+
+	linkWindow uint64 // LinkWindow's n; 0: writes are not paced
+	link       linkState
+}
+
+// linkState is what the client knows of the agent's reads, for pacing.
+type linkState struct {
+	mu    sync.Mutex
+	paced bool          // the agent sends LinkAcks and the client paces by them
+	read  uint64        // the agent's last LinkAck
+	more  chan struct{} // signalled when read grows or pacing starts
+}
+
+// DialOption changes how Dial connects.
+type DialOption func(*Client)
+
+// LinkWindow paces the client's writes when the agent can send LinkAcks
+// (its port is a serial line): the client asks for them, and at most n
+// bytes it has written after its first Hello may be unread by the agent.
+// For a UML guest, whose serial driver stalls for good once the guest's
+// line discipline throttles input (see the package doc), n must stay
+// under 3968. An agent that cannot send LinkAcks is not paced.
+func LinkWindow(n int) DialOption {
+	return func(c *Client) { c.linkWindow = uint64(max(n, 0)) }
 }
 
 // clientSession is the host's side of one Exec.
@@ -73,7 +97,7 @@ type clientSession struct {
 // until the agent answers or ctx ends, so it can be called as soon as QEMU
 // has started and returns once the guest has booted far enough to run its
 // agent.
-func Dial(ctx context.Context, socketPath string) (*Client, error) {
+func Dial(ctx context.Context, socketPath string, opts ...DialOption) (*Client, error) {
 	var d net.Dialer
 	conn, err := d.DialContext(ctx, "unix", socketPath)
 	if err != nil {
@@ -91,6 +115,10 @@ func Dial(ctx context.Context, socketPath string) (*Client, error) {
 		pings:      map[uint64]chan struct{}{},
 		lost:       make(chan struct{}),
 		writerDone: make(chan struct{}),
+		link:       linkState{more: make(chan struct{}, 1)},
+	}
+	for _, o := range opts {
+		o(c)
 	}
 	acked := make(chan error, 1)
 	c.wg.Add(2)
@@ -215,12 +243,32 @@ func (c *Client) send(typ byte, session uint32, payload []byte) error {
 func (c *Client) writeLoop() {
 	defer c.wg.Done()
 	defer close(c.writerDone)
+	// sent counts the bytes written after the first frame, Dial's first
+	// Hello, as the agent's LinkAcks do.
+	var sent uint64
+	first := true
 	for {
 		frames, closed := c.out.take()
 		for _, f := range frames {
-			if _, err := c.conn.Write(f); err != nil {
-				c.fail(fmt.Errorf("%w: write: %w", ErrConnectionLost, err))
-				return
+			if first {
+				first = false
+				if _, err := c.conn.Write(f); err != nil {
+					c.fail(fmt.Errorf("%w: write: %w", ErrConnectionLost, err))
+					return
+				}
+				continue
+			}
+			for len(f) > 0 {
+				n, ok := c.linkRoom(len(f), sent)
+				if !ok {
+					return
+				}
+				if _, err := c.conn.Write(f[:n]); err != nil {
+					c.fail(fmt.Errorf("%w: write: %w", ErrConnectionLost, err))
+					return
+				}
+				sent += uint64(n)
+				f = f[n:]
 			}
 		}
 		if closed { // and every frame written
@@ -234,6 +282,43 @@ func (c *Client) writeLoop() {
 	}
 }
 
+// linkRoom waits until the link may carry more bytes and returns how many
+// of want it may (all of them when the client is not paced). It returns
+// false once the connection has ended.
+func (c *Client) linkRoom(want int, sent uint64) (int, bool) {
+	for {
+		c.link.mu.Lock()
+		paced, read := c.link.paced, c.link.read
+		c.link.mu.Unlock()
+		if !paced {
+			return want, true
+		}
+		var inFlight uint64
+		if sent > read {
+			inFlight = sent - read
+		}
+		if inFlight < c.linkWindow {
+			return int(min(uint64(want), c.linkWindow-inFlight)), true
+		}
+		select {
+		case <-c.link.more:
+		case <-c.lost:
+			return 0, false
+		}
+	}
+}
+
+// linkUpdate records a LinkAck, or starts pacing, and wakes the writer.
+func (c *Client) linkUpdate(fn func(*linkState)) {
+	c.link.mu.Lock()
+	fn(&c.link)
+	c.link.mu.Unlock()
+	select {
+	case c.link.more <- struct{}{}:
+	default:
+	}
+}
+
 // readLoop finds the agent's answer to Dial's Hello, reports it on acked,
 // then dispatches frames until the connection ends.
 func (c *Client) readLoop(n nonce, acked chan<- error) {
@@ -242,6 +327,11 @@ func (c *Client) readLoop(n nonce, acked chan<- error) {
 	p, err := readHelloAck(br, n)
 	if err == nil {
 		_, c.info, err = decodeHelloAck(p)
+	}
+	if err == nil && c.linkWindow > 0 && c.info.LinkAcks {
+		// Before Dial returns, so ahead of every other frame.
+		c.out.push(encodeFrame(typeLinkAck, 0, nil))
+		c.linkUpdate(func(l *linkState) { l.paced = true })
 	}
 	acked <- err
 	if err != nil {
@@ -269,6 +359,12 @@ func (c *Client) readLoop(n nonce, acked chan<- error) {
 // dispatch hands one frame to whoever waits for it. It never blocks, so
 // one slow caller cannot hold up the others.
 func (c *Client) dispatch(f frame) {
+	if f.typ == typeLinkAck {
+		if read, err := decodeLinkAck(f.payload); err == nil {
+			c.linkUpdate(func(l *linkState) { l.read = max(l.read, read) })
+		}
+		return
+	}
 	c.mu.Lock()
 	defer c.mu.Unlock()
 	switch f.typ {

@@ -106,6 +106,12 @@ func (d *decoder) pendingEnd() int {
 	return headerSize + int(parseHeader(data).length)
 }
 
+// pending returns the number of bytes fed and not yet returned in a frame
+// or dropped.
+func (d *decoder) pending() int {
+	return len(d.buf) - d.off
+}
+
 // consume drops the first n unconsumed bytes.
 func (d *decoder) consume(n int) {
 	d.off += n

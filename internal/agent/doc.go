@@ -46,9 +46,11 @@
 //	11 Ping        host→guest  session 0: up to 64 bytes
 //	12 Pong        guest→host  session 0: the Ping's bytes
 //	13 Ack         both        uint32: bytes of Stdin (or Stdout+Stderr) consumed
+//	14 LinkAck     both        session 0: host→guest: empty, "send LinkAcks"; guest→host: uint64 bytes read from the port since the end of the host's first Hello
 //
 // A frame is written with a single write under one lock per side, so
-// frames never interleave.
+// frames never interleave (a paced host, below, writes a frame in pieces,
+// but from its one writer).
 //
 // # Handshake and resynchronisation
 //
@@ -99,4 +101,17 @@
 // command, or to the caller's writer). So a command that does not read,
 // or a caller that does not drain, holds up its own session only, and the
 // agent's reader never stops reading, which it must do to see a Hello.
+//
+// # Link pacing
+//
+// An agent whose port is a terminal says so in GuestInfo (link_acks). A
+// client dialled with LinkWindow(n) then sends an empty LinkAck, after
+// which the agent, after each read from the port, sends LinkAck with the
+// bytes it has read since the end of that host's first Hello; the client
+// keeps at most n bytes written after its first Hello and not yet read by
+// the agent. Other hosts (a virtio-serial port, Bochs's serial line) get
+// no LinkAcks. User-Mode Linux needs it: its serial
+// driver stops polling the host's side of the line when the guest's line
+// discipline throttles input (more than 3968 of its 4096 bytes unread)
+// and never polls it again, so input past that stalls the port for good.
 package agent

@@ -23,7 +23,8 @@ const (
 	typePing       byte = 11 // host to guest, session 0: up to 64 bytes, echoed
 	typePong       byte = 12 // guest to host, session 0: the ping's payload
 	typeAck        byte = 13 // either way: big-endian uint32, bytes consumed (flow control)
-	lastType            = typeAck
+	typeLinkAck    byte = 14 // session 0: host to guest, empty: send LinkAcks; guest to host: big-endian uint64, bytes read from the port (see LinkWindow)
+	lastType            = typeLinkAck
 )
 
 // headerSize is the size of a frame's type, session id and length fields.

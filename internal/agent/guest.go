@@ -8,6 +8,8 @@ import (
 	"log/slog"
 	"os"
 	"time"
+
+	"golang.org/x/term"
 )
 
 // Version is the agent's version, reported to the host in HelloAck.
@@ -79,6 +81,12 @@ func Run(ctx context.Context, cfg Config) {
 // serve reads frames from port until it fails or ctx ends.
 func serve(ctx context.Context, port *os.File, log *slog.Logger) error {
 	l := newLink(port, log)
+	// A serial line (UML's, Bochs's) may be paced by the host through
+	// LinkAck; a virtio-serial port needs no pacing.
+	control(port, func(fd int) error {
+		l.linkAcks = term.IsTerminal(fd)
+		return nil
+	})
 	defer l.dropAll()
 	// Closing the port is what interrupts a read blocked in it.
 	stop := context.AfterFunc(ctx, func() { port.Close() })
@@ -87,9 +95,11 @@ func serve(ctx context.Context, port *os.File, log *slog.Logger) error {
 
 	dec := newDecoder()
 	buf := make([]byte, 64<<10)
+	var total uint64 // bytes read from the port
 	for {
 		n, err := port.Read(buf)
 		if n > 0 {
+			total += uint64(n)
 			dec.feed(buf[:n])
 			for {
 				f, ok, skipped := dec.next()
@@ -99,8 +109,10 @@ func serve(ctx context.Context, port *os.File, log *slog.Logger) error {
 				if !ok {
 					break
 				}
+				l.pos = total - uint64(dec.pending())
 				l.handle(f)
 			}
+			l.ackRead(total)
 		}
 		switch {
 		case errors.Is(err, io.EOF):

@@ -25,10 +25,20 @@ type link struct {
 	// of several sessions must never interleave.
 	writeMu sync.Mutex
 
-	mu       sync.Mutex // guards the fields below; taken after writeMu
-	host     nonce      // the current host connection, when hasHost
-	hasHost  bool
-	sessions map[uint32]*session
+	// linkAcks: the port is a terminal, whose reads are reported with
+	// LinkAck frames (see the package doc's link pacing).
+	linkAcks bool
+	// pos is the port's byte offset at the end of the frame being
+	// handled; only the reader touches it.
+	pos uint64
+
+	mu        sync.Mutex // guards the fields below; taken after writeMu
+	host      nonce      // the current host connection, when hasHost
+	hasHost   bool
+	sessions  map[uint32]*session
+	linkBase  uint64 // pos at the end of the current host's first Hello
+	linkSent  uint64 // the last LinkAck's total sent to the current host
+	linkAsked bool   // the current host has asked for LinkAcks
 
 	running sync.WaitGroup // sessions whose goroutines have not ended
 }
@@ -76,6 +86,12 @@ func (l *link) handle(f frame) {
 		}
 	case typeExecStart:
 		l.startSession(h, f)
+	case typeLinkAck:
+		l.mu.Lock()
+		if l.hasHost && l.host == h {
+			l.linkAsked = true
+		}
+		l.mu.Unlock()
 	}
 	if s == nil {
 		return
@@ -109,7 +125,7 @@ func (l *link) hello(p []byte) {
 	if err != nil {
 		return
 	}
-	ack, err := encodeHelloAck(n, localInfo())
+	ack, err := encodeHelloAck(n, l.info())
 	if err != nil {
 		l.log.Error("answer hello", "err", err)
 		return
@@ -121,6 +137,7 @@ func (l *link) hello(p []byte) {
 	if fresh {
 		old, l.sessions = l.sessions, map[uint32]*session{}
 		l.host, l.hasHost = n, true
+		l.linkBase, l.linkSent, l.linkAsked = l.pos, 0, false
 	}
 	l.mu.Unlock()
 	_, err = l.port.Write(encodeFrame(typeHelloAck, 0, ack))
@@ -141,7 +158,7 @@ func (l *link) hello(p []byte) {
 // which answers no Dial, makes that host's client fail its calls instead
 // of waiting for ever on sessions that a previous agent had.
 func (l *link) announce() {
-	ack, err := encodeHelloAck(nonce{}, localInfo())
+	ack, err := encodeHelloAck(nonce{}, l.info())
 	if err == nil {
 		l.writeMu.Lock()
 		_, err = l.port.Write(encodeFrame(typeHelloAck, 0, ack))
@@ -150,6 +167,30 @@ func (l *link) announce() {
 	if err != nil {
 		l.log.Warn("announce the agent on its port", "err", err)
 	}
+}
+
+// info is what HelloAck says about this guest and this port.
+func (l *link) info() GuestInfo {
+	info := localInfo()
+	info.LinkAcks = l.linkAcks
+	return info
+}
+
+// ackRead tells the current host, if it has asked for LinkAcks, that the
+// agent has read the port up to offset total. The reader calls it after
+// each read, once it has handled the frames the read completed, so that a
+// Hello in them counts from its end.
+func (l *link) ackRead(total uint64) {
+	l.mu.Lock()
+	h, hasHost := l.host, l.hasHost
+	read := total - l.linkBase
+	if !hasHost || !l.linkAsked || total < l.linkBase || read == l.linkSent {
+		l.mu.Unlock()
+		return
+	}
+	l.linkSent = read
+	l.mu.Unlock()
+	l.send(h, typeLinkAck, 0, encodeLinkAck(read))
 }
 
 // hostGone forgets the current host connection and kills its sessions.

@@ -66,6 +66,10 @@ type GuestInfo struct {
 	Arch string `json:"arch"`
 	// Hostname is the guest's host name.
 	Hostname string `json:"hostname"`
+	// LinkAcks says that the agent sends LinkAck frames, which a client
+	// dialled with LinkWindow paces its writes by. An agent whose port is
+	// a terminal (a serial line) sends them.
+	LinkAcks bool `json:"link_acks,omitempty"`
 }
 
 // encodeHelloAck returns a HelloAck frame's payload.
@@ -142,4 +146,20 @@ func decodeAck(p []byte) (uint32, error) {
 		return 0, fmt.Errorf("ack payload of %d bytes, want 4: %w", len(p), errBadPayload)
 	}
 	return binary.BigEndian.Uint32(p), nil
+}
+
+// encodeLinkAck returns a LinkAck frame's payload: the bytes the agent has
+// read from its port since the end of the current host's first Hello, as
+// an 8-byte big-endian number. It is a running total, so a lost or
+// skipped LinkAck is made good by the next.
+func encodeLinkAck(total uint64) []byte {
+	return binary.BigEndian.AppendUint64(nil, total)
+}
+
+// decodeLinkAck reads a LinkAck frame's payload.
+func decodeLinkAck(p []byte) (uint64, error) {
+	if len(p) != 8 {
+		return 0, fmt.Errorf("link ack payload of %d bytes, want 8: %w", len(p), errBadPayload)
+	}
+	return binary.BigEndian.Uint64(p), nil
 }

@@ -1,7 +1,7 @@
-// Package arch names CPU architectures the three ways polyvisor meets
-// them: Debian's (amd64, arm64: packages, templates), QEMU's and the
-// kernel's (x86_64, aarch64: qemu-system-*, uname -m) and Go's (GOARCH,
-// for the guest agent).
+// Package arch names CPU architectures the ways polyvisor meets them:
+// Debian's (amd64, arm64: packages, templates), QEMU's (x86_64, aarch64,
+// ppc64le, arm: --arch, bench labels), the guest kernel's (uname -m), the
+// QEMU system emulator that runs it, and Go's (GOARCH, for the guest agent).
 package arch
 
 import (
@@ -12,21 +12,28 @@ import (
 
 // Arch is one architecture.
 type Arch struct {
-	Debian string // amd64
-	QEMU   string // x86_64: qemu-system-x86_64, and what uname -m says
-	GOARCH string // amd64
+	Debian   string // amd64, ppc64el, armhf
+	QEMU     string // x86_64, ppc64le, arm: QEMU's target name
+	GOARCH   string // amd64, ppc64le, arm
+	GOARM    string // for GOARCH arm, the ARM version the agent is built for (7: armhf is ARMv7)
+	Emulator string // the QEMU system emulator: qemu-system-ppc64 runs ppc64le
+	Uname    string // what uname -m says in a guest: armv7l for arm
 }
 
 var known = []Arch{
-	{Debian: "amd64", QEMU: "x86_64", GOARCH: "amd64"},
-	{Debian: "arm64", QEMU: "aarch64", GOARCH: "arm64"},
-	{Debian: "riscv64", QEMU: "riscv64", GOARCH: "riscv64"},
+	{Debian: "amd64", QEMU: "x86_64", GOARCH: "amd64", Emulator: "qemu-system-x86_64", Uname: "x86_64"},
+	{Debian: "arm64", QEMU: "aarch64", GOARCH: "arm64", Emulator: "qemu-system-aarch64", Uname: "aarch64"},
+	{Debian: "riscv64", QEMU: "riscv64", GOARCH: "riscv64", Emulator: "qemu-system-riscv64", Uname: "riscv64"},
+	{Debian: "ppc64el", QEMU: "ppc64le", GOARCH: "ppc64le", Emulator: "qemu-system-ppc64", Uname: "ppc64le"},
+	{Debian: "s390x", QEMU: "s390x", GOARCH: "s390x", Emulator: "qemu-system-s390x", Uname: "s390x"},
+	{Debian: "armhf", QEMU: "arm", GOARCH: "arm", GOARM: "7", Emulator: "qemu-system-arm", Uname: "armv7l"},
 }
 
-// Parse accepts either name (amd64 or x86_64, arm64 or aarch64, riscv64).
+// Parse accepts Debian's name, QEMU's or the kernel's (amd64 or x86_64,
+// ppc64el or ppc64le, armhf, arm or armv7l).
 func Parse(name string) (Arch, error) {
 	for _, a := range known {
-		if name == a.Debian || name == a.QEMU {
+		if name == a.Debian || name == a.QEMU || name == a.Uname {
 			return a, nil
 		}
 	}
@@ -45,7 +52,7 @@ func Host() Arch {
 			return a
 		}
 	}
-	return Arch{Debian: runtime.GOARCH, QEMU: runtime.GOARCH, GOARCH: runtime.GOARCH}
+	return Arch{Debian: runtime.GOARCH, QEMU: runtime.GOARCH, GOARCH: runtime.GOARCH, Emulator: "qemu-system-" + runtime.GOARCH, Uname: runtime.GOARCH}
 }
 
 // All lists the architectures polyvisor can build VM guests for.

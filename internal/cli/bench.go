@@ -22,7 +22,7 @@ func (a *app) benchCmd() *cobra.Command {
 	var classes, out, format, size, peers string
 	var quick, network bool
 	cmd := &cobra.Command{
-		Use:   "bench [--classes container,vm,emulation] [--peers all|none|LIST] [--quick|--size SIZE] [--network] [--out DIR] [--format table|json]",
+		Use:   "bench [--classes container,chroot,vm,uml,emulation,bochs,...] [--peers all|none|LIST] [--quick|--size SIZE] [--network] [--out DIR] [--format table|json]",
 		Short: "Measure every class on this host: the probe natively and in a fresh guest of each class, lifecycle and density",
 		Long: `bench runs polyvisor-probe (CPU, memory, system calls, process creation,
 O_DIRECT disk I/O) natively on the host, then inside a fresh busybox guest
@@ -101,7 +101,7 @@ directory under the daemon's state directory, and prints the table.`,
 	}
 	cmd.AddCommand(a.benchCompareCmd())
 	f := cmd.Flags()
-	f.StringVar(&classes, "classes", strings.Join(evaluate.Classes, ","), "classes to measure beside native: "+strings.Join(evaluate.Classes, ", "))
+	f.StringVar(&classes, "classes", strings.Join(evaluate.DefaultClasses, ","), "classes to measure beside native, among "+strings.Join(evaluate.Classes, ", "))
 	f.BoolVar(&network, "network", false, "measure TCP throughput over a bare veth pair, between two guests of each class and host to guest, on an isolated network bench makes and removes (default: on, off with --quick)")
 	f.BoolVar(&quick, "quick", false, "small workloads and few runs (same as --size quick)")
 	f.StringVar(&size, "size", probe.SizeDefault, "workload size: quick, default or thorough")
@@ -173,7 +173,7 @@ func (a *app) lastOrQuickReport(cmd *cobra.Command, format string) (*benchreport
 		return nil, err
 	}
 	report, err := evaluate.Run(cmd.Context(), evaluate.Options{
-		Client: c, ProbeDir: probeDir, Size: probe.SizeQuick, Classes: evaluate.Classes,
+		Client: c, ProbeDir: probeDir, Size: probe.SizeQuick, Classes: evaluate.DefaultClasses,
 		Command: "polyvisor advise (quick bench)", Progress: a.phaseProgress(format),
 	})
 	if err != nil {

@@ -61,9 +61,9 @@ func (a *app) launchCmd(verb string, start bool) *cobra.Command {
 		},
 	}
 	f := cmd.Flags()
-	f.StringVar(&req.Type, "type", "container", "guest type: container or vm")
+	f.StringVar(&req.Type, "type", "container", "guest type: container, vm or uml")
 	f.StringVar(&req.Engine, "engine", "", "driver that runs the guest, among those serving its type (see host check; default: the type's default)")
-	f.StringVar(&req.Arch, "arch", "", "architecture (defaults to the template's)")
+	f.StringVar(&req.Arch, "arch", "", "architecture: amd64/x86_64, arm64/aarch64, riscv64, ppc64el/ppc64le, s390x, armhf/arm (defaults to the template's)")
 	f.IntVar(&req.CPUs, "cpus", 0, "CPU limit, in CPUs (default 1)")
 	f.StringVar(&req.Memory, "memory", "", "memory limit, like 256MiB or 1GiB (default 256MiB)")
 	f.BoolVar(&req.Force, "force", false, "accept memory beyond the host's (overcommit)")
@@ -76,6 +76,7 @@ func (a *app) launchCmd(verb string, start bool) *cobra.Command {
 	f.StringSliceVar(&req.Capabilities, "capabilities", nil, "replace the container root's capabilities: names, default for the default set, -NAME to drop one (like default,CAP_SYS_PTRACE,-CAP_NET_RAW)")
 	f.StringVar(&req.IDMap, "idmap", "", "id map of an unprivileged container: isolated (host ids of its own, the default) or shared (one range with every shared guest)")
 	f.BoolVar(&req.Privileged, "privileged", false, "run without a user namespace: container root is host root (implies --copy)")
+	f.StringVar(&req.Isolation, "isolation", "", "containers: namespaces (the default), or chroot for the original jail: a chroot of the tree as a non-root host user, sharing the host's pids, network, hostname and IPC (its init is a login shell on the console)")
 	f.StringVar(&format, "format", "text", "output: text or json")
 	return cmd
 }

@@ -44,7 +44,7 @@ func (a *app) templateCmd() *cobra.Command {
 		},
 	}
 	buildCmd.Flags().StringVar(&build.Name, "name", "", "template name (default: the source, ':' as '-')")
-	buildCmd.Flags().StringVar(&build.Arch, "arch", "", "architecture: amd64/x86_64, arm64/aarch64, riscv64 (default: the host's; VM templates only for others)")
+	buildCmd.Flags().StringVar(&build.Arch, "arch", "", "architecture: amd64/x86_64, arm64/aarch64, riscv64, ppc64el/ppc64le, s390x, armhf/arm (default: the host's; VM templates only for others)")
 	buildCmd.Flags().StringVar(&build.Type, "type", "container", "container, or vm for a kernel, initrd and root disk booted by QEMU")
 	buildCmd.Flags().StringVar(&build.Firmware, "firmware", "", "VM templates: bios or uefi, for a partitioned disk with GRUB that boots by itself on q35 (default: direct kernel boot on microvm/virt, faster)")
 	buildCmd.Flags().StringVar(&buildFormat, "format", "text", "output: text or json")

@@ -19,8 +19,10 @@ import (
 
 	"github.com/polyvisor/polyvisor/internal/daemon"
 	"github.com/polyvisor/polyvisor/internal/driver"
+	"github.com/polyvisor/polyvisor/internal/driver/bochs"
 	"github.com/polyvisor/polyvisor/internal/driver/container"
 	"github.com/polyvisor/polyvisor/internal/driver/qemu"
+	"github.com/polyvisor/polyvisor/internal/driver/uml"
 	"github.com/polyvisor/polyvisor/internal/hostreq"
 	"github.com/polyvisor/polyvisor/internal/layout"
 	"github.com/polyvisor/polyvisor/internal/network"
@@ -49,6 +51,8 @@ func registerDrivers(l layout.Layout, opts daemonOptions, log *slog.Logger, faul
 	reg := driver.NewRegistry()
 	reg.Register(container.New(container.Options{Layout: l, Runtime: opts.runtime, Monitor: monitor, Log: log, Fault: fault}))
 	reg.Register(qemu.New(qemu.Options{Layout: l, Monitor: monitor, Log: log, Unconfined: opts.unconfinedVMs, Fault: fault}))
+	reg.Register(uml.New(uml.Options{Layout: l, Monitor: monitor, Log: log}))
+	reg.Register(bochs.New(bochs.Options{Layout: l, Monitor: monitor, Log: log}))
 	return reg, nil
 }
 

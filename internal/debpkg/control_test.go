@@ -31,6 +31,10 @@ func TestVersionedDependency(t *testing.T) {
 	for _, tc := range []struct{ meta, depends, want string }{
 		{"linux-image-amd64", "linux-image-6.1.0-56-amd64 (= 6.1.192-2)", "linux-image-6.1.0-56-amd64"},
 		{"linux-image-arm64", "initramfs-tools | linux-initramfs-tool, linux-image-6.1.0-56-arm64:arm64 (= 6.1.192-2)", "linux-image-6.1.0-56-arm64"},
+		{"linux-image-armmp-lpae", "linux-image-6.1.0-57-armmp-lpae (= 6.1.192-3)", "linux-image-6.1.0-57-armmp-lpae"},
+		{"linux-image-powerpc64le", "linux-image-6.1.0-57-powerpc64le (= 6.1.192-3)", "linux-image-6.1.0-57-powerpc64le"},
+		{"linux-image-riscv64", "linux-image-6.12.117+deb13-riscv64 (= 6.12.117-1)", "linux-image-6.12.117+deb13-riscv64"},
+		{"linux-image-armmp", "linux-image-6.1.0-57-armmp-lpae (= 6.1.192-3)", ""},
 		{"linux-image-amd64", "linux-image-amd64-signed", ""},
 		{"linux-image-amd64", "", ""},
 		{"busybox", "libc6 (>= 2.34)", ""},

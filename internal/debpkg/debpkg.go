@@ -1,7 +1,8 @@
-// Package debpkg fetches and unpacks Debian binary packages of any architecture the host's apt
-// sources offer, through the host's own apt and dpkg: multiarch download (dpkg
-// --add-architecture, apt-get download PKG:ARCH) into a cache directory, and dpkg-deb to
-// unpack. Nothing is installed on the host.
+// Package debpkg fetches and unpacks Debian binary packages of any architecture Debian ships,
+// with the host's apt and dpkg-deb: apt-get download PKG:ARCH through an apt configuration of
+// polyvisor's own per architecture (its sources made from the host's Debian mirror, its lists
+// and cache under the cache directory), and dpkg-deb to unpack. Nothing is installed on the
+// host, and neither its apt sources nor dpkg's architectures change.
 package debpkg
 
 import (
@@ -15,8 +16,9 @@ import (
 // DefaultCacheDir is where polyvisor keeps the packages it downloads.
 const DefaultCacheDir = "/var/cache/polyvisor/debs"
 
-// ErrArchUnavailable says that no apt source of the host offers packages for an architecture.
-var ErrArchUnavailable = errors.New("architecture not offered by the host's apt sources")
+// ErrArchUnavailable says that no Debian release on the host's mirror, from the host's own
+// release on, offers packages for an architecture.
+var ErrArchUnavailable = errors.New("architecture not offered by Debian's releases on the host's mirror")
 
 // debianName matches the package and architecture names we pass to apt; it keeps a name from
 // being read as an option or a pattern.

@@ -12,7 +12,9 @@ import (
 )
 
 // Fetch downloads the candidate version of the package name for the Debian architecture arch
-// into cacheDir, unless that very file is there already, and returns the .deb's path.
+// into cacheDir, unless that very file is there already, and returns the .deb's path. apt
+// finds it through polyvisor's own configuration for arch under cacheDir/apt (see
+// prepareApt), never through the host's sources or dpkg's architectures.
 //
 // The cached file is named after the archive's pool file (name_version_arch.deb, without the
 // epoch), so a new candidate version is a new file and an old one is never mistaken for it. A
@@ -23,10 +25,11 @@ func Fetch(ctx context.Context, cacheDir, name, arch string) (string, error) {
 	if err := validName("package", name); err != nil {
 		return "", err
 	}
-	if err := EnsureArch(ctx, arch); err != nil {
+	apt, err := prepareApt(ctx, cacheDir, arch)
+	if err != nil {
 		return "", fmt.Errorf("fetch %s:%s: %w", name, arch, err)
 	}
-	fields, err := show(ctx, name, arch)
+	fields, err := show(ctx, apt, name)
 	if err != nil {
 		return "", err
 	}
@@ -48,8 +51,8 @@ func Fetch(ctx context.Context, cacheDir, name, arch string) (string, error) {
 	defer os.RemoveAll(tmp)
 	// apt-get download drops privileges to _apt unless told otherwise; _apt cannot write to a
 	// root-only temporary directory, and apt would only warn and go on as root anyway.
-	if _, err := run(ctx, tmp, "apt-get", "-q", "-o", "APT::Sandbox::User=root",
-		"download", name+":"+arch+"="+version); err != nil {
+	args := append(apt.options(), "-q", "-o", "APT::Sandbox::User=root", "download", name+":"+arch+"="+version)
+	if _, err := run(ctx, tmp, "apt-get", args...); err != nil {
 		return "", fmt.Errorf("fetch %s:%s: %w", name, arch, err)
 	}
 	downloaded, err := filepath.Glob(filepath.Join(tmp, "*.deb"))
@@ -62,11 +65,12 @@ func Fetch(ctx context.Context, cacheDir, name, arch string) (string, error) {
 	return debPath, nil
 }
 
-// show returns the control fields of the candidate version of name for arch.
-func show(ctx context.Context, name, arch string) (map[string]string, error) {
-	out, err := run(ctx, "", "apt-cache", "show", "--no-all-versions", name+":"+arch)
+// show returns the control fields of the candidate version of name in apt's configuration.
+func show(ctx context.Context, apt aptConfig, name string) (map[string]string, error) {
+	arch := apt.arch
+	out, err := run(ctx, "", "apt-cache", append(apt.options(), "show", "--no-all-versions", name+":"+arch)...)
 	if err != nil {
-		return nil, fmt.Errorf("look up %s:%s in the host's apt sources: %w", name, arch, err)
+		return nil, fmt.Errorf("look up %s:%s in the Debian sources: %w", name, arch, err)
 	}
 	fields := parseStanza(string(out))
 	if fields["Package"] != name {

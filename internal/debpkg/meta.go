@@ -7,17 +7,18 @@ import (
 )
 
 // ResolveMeta returns the package that the versioned metapackage name (such as
-// linux-image-amd64) pulls in for arch in the host's apt sources: the dependency of its
-// candidate version named like the metapackage with a version in the middle
-// (linux-image-6.1.0-56-amd64).
-func ResolveMeta(ctx context.Context, name, arch string) (string, error) {
+// linux-image-amd64) pulls in for arch in polyvisor's apt configuration under cacheDir (see
+// Fetch): the dependency of its candidate version named like the metapackage with a version
+// in the middle (linux-image-6.1.0-56-amd64).
+func ResolveMeta(ctx context.Context, cacheDir, name, arch string) (string, error) {
 	if err := validName("package", name); err != nil {
 		return "", err
 	}
-	if err := EnsureArch(ctx, arch); err != nil {
+	apt, err := prepareApt(ctx, cacheDir, arch)
+	if err != nil {
 		return "", fmt.Errorf("resolve %s:%s: %w", name, arch, err)
 	}
-	fields, err := show(ctx, name, arch)
+	fields, err := show(ctx, apt, name)
 	if err != nil {
 		return "", err
 	}
@@ -28,15 +29,10 @@ func ResolveMeta(ctx context.Context, name, arch string) (string, error) {
 	return real, nil
 }
 
-// versionedDependency finds, in a Depends field, the package named meta's prefix (up to its
-// last '-'), something, then meta's last part: linux-image-6.1.0-56-amd64 for
-// linux-image-amd64.
+// versionedDependency finds, in a Depends field, the package named like meta with a version
+// put in after one of its dashes: linux-image-6.1.0-56-amd64 for linux-image-amd64,
+// linux-image-6.1.0-56-armmp-lpae for linux-image-armmp-lpae.
 func versionedDependency(meta, depends string) (string, bool) {
-	cut := strings.LastIndexByte(meta, '-')
-	if cut <= 0 {
-		return "", false
-	}
-	prefix, suffix := meta[:cut+1], meta[cut:]
 	for _, entry := range strings.Split(depends, ",") {
 		first, _, _ := strings.Cut(entry, "|")
 		fields := strings.Fields(first) // "linux-image-6.1.0-56-amd64 (= 6.1.192-2)"
@@ -44,9 +40,20 @@ func versionedDependency(meta, depends string) (string, bool) {
 			continue
 		}
 		dep, _, _ := strings.Cut(fields[0], ":") // a ":any" or ":arm64" qualifier
-		if len(dep) > len(prefix)+len(suffix) && strings.HasPrefix(dep, prefix) && strings.HasSuffix(dep, suffix) {
-			return dep, true
+		for cut := strings.IndexByte(meta, '-'); cut > 0; {
+			prefix, suffix := meta[:cut+1], meta[cut:]
+			if len(dep) > len(prefix)+len(suffix) && strings.HasPrefix(dep, prefix) && strings.HasSuffix(dep, suffix) &&
+				isDigit(dep[len(prefix)]) {
+				return dep, true
+			}
+			next := strings.IndexByte(meta[cut+1:], '-')
+			if next < 0 {
+				break
+			}
+			cut += 1 + next
 		}
 	}
 	return "", false
 }
+
+func isDigit(c byte) bool { return c >= '0' && c <= '9' }

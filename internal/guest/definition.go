@@ -28,6 +28,9 @@ const SchemaVersion = 1
 const (
 	TypeContainer = "container"
 	TypeVM        = "vm"
+	// TypeUML is a User-Mode Linux guest: a Linux kernel run as a host
+	// process, over a ubd disk of the container template's tree.
+	TypeUML = "uml"
 	// DefaultType is what a request that names no type gets.
 	DefaultType = TypeContainer
 )
@@ -37,6 +40,8 @@ const (
 	RootfsOverlay = "overlay" // clone of the template in O(1), overlayfs
 	RootfsCopy    = "copy"    // full private copy, zone style
 	RootfsQcow2   = "qcow2"   // a VM's qcow2 overlay on the template's base disk
+	RootfsRaw     = "raw"     // a Bochs VM's own raw copy of the template's disk
+	RootfsUBDCOW  = "ubd-cow" // a UML guest's COW file over the template's ext4 image
 )
 
 // Defaults a guest gets when the user does not say.
@@ -92,12 +97,25 @@ type Security struct {
 	// Capabilities, when set, replace the default capabilities of the
 	// guest's root (capability.Default), in capability-number order.
 	Capabilities []string `yaml:"capabilities,omitempty"`
+	// Isolation is IsolationChroot for a plain jail; empty means
+	// namespaces, every container's default.
+	Isolation string `yaml:"isolation,omitempty"`
 }
+
+// How a container is isolated from the host: by namespaces, or by a
+// chroot alone (the original jail, before namespaces).
+const (
+	IsolationNamespaces = "namespaces"
+	IsolationChroot     = "chroot"
+)
+
+// Chroot reports whether the guest is a plain chroot jail.
+func (d *Definition) Chroot() bool { return d.Security.Isolation == IsolationChroot }
 
 // IDMap returns the host id range of an unprivileged container's user
 // namespace, and false for a guest that has none (privileged, or a VM).
 func (d *Definition) IDMap() (idmap.Map, bool) {
-	if d.Type == TypeVM || d.Privileged {
+	if d.Type == TypeVM || d.Type == TypeUML || d.Privileged {
 		return idmap.Map{}, false
 	}
 	if d.Security.IDMap == idmap.Isolated {
@@ -117,7 +135,7 @@ func (d *Definition) Isolated() bool {
 // known kind with, for an isolated guest, a base that is one of the pool's.
 func (d *Definition) validateSecurity() error {
 	s := d.Security
-	if s.IDMap == "" && s.IDMapBase == 0 && !s.Nesting && s.Capabilities == nil {
+	if s.IDMap == "" && s.IDMapBase == 0 && !s.Nesting && s.Capabilities == nil && s.Isolation == "" {
 		return nil
 	}
 	if d.Type != TypeContainer || d.Privileged {
@@ -127,6 +145,9 @@ func (d *Definition) validateSecurity() error {
 		if canonical, ok := capability.Canonical(c); !ok || canonical != c {
 			return fmt.Errorf("%w: security.capabilities: %q is not a capability; write names like CAP_SYS_PTRACE", api.ErrInvalid, c)
 		}
+	}
+	if err := d.validateIsolation(); err != nil {
+		return err
 	}
 	if s.IDMap == "" && s.IDMapBase == 0 {
 		return nil // an older definition's shared map
@@ -269,8 +290,8 @@ func (d *Definition) Validate() error {
 	if err := ValidateName(d.Name); err != nil {
 		return err
 	}
-	if d.Type != TypeContainer && d.Type != TypeVM {
-		return fmt.Errorf("%w: type %q: use container or vm", api.ErrInvalid, d.Type)
+	if d.Type != TypeContainer && d.Type != TypeVM && d.Type != TypeUML {
+		return fmt.Errorf("%w: type %q: use container, vm or uml", api.ErrInvalid, d.Type)
 	}
 	if err := validateTemplate(d.Template); err != nil {
 		return err
@@ -300,8 +321,11 @@ func (d *Definition) Validate() error {
 			return fmt.Errorf("%w: macs: %s: %q is not a unicast Ethernet address like 52:54:00:12:34:56", api.ErrInvalid, netName, mac)
 		}
 	}
-	if d.Type == TypeVM && d.Rootfs != RootfsQcow2 {
-		return fmt.Errorf("%w: rootfs %q: a vm's root disk is qcow2", api.ErrInvalid, d.Rootfs)
+	if d.Type == TypeVM && d.Rootfs != RootfsQcow2 && d.Rootfs != RootfsRaw {
+		return fmt.Errorf("%w: rootfs %q: a vm's root disk is qcow2 (raw under Bochs)", api.ErrInvalid, d.Rootfs)
+	}
+	if d.Type == TypeUML && d.Rootfs != RootfsUBDCOW {
+		return fmt.Errorf("%w: rootfs %q: a uml guest's root disk is %s", api.ErrInvalid, d.Rootfs, RootfsUBDCOW)
 	}
 	if d.Type == TypeContainer && d.Rootfs != RootfsOverlay && d.Rootfs != RootfsCopy {
 		return fmt.Errorf("%w: rootfs %q: use overlay or copy", api.ErrInvalid, d.Rootfs)
@@ -325,6 +349,33 @@ func validateTemplate(name string) error {
 	return nil
 }
 
+// validateIsolation checks a chroot jail's settings: it runs as the
+// first host id of its own range, with no user namespace to map its
+// processes' ids, no network namespace to plug a network into, and no pid
+// namespace to hide other processes: a range shared with other guests
+// would let it signal theirs.
+func (d *Definition) validateIsolation() error {
+	s := d.Security
+	switch s.Isolation {
+	case "":
+		return nil
+	case IsolationChroot:
+	default:
+		return fmt.Errorf("%w: security.isolation %q: use %s, or remove it for namespaces", api.ErrInvalid, s.Isolation, IsolationChroot)
+	}
+	switch {
+	case s.IDMap != idmap.Isolated:
+		return fmt.Errorf("%w: security.idmap %q: a chroot guest shares the host's pid namespace, so it needs host ids of its own; use %s", api.ErrInvalid, s.IDMap, idmap.Isolated)
+	case s.Nesting:
+		return fmt.Errorf("%w: security.nesting: a chroot guest runs as a non-root user with no capabilities; remove nesting", api.ErrInvalid)
+	case len(s.Capabilities) > 0:
+		return fmt.Errorf("%w: security.capabilities: a chroot guest runs as a non-root user with no capabilities; remove capabilities", api.ErrInvalid)
+	case len(d.Networks) > 0 || len(d.Publish) > 0:
+		return fmt.Errorf("%w: networks: a chroot guest shares the host's network stack and joins no network of polyvisor's; remove networks and publish", api.ErrInvalid)
+	}
+	return nil
+}
+
 // validatePrivileged refuses privileged where the guest's tree is the
 // template's, which is stored shifted to the shared id map: without a user
 // namespace, host root would own nothing in it and the guest would see
@@ -335,7 +386,7 @@ func (d *Definition) validatePrivileged() error {
 	if !d.Privileged || d.Rootfs == RootfsCopy {
 		return nil
 	}
-	if d.Type == TypeVM {
+	if d.Type == TypeVM || d.Type == TypeUML {
 		return fmt.Errorf("%w: privileged: only containers run privileged; remove privileged: true", api.ErrInvalid)
 	}
 	return fmt.Errorf("%w: privileged: rootfs %s is the template's tree, shifted for an unprivileged guest; remove privileged: true, or create a new guest with --privileged (which copies the tree)", api.ErrInvalid, d.Rootfs)

@@ -6,6 +6,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/polyvisor/polyvisor/internal/idmap"
 	"github.com/polyvisor/polyvisor/pkg/api"
 )
 
@@ -209,6 +210,37 @@ func TestIntentsRoundTripAndUnknownOnesAreRefused(t *testing.T) {
 		data, _ := d.Marshal()
 		if _, err := Parse(data); err == nil || !errors.Is(err, api.ErrInvalid) || !strings.Contains(err.Error(), field) {
 			t.Errorf("%+v: err = %v, want ErrInvalid naming %s", status, err, field)
+		}
+	}
+}
+
+func TestChrootIsolationIsValidatedAsAJail(t *testing.T) {
+	jail := func() *Definition {
+		d := sample()
+		d.Type, d.Rootfs, d.Networks, d.Publish = TypeContainer, RootfsOverlay, nil, nil
+		d.Security = Security{IDMap: "isolated", IDMapBase: idmap.IsolatedPool().First, Isolation: IsolationChroot}
+		return d
+	}
+	if err := jail().Validate(); err != nil {
+		t.Fatalf("a plain jail: %v", err)
+	}
+	cases := map[string]struct {
+		edit func(*Definition)
+		want string
+	}{
+		"unknown isolation": {func(d *Definition) { d.Security.Isolation = "zone" }, "security.isolation"},
+		"shared id map":     {func(d *Definition) { d.Security.IDMap, d.Security.IDMapBase = "shared", 0 }, "security.idmap"},
+		"nesting":           {func(d *Definition) { d.Security.Nesting = true }, "security.nesting"},
+		"a network":         {func(d *Definition) { d.Networks = []string{"polyvisor0"} }, "networks"},
+		"privileged":        {func(d *Definition) { d.Privileged, d.Rootfs = true, RootfsCopy }, "security"},
+		"a vm":              {func(d *Definition) { d.Type, d.Rootfs = TypeVM, RootfsQcow2 }, "security"},
+	}
+	for name, c := range cases {
+		d := jail()
+		c.edit(d)
+		err := d.Validate()
+		if err == nil || !errors.Is(err, api.ErrInvalid) || !strings.Contains(err.Error(), c.want) {
+			t.Errorf("%s: err = %v, want ErrInvalid naming %q", name, err, c.want)
 		}
 	}
 }

@@ -50,7 +50,16 @@ func (m *monitor) startCommand(ctx context.Context) (_ *guest, err error) {
 		return nil, fmt.Errorf("create %s: %w", StderrName, err)
 	}
 	defer stderr.Close()
-	cmd := exec.Command(m.cfg.Command[0], m.cfg.Command[1:]...)
+	argv := m.cfg.Command
+	if m.cfg.AgentSerial != "" {
+		if g.agent, err = openAgentSerial(m.cfg.AgentSerial, m.log); err != nil {
+			slave.Close()
+			return nil, err
+		}
+		argv = substituteAgentPty(argv, g.agent.slavePath())
+		g.agent.serve()
+	}
+	cmd := exec.Command(argv[0], argv[1:]...)
 	cmd.Stdin, cmd.Stdout, cmd.Stderr = slave, slave, stderr
 	cmd.Dir = m.cfg.Dir
 	cmd.SysProcAttr = &syscall.SysProcAttr{Setsid: true, Setctty: true}

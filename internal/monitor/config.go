@@ -49,6 +49,12 @@ type Config struct {
 	// Cgroup, with a Command, is the cgroup (made by the daemon, as
 	// "/parent/name") that the Command starts in.
 	Cgroup string
+	// AgentSerial, with a Command, is a unix socket (made 0600) relayed to
+	// a second pty pair in raw mode, whose slave's path replaces
+	// AgentPtyArg in the Command's arguments: the guest agent's serial
+	// line, for emulators that give a serial port a terminal device, not
+	// a socket. One client at a time; a new one replaces the old.
+	AgentSerial string
 }
 
 // runsCommand reports whether the guest is a plain command, not a container.
@@ -73,11 +79,14 @@ func (c Config) Validate() error {
 	// runc runs in the bundle directory: a relative path would mean one
 	// thing to the monitor and another to runc.
 	for _, f := range []struct{ flag, value string }{
-		{"--bundle", c.Bundle}, {"--runc-root", c.RuncRoot}, {"--dir", c.Dir}, {"--log", c.Log}, {"--ready-socket", c.ReadySocket}, {"--cgroup", c.Cgroup},
+		{"--bundle", c.Bundle}, {"--runc-root", c.RuncRoot}, {"--dir", c.Dir}, {"--log", c.Log}, {"--ready-socket", c.ReadySocket}, {"--cgroup", c.Cgroup}, {"--agent-serial", c.AgentSerial},
 	} {
 		if f.value != "" && !filepath.IsAbs(f.value) {
 			return fmt.Errorf("%s %q must be an absolute path: %w", f.flag, f.value, ErrInvalid)
 		}
+	}
+	if c.AgentSerial != "" && !c.runsCommand() {
+		return fmt.Errorf("--agent-serial goes with a command after --: %w", ErrInvalid)
 	}
 	if c.Cgroup != "" && !c.runsCommand() {
 		return fmt.Errorf("--cgroup goes with a command after --; a container's cgroup is in its bundle: %w", ErrInvalid)
@@ -117,6 +126,9 @@ func (c Config) Args() []string {
 	if c.Cgroup != "" {
 		args = append(args, "--cgroup", c.Cgroup)
 	}
+	if c.AgentSerial != "" {
+		args = append(args, "--agent-serial", c.AgentSerial)
+	}
 	return append(append(args, "--"), c.Command...)
 }
 
@@ -139,6 +151,7 @@ func ParseArgs(args []string) (Config, error) {
 	fs.Int64Var(&cfg.LogMax, "log-max", DefaultLogMax, "console log size that triggers rotation, in bytes")
 	fs.StringVar(&cfg.ReadySocket, "ready-socket", "", "with a command: report the start once this path exists")
 	fs.StringVar(&cfg.Cgroup, "cgroup", "", "with a command: the cgroup (/parent/name, made beforehand) it starts in")
+	fs.StringVar(&cfg.AgentSerial, "agent-serial", "", "with a command: relay a raw pty, whose slave replaces "+AgentPtyArg+" in its arguments, to this unix socket")
 	if err := fs.Parse(args); err != nil {
 		return cfg, err
 	}

@@ -34,6 +34,14 @@
 // --cgroup, inside that cgroup, which the daemon made: the monitor joins it
 // for the time of the fork and leaves it again.
 //
+// With --agent-serial PATH as well, the monitor makes a second pty, in raw
+// mode, puts its slave's path (/dev/pts/N) wherever the command's
+// arguments say {agent-pty} (UML's ssl1=tty:{agent-pty}, Bochs's com2),
+// holds the slave open for the guest's life and relays the master to the
+// unix socket PATH (mode 0600), one client at a time, a new one replacing
+// the old: the guest agent's serial line, which the daemon dials as it
+// dials QEMU's virtio-serial socket.
+//
 // # Running
 //
 // Console output goes to the console log (--log), rotated to FILE.1 when it

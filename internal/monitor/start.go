@@ -21,6 +21,7 @@ type guest struct {
 	console *os.File         // the pty master, pollable
 	log     *consoleLog      // where console output is kept
 	attach  *stream.Listener // RUNDIR/console.sock
+	agent   *agentSerial     // the agent's serial line (Config.AgentSerial), if any
 }
 
 // close releases what the monitor holds of the guest; the container itself
@@ -34,6 +35,9 @@ func (g *guest) close() {
 	}
 	if g.attach != nil {
 		g.attach.Close()
+	}
+	if g.agent != nil {
+		g.agent.close()
 	}
 }
 

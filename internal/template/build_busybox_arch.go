@@ -1,11 +1,14 @@
 package template
 
 import (
+	"bytes"
 	"context"
 	"debug/elf"
+	"errors"
 	"fmt"
 	"os"
 	"path/filepath"
+	"slices"
 
 	"github.com/polyvisor/polyvisor/internal/debpkg"
 	"github.com/polyvisor/polyvisor/internal/lazyre"
@@ -17,8 +20,10 @@ import (
 // architecture it is BuildBusybox.
 //
 // A foreign binary cannot run here to list its applets, so the list comes from the host's
-// busybox-static, which must be the same busybox version: Debian builds busybox-static with
-// one configuration for every architecture.
+// busybox-static when it is the same busybox version (Debian builds busybox-static with one
+// configuration for every architecture). A foreign busybox of another version (riscv64's,
+// from a later Debian release) gets the applets its own name table lists, placed where the
+// host's busybox puts them.
 func BuildBusyboxArch(ctx context.Context, rootfs, arch, cacheDir string, progress Progress) error {
 	if arch == HostArch() {
 		return BuildBusybox(ctx, rootfs, progress)
@@ -44,18 +49,81 @@ func BuildBusyboxArch(ctx context.Context, rootfs, arch, cacheDir string, progre
 		return fmt.Errorf("build busybox rootfs for %s: %w", arch, err)
 	}
 	busybox := filepath.Join(unpacked, "bin/busybox")
+	if _, err := os.Stat(busybox); err != nil {
+		busybox = filepath.Join(unpacked, "usr/bin/busybox") // merged /usr, from trixie on
+	}
 	if err := requireMachine(busybox, arch); err != nil {
 		return err
-	}
-	if err := requireSameBusybox(hostBusybox, busybox); err != nil {
-		return fmt.Errorf("build busybox rootfs for %s: %w", arch, err)
 	}
 	applets, err := busyboxApplets(ctx, hostBusybox)
 	if err != nil {
 		return err
 	}
+	if sameErr := requireSameBusybox(hostBusybox, busybox); sameErr != nil {
+		if applets, err = foreignApplets(busybox, applets); err != nil {
+			return fmt.Errorf("build busybox rootfs for %s: %w; %w", arch, sameErr, err)
+		}
+	}
 	return fillBusyboxTree(ctx, rootfs, busybox, applets, progress)
 }
+
+// appletTable finds busybox's applet_names table: the sorted, NUL-separated applet names,
+// which begin with test's "[" and "[[".
+const appletTable = "[\x00[[\x00"
+
+// foreignApplets returns the applet paths of the busybox binary path, read from its name
+// table: those hostApplets (paths, as --list-full gives them) has in the host's directories,
+// the others in usr/bin.
+func foreignApplets(path string, hostApplets []string) ([]string, error) {
+	data, err := os.ReadFile(path)
+	if err != nil {
+		return nil, fmt.Errorf("read busybox applets: %w", err)
+	}
+	names, err := appletNames(data)
+	if err != nil {
+		return nil, fmt.Errorf("%s: %w", path, err)
+	}
+	dirOf := map[string]string{}
+	for _, applet := range hostApplets {
+		dirOf[filepath.Base(applet)] = filepath.Dir(applet)
+	}
+	var applets []string
+	for _, name := range names {
+		if name == "busybox" { // the binary itself, as the string after the table
+			continue
+		}
+		dir, ok := dirOf[name]
+		if !ok {
+			dir = "usr/bin"
+		}
+		applets = append(applets, filepath.Join(dir, name))
+	}
+	return applets, nil
+}
+
+// appletNames reads the applet names of a busybox binary from its applet_names table.
+func appletNames(busybox []byte) ([]string, error) {
+	start := bytes.Index(busybox, []byte(appletTable))
+	if start < 0 {
+		return nil, errors.New("no applet name table (it starts with test's [ and [[)")
+	}
+	var names []string
+	for _, name := range bytes.Split(busybox[start:], []byte{0}) {
+		if !appletName().Match(name) {
+			break
+		}
+		names = append(names, string(name))
+	}
+	for _, must := range []string{"sh", "init", "mount", "poweroff"} {
+		if !slices.Contains(names, must) {
+			return nil, fmt.Errorf("applet name table (%d names) lacks %s", len(names), must)
+		}
+	}
+	return names, nil
+}
+
+// appletName matches one applet's name.
+var appletName = lazyre.New(`^[a-z0-9_.\[\]-]+$`)
 
 // requireMachine fails unless the ELF executable path is built for the Debian architecture arch.
 func requireMachine(path, arch string) error {

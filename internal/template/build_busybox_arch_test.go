@@ -5,6 +5,7 @@ import (
 	"debug/elf"
 	"os"
 	"path/filepath"
+	"slices"
 	"strings"
 	"testing"
 	"time"
@@ -40,6 +41,58 @@ func TestBuildBusyboxArchForArm64(t *testing.T) {
 	checkMode(t, rootfs, "tmp", os.ModeDir|os.ModeSticky|0o777)
 	if inittab, _ := os.ReadFile(filepath.Join(rootfs, "etc/inittab")); !strings.Contains(string(inittab), "::respawn:-/bin/sh\n") {
 		t.Fatalf("/etc/inittab is %q", inittab)
+	}
+}
+
+// TestBuildBusyboxArchForRiscv64 builds the tree of a busybox of another version than the
+// host's: riscv64's comes from trixie, so its applets come from its own name table.
+func TestBuildBusyboxArchForRiscv64(t *testing.T) {
+	requireRoot(t)
+	requireCommand(t, "apt-get")
+	hostreq.Need(t, hostBusybox)
+	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Minute)
+	defer cancel()
+	rootfs := t.TempDir()
+	if err := BuildBusyboxArch(ctx, rootfs, "riscv64", debpkg.DefaultCacheDir, nil); err != nil {
+		t.Fatal(err)
+	}
+	bin, err := elf.Open(filepath.Join(rootfs, "bin/busybox"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer bin.Close()
+	if bin.Machine != elf.EM_RISCV {
+		t.Fatalf("/bin/busybox is for %v, want EM_RISCV", bin.Machine)
+	}
+	for _, applet := range []string{"sbin/init", "bin/sh", "usr/bin/wc", "sbin/poweroff"} {
+		if target, err := os.Readlink(filepath.Join(rootfs, applet)); err != nil || target != "/bin/busybox" {
+			t.Errorf("/%s -> %q, %v", applet, target, err)
+		}
+	}
+}
+
+// TestAppletNamesMatchBusyboxList checks the applet name table reader against what the host's
+// busybox itself lists.
+func TestAppletNamesMatchBusyboxList(t *testing.T) {
+	hostreq.Need(t, hostBusybox)
+	listed, err := busyboxApplets(context.Background(), hostBusybox)
+	if err != nil {
+		t.Fatal(err)
+	}
+	read, err := foreignApplets(hostBusybox, listed)
+	if err != nil {
+		t.Fatal(err)
+	}
+	slices.Sort(listed)
+	slices.Sort(read)
+	if !slices.Equal(listed, read) {
+		t.Fatalf("the name table gives %d applets, busybox --list-full %d:\n%q\n%q", len(read), len(listed), read, listed)
+	}
+	if _, err := appletNames([]byte("\x7fELF no table here")); err == nil {
+		t.Error("a binary without a name table accepted")
+	}
+	if _, err := appletNames([]byte("x\x00[\x00[[\x00ls\x00\x00")); err == nil {
+		t.Error("a name table without sh and init accepted")
 	}
 }
 

@@ -2,6 +2,8 @@ package template
 
 import (
 	"bytes"
+	"errors"
+	"io/fs"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -91,4 +93,42 @@ func atoi(t *testing.T, s string) int {
 		t.Fatal(err)
 	}
 	return n
+}
+
+func TestInstallProbePutsTheProbeOfTheArchInTheTree(t *testing.T) {
+	bin, rootfs := t.TempDir(), t.TempDir()
+	if err := InstallProbe(rootfs, bin, "riscv64"); err != nil {
+		t.Fatalf("a build without the probe: %v, want none installed and no error", err)
+	}
+	if _, err := os.Stat(filepath.Join(rootfs, GuestProbe)); !errors.Is(err, fs.ErrNotExist) {
+		t.Fatalf("a probe installed from nowhere: %v", err)
+	}
+	if err := os.WriteFile(filepath.Join(bin, ProbeName("riscv64")), []byte("probe for riscv64"), 0o755); err != nil {
+		t.Fatal(err)
+	}
+	// A tree whose usr/libexec is a symlink out of it gets nothing there.
+	escape := t.TempDir()
+	if err := os.MkdirAll(filepath.Join(rootfs, "usr"), 0o755); err != nil {
+		t.Fatal(err)
+	}
+	if err := os.Symlink(escape, filepath.Join(rootfs, "usr/libexec")); err != nil {
+		t.Fatal(err)
+	}
+	if err := InstallProbe(rootfs, bin, "riscv64"); err == nil {
+		t.Error("the probe was installed through a symlink that leaves the tree")
+	}
+	if entries, _ := os.ReadDir(escape); len(entries) != 0 {
+		t.Errorf("the probe reached outside the tree: %v", entries)
+	}
+	os.Remove(filepath.Join(rootfs, "usr/libexec"))
+	if err := InstallProbe(rootfs, bin, "riscv64"); err != nil {
+		t.Fatal(err)
+	}
+	st, err := os.Stat(filepath.Join(rootfs, GuestProbe))
+	if err != nil || st.Mode().Perm() != 0o755 {
+		t.Fatalf("installed probe: %v %v", st, err)
+	}
+	if data, _ := os.ReadFile(filepath.Join(rootfs, GuestProbe)); string(data) != "probe for riscv64" {
+		t.Errorf("installed probe holds %q", data)
+	}
 }

@@ -60,7 +60,7 @@ func BuildBinaries(repoRoot, dir string) (binDir string, err error) {
 		// benchmark's baseline): its polyvisor is the daemon too.
 		builds = [][]string{{"build", "-o", binDir + "/", "./cmd/polyvisor", "./cmd/polyvisor-monitor"}}
 	}
-	for _, goarch := range []string{"amd64", "arm64", "riscv64"} {
+	for _, goarch := range GuestArches {
 		for _, cmd := range []string{"polyvisor-agent", "polyvisor-probe"} {
 			builds = append(builds, []string{"build", "-trimpath", "-ldflags=-s", "-o", filepath.Join(binDir, cmd+"-"+goarch), "./cmd/" + cmd, "GOARCH=" + goarch})
 		}
@@ -69,7 +69,7 @@ func BuildBinaries(repoRoot, dir string) (binDir string, err error) {
 		env := os.Environ()
 		switch last := args[len(args)-1]; {
 		case strings.HasPrefix(last, "GOARCH="):
-			env, args = append(env, last, "CGO_ENABLED=0"), args[:len(args)-1]
+			env, args = append(env, last, "CGO_ENABLED=0", "GOARM=7"), args[:len(args)-1]
 		case last == "CGO_ENABLED=0":
 			env, args = append(env, last), args[:len(args)-1]
 		}

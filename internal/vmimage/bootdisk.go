@@ -34,8 +34,11 @@ const UEFIMinMemory = 512 << 20
 
 // firmwareModules are the modules a firmware-booted guest needs on top of initrdModules:
 // q35's devices are virtio over PCI, and the host names the guest through fw_cfg (it cannot
-// edit a command line that the disk's bootloader holds).
-var firmwareModules = []string{"virtio_pci", "qemu_fw_cfg"}
+// edit a command line that the disk's bootloader holds). The same disk also boots on an
+// emulated PC with IDE only (Bochs), where it is an ATA disk on the PIIX controller: sd_mod
+// names it /dev/sda, which the initramfs takes when /dev/vda does not appear; its NIC there
+// is an Intel e1000.
+var firmwareModules = []string{"virtio_pci", "qemu_fw_cfg", "ata_piix", "sd_mod", "e1000"}
 
 // GRUB's two platforms, as Debian's grub-pc-bin and grub-efi-amd64-bin install them.
 const (

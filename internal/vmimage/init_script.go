@@ -24,10 +24,10 @@ const (
 // is /lib/modules/NAME.ko), mounting the root disk and handing over to its init.
 //
 // Busybox's insmod loads one file and knows nothing of dependencies, hence the order fixed at
-// build time. Kernel command line options: root= (a /dev path; required), rootfstype=
-// (default ext4), ro or rw (default ro: the disk's sysinit remounts it rw), init= (default
-// /sbin/init), and MODULE.PARAM=VALUE for the modules loaded here, which only modprobe would
-// otherwise pass on. /proc, /sys and /dev are moved onto the new root, so its init finds them
+// build time. Kernel command line options: root= (a /dev path; required; /dev/vdXN may turn
+// up as /dev/sdXN, the same disk on IDE), rootfstype= (default ext4), ro or rw (default ro:
+// the disk's sysinit remounts it rw), init= (default /sbin/init), and MODULE.PARAM=VALUE for
+// the modules loaded here, which only modprobe would otherwise pass on. /proc, /sys and /dev are moved onto the new root, so its init finds them
 // mounted.
 func initScript(modules []string) string {
 	return strings.ReplaceAll(initScriptTemplate, "@MODULES@", strings.Join(modules, " "))
@@ -80,8 +80,16 @@ for word in $cmdline; do
 	esac
 done
 [ -n "$root" ] || rescue "no root= on the kernel command line"
+# A firmware-booted disk is /dev/vdX on virtio (QEMU) and /dev/sdX on an emulated IDE
+# controller (Bochs): the same disk, named by its bus. Whichever appears is the root.
+alt=
+case "$root" in /dev/vd*) alt="/dev/sd${root#/dev/vd}" ;; esac
 tries=0
 while [ ! -b "$root" ]; do
+	if [ -n "$alt" ] && [ -b "$alt" ]; then
+		root=$alt
+		break
+	fi
 	tries=$((tries + 1))
 	[ "$tries" -le 100 ] || rescue "root disk $root did not appear within 10 s"
 	sleep 0.1

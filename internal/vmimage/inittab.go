@@ -19,16 +19,27 @@ func vmInittab(console, shell string, agent, powerButton bool) string {
 	tab := "# Written by polyvisor for busybox init in a VM.\n" +
 		"::sysinit:/" + sysinitPath + "\n"
 	if agent {
-		tab += "::respawn:/" + agentPath + "\n"
+		tab += "::respawn:" + agentCommand + "\n"
 	}
 	tab += guestnet.InittabLine
 	if powerButton {
 		tab += "::respawn:/bin/busybox acpid -f -c /etc/acpi -p /run/acpid.pid\n"
 	}
+	// s390x has no power key: QMP system_powerdown there sends a quiesce signal, which its
+	// kernel turns into a reboot that powers off, by way of ctrl-alt-del, which busybox init
+	// receives as SIGINT and answers only with its ctrlaltdel actions.
 	return tab + console + "::respawn:-" + shell + "\n" +
+		"::ctrlaltdel:/sbin/reboot\n" +
 		"::shutdown:/bin/sync\n" +
 		"::shutdown:/bin/umount -a -r\n"
 }
+
+// agentCommand starts the agent on its virtio-serial port (QEMU) or, on a PC whose second
+// serial port is a UART and that has no virtio port (Bochs, which has no virtio device), on
+// /dev/ttyS1 at 115200 baud. The 8250 driver makes a ttyS device of every legacy port; the
+// type it detected tells a UART (16550A: 4) from none (0). busybox init runs a command with
+// quotes as sh -c "exec COMMAND", hence the sh.
+const agentCommand = `/bin/sh -c 'if grep -qsv "^0$" /sys/class/tty/ttyS1/type && ! ls /sys/class/virtio-ports/*/name >/dev/null 2>&1; then stty -F /dev/ttyS1 115200; exec /` + agentPath + ` --port /dev/ttyS1; fi; exec /` + agentPath + `'`
 
 // sysinitScript brings up a VM's file systems and names it; busybox init runs it first and
 // waits for it. The initramfs has mounted /proc, /sys and /dev already; they are mounted here

@@ -20,10 +20,10 @@ type unpackedKernel struct {
 	modules string // lib/modules/VERSION
 }
 
-// unpackKernel fetches the kernel that linux-image-ARCH stands for in the host's apt sources
-// and unpacks it into dir.
-func unpackKernel(ctx context.Context, cacheDir, arch, dir string) (unpackedKernel, error) {
-	name, err := debpkg.ResolveMeta(ctx, "linux-image-"+arch, arch)
+// unpackKernel fetches the kernel that the metapackage pkg (linux-image-FLAVOUR) stands for
+// in the Debian sources of arch and unpacks it into dir.
+func unpackKernel(ctx context.Context, cacheDir, arch, pkg, dir string) (unpackedKernel, error) {
+	name, err := debpkg.ResolveMeta(ctx, cacheDir, pkg, arch)
 	if err != nil {
 		return unpackedKernel{}, err
 	}
@@ -34,16 +34,23 @@ func unpackKernel(ctx context.Context, cacheDir, arch, dir string) (unpackedKern
 	if err := debpkg.Extract(ctx, deb, dir); err != nil {
 		return unpackedKernel{}, err
 	}
-	releases, err := os.ReadDir(filepath.Join(dir, "lib/modules"))
+	// From trixie on, Debian's packages put modules under usr/lib (merged /usr).
+	modules := filepath.Join(dir, "lib/modules")
+	if _, err := os.Stat(modules); err != nil {
+		modules = filepath.Join(dir, "usr/lib/modules")
+	}
+	releases, err := os.ReadDir(modules)
 	if err != nil || len(releases) != 1 {
 		return unpackedKernel{}, fmt.Errorf("%s: want one kernel release under lib/modules, found %d (%v)", name, len(releases), err)
 	}
 	version := releases[0].Name()
-	return unpackedKernel{
-		version: version,
-		image:   filepath.Join(dir, "boot", "vmlinuz-"+version),
-		modules: filepath.Join(dir, "lib/modules", version),
-	}, nil
+	// vmlinuz as a rule; ppc64el ships an ELF vmlinux, and so does riscv64 from trixie on
+	// (an uncompressed Image despite the name).
+	image := filepath.Join(dir, "boot", "vmlinuz-"+version)
+	if _, err := os.Stat(image); err != nil {
+		image = filepath.Join(dir, "boot", "vmlinux-"+version)
+	}
+	return unpackedKernel{version: version, image: image, modules: filepath.Join(modules, version)}, nil
 }
 
 // writeKernel writes the file QEMU boots, made from the package's vmlinuz, to path.
@@ -58,6 +65,12 @@ func writeKernel(ctx context.Context, spec archSpec, k unpackedKernel, path stri
 		kernel, err = vmlinuxFromBzImage(ctx, image)
 	case rawImage:
 		kernel, err = rawKernelImage(image, spec.debian)
+	case elfVmlinux:
+		kernel, err = elfKernel(image, spec.debian)
+	case s390Image:
+		kernel, err = checkMagic(image, 0x10008, "S390EP", "an s390x kernel image")
+	case zImage:
+		kernel, err = checkMagic(image, 0x24, "\x18\x28\x6f\x01", "an ARM zImage")
 	}
 	if err != nil {
 		return fmt.Errorf("kernel %s: %w", k.version, err)
@@ -74,7 +87,34 @@ var imageMagic = map[string]struct {
 	magic  string
 }{
 	"arm64":   {0x38, "ARM\x64"},
-	"riscv64": {0x30, "RSC\x05"},
+	"riscv64": {0x38, "RSC\x05"},
+}
+
+// elfKernel returns vmlinux, an ELF kernel for arch that QEMU loads with -kernel (pseries
+// boots it through its SLOF firmware's ELF loader).
+func elfKernel(vmlinux []byte, arch string) ([]byte, error) {
+	want, err := debpkg.ELFMachine(arch)
+	if err != nil {
+		return nil, err
+	}
+	f, err := elf.NewFile(bytes.NewReader(vmlinux))
+	if err != nil {
+		return nil, fmt.Errorf("vmlinux is not an ELF file: %w", err)
+	}
+	defer f.Close()
+	if f.Machine != want {
+		return nil, fmt.Errorf("vmlinux is built for %v, not %s", f.Machine, arch)
+	}
+	return vmlinux, nil
+}
+
+// checkMagic returns image when it carries magic at offset: the mark of what a kernel
+// format's loader in QEMU takes.
+func checkMagic(image []byte, offset int, magic, what string) ([]byte, error) {
+	if len(image) < offset+len(magic) || string(image[offset:offset+len(magic)]) != magic {
+		return nil, fmt.Errorf("vmlinuz is not %s", what)
+	}
+	return image, nil
 }
 
 // rawKernelImage returns the uncompressed Image of arch from a package's vmlinuz: as is, or
@@ -115,6 +155,9 @@ func fetchBusybox(ctx context.Context, cacheDir, arch, dir string) ([]byte, erro
 		return nil, err
 	}
 	path := filepath.Join(dir, "bin/busybox")
+	if _, err := os.Stat(path); err != nil {
+		path = filepath.Join(dir, "usr/bin/busybox") // merged /usr, from trixie on
+	}
 	if err := requireStaticFor(path, arch); err != nil {
 		return nil, err
 	}

@@ -15,14 +15,14 @@ import (
 	"strings"
 )
 
-// initrdModules are the kernel modules the initramfs loads (with what they depend on), because
-// Debian builds them as modules: virtio_mmio, the transport of every device on microvm and
-// virt; virtio_blk for the root disk; ext4 for its file system; virtio_console for the agent's
+// initrdModules are the kernel modules the initramfs loads (with what they depend on) after the
+// machine's virtio transport (archSpec.transport), because Debian builds them as modules:
+// virtio_blk for the root disk; ext4 for its file system; virtio_console for the agent's
 // virtio-serial port; virtio_net for networking. crc32c_generic is named because ext4 and jbd2
 // checksum their metadata (mke2fs turns metadata_csum on) with the "crc32c" crypto algorithm,
 // which they ask for at mount time, and which no module's depends= lists: only modprobe finds
 // it, through a softdep and an alias.
-var initrdModules = []string{"virtio_mmio", "virtio_blk", "crc32c_generic", "ext4", "virtio_console", "virtio_net"}
+var initrdModules = []string{"virtio_blk", "crc32c_generic", "ext4", "virtio_console", "virtio_net"}
 
 // module is one loadable kernel module of a kernel package.
 type module struct {

@@ -41,11 +41,16 @@ func makeRootDisk(ctx context.Context, rootfs, diskPath, work string) error {
 // the file system from the tree without mounting anything (no loop device, no root-owned
 // mount).
 func writeExt4(ctx context.Context, rootfs, raw string, offset int64) (int64, error) {
+	return writeExt4Sized(ctx, rootfs, raw, offset, 0)
+}
+
+// writeExt4Sized is writeExt4 with a file system of at least minSize bytes.
+func writeExt4Sized(ctx context.Context, rootfs, raw string, offset, minSize int64) (int64, error) {
 	treeBytes, err := fsutil.TreeSize(ctx, rootfs, fsutil.ImageBlocks)
 	if err != nil {
 		return 0, fmt.Errorf("measure root tree: %w", err)
 	}
-	fsSize := diskSize(treeBytes)
+	fsSize := max(diskSize(treeBytes), (minSize+diskRounding-1)/diskRounding*diskRounding)
 	f, err := os.OpenFile(raw, os.O_WRONLY|os.O_CREATE|os.O_EXCL, 0o600)
 	if err != nil {
 		return 0, fmt.Errorf("make root disk: %w", err)

@@ -35,15 +35,20 @@ func TestVMInittab(t *testing.T) {
 	tab := vmInittab("ttyAMA0", "/bin/bash", true, true)
 	for _, want := range []string{
 		"::sysinit:/usr/lib/polyvisor/sysinit\n",
-		"::respawn:/usr/sbin/polyvisor-agent\n",
+		"::respawn:" + agentCommand + "\n",
 		"ttyAMA0::respawn:-/bin/bash\n",
 		"::respawn:/bin/busybox acpid -f -c /etc/acpi -p /run/acpid.pid\n",
+		"::ctrlaltdel:/sbin/reboot\n",
 		"::shutdown:/bin/sync\n",
 		"::shutdown:/bin/umount -a -r\n",
 	} {
 		if !strings.Contains(tab, want) {
 			t.Errorf("inittab lacks %q:\n%s", want, tab)
 		}
+	}
+	// The agent's command parses, and serves the virtio port unless ttyS1 is a UART.
+	if out, err := exec.Command("busybox", "sh", "-n", "-c", strings.Trim(strings.TrimPrefix(agentCommand, "/bin/sh -c "), "'")).CombinedOutput(); err != nil || !strings.Contains(agentCommand, "exec /usr/sbin/polyvisor-agent --port /dev/ttyS1;") {
+		t.Errorf("agent command %s: %v %s", agentCommand, err, out)
 	}
 	if tab := vmInittab("ttyS0", "/bin/sh", false, false); strings.Contains(tab, "polyvisor-agent") || strings.Contains(tab, "acpid") {
 		t.Errorf("inittab without agent and power button starts them:\n%s", tab)

@@ -120,8 +120,8 @@ func Build(ctx context.Context, spec Spec, progress func(phase string, done, tot
 	if err := prepareRootTree(spec.Rootfs, arch, spec.Agent); err != nil {
 		return Boot{}, fmt.Errorf("build vm image: %w", err)
 	}
-	progress("fetching the kernel (linux-image-"+arch.debian+")", 0, 0)
-	kernel, err := unpackKernel(ctx, spec.CacheDir, arch.debian, filepath.Join(work, "kernel"))
+	progress("fetching the kernel ("+arch.kernelPackage+":"+arch.debian+")", 0, 0)
+	kernel, err := unpackKernel(ctx, spec.CacheDir, arch.debian, arch.kernelPackage, filepath.Join(work, "kernel"))
 	if err != nil {
 		return Boot{}, fmt.Errorf("build vm image: %w", err)
 	}
@@ -137,7 +137,7 @@ func Build(ctx context.Context, spec Spec, progress func(phase string, done, tot
 		return Boot{}, fmt.Errorf("build vm image: %w", err)
 	}
 	progress("building the initramfs", 0, 0)
-	modules := slices.Concat(initrdModules, arch.powerButton)
+	modules := slices.Concat(arch.transport, initrdModules, arch.powerButton)
 	initrd := filepath.Join(spec.OutDir, initrdName)
 	if spec.Firmware != "" {
 		modules = append(modules, firmwareModules...)
@@ -158,7 +158,9 @@ func Build(ctx context.Context, spec Spec, progress func(phase string, done, tot
 		return boot, nil
 	}
 	boot.Kernel, boot.Initrd, boot.Machine, boot.Firmware = "", "", firmwareMachine, spec.Firmware
-	boot.Cmdline = partitionRootCmdline + " console=" + arch.console
+	// 115200 baud, GRUB's speed: the kernel's default, 9600, is what an emulated UART that
+	// keeps to its baud rate (Bochs's) gives, about five lines of boot messages a second.
+	boot.Cmdline = partitionRootCmdline + " console=" + arch.console + ",115200"
 	if err := installBootFiles(spec.Rootfs, kernel, initrd, boot.Cmdline); err != nil {
 		return Boot{}, fmt.Errorf("build vm image: %w", err)
 	}

@@ -137,6 +137,13 @@ type Confinement struct {
 	Seccomp         string   `json:"seccomp" yaml:"seccomp"`
 	NoNewPrivileges bool     `json:"noNewPrivileges" yaml:"noNewPrivileges"`
 	Namespaces      []string `json:"namespaces" yaml:"namespaces"`
+	// Isolation is namespaces, or chroot for the plain jail.
+	Isolation string `json:"isolation" yaml:"isolation"`
+	// User is the host user the guest's init runs as, where it runs
+	// without a user namespace as a non-root user (a chroot jail).
+	User string `json:"user,omitempty" yaml:"user,omitempty"`
+	// NotIsolated names what the guest shares with the host, said plainly.
+	NotIsolated []string `json:"notIsolated,omitempty" yaml:"notIsolated,omitempty"`
 }
 
 // IDMap says which host ids a guest's root and users are.
@@ -169,6 +176,10 @@ type GuestCreate struct {
 	// id range of its own; the default) or shared (one range with every
 	// shared guest).
 	IDMap string `json:"idmap,omitempty"`
+	// Isolation is how a container is kept apart from the host:
+	// namespaces (the default) or chroot, the original jail: a chroot of
+	// its tree as a non-root user, with no namespace but a mount one.
+	Isolation string `json:"isolation,omitempty"`
 	// Nesting lets an unprivileged container mount file systems and make
 	// namespaces of its own (CAP_SYS_ADMIN in its user namespace).
 	Nesting bool `json:"nesting,omitempty"`

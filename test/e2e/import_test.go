@@ -77,7 +77,7 @@ func TestImportAndExportVMs(t *testing.T) {
 
 	// A guest of the BIOS firmware template carries GRUB and our agent, so
 	// what comes back from an export boots and answers exec.
-	launch(t, d, "bbios", "e2e-src", "--type", "vm", "--cpus", "2", "--memory", "320MiB")
+	launch(t, d, "busybox-bios", "e2e-src", "--type", "vm", "--cpus", "2", "--memory", "320MiB")
 	d.Must(t, "exec", "e2e-src", "--", "sh", "-c", "echo "+knownText+" > /known.txt && sync")
 	mustFail(t, d, "stop it first", "export", "e2e-src", filepath.Join(dir, "running.ova"), "--format", "ova")
 	d.Must(t, "stop", "e2e-src")

@@ -28,7 +28,7 @@ func requireVMTemplates(t *testing.T) {
 			{"template", "build", "busybox", "--type", "vm"},
 			{"template", "build", "busybox", "--type", "vm", "--arch", "aarch64"},
 			{"template", "build", "debian:bookworm", "--name", "debian", "--type", "vm"},
-			{"template", "build", "busybox", "--name", "bbios", "--type", "vm", "--firmware", "bios"},
+			{"template", "build", "busybox", "--name", "busybox-bios", "--type", "vm", "--firmware", "bios"},
 			{"template", "build", "busybox", "--name", "buefi", "--type", "vm", "--firmware", "uefi"},
 		} {
 			began := time.Now()
@@ -92,8 +92,8 @@ func TestFirmwareBootsTheDisksOwnBootloader(t *testing.T) {
 	requireVMTemplates(t)
 	d := env.main
 	for _, fw := range []struct{ firmware, template, banner string }{
-		{"bios", "bbios", "Q35"},      // SeaBIOS names the machine in its DMI data
-		{"uefi", "buefi", "BdsDxe: "}, // OVMF's boot manager says what it boots
+		{"bios", "busybox-bios", "Q35"}, // SeaBIOS names the machine in its DMI data
+		{"uefi", "buefi", "BdsDxe: "},   // OVMF's boot manager says what it boots
 	} {
 		t.Run(fw.firmware, func(t *testing.T) {
 			var tmpl api.Template

@@ -123,11 +123,22 @@ export function guestsPage(main: HTMLElement): () => void {
   };
 }
 
+/** What the form's Type offers: each class, as the guest type, engine and
+ * isolation that make it, and the type of template its guests boot. */
+const kinds: Record<string, { label: string; type: string; templates: string; engine?: string; isolation?: string }> = {
+  container: { label: "container", type: "container", templates: "container" },
+  chroot: { label: "container, chroot jail (no namespaces)", type: "container", templates: "container", isolation: "chroot" },
+  vm: { label: "vm", type: "vm", templates: "vm" },
+  bochs: { label: "vm under Bochs (BIOS templates)", type: "vm", templates: "vm", engine: "bochs" },
+  uml: { label: "uml (User-Mode Linux)", type: "uml", templates: "container" },
+};
+
 /** The create form: POST /1.0/guests, then wait for its operation. */
 function createForm(progress: OpView, created: () => void): HTMLElement {
   let templates: Template[] = [];
   const name = h("input", { id: "create-name", name: "name", required: true, autocomplete: "off", autocapitalize: "off", spellcheck: "false", placeholder: "web1", pattern: "[a-z]([a-z0-9-]{0,61}[a-z0-9])?" }) as HTMLInputElement;
-  const type = h("select", { id: "create-type", name: "type" }, h("option", { value: "container" }, "container"), h("option", { value: "vm" }, "vm")) as HTMLSelectElement;
+  const type = h("select", { id: "create-type", name: "type" },
+    Object.entries(kinds).map(([value, k]) => h("option", { value }, k.label))) as HTMLSelectElement;
   const arch = h("select", { id: "create-arch", name: "arch" }) as HTMLSelectElement;
   const template = h("select", { id: "create-template", name: "template", required: true }) as HTMLSelectElement;
   const cpus = h("input", { id: "create-cpus", name: "cpus", type: "number", min: 1, step: 1, inputmode: "numeric", placeholder: "1" }) as HTMLInputElement;
@@ -137,8 +148,9 @@ function createForm(progress: OpView, created: () => void): HTMLElement {
   const start = h("input", { id: "create-start", name: "start", type: "checkbox", checked: true }) as HTMLInputElement;
   const submit = h("button", { id: "create-submit", type: "submit", class: "primary" }, "Create") as HTMLButtonElement;
 
+  const kind = () => kinds[type.value] || kinds.container;
   const fill = () => {
-    const ofType = templates.filter((t) => t.type === type.value);
+    const ofType = templates.filter((t) => t.type === kind().templates);
     const arches = [...new Set(ofType.map((t) => t.arch))].sort();
     const chosenArch = arches.includes(arch.value) ? arch.value : "";
     clear(arch, h("option", { value: "" }, "any (the host's by default)"), arches.map((a) => h("option", { value: a }, a)));
@@ -148,7 +160,7 @@ function createForm(progress: OpView, created: () => void): HTMLElement {
     for (const t of shown) names.set(t.name, [...(names.get(t.name) || []), t.arch]);
     const before = template.value;
     clear(template, names.size === 0
-      ? h("option", { value: "" }, `no ${type.value} templates${chosenArch ? " for " + chosenArch : ""}: build one on the Templates page`)
+      ? h("option", { value: "" }, `no ${kind().templates} templates${chosenArch ? " for " + chosenArch : ""}: build one on the Templates page`)
       : [...names].sort().map(([n, a]) => h("option", { value: n }, chosenArch ? n : `${n} (${a.join(", ")})`)));
     if (names.has(before)) template.value = before;
   };
@@ -191,8 +203,11 @@ function createForm(progress: OpView, created: () => void): HTMLElement {
     ev.preventDefault();
     if (!name.value.trim()) return showError("name: give the guest a name");
     if (!template.value) return showError("template: choose a template (build one on the Templates page)");
-    const body: Record<string, unknown> = { name: name.value.trim(), template: template.value, type: type.value };
-    const archs = templates.filter((t) => t.type === type.value && t.name === template.value).map((t) => t.arch);
+    const k = kind();
+    const body: Record<string, unknown> = { name: name.value.trim(), template: template.value, type: k.type };
+    if (k.engine) body.engine = k.engine;
+    if (k.isolation) body.isolation = k.isolation;
+    const archs = templates.filter((t) => t.type === k.templates && t.name === template.value).map((t) => t.arch);
     if (arch.value) body.arch = arch.value;
     else if (archs.length === 1) body.arch = archs[0];
     if (cpus.value.trim()) body.cpus = Number(cpus.value);

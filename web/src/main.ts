@@ -14,7 +14,7 @@
 //                #main (the page), #not-logged-in (shown without a session),
 //                #login-page (while logging in; #login-failed when the secret was refused)
 //   #/guests     #guests-page, #create-guest (opens #create-form), #guests-refresh,
-//                form fields #create-name, #create-type (container|vm), #create-arch,
+//                form fields #create-name, #create-type (container|chroot|vm|bochs|uml), #create-arch,
 //                #create-template (option values are template names), #create-cpus,
 //                #create-memory, #create-network ("" default, network names, "none"),
 //                #create-publish, #create-start (checkbox), #create-submit, #create-cancel,

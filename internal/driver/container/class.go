@@ -67,7 +67,41 @@ func (d *Driver) Define(def *guest.Definition, req api.GuestCreate) error {
 	if err := setConfinement(def, req); err != nil {
 		return err
 	}
-	return setIDMap(def, req.IDMap)
+	if err := setIDMap(def, req.IDMap); err != nil {
+		return err
+	}
+	return setIsolation(def, req)
+}
+
+// setIsolation records a chroot jail. It joins no network of polyvisor's
+// (it has no network namespace to plug one into): the daemon's default
+// network is dropped, and a network the user named is refused.
+func setIsolation(def *guest.Definition, req api.GuestCreate) error {
+	switch req.Isolation {
+	case "", guest.IsolationNamespaces:
+		return nil
+	case guest.IsolationChroot:
+	default:
+		return fmt.Errorf("%w: isolation %q: use %s (the default) or %s", api.ErrInvalid, req.Isolation, guest.IsolationNamespaces, guest.IsolationChroot)
+	}
+	switch {
+	case def.Privileged:
+		return fmt.Errorf("%w: isolation chroot: a jail runs as a non-root user; drop --privileged", api.ErrInvalid)
+	case def.Security.IDMap != idmap.Isolated:
+		return fmt.Errorf("%w: isolation chroot: a jail shares the host's pid namespace, so it needs host ids of its own; drop --idmap %s", api.ErrInvalid, def.Security.IDMap)
+	case def.Security.Nesting || def.Security.Capabilities != nil:
+		return fmt.Errorf("%w: isolation chroot: a jail runs as a non-root user with no capabilities; drop --nesting and --capabilities", api.ErrInvalid)
+	case len(req.Publish) > 0:
+		return fmt.Errorf("%w: publish: a chroot jail shares the host's network stack, where its services listen already; drop --publish", api.ErrInvalid)
+	}
+	for _, n := range req.Networks {
+		if n != "none" {
+			return fmt.Errorf("%w: network %s: a chroot jail shares the host's network stack and joins no network; drop --network", api.ErrInvalid, n)
+		}
+	}
+	def.Networks = nil
+	def.Security.Isolation = guest.IsolationChroot
+	return nil
 }
 
 // rootDiskSize gives Create the root disk size asked for (def.Disks'

@@ -215,6 +215,8 @@ func (d *Driver) writeBundleOf(def *guest.Definition, log *slog.Logger) error {
 	}
 	if p := t.Process; p != nil {
 		in.Args, in.Env, in.Cwd = p.Args, p.Env, p.Cwd
+	} else if def.Chroot() {
+		in.Args = jailShell
 	}
 	spec, err := buildSpec(in)
 	if err != nil {
@@ -327,12 +329,20 @@ func (d *Driver) killRest(ctx context.Context, def *guest.Definition) error {
 // stopSignal is the signal that asks pid's init to power off: SIGRTMIN+4
 // for systemd (SIGTERM makes it re-execute itself), SIGTERM for anything
 // else: busybox init runs its ::shutdown: actions on it, and it is the OCI
-// convention for an application run as init. The name comes from the
+// convention for an application run as init; SIGHUP for a shell. The name comes from the
 // guest, which can only pick its own signal with it.
 func stopSignal(pid int) unix.Signal {
 	comm, err := os.ReadFile("/proc/" + strconv.Itoa(pid) + "/comm")
-	if err == nil && strings.TrimSpace(string(comm)) == "systemd" {
+	if err != nil {
+		return sigTERM
+	}
+	switch strings.TrimSpace(string(comm)) {
+	case "systemd":
 		return sigPowerOffSystemd
+	case "sh", "ash", "dash", "bash":
+		// A shell as init (a chroot jail's console shell) ignores
+		// SIGTERM when interactive; a hang-up ends it.
+		return unix.SIGHUP
 	}
 	return sigTERM
 }

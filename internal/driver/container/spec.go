@@ -84,7 +84,18 @@ func buildSpec(in specInput) (*specs.Spec, error) {
 		// The template's DHCP launcher need not watch for an eth0.
 		spec.Process.Env = append(slices.Clip(defaultEnv), guestnet.NoNetworkEnv)
 	}
-	if m, ok := def.IDMap(); ok {
+	m, ok := def.IDMap()
+	switch {
+	case def.Chroot():
+		// The jail's init runs as the owner of its tree's root, a host id
+		// of its own range, with nothing to map it: no user namespace. A
+		// hostname needs a UTS namespace of its own.
+		spec.Hostname = ""
+		spec.Process.User = specs.User{UID: m.HostBase, GID: m.HostBase}
+		if err := confine(spec); err != nil {
+			return nil, err
+		}
+	case ok:
 		spec.Linux.UIDMappings = []specs.LinuxIDMapping{{ContainerID: 0, HostID: m.HostBase, Size: m.Size}}
 		spec.Linux.GIDMappings = []specs.LinuxIDMapping{{ContainerID: 0, HostID: m.HostBase, Size: m.Size}}
 		if err := confine(spec); err != nil {
@@ -94,11 +105,19 @@ func buildSpec(in specInput) (*specs.Spec, error) {
 	return spec, nil
 }
 
+// jailShell is a chroot jail's init when its template names none: a
+// login shell on the console. Neither busybox init nor systemd runs
+// outside a pid namespace of its own (both insist on being pid 1).
+var jailShell = []string{"/bin/sh", "-l"}
+
 // capabilitiesOf returns the capabilities def's root gets: every one for
 // a privileged guest; else its own list or the default, and CAP_SYS_ADMIN
 // with nesting. All but a privileged guest's are namespaced: they grant
 // nothing on the host.
 func capabilitiesOf(def *guest.Definition) []string {
+	if def.Chroot() {
+		return []string{} // a non-root user's: none
+	}
 	if def.Privileged {
 		return allCaps()
 	}
@@ -115,6 +134,11 @@ func capabilitiesOf(def *guest.Definition) []string {
 // namespacesOf returns the namespaces def runs in: all of them, but the
 // user and cgroup ones for an unprivileged guest only.
 func namespacesOf(def *guest.Definition) []specs.LinuxNamespace {
+	if def.Chroot() {
+		// Its own mounts (/proc, /dev, /tmp) and pivot_root into its
+		// tree need one; nothing else is separated from the host.
+		return []specs.LinuxNamespace{{Type: specs.MountNamespace}}
+	}
 	ns := []specs.LinuxNamespace{
 		{Type: specs.PIDNamespace}, {Type: specs.NetworkNamespace}, {Type: specs.IPCNamespace},
 		{Type: specs.UTSNamespace}, {Type: specs.MountNamespace},
@@ -135,7 +159,23 @@ func (d *Driver) Confinement(def *guest.Definition) *api.Confinement {
 	if !def.Privileged {
 		c.Seccomp, c.NoNewPrivileges = SeccompProfile, true
 	}
+	c.Isolation = guest.IsolationNamespaces
+	if def.Chroot() {
+		m, _ := def.IDMap()
+		c.Isolation, c.User = guest.IsolationChroot, fmt.Sprintf("host uid %d, gid %d (no user namespace)", m.HostBase, m.HostBase)
+		c.NotIsolated = jailShares
+	}
 	return c
+}
+
+// jailShares is what a chroot jail shares with the host, as info says it.
+var jailShares = []string{
+	"pids: it sees every host process in /proc and can signal those of its own uid",
+	"network: it uses the host's interfaces, addresses and ports",
+	"hostname: it has the host's, and cannot set its own",
+	"ipc: host System V IPC and POSIX message queues",
+	"users: its ids are host ids (no user namespace)",
+	"cgroups: it sees the host's hierarchy",
 }
 
 // SeccompProfile names the system call filter of unprivileged containers.

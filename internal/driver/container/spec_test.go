@@ -167,3 +167,34 @@ func TestSpecSaysWhenTheGuestHasNoNetwork(t *testing.T) {
 		t.Error("building a spec changed the shared default environment")
 	}
 }
+
+func TestSpecOfAChrootJail(t *testing.T) {
+	def := &guest.Definition{Name: "jail", Type: guest.TypeContainer, CPUs: 1, Memory: 64 << 20, Processes: 40,
+		Security: guest.Security{IDMap: "isolated", IDMapBase: 1065536, Isolation: guest.IsolationChroot}}
+	spec := specFor(t, def, 20000)
+	if len(spec.Linux.Namespaces) != 1 || spec.Linux.Namespaces[0].Type != specs.MountNamespace {
+		t.Errorf("a jail's namespaces %v, want the mount one alone", spec.Linux.Namespaces)
+	}
+	if len(spec.Linux.UIDMappings)+len(spec.Linux.GIDMappings) != 0 {
+		t.Errorf("a jail has id maps %v %v, but no user namespace", spec.Linux.UIDMappings, spec.Linux.GIDMappings)
+	}
+	if u := spec.Process.User; u.UID != 1065536 || u.GID != 1065536 {
+		t.Errorf("a jail's init runs as %d:%d, want its range's first host id", u.UID, u.GID)
+	}
+	if spec.Hostname != "" {
+		t.Errorf("a jail sets hostname %q without a UTS namespace of its own", spec.Hostname)
+	}
+	if c := spec.Process.Capabilities; len(c.Bounding)+len(c.Effective)+len(c.Permitted) != 0 {
+		t.Errorf("a jail's capabilities: %+v", c)
+	}
+	if !spec.Process.NoNewPrivileges || spec.Linux.Seccomp == nil {
+		t.Error("a jail runs without no_new_privs or seccomp")
+	}
+	if *spec.Linux.Resources.Pids.Limit != 40 || *spec.Linux.Resources.Memory.Limit != 64<<20 {
+		t.Error("a jail's limits are not in its spec")
+	}
+	c := (&Driver{}).Confinement(def)
+	if c.Isolation != guest.IsolationChroot || len(c.NotIsolated) == 0 || c.User == "" {
+		t.Errorf("a jail's confinement does not say what it shares: %+v", c)
+	}
+}

@@ -21,7 +21,7 @@ func (d *Driver) Check(ctx context.Context) (v api.ClassVerdict) {
 	var emulators []string
 	var hostMissing error
 	for _, a := range arch.All() {
-		path, err := hostreq.Lookup("qemu-system-" + a.QEMU)
+		path, err := hostreq.Lookup(a.Emulator)
 		if a == arch.Host() {
 			hostMissing = err
 		}

@@ -43,7 +43,7 @@ func (d *Driver) Capabilities() api.Capabilities {
 		Export: true, Networks: true, Usage: true, ExportFormats: exporter.VMFormats,
 	}
 	for _, a := range arch.All() {
-		if _, err := hostreq.Lookup("qemu-system-" + a.QEMU); err == nil {
+		if _, err := hostreq.Lookup(a.Emulator); err == nil {
 			c.Arches = append(c.Arches, a.Debian)
 		}
 	}

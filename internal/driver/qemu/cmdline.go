@@ -28,29 +28,29 @@ type vmSpec struct {
 }
 
 // commandLine returns QEMU's argv. Templates without firmware boot fast:
-// QEMU loads their kernel and initrd itself (direct kernel boot) on a
-// virtio-mmio machine (microvm, virt), with the root disk and the agent's
-// virtio-serial port as virtio-mmio devices. Firmware-booted templates run
-// on q35 with the devices on PCI, and the firmware boots the disk's own
-// bootloader. Either way the serial console is the monitor's pty (stdio)
-// and QMP is on a socket.
+// QEMU loads their kernel and initrd itself (direct kernel boot), with the
+// root disk and the agent's virtio-serial port on the machine's virtio
+// transport (virtio-mmio on microvm and virt, PCI on pseries, channel I/O on
+// s390-ccw-virtio). Firmware-booted templates run on q35 with the devices
+// on PCI, and the firmware boots the disk's own bootloader. Either way the
+// serial console is the monitor's pty (stdio) and QMP is on a socket.
 func commandLine(s vmSpec) []string {
 	def := s.Def
-	cpu := "max"
-	if s.Boot.Machine == "virt" && s.Accel == "tcg" && strings.HasSuffix(s.Boot.QEMU, "aarch64") {
-		cpu = "cortex-a57" // "max" under TCG emulates costly extensions (pointer authentication)
-	}
 	argv := []string{
 		s.Boot.QEMU,
 		"-name", def.Name,
-		"-machine", s.Boot.Machine + ",accel=" + s.Accel,
-		"-cpu", cpu,
+		"-machine", s.Boot.Machine + machineOptions(s.Boot.Machine, s.Accel) + ",accel=" + s.Accel,
+		"-cpu", cpuModel(s.Boot, s.Accel),
 		"-smp", strconv.Itoa(def.CPUs),
 		"-m", strconv.FormatInt(int64(def.Memory)>>20, 10),
 		"-nodefaults", "-no-user-config", "-display", "none",
 	}
+	if s.Boot.Machine == "virt" && strings.HasSuffix(s.Boot.QEMU, "riscv64") {
+		// The kernel runs in supervisor mode over an SBI firmware: QEMU's OpenSBI.
+		argv = append(argv, "-bios", "default")
+	}
 	argv = append(argv, s.Confine.args()...)
-	bus := "device" // virtio-mmio: virtio-blk-device, virtio-serial-device
+	bus := virtioBus(s.Boot.Machine)
 	if s.Boot.Firmware == "" {
 		cmdline := "console=" + s.Boot.Console + " " + s.Boot.Cmdline + " " + vmimage.HostnameParam + "=" + def.Name
 		if s.Accel == "tcg" && s.TCGCmdline != "" {
@@ -96,6 +96,49 @@ func commandLine(s vmSpec) []string {
 		"-serial", "chardev:console",
 		"-qmp", "unix:"+s.QMP+",server=on,wait=off",
 	)
+}
+
+// virtioBus returns the suffix of the virtio devices' names on machine:
+// virtio-blk-device (virtio-mmio), virtio-blk-pci, virtio-blk-ccw.
+func virtioBus(machine string) string {
+	switch machine {
+	case "pseries", "q35":
+		return "pci"
+	case "s390-ccw-virtio":
+		return "ccw"
+	}
+	return "device" // microvm, virt
+}
+
+// cpuModel returns the -cpu of a guest. Under KVM it is the host's CPU
+// ("max"); under TCG, a model each emulator has: "max" emulates costly
+// extensions on aarch64 (pointer authentication), and QEMU 7.2 has no
+// "max" for riscv64 or ppc64.
+func cpuModel(boot api.TemplateBoot, accel string) string {
+	if accel != "tcg" {
+		return "max"
+	}
+	switch {
+	case strings.HasSuffix(boot.QEMU, "aarch64"):
+		return "cortex-a57"
+	case strings.HasSuffix(boot.QEMU, "riscv64"):
+		return "rv64"
+	case strings.HasSuffix(boot.QEMU, "ppc64"):
+		return "power9"
+	case strings.HasSuffix(boot.QEMU, "-arm"):
+		return "cortex-a15" // ARMv7 with LPAE, which the armmp-lpae kernel needs
+	}
+	return "max"
+}
+
+// machineOptions returns options of machine under accel, each after a
+// comma. pseries asks by default for Spectre mitigations that TCG does not
+// emulate, and QEMU warns of each on every start: say they are absent.
+func machineOptions(machine, accel string) string {
+	if machine == "pseries" && accel == "tcg" {
+		return ",cap-cfpc=broken,cap-sbbc=broken,cap-ibs=broken,cap-ccf-assist=off"
+	}
+	return ""
 }
 
 // lastConsoleLines returns the end of a console log on one line, for errors.

@@ -72,8 +72,8 @@ type Driver struct {
 	templates template.Store
 	accel     accelerator
 
+	agents agent.Pool // connected guest agents, by guest name
 	mu     sync.Mutex
-	agents map[string]*agent.Client // connected guest agents, by guest name
 	// tcg caches vmimage.TCGCmdline per arch: it measures the host's TSC.
 	tcg map[string]string
 	// runWith caches, per QEMU binary, whether it takes -run-with.
@@ -102,7 +102,6 @@ func New(opts Options) *Driver {
 		opts: opts, log: opts.Log.With("driver", Class),
 		monitors:  &monitored.Launcher{Monitor: opts.Monitor},
 		templates: template.Store{Dir: opts.Layout.TemplatesDir()},
-		agents:    map[string]*agent.Client{},
 		tcg:       map[string]string{},
 		runWith:   map[string]bool{},
 	}
@@ -282,49 +281,20 @@ func (d *Driver) Start(ctx context.Context, def *guest.Definition) (status guest
 	return status, nil
 }
 
-// agent returns the guest's agent connection, dialling it if needed: after
-// a daemon restart, the first exec reconnects. A kept connection must answer
-// a ping within ctx first: an agent that died, froze or went hostile since
-// would otherwise hold every later call forever.
+// agent returns the guest's agent connection, dialling it if needed (see
+// agent.Pool).
 func (d *Driver) agent(ctx context.Context, def *guest.Definition) (*agent.Client, error) {
-	d.mu.Lock()
-	c := d.agents[def.Name]
-	d.mu.Unlock()
-	if c != nil {
-		err := c.Ping(ctx)
-		if err == nil {
-			return c, nil
-		}
-		d.dropAgent(def.Name)
-		if ctx.Err() != nil {
-			return nil, fmt.Errorf("reach the agent of %s: %w", def.Name, err)
-		}
-		// The connection broke (the guest rebooted, say): dial again.
-	}
-	c, err := agent.Dial(ctx, d.agentSocket(def))
+	c, err := d.agents.Get(ctx, def.Name, func(ctx context.Context) (*agent.Client, error) {
+		return agent.Dial(ctx, d.agentSocket(def))
+	})
 	if err != nil {
 		return nil, fmt.Errorf("reach the agent of %s: %w", def.Name, err)
 	}
-	d.mu.Lock()
-	defer d.mu.Unlock()
-	if old := d.agents[def.Name]; old != nil {
-		c.Close()
-		return old, nil
-	}
-	d.agents[def.Name] = c
 	return c, nil
 }
 
 // dropAgent forgets the guest's agent connection.
-func (d *Driver) dropAgent(name string) {
-	d.mu.Lock()
-	c := d.agents[name]
-	delete(d.agents, name)
-	d.mu.Unlock()
-	if c != nil {
-		c.Close()
-	}
-}
+func (d *Driver) dropAgent(name string) { d.agents.Drop(name) }
 
 // Stop implements driver.Driver: the guest is asked to power off (through
 // its agent, or ACPI where it has no agent), then QEMU is told to quit,
@@ -378,24 +348,13 @@ func (d *Driver) kill(ctx context.Context, def *guest.Definition) error {
 			return nil
 		}
 	}
-	if err := proc.Signal(9); err != nil {
-		return fmt.Errorf("stop %s: %w", def.Name, err)
-	}
-	hard, cancel2 := context.WithTimeout(ctx, 10*time.Second)
-	defer cancel2()
-	if err := proc.Wait(hard); err != nil {
-		return fmt.Errorf("stop %s: QEMU %d survived SIGKILL: %w", def.Name, proc.PID, err)
-	}
-	return nil
+	return monitored.Kill(ctx, def, "QEMU")
 }
 
 // Cleanup implements driver.Driver.
 func (d *Driver) Cleanup(ctx context.Context, def *guest.Definition) (*api.Exit, error) {
 	d.dropAgent(def.Name)
-	if monitored.Monitor(def).Alive() && !monitored.Process(def).Alive() {
-		monitored.WaitMonitor(ctx, def)
-	}
-	exit := monitored.ReadExit(d.runDir(def))
+	exit := monitored.Ended(ctx, def, d.runDir(def))
 	if err := os.RemoveAll(d.runDir(def)); err != nil {
 		return exit, fmt.Errorf("clean up %s: %w", def.Name, err)
 	}

@@ -1,9 +1,7 @@
 package qemu
 
 import (
-	"maps"
 	"os"
-	"slices"
 	"testing"
 	"time"
 
@@ -46,12 +44,7 @@ func TestConformance(t *testing.T) {
 		Restart: func() driver.Driver {
 			// The old daemon's connections die with it: a guest agent's
 			// port takes one client at a time.
-			d.mu.Lock()
-			names := slices.Collect(maps.Keys(d.agents))
-			d.mu.Unlock()
-			for _, name := range names {
-				d.dropAgent(name)
-			}
+			d.agents.DropAll()
 			return New(opts)
 		},
 		HostObjects: func(name string) []string {

@@ -47,7 +47,19 @@ type Advice struct {
 
 // isolationOrder ranks classes by how far a guest is kept from the host:
 // a separate kernel behind a virtual machine first, a shared kernel last.
-var isolationOrder = []string{VM, Emulation, Container}
+var isolationOrder = []string{VM, Bochs, Emulation, UML, Container, Chroot}
+
+// isolationRank is a class's place in isolationOrder; an emulated
+// architecture's class ranks as Emulation.
+func isolationRank(name string) int {
+	if IsEmulation(name) {
+		name = Emulation
+	}
+	if i := slices.Index(isolationOrder, name); i >= 0 {
+		return i
+	}
+	return len(isolationOrder)
+}
 
 // Advise picks the class of guest that fits n best on the host that
 // produced r, from r's figures. When no class can serve n, the error wraps
@@ -129,14 +141,18 @@ func refusal(r *Report, c *Class, n Needs, want string, foreign bool) string {
 	switch {
 	case !c.Works:
 		return "does not work on this host: " + orDefault(oneLine(c.Reason), "no reason recorded")
-	case c.Name == Container && n.GuestOS != OSLinux:
-		return fmt.Sprintf("a container shares the host's Linux kernel, so it runs Linux guests only, never %s", n.GuestOS)
-	case c.Name == Container && foreign:
-		return fmt.Sprintf("a container runs on the host's kernel and CPU (%s) only; %s needs emulation", r.Host.Arch, want)
-	case c.Name == VM && foreign:
-		return fmt.Sprintf("a vm runs guests of the host's architecture (%s); %s needs emulation", r.Host.Arch, want)
-	case c.Name == Emulation && !foreign:
+	case (c.Name == Container || c.Name == Chroot) && n.GuestOS != OSLinux:
+		return fmt.Sprintf("a %s shares the host's Linux kernel, so it runs Linux guests only, never %s", c.Name, n.GuestOS)
+	case c.Name == UML && n.GuestOS != OSLinux:
+		return fmt.Sprintf("User-Mode Linux is a Linux kernel run as a host process: it runs Linux guests only, never %s", n.GuestOS)
+	case (c.Name == Container || c.Name == Chroot || c.Name == UML) && foreign:
+		return fmt.Sprintf("a %s runs on the host's CPU (%s) only; %s needs emulation", c.Name, r.Host.Arch, want)
+	case (c.Name == VM || c.Name == Bochs) && foreign:
+		return fmt.Sprintf("a %s runs guests of the host's architecture (%s); %s needs emulation", c.Name, r.Host.Arch, want)
+	case IsEmulation(c.Name) && !foreign:
 		return fmt.Sprintf("emulation is for foreign architectures; guests of the host's own (%s) run as a vm or a container at far better speed", want)
+	case c.Name != Emulation && IsEmulation(c.Name) && c.Arch != "" && c.Arch != want:
+		return fmt.Sprintf("this class emulates %s, not %s", c.Arch, want)
 	}
 	if pg := perGuest(c); pg > 0 {
 		fit, ok := Fit(r.Host, pg)
@@ -226,13 +242,8 @@ func measureOf(r *Report, rows []Row, c *Class, priority string) measure {
 // the best from the next, that too.
 func pick(r *Report, rows []Row, candidates []*Class, priority string) (*Class, []string) {
 	if priority == PriorityIsolation {
-		for _, name := range isolationOrder {
-			for _, c := range candidates {
-				if c.Name == name {
-					return c, []string{isolationReason(c)}
-				}
-			}
-		}
+		best := slices.MinFunc(candidates, func(a, b *Class) int { return isolationRank(a.Name) - isolationRank(b.Name) })
+		return best, []string{isolationReason(best)}
 	}
 	var best, next *Class
 	var bm, nm measure
@@ -268,8 +279,13 @@ func pick(r *Report, rows []Row, candidates []*Class, priority string) (*Class, 
 }
 
 func isolationReason(c *Class) string {
-	if c.Name == Container {
-		return "container: the only class that fits, though it shares the host's kernel (namespaces and cgroups, not a separate kernel)"
+	switch c.Name {
+	case Container:
+		return "container: the best isolated class that fits, though it shares the host's kernel (namespaces and cgroups, not a separate kernel)"
+	case Chroot:
+		return "chroot: the only class that fits, and the least isolated: a chroot as a non-root user, sharing the host's kernel, pids, network, hostname and IPC"
+	case UML:
+		return "uml: a separate guest kernel, run as host processes (User-Mode Linux): a bug in it reaches the host as its user's, not the host kernel's"
 	}
 	return c.Name + ": a separate guest kernel behind a virtual machine, not the host's kernel shared as a container would"
 }
@@ -310,7 +326,7 @@ func facts(r *Report, rows []Row, c *Class, n Needs) []string {
 		}
 		out = append(out, tcg)
 	}
-	if c.Name == Emulation && c.Arch != "" && n.Arch != "" {
+	if IsEmulation(c.Name) && c.Arch != "" && n.Arch != "" {
 		if want, _ := guestArch(r, n.Arch); want != c.Arch {
 			out = append(out, fmt.Sprintf("emulation was measured with a %s guest; %s runs under the same TCG, so its figures are indicative", c.Arch, want))
 		}

@@ -233,3 +233,52 @@ func TestAdviseQuotesIntervalsAndDoubts(t *testing.T) {
 	contains(t, "reasons", a.Reasons, "boot 18.0 ms [16.2, 21.6]")
 	contains(t, "reasons", a.Reasons, "measured on a busy host: the host was not quiet (1 of ")
 }
+
+func TestAdviseWeighsTheJailUMLBochsAndEmulatedArches(t *testing.T) {
+	r := withNewClasses()
+	r.Classes = append(r.Classes,
+		measuredClass(Class{Name: Bochs, Label: "bochs", Arch: "x86_64", Works: true, Lifecycle: lifecycle(300, 180000, 2000, 50)}, emulationFigures),
+		measuredClass(Class{Name: EmulationOf("riscv64"), Label: "emulation-riscv64", Arch: "riscv64", Accel: "tcg", Works: true, Lifecycle: lifecycle(90, 9000, 400, 20)}, emulationFigures))
+
+	// Isolation ranks a VM, then Bochs (a separate kernel on an emulated
+	// machine), above UML, the container and, last, the jail.
+	if a := advise(t, r, Needs{GuestOS: OSLinux, Priority: PriorityIsolation}); a.Class != VM {
+		t.Errorf("isolation: %s, want vm", a.Class)
+	}
+	r.FindClass(VM).Works = false
+	if a := advise(t, r, Needs{GuestOS: OSLinux, Priority: PriorityIsolation}); a.Class != Bochs {
+		t.Errorf("isolation without a vm: %s, want bochs", a.Class)
+	}
+	r.FindClass(Bochs).Works = false
+	if a := advise(t, r, Needs{GuestOS: OSLinux, Priority: PriorityIsolation}); a.Class != UML {
+		t.Errorf("isolation without a vm or bochs: %s, want uml", a.Class)
+	}
+	r.FindClass(UML).Works, r.FindClass(Container).Works = false, false
+	a := advise(t, r, Needs{GuestOS: OSLinux, Priority: PriorityIsolation})
+	if a.Class != Chroot {
+		t.Fatalf("isolation with the jail alone: %s, want chroot", a.Class)
+	}
+	contains(t, "reasons", a.Reasons, "the least isolated")
+
+	// Windows: neither the jail nor UML, which are Linux only.
+	r = withNewClasses()
+	a = advise(t, r, Needs{GuestOS: OSWindows, Priority: PriorityCPU})
+	for _, c := range []string{Chroot, UML} {
+		if !strings.Contains(a.Refused[c], "Linux") {
+			t.Errorf("windows: %s refused with %q", c, a.Refused[c])
+		}
+	}
+	// A riscv64 guest: the class that emulates riscv64 fits, and no
+	// host-arch class does.
+	r.Classes = append(r.Classes, measuredClass(Class{Name: EmulationOf("riscv64"), Label: "emulation-riscv64", Arch: "riscv64", Accel: "tcg", Works: true}, emulationFigures))
+	a = advise(t, r, Needs{GuestOS: OSLinux, Arch: "riscv64", Priority: PriorityCPU})
+	for _, c := range []string{Chroot, UML, Container, VM} {
+		if !strings.Contains(a.Refused[c], "needs emulation") {
+			t.Errorf("riscv64: %s refused with %q", c, a.Refused[c])
+		}
+	}
+	a = advise(t, r, Needs{GuestOS: OSLinux, Arch: "s390x", Priority: PriorityCPU})
+	if !strings.Contains(a.Refused[EmulationOf("riscv64")], "emulates riscv64, not s390x") {
+		t.Errorf("s390x: emulation-riscv64 refused with %q", a.Refused[EmulationOf("riscv64")])
+	}
+}

@@ -54,6 +54,11 @@ const (
 	// BootSlowerFactor is "VMs boot slower": a VM's boot at least 1.5
 	// times a container's.
 	BootSlowerFactor = 1.5
+	// SyscallCostRatio is "costs system calls": User-Mode Linux's system
+	// call and process spawn at no more than 0.5× of native speed (twice
+	// as slow or worse), while its CPU work stays near native
+	// (NearNativeRatio).
+	SyscallCostRatio = 0.5
 )
 
 // Doubt widens the intervals a verdict rests on when the rounds'
@@ -81,6 +86,8 @@ const (
 	ClaimEmulationSlow   = "emulation-slow"
 	ClaimVMDisk          = "vm-disk"
 	ClaimBoot            = "vm-boot"
+	ClaimJailNative      = "jail-native"
+	ClaimUMLSyscalls     = "uml-syscalls"
 )
 
 // Prefixes of the workload names each claim reads.
@@ -88,6 +95,10 @@ const (
 	cpuPrefix  = "cpu."
 	memPrefix  = "mem."
 	diskPrefix = "disk."
+	// The kernel-entry workloads: one system call, and a process's
+	// fork, exec and wait.
+	syscallPrefix = "syscall."
+	spawnPrefix   = "proc."
 )
 
 // noIntervals is why a report from before paired rounds decides nothing.
@@ -105,7 +116,78 @@ func Claims(r *Report) []Claim {
 		claimEmulationSlow(r, rows),
 		claimVMDisk(r, rows),
 		claimBoot(r, rows),
+		claimJailNative(r, rows),
+		claimUMLSyscalls(r, rows),
 	}
+}
+
+// claimJailNative: the original jail is native speed, as a container is,
+// but shares more of the host (what info says of a chroot guest); the
+// evidence sets the container beside it, which is what namespaces add.
+func claimJailNative(r *Report, rows []Row) Claim {
+	c := Claim{
+		ID:        ClaimJailNative,
+		Statement: "The chroot jail is as fast as native but isolates less: it shares the host's pids, network, hostname and IPC.",
+		Verdict:   NotMeasured,
+	}
+	rs, why := ratiosOf(r, rows, cpuPrefix, Chroot)
+	if why != "" {
+		c.Evidence = why
+		return c
+	}
+	var tests []test
+	for _, x := range rs {
+		tests = append(tests, atLeast("chroot "+x.figure, x.bound(), NativeLikeRatio, FormatRatio))
+	}
+	c.Evidence = fmt.Sprintf("chroot CPU workloads %s of native (native-like: every interval at %s or more)", rs, FormatRatio(NativeLikeRatio))
+	for _, prefix := range []string{syscallPrefix, spawnPrefix} {
+		jail, why := ratiosOf(r, rows, prefix, Chroot)
+		if why != "" {
+			continue
+		}
+		c.Evidence += fmt.Sprintf("; %s chroot %s", strings.TrimSuffix(prefix, "."), jail)
+		if ct, why := ratiosOf(r, rows, prefix, Container); why == "" {
+			c.Evidence += fmt.Sprintf(", container %s", ct)
+		}
+	}
+	c.Evidence += "; it isolates less by construction: no pid, network, UTS, IPC, user or cgroup namespace (polyvisor info lists them)"
+	c.Verdict, c.Evidence = decide(r, rs, c.Evidence, tests...)
+	return c
+}
+
+// claimUMLSyscalls: User-Mode Linux runs the guest's code on the host's
+// CPU, but every system call is caught by the UML kernel's tracing of its
+// processes and served by another host process.
+func claimUMLSyscalls(r *Report, rows []Row) Claim {
+	c := Claim{
+		ID:        ClaimUMLSyscalls,
+		Statement: "Paravirtualization (User-Mode Linux) costs system calls, not CPU: its code runs at native speed, its kernel entries do not.",
+		Verdict:   NotMeasured,
+	}
+	cpu, why := ratiosOf(r, rows, cpuPrefix, UML)
+	if why != "" {
+		c.Evidence = why
+		return c
+	}
+	sys, why := ratiosOf(r, rows, syscallPrefix, UML)
+	if why != "" {
+		c.Evidence = why
+		return c
+	}
+	spawn, why := ratiosOf(r, rows, spawnPrefix, UML)
+	if why != "" {
+		c.Evidence = why
+		return c
+	}
+	kernel := append(slices.Clone(sys), spawn...)
+	c.Evidence = fmt.Sprintf("uml CPU %s%s of native (%s; near native: %s or more); system calls and spawns %s (costly: %s or less)",
+		FormatRatio(cpu.geomean()), cpu.asMeasured().bound().suffix(), cpu, FormatRatio(NearNativeRatio), kernel, FormatRatio(SyscallCostRatio))
+	tests := []test{atLeast("uml CPU", cpu.bound(), NearNativeRatio, FormatRatio)}
+	for _, x := range kernel {
+		tests = append(tests, atMost("uml "+x.figure, x.bound(), SyscallCostRatio, FormatRatio))
+	}
+	c.Verdict, c.Evidence = decide(r, append(cpu, kernel...), c.Evidence, tests...)
+	return c
 }
 
 func claimContainerNative(r *Report, rows []Row) Claim {

@@ -1,6 +1,7 @@
 package benchreport
 
 import (
+	"maps"
 	"math"
 	"strings"
 	"testing"
@@ -53,8 +54,8 @@ func pairedRounds(r *Report, class, name string, ratios ...float64) {
 
 func TestClaimsUnderTCG(t *testing.T) {
 	r := fullReport()
-	if n := len(Claims(r)); n != 5 {
-		t.Fatalf("%d claims, want 5", n)
+	if n := len(Claims(r)); n != 7 {
+		t.Fatalf("%d claims, want 7", n)
 	}
 	for _, c := range Claims(r) {
 		if c.Statement == "" || c.Evidence == "" {
@@ -292,4 +293,40 @@ func TestClaimsOnABusyHostNeverDecideWhatTheIntervalsDoNot(t *testing.T) {
 	if c := row.Cell(Container); c.Noise == "" {
 		t.Errorf("container cpu.int at 1.25× not flagged as noise: %+v", c)
 	}
+}
+
+// withNewClasses is fullReport with a chroot jail and a UML guest, at
+// figures like this host's: the jail native in every workload, UML
+// native in CPU work and dozens of times slower in kernel entries.
+func withNewClasses() *Report {
+	r := fullReport()
+	jail := maps.Clone(containerFigures)
+	jail[probe.Syscall], jail[probe.ProcSpawn] = 61, 520
+	uml := maps.Clone(containerFigures)
+	uml[probe.Syscall], uml[probe.ProcSpawn] = 6000, 25000
+	r.Classes = append(r.Classes,
+		measuredClass(Class{Name: Chroot, Label: "chroot", Arch: "x86_64", Works: true, Lifecycle: lifecycle(25, 12, 8, 7)}, jail),
+		measuredClass(Class{Name: UML, Label: "uml", Arch: "x86_64", Works: true, Lifecycle: lifecycle(40, 1800, 300, 10)}, uml))
+	return r
+}
+
+func TestClaimJailNativePaths(t *testing.T) {
+	expect(t, fullReport(), ClaimJailNative, NotMeasured, "the report has no chroot class")
+	r := withNewClasses()
+	expect(t, r, ClaimJailNative, Confirmed, "chroot CPU workloads cpu.int 0.98×", "syscall chroot syscall.getppid 0.98×", ", container syscall.getppid 0.97×", "no pid, network, UTS, IPC, user or cgroup namespace")
+	setFigure(r, Chroot, probe.CPUInt, 500)
+	expect(t, r, ClaimJailNative, Refuted, "chroot cpu.int's interval [0.50, 0.51] lies below 0.90×")
+}
+
+func TestClaimUMLSyscallsPaths(t *testing.T) {
+	expect(t, fullReport(), ClaimUMLSyscalls, NotMeasured, "the report has no uml class")
+	r := withNewClasses()
+	expect(t, r, ClaimUMLSyscalls, Confirmed, "uml CPU 0.98×", "syscall.getppid 0.01×", "proc.spawn 0.02×")
+	// Refuted when the kernel entries cost nothing...
+	setFigure(r, UML, probe.Syscall, 62)
+	expect(t, r, ClaimUMLSyscalls, Refuted, "uml syscall.getppid's interval")
+	// ...or when the CPU work is slow too.
+	r = withNewClasses()
+	setFigure(r, UML, probe.CPUFloat, 300)
+	expect(t, r, ClaimUMLSyscalls, Refuted, "uml CPU's interval")
 }

@@ -89,7 +89,7 @@ func TestWriteHTMLSelfContained(t *testing.T) {
 	if err := json.Unmarshal([]byte(m[1]), &f); err != nil {
 		t.Fatalf("embedded JSON: %v", err)
 	}
-	if f.Report == nil || f.Host.Hostname != "lab1" || len(f.Ratios) != len(Rows(r)) || len(f.Claims) != 5 {
+	if f.Report == nil || f.Host.Hostname != "lab1" || len(f.Ratios) != len(Rows(r)) || len(f.Claims) != len(Claims(r)) {
 		t.Errorf("embedded JSON is not the report: %+v", f)
 	}
 	if strings.Contains(page, `<section id="load">`) {

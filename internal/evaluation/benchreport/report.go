@@ -94,7 +94,24 @@ const (
 	Container = "container"
 	VM        = "vm"
 	Emulation = "emulation"
+	// Chroot is the plain jail: a container with no namespace but a
+	// mount one, as a non-root user.
+	Chroot = "chroot"
+	// UML is User-Mode Linux: a guest kernel run as a host process.
+	UML = "uml"
+	// Bochs is the pure x86 emulator, for the host's own arch.
+	Bochs = "bochs"
 )
+
+// EmulationOf names the emulation class of one foreign architecture
+// (Debian's name): emulation-riscv64. Plain Emulation is the default
+// foreign arch's (aarch64 on an x86_64 host).
+func EmulationOf(debianArch string) string { return Emulation + "-" + debianArch }
+
+// IsEmulation says whether a class emulates a foreign architecture.
+func IsEmulation(name string) bool {
+	return name == Emulation || strings.HasPrefix(name, Emulation+"-")
+}
 
 // PeerPrefix starts the Name of a peer's class (peer-runc, peer-qemu):
 // not a polyvisor class but a program polyvisor is compared with, measured

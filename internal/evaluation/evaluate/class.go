@@ -2,8 +2,12 @@ package evaluate
 
 import (
 	"bytes"
+	"cmp"
 	"context"
+	"crypto/sha256"
+	"encoding/hex"
 	"fmt"
+	"io"
 	"os"
 	"path/filepath"
 	"runtime"
@@ -21,26 +25,58 @@ import (
 // guestSpec is what a class's guests are made of: the busybox template of
 // each kind, so that every class runs the same user space.
 type guestSpec struct {
-	class   string
-	typ     string
-	arch    arch.Arch
-	verdict string // the host check's class
-	memory  string // for the probe's guest: mem.copy needs room
+	class     string
+	typ       string // the guest type
+	engine    string // the driver among those of typ; "" for its default
+	isolation string // a container's: "" or chroot
+	// template is the busybox template's name, tmplType its type (a uml
+	// guest boots a container template's tree) and firmware how its disk
+	// boots.
+	template, tmplType, firmware string
+	arch                         arch.Arch
+	verdict                      string // the host check's class
+	memory                       string // for the probe's guest: mem.copy needs room
+	// slow marks a class whose guests take minutes to boot (Bochs): its
+	// lifecycle is timed once and its density is not measured.
+	slow bool
+	// cpus, when set, replaces the host's CPU count: Bochs emulates every
+	// CPU in one host thread, so more CPUs only slow its guest down.
+	cpus int
 }
 
+// specOf is the guest spec of a class bench knows (see Classes).
 func specOf(class string) guestSpec {
-	switch class {
-	case benchreport.VM:
-		return guestSpec{class: class, typ: template.TypeVM, arch: arch.Host(), verdict: "qemu", memory: "512MiB"}
-	case benchreport.Emulation:
+	spec := guestSpec{class: class, typ: template.TypeContainer, template: "busybox", arch: arch.Host(), verdict: "container", memory: "512MiB"}
+	switch {
+	case class == benchreport.VM:
+		spec.typ, spec.verdict = template.TypeVM, "qemu"
+	case class == benchreport.Emulation:
 		foreign, _ := arch.Parse("arm64")
 		if arch.Host() == foreign {
 			foreign, _ = arch.Parse("amd64")
 		}
-		return guestSpec{class: class, typ: template.TypeVM, arch: foreign, verdict: "qemu", memory: "512MiB"}
+		spec.typ, spec.verdict, spec.arch = template.TypeVM, "qemu", foreign
+	case benchreport.IsEmulation(class):
+		a, _ := arch.Parse(strings.TrimPrefix(class, benchreport.Emulation+"-"))
+		spec.typ, spec.verdict, spec.arch = template.TypeVM, "qemu", a
+	case class == benchreport.Chroot:
+		spec.isolation = benchreport.Chroot
+	case class == benchreport.UML:
+		spec.typ, spec.verdict = benchreport.UML, benchreport.UML
+	case class == benchreport.Bochs:
+		spec.typ, spec.engine, spec.verdict, spec.slow, spec.cpus = template.TypeVM, benchreport.Bochs, benchreport.Bochs, true, 1
+		spec.template, spec.firmware = "busybox-bios", "bios"
 	}
-	return guestSpec{class: class, typ: template.TypeContainer, arch: arch.Host(), verdict: "container", memory: "512MiB"}
+	spec.tmplType = spec.typ
+	if spec.typ == benchreport.UML {
+		spec.tmplType = template.TypeContainer
+	}
+	return spec
 }
+
+// vmLike says whether the class's guests boot a kernel of their own on a
+// disk of their own (a VM's, or User-Mode Linux's).
+func (s guestSpec) vmLike() bool { return s.typ != template.TypeContainer }
 
 // namePrefix starts the names of every guest bench makes.
 const namePrefix = "pv-bench-"
@@ -55,20 +91,30 @@ func (r *runner) measureClass(ctx context.Context, class string, host benchrepor
 			c.Works, c.Reason = v.Works, v.Reason
 		}
 	}
-	if spec.typ == template.TypeVM {
+	switch {
+	case spec.engine == benchreport.Bochs:
+		c.Label = "bochs (x86_64, interpreted)"
+	case benchreport.IsEmulation(class):
+		c.Accel = "tcg"
+		c.Label = fmt.Sprintf("%s (%s on %s, TCG)", class, spec.arch.QEMU, host.Arch)
+	case spec.typ == template.TypeVM:
 		c.Accel = host.Accel
-		if class == benchreport.Emulation {
-			c.Accel = "tcg"
-			c.Label = fmt.Sprintf("emulation (%s on %s, TCG)", spec.arch.QEMU, host.Arch)
-		} else {
-			c.Label = fmt.Sprintf("vm (%s)", strings.ToUpper(host.Accel))
-		}
+		c.Label = fmt.Sprintf("vm (%s)", strings.ToUpper(host.Accel))
+	case spec.typ == benchreport.UML:
+		c.Label = "uml (User-Mode Linux)"
+	case spec.isolation != "":
+		c.Label = "chroot (jail, no namespaces)"
 	}
 	if !c.Works {
 		return c
 	}
 	if err := r.ensureTemplate(ctx, spec); err != nil {
 		c.Works, c.Reason = false, err.Error()
+		return c
+	}
+	if spec.slow {
+		// Its one life is its probe guest's (see slowLife).
+		c.Density = &benchreport.Density{Error: "not measured: each guest of this class takes minutes to boot"}
 		return c
 	}
 	r.opts.Progress(c.Label + ": lifecycle")
@@ -80,12 +126,12 @@ func (r *runner) measureClass(ctx context.Context, class string, host benchrepor
 
 // ensureTemplate builds the class's busybox template when it is missing.
 func (r *runner) ensureTemplate(ctx context.Context, spec guestSpec) error {
-	key := template.Key("busybox", spec.typ, spec.arch.Debian)
+	key := template.Key(spec.template, spec.tmplType, spec.arch.Debian)
 	if _, err := r.opts.Client.Template(ctx, key); err == nil {
 		return nil
 	}
 	r.opts.Progress("building template " + key)
-	op, err := r.opts.Client.BuildTemplate(ctx, api.TemplateBuild{Source: "busybox", Type: spec.typ, Arch: spec.arch.Debian})
+	op, err := r.opts.Client.BuildTemplate(ctx, api.TemplateBuild{Source: "busybox", Name: spec.template, Type: spec.tmplType, Arch: spec.arch.Debian, Firmware: spec.firmware})
 	if err != nil {
 		return fmt.Errorf("build template %s: %w", key, err)
 	}
@@ -94,11 +140,12 @@ func (r *runner) ensureTemplate(ctx context.Context, spec guestSpec) error {
 
 // create makes (and with start, starts) a guest of the class. It gets
 // every host CPU, as the native probe has them: a guest's default limit of
-// one CPU would throttle it and be measured instead of the class.
+// one CPU would throttle it and be measured instead of the class (Bochs
+// aside: see guestSpec.cpus).
 func (r *runner) create(ctx context.Context, spec guestSpec, name, memory string, start bool) error {
 	req := api.GuestCreate{
-		Name: name, Template: "busybox", Type: spec.typ, Arch: spec.arch.Debian, Memory: memory,
-		CPUs: runtime.NumCPU(), Networks: []string{"none"}, Start: start,
+		Name: name, Template: spec.template, Type: spec.typ, Engine: spec.engine, Isolation: spec.isolation,
+		Arch: spec.arch.Debian, Memory: memory, CPUs: cmp.Or(spec.cpus, runtime.NumCPU()), Networks: []string{"none"}, Start: start,
 	}
 	if spec.typ == template.TypeVM {
 		req.Disk = vmDisk
@@ -238,12 +285,19 @@ func (r *runner) probeArgs(bin, dir string) []string {
 
 // startProbeGuest launches the guest of the class the rounds run the
 // probe in, and copies the probe of the guest's arch in through exec's
-// stdin.
-func (r *runner) startProbeGuest(ctx context.Context, spec guestSpec) (name string, err error) {
+// stdin, unless its template carries this very probe. It returns the
+// guest's name and where the probe is in it.
+func (r *runner) startProbeGuest(ctx context.Context, spec guestSpec, life *slowLife) (name, probePath string, err error) {
 	name = namePrefix + spec.class + "-probe"
-	if err := r.create(ctx, spec, name, spec.memory, true); err != nil {
+	if life != nil {
+		err = life.begin(func() error { return r.create(ctx, spec, name, spec.memory, false) },
+			func() error { return r.state(ctx, name, "start") })
+	} else {
+		err = r.create(ctx, spec, name, spec.memory, true)
+	}
+	if err != nil {
 		r.remove(ctx, name)
-		return "", fmt.Errorf("launch: %w", err)
+		return "", "", fmt.Errorf("launch: %w", err)
 	}
 	defer func() {
 		if err != nil {
@@ -252,24 +306,47 @@ func (r *runner) startProbeGuest(ctx context.Context, spec guestSpec) (name stri
 	}()
 	bin, err := os.Open(filepath.Join(r.opts.ProbeDir, ProbeName(spec.arch.GOARCH)))
 	if err != nil {
-		return "", err
+		return "", "", err
 	}
 	defer bin.Close()
+	if r.carriesProbe(ctx, name, bin) {
+		return name, template.GuestProbe, nil
+	}
+	if _, err := bin.Seek(0, io.SeekStart); err != nil {
+		return "", "", err
+	}
 	var stderr bytes.Buffer
 	code, err := r.opts.Client.Run(ctx, name, copyProbeCommand, bin, &stderr, &stderr)
 	if err == nil && code != 0 {
 		err = fmt.Errorf("exit code %d: %s", code, strings.TrimSpace(stderr.String()))
 	}
 	if err != nil {
-		return "", fmt.Errorf("copy the probe in: %w", err)
+		return "", "", fmt.Errorf("copy the probe in: %w", err)
 	}
-	return name, nil
+	return name, inGuestProbe, nil
 }
 
-// probeGuest runs the probe in a guest startProbeGuest launched.
-func (r *runner) probeGuest(ctx context.Context, name string) (*probe.Output, error) {
+// carriesProbe says whether the guest's template carries the very probe
+// bin is (same SHA-256), so that it need not be copied in.
+func (r *runner) carriesProbe(ctx context.Context, name string, bin io.Reader) bool {
+	h := sha256.New()
+	if _, err := io.Copy(h, bin); err != nil {
+		return false
+	}
+	var stdout bytes.Buffer
+	code, err := r.opts.Client.Run(ctx, name, []string{"sha256sum", template.GuestProbe}, nil, &stdout, io.Discard)
+	if err != nil || code != 0 {
+		return false
+	}
+	sum, _, _ := strings.Cut(stdout.String(), " ")
+	return sum == hex.EncodeToString(h.Sum(nil))
+}
+
+// probeGuest runs the probe at probePath in a guest startProbeGuest
+// launched.
+func (r *runner) probeGuest(ctx context.Context, name, probePath string) (*probe.Output, error) {
 	var stdout, stderr bytes.Buffer
-	code, err := r.opts.Client.Run(ctx, name, r.probeArgs(inGuestProbe, "/var/tmp"), nil, &stdout, &stderr)
+	code, err := r.opts.Client.Run(ctx, name, r.probeArgs(probePath, "/var/tmp"), nil, &stdout, &stderr)
 	if err == nil && code != 0 {
 		err = fmt.Errorf("exit code %d: %s", code, lastLine(stderr.String()))
 	}
@@ -292,7 +369,7 @@ func lastLine(s string) string {
 // activity does not blur it the way it would the host's free memory.
 func (r *runner) density(ctx context.Context, spec guestSpec) *benchreport.Density {
 	count := r.scale.densityContainers
-	if spec.typ == template.TypeVM {
+	if spec.vmLike() {
 		count = r.scale.densityVMs
 	}
 	d := &benchreport.Density{BudgetBytes: meminfo()["MemAvailable"] / 4}
@@ -369,4 +446,58 @@ func (r *runner) guestTrees(ctx context.Context, names []string) (monitors, othe
 	}
 	slices.Sort(monitors)
 	return slices.Compact(monitors), others, nil
+}
+
+// slowLife is the one lifecycle of a slow class (spec.slow), timed on its
+// probe guest instead of a guest of its own: provision and boot before the
+// rounds, stop and delete after them. A Bochs guest's boot takes minutes,
+// and a second one would only repeat it.
+type slowLife struct {
+	times map[string][]float64
+	errs  map[string]string
+}
+
+func newSlowLife() *slowLife {
+	return &slowLife{times: map[string][]float64{}, errs: map[string]string{}}
+}
+
+// step times one step, unless an earlier one failed.
+func (l *slowLife) step(name string, do func() error) error {
+	if len(l.errs) > 0 {
+		return nil
+	}
+	began := time.Now()
+	if err := do(); err != nil {
+		l.errs[name] = err.Error()
+		return err
+	}
+	l.times[name] = append(l.times[name], ms(time.Since(began)))
+	return nil
+}
+
+// begin times the guest's provision and boot.
+func (l *slowLife) begin(create, start func() error) error {
+	if err := l.step(benchreport.Provision, create); err != nil {
+		return err
+	}
+	return l.step(benchreport.Boot, start)
+}
+
+// end times the guest's stop and delete, and returns the four figures.
+func (l *slowLife) end(stop, del func() error) []benchreport.Figure {
+	if l.step(benchreport.Stop, stop) == nil {
+		l.step(benchreport.Delete, del)
+	}
+	var figs []benchreport.Figure
+	for _, step := range []string{benchreport.Provision, benchreport.Boot, benchreport.Stop, benchreport.Delete} {
+		f := figureOf(step, "ms", false, l.times[step])
+		if len(l.times[step]) == 0 {
+			f.Error = l.errs[step]
+			if f.Error == "" {
+				f.Error = "not reached: an earlier step failed"
+			}
+		}
+		figs = append(figs, f)
+	}
+	return figs
 }

@@ -21,12 +21,22 @@ import (
 	"github.com/polyvisor/polyvisor/internal/evaluation/benchreport"
 	"github.com/polyvisor/polyvisor/internal/evaluation/peer"
 	"github.com/polyvisor/polyvisor/internal/evaluation/probe"
+	"github.com/polyvisor/polyvisor/internal/template"
 	"github.com/polyvisor/polyvisor/pkg/api"
 	"github.com/polyvisor/polyvisor/pkg/client"
 )
 
-// Classes are the guest classes bench knows, in report order.
-var Classes = []string{benchreport.Container, benchreport.VM, benchreport.Emulation}
+// Classes are the guest classes bench knows, in report order: the
+// shared-kernel ones, the own-kernel ones, then the emulators.
+var Classes = []string{
+	benchreport.Container, benchreport.Chroot, benchreport.VM, benchreport.UML, benchreport.Emulation, benchreport.Bochs,
+	benchreport.EmulationOf("riscv64"), benchreport.EmulationOf("ppc64el"), benchreport.EmulationOf("s390x"), benchreport.EmulationOf("armhf"),
+}
+
+// DefaultClasses are those bench measures unless told: one of each kind
+// the chapter compares, each booting within seconds. The others are
+// asked for by name (--classes), Bochs's minutes-long boots above all.
+var DefaultClasses = []string{benchreport.Container, benchreport.Chroot, benchreport.VM, benchreport.UML, benchreport.Emulation}
 
 // Options say what to measure.
 type Options struct {
@@ -47,7 +57,7 @@ type Options struct {
 }
 
 // ProbeName is the file name of the probe built for goarch.
-func ProbeName(goarch string) string { return "polyvisor-probe-" + goarch }
+func ProbeName(goarch string) string { return template.ProbeName(goarch) }
 
 // scale is how much of each thing a size does.
 type scale struct {
@@ -109,19 +119,31 @@ func Run(ctx context.Context, opts Options) (_ *benchreport.Report, err error) {
 			r.remove(ctx, name)
 		}
 	}()
+	slow := map[int]*slowLife{}
 	for i := range report.Classes {
 		c := &report.Classes[i]
 		if c.Name == benchreport.Native || !c.Works {
 			continue
 		}
 		r.opts.Progress(c.Label + ": the probe's guest")
-		name, err := r.startProbeGuest(ctx, specOf(c.Name))
+		spec := specOf(c.Name)
+		if spec.slow {
+			slow[i] = newSlowLife()
+		}
+		name, probePath, err := r.startProbeGuest(ctx, spec, slow[i])
+		if spec.slow {
+			defer func() {
+				if c.Lifecycle == nil { // rounds cut short: what was timed
+					c.Lifecycle = slow[i].end(func() error { return fmt.Errorf("bench ended early") }, nil)
+				}
+			}()
+		}
 		if err != nil {
 			c.ProbeError = err.Error()
 			continue
 		}
 		guests[c.Name] = name
-		members = append(members, member{class: i, probe: func(ctx context.Context) (*probe.Output, error) { return r.probeGuest(ctx, name) }})
+		members = append(members, member{class: i, probe: func(ctx context.Context) (*probe.Output, error) { return r.probeGuest(ctx, name, probePath) }})
 	}
 	peers := r.setupPeers(ctx, report, guests)
 	defer func() {
@@ -148,6 +170,24 @@ func Run(ctx context.Context, opts Options) (_ *benchreport.Report, err error) {
 	}
 	if err := r.runRounds(ctx, report, members, ours); err != nil {
 		return nil, err
+	}
+	for i, life := range slow {
+		c := &report.Classes[i]
+		name, ok := guests[c.Name]
+		if !ok {
+			continue
+		}
+		r.opts.Progress(c.Label + ": stop and delete")
+		c.Lifecycle = life.end(func() error { return r.state(ctx, name, "stop") }, func() error {
+			op, err := opts.Client.DeleteGuest(ctx, name, false)
+			if err == nil {
+				err = opts.Client.Wait(ctx, op, nil)
+			}
+			if err == nil {
+				delete(guests, c.Name)
+			}
+			return err
+		})
 	}
 	judgeLoad(report.Load)
 	if opts.Network {

@@ -282,7 +282,8 @@ func fsName(dir string) string {
 	if unix.Statfs(dir, &st) != nil {
 		return ""
 	}
-	if name, ok := fsNames[st.Type]; ok {
+	// Statfs_t.Type is int64, uint32 or int32 by GOARCH; the magic numbers are 32 bits.
+	if name, ok := fsNames[int64(uint32(st.Type))]; ok {
 		return name
 	}
 	return fmt.Sprintf("%#x", st.Type)

@@ -155,6 +155,30 @@ func WaitMonitor(ctx context.Context, def *guest.Definition) bool {
 	return Monitor(def).Wait(ctx) == nil
 }
 
+// Ended is how a guest's process ended, once it has: the monitor is given
+// a moment to record it, and its record is read from runDir.
+func Ended(ctx context.Context, def *guest.Definition, runDir string) *api.Exit {
+	if Monitor(def).Alive() && !Process(def).Alive() {
+		WaitMonitor(ctx, def)
+	}
+	return ReadExit(runDir)
+}
+
+// Kill SIGKILLs the guest's process and waits for its end, up to 10 s;
+// program names it in the error (QEMU, Bochs).
+func Kill(ctx context.Context, def *guest.Definition, program string) error {
+	proc := Process(def)
+	if err := proc.Signal(9); err != nil {
+		return fmt.Errorf("stop %s: %w", def.Name, err)
+	}
+	hard, cancel := context.WithTimeout(ctx, 10*time.Second)
+	defer cancel()
+	if err := proc.Wait(hard); err != nil {
+		return fmt.Errorf("stop %s: %s %d survived SIGKILL: %w", def.Name, program, proc.PID, err)
+	}
+	return nil
+}
+
 // ReadExit reads the exit record the monitor wrote in runDir, if any.
 func ReadExit(runDir string) *api.Exit {
 	data, err := os.ReadFile(filepath.Join(runDir, monitor.ExitFileName))
