@@ -14,7 +14,7 @@ import (
 )
 
 // TestClassesListEveryDriverAndEngineChoosesOne: GET /1.0/classes lists
-// both drivers with their type, default and capabilities; --engine picks
+// every driver with its type, default and capabilities; --engine picks
 // a driver of the guest's type, and one that is not refuses in one line;
 // host check shows what each class can do.
 func TestClassesListEveryDriverAndEngineChoosesOne(t *testing.T) {
@@ -28,8 +28,9 @@ func TestClassesListEveryDriverAndEngineChoosesOne(t *testing.T) {
 	for _, c := range classes {
 		byName[c.Name] = c
 	}
-	ctr, vm := byName["container"], byName["qemu"]
-	if len(classes) != 2 || ctr.Type != "container" || !ctr.Default || vm.Type != "vm" || !vm.Default {
+	ctr, vm, uml, bochs := byName["container"], byName["qemu"], byName["uml"], byName["bochs"]
+	if len(classes) != 4 || ctr.Type != "container" || !ctr.Default || vm.Type != "vm" || !vm.Default ||
+		uml.Type != "uml" || !uml.Default || bochs.Type != "vm" || bochs.Default {
 		t.Fatalf("classes: %+v", classes)
 	}
 	if c := ctr.Capabilities; !c.CopyRunning || !c.Privileged || !slices.Contains(c.Arches, template.HostArch()) || !slices.Equal(c.ExportFormats, []string{"tar"}) {
@@ -42,7 +43,7 @@ func TestClassesListEveryDriverAndEngineChoosesOne(t *testing.T) {
 		t.Errorf("container verdict: %+v", ctr.Verdict)
 	}
 	expectError(t, d, `engine "qemu": no such engine for type container; use one of container`, "launch", "busybox", "e2e-x", "--engine", "qemu")
-	expectError(t, d, `engine "bochs": no such engine for type vm; use one of qemu`, "create", "busybox", "e2e-x", "--type", "vm", "--engine", "bochs")
+	expectError(t, d, `engine "uml": no such engine for type vm; use one of bochs, qemu`, "create", "busybox", "e2e-x", "--type", "vm", "--engine", "uml")
 	if g := launch(t, d, "busybox", "e2e-engine", "--engine", "container"); g.Driver != "container" || g.Class != "container" || g.State != api.StateRunning {
 		t.Errorf("launched with --engine container: driver %q, class %q, state %s", g.Driver, g.Class, g.State)
 	}
