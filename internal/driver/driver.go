@@ -15,6 +15,7 @@ import (
 	"strings"
 	"time"
 
+	"github.com/polyvisor/polyvisor/internal/agent"
 	"github.com/polyvisor/polyvisor/internal/cgroup"
 	"github.com/polyvisor/polyvisor/internal/exporter"
 	"github.com/polyvisor/polyvisor/internal/guest"
@@ -79,6 +80,20 @@ type Stdio struct {
 // Execer runs commands inside a running guest.
 type Execer interface {
 	Exec(ctx context.Context, def *guest.Definition, req api.ExecRequest, stdio Stdio) (exitCode int, err error)
+}
+
+// ExecThroughAgent runs req in a guest through its agent's connection c,
+// kept in pool under the guest's name; a connection that breaks is
+// dropped, so that the next exec dials again.
+func ExecThroughAgent(ctx context.Context, pool *agent.Pool, name string, c *agent.Client, req api.ExecRequest, stdio Stdio) (int, error) {
+	code, err := c.Exec(ctx, agent.ExecRequest{
+		Command: req.Command, Env: req.Env, Cwd: req.Cwd, TTY: req.TTY, Rows: req.Rows, Cols: req.Cols,
+	}, stdio.Stdin, stdio.Stdout, stdio.Stderr, stdio.Resize)
+	if err != nil {
+		pool.Drop(name)
+		return 0, fmt.Errorf("exec in %s: %w", name, err)
+	}
+	return code, nil
 }
 
 // Consoler attaches to a running guest's console and knows where its log is.

@@ -299,14 +299,7 @@ func (d *Driver) kill(ctx context.Context, def *guest.Definition) error {
 // Cleanup implements driver.Driver.
 func (d *Driver) Cleanup(ctx context.Context, def *guest.Definition) (*api.Exit, error) {
 	d.dropAgent(def.Name)
-	exit := monitored.Ended(ctx, def, d.runDir(def))
-	if err := os.RemoveAll(d.runDir(def)); err != nil {
-		return exit, fmt.Errorf("clean up %s: %w", def.Name, err)
-	}
-	if err := cgroup.Remove(d.cgroupPath(def)); err != nil {
-		return exit, fmt.Errorf("clean up %s: %w", def.Name, err)
-	}
-	return exit, nil
+	return monitored.Release(ctx, def, d.runDir(def), d.cgroupPath(def))
 }
 
 // Sweep implements driver.Sweeper: the cgroups and run directories of

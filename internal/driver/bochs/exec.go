@@ -5,7 +5,6 @@ import (
 	"fmt"
 	"time"
 
-	"github.com/polyvisor/polyvisor/internal/agent"
 	"github.com/polyvisor/polyvisor/internal/driver"
 	"github.com/polyvisor/polyvisor/internal/guest"
 	"github.com/polyvisor/polyvisor/internal/monitor/monitored"
@@ -32,13 +31,5 @@ func (d *Driver) Exec(ctx context.Context, def *guest.Definition, req api.ExecRe
 		}
 		return 0, fmt.Errorf("%w: exec: bochs guest %s has no agent channel: %w (rebuild its template with this polyvisor, whose agent serves /dev/ttyS1 too); use 'polyvisor console %s'", api.ErrNotAvailable, def.Name, errNoAgent, def.Name)
 	}
-	code, err := c.Exec(ctx, agent.ExecRequest{
-		Command: req.Command, Env: req.Env, Cwd: req.Cwd, TTY: req.TTY, Rows: req.Rows, Cols: req.Cols,
-	}, stdio.Stdin, stdio.Stdout, stdio.Stderr, stdio.Resize)
-	if err != nil {
-		// A broken connection is redialled by the next exec.
-		d.dropAgent(def.Name)
-		return 0, fmt.Errorf("exec in %s: %w", def.Name, err)
-	}
-	return code, nil
+	return driver.ExecThroughAgent(ctx, &d.agents, def.Name, c, req, stdio)
 }

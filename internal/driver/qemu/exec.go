@@ -22,15 +22,7 @@ func (d *Driver) Exec(ctx context.Context, def *guest.Definition, req api.ExecRe
 	if err != nil {
 		return 0, err
 	}
-	code, err := c.Exec(ctx, agent.ExecRequest{
-		Command: req.Command, Env: req.Env, Cwd: req.Cwd, TTY: req.TTY, Rows: req.Rows, Cols: req.Cols,
-	}, stdio.Stdin, stdio.Stdout, stdio.Stderr, stdio.Resize)
-	if err != nil {
-		// A broken connection is redialled by the next exec.
-		d.dropAgent(def.Name)
-		return 0, fmt.Errorf("exec in %s: %w", def.Name, err)
-	}
-	return code, nil
+	return driver.ExecThroughAgent(ctx, &d.agents, def.Name, c, req, stdio)
 }
 
 // AttachConsole implements driver.Consoler: the serial console, held by

@@ -56,14 +56,7 @@ func (d *Driver) Exec(ctx context.Context, def *guest.Definition, req api.ExecRe
 		}
 		return 0, fmt.Errorf("exec in %s: the guest agent did not answer within %s: is the guest booted? see 'polyvisor console %s --log'", def.Name, agentWait, def.Name)
 	}
-	code, err := c.Exec(ctx, agent.ExecRequest{
-		Command: req.Command, Env: req.Env, Cwd: req.Cwd, TTY: req.TTY, Rows: req.Rows, Cols: req.Cols,
-	}, stdio.Stdin, stdio.Stdout, stdio.Stderr, stdio.Resize)
-	if err != nil {
-		d.dropAgent(def.Name) // a broken connection is redialled by the next exec
-		return 0, fmt.Errorf("exec in %s: %w", def.Name, err)
-	}
-	return code, nil
+	return driver.ExecThroughAgent(ctx, &d.agents, def.Name, c, req, stdio)
 }
 
 // AttachConsole implements driver.Consoler: the kernel's console (con0),

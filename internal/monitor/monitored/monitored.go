@@ -164,6 +164,20 @@ func Ended(ctx context.Context, def *guest.Definition, runDir string) *api.Exit 
 	return ReadExit(runDir)
 }
 
+// Release is Cleanup for a guest run under a monitor of its own with
+// nothing else on the host: how it ended, then its run directory and its
+// cgroup go.
+func Release(ctx context.Context, def *guest.Definition, runDir, cgroupPath string) (*api.Exit, error) {
+	exit := Ended(ctx, def, runDir)
+	if err := os.RemoveAll(runDir); err != nil {
+		return exit, fmt.Errorf("clean up %s: %w", def.Name, err)
+	}
+	if err := cgroup.Remove(cgroupPath); err != nil {
+		return exit, fmt.Errorf("clean up %s: %w", def.Name, err)
+	}
+	return exit, nil
+}
+
 // Kill SIGKILLs the guest's process and waits for its end, up to 10 s;
 // program names it in the error (QEMU, Bochs).
 func Kill(ctx context.Context, def *guest.Definition, program string) error {
