@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"io"
 	"io/fs"
+	"log/slog"
 	"os"
 	"path/filepath"
 	"slices"
@@ -25,6 +26,10 @@ import (
 // libvirt's ACPI shutdown before it destroys it: polyvisor's bench stops
 // its own VMs gracefully with the same timeout.
 const virshStopTimeout = 20 * time.Second
+
+// virshBootTimeout bounds one boot, until the agent answers: the busybox
+// VM's takes a few seconds under TCG, so two minutes is a stalled one.
+const virshBootTimeout = 2 * time.Minute
 
 // Virsh is the libvirt peer: polyvisor's VM boot (same QEMU, machine,
 // kernel, initrd, command line, disk and agent port) defined and run by a
@@ -143,10 +148,24 @@ func (v *Virsh) Create(ctx context.Context, id string) (err error) {
 
 // Start starts the domain and returns once the guest's agent answers on
 // its channel's socket.
-func (v *Virsh) Start(ctx context.Context, id string) (err error) {
+func (v *Virsh) Start(ctx context.Context, id string) error {
 	if err := v.checkID(id); err != nil {
 		return err
 	}
+	err := v.boot(ctx, id)
+	if errors.Is(err, context.DeadlineExceeded) && ctx.Err() == nil {
+		// A TCG guest's kernel has been seen to stall for good early in
+		// boot on a loaded host; one stalled boot is not the peer's
+		// speed, so it is destroyed and booted once more.
+		slog.Warn("virsh peer: a boot stalled; destroyed, booting again", "guest", id, "err", err)
+		err = v.boot(ctx, id)
+	}
+	return err
+}
+
+// boot starts the domain and waits up to virshBootTimeout for its agent;
+// a domain whose agent does not answer is destroyed.
+func (v *Virsh) boot(ctx context.Context, id string) (err error) {
 	if _, err := v.daemon.virsh(ctx, "start", id); err != nil {
 		return err
 	}
@@ -155,7 +174,9 @@ func (v *Virsh) Start(ctx context.Context, id string) (err error) {
 			v.daemon.virsh(context.WithoutCancel(ctx), "destroy", id)
 		}
 	}()
-	c, err := agent.Dial(ctx, v.agentSocket(id))
+	wait, cancel := context.WithTimeout(ctx, virshBootTimeout)
+	defer cancel()
+	c, err := agent.Dial(wait, v.agentSocket(id))
 	if err != nil {
 		return fmt.Errorf("virsh: start %s: %w (console: %s)", id, err, lastLineOf(filepath.Join(v.guestDir(id), "console.log")))
 	}
