@@ -37,7 +37,7 @@ const virshBootTimeout = 2 * time.Minute
 // virshStopTimeout, then `virsh destroy`.
 type Virsh struct {
 	env    Env
-	daemon *libvirtd
+	daemon *virshDaemon
 
 	mu     sync.Mutex
 	agents map[string]*agent.Client // running guests' agents

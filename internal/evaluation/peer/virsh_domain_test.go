@@ -155,7 +155,7 @@ func TestDomainXMLRefusesWhatItCannotBoot(t *testing.T) {
 func TestVirshRefusesBadGuestIDs(t *testing.T) {
 	v := NewVirsh()
 	v.env.Dir = "/tmp/peer"
-	v.daemon = &libvirtd{}
+	v.daemon = &virshDaemon{}
 	for _, id := range []string{"", "../x", "a/b", ".hidden", "-flag", "a b", strings.Repeat("x", 100)} {
 		err := v.checkID(id)
 		if err == nil || !strings.Contains(err.Error(), "guest") {

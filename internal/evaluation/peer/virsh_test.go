@@ -217,7 +217,7 @@ func TestVirshPeer(t *testing.T) {
 
 	// libvirtd runs in mount and network namespaces of its own: the host
 	// has no libvirt dirs even now, and no link of libvirt's.
-	daemonPID := v.daemon.cmd.Process.Pid
+	daemonPID := v.daemon.PID()
 	var daemonNS []string
 	for _, ns := range []string{"mnt", "net"} {
 		ours, _ := os.Readlink("/proc/self/ns/" + ns)
@@ -338,8 +338,8 @@ func TestVirshPeer(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	m2.daemon.cmd.Process.Kill()
-	<-m2.daemon.exited
+	syscall.Kill(m2.daemon.PID(), syscall.SIGKILL)
+	<-m2.daemon.Exited()
 	err = m2.Close(ctx)
 	t.Logf("Close after libvirtd was killed: %v", err)
 	if _, serr := os.Stat(fmt.Sprintf("/proc/%d", pids[0])); serr == nil {
