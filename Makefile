@@ -13,7 +13,7 @@ all: build
 AGENT_ARCHES := amd64 arm64 riscv64 ppc64le s390x arm
 
 build: webui
-	$(GO) build -o $(BIN)/ ./cmd/polyvisord ./cmd/polyvisor-monitor
+	$(GO) build -o $(BIN)/ ./cmd/polyvisord ./cmd/polyvisor-monitor ./tools/vcsim
 	# The CLI starts for every command: static (no dynamic loader) and
 	# stripped, it starts faster.
 	CGO_ENABLED=0 $(GO) build -trimpath -ldflags=-s -o $(BIN)/polyvisor ./cmd/polyvisor

@@ -96,6 +96,33 @@ else
 fi
 "$pv" list
 
+step "a vSphere host beside the local guests: govmomi's simulator on loopback, added, listed, one VM moved here"
+"$pv" host remove demo-esx >/dev/null 2>&1 || true
+"$pv" delete --force demo-moved >/dev/null 2>&1 || true
+"$pv" template delete demo-moved >/dev/null 2>&1 || true
+sim_dir=$(mktemp -d)
+# Each simulated VM's disk is a real (blank) VMDK, as an exported one is.
+qemu-img create -q -f vmdk -o subformat=streamOptimized "$sim_dir/disk.vmdk" 64M
+./bin/vcsim --password demo-password --disk "$sim_dir/disk.vmdk" >"$sim_dir/info" 2>"$sim_dir/log" &
+sim=$!
+stop_sim() { kill "$sim" 2>/dev/null && wait "$sim" 2>/dev/null; rm -rf "$sim_dir"; }
+trap stop_sim EXIT
+for _ in $(seq 100); do [ -s "$sim_dir/info" ] && break; sleep 0.1; done
+sim_url=$(sed -n 's/.*"url":"\([^"]*\)".*/\1/p' "$sim_dir/info")
+sim_fp=$(sed -n 's/.*"fingerprint":"\([^"]*\)".*/\1/p' "$sim_dir/info")
+echo "simulator at $sim_url, certificate $sim_fp"
+echo demo-password | "$pv" host add demo-esx "$sim_url" --password-stdin --insecure-fingerprint "$sim_fp"
+"$pv" host list
+"$pv" list
+"$pv" stop --force demo-esx:ha-host_VM0
+"$pv" move demo-esx:ha-host_VM0 --name demo-moved
+echo "demo-esx:ha-host_VM0 and the local demo-moved, side by side:"
+"$pv" info demo-esx:ha-host_VM0 --format json | grep -E '"(cpus|memory|mac|firmware)"'
+"$pv" info demo-moved --format json | grep -E '"(cpus|memory|class)"'
+"$pv" host remove demo-esx
+stop_sim
+trap - EXIT
+
 step "polyvisor bench --quick: every class measured on this host, side by side"
 "$pv" bench --quick
 echo
@@ -103,4 +130,4 @@ echo "Try: $pv console demo-busybox   (Ctrl-a q detaches)"
 echo "     $pv exec demo-debian -- bash"
 echo "     $pv console demo-arm --log"
 echo "     $pv advise --guest-os windows --priority disk"
-echo "     $pv delete --force demo-busybox demo-debian demo-vm demo-arm demo-imported"
+echo "     $pv delete --force demo-busybox demo-debian demo-vm demo-arm demo-imported demo-moved"

@@ -53,6 +53,7 @@ packages=(
   libvirt-clients    # bench's libvirt peer: virsh
   libvirt-daemon     # bench's libvirt peer: libvirtd, started by bench with a private config
   libvirt-daemon-driver-qemu # bench's libvirt peer: its QEMU driver
+  libvirt-daemon-driver-lxc # tests: the libvirt vendor-host driver's LXC domain (libvirtd's lxc:/// driver)
 )
 
 # Packages Debian ships for this release only in its backports (bookworm has

@@ -1,12 +1,15 @@
 package cli
 
 import (
+	"errors"
 	"fmt"
+	"slices"
 	"time"
 
 	"github.com/spf13/cobra"
 
 	"github.com/polyvisor/polyvisor/internal/guest"
+	"github.com/polyvisor/polyvisor/internal/remotes"
 	"github.com/polyvisor/polyvisor/pkg/api"
 )
 
@@ -84,20 +87,54 @@ func (a *app) launchCmd(verb string, start bool) *cobra.Command {
 func (a *app) listCmd() *cobra.Command {
 	var format string
 	cmd := &cobra.Command{
-		Use:     "list [REMOTE:]",
+		Use:     "list [REMOTE:|HOST:]",
 		Aliases: []string{"ls"},
 		Short:   "List guests",
-		Args:    rangeArgs(0, 1, "[REMOTE:]"),
+		Args:    rangeArgs(0, 1, "[REMOTE:|HOST:]"),
 		RunE: func(cmd *cobra.Command, args []string) error {
 			if err := checkFormat(format, formats...); err != nil {
 				return err
 			}
 			c := a.client()
+			vendorOnly := ""
 			if len(args) == 1 {
-				var err error
-				if c, err = a.remoteArg(args[0]); err != nil {
+				if remote, rest := remotes.Split(args[0]); remote != "" && rest == "" && !a.isRemote(remote) {
+					vendorOnly = remote // HOST: lists that vendor host's guests
+				} else {
+					var err error
+					if c, err = a.remoteArg(args[0]); err != nil {
+						return err
+					}
+				}
+			}
+			hostGuests, err := c.HostGuests(cmd.Context())
+			if errors.Is(err, api.ErrNotFound) && vendorOnly == "" {
+				err = nil // a daemon older than vendor hosts
+			}
+			if err != nil {
+				return err
+			}
+			if vendorOnly != "" {
+				hosts, err := c.Hosts(cmd.Context())
+				if err != nil {
 					return err
 				}
+				if !slices.ContainsFunc(hosts, func(h api.VendorHost) bool { return h.Name == vendorOnly }) {
+					return fmt.Errorf("%q: no remote or vendor host is named %s: see 'polyvisor remote list' and 'polyvisor host list'", args[0], vendorOnly)
+				}
+				if format != "table" {
+					var guests []api.Guest
+					for _, g := range hostGuests.Guests {
+						if g.Host == vendorOnly {
+							guests = append(guests, g)
+						}
+					}
+					return printStructured(a.stdout, format, guests)
+				}
+				return printGuestTable(a.stdout, a.hostRows(hostGuests, vendorOnly), true)
+			}
+			if len(hostGuests.Guests) > 0 || len(hostGuests.Errors) > 0 {
+				return a.listWithHosts(cmd.Context(), c, format, hostGuests)
 			}
 			switch format {
 			case "yaml":
@@ -120,7 +157,7 @@ func (a *app) listCmd() *cobra.Command {
 			if err != nil {
 				return err
 			}
-			return printGuestTable(a.stdout, rows)
+			return printGuestTable(a.stdout, rows, false)
 		},
 	}
 	cmd.Flags().StringVar(&format, "format", "table", "output: table, json or yaml")

@@ -12,7 +12,7 @@ import (
 )
 
 func (a *app) hostCmd() *cobra.Command {
-	host := &cobra.Command{Use: "host", Short: "What this host can run"}
+	host := &cobra.Command{Use: "host", Short: "What this host can run, and the vSphere and libvirt hosts managed beside it"}
 	var format string
 	var requirementsOnly bool
 	check := &cobra.Command{
@@ -64,6 +64,7 @@ install is missing.`,
 	check.Flags().StringVar(&format, "format", "table", "output: table or json")
 	check.Flags().BoolVar(&requirementsOnly, "requirements", false, "check the host requirements only, locally, without a daemon")
 	host.AddCommand(check)
+	host.AddCommand(a.vendorHostCmds()...)
 	return host
 }
 

@@ -6,6 +6,7 @@ import (
 	"io"
 	"os"
 	"path/filepath"
+	"strings"
 
 	"github.com/schollz/progressbar/v3"
 	"github.com/spf13/cobra"
@@ -19,17 +20,22 @@ func (a *app) importCmd() *cobra.Command {
 	var req api.Import
 	var format string
 	cmd := &cobra.Command{
-		Use:   "import FILE [[REMOTE:]NAME]",
+		Use:   "import FILE [[REMOTE:|HOST:]NAME]",
 		Short: "Import a disk image (qcow2, raw, VMDK, VDI, VHD, VHDX), an appliance (OVA, OVF), a definition (.vmx, .vbox, libvirt XML, xl.cfg) or a container image (OCI layout, docker save, rootfs tarball)",
 		Long: `Import tells FILE's format by its content, never its name, and makes a
 template of it; with --as guest (the default) also a guest on that template,
-with the CPUs, memory, MACs and firmware its definition states. Whatever the
-source defines that polyvisor cannot carry over is printed as a warning line.
+with the CPUs, memory, NICs (each with its MAC) and firmware its definition
+states. Whatever the source defines that polyvisor cannot carry over is printed
+as a warning line, whether the import succeeds or fails. The definition's boot
+disk must be an image file: a host device or network disk is refused, with
+the qemu-img command that copies it into a file; --disk N boots its Nth disk
+instead.
 Imported VM disks boot by their own firmware on q35 (BIOS unless the
 definition or --firmware says UEFI). A failed import leaves nothing behind. FILE is read by the daemon on its
 own host; for a remote daemon (REMOTE:NAME, --remote) the CLI sends it
 (one file: a disk image, an OVA, a tarball; a definition with its disks
-beside it is imported on the server).`,
+beside it is imported on the server). An OVA imported as HOST:NAME is
+deployed to that vSphere host (see host add) as a new VM.`,
 		Args: rangeArgs(1, 2, "FILE [NAME]"),
 		RunE: func(cmd *cobra.Command, args []string) error {
 			if err := checkFormat(format, "text", "json"); err != nil {
@@ -48,6 +54,9 @@ beside it is imported on the server).`,
 				if c, req.Name, err = a.guest(args[1]); err != nil {
 					return err
 				}
+			}
+			if host, name, ok := strings.Cut(req.Name, ":"); ok {
+				return a.importToHost(cmd.Context(), c, host, name, path)
 			}
 			var op api.Operation
 			if c.Remote() {
@@ -89,9 +98,10 @@ beside it is imported on the server).`,
 	f := cmd.Flags()
 	f.StringVar(&req.As, "as", api.ImportAsGuest, "guest (a template and a guest on it) or template")
 	f.StringVar(&req.Firmware, "firmware", "", "how the disk boots: bios or uefi (default: what the definition says, else bios)")
+	f.IntVar(&req.Disk, "disk", 0, "which of the definition's disks boots, counted from 1 (default: its boot disk)")
 	f.IntVar(&req.CPUs, "cpus", 0, "CPUs (default: what the definition states, else 1)")
 	f.StringVar(&req.Memory, "memory", "", "memory, like 1GiB (default: what the definition states, else 256MiB)")
-	f.StringArrayVar(&req.Networks, "network", nil, "network to join (default polyvisor0; none for no network); the definition's NICs keep their MACs in order")
+	f.StringArrayVar(&req.Networks, "network", nil, "networks of the definition's NICs in order, as A,B,C or one --network per NIC; NICs past the list join the last (default: all on polyvisor0; none for no network). Each NIC keeps its MAC")
 	f.BoolVar(&req.Start, "start", false, "start the guest once imported")
 	f.StringVar(&format, "format", "text", "output: text or json")
 	return cmd

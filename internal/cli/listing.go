@@ -2,6 +2,7 @@ package cli
 
 import (
 	"bytes"
+	"cmp"
 	"encoding/json"
 	"fmt"
 	"io"
@@ -27,15 +28,22 @@ func printIndented(w io.Writer, raw []byte) error {
 	return err
 }
 
-// printGuestTable writes the table of `list`.
-func printGuestTable(w io.Writer, rows []api.GuestSummary) error {
+// printGuestTable writes the table of `list`; withHost adds the HOST
+// column, for a daemon that manages vendor hosts' guests too.
+func printGuestTable(w io.Writer, rows []api.GuestSummary, withHost bool) error {
 	header := []string{"NAME", "TYPE", "CLASS", "STATE", "IPV4", "CPUS", "MEMORY", "DISK", "ARCH"}
+	if withHost {
+		header = append([]string{"HOST"}, header...)
+	}
 	cells := make([]string, 0, len(header)*(len(rows)+1))
 	cells = append(cells, header...)
 	for _, g := range rows {
 		ip := strings.Join(g.IPv4, ",")
 		if ip == "" {
 			ip = "-"
+		}
+		if withHost {
+			cells = append(cells, cmp.Or(g.Host, "local"))
 		}
 		cells = append(cells, g.Name, g.Type, g.Class, strings.ToUpper(g.State), ip, strconv.Itoa(g.CPUs), humanBytes(g.Memory), diskColumn(g.RootDisk), g.Arch)
 	}

@@ -79,7 +79,7 @@ func TestListTable(t *testing.T) {
 		t.Fatal(err)
 	}
 	var out bytes.Buffer
-	if err := printGuestTable(&out, rows); err != nil {
+	if err := printGuestTable(&out, rows, false); err != nil {
 		t.Fatal(err)
 	}
 	want := strings.Join([]string{

@@ -33,7 +33,9 @@ func TestRemoteArgumentsAreChecked(t *testing.T) {
 		want string
 	}{
 		{[]string{"info", "far:"}, `"far:" names no guest`},
-		{[]string{"info", "near:web"}, `no remote named "near"`},
+		// A prefix that names no remote is the daemon's to read (a vendor
+		// host's HOST:NAME): it goes to the local socket.
+		{[]string{"info", "near:web"}, "cannot reach the polyvisor daemon at /"},
 		{[]string{"--remote", "local", "info", "far:web"}, "names remote far but --remote says local"},
 		{[]string{"list", "far"}, `"far": name a remote as REMOTE:`},
 		{[]string{"copy", "far:web", "local:web2"}, "are on different remotes"},

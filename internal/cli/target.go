@@ -114,15 +114,33 @@ func (a *app) guestPair(first, second string) (*client.Client, string, string, e
 }
 
 // guest parses a guest argument, [REMOTE:]NAME: the client of the daemon
-// that holds it, and its name there.
+// that holds it, and its name there. A prefix that names no remote of the
+// user's is the daemon's to read: HOST:NAME, a vendor host's guest.
 func (a *app) guest(arg string) (*client.Client, string, error) {
 	remote, name := remotes.Split(arg)
 	if name == "" {
-		return nil, "", fmt.Errorf("%q names no guest: write REMOTE:NAME, or NAME alone", arg)
+		return nil, "", fmt.Errorf("%q names no guest: write REMOTE:NAME or HOST:NAME, or NAME alone", arg)
 	}
 	if remote == "" {
 		return a.client(), name, nil
 	}
+	if !a.isRemote(remote) {
+		return a.client(), arg, nil
+	}
 	c, err := a.named(remote, arg)
 	return c, name, err
+}
+
+// isRemote says whether name is a remote of the user's (or local, this
+// host's socket) rather than a vendor host of the daemon's.
+func (a *app) isRemote(name string) bool {
+	if name == remotes.Local {
+		return true
+	}
+	conf, err := a.config()
+	if err != nil {
+		return true // let named say what is wrong with the config
+	}
+	_, err = conf.Lookup(name)
+	return err == nil
 }

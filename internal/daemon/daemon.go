@@ -24,6 +24,7 @@ import (
 	"github.com/polyvisor/polyvisor/internal/network"
 	"github.com/polyvisor/polyvisor/internal/template"
 	"github.com/polyvisor/polyvisor/internal/trust"
+	"github.com/polyvisor/polyvisor/internal/vendorhost"
 	"github.com/polyvisor/polyvisor/pkg/api"
 	"golang.org/x/sys/unix"
 )
@@ -47,6 +48,9 @@ type Config struct {
 	// Listen is where to serve the API over HTTPS (ADDR:PORT); empty for
 	// the unix socket alone.
 	Listen string
+	// HostKinds open the vendor hosts a user adds, by kind (vsphere,
+	// libvirt); a kind without one is refused.
+	HostKinds map[string]vendorhost.Opener
 }
 
 // Daemon is one running polyvisor daemon.
@@ -69,6 +73,8 @@ type Daemon struct {
 	// recent usage.
 	metrics *metrics
 	history *usageHistory
+	// hosts are the vendor hosts' connections.
+	hosts *vendorhost.Pool
 	// watchers are the goroutines waiting for running guests to end.
 	watchers sync.WaitGroup
 	ctx      context.Context
@@ -107,6 +113,7 @@ func New(cfg Config) (*Daemon, error) {
 		templates: template.Store{Dir: l.TemplatesDir(), AgentDir: cfg.AgentDir},
 		networks:  networks,
 		events:    &events.Bus{},
+		hosts:     vendorhost.NewPool(vendorhost.OpenStore(l.HostsFile()), cfg.HostKinds),
 	}
 	d.ops = newOperations(d.operationEvent)
 	d.metrics = d.newMetrics()
@@ -183,6 +190,7 @@ func (d *Daemon) Run(ctx context.Context) error {
 	}
 	d.ops.wg.Wait()
 	d.watchers.Wait()
+	d.hosts.Close()
 	d.log.Info("polyvisor daemon stopped; guests keep running")
 	return nil
 }

@@ -35,22 +35,28 @@ func (d *Daemon) routeTable() []route {
 		{"GET " + v, answer(ok, d.handleInfo)},
 		{"GET " + v + "/host/check", answer(ok, d.handleHostCheck)},
 		{"GET " + v + "/classes", answer(ok, d.handleClasses)},
+		{"GET " + v + "/hosts", answer(ok, d.handleHosts)},
+		{"POST " + v + "/hosts", answer(http.StatusCreated, d.handleHostAdd)},
+		{"DELETE " + v + "/hosts/{host}", answer(http.StatusNoContent, d.handleHostRemove)},
+		{"GET " + v + "/hosts/guests", answer(ok, d.handleHostGuests)},
+		{"POST " + v + "/hosts/{host}/imports", answer(accepted, d.hostImport)},
+		{"POST " + v + "/guests/{name}/move", answer(accepted, d.handleMove)},
 		{"GET " + v + "/guests", answer(ok, d.handleList)},
 		{"POST " + v + "/guests", answer(accepted, d.handleCreate)},
-		{"GET " + v + "/guests/{name}", answer(ok, d.handleGet)},
-		{"DELETE " + v + "/guests/{name}", answer(accepted, d.handleDelete)},
-		{"PUT " + v + "/guests/{name}/state", answer(accepted, d.handleState)},
-		{"GET " + v + "/guests/{name}/config", http.HandlerFunc(d.handleConfigShow)},
-		{"PATCH " + v + "/guests/{name}/config", answer(ok, d.handleConfigSet)},
-		{"PUT " + v + "/guests/{name}/config", answer(ok, d.handleConfigReplace)},
-		{"POST " + v + "/guests/{name}/exec", http.HandlerFunc(d.handleExec)},
-		{"GET " + v + "/guests/{name}/console", http.HandlerFunc(d.handleConsole)},
-		{"GET " + v + "/guests/{name}/console/log", http.HandlerFunc(d.handleConsoleLog)},
-		{"GET " + v + "/guests/{name}/snapshots", answer(ok, d.handleSnapshots)},
-		{"POST " + v + "/guests/{name}/snapshots", answer(accepted, d.handleSnapshotCreate)},
-		{"POST " + v + "/guests/{name}/snapshots/{snap}/restore", answer(accepted, d.handleSnapshotRestore)},
-		{"DELETE " + v + "/guests/{name}/snapshots/{snap}", answer(accepted, d.handleSnapshotDelete)},
-		{"POST " + v + "/guests/{name}/copy", answer(accepted, d.handleCopy)},
+		{"GET " + v + "/guests/{name}", answer(ok, orHost(d.handleGet, d.hostGuestGet))},
+		{"DELETE " + v + "/guests/{name}", answer(accepted, orHost(d.handleDelete, d.hostGuestDelete))},
+		{"PUT " + v + "/guests/{name}/state", answer(accepted, orHost(d.handleState, d.hostGuestState))},
+		{"GET " + v + "/guests/{name}/config", localOnlyStream("config show", d.handleConfigShow)},
+		{"PATCH " + v + "/guests/{name}/config", answer(ok, orHost(d.handleConfigSet, d.hostGuestConfigSet))},
+		{"PUT " + v + "/guests/{name}/config", answer(ok, localOnly("config edit", d.handleConfigReplace))},
+		{"POST " + v + "/guests/{name}/exec", localOnlyStream("exec", d.handleExec)},
+		{"GET " + v + "/guests/{name}/console", orHostStream(d.handleConsole, d.hostConsole)},
+		{"GET " + v + "/guests/{name}/console/log", localOnlyStream("console log", d.handleConsoleLog)},
+		{"GET " + v + "/guests/{name}/snapshots", answer(ok, orHost(d.handleSnapshots, d.hostGuestSnapshots))},
+		{"POST " + v + "/guests/{name}/snapshots", answer(accepted, orHost(d.handleSnapshotCreate, d.hostGuestSnapshotCreate))},
+		{"POST " + v + "/guests/{name}/snapshots/{snap}/restore", answer(accepted, orHost(d.handleSnapshotRestore, d.hostGuestSnapshotRestore))},
+		{"DELETE " + v + "/guests/{name}/snapshots/{snap}", answer(accepted, orHost(d.handleSnapshotDelete, d.hostGuestSnapshotDelete))},
+		{"POST " + v + "/guests/{name}/copy", answer(accepted, localOnly("copy", d.handleCopy))},
 		{"GET " + v + "/templates", answer(ok, d.handleTemplates)},
 		{"POST " + v + "/templates", answer(accepted, d.handleTemplateBuild)},
 		{"GET " + v + "/templates/{name}", answer(ok, d.handleTemplate)},
@@ -60,7 +66,7 @@ func (d *Daemon) routeTable() []route {
 		{"GET " + v + "/networks/{name}", answer(ok, d.handleNetwork)},
 		{"DELETE " + v + "/networks/{name}", answer(http.StatusNoContent, d.handleNetworkDelete)},
 		{"POST " + v + "/imports", answer(accepted, d.handleImport)},
-		{"POST " + v + "/guests/{name}/export", answer(accepted, d.handleExport)},
+		{"POST " + v + "/guests/{name}/export", answer(accepted, orHost(d.handleExport, d.hostGuestExport))},
 		{"GET " + v + "/operations/{id}", answer(ok, d.handleOperation)},
 		{"GET " + v + "/operations/{id}/wait", answer(ok, d.handleOperationWait)},
 		{"GET " + v + "/events", http.HandlerFunc(d.handleEvents)},
@@ -70,8 +76,8 @@ func (d *Daemon) routeTable() []route {
 		{"POST " + v + "/trust/tokens", answer(http.StatusCreated, d.handleTrustToken)},
 		{"DELETE " + v + "/trust/{name}", answer(http.StatusNoContent, d.handleTrustRemove)},
 		{"GET /metrics", d.metrics.handler()},
-		{"GET " + v + "/guests/{name}/console/ws", http.HandlerFunc(d.handleConsoleWS)},
-		{"GET " + v + "/guests/{name}/usage/history", answer(ok, d.handleUsageHistory)},
+		{"GET " + v + "/guests/{name}/console/ws", localOnlyStream("the web console", d.handleConsoleWS)},
+		{"GET " + v + "/guests/{name}/usage/history", answer(ok, localOnly("usage history", d.handleUsageHistory))},
 		{"POST " + uploadPath, http.HandlerFunc(d.handleImportUpload)},
 		{"GET " + v + "/bench/{file}", http.HandlerFunc(d.handleBenchReport)},
 		{"GET " + webui.Prefix, webui.Handler()},
@@ -294,6 +300,22 @@ func (d *Daemon) handleCreate(r *http.Request) (any, error) {
 	}), nil
 }
 
+// stopTimeout is how long a stop request lets the guest's OS take: none
+// when forced.
+func stopTimeout(req api.StateChange) (time.Duration, error) {
+	if req.Force {
+		return 0, nil
+	}
+	if req.Timeout == "" {
+		return DefaultStopTimeout, nil
+	}
+	timeout, err := time.ParseDuration(req.Timeout)
+	if err != nil || timeout < 0 {
+		return 0, fmt.Errorf("%w: timeout %q: use a Go duration like 30s or 2m", api.ErrInvalid, req.Timeout)
+	}
+	return timeout, nil
+}
+
 func (d *Daemon) handleState(r *http.Request) (any, error) {
 	var req api.StateChange
 	if err := readJSON(r, &req); err != nil {
@@ -304,14 +326,9 @@ func (d *Daemon) handleState(r *http.Request) (any, error) {
 	if err != nil {
 		return nil, err
 	}
-	timeout := DefaultStopTimeout
-	if req.Timeout != "" {
-		if timeout, err = time.ParseDuration(req.Timeout); err != nil || timeout < 0 {
-			return nil, fmt.Errorf("%w: timeout %q: use a Go duration like 30s or 2m", api.ErrInvalid, req.Timeout)
-		}
-	}
-	if req.Force {
-		timeout = 0
+	timeout, err := stopTimeout(req)
+	if err != nil {
+		return nil, err
 	}
 	var fn func(ctx context.Context) error
 	switch req.Action {

@@ -13,6 +13,8 @@ import (
 	"github.com/polyvisor/polyvisor/internal/exporter"
 	"github.com/polyvisor/polyvisor/internal/guest"
 	"github.com/polyvisor/polyvisor/internal/importer"
+	"github.com/polyvisor/polyvisor/internal/network"
+	"github.com/polyvisor/polyvisor/internal/vmdef"
 	"github.com/polyvisor/polyvisor/pkg/api"
 )
 
@@ -71,14 +73,17 @@ func (d *Daemon) importGuest(ctx context.Context, req api.Import, r *opReport) (
 	// A template made for a guest stays marked pending until the guest
 	// is made: a daemon killed in between lets the next one remove both.
 	pending := req.As == api.ImportAsGuest
-	res, err := im.Import(ctx, importer.Request{Path: req.Path, Name: req.Name, Firmware: req.Firmware, Pending: pending}, func(phase string, done, total int64) {
+	res, err := im.Import(ctx, importer.Request{Path: req.Path, Name: req.Name, Firmware: req.Firmware, Disk: req.Disk, Pending: pending}, func(phase string, done, total int64) {
 		r.progress(api.Progress{Phase: phase, Done: done, Total: total})
 	})
+	if res != nil {
+		// A failed import has warnings too, and they may say why.
+		for _, w := range res.Machine.Warnings {
+			r.warn(w)
+		}
+	}
 	if err != nil {
 		return err
-	}
-	for _, w := range res.Machine.Warnings {
-		r.warn(w)
 	}
 	t := res.Template
 	d.log.Info("template imported", "template", t.ID, "format", res.Format, "from", req.Path)
@@ -93,11 +98,20 @@ func (d *Daemon) importGuest(ctx context.Context, req api.Import, r *opReport) (
 			}
 		}
 	}()
+	m := res.Machine
+	networks, nics, warnings, err := importNICs(m.NICs, req.Networks, d.cfg.DefaultNetwork)
+	if err != nil {
+		return fmt.Errorf("import %s: %w", filepath.Base(req.Path), err)
+	}
+	for _, w := range warnings {
+		r.warn(w)
+	}
+	// The guest is made on its first network; the others, which a
+	// create does not take, are set on its definition.
 	create := api.GuestCreate{
 		Name: t.Name, Template: t.Name, Type: t.Type, Arch: t.Arch, CPUs: req.CPUs, Memory: req.Memory,
-		Networks: req.Networks, Start: req.Start,
+		Networks: []string{cmp.Or(first(networks), "none")}, Start: req.Start,
 	}
-	m := res.Machine
 	if create.CPUs == 0 {
 		create.CPUs = m.CPUs
 	}
@@ -108,17 +122,7 @@ func (d *Daemon) importGuest(ctx context.Context, req api.Import, r *opReport) (
 	if err != nil {
 		return fmt.Errorf("import %s as guest %s: %w", filepath.Base(req.Path), t.Name, err)
 	}
-	for i, nic := range m.NICs {
-		switch {
-		case i >= len(def.Networks):
-			r.warn(fmt.Sprintf("NIC %d (%s on %q) is not connected: the guest joins %d network(s)", i+1, cmp.Or(nic.MAC, "generated MAC"), nic.Network, len(def.Networks)))
-		case nic.MAC != "":
-			if def.MACs == nil {
-				def.MACs = map[string]string{}
-			}
-			def.MACs[def.Networks[i]] = nic.MAC
-		}
-	}
+	def.Networks, def.NICs = networks, nics
 	if err := d.reserve(def); err != nil {
 		return err
 	}
@@ -134,6 +138,69 @@ func (d *Daemon) importGuest(ctx context.Context, req api.Import, r *opReport) (
 	}
 	r.result(def.Name)
 	return nil
+}
+
+// importNICs maps an imported machine's NICs, in order, to the networks
+// asked (each entry may list several, comma-separated): NIC i joins
+// network i, and the NICs past the list join its last network (the
+// default when none is asked), so that a VM with 10 NICs keeps 10, each
+// with its MAC. It returns the networks joined, each once, and the
+// guest's NICs: none when the machine has none and one network is asked
+// (the guest then has one NIC, as a created guest has). With network
+// none the NICs are dropped, each with a warning.
+func importNICs(machine []vmdef.NIC, asked []string, byDefault string) (networks []string, nics []guest.NIC, warnings []string, err error) {
+	var names []string
+	for _, a := range asked {
+		for _, n := range strings.Split(a, ",") {
+			if n = strings.TrimSpace(n); n != "" {
+				names = append(names, n)
+			}
+		}
+	}
+	if len(names) == 0 {
+		names = []string{byDefault}
+	}
+	for _, n := range names {
+		// One at a time: a guest's NICs may share a network, and
+		// ResolveNetworks refuses more than one.
+		if _, err := network.ResolveNetworks([]string{n}, ""); err != nil {
+			return nil, nil, nil, err
+		}
+		if n == "none" && len(names) > 1 {
+			return nil, nil, nil, fmt.Errorf("%w: network none: it cannot go with other networks", api.ErrInvalid)
+		}
+	}
+	if names[0] == "none" {
+		for i, nic := range machine {
+			warnings = append(warnings, fmt.Sprintf("NIC %d (%s on %q) is not connected: the guest joins no network", i+1, cmp.Or(nic.MAC, "generated MAC"), nic.Network))
+		}
+		return nil, nil, warnings, nil
+	}
+	// Networks past the machine's NICs get NICs of their own.
+	count := max(len(machine), len(names), 1)
+	for i := range count {
+		n := names[min(i, len(names)-1)]
+		if !slices.Contains(networks, n) {
+			networks = append(networks, n)
+		}
+		nic := guest.NIC{Network: n}
+		if i < len(machine) {
+			nic.MAC = machine[i].MAC
+		}
+		nics = append(nics, nic)
+	}
+	if len(machine) == 0 && len(networks) == 1 {
+		nics = nil // one NIC, as any guest has
+	}
+	return networks, nics, warnings, nil
+}
+
+// first is the first of list, or "".
+func first(list []string) string {
+	if len(list) == 0 {
+		return ""
+	}
+	return list[0]
 }
 
 // removeGuest force-deletes guest name, as the rollback of an operation

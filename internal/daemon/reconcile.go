@@ -69,8 +69,8 @@ func (d *Daemon) reconcile(ctx context.Context) error {
 		}
 		if running(def) {
 			live[name] = true
-			for _, n := range def.Networks {
-				liveIfs[network.GuestNIC(def, n).HostIf] = true
+			for _, nic := range network.GuestNICs(def) {
+				liveIfs[nic.HostIf] = true
 			}
 			// A guest the driver cannot recover (a handle it does not
 			// know) is left running as it is, never killed.

@@ -139,7 +139,7 @@ func rawTLS(t *testing.T, addr string, cert *tls.Certificate, method, path strin
 // concretePath fills a route pattern's wildcards with a guest that exists.
 func concretePath(pattern string) (method, path string) {
 	method, path, _ = strings.Cut(pattern, " ")
-	path = strings.NewReplacer("{name}", "web", "{snap}", "s1", "{id}", "0123456789abcdef").Replace(path)
+	path = strings.NewReplacer("{name}", "web", "{snap}", "s1", "{id}", "0123456789abcdef", "{host}", "h1").Replace(path)
 	return method, path
 }
 

@@ -344,6 +344,9 @@ func copyDefinition(src *guest.Definition, name string) *guest.Definition {
 	def.Status = guest.Status{State: api.StateStopped}
 	def.Publish = nil
 	def.MACs = nil
+	for i := range def.NICs {
+		def.NICs[i].MAC = "" // derived from the copy's name instead
+	}
 	def.Disks = nil // the driver gives the copy its own
 	return def
 }

@@ -142,14 +142,20 @@ func (d *Daemon) handleConsole(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	defer monitor.Close()
+	d.relayConsole(w, monitor)
+}
+
+// relayConsole takes the request's connection over and relays it to a
+// console, both ways, until either side leaves or the daemon stops.
+func (d *Daemon) relayConsole(w http.ResponseWriter, console io.ReadWriter) {
 	conn, in, err := upgrade(w)
 	if err != nil {
 		return
 	}
 	defer conn.Close()
 	done := make(chan struct{}, 2)
-	go func() { io.Copy(monitor, in); done <- struct{}{} }()
-	go func() { io.Copy(conn, monitor); done <- struct{}{} }()
+	go func() { io.Copy(console, in); done <- struct{}{} }()
+	go func() { io.Copy(conn, console); done <- struct{}{} }()
 	select {
 	case <-done: // either side left: end the session
 	case <-d.ctx.Done():

@@ -26,6 +26,9 @@ import (
 	"github.com/polyvisor/polyvisor/internal/hostreq"
 	"github.com/polyvisor/polyvisor/internal/layout"
 	"github.com/polyvisor/polyvisor/internal/network"
+	"github.com/polyvisor/polyvisor/internal/vendorhost"
+	"github.com/polyvisor/polyvisor/internal/vendorhost/libvirt"
+	"github.com/polyvisor/polyvisor/internal/vendorhost/vsphere"
 	"github.com/polyvisor/polyvisor/pkg/api"
 )
 
@@ -54,6 +57,15 @@ func registerDrivers(l layout.Layout, opts daemonOptions, log *slog.Logger, faul
 	reg.Register(uml.New(uml.Options{Layout: l, Monitor: monitor, Log: log}))
 	reg.Register(bochs.New(bochs.Options{Layout: l, Monitor: monitor, Log: log}))
 	return reg, nil
+}
+
+// hostKinds is where every kind of vendor host is plugged in: a new kind
+// is a new package under internal/vendorhost and one line here.
+func hostKinds() map[string]vendorhost.Opener {
+	return map[string]vendorhost.Opener{
+		vendorhost.KindVSphere: vsphere.Open,
+		vendorhost.KindLibvirt: libvirt.Open,
+	}
 }
 
 type daemonOptions struct {
@@ -103,7 +115,7 @@ func NewCommand() *cobra.Command {
 			}
 			d, err := daemon.New(daemon.Config{
 				StateDir: opts.stateDir, Socket: socket, Drivers: reg, Log: log, Fault: fault,
-				DefaultNetwork: opts.defaultNetwork, Listen: listen,
+				DefaultNetwork: opts.defaultNetwork, Listen: listen, HostKinds: hostKinds(),
 				// make build puts the guest agents beside the monitor.
 				AgentDir: filepath.Dir(monitor),
 			})

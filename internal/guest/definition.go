@@ -75,6 +75,11 @@ type Definition struct {
 	// MACs gives, by network, a MAC the guest keeps instead of the one
 	// derived from its name: an imported guest's vendor-assigned MAC.
 	MACs map[string]string `yaml:"macs,omitempty"`
+	// NICs, when set, are a VM's network interfaces in order, each on one
+	// of Networks (several may share one) with the MAC it keeps: an
+	// imported guest keeps every NIC its vendor gave it. Unset, the guest
+	// has one NIC per network, with MACs.
+	NICs []NIC `yaml:"nics,omitempty"`
 	// Security says how an unprivileged container is kept apart from
 	// other guests; absent (older definitions) means the shared id map.
 	Security  Security  `yaml:"security,omitempty"`
@@ -175,6 +180,14 @@ type Disk struct {
 	// Size is the size the guest sees, for disk images; it only grows
 	// (config set NAME disk.NAME.size=SIZE).
 	Size Size `yaml:"size,omitempty"`
+}
+
+// NIC is one network interface of a guest that lists them (Definition.NICs).
+type NIC struct {
+	Network string `yaml:"network"`
+	// MAC is the address the guest keeps; "" derives one from the guest's
+	// name, the network and the NIC's place.
+	MAC string `yaml:"mac,omitempty"`
 }
 
 // MaxDiskSize bounds a disk's size: far beyond any host here, and within
@@ -321,6 +334,9 @@ func (d *Definition) Validate() error {
 			return fmt.Errorf("%w: macs: %s: %q is not a unicast Ethernet address like 52:54:00:12:34:56", api.ErrInvalid, netName, mac)
 		}
 	}
+	if err := d.validateNICs(); err != nil {
+		return err
+	}
 	if d.Type == TypeVM && d.Rootfs != RootfsQcow2 && d.Rootfs != RootfsRaw {
 		return fmt.Errorf("%w: rootfs %q: a vm's root disk is qcow2 (raw under Bochs)", api.ErrInvalid, d.Rootfs)
 	}
@@ -334,6 +350,26 @@ func (d *Definition) Validate() error {
 		return err
 	}
 	return d.validatePrivileged()
+}
+
+// validateNICs checks a listed NIC's network and MAC. Only VMs list
+// NICs: a container's one interface is eth0.
+func (d *Definition) validateNICs() error {
+	if len(d.NICs) > 0 && d.Type != TypeVM {
+		return fmt.Errorf("%w: nics: only a vm lists its NICs; remove them", api.ErrInvalid)
+	}
+	for i, nic := range d.NICs {
+		if !slices.Contains(d.Networks, nic.Network) {
+			return fmt.Errorf("%w: nics: NIC %d is on network %q, which is not in networks; add it there or correct it", api.ErrInvalid, i+1, nic.Network)
+		}
+		if nic.MAC == "" {
+			continue
+		}
+		if hw, err := net.ParseMAC(nic.MAC); err != nil || len(hw) != 6 || hw[0]&1 == 1 {
+			return fmt.Errorf("%w: nics: NIC %d: %q is not a unicast Ethernet address like 52:54:00:12:34:56", api.ErrInvalid, i+1, nic.MAC)
+		}
+	}
+	return nil
 }
 
 // validateTemplate checks that the template is a plain template name: the
@@ -488,7 +524,7 @@ func (d *Definition) Set(key, value string) error {
 		}
 		d.MACs = nil
 		if value == "none" {
-			d.Networks = nil
+			d.Networks, d.NICs = nil, nil
 			break
 		}
 		if err := ValidateName(value); err != nil {
@@ -497,6 +533,10 @@ func (d *Definition) Set(key, value string) error {
 		d.Networks = []string{value}
 		if mac != "" {
 			d.MACs = map[string]string{value: mac}
+		}
+		// Listed NICs all move, keeping their MACs.
+		for i := range d.NICs {
+			d.NICs[i].Network = value
 		}
 	case KeyNesting:
 		on, err := strconv.ParseBool(value)
@@ -597,6 +637,7 @@ func (d *Definition) Clone() *Definition {
 	if d.MACs != nil {
 		c.MACs = maps.Clone(d.MACs)
 	}
+	c.NICs = slices.Clone(d.NICs)
 	c.Status.Pending = append([]string(nil), d.Status.Pending...)
 	if d.Status.LastExit != nil {
 		e := *d.Status.LastExit
@@ -648,7 +689,7 @@ func Changes(current, edited *Definition) (map[string]string, error) {
 		}
 	}
 	if !slices.Equal(a.Networks, b.Networks) {
-		b.MACs = a.MACs // they move with the network (Set "network")
+		b.MACs, b.NICs = a.MACs, a.NICs // they move with the network (Set "network")
 	}
 	b.Networks, b.Publish = a.Networks, a.Publish
 	b.Security.Nesting, b.Security.Capabilities = a.Security.Nesting, a.Security.Capabilities

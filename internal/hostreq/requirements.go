@@ -144,6 +144,9 @@ func All() []Requirement {
 		{"virsh", Program, "libvirt-clients", "bench's libvirt peer", Peer},
 		{"libvirtd", Program, "libvirt-daemon", "bench's libvirt peer", Peer},
 		{"virt-qemu-run", Program, "libvirt-daemon-driver-qemu", "bench's libvirt peer (its QEMU driver)", Peer},
+		// The libvirt vendor-host driver talks to any libvirtd over RPC; its
+		// test runs a private libvirtd with an LXC domain beside a QEMU one.
+		{"/usr/lib/libvirt/libvirt_lxc", File, "libvirt-daemon-driver-lxc", "tests: the libvirt host driver's LXC domain (libvirtd's lxc:/// driver)", Tests},
 		// Debian bookworm has Incus only in bookworm-backports, which make
 		// deps reaches through an apt configuration of its own.
 		{IncusDaemon, File, "incus-base", "bench's Incus peer (incusd, containers only; bookworm has it in bookworm-backports)", Peer},

@@ -41,6 +41,26 @@ const (
 	unknownName        = "unknown"
 )
 
+// Disk image formats qemu-img reads that polyvisor does not import: the
+// user converts them first (ConvertCommand).
+const (
+	QED       Format = "qed"
+	Parallels Format = "parallels"
+	Bochs     Format = "bochs"
+	Cloop     Format = "cloop"
+	DMG       Format = "dmg"
+)
+
+// ConvertFrom is the qemu-img format name of a disk image polyvisor does
+// not import but qemu-img reads; "" for the others.
+func (f Format) ConvertFrom() string {
+	switch f {
+	case QED, Parallels, Bochs, Cloop, DMG:
+		return string(f)
+	}
+	return ""
+}
+
 // QEMUFormat is the qemu-img format name of a disk image format; "" for
 // the others.
 func (f Format) QEMUFormat() string {
@@ -85,6 +105,14 @@ func Detect(r io.ReaderAt, size int64) (Format, error) {
 		return vmdkSparseKind(head), nil
 	case len(head) >= 1024 && string(head[:8]) == "conectix" && string(head[512:520]) == "cxsparse":
 		return VHDDynamic, nil
+	case len(head) >= 8 && string(head[:4]) == "QED\x00":
+		return QED, nil
+	case len(head) >= 16 && (string(head[:16]) == "WithoutFreeSpace" || string(head[:16]) == "WithouFreSpacExt"):
+		return Parallels, nil
+	case len(head) >= 32 && string(head[:22]) == "Bochs Virtual HD Image":
+		return Bochs, nil
+	case bytes.HasPrefix(head, []byte("#!/bin/sh\n#V2.0 Format\n")):
+		return Cloop, nil
 	case len(head) >= 262 && string(head[257:262]) == "ustar" && ovaDescriptorFirst(head):
 		// DSP0243: an OVA's first member is its descriptor. Any other tar
 		// (a root tree, a docker save) is not told here.
@@ -92,8 +120,13 @@ func Detect(r io.ReaderAt, size int64) (Format, error) {
 	}
 	if size >= 512 {
 		footer := make([]byte, 512)
-		if _, err := r.ReadAt(footer, size-512); err == nil && string(footer[:8]) == "conectix" && be.Uint32(footer[60:]) == 2 {
+		_, err := r.ReadAt(footer, size-512)
+		switch {
+		case err == nil && string(footer[:8]) == "conectix" && be.Uint32(footer[60:]) == 2:
 			return VHDFixed, nil
+		case err == nil && string(footer[:4]) == "koly" && be.Uint32(footer[4:]) == 4 && be.Uint32(footer[8:]) == 512:
+			// An Apple UDIF disk image's trailer: signature, version, size.
+			return DMG, nil
 		}
 	}
 	if f, ok := detectText(head); ok {
@@ -124,6 +157,10 @@ var (
 	vmxKey     = lazyre.New(`(?m)^\s*(config\.version|virtualHW\.version|displayName)\s*=\s*"`)
 	xlDiskKey  = lazyre.New(`(?m)^\s*disk\s*=\s*\[`)
 	xlOtherKey = lazyre.New(`(?m)^\s*(name|memory|vcpus|builder|type)\s*=`)
+	// Keys only an xl.cfg has, telling one that lacks a disk line (which
+	// the import then refuses by name) from any other key = value text.
+	xlOwnKey  = lazyre.New(`(?m)^\s*(builder|type)\s*=\s*["']?(hvm|pv|pvh|generic)["']?\s*$|^\s*(vif|bootloader|on_poweroff|on_reboot|on_crash|maxvcpus|maxmem|vfb|pci|vnc)\s*=`)
+	xlNameKey = lazyre.New(`(?m)^\s*name\s*=\s*["']`)
 )
 
 // detectText recognizes the text formats: a VMDK descriptor, a .vmx, an
@@ -141,7 +178,8 @@ func detectText(head []byte) (Format, bool) {
 		return VMDKText, true
 	case vmxKey().MatchString(text):
 		return VMX, true
-	case xlDiskKey().MatchString(text) && xlOtherKey().MatchString(text):
+	case xlDiskKey().MatchString(text) && xlOtherKey().MatchString(text),
+		xlNameKey().MatchString(text) && xlOwnKey().MatchString(text):
 		return XLConfig, true
 	}
 	if root, ok := xmlRoot(head); ok {

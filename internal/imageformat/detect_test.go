@@ -7,6 +7,7 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
+	"strings"
 	"testing"
 )
 
@@ -158,5 +159,48 @@ func TestDetectsADescriptorPaddedWithNULs(t *testing.T) {
 	data := append([]byte(text), make([]byte, 512-len(text))...)
 	if got, err := Detect(bytes.NewReader(data), int64(len(data))); err != nil || got != VMDKText {
 		t.Errorf("padded descriptor: detected %v, %v", got, err)
+	}
+}
+
+// Formats qemu-img reads but polyvisor does not import are told by their
+// magic, so that the import can say how to convert them.
+func TestDetectsFormatsToConvert(t *testing.T) {
+	for _, tc := range []struct{ format string }{{"qed"}, {"parallels"}} {
+		got, err := detectFile(t, qemuImg(t, tc.format))
+		if err != nil || got.ConvertFrom() != tc.format || got.QEMUFormat() != "" {
+			t.Errorf("qemu-img -f %s: detected %v (convert from %q), %v", tc.format, got, got.ConvertFrom(), err)
+		}
+	}
+	bochs := make([]byte, 512)
+	copy(bochs, "Bochs Virtual HD Image\x00\x00\x00\x00\x00\x00\x00\x00\x00\x00Redolog\x00")
+	cloop := append([]byte("#!/bin/sh\n#V2.0 Format\nmodprobe cloop file=$0 && mount -r -t iso9660 /dev/cloop $1\n"), make([]byte, 200)...)
+	dmg := make([]byte, 4096)
+	copy(dmg[4096-512:], "koly\x00\x00\x00\x04\x00\x00\x02\x00")
+	for want, data := range map[Format][]byte{Bochs: bochs, Cloop: cloop, DMG: dmg} {
+		got, err := Detect(bytes.NewReader(data), int64(len(data)))
+		if err != nil || got != want || got.ConvertFrom() == "" {
+			t.Errorf("%s: detected %v, %v", want, got, err)
+		}
+	}
+}
+
+// An xl.cfg without a disk line is still an xl.cfg (the import then
+// refuses it for having no disk); other key = value text is not.
+func TestDetectsAnXLConfigWithoutDisk(t *testing.T) {
+	for _, text := range []string{
+		"name = \"nodisk\"\ntype = \"hvm\"\nmemory = 512\nvif = [ 'bridge=xenbr0' ]\n",
+		"# a PV guest booted over the network\nname='netboot'\nbootloader = \"pygrub\"\nmemory=256\n",
+	} {
+		if got, err := Detect(strings.NewReader(text), int64(len(text))); err != nil || got != XLConfig {
+			t.Errorf("%q: detected %v, %v; want %s", text, got, err, XLConfig)
+		}
+	}
+	for _, text := range []string{
+		"name = \"x\"\nversion = 3\n",
+		"[section]\nname = \"x\"\ntype = \"library\"\n",
+	} {
+		if got, err := Detect(strings.NewReader(text), int64(len(text))); err == nil {
+			t.Errorf("%q: detected %v", text, got)
+		}
 	}
 }

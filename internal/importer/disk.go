@@ -5,6 +5,7 @@ import (
 	"fmt"
 	"os"
 	"path/filepath"
+	"strconv"
 
 	"github.com/polyvisor/polyvisor/internal/diskimage"
 	"github.com/polyvisor/polyvisor/internal/imageformat"
@@ -76,16 +77,25 @@ func checkSelfContained(ctx context.Context, src diskSource) error {
 	return diskimage.CheckSelfContained(src.Path, info)
 }
 
-// importDisk converts a disk image into a VM template's qcow2 base; m
-// says how it boots and is returned with the result.
-func (im Importer) importDisk(ctx context.Context, req Request, src diskSource, m vmdef.Machine, progress Progress) (*Result, error) {
+// dataFile is the qcow2 base of the template's data disk i (0-based).
+func dataFile(i int) string { return "data" + strconv.Itoa(i+1) + ".qcow2" }
+
+// importDisk converts a disk image, and a definition's data disks, into a
+// VM template's qcow2 bases; m says how it boots and is returned with the
+// result.
+func (im Importer) importDisk(ctx context.Context, req Request, src diskSource, data []diskSource, m vmdef.Machine, progress Progress) (*Result, error) {
 	name, err := templateName(req, m.Name)
 	if err != nil {
 		return nil, err
 	}
-	files, err := diskFiles(src)
-	if err != nil {
-		return nil, fmt.Errorf("import %s: %w", req.Path, err)
+	sources := append([]diskSource{src}, data...)
+	var files []string
+	for _, s := range sources {
+		f, err := diskFiles(s)
+		if err != nil {
+			return nil, fmt.Errorf("import %s: %w", req.Path, err)
+		}
+		files = append(files, f...)
 	}
 	// The template's digest is of the files imported, read while qemu-img
 	// inspects and then converts them (from the page cache, on the other
@@ -101,34 +111,47 @@ func (im Importer) importDisk(ctx context.Context, req Request, src diskSource, 
 			<-digest
 		}
 	}()
-	if err := checkSelfContained(ctx, src); err != nil {
-		return nil, fmt.Errorf("import %s: %w", req.Path, err)
+	for _, s := range sources {
+		if err := checkSelfContained(ctx, s); err != nil {
+			return nil, fmt.Errorf("import %s: %w", req.Path, err)
+		}
 	}
 	t := &api.Template{
 		ID: template.Key(name, template.TypeVM, importedArch), Name: name, Type: template.TypeVM,
 		Source: "import", Arch: importedArch, Boot: bootOf(m),
 		Origin: string(src.Format) + " " + req.Path,
 	}
+	for i := range data {
+		t.Boot.DataDisks = append(t.Boot.DataDisks, dataFile(i))
+	}
 	err = im.add(t, req, func(staging string) error {
-		phase := "converting " + filepath.Base(src.Path) + " to qcow2"
-		progress(phase, 0, 10000)
-		disk := filepath.Join(staging, diskFile)
-		err := diskimage.Convert(ctx, src.Path, src.Format.QEMUFormat(), disk, "qcow2", nil, func(done, total int64) {
-			progress(phase, done, total)
-		})
-		if err != nil {
-			return err
+		targets := append([]string{diskFile}, t.Boot.DataDisks...)
+		var size int64
+		for i, s := range sources {
+			phase := "converting " + filepath.Base(s.Path) + " to qcow2"
+			if len(sources) > 1 {
+				phase = fmt.Sprintf("converting disk %d of %d, %s, to qcow2", i+1, len(sources), filepath.Base(s.Path))
+			}
+			progress(phase, 0, 10000)
+			disk := filepath.Join(staging, targets[i])
+			err := diskimage.Convert(ctx, s.Path, s.Format.QEMUFormat(), disk, "qcow2", nil, func(done, total int64) {
+				progress(phase, done, total)
+			})
+			if err != nil {
+				return err
+			}
+			info, err := os.Stat(disk)
+			if err != nil {
+				return err
+			}
+			size += info.Size()
 		}
 		sum := <-digest
 		digest = nil
 		if sum.err != nil {
 			return sum.err
 		}
-		info, err := os.Stat(disk)
-		if err != nil {
-			return err
-		}
-		t.Digest, t.Size = sum.digest, info.Size()
+		t.Digest, t.Size = sum.digest, size
 		return nil
 	})
 	if err != nil {

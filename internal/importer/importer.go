@@ -1,8 +1,8 @@
 // Package importer brings guests made by other products into polyvisor as
 // templates: disk images (converted with qemu-img to a qcow2 base booted
 // by firmware), appliances and guest definitions (OVF/OVA, VMware,
-// VirtualBox, libvirt, Xen: their disk, plus the CPUs, memory, MACs and
-// firmware they state), and container images (OCI layouts, docker save
+// VirtualBox, libvirt, Xen: their disks, the first a boot disk and the
+// others data disks, plus the CPUs, memory, MACs and firmware they state), and container images (OCI layouts, docker save
 // tarballs, rootfs tarballs). What it reads is hostile input: formats are
 // told by content, archives are extracted without following links, and a
 // failed import leaves nothing behind.
@@ -33,6 +33,9 @@ type Request struct {
 	// Firmware says how the disk boots: bios or uefi. "" takes the
 	// definition's, and BIOS for a bare disk image.
 	Firmware string
+	// Disk is the 1-based index, among the definition's disks, of the
+	// disk to boot from; 0 takes the definition's boot disk (its first).
+	Disk int
 	// Pending makes the template marked pending (template.MarkPending),
 	// for an import that goes on to make a guest of it and settles it
 	// then.
@@ -72,7 +75,9 @@ type Progress = template.Progress
 
 // Import detects what req.Path is and makes a template of it. Warnings,
 // one line each, name what the source defines that the template does not
-// carry.
+// carry. On failure the Result is nil, or carries in Machine.Warnings what
+// was found before the failure, with no Template: a refusal must not hide
+// why.
 func (im Importer) Import(ctx context.Context, req Request, progress Progress) (*Result, error) {
 	if progress == nil {
 		progress = func(string, int64, int64) {}
@@ -117,10 +122,16 @@ func (im Importer) Import(ctx context.Context, req Request, progress Progress) (
 	case imageformat.OVF, imageformat.VMX, imageformat.VBox, imageformat.LibvirtXML, imageformat.XLConfig:
 		res, err = im.importDefinition(ctx, req, format, progress)
 	default:
-		res, err = im.importDisk(ctx, req, diskSource{Path: req.Path, Format: format}, vmdef.Machine{Firmware: req.Firmware}, progress)
+		if err := checkImportable(req.Path, format); err != nil {
+			return nil, fmt.Errorf("import %s: %w", req.Path, err)
+		}
+		if req.Disk > 1 {
+			return nil, fmt.Errorf("%w: --disk %d: %s is a single disk image", api.ErrInvalid, req.Disk, req.Path)
+		}
+		res, err = im.importDisk(ctx, req, diskSource{Path: req.Path, Format: format}, nil, vmdef.Machine{Firmware: req.Firmware}, progress)
 	}
 	if err != nil {
-		return nil, err
+		return res, err
 	}
 	res.Format = string(format)
 	return res, nil

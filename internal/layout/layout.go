@@ -48,6 +48,10 @@ func (l Layout) TLSDir() string { return filepath.Join(l.StateDir, "tls") }
 // TrustFile keeps the trusted client certificates and pending tokens.
 func (l Layout) TrustFile() string { return filepath.Join(l.StateDir, "trust.json") }
 
+// HostsFile keeps the vendor hosts a user added, with their credentials
+// (root's alone, 0600).
+func (l Layout) HostsFile() string { return filepath.Join(l.StateDir, "hosts.json") }
+
 // BenchDir holds bench's reports, one directory each, named by UTC time.
 func (l Layout) BenchDir() string { return filepath.Join(l.StateDir, "bench") }
 

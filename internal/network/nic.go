@@ -8,6 +8,7 @@ import (
 	"fmt"
 	"net"
 	"slices"
+	"strconv"
 	"strings"
 	"time"
 
@@ -46,13 +47,54 @@ func NICOf(guest, network string) NIC {
 // GuestNIC returns the interface of a guest on network: NICOf, with the
 // MAC the definition carries for that network when it has one (an imported
 // guest keeps the MAC its vendor gave it, and with it what the guest's OS
-// bound to that MAC).
+// bound to that MAC). For a guest that lists its NICs it is the first NIC
+// on network: the one whose address the network reserves and reports.
 func GuestNIC(def *guest.Definition, network string) NIC {
+	for i, n := range def.NICs {
+		if n.Network == network {
+			return GuestNICs(def)[i]
+		}
+	}
 	nic := NICOf(def.Name, network)
 	if mac, err := net.ParseMAC(def.MACs[network]); err == nil {
 		nic.MAC = mac
 	}
 	return nic
+}
+
+// GuestNICs returns every interface of a guest, in order: one per network
+// (GuestNIC), or, for a guest that lists its NICs, one per NIC with its
+// MAC. The first NIC on each network is named as NICOf names it, the
+// others by their place too, so that each has a tap and MAC of its own.
+func GuestNICs(def *guest.Definition) []NIC {
+	var nics []NIC
+	if len(def.NICs) == 0 {
+		for _, n := range def.Networks {
+			nics = append(nics, GuestNIC(def, n))
+		}
+		return nics
+	}
+	seen := map[string]bool{}
+	for i, n := range def.NICs {
+		nic := NICOf(def.Name, n.Network)
+		if seen[n.Network] {
+			nic = nicAt(def.Name, n.Network, i)
+		}
+		seen[n.Network] = true
+		if mac, err := net.ParseMAC(n.MAC); err == nil {
+			nic.MAC = mac
+		}
+		nics = append(nics, nic)
+	}
+	return nics
+}
+
+// nicAt is NICOf for the NIC at index i of a guest with more than one NIC
+// on network.
+func nicAt(guest, network string, i int) NIC {
+	sum := sha256.Sum256([]byte(guest + "\x00" + network + "\x00" + strconv.Itoa(i)))
+	mac := net.HardwareAddr{0x02, sum[0], sum[1], sum[2], sum[3], sum[4]}
+	return NIC{Network: network, Bridge: network, HostIf: HostIfPrefix + hex.EncodeToString(sum[5:10]), MAC: mac}
 }
 
 // PlugVeth gives the process pid's network namespace (a container's) an

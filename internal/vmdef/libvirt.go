@@ -78,6 +78,10 @@ type libvirtDisk struct {
 		Name     string `xml:"name,attr"`
 		Pool     string `xml:"pool,attr"`
 		Volume   string `xml:"volume,attr"`
+		Hosts    []struct {
+			Name string `xml:"name,attr"`
+			Port string `xml:"port,attr"`
+		} `xml:"host"`
 	} `xml:"source"`
 	Target struct {
 		Dev string `xml:"dev,attr"`
@@ -229,6 +233,7 @@ func libvirtDisks(disks []libvirtDisk, m *Machine) {
 			continue
 		default: // lun: SCSI commands passed through to a host device
 			m.Warnf("disk %s is a host device passed through as a %s and cannot be imported", target, clip(device))
+			m.Disks = append(m.Disks, Disk{Path: firstNonEmpty(d.Source.Dev, d.Source.File, d.Source.Name, d.Target.Dev, "unnamed"), Device: DeviceLUN})
 			continue
 		}
 		switch typ := firstNonEmpty(d.Type, "file"); typ {
@@ -240,14 +245,38 @@ func libvirtDisks(disks []libvirtDisk, m *Machine) {
 			m.Disks = append(m.Disks, Disk{Path: d.Source.File, Format: libvirtFormat(d.Driver.Type)})
 		case "block":
 			m.Warnf("disk %s is the host block device %s and cannot be imported; copy it into an image file first (qemu-img convert)", target, clip(d.Source.Dev))
+			m.Disks = append(m.Disks, Disk{Path: firstNonEmpty(d.Source.Dev, d.Target.Dev, "unnamed"), Device: DeviceBlock})
 		case "network":
 			m.Warnf("disk %s is the remote %s disk %s and cannot be imported; copy it into an image file first", target, orUnstated(d.Source.Protocol), clip(d.Source.Name))
+			m.Disks = append(m.Disks, Disk{Path: libvirtNetworkDisk(d), Device: DeviceNetwork})
 		case "volume":
 			m.Warnf("disk %s is volume %s of storage pool %s and cannot be imported; find its file with virsh vol-path and attach that", target, clip(d.Source.Volume), clip(d.Source.Pool))
+			m.Disks = append(m.Disks, Disk{Path: d.Source.Pool + "/" + d.Source.Volume, Device: DeviceVolume})
 		default:
 			m.Warnf("disk %s of type %s cannot be imported", target, clip(typ))
 		}
 	}
+}
+
+// libvirtNetworkDisk names a network disk as qemu-img's protocol syntax
+// does (rbd:pool/image, iscsi://host/target/lun...), so that the command an
+// import suggests can read it.
+func libvirtNetworkDisk(d libvirtDisk) string {
+	protocol := strings.ToLower(d.Source.Protocol)
+	switch protocol {
+	case "":
+		return firstNonEmpty(d.Source.Name, "unnamed")
+	case "rbd", "sheepdog":
+		return protocol + ":" + d.Source.Name
+	}
+	host := "HOST"
+	if len(d.Source.Hosts) > 0 && d.Source.Hosts[0].Name != "" {
+		host = d.Source.Hosts[0].Name
+		if d.Source.Hosts[0].Port != "" {
+			host += ":" + d.Source.Hosts[0].Port
+		}
+	}
+	return protocol + "://" + host + "/" + strings.TrimPrefix(d.Source.Name, "/")
 }
 
 // libvirtFormat maps libvirt's driver type to polyvisor's format names.

@@ -110,6 +110,11 @@ func TestParseLibvirtDevices(t *testing.T) {
 			{Path: "root.img", Format: "raw"}, // boot order 1; no driver type reads as raw
 			{Path: "/srv/db/data.img", Format: "raw"},
 			{Path: "/srv/db/old.vhd", Format: "vhd"},
+			// Kept, so that --disk N counts the definition's own disks.
+			{Path: "/dev/vg0/db-wal", Device: DeviceBlock},
+			{Path: "rbd:pool/db-archive", Device: DeviceNetwork},
+			{Path: "default/db-tmp.qcow2", Device: DeviceVolume},
+			{Path: "/dev/sdq", Device: DeviceLUN},
 		},
 		NICs: []NIC{{Network: "br0", Model: "e1000e"}, {Network: "user"}},
 		Warnings: []string{

@@ -289,8 +289,10 @@ func vboxDisk(medium *vboxMedium, uuid, where string, m *Machine) {
 	switch {
 	case medium == nil:
 		m.Warnf("hard disk on %s is medium {%s}, which is not in this file's media registry (an old machine keeps it in VirtualBox.xml); not imported", where, uuid)
+		m.Disks = append(m.Disks, Disk{Path: "{" + uuid + "}", Device: DeviceUnregistered})
 	case strings.EqualFold(medium.format, "iSCSI"):
 		m.Warnf("hard disk on %s is the iSCSI target %s and cannot be imported; copy it into an image file first", where, clip(medium.location))
+		m.Disks = append(m.Disks, Disk{Path: firstNonEmpty(medium.location, "unnamed"), Device: DeviceNetwork})
 	case medium.location == "":
 		m.Warnf("hard disk on %s has no location; not imported", where)
 	default:

@@ -101,7 +101,10 @@ func TestParseVBoxOlderLayout(t *testing.T) {
 		Memory:   4096 << 20,
 		OS:       "Windows10_64",
 		OSFamily: OSWindows,
-		Disks:    []Disk{{Path: `C:\VMs\win10\win10.vmdk`, Format: "vmdk"}},
+		Disks: []Disk{
+			{Path: `C:\VMs\win10\win10.vmdk`, Format: "vmdk"},
+			{Path: "{bbbbbbbb-0000-4000-8000-000000000002}", Device: DeviceUnregistered},
+		},
 		NICs: []NIC{
 			{Network: "vboxnet0", Model: "Am79C973"},
 			{MAC: "08:00:27:0a:0b:0c", Network: "enp3s0", Model: "virtio"},

@@ -63,7 +63,25 @@ type Disk struct {
 	Format string
 	// Capacity is the size the guest sees, in bytes; 0 when not stated.
 	Capacity int64
+	// Device says what the disk is when it is not an image file, and so
+	// cannot be imported: DeviceBlock, DeviceNetwork... Path then names
+	// the device, volume or network disk. Such disks are kept, not
+	// dropped, so that disk N is still the definition's own disk N.
+	// The parser's warning names the disk's slot.
+	Device string
 }
+
+// Kinds of Disk.Device: disks that are not image files.
+const (
+	DeviceBlock   = "host block device"
+	DeviceNetwork = "network disk"
+	DeviceVolume  = "storage pool volume"
+	DeviceRaw     = "raw device mapping"
+	DeviceLUN     = "host device passed through"
+	// DeviceUnregistered is a VirtualBox medium the .vbox attaches but does
+	// not list: its file is unknown. Path is its {UUID}.
+	DeviceUnregistered = "medium missing from the media registry"
+)
 
 // NIC is one network interface of a Machine.
 type NIC struct {

@@ -258,6 +258,7 @@ func vmxDisks(cfg vmxConfig, m *Machine) {
 			m.Warnf("CD-ROM %s (%s) is not imported", u.label, what)
 		case deviceType == "rawdisk" || strings.HasSuffix(deviceType, "passthru"):
 			m.Warnf("disk %s is a host disk (deviceType %s) and cannot be imported; copy it into an image file first", u.label, clip(deviceType))
+			m.Disks = append(m.Disks, Disk{Path: firstNonEmpty(file, u.label), Device: DeviceRaw})
 		default:
 			m.Warnf("%s has deviceType %s, which is not a disk; not imported", u.label, clip(deviceType))
 		}

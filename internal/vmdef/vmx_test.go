@@ -123,6 +123,7 @@ ethernet0.addressType = "static"
 		OS:       "arm-debian12-64",
 		OSFamily: OSLinux,
 		Arch:     "aarch64",
+		Disks:    []Disk{{Path: "physical.vmdk", Device: DeviceRaw}},
 		NICs:     []NIC{{}},
 		Warnings: []string{
 			`disk scsi0:0 is a host disk (deviceType "rawdisk") and cannot be imported; copy it into an image file first`,

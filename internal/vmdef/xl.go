@@ -222,6 +222,7 @@ func xlDisks(cfg xlConfig, m *Machine) error {
 				device = "/dev/" + device
 			}
 			m.Warnf("disk %s is the host block device %s and cannot be imported; copy it into an image file first (qemu-img convert)", vdev, clip(device))
+			m.Disks = append(m.Disks, Disk{Path: device, Device: DeviceBlock})
 		default:
 			// xl reads a disk whose format is not stated as raw, and so does
 			// this: probing would let a guest's data pick the format.

@@ -21,6 +21,7 @@ func TestParseXLHVMDebian(t *testing.T) {
 		Disks: []Disk{
 			{Path: "/srv/xen/debian12/root.qcow2", Format: "qcow2"},
 			{Path: "/srv/xen/debian12/data.img", Format: "raw"},
+			{Path: "/dev/vg0/debian12-scratch", Device: DeviceBlock},
 		},
 		NICs: []NIC{{MAC: "00:16:3e:5a:2c:11", Network: "xenbr0", Model: "e1000"}},
 		Warnings: []string{
@@ -87,7 +88,9 @@ usbdevice = 'host:0781:5567'
 		Name:   "old",
 		CPUs:   1,
 		Memory: 500 << 20,
-		Disks:  []Disk{{Path: "/srv/old/data.img", Format: "raw"}},
+		// The boot disk is the host device, kept first: booting the data
+		// disk instead would be wrong.
+		Disks: []Disk{{Path: "/dev/vg0/old-root", Device: DeviceBlock}, {Path: "/srv/old/data.img", Format: "raw"}},
 		Warnings: []string{
 			// xl reads a relative target under /dev.
 			`disk "hda" is the host block device "/dev/vg0/old-root" and cannot be imported; copy it into an image file first (qemu-img convert)`,

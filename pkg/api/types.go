@@ -24,6 +24,9 @@ const (
 // Guest is what `info --format json` prints and `list --format json` prints an array of.
 type Guest struct {
 	Name string `json:"name" yaml:"name"`
+	// Host is the vendor host of a HOST:NAME guest; absent for this
+	// daemon's own.
+	Host string `json:"host,omitempty" yaml:"host,omitempty"`
 	Type string `json:"type" yaml:"type"`
 	// Class is the kind of virtualization: container (a shared kernel), hypervisor (a VM under
 	// KVM) or emulation (a VM under TCG); Driver runs it.
@@ -55,6 +58,10 @@ type Guest struct {
 	// Usage is what a running guest uses, in GET /1.0/guests/NAME (info)
 	// alone: a listing does not read it for every guest.
 	Usage *GuestUsage `json:"usage,omitempty" yaml:"usage,omitempty"`
+	// Firmware and NICs are a vendor host's guest's (bios or uefi; its
+	// NICs with their MACs, in order).
+	Firmware string `json:"firmware,omitempty" yaml:"firmware,omitempty"`
+	NICs     []NIC  `json:"nics,omitempty" yaml:"nics,omitempty"`
 }
 
 // UsageSample is a guest's usage at a time: GET
@@ -83,6 +90,8 @@ type GuestUsage struct {
 // JSON: at 1,000 guests, sending and decoding that is most of a listing's
 // time.
 type GuestSummary struct {
+	// Host is the vendor host of a HOST:NAME guest; absent for the daemon's own.
+	Host   string   `json:"host,omitempty"`
 	Name   string   `json:"name"`
 	Type   string   `json:"type"`
 	Class  string   `json:"class"`
@@ -217,6 +226,9 @@ type Import struct {
 	// Firmware says how the disk boots, bios or uefi, over what the
 	// definition says; a bare disk image boots by BIOS unless it is set.
 	Firmware string `json:"firmware,omitempty"`
+	// Disk is the 1-based index, among the definition's disks, of the
+	// disk to boot from; 0 takes the definition's boot disk.
+	Disk int `json:"disk,omitempty"`
 	// CPUs and Memory override what the definition states.
 	CPUs   int    `json:"cpus,omitempty"`
 	Memory string `json:"memory,omitempty"`
@@ -352,6 +364,11 @@ type TemplateBoot struct {
 	// disk): a start is done once the firmware runs, not when the agent
 	// answers, and exec works only if the guest happens to run one.
 	NoAgent bool `json:"noAgent,omitempty" yaml:"noAgent,omitempty"`
+	// DataDisks are the qcow2 bases of the disks a guest has beside its
+	// boot disk, in order (the second disk, the third...): an imported
+	// definition's other disks. Each guest gets its own overlay of each,
+	// attached after the boot disk as a virtio disk (vdb, vdc...).
+	DataDisks []string `json:"dataDisks,omitempty" yaml:"dataDisks,omitempty"`
 }
 
 // TemplateBuild is the body of POST /1.0/templates.

@@ -8,10 +8,12 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
+	"strconv"
 	"strings"
 	"testing"
 
 	"github.com/polyvisor/polyvisor/internal/layout"
+	"github.com/polyvisor/polyvisor/internal/network"
 	"github.com/polyvisor/polyvisor/internal/testenv"
 	"github.com/polyvisor/polyvisor/pkg/api"
 )
@@ -356,12 +358,110 @@ ethernet1.generatedAddress = "00:0c:29:aa:bb:cc"
 	if code != 0 {
 		t.Fatalf("import: %s", errOut)
 	}
-	if !strings.Contains(errOut, "NIC 2") {
-		t.Errorf("the second NIC, left unconnected, is not warned about: %q", errOut)
+	if strings.Contains(errOut, "not connected") {
+		t.Errorf("a NIC was left unconnected: %q", errOut)
 	}
-	if cfg := d.Must(t, "config", "show", "two-nics"); !strings.Contains(cfg, "polyvisor0: 00:50:56:3f:00:01") {
-		t.Errorf("the guest does not keep its VMware MAC:\n%s", cfg)
+	// Both NICs join the one network named, each with its MAC, in order.
+	cfg := d.Must(t, "config", "show", "two-nics")
+	first, second := strings.Index(cfg, "mac: 00:50:56:3f:00:01"), strings.Index(cfg, "mac: 00:0c:29:aa:bb:cc")
+	if first < 0 || second < first {
+		t.Errorf("the guest does not keep its two VMware MACs in order:\n%s", cfg)
 	}
-	d.Must(t, "delete", "two-nics")
+	// The running guest has a tap on the bridge for each NIC.
+	d.Must(t, "start", "two-nics")
+	out, err := exec.Command("ip", "-n", d.Netns, "-o", "link", "show", "master", "polyvisor0").Output()
+	if err != nil {
+		t.Fatalf("ip link show master polyvisor0: %v", err)
+	}
+	if taps := strings.Count(string(out), network.HostIfPrefix); taps != 2 {
+		t.Errorf("%d taps on polyvisor0 for a guest with two NICs:\n%s", taps, out)
+	}
+	d.Must(t, "delete", "--force", "two-nics")
 	d.Must(t, "template", "delete", "two-nics.vm.amd64")
+}
+
+// A definition's second disk is imported too, as the guest's second
+// virtio disk: the running guest sees it as /dev/vdb, of its size and
+// with what was written into it, and the guest's snapshots cover it
+// (issue 18).
+func TestImportKeepsEveryDisk(t *testing.T) {
+	requireVMTemplates(t)
+	d := env.main
+	dir := t.TempDir()
+	launch(t, d, "busybox-bios", "e2e-2d-src", "--type", "vm")
+	d.Must(t, "stop", "e2e-2d-src")
+	boot := filepath.Join(dir, "boot.qcow2")
+	d.Must(t, "export", "e2e-2d-src", boot, "--format", "qcow2")
+	d.Must(t, "delete", "e2e-2d-src")
+
+	// The data disk: 24 MiB, a marker at 1 MiB, handed over as a VMDK.
+	const dataSize, marker = 24 << 20, "polyvisor-second-disk"
+	raw := make([]byte, dataSize)
+	copy(raw[1<<20:], marker)
+	if err := os.WriteFile(filepath.Join(dir, "data.raw"), raw, 0o644); err != nil {
+		t.Fatal(err)
+	}
+	qemuImg(t, "convert", "-f", "raw", "-O", "vmdk", filepath.Join(dir, "data.raw"), filepath.Join(dir, "data.vmdk"))
+	xml := filepath.Join(dir, "two-disks.xml")
+	if err := os.WriteFile(xml, []byte(`<domain type="kvm">
+  <name>e2e-2d</name>
+  <memory unit="MiB">256</memory>
+  <vcpu>1</vcpu>
+  <os><type arch="x86_64" machine="q35">hvm</type></os>
+  <devices>
+    <disk type="file" device="disk"><driver name="qemu" type="qcow2"/><source file="boot.qcow2"/><target dev="vda" bus="virtio"/></disk>
+    <disk type="file" device="disk"><driver name="qemu" type="vmdk"/><source file="data.vmdk"/><target dev="vdb" bus="virtio"/></disk>
+  </devices>
+</domain>
+`), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	_, errOut, code := d.Run("import", xml, "--start")
+	t.Cleanup(func() { d.Run("delete", "--force", "e2e-2d"); d.Run("template", "delete", "e2e-2d.vm.amd64") })
+	if code != 0 {
+		t.Fatalf("import of a two-disk definition: %s", errOut)
+	}
+	if strings.Contains(errOut, "data.vmdk") {
+		t.Errorf("the import warns of the second disk: %q", errOut)
+	}
+	var tm api.Template
+	jsonUnmarshal(d.Must(t, "template", "show", "e2e-2d.vm.amd64", "--format", "json"), &tm)
+	if tm.Boot == nil || len(tm.Boot.DataDisks) != 1 {
+		t.Fatalf("template of a two-disk definition boots %+v", tm.Boot)
+	}
+	var data *api.Disk
+	g := info(t, d, "e2e-2d")
+	for i := range g.Disks {
+		if g.Disks[i].Name == "data1" {
+			data = &g.Disks[i]
+		}
+	}
+	if data == nil || data.Size != dataSize {
+		t.Fatalf("the guest's disks %+v: want data1 of %d bytes", g.Disks, dataSize)
+	}
+
+	// Inside: the boot disk booted, and the second disk is /dev/vdb.
+	if got := strings.TrimSpace(d.Must(t, "exec", "e2e-2d", "--", "cat", "/sys/block/vdb/size")); got != "49152" {
+		t.Errorf("/sys/block/vdb/size in the guest: %q, want 49152 sectors (24 MiB)", got)
+	}
+	got := d.Must(t, "exec", "e2e-2d", "--", "sh", "-c", "dd if=/dev/vdb bs=512 skip=2048 count=1 2>/dev/null | head -c "+strconv.Itoa(len(marker)))
+	if got != marker {
+		t.Errorf("/dev/vdb at 1 MiB reads %q, want %q", got, marker)
+	}
+
+	// A snapshot of the running guest covers both disks; deleting it
+	// removes it from both.
+	d.Must(t, "snapshot", "create", "e2e-2d", "s1")
+	for _, disk := range g.Disks {
+		if disk.Name != "root" && disk.Name != "data1" {
+			continue
+		}
+		if out := qemuImg(t, "snapshot", "-U", "-l", disk.Path); !strings.Contains(out, "s1") {
+			t.Errorf("disk %s has no snapshot s1: %s", disk.Name, out)
+		}
+	}
+	d.Must(t, "snapshot", "delete", "e2e-2d", "s1")
+	if out := qemuImg(t, "snapshot", "-U", "-l", data.Path); strings.Contains(out, "s1") {
+		t.Errorf("disk data1 keeps the deleted snapshot s1: %s", out)
+	}
 }

@@ -120,6 +120,9 @@ func (d *Driver) template(def *guest.Definition) (*api.Template, string, error) 
 		return nil, "", fmt.Errorf("%w: template %s boots by UEFI, which Bochs's BIOS cannot: %s", api.ErrInvalid, t.ID, fix)
 	case t.Boot.Firmware != vmimage.FirmwareBIOS:
 		return nil, "", fmt.Errorf("%w: template %s has no bootloader on its disk (QEMU boots its kernel directly): %s", api.ErrInvalid, t.ID, fix)
+	case len(t.Boot.DataDisks) > 0:
+		// Bochs's guest here has the one ATA disk it boots from.
+		return nil, "", fmt.Errorf("%w: template %s has %d data disk(s) besides its boot disk, and the bochs engine gives a guest its boot disk alone: use the default engine (qemu)", api.ErrInvalid, t.ID, len(t.Boot.DataDisks))
 	}
 	return t, filepath.Join(d.templates.Dir, t.ID), nil
 }

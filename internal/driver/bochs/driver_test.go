@@ -117,6 +117,7 @@ func TestDefineRefuses(t *testing.T) {
 	writeTemplate(t, l, "direct", "")
 	writeTemplate(t, l, "uefi", vmimage.FirmwareUEFI)
 	writeTemplate(t, l, "bios", vmimage.FirmwareBIOS)
+	writeTemplate(t, l, "twodisks", vmimage.FirmwareBIOS+"\n  dataDisks: [data1.qcow2]")
 	for _, c := range []struct {
 		def  guest.Definition
 		req  api.GuestCreate
@@ -124,6 +125,7 @@ func TestDefineRefuses(t *testing.T) {
 	}{
 		{guest.Definition{Template: "direct", CPUs: 1, Memory: 256 << 20}, api.GuestCreate{}, "template build busybox --name direct-bios --type vm --firmware bios"},
 		{guest.Definition{Template: "uefi", CPUs: 1, Memory: 256 << 20}, api.GuestCreate{}, "boots by UEFI"},
+		{guest.Definition{Template: "twodisks", CPUs: 1, Memory: 256 << 20}, api.GuestCreate{}, "1 data disk(s) besides its boot disk"},
 		{guest.Definition{Template: "bios", Arch: "arm64", CPUs: 1, Memory: 256 << 20}, api.GuestCreate{}, "x86 PCs only"},
 		{guest.Definition{Template: "bios", CPUs: 8, Memory: 256 << 20}, api.GuestCreate{}, "at most 4"},
 		{guest.Definition{Template: "bios", CPUs: 1, Memory: 256<<20 + 1}, api.GuestCreate{}, "whole MiB"},

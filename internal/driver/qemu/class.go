@@ -6,6 +6,7 @@ import (
 	"errors"
 	"fmt"
 	"path/filepath"
+	"strings"
 
 	"github.com/polyvisor/polyvisor/internal/arch"
 	"github.com/polyvisor/polyvisor/internal/driver"
@@ -121,7 +122,9 @@ func (d *Driver) readHandle(def *guest.Definition) (handle, error) {
 
 // Export implements driver.Exporter: the VM's root disk converted to a
 // disk format, or an OVA appliance of it (which needs a template that
-// boots through firmware, so that the disk carries a bootloader).
+// boots through firmware, so that the disk carries a bootloader). An OVA
+// holds one disk, so a VM with data disks is refused one; a disk format
+// holds the root disk, with a warning naming each data disk left out.
 func (d *Driver) Export(ctx context.Context, def *guest.Definition, req api.Export, progress exporter.Progress, warn func(string)) error {
 	root, ok := def.Disk("root")
 	if !ok {
@@ -133,6 +136,16 @@ func (d *Driver) Export(ctx context.Context, def *guest.Definition, req api.Expo
 		return err
 	}
 	bootable := t.Boot != nil && t.Boot.Firmware != ""
+	var data []string
+	for _, disk := range dataDisks(def) {
+		data = append(data, disk.Name+" ("+d.diskPath(def, disk)+")")
+	}
+	if len(data) > 0 && req.Format == exporter.FormatOVA {
+		return fmt.Errorf("%w: %s has data disks beside its root disk, %s, and an OVA of it would carry the root disk alone; export the root disk with --format vmdk and convert each data disk's file with qemu-img convert -O vmdk", api.ErrInvalid, def.Name, strings.Join(data, ", "))
+	}
+	for _, disk := range data {
+		warn(fmt.Sprintf("data disk %s is not in the export, which holds the root disk alone: convert its file with qemu-img convert", disk))
+	}
 	if req.Format != exporter.FormatOVA {
 		if !bootable {
 			warn(fmt.Sprintf("template %s boots its kernel directly, so this disk carries no bootloader: attach it as a data disk, or export a guest of a template built with --firmware bios|uefi", t.ID))
@@ -143,8 +156,8 @@ func (d *Driver) Export(ctx context.Context, def *guest.Definition, req api.Expo
 		return fmt.Errorf("%w: template %s boots its kernel directly, so its disk carries no bootloader and an appliance of it would not boot; build the template with --firmware bios or uefi", api.ErrInvalid, t.ID)
 	}
 	var nics []exporter.NIC
-	for _, n := range def.Networks {
-		nics = append(nics, exporter.NIC{MAC: network.GuestNIC(def, n).MAC.String(), Network: n})
+	for _, n := range network.GuestNICs(def) {
+		nics = append(nics, exporter.NIC{MAC: n.MAC.String(), Network: n.Network})
 	}
 	return exporter.OVA(ctx, exporter.Appliance{
 		Name: def.Name, CPUs: def.CPUs, Memory: int64(def.Memory), Firmware: t.Boot.Firmware,

@@ -19,6 +19,7 @@ type vmSpec struct {
 	Boot        api.TemplateBoot
 	TemplateDir string
 	Disk        string       // the guest's root overlay
+	Data        []dataDrive  // its data disks, in order, after the root disk
 	Accel       string       // kvm or tcg
 	QMP, Agent  string       // socket paths
 	TCGCmdline  string       // kernel options a guest of this arch needs under TCG
@@ -84,9 +85,17 @@ func commandLine(s vmSpec) []string {
 			"-netdev", "tap,id="+id+",ifname="+nic.HostIf+",script=no,downscript=no",
 			"-device", "virtio-net-"+bus+",netdev="+id+",mac="+nic.MAC.String())
 	}
-	return append(argv,
+	argv = append(argv,
 		"-drive", "id="+driveID("root")+",file="+s.Disk+",format=qcow2,if=none,discard=unmap",
-		"-device", "virtio-blk-"+bus+",drive="+driveID("root")+",bootindex=1",
+		"-device", "virtio-blk-"+bus+",drive="+driveID("root")+",bootindex=1")
+	for _, disk := range s.Data {
+		// After the root disk, so the guest names them vdb, vdc...; no
+		// bootindex: the firmware boots the root disk alone.
+		argv = append(argv,
+			"-drive", "id="+driveID(disk.Name)+",file="+disk.Path+",format=qcow2,if=none,discard=unmap",
+			"-device", "virtio-blk-"+bus+",drive="+driveID(disk.Name))
+	}
+	return append(argv,
 		"-device", "virtio-serial-"+bus,
 		"-chardev", "socket,id=agent,path="+s.Agent+",server=on,wait=off",
 		"-device", "virtserialport,chardev=agent,name=org.polyvisor.agent",

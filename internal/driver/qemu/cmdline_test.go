@@ -1,12 +1,14 @@
 package qemu
 
 import (
+	"fmt"
 	"slices"
 	"strings"
 	"testing"
 
 	"github.com/polyvisor/polyvisor/internal/cgroup"
 	"github.com/polyvisor/polyvisor/internal/guest"
+	"github.com/polyvisor/polyvisor/internal/network"
 	"github.com/polyvisor/polyvisor/pkg/api"
 )
 
@@ -92,5 +94,72 @@ func TestConfinementLimits(t *testing.T) {
 		if got := limitsOf(def, accel); got != want {
 			t.Errorf("%s: limits %+v, want %+v", accel, got, want)
 		}
+	}
+}
+
+// A VM with 10 NICs gets 10 virtio NICs, in order, each with its MAC and
+// its own tap (an imported guest keeps every NIC its vendor gave it).
+func TestCommandLineHasEveryNIC(t *testing.T) {
+	s := testSpec(nil)
+	s.Def.Type, s.Def.Networks = guest.TypeVM, []string{"polyvisor0"}
+	var want []string
+	for i := range 10 {
+		mac := fmt.Sprintf("00:50:56:00:00:%02x", i)
+		s.Def.NICs = append(s.Def.NICs, guest.NIC{Network: "polyvisor0", MAC: mac})
+		want = append(want, mac)
+	}
+	s.NICs = network.GuestNICs(s.Def)
+	argv := commandLine(s)
+	var macs []string
+	taps := map[string]bool{}
+	for i, arg := range argv {
+		if i == 0 {
+			continue
+		}
+		switch argv[i-1] {
+		case "-device":
+			if _, after, ok := strings.Cut(arg, ",mac="); ok && strings.HasPrefix(arg, "virtio-net-") {
+				macs = append(macs, after)
+			}
+		case "-netdev":
+			for _, opt := range strings.Split(arg, ",") {
+				if tap, ok := strings.CutPrefix(opt, "ifname="); ok {
+					taps[tap] = true
+				}
+			}
+		}
+	}
+	if !slices.Equal(macs, want) || len(taps) != 10 {
+		t.Errorf("NIC MACs %v with %d taps, want %v with 10: %q", macs, len(taps), want, argv)
+	}
+}
+
+// A VM's data disks come after its root disk, in order, each a virtio
+// disk on the machine's bus with its own drive, none with a bootindex: the
+// guest sees them as vdb, vdc... and the firmware boots the root disk.
+func TestCommandLineAttachesDataDisksAfterTheRoot(t *testing.T) {
+	s := testSpec(nil)
+	s.Boot = api.TemplateBoot{QEMU: "qemu-system-x86_64", Machine: "q35", Firmware: "bios", Console: "ttyS0"}
+	s.Data = []dataDrive{{Name: "data1", Path: "/g/vm1/disks/data1.qcow2"}, {Name: "data2", Path: "/g/vm1/disks/data2.qcow2"}}
+	argv := commandLine(s)
+	var drives, devices []string
+	for i, arg := range argv[1:] {
+		switch argv[i] {
+		case "-drive":
+			drives = append(drives, arg)
+		case "-device":
+			if strings.HasPrefix(arg, "virtio-blk-") {
+				devices = append(devices, arg)
+			}
+		}
+	}
+	wantDrives := []string{
+		"id=root,file=/g/vm1/disks/root.qcow2,format=qcow2,if=none,discard=unmap",
+		"id=data1,file=/g/vm1/disks/data1.qcow2,format=qcow2,if=none,discard=unmap",
+		"id=data2,file=/g/vm1/disks/data2.qcow2,format=qcow2,if=none,discard=unmap",
+	}
+	wantDevices := []string{"virtio-blk-pci,drive=root,bootindex=1", "virtio-blk-pci,drive=data1", "virtio-blk-pci,drive=data2"}
+	if !slices.Equal(drives, wantDrives) || !slices.Equal(devices, wantDevices) {
+		t.Errorf("drives %q and disks %q, want %q and %q", drives, devices, wantDrives, wantDevices)
 	}
 }

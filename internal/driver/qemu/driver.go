@@ -140,7 +140,7 @@ func (d *Driver) template(def *guest.Definition) (*api.Template, string, error) 
 
 // Create implements driver.Driver: the root disk is a qcow2 overlay whose
 // backing file is the template's read-only base, so creating is O(1) in the
-// template's size.
+// template's size; so is each data disk the template has.
 func (d *Driver) Create(ctx context.Context, dir string, def *guest.Definition) error {
 	t, tdir, err := d.template(def)
 	if err != nil {
@@ -171,6 +171,11 @@ func (d *Driver) Create(ctx context.Context, dir string, def *guest.Definition) 
 		size = int64(want)
 	}
 	def.Disks = []guest.Disk{{Name: "root", Path: rootDisk, Kind: guest.RootfsQcow2, Size: guest.Size(size)}}
+	data, err := createDataDisks(ctx, t, tdir, dir)
+	if err != nil {
+		return err
+	}
+	def.Disks = append(def.Disks, data...)
 	if t.Boot.Firmware == vmimage.FirmwareUEFI {
 		// The guest's own UEFI variable store (boot entries and the like).
 		fw, err := findUEFI(firmwareDirs, "x86_64", t.Boot.Machine)
@@ -223,13 +228,10 @@ func (d *Driver) Start(ctx context.Context, def *guest.Definition) (status guest
 	if err := os.MkdirAll(runDir, 0o700); err != nil {
 		return status, fmt.Errorf("create run dir: %w", err)
 	}
-	var nics []network.NIC
-	for _, n := range def.Networks {
-		nics = append(nics, network.GuestNIC(def, n))
-	}
+	nics := network.GuestNICs(def)
 	argv := commandLine(vmSpec{
 		NICs: nics,
-		Def:  def, Boot: *t.Boot, TemplateDir: tdir, Disk: filepath.Join(d.guestDir(def), rootDisk),
+		Def:  def, Boot: *t.Boot, TemplateDir: tdir, Disk: filepath.Join(d.guestDir(def), rootDisk), Data: d.dataDrives(def),
 		Accel: accel, QMP: d.qmpSocket(def), Agent: d.agentSocket(def), TCGCmdline: d.tcgCmdline(def.Arch), UEFI: uefi,
 		Confine: confine,
 	})

@@ -21,9 +21,11 @@ import (
 	"github.com/polyvisor/polyvisor/pkg/api"
 )
 
-// A VM's snapshots are qcow2 internal snapshots of its root overlay,
-// tagged with the snapshot's name. They share the overlay's clusters, so
-// taking one writes metadata only, whatever the disk holds. A UEFI guest's
+// A VM's snapshots are qcow2 internal snapshots of its root overlay and of
+// each of its data disks, all tagged with the snapshot's name and taken at
+// one instant (the guest's CPUs paused while it runs). They share the
+// overlays' clusters, so taking one writes metadata only, whatever the
+// disks hold. A UEFI guest's
 // variable store, a small raw file, is copied into the snapshot's directory.
 
 // SnapshotKind is the kind of a VM's snapshots.
@@ -40,6 +42,11 @@ const (
 
 func (d *Driver) rootPath(def *guest.Definition) string {
 	return filepath.Join(d.guestDir(def), rootDisk)
+}
+
+// diskPath is where the guest's disk lies.
+func (d *Driver) diskPath(def *guest.Definition, disk guest.Disk) string {
+	return filepath.Join(d.guestDir(def), disk.Path)
 }
 
 // CreateSnapshot implements driver.Snapshotter. A stopped guest's disk is
@@ -59,8 +66,14 @@ func (d *Driver) CreateSnapshot(ctx context.Context, def *guest.Definition, name
 	if err := d.saveVars(def, dir); err != nil {
 		return info, err
 	}
-	if err := qemuImg(ctx, "snapshot", "-c", name, d.rootPath(def)); err != nil {
-		return info, fmt.Errorf("snapshot %s of %s: %w", name, def.Name, err)
+	for _, disk := range qcow2Disks(def) {
+		if err := qemuImg(ctx, "snapshot", "-c", name, d.diskPath(def, disk)); err != nil {
+			// The disks before it go back untagged: a snapshot has all or none.
+			if derr := d.deleteTag(context.WithoutCancel(ctx), def, name); derr != nil {
+				d.log.Error("remove the snapshot of a failed snapshot operation", "guest", def.Name, "snapshot", name, "err", derr)
+			}
+			return info, fmt.Errorf("snapshot %s of %s: disk %s: %w", name, def.Name, disk.Name, err)
+		}
 	}
 	return info, nil
 }
@@ -78,24 +91,33 @@ func (d *Driver) snapshotRunning(ctx context.Context, def *guest.Definition, nam
 	if err := m.Run(ctx, qmp.QueryStatus{}, &status); err != nil {
 		return fmt.Errorf("snapshot %s of %s: %w", name, def.Name, err)
 	}
-	taken := false
+	// The disks a failed snapshot tagged go back untagged, after the guest
+	// resumed (deferred calls run last first): a snapshot has all or none,
+	// and one that cannot be reported (the guest did not resume) is not kept.
+	var taken []guest.Disk
+	defer func() {
+		if err == nil || len(taken) == 0 {
+			return
+		}
+		after, cancel := context.WithTimeout(context.WithoutCancel(ctx), contTimeout)
+		defer cancel()
+		for _, disk := range taken {
+			if derr := m.Run(after, qmp.BlockdevSnapshotDeleteInternalSync{Device: driveID(disk.Name), Name: name}, nil); derr != nil {
+				d.log.Error("remove the snapshot of a failed snapshot operation", "guest", def.Name, "snapshot", name, "disk", disk.Name, "err", derr)
+			}
+		}
+	}()
 	// A guest someone else paused stays paused.
 	if status.Running {
 		if err := m.Run(ctx, qmp.Stop{}, nil); err != nil {
 			return fmt.Errorf("snapshot %s of %s: pause: %w", name, def.Name, err)
 		}
 		defer func() {
-			// Resumed whatever happened, and a snapshot that cannot be
-			// reported (the guest did not resume) is not kept.
+			// Resumed whatever happened.
 			after, cancel := context.WithTimeout(context.WithoutCancel(ctx), contTimeout)
 			defer cancel()
 			if cerr := m.Run(after, qmp.Cont{}, nil); cerr != nil {
 				err = errors.Join(err, fmt.Errorf("resume %s after its snapshot: %w", def.Name, cerr))
-			}
-			if err != nil && taken {
-				if derr := m.Run(after, qmp.BlockdevSnapshotDeleteInternalSync{Device: driveID("root"), Name: name}, nil); derr != nil {
-					d.log.Error("remove the snapshot of a failed snapshot operation", "guest", def.Name, "snapshot", name, "err", derr)
-				}
 			}
 		}()
 	}
@@ -103,10 +125,13 @@ func (d *Driver) snapshotRunning(ctx context.Context, def *guest.Definition, nam
 	if err := d.saveVars(def, dir); err != nil {
 		return err
 	}
-	if err := m.Run(ctx, qmp.BlockdevSnapshotInternalSync{Device: driveID("root"), Name: name}, nil); err != nil {
-		return fmt.Errorf("snapshot %s of %s: %w", name, def.Name, err)
+	// Every disk while the CPUs stay paused: the snapshot is of one instant.
+	for _, disk := range qcow2Disks(def) {
+		if err := m.Run(ctx, qmp.BlockdevSnapshotInternalSync{Device: driveID(disk.Name), Name: name}, nil); err != nil {
+			return fmt.Errorf("snapshot %s of %s: disk %s: %w", name, def.Name, disk.Name, err)
+		}
+		taken = append(taken, disk)
 	}
-	taken = true
 	return nil
 }
 
@@ -129,32 +154,44 @@ func (d *Driver) syncGuest(ctx context.Context, def *guest.Definition) {
 	}
 }
 
-// RestoreSnapshot implements driver.Snapshotter: the root disk goes back
-// to the snapshot (its size too, which def's disk takes), and so does the
-// UEFI variable store.
+// RestoreSnapshot implements driver.Snapshotter: every disk goes back to
+// the snapshot (its size too, which def's disk takes), and so does the
+// UEFI variable store. Each disk is checked to hold the snapshot before
+// any goes back.
 func (d *Driver) RestoreSnapshot(ctx context.Context, def *guest.Definition, name, dir string) error {
 	if monitored.Process(def).Alive() {
 		return fmt.Errorf("guest %s: %w: it is running; stop it first, then restore", def.Name, api.ErrConflict)
 	}
-	tags, err := snapshotTags(ctx, d.rootPath(def))
-	if err != nil {
-		return err
+	disks := qcow2Disks(def)
+	for _, disk := range disks {
+		tags, err := snapshotTags(ctx, d.diskPath(def, disk))
+		if err != nil {
+			return err
+		}
+		if tags[name] == 0 {
+			what := "its disk"
+			if len(disks) > 1 {
+				what = "its disk " + disk.Name
+			}
+			return fmt.Errorf("snapshot %s of %s: %w: %s has no such snapshot; delete the snapshot", name, def.Name, api.ErrNotFound, what)
+		}
 	}
-	if tags[name] == 0 {
-		return fmt.Errorf("snapshot %s of %s: %w: its disk has no such snapshot; delete the snapshot", name, def.Name, api.ErrNotFound)
-	}
-	if err := qemuImg(ctx, "snapshot", "-a", name, d.rootPath(def)); err != nil {
-		return fmt.Errorf("restore %s of %s: %w", name, def.Name, err)
+	for _, disk := range disks {
+		if err := qemuImg(ctx, "snapshot", "-a", name, d.diskPath(def, disk)); err != nil {
+			return fmt.Errorf("restore %s of %s: disk %s: %w", name, def.Name, disk.Name, err)
+		}
 	}
 	if err := d.restoreVars(def, dir); err != nil {
 		return err
 	}
-	info, err := inspectImage(ctx, d.rootPath(def))
-	if err != nil {
-		return err
-	}
-	if disk, ok := def.Disk("root"); ok {
-		disk.Size = guest.Size(info.VirtualSize)
+	for _, disk := range disks {
+		info, err := inspectImage(ctx, d.diskPath(def, disk))
+		if err != nil {
+			return err
+		}
+		if own, ok := def.Disk(disk.Name); ok {
+			own.Size = guest.Size(info.VirtualSize)
+		}
 	}
 	return nil
 }
@@ -168,29 +205,41 @@ func (d *Driver) DeleteSnapshot(ctx context.Context, def *guest.Definition, name
 	return nil
 }
 
-// deleteTag removes every internal snapshot tagged name from the root
-// disk, if it has any.
+// deleteTag removes every internal snapshot tagged name from each of the
+// guest's disks, if it has any.
 func (d *Driver) deleteTag(ctx context.Context, def *guest.Definition, name string) error {
-	tags, err := snapshotTags(ctx, d.rootPath(def))
-	if err != nil || tags[name] == 0 {
-		return err
-	}
-	if !monitored.Process(def).Alive() {
-		for range tags[name] {
-			if err := qemuImg(ctx, "snapshot", "-d", name, d.rootPath(def)); err != nil {
+	var m *qmp.Client
+	defer func() {
+		if m != nil {
+			m.Close()
+		}
+	}()
+	for _, disk := range qcow2Disks(def) {
+		path := d.diskPath(def, disk)
+		tags, err := snapshotTags(ctx, path)
+		if err != nil {
+			return err
+		}
+		if tags[name] == 0 {
+			continue
+		}
+		if !monitored.Process(def).Alive() {
+			for range tags[name] {
+				if err := qemuImg(ctx, "snapshot", "-d", name, path); err != nil {
+					return err
+				}
+			}
+			continue
+		}
+		if m == nil {
+			if m, err = qmp.Dial(ctx, d.qmpSocket(def)); err != nil {
 				return err
 			}
 		}
-		return nil
-	}
-	m, err := qmp.Dial(ctx, d.qmpSocket(def))
-	if err != nil {
-		return err
-	}
-	defer m.Close()
-	for range tags[name] {
-		if err := m.Run(ctx, qmp.BlockdevSnapshotDeleteInternalSync{Device: driveID("root"), Name: name}, nil); err != nil {
-			return err
+		for range tags[name] {
+			if err := m.Run(ctx, qmp.BlockdevSnapshotDeleteInternalSync{Device: driveID(disk.Name), Name: name}, nil); err != nil {
+				return err
+			}
 		}
 	}
 	return nil
@@ -248,10 +297,10 @@ func copyFile(src, dst string) error {
 	return fsutil.WriteFileAtomic(dst, data, 0o600)
 }
 
-// Copy implements driver.Copier: the root overlay is rewritten by
-// qemu-img convert onto the same template base, so the copy is an overlay
-// again, holding only what the guest wrote and none of the source's
-// snapshots; the UEFI variable store is copied. The source must be
+// Copy implements driver.Copier: the root overlay, and each data disk, is
+// rewritten by qemu-img convert onto the same template base, so the copy
+// is an overlay again, holding only what the guest wrote and none of the
+// source's snapshots; the UEFI variable store is copied. The source must be
 // stopped: a running guest's disk changes under the copy.
 func (d *Driver) Copy(ctx context.Context, src *guest.Definition, dir string, def *guest.Definition) error {
 	if monitored.Process(src).Alive() {
@@ -264,16 +313,26 @@ func (d *Driver) Copy(ctx context.Context, src *guest.Definition, dir string, de
 	if err := os.MkdirAll(filepath.Join(dir, "disks"), 0o700); err != nil {
 		return fmt.Errorf("copy %s: %w", src.Name, err)
 	}
-	base := filepath.Join(tdir, t.Boot.Disk)
-	clone := filepath.Join(dir, rootDisk)
-	if err := qemuImg(ctx, "convert", "-O", "qcow2", "-B", base, "-F", "qcow2", d.rootPath(src), clone); err != nil {
-		return fmt.Errorf("copy the root disk of %s: %w", src.Name, err)
+	def.Disks = nil
+	for _, disk := range qcow2Disks(src) {
+		base, err := templateBase(t, tdir, disk.Name)
+		if err != nil {
+			return fmt.Errorf("copy %s: %w", src.Name, err)
+		}
+		path := rootDisk
+		if disk.Name != "root" {
+			path = dataDiskPath(disk.Name)
+		}
+		clone := filepath.Join(dir, path)
+		if err := qemuImg(ctx, "convert", "-O", "qcow2", "-B", base, "-F", "qcow2", d.diskPath(src, disk), clone); err != nil {
+			return fmt.Errorf("copy the %s disk of %s: %w", disk.Name, src.Name, err)
+		}
+		info, err := inspectImage(ctx, clone)
+		if err != nil {
+			return err
+		}
+		def.Disks = append(def.Disks, guest.Disk{Name: disk.Name, Path: path, Kind: guest.RootfsQcow2, Size: guest.Size(info.VirtualSize)})
 	}
-	info, err := inspectImage(ctx, clone)
-	if err != nil {
-		return err
-	}
-	def.Disks = []guest.Disk{{Name: "root", Path: rootDisk, Kind: guest.RootfsQcow2, Size: guest.Size(info.VirtualSize)}}
 	if vars, ok := src.Disk("uefi-vars"); ok {
 		if err := copyFile(filepath.Join(d.guestDir(src), vars.Path), filepath.Join(dir, uefiVars)); err != nil {
 			return fmt.Errorf("copy the UEFI variable store of %s: %w", src.Name, err)
