@@ -120,7 +120,7 @@ func (a *app) listCmd() *cobra.Command {
 					return err
 				}
 				if !slices.ContainsFunc(hosts, func(h api.VendorHost) bool { return h.Name == vendorOnly }) {
-					return fmt.Errorf("%q: no remote or vendor host is named %s: see 'polyvisor remote list' and 'polyvisor host list'", args[0], vendorOnly)
+					return fmt.Errorf("%q: no remote named %q, nor vendor host: see 'polyvisor remote list' and 'polyvisor host list'", args[0], vendorOnly)
 				}
 				if format != "table" {
 					var guests []api.Guest

@@ -336,7 +336,8 @@ func (d *Daemon) Stop() error {
 // RemoveCgroups removes the cgroups libvirt made for the domains ours
 // says are this daemon's (ours gets the domain's name, from libvirt's
 // cgroup name DRIVER-ID-NAME.libvirt-DRIVER), and the machine cgroup when
-// libvirt made that too (then every child goes).
+// libvirt made it for this daemon and nothing else is left in it: another
+// private libvirtd's guests may be there.
 func (d *Daemon) RemoveCgroups(ours func(domain string) bool) error {
 	var errs []error
 	for _, name := range cgroup.Children(MachineCgroup) {
@@ -345,12 +346,44 @@ func (d *Daemon) RemoveCgroups(ours func(domain string) bool) error {
 			rest, ok = strings.CutSuffix(name, ".libvirt-lxc")
 		}
 		parts := strings.SplitN(rest, "-", 3)
-		if ok && len(parts) == 3 && (d.machineMade || ours(parts[2])) {
+		if ok && len(parts) == 3 && ours(parts[2]) {
 			errs = append(errs, cgroup.Remove(MachineCgroup+"/"+name))
 		}
 	}
-	if d.machineMade {
+	if d.machineMade && len(cgroup.Children(MachineCgroup)) == 0 {
 		errs = append(errs, cgroup.Remove(MachineCgroup))
 	}
 	return errors.Join(errs...)
+}
+
+// lockPath is the lock of the host's private libvirtds (see Exclusive).
+const lockPath = "/run/polyvisor-private-libvirtd.lock"
+
+// Exclusive waits until no other process holds the host's private
+// libvirtd lock, takes it, and returns what gives it back. Private
+// libvirtds share libvirt's machine cgroup and look alike in the process
+// table, so a test that compares the host before and after its libvirtd
+// holds it from before it reads the host until after it checked it: two
+// such tests (in packages go test runs at once) would see each other's.
+func Exclusive(ctx context.Context) (release func(), err error) {
+	f, err := os.OpenFile(lockPath, os.O_CREATE|os.O_RDWR, 0o600)
+	if err != nil {
+		return nil, fmt.Errorf("libvirtd lock: %w", err)
+	}
+	for {
+		err := syscall.Flock(int(f.Fd()), syscall.LOCK_EX|syscall.LOCK_NB)
+		if err == nil {
+			return func() { f.Close() }, nil
+		}
+		if !errors.Is(err, syscall.EWOULDBLOCK) {
+			f.Close()
+			return nil, fmt.Errorf("libvirtd lock %s: %w", lockPath, err)
+		}
+		select {
+		case <-ctx.Done():
+			f.Close()
+			return nil, fmt.Errorf("libvirtd lock %s: another private libvirtd held it: %w", lockPath, ctx.Err())
+		case <-time.After(100 * time.Millisecond):
+		}
+	}
 }

@@ -11,6 +11,7 @@ import (
 	"github.com/polyvisor/polyvisor/internal/evaluation/benchreport"
 	"github.com/polyvisor/polyvisor/internal/evaluation/peer"
 	"github.com/polyvisor/polyvisor/internal/evaluation/probe"
+	"github.com/polyvisor/polyvisor/internal/libvirtd"
 )
 
 // cpuRatio is a class's median of a CPU workload over native's in the
@@ -42,11 +43,18 @@ func TestBenchQuickMeasuresEveryClassAndAdviseReadsIt(t *testing.T) {
 	t.Parallel()
 	d := env.main
 	out := t.TempDir()
+	ctx, cancel := context.WithTimeout(context.Background(), 25*time.Minute)
+	defer cancel()
+	// The libvirt peer's private libvirtd shares the host's machine
+	// cgroup with the libvirt tests' (see libvirtd.Exclusive).
+	release, err := libvirtd.Exclusive(ctx)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer release()
 	if left := peerLeftovers(t); len(left) > 0 {
 		t.Fatalf("peer leftovers before the run: %q", left)
 	}
-	ctx, cancel := context.WithTimeout(context.Background(), 25*time.Minute)
-	defer cancel()
 	began := time.Now()
 	cmd := d.Command(ctx, "bench", "--quick", "--classes", "container,vm,emulation", "--peers", "all", "--out", out)
 	var stdout, stderr strings.Builder

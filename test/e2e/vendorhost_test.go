@@ -232,8 +232,14 @@ func TestVSphereHost(t *testing.T) {
 // through polyvisor's agent.
 func TestLibvirtHost(t *testing.T) {
 	requireVMTemplates(t)
-	ctx, cancel := context.WithTimeout(t.Context(), 10*time.Minute)
+	ctx, cancel := context.WithTimeout(t.Context(), 15*time.Minute)
 	defer cancel()
+	// Alone with the host's machine cgroup (see libvirtd.Exclusive).
+	release, err := libvirtd.Exclusive(ctx)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(release)
 	dir, err := os.MkdirTemp("", "pv-e2e-lvd-") // short: a unix socket's path
 	if err != nil {
 		t.Fatal(err)

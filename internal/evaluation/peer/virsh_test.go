@@ -19,6 +19,7 @@ import (
 	"github.com/polyvisor/polyvisor/internal/cgroup"
 	"github.com/polyvisor/polyvisor/internal/debpkg"
 	"github.com/polyvisor/polyvisor/internal/hostreq"
+	"github.com/polyvisor/polyvisor/internal/libvirtd"
 	"github.com/polyvisor/polyvisor/internal/template"
 	"github.com/polyvisor/polyvisor/internal/testgate"
 	"github.com/polyvisor/polyvisor/internal/vmimage"
@@ -182,6 +183,13 @@ func TestVirshPeer(t *testing.T) {
 	ctx, cancel := context.WithTimeout(t.Context(), 8*time.Minute)
 	defer cancel()
 	vm := virshBusyboxVM(t, ctx)
+	// Alone with the host's machine cgroup and libvirt processes: the
+	// host is compared before and after.
+	release, err := libvirtd.Exclusive(ctx)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer release()
 	before := readVirshHostState(t)
 
 	m, err := New("virsh")

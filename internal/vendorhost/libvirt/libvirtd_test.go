@@ -28,6 +28,12 @@ func (d *testDaemon) socket() string { return d.Socket() }
 // still runs.
 func startTestDaemon(t *testing.T, ctx context.Context) *testDaemon {
 	t.Helper()
+	// Alone with the host's machine cgroup until the checks of stop.
+	release, err := libvirtd.Exclusive(ctx)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(release)
 	dir, err := os.MkdirTemp("", "pv-lvd-") // short: unix socket paths
 	if err != nil {
 		t.Fatal(err)
