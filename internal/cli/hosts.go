@@ -5,6 +5,7 @@ import (
 	"cmp"
 	"context"
 	"fmt"
+	"net/url"
 	"os"
 	"path/filepath"
 	"strconv"
@@ -120,7 +121,11 @@ func (a *app) hostPassword(rawURL string, fromStdin bool) (string, error) {
 		}
 		return strings.TrimRight(line, "\r\n"), nil
 	}
-	if !strings.HasPrefix(rawURL, "vsphere:") || strings.Contains(strings.SplitN(strings.TrimPrefix(rawURL, "vsphere://"), "@", 2)[0], ":") {
+	u, err := url.Parse(rawURL)
+	if err != nil || u.Scheme != "vsphere" {
+		return "", nil // the daemon says what is wrong with the URL
+	}
+	if _, inURL := u.User.Password(); inURL {
 		return "", nil
 	}
 	if p := os.Getenv(hostPasswordEnv); p != "" {

@@ -414,6 +414,11 @@ func TestVirshFailuresInLibvirtsWords(t *testing.T) {
 	if out, err := exec.Command("qemu-img", "create", "-q", "-f", "qcow2", base, "16M").CombinedOutput(); err != nil {
 		t.Fatalf("qemu-img: %v: %s", err, out)
 	}
+	release, err := libvirtd.Exclusive(ctx) // see TestVirshPeer
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer release()
 	before := readVirshHostState(t)
 	// run sets a peer up on vm and gives it to f, then closes it and
 	// checks that nothing is left.
