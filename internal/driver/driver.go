@@ -10,6 +10,7 @@ import (
 	"context"
 	"fmt"
 	"io"
+	"log/slog"
 	"net"
 	"sort"
 	"strings"
@@ -94,6 +95,29 @@ func ExecThroughAgent(ctx context.Context, pool *agent.Pool, name string, c *age
 		return 0, fmt.Errorf("exec in %s: %w", name, err)
 	}
 	return code, nil
+}
+
+// syncTimeout bounds a guest's sync before a snapshot, best effort.
+const syncTimeout = 10 * time.Second
+
+// SyncGuest asks a guest's agent (dial reaches it) to run sync, so that a
+// snapshot holds what its programs wrote lately. A guest that does not
+// answer within syncTimeout is snapshotted as it is (crash-consistent),
+// with a warning.
+func SyncGuest(ctx context.Context, log *slog.Logger, name string, dial func(context.Context) (*agent.Client, error)) {
+	ctx, cancel := context.WithTimeout(ctx, syncTimeout)
+	defer cancel()
+	c, err := dial(ctx)
+	if err == nil {
+		var code int
+		code, err = c.Exec(ctx, agent.ExecRequest{Command: []string{"sync"}}, nil, io.Discard, io.Discard, nil)
+		if err == nil && code != 0 {
+			err = fmt.Errorf("sync exited with %d", code)
+		}
+	}
+	if err != nil {
+		log.Warn("the guest did not sync before its snapshot; it is taken crash-consistent", "guest", name, "err", err)
+	}
 }
 
 // Consoler attaches to a running guest's console and knows where its log is.

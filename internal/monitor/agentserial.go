@@ -11,9 +11,9 @@ import (
 	"time"
 
 	"github.com/creack/pty"
-	"golang.org/x/sys/unix"
 	"golang.org/x/term"
 
+	"github.com/polyvisor/polyvisor/internal/fsutil"
 	"github.com/polyvisor/polyvisor/internal/stream"
 )
 
@@ -64,7 +64,7 @@ func openAgentSerial(socket string, log *slog.Logger) (_ *agentSerial, err error
 		m.Close()
 		return nil, fmt.Errorf("agent pty: set raw mode: %w", err)
 	}
-	master, err := pollableFile(m)
+	master, err := fsutil.Pollable(m)
 	if err != nil {
 		return nil, fmt.Errorf("agent pty: %w", err)
 	}
@@ -195,21 +195,4 @@ func substituteAgentPty(args []string, path string) []string {
 		out[i] = strings.ReplaceAll(arg, AgentPtyArg, path)
 	}
 	return out
-}
-
-// pollableFile returns a copy of f registered with Go's poller (creack/pty
-// leaves its master blocking, where Close does not interrupt a Read) and
-// closes f.
-func pollableFile(f *os.File) (*os.File, error) {
-	defer f.Close()
-	fd, err := unix.Dup(int(f.Fd()))
-	if err != nil {
-		return nil, err
-	}
-	if err := unix.SetNonblock(fd, true); err != nil {
-		unix.Close(fd)
-		return nil, err
-	}
-	unix.CloseOnExec(fd)
-	return os.NewFile(uintptr(fd), f.Name()), nil
 }

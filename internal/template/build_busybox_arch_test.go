@@ -15,28 +15,7 @@ import (
 )
 
 func TestBuildBusyboxArchForArm64(t *testing.T) {
-	requireRoot(t)
-	requireCommand(t, "apt-get")
-	hostreq.Need(t, hostBusybox)
-	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Minute)
-	defer cancel()
-	rootfs := t.TempDir()
-	if err := BuildBusyboxArch(ctx, rootfs, "arm64", debpkg.DefaultCacheDir, nil); err != nil {
-		t.Fatal(err)
-	}
-	bin, err := elf.Open(filepath.Join(rootfs, "bin/busybox"))
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer bin.Close()
-	if bin.Machine != elf.EM_AARCH64 {
-		t.Fatalf("/bin/busybox is for %v, want EM_AARCH64", bin.Machine)
-	}
-	for _, applet := range []string{"sbin/init", "bin/sh", "usr/bin/wc", "sbin/poweroff"} {
-		if target, err := os.Readlink(filepath.Join(rootfs, applet)); err != nil || target != "/bin/busybox" {
-			t.Errorf("/%s -> %q, %v", applet, target, err)
-		}
-	}
+	rootfs := buildArchTree(t, "arm64", elf.EM_AARCH64)
 	checkMode(t, rootfs, "bin/busybox", 0o755)
 	checkMode(t, rootfs, "tmp", os.ModeDir|os.ModeSticky|0o777)
 	if inittab, _ := os.ReadFile(filepath.Join(rootfs, "etc/inittab")); !strings.Contains(string(inittab), "::respawn:-/bin/sh\n") {
@@ -47,13 +26,20 @@ func TestBuildBusyboxArchForArm64(t *testing.T) {
 // TestBuildBusyboxArchForRiscv64 builds the tree of a busybox of another version than the
 // host's: riscv64's comes from trixie, so its applets come from its own name table.
 func TestBuildBusyboxArchForRiscv64(t *testing.T) {
+	buildArchTree(t, "riscv64", elf.EM_RISCV)
+}
+
+// buildArchTree builds a busybox tree of debArch and checks that its
+// busybox is for machine and its applets link to it; it returns the tree.
+func buildArchTree(t *testing.T, debArch string, machine elf.Machine) string {
+	t.Helper()
 	requireRoot(t)
 	requireCommand(t, "apt-get")
 	hostreq.Need(t, hostBusybox)
 	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Minute)
 	defer cancel()
 	rootfs := t.TempDir()
-	if err := BuildBusyboxArch(ctx, rootfs, "riscv64", debpkg.DefaultCacheDir, nil); err != nil {
+	if err := BuildBusyboxArch(ctx, rootfs, debArch, debpkg.DefaultCacheDir, nil); err != nil {
 		t.Fatal(err)
 	}
 	bin, err := elf.Open(filepath.Join(rootfs, "bin/busybox"))
@@ -61,14 +47,15 @@ func TestBuildBusyboxArchForRiscv64(t *testing.T) {
 		t.Fatal(err)
 	}
 	defer bin.Close()
-	if bin.Machine != elf.EM_RISCV {
-		t.Fatalf("/bin/busybox is for %v, want EM_RISCV", bin.Machine)
+	if bin.Machine != machine {
+		t.Fatalf("/bin/busybox is for %v, want %v", bin.Machine, machine)
 	}
 	for _, applet := range []string{"sbin/init", "bin/sh", "usr/bin/wc", "sbin/poweroff"} {
 		if target, err := os.Readlink(filepath.Join(rootfs, applet)); err != nil || target != "/bin/busybox" {
 			t.Errorf("/%s -> %q, %v", applet, target, err)
 		}
 	}
+	return rootfs
 }
 
 // TestAppletNamesMatchBusyboxList checks the applet name table reader against what the host's

@@ -19,8 +19,9 @@ import (
 	"testing"
 
 	"github.com/creack/pty"
-	"golang.org/x/sys/unix"
 	"golang.org/x/term"
+
+	"github.com/polyvisor/polyvisor/internal/fsutil"
 )
 
 // Port is one stand-in port.
@@ -48,7 +49,7 @@ func NewPort(t testing.TB) *Port {
 	if err != nil {
 		t.Fatalf("open pty: %v", err)
 	}
-	master, err := pollable(m)
+	master, err := fsutil.Pollable(m)
 	if err != nil {
 		m.Close()
 		slave.Close()
@@ -142,23 +143,6 @@ func (p *Port) guestToHost() {
 			return
 		}
 	}
-}
-
-// pollable returns a copy of f registered with Go's poller (creack/pty
-// leaves its master in blocking mode, where Close does not interrupt a
-// Read) and closes f.
-func pollable(f *os.File) (*os.File, error) {
-	defer f.Close()
-	fd, err := unix.Dup(int(f.Fd()))
-	if err != nil {
-		return nil, err
-	}
-	if err := unix.SetNonblock(fd, true); err != nil {
-		unix.Close(fd)
-		return nil, err
-	}
-	unix.CloseOnExec(fd)
-	return os.NewFile(uintptr(fd), f.Name()), nil
 }
 
 // makeRaw puts the terminal f in raw mode, so that it carries bytes

@@ -6,7 +6,6 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
-	"io"
 	"os"
 	"path/filepath"
 	"time"
@@ -36,7 +35,6 @@ const snapshotVars = "uefi-vars.fd"
 
 // Timeouts of the steps around a running guest's snapshot.
 const (
-	syncTimeout = 10 * time.Second // the guest's sync, best effort
 	contTimeout = 10 * time.Second // resuming its CPUs, even when ctx has ended
 )
 
@@ -81,7 +79,7 @@ func (d *Driver) CreateSnapshot(ctx context.Context, def *guest.Definition, name
 // snapshotRunning takes the snapshot of a running guest while its CPUs
 // are paused, so the disk and the UEFI vars are of one instant.
 func (d *Driver) snapshotRunning(ctx context.Context, def *guest.Definition, name, dir string) (err error) {
-	d.syncGuest(ctx, def)
+	driver.SyncGuest(ctx, d.log, def.Name, func(ctx context.Context) (*agent.Client, error) { return d.agent(ctx, def) })
 	m, err := qmp.Dial(ctx, d.qmpSocket(def))
 	if err != nil {
 		return fmt.Errorf("snapshot %s of %s: %w", name, def.Name, err)
@@ -133,25 +131,6 @@ func (d *Driver) snapshotRunning(ctx context.Context, def *guest.Definition, nam
 		taken = append(taken, disk)
 	}
 	return nil
-}
-
-// syncGuest asks the guest to write its dirty pages out, so the snapshot
-// holds what its programs wrote; a guest that does not answer is
-// snapshotted as it is (crash-consistent).
-func (d *Driver) syncGuest(ctx context.Context, def *guest.Definition) {
-	ctx, cancel := context.WithTimeout(ctx, syncTimeout)
-	defer cancel()
-	c, err := d.agent(ctx, def)
-	if err == nil {
-		var code int
-		code, err = c.Exec(ctx, agent.ExecRequest{Command: []string{"sync"}}, nil, io.Discard, io.Discard, nil)
-		if err == nil && code != 0 {
-			err = fmt.Errorf("sync exited with %d", code)
-		}
-	}
-	if err != nil {
-		d.log.Warn("the guest did not sync before its snapshot; it is taken crash-consistent", "guest", def.Name, "err", err)
-	}
 }
 
 // RestoreSnapshot implements driver.Snapshotter: every disk goes back to

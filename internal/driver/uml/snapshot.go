@@ -4,7 +4,6 @@ import (
 	"context"
 	"errors"
 	"fmt"
-	"io"
 	"os"
 	"path/filepath"
 	"strings"
@@ -38,27 +37,6 @@ const snapshotCOW = "root.cow"
 // snapshotNoCOW marks a snapshot of a guest that had no COW file yet.
 const snapshotNoCOW = "no-cow"
 
-// syncTimeout bounds the guest's sync before a snapshot, best effort.
-const syncTimeout = 10 * time.Second
-
-// syncGuest asks the guest to write its dirty pages to its disk, so that
-// the snapshot holds what it wrote lately.
-func (d *Driver) syncGuest(ctx context.Context, def *guest.Definition) {
-	ctx, cancel := context.WithTimeout(ctx, syncTimeout)
-	defer cancel()
-	c, err := d.agent(ctx, def)
-	if err == nil {
-		var code int
-		code, err = c.Exec(ctx, agent.ExecRequest{Command: []string{"sync"}}, nil, io.Discard, io.Discard, nil)
-		if err == nil && code != 0 {
-			err = fmt.Errorf("sync exited with %d", code)
-		}
-	}
-	if err != nil {
-		d.log.Warn("the guest did not sync before its snapshot; it is taken crash-consistent", "guest", def.Name, "err", err)
-	}
-}
-
 // freezeTimeout bounds the wait for the freezer to stop every process.
 const freezeTimeout = 5 * time.Second
 
@@ -72,7 +50,7 @@ func (d *Driver) CreateSnapshot(ctx context.Context, def *guest.Definition, name
 		}
 	}()
 	if monitored.Process(def).Alive() {
-		d.syncGuest(ctx, def)
+		driver.SyncGuest(ctx, d.log, def.Name, func(ctx context.Context) (*agent.Client, error) { return d.agent(ctx, def) })
 		if err := ctx.Err(); err != nil {
 			return info, fmt.Errorf("snapshot %s of %s: %w", name, def.Name, err)
 		}

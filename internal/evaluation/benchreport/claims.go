@@ -164,21 +164,12 @@ func claimUMLSyscalls(r *Report, rows []Row) Claim {
 		Statement: "Paravirtualization (User-Mode Linux) costs system calls, not CPU: its code runs at native speed, its kernel entries do not.",
 		Verdict:   NotMeasured,
 	}
-	cpu, why := ratiosOf(r, rows, cpuPrefix, UML)
+	all, why := ratiosEach(r, rows, UML, cpuPrefix, syscallPrefix, spawnPrefix)
 	if why != "" {
 		c.Evidence = why
 		return c
 	}
-	sys, why := ratiosOf(r, rows, syscallPrefix, UML)
-	if why != "" {
-		c.Evidence = why
-		return c
-	}
-	spawn, why := ratiosOf(r, rows, spawnPrefix, UML)
-	if why != "" {
-		c.Evidence = why
-		return c
-	}
+	cpu, sys, spawn := all[0], all[1], all[2]
 	kernel := append(slices.Clone(sys), spawn...)
 	c.Evidence = fmt.Sprintf("uml CPU %s%s of native (%s; near native: %s or more); system calls and spawns %s (costly: %s or less)",
 		FormatRatio(cpu.geomean()), cpu.asMeasured().bound().suffix(), cpu, FormatRatio(NearNativeRatio), kernel, FormatRatio(SyscallCostRatio))
@@ -292,16 +283,12 @@ func claimVMDisk(r *Report, rows []Row) Claim {
 		Statement: "In hosted and hardware virtualization disk I/O suffers greatly, while non-disk speed is near native.",
 		Verdict:   NotMeasured,
 	}
-	cpu, why := ratiosOf(r, rows, cpuPrefix, VM)
+	both, why := ratiosEach(r, rows, VM, cpuPrefix, diskPrefix)
 	if why != "" {
 		c.Evidence = why
 		return c
 	}
-	disk, why := ratiosOf(r, rows, diskPrefix, VM)
-	if why != "" {
-		c.Evidence = why
-		return c
-	}
+	cpu, disk := both[0], both[1]
 	cg, dg := cpu.geomean(), disk.geomean()
 	cb, db := cpu.bound(), disk.bound()
 	numbers := fmt.Sprintf("vm CPU %s%s of native (%s), disk %s%s of native (%s): disk at %s of CPU",
@@ -625,6 +612,20 @@ func (rs ratios) bound() bound {
 // with prefix. why says what is missing when any of them has no ratio (it
 // failed, in the class or natively, or the class is missing), or when
 // there are no such workloads.
+// ratiosEach is ratiosOf of class for each prefix, in order, or the first
+// reason one of them is missing.
+func ratiosEach(r *Report, rows []Row, class string, prefixes ...string) ([]ratios, string) {
+	out := make([]ratios, len(prefixes))
+	for i, prefix := range prefixes {
+		rs, why := ratiosOf(r, rows, prefix, class)
+		if why != "" {
+			return nil, why
+		}
+		out[i] = rs
+	}
+	return out, ""
+}
+
 func ratiosOf(r *Report, rows []Row, prefix, class string) (ratios, string) {
 	var rs ratios
 	hostMargin, _ := hostDoubt(r)
