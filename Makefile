@@ -99,6 +99,7 @@ lint:
 bench: deps build
 	$(GO) test -run '^$$' -bench . -benchtime 20x -count 1 -timeout 30m ./test/bench/
 	$(GO) test -run '^$$' -bench . -benchtime 5x -count 3 -timeout 10m ./internal/daemon/
+	$(GO) test -run '^$$' -bench LiveMigration -benchtime 5x -count 1 -timeout 20m ./internal/driver/qemu/
 
 # Every fuzz test, FUZZTIME each (make test runs their seed corpora only).
 FUZZTIME ?= 15s

@@ -80,6 +80,9 @@ func (a *app) launchCmd(verb string, start bool) *cobra.Command {
 	f.StringVar(&req.IDMap, "idmap", "", "id map of an unprivileged container: isolated (host ids of its own, the default) or shared (one range with every shared guest)")
 	f.BoolVar(&req.Privileged, "privileged", false, "run without a user namespace: container root is host root (implies --copy)")
 	f.StringVar(&req.Isolation, "isolation", "", "containers: namespaces (the default), or chroot for the original jail: a chroot of the tree as a non-root host user, sharing the host's pids, network, hostname and IPC (its init is a login shell on the console)")
+	f.StringVar(&req.Target, "target", "", "in a cluster: the member to run on (default: placed by free memory, load and class verdicts)")
+	f.StringVar(&req.Spread, "spread", "", "in a cluster: an anti-affinity group; its guests go to distinct members while there are enough")
+	f.BoolVar(&req.HA, "ha", false, "in a cluster: copy the guest's disks to another member periodically and run it there if its member is lost")
 	f.StringVar(&format, "format", "text", "output: text or json")
 	return cmd
 }
@@ -157,7 +160,9 @@ func (a *app) listCmd() *cobra.Command {
 			if err != nil {
 				return err
 			}
-			return printGuestTable(a.stdout, rows, false)
+			// A cluster's listing names each guest's member.
+			members := slices.ContainsFunc(rows, func(g api.GuestSummary) bool { return g.Member != "" })
+			return printGuestTable(a.stdout, rows, members)
 		},
 	}
 	cmd.Flags().StringVar(&format, "format", "table", "output: table, json or yaml")

@@ -146,8 +146,8 @@ func (a *app) hostPassword(rawURL string, fromStdin bool) (string, error) {
 func (a *app) moveCmd() *cobra.Command {
 	var req api.GuestMove
 	cmd := &cobra.Command{
-		Use:   "move HOST:NAME [--name LOCAL] [--network A,B] [--start] [--delete-source]",
-		Short: "Make a vendor host's stopped guest a polyvisor guest: export it, import it here keeping its CPUs, memory, firmware, disks and MACs",
+		Use:   "move HOST:NAME [--name LOCAL] [--network A,B] [--start] [--delete-source] | move NAME --target MEMBER",
+		Short: "Make a vendor host's stopped guest a polyvisor guest (export, import here keeping CPUs, memory, firmware, disks, MACs), or move a cluster's guest to another member (VMs live, containers cold unless CRIU works)",
 		Args:  exactArgs(1, "HOST:NAME"),
 		RunE: func(cmd *cobra.Command, args []string) error {
 			c, name, err := a.guest(args[0])
@@ -165,6 +165,10 @@ func (a *app) moveCmd() *cobra.Command {
 			if err != nil {
 				return err
 			}
+			if req.Target != "" {
+				fmt.Fprintf(a.stdout, "Moved %s to member %s.\n", name, req.Target)
+				return nil
+			}
 			fmt.Fprintf(a.stdout, "Moved %s to guest %s.\n", name, done.Result)
 			return nil
 		},
@@ -174,6 +178,7 @@ func (a *app) moveCmd() *cobra.Command {
 	f.StringSliceVar(&req.Networks, "network", nil, "networks for the guest's NICs, in order (default: the default network)")
 	f.BoolVar(&req.Start, "start", false, "start the local guest once it is made")
 	f.BoolVar(&req.DeleteSource, "delete-source", false, "delete the source guest on its host once the local one is made")
+	f.StringVar(&req.Target, "target", "", "in a cluster: the member to move the guest to")
 	return cmd
 }
 

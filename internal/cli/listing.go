@@ -43,7 +43,7 @@ func printGuestTable(w io.Writer, rows []api.GuestSummary, withHost bool) error 
 			ip = "-"
 		}
 		if withHost {
-			cells = append(cells, cmp.Or(g.Host, "local"))
+			cells = append(cells, cmp.Or(g.Host, g.Member, "local"))
 		}
 		cells = append(cells, g.Name, g.Type, g.Class, strings.ToUpper(g.State), ip, strconv.Itoa(g.CPUs), humanBytes(g.Memory), diskColumn(g.RootDisk), g.Arch)
 	}

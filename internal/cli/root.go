@@ -93,6 +93,7 @@ REMOTE:NAME names one there, and --remote sends any command there.`,
 		a.serverCmd(),
 		a.trustCmd(),
 		a.remoteCmd(),
+		a.clusterCmd(),
 	)
 	return root
 }

@@ -48,6 +48,9 @@ type Config struct {
 	// Listen is where to serve the API over HTTPS (ADDR:PORT); empty for
 	// the unix socket alone.
 	Listen string
+	// ForceNewCluster starts this member's etcd as a cluster of one that
+	// keeps its data: the recovery of a cluster that lost its quorum.
+	ForceNewCluster bool
 	// HostKinds open the vendor hosts a user adds, by kind (vsphere,
 	// libvirt); a kind without one is refused.
 	HostKinds map[string]vendorhost.Opener
@@ -75,6 +78,11 @@ type Daemon struct {
 	history *usageHistory
 	// hosts are the vendor hosts' connections.
 	hosts *vendorhost.Pool
+	// cluster is this daemon's membership of a cluster, nil outside one.
+	clusterMu sync.Mutex
+	cluster   *clusterState
+	// templateFetches serializes fetches of one template (templatearchive.go).
+	templateFetches nameLocks
 	// watchers are the goroutines waiting for running guests to end.
 	watchers sync.WaitGroup
 	ctx      context.Context
@@ -157,6 +165,11 @@ func (d *Daemon) Run(ctx context.Context) error {
 			return err
 		}
 	}
+	if err := d.startCluster(ctx); err != nil {
+		listener.Close()
+		return err
+	}
+	defer d.stopCluster()
 	d.watchers.Go(func() { d.sampleUsage(ctx) })
 	handler := d.routes()
 	srv := newServer(ctx, handler, readTimeout)

@@ -121,6 +121,15 @@ func (d *Daemon) reserve(def *guest.Definition) (err error) {
 			d.guests.release(def.Name, nil)
 		}
 	}()
+	// The name is taken cluster-wide too.
+	if err := d.claim(d.ctx, def); err != nil {
+		return err
+	}
+	defer func() {
+		if err != nil {
+			d.unclaim(def.Name)
+		}
+	}()
 	// Found before the reservation pinned it, the template may have been
 	// deleted in between: it must still be there.
 	if _, err := d.templates.Load(templateKey(def)); err != nil {
@@ -143,6 +152,7 @@ func (d *Daemon) create(ctx context.Context, req api.GuestCreate, def *guest.Def
 	defer func() {
 		if err != nil {
 			d.guests.release(def.Name, nil)
+			d.unclaim(def.Name)
 		}
 	}()
 	drv, err := d.driverFor(def)
@@ -369,6 +379,7 @@ func (d *Daemon) deleteLocked(ctx context.Context, e *entry, force bool) error {
 		return fmt.Errorf("delete %s: %w", def.Name, err)
 	}
 	d.guests.remove(def.Name)
+	d.unclaim(def.Name)
 	d.unpublish(ctx, def)
 	d.log.Info("guest deleted", "guest", def.Name)
 	d.lifecycle(api.GuestDeleted, def.Name)

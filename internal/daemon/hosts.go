@@ -444,6 +444,9 @@ func (d *Daemon) handleMove(r *http.Request) (any, error) {
 		return nil, err
 	}
 	full := r.PathValue("name")
+	if req.Target != "" {
+		return d.clusterMove(r, full, req.Target)
+	}
 	if _, _, ok := splitHostGuest(full); !ok {
 		return nil, fmt.Errorf("%w: guest %s is this daemon's own: move takes a vendor host's guest, HOST:NAME", api.ErrInvalid, full)
 	}

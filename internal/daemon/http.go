@@ -60,6 +60,7 @@ func (d *Daemon) routeTable() []route {
 		{"GET " + v + "/templates", answer(ok, d.handleTemplates)},
 		{"POST " + v + "/templates", answer(accepted, d.handleTemplateBuild)},
 		{"GET " + v + "/templates/{name}", answer(ok, d.handleTemplate)},
+		{"GET " + v + "/templates/{name}/archive", http.HandlerFunc(d.handleTemplateArchive)},
 		{"DELETE " + v + "/templates/{name}", answer(http.StatusNoContent, d.handleTemplateDelete)},
 		{"GET " + v + "/networks", answer(ok, d.handleNetworks)},
 		{"POST " + v + "/networks", answer(http.StatusCreated, d.handleNetworkCreate)},
@@ -76,6 +77,18 @@ func (d *Daemon) routeTable() []route {
 		{"POST " + v + "/trust/tokens", answer(http.StatusCreated, d.handleTrustToken)},
 		{"DELETE " + v + "/trust/{name}", answer(http.StatusNoContent, d.handleTrustRemove)},
 		{"GET /metrics", d.metrics.handler()},
+		{"POST " + v + "/cluster", answer(ok, d.handleClusterInit)},
+		{"GET " + v + "/cluster", answer(ok, d.handleClusterList)},
+		{"POST " + v + "/cluster/tokens", answer(http.StatusCreated, d.handleClusterToken)},
+		{"POST " + v + "/cluster/join", answer(ok, d.handleClusterJoin)},
+		{"POST " + v + "/cluster/members", answer(ok, d.handleClusterAdmit)},
+		{"DELETE " + v + "/cluster/members/{member}", answer(http.StatusNoContent, d.handleClusterRemove)},
+		{"POST " + v + "/cluster/leave", answer(http.StatusNoContent, d.handleClusterLeave)},
+		{"PUT " + v + "/cluster/replicas/{name}", http.HandlerFunc(d.handleReplicaReceive)},
+		{"POST " + v + "/cluster/replicas/{name}/promote", answer(accepted, d.handleReplicaPromote)},
+		{"POST " + v + "/cluster/migrations/{name}", answer(ok, d.handleMigrationIn)},
+		{"POST " + v + "/cluster/migrations/{name}/finish", answer(http.StatusNoContent, d.handleMigrationFinish)},
+		{"POST " + v + "/cluster/migrations/{name}/abort", answer(http.StatusNoContent, d.handleMigrationAbort)},
 		{"GET " + v + "/guests/{name}/console/ws", localOnlyStream("the web console", d.handleConsoleWS)},
 		{"GET " + v + "/guests/{name}/usage/history", answer(ok, localOnly("usage history", d.handleUsageHistory))},
 		{"POST " + uploadPath, http.HandlerFunc(d.handleImportUpload)},
@@ -93,7 +106,7 @@ func (d *Daemon) routes() http.Handler {
 	for _, r := range d.routeTable() {
 		mux.Handle(r.pattern, r.handler)
 	}
-	return d.authenticate(d.metrics.instrument(mux))
+	return d.authenticate(d.metrics.instrument(d.clusterGate(mux)))
 }
 
 // Deadlines on what a client sends, so that one that stalls holds its
@@ -285,10 +298,18 @@ func (d *Daemon) handleCreate(r *http.Request) (any, error) {
 		return nil, err
 	}
 	def, err := d.newDefinition(req)
+	if errors.Is(err, api.ErrNotFound) && d.fetchTemplateFor(r.Context(), req) {
+		def, err = d.newDefinition(req)
+	}
 	if err != nil {
 		return nil, err
 	}
 	if err := d.reserve(def); err != nil {
+		return nil, err
+	}
+	if err := d.setPlacement(r.Context(), def.Name, req); err != nil {
+		d.guests.release(def.Name, nil)
+		d.unclaim(def.Name)
 		return nil, err
 	}
 	kind := "create"

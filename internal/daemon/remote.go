@@ -43,6 +43,8 @@ func ListenAddress(addr string) (string, error) {
 // remote is the daemon's network side: its key pair, where it listens,
 // whom it trusts and which connections each trusted client holds.
 type remote struct {
+	// pair is the server's key pair; members present it as clients too.
+	pair        tls.Certificate
 	fingerprint string
 	listener    net.Listener
 	// addr is where it listens: a token names it, or every address of the
@@ -91,6 +93,7 @@ func (d *Daemon) listenTLS(addr string) (*remote, error) {
 		NextProtos: []string{"http/1.1"},
 	}
 	return &remote{
+		pair:        pair,
 		fingerprint: pki.Fingerprint(leaf),
 		listener:    tls.NewListener(&trackingListener{Listener: tcp, conns: conns}, cfg),
 		addr:        tcp.Addr().(*net.TCPAddr),
@@ -147,8 +150,9 @@ func (d *Daemon) authenticate(next http.Handler) http.Handler {
 	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		if r.Body != nil {
 			limit := int64(maxBody)
-			if r.Method == http.MethodPost && r.URL.Path == uploadPath {
-				limit = maxUpload // an upload's file, bounded by receiveUpload
+			if r.Method == http.MethodPost && r.URL.Path == uploadPath ||
+				r.Method == http.MethodPut && strings.HasPrefix(r.URL.Path, api.Version+"/cluster/replicas/") {
+				limit = maxUpload // an upload's or a replica's file, bounded by checkUploadSize
 			}
 			r.Body = http.MaxBytesReader(w, r.Body, limit)
 		}
@@ -161,16 +165,26 @@ func (d *Daemon) authenticate(next http.Handler) http.Handler {
 		if len(r.TLS.PeerCertificates) > 0 {
 			fp := pki.Fingerprint(r.TLS.PeerCertificates[0])
 			client, ok := d.trust.Trusted(fp)
+			if member, isMember := d.memberByFingerprint(fp); !ok && isMember {
+				// A cluster member, known by the fingerprint it recorded
+				// in the cluster's store when it was admitted.
+				client, ok = trust.Client{Name: "member " + member}, true
+			}
 			if !ok {
-				if r.Method == http.MethodPost && r.URL.Path == api.Version+"/trust" {
-					next.ServeHTTP(w, r) // redeems a token (handleTrustJoin)
+				admit := r.URL.Path == api.Version+"/cluster/members" && d.clusterNow() != nil
+				if r.Method == http.MethodPost && (r.URL.Path == api.Version+"/trust" || admit) {
+					next.ServeHTTP(w, r) // redeems a token (handleTrustJoin, handleClusterAdmit)
 					return
 				}
 				writeError(w, fmt.Errorf("%w: this client's certificate is not trusted here (it was never added, or it was removed): ask the server's admin for a token ('polyvisor trust add NAME')", api.ErrForbidden))
 				return
 			}
 			name = client.Name
-			still = func() bool { _, ok := d.trust.Trusted(fp); return ok }
+			still = func() bool {
+				_, ok := d.trust.Trusted(fp)
+				_, isMember := d.memberByFingerprint(fp)
+				return ok || isMember
+			}
 		} else {
 			s, err := d.webSession(r)
 			if err != nil {

@@ -72,6 +72,7 @@ type daemonOptions struct {
 	stateDir, runtime, monitor, logLevel string
 	defaultNetwork                       string
 	listen                               string
+	forceNewCluster                      bool
 	faults                               []string
 	unconfinedVMs                        bool
 }
@@ -116,6 +117,7 @@ func NewCommand() *cobra.Command {
 			d, err := daemon.New(daemon.Config{
 				StateDir: opts.stateDir, Socket: socket, Drivers: reg, Log: log, Fault: fault,
 				DefaultNetwork: opts.defaultNetwork, Listen: listen, HostKinds: hostKinds(),
+				ForceNewCluster: opts.forceNewCluster,
 				// make build puts the guest agents beside the monitor.
 				AgentDir: filepath.Dir(monitor),
 			})
@@ -133,6 +135,7 @@ func NewCommand() *cobra.Command {
 		defaultSocket = env
 	}
 	f.StringVar(&socket, "socket", defaultSocket, "API socket to serve (env POLYVISOR_SOCKET)")
+	f.BoolVar(&opts.forceNewCluster, "force-new-cluster", false, "recover a cluster that lost its quorum: this member's etcd starts as the only member, keeping its data (etcd's --force-new-cluster; see docs/cluster.md); once only")
 	f.StringVar(&opts.listen, "listen", "", "also serve the API over HTTPS here (ADDR[:PORT], port "+api.DefaultPort+" if none), to clients trusted with 'polyvisor trust add'")
 	f.StringVar(&opts.stateDir, "state-dir", layout.DefaultStateDir, "where definitions, disks and templates live")
 	f.StringVar(&opts.runtime, "runtime", "runc", "OCI runtime for containers (runc, or crun where the host allows)")

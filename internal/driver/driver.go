@@ -12,6 +12,7 @@ import (
 	"io"
 	"log/slog"
 	"net"
+	"net/netip"
 	"sort"
 	"strings"
 	"time"
@@ -165,6 +166,13 @@ type Exporter interface {
 	Export(ctx context.Context, def *guest.Definition, req api.Export, progress exporter.Progress, warn func(string)) error
 }
 
+// LiveExporter copies a running guest's tree as it runs, each file whole
+// but not the tree at one instant (what a crash would leave): the
+// replica of an HA guest.
+type LiveExporter interface {
+	ExportRunning(ctx context.Context, def *guest.Definition, req api.Export, progress exporter.Progress) error
+}
+
 // Registry maps a driver's name to the driver, and each guest type to the
 // drivers serving it. The first driver registered for a type is its
 // default, which runs the guests that name no engine.
@@ -289,6 +297,68 @@ type SnapshotInfo struct {
 // refuses one.
 type Copier interface {
 	Copy(ctx context.Context, src *guest.Definition, dir string, def *guest.Definition) error
+}
+
+// Migrator moves a running guest to another host while it runs. The
+// source describes its disks (MigrationDisks); the destination makes
+// them and waits (PrepareIncoming); the source sends the guest there
+// (MigrateOut); the destination resumes it (FinishIncoming) or, when
+// anything failed, removes what it made (AbortIncoming).
+type Migrator interface {
+	// MigrationDisks describes the running guest's disks for a migration.
+	MigrationDisks(ctx context.Context, def *guest.Definition) ([]MigrationDisk, error)
+	// PrepareIncoming makes def's disks here (of the sizes in src), starts
+	// the guest's VMM paused, waiting for an incoming migration on listen
+	// (an IP of this host), and serves its disks, writable, to be mirrored
+	// into. The status identifies the VMM as Start's does: the daemon
+	// keeps it in def.Status for the calls that follow.
+	PrepareIncoming(ctx context.Context, def *guest.Definition, src MigrationSource, listen netip.Addr) (Incoming, guest.Status, error)
+	// MigrateOut mirrors the running guest's disks into the target's
+	// exports, then migrates its memory and device state; on success the
+	// guest here has ended (its disks stay until Delete), on failure it
+	// runs on here unharmed.
+	MigrateOut(ctx context.Context, def *guest.Definition, to Incoming) (MigrationStats, error)
+	// FinishIncoming resumes the migrated guest here and leaves it as a
+	// started one (Recover, Exec and Stop work on it as on any other).
+	FinishIncoming(ctx context.Context, def *guest.Definition) error
+	// AbortIncoming kills the waiting VMM and removes what PrepareIncoming
+	// made. Idempotent.
+	AbortIncoming(ctx context.Context, def *guest.Definition) error
+}
+
+// MigrationSource is what the source of a migration tells its target.
+type MigrationSource struct {
+	Disks []MigrationDisk `json:"disks"`
+}
+
+// MigrationDisk is one disk of a migrating guest: its name in the
+// guest's definition (guest.Disk.Name) and its virtual size in bytes.
+type MigrationDisk struct {
+	ID   string `json:"id"`
+	Size int64  `json:"size"`
+}
+
+// Incoming is where the target of a migration waits for it.
+type Incoming struct {
+	// Migration is the VMM's migration address, "tcp:IP:PORT".
+	Migration string `json:"migration"`
+	// NBD is the address of the NBD server holding the disks, "IP:PORT"
+	// (an IPv6 address in brackets).
+	NBD string `json:"nbd"`
+	// Exports names each disk's NBD export, by MigrationDisk.ID.
+	Exports map[string]string `json:"exports"`
+}
+
+// MigrationStats is what a finished migration cost.
+type MigrationStats struct {
+	// Total runs from the first disk's mirror to the source's end.
+	Total time.Duration `json:"total"`
+	// Downtime is how long the guest was paused up to the source's end
+	// (the final copy, then the mirrors' end); the target's resume adds
+	// its own few milliseconds.
+	Downtime time.Duration `json:"downtime"`
+	// Bytes counts what was sent: the disks' and the memory's.
+	Bytes int64 `json:"bytes"`
 }
 
 // CheckCapabilities says where a driver's declared Capabilities disagree

@@ -52,6 +52,13 @@ func (l Layout) TrustFile() string { return filepath.Join(l.StateDir, "trust.jso
 // (root's alone, 0600).
 func (l Layout) HostsFile() string { return filepath.Join(l.StateDir, "hosts.json") }
 
+// ClusterDir holds this host's cluster membership: member.json, the
+// cluster's authority, the member's key pair and its etcd data.
+func (l Layout) ClusterDir() string { return filepath.Join(l.StateDir, "cluster") }
+
+// ReplicasDir holds the copies of other members' HA guests kept here.
+func (l Layout) ReplicasDir() string { return filepath.Join(l.StateDir, "replicas") }
+
 // BenchDir holds bench's reports, one directory each, named by UTC time.
 func (l Layout) BenchDir() string { return filepath.Join(l.StateDir, "bench") }
 

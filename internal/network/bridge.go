@@ -95,6 +95,20 @@ func ensureBridge(d *Definition) error {
 		return fmt.Errorf("%s exists and is a %s, not the bridge of network %s: delete it or name the network otherwise", d.Bridge, link.Type(), d.Name)
 	}
 	gw := &netlink.Addr{IPNet: &net.IPNet{IP: d.Gateway().AsSlice(), Mask: net.CIDRMask(d.Subnet.Bits(), 32)}}
+	// An address the bridge had before (another subnet, another cluster
+	// slot) would answer for an address that is no longer ours. It goes
+	// first: deleting a primary address deletes its secondaries.
+	addrs, err := netlink.AddrList(link, netlink.FAMILY_V4)
+	if err != nil {
+		return fmt.Errorf("list bridge %s's addresses: %w", d.Bridge, err)
+	}
+	for _, a := range addrs {
+		if !a.IP.Equal(gw.IP) || a.Mask.String() != gw.Mask.String() {
+			if err := netlink.AddrDel(link, &a); err != nil {
+				return fmt.Errorf("remove address %s from bridge %s: %w", a.IPNet, d.Bridge, err)
+			}
+		}
+	}
 	if err := netlink.AddrReplace(link, gw); err != nil {
 		return fmt.Errorf("address bridge %s: %w", d.Bridge, err)
 	}

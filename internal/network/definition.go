@@ -52,6 +52,9 @@ type Definition struct {
 	// removes the network, whose creation its client saw fail or whose
 	// deletion was asked.
 	Intent string `yaml:"intent,omitempty"`
+	// Cluster, when set, makes the network this member's slot of a
+	// network that spans the cluster (SetCluster).
+	Cluster *Cluster `yaml:"cluster,omitempty"`
 }
 
 // The values of Definition.Intent.
@@ -61,8 +64,22 @@ const (
 )
 
 // Gateway is the bridge's address: the guests' router (unless isolated)
-// and DNS server.
-func (d *Definition) Gateway() netip.Addr { return gateway(d.Subnet) }
+// and DNS server. In a cluster each member's bridge has its own: the
+// subnet's address number Slot.
+func (d *Definition) Gateway() netip.Addr {
+	if d.Cluster != nil {
+		return addrAt(d.Subnet, uint32(d.Cluster.Slot))
+	}
+	return gateway(d.Subnet)
+}
+
+// dhcpRange is the addresses this member's dnsmasq leases.
+func (d *Definition) dhcpRange() (first, last netip.Addr) {
+	if d.Cluster != nil {
+		return slotRange(d.Subnet, d.Cluster.Slot, d.Cluster.MaxSlots)
+	}
+	return dhcpRange(d.Subnet)
+}
 
 // validateName checks a network name: a DNS label short enough to name
 // the bridge after.
@@ -89,6 +106,9 @@ func (d *Definition) validate() error {
 	}
 	if !d.Subnet.IsValid() || !d.Subnet.Addr().Is4() || d.Subnet.Masked() != d.Subnet || d.Subnet.Bits() < minBits || d.Subnet.Bits() > maxBits {
 		return fmt.Errorf("%w: subnet %s: write an IPv4 network from /%d to /%d, like 10.86.0.0/24", api.ErrInvalid, d.Subnet, minBits, maxBits)
+	}
+	if d.Cluster != nil {
+		return d.Cluster.validate(d.Subnet)
 	}
 	return nil
 }

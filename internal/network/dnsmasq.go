@@ -32,9 +32,11 @@ const leaseTime = "1h"
 // on the bridge alone, and DNS on the gateway answering NAME.polyvisor
 // from the leases (expand-hosts, local=) and forwarding the rest to the
 // host's resolvers, except on an isolated network, which gets neither a
-// router nor names from outside.
+// router nor names from outside. In a cluster it leases from the member's
+// slot, answers the other members' guests' names too (addn-hosts), and
+// tells guests the overlay's MTU.
 func dnsmasqConfig(d *Definition, dir, runDir string) string {
-	first, last := dhcpRange(d.Subnet)
+	first, last := d.dhcpRange()
 	mask := netipMask(d.Subnet.Bits())
 	lines := []string{
 		"# Written by polyvisor for network " + d.Name + "; it is rewritten on every daemon start.",
@@ -57,6 +59,12 @@ func dnsmasqConfig(d *Definition, dir, runDir string) string {
 		"bogus-priv",
 		"no-hosts",
 		"pid-file=" + filepath.Join(runDir, pidFile),
+	}
+	if d.Cluster != nil {
+		lines = append(lines, "addn-hosts="+filepath.Join(dir, clusterHostsFile))
+		if d.Cluster.MTU > 0 {
+			lines = append(lines, fmt.Sprintf("dhcp-option=option:mtu,%d", d.Cluster.MTU))
+		}
 	}
 	if d.Isolated {
 		lines = append(lines, "dhcp-option=option:router", "no-resolv")

@@ -14,6 +14,7 @@ import (
 
 	"github.com/polyvisor/polyvisor/internal/guest"
 	"github.com/polyvisor/polyvisor/internal/layout"
+	"github.com/polyvisor/polyvisor/internal/overlay"
 	"github.com/polyvisor/polyvisor/internal/procutil"
 	"github.com/polyvisor/polyvisor/internal/runcmd"
 	"github.com/polyvisor/polyvisor/pkg/api"
@@ -84,6 +85,13 @@ func (m *Manager) Restore(ctx context.Context) {
 		}
 		if err != nil {
 			m.log.Error("restore network", "network", name, "err", err)
+			continue
+		}
+		// Without its overlay the network still serves this host's guests.
+		if def.Cluster != nil {
+			if err := overlay.Ensure(ctx, def.overlayConfig()); err != nil {
+				m.log.Error("restore network's overlay", "network", name, "err", err)
+			}
 		}
 	}
 	if err := m.syncNAT(); err != nil {
@@ -410,7 +418,11 @@ func (m *Manager) down(ctx context.Context, def *Definition) error {
 		r.stop()
 	}
 	dm := newDnsmasq(m.store.path(def.Name), m.layout.NetworkRunDir(def.Name))
-	err := errors.Join(dm.stop(ctx), deleteBridge(def.Bridge), os.RemoveAll(m.layout.NetworkRunDir(def.Name)))
+	var err error
+	if def.Cluster != nil {
+		err = overlay.Remove(def.Bridge)
+	}
+	err = errors.Join(err, dm.stop(ctx), deleteBridge(def.Bridge), os.RemoveAll(m.layout.NetworkRunDir(def.Name)))
 	os.Remove(filepath.Dir(m.layout.NetworkRunDir(def.Name))) // once the last network is gone
 	return err
 }

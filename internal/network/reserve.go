@@ -103,7 +103,7 @@ func (m *Manager) Reserve(network, guest string, nic NIC) (netip.Addr, error) {
 			taken[ip] = true
 		}
 	}
-	first, last := dhcpRange(def.Subnet)
+	first, last := def.dhcpRange()
 	for ip := first; ip.Compare(last) <= 0; ip = ip.Next() {
 		if !taken[ip] {
 			list = append(list, reservation{MAC: mac, IP: ip, Name: guest})

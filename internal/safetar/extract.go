@@ -102,6 +102,10 @@ func (x *extractor) entry(ctx context.Context, hdr *tar.Header, r io.Reader) err
 	case tar.TypeFifo:
 		err = x.fifo(name, hdr)
 	case tar.TypeChar, tar.TypeBlock:
+		if x.opts.Devices == StandardDevices && standardDevice(hdr) {
+			err = x.device(name, hdr)
+			break
+		}
 		if x.opts.Devices == SkipDevices {
 			x.warn("skipped device node %q (%d:%d): containers get their own /dev", name, hdr.Devmajor, hdr.Devminor)
 			return nil

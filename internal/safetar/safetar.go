@@ -53,6 +53,11 @@ const (
 	// SkipDevices leaves device nodes out with a warning: for container root
 	// trees, since runc gives each container its own /dev.
 	SkipDevices
+	// StandardDevices creates the character devices debootstrap puts in a
+	// root tree's /dev (null, zero, full, random, urandom, tty, console,
+	// ptmx), each only at its own number, and refuses every other node: a
+	// polyvisor template carries those, and its content digest counts them.
+	StandardDevices
 )
 
 // Options tune Extract; the zero value is the strictest setting.

@@ -125,12 +125,24 @@ func startIn(dir, binDir, netns string, extra []string) (*Daemon, error) {
 // StartInNetns is Start with the daemon inside a new network namespace,
 // named netns, which Destroy deletes.
 func StartInNetns(dir, binDir, netns string, extra ...string) (*Daemon, error) {
+	return StartInNetnsBefore(dir, binDir, netns, nil, extra...)
+}
+
+// StartInNetnsBefore is StartInNetns that runs setup (links, addresses the
+// daemon listens on) once the namespace is made, before the daemon starts.
+func StartInNetnsBefore(dir, binDir, netns string, setup func() error, extra ...string) (*Daemon, error) {
 	if out, err := exec.Command("ip", "netns", "add", netns).CombinedOutput(); err != nil {
 		return nil, fmt.Errorf("ip netns add %s: %v: %s", netns, err, strings.TrimSpace(string(out)))
 	}
 	if out, err := exec.Command("ip", "-n", netns, "link", "set", "lo", "up").CombinedOutput(); err != nil {
 		exec.Command("ip", "netns", "delete", netns).Run()
 		return nil, fmt.Errorf("bring lo up in %s: %v: %s", netns, err, out)
+	}
+	if setup != nil {
+		if err := setup(); err != nil {
+			exec.Command("ip", "netns", "delete", netns).Run()
+			return nil, err
+		}
 	}
 	d, err := startIn(dir, binDir, netns, extra)
 	if err != nil {

@@ -59,4 +59,17 @@ type GuestMove struct {
 	Start    bool     `json:"start,omitempty"`
 	// DeleteSource deletes the guest on its host once the local one is made.
 	DeleteSource bool `json:"deleteSource,omitempty"`
+	// Target moves a guest of this cluster to that member instead.
+	Target string `json:"target,omitempty"`
+}
+
+// GuestMoved is the result of a move to a cluster member: how it went.
+type GuestMoved struct {
+	Member string `json:"member"`
+	// Mode is live (the guest ran on throughout) or cold (stopped, copied,
+	// started); Reason says why a move was cold.
+	Mode     string `json:"mode"`
+	Reason   string `json:"reason,omitempty"`
+	Total    string `json:"total"`
+	Downtime string `json:"downtime,omitempty"`
 }

@@ -27,7 +27,10 @@ type Guest struct {
 	// Host is the vendor host of a HOST:NAME guest; absent for this
 	// daemon's own.
 	Host string `json:"host,omitempty" yaml:"host,omitempty"`
-	Type string `json:"type" yaml:"type"`
+	// Member is the cluster member the guest runs on; absent outside a
+	// cluster.
+	Member string `json:"member,omitempty" yaml:"member,omitempty"`
+	Type   string `json:"type" yaml:"type"`
 	// Class is the kind of virtualization: container (a shared kernel), hypervisor (a VM under
 	// KVM) or emulation (a VM under TCG); Driver runs it.
 	Class      string   `json:"class" yaml:"class"`
@@ -92,6 +95,7 @@ type GuestUsage struct {
 type GuestSummary struct {
 	// Host is the vendor host of a HOST:NAME guest; absent for the daemon's own.
 	Host   string   `json:"host,omitempty"`
+	Member string   `json:"member,omitempty"`
 	Name   string   `json:"name"`
 	Type   string   `json:"type"`
 	Class  string   `json:"class"`
@@ -121,7 +125,7 @@ type DiskSummary struct {
 // Summary is g as `list` shows it.
 func (g *Guest) Summary() GuestSummary {
 	s := GuestSummary{
-		Name: g.Name, Type: g.Type, Class: g.Class, State: g.State, Arch: g.Arch,
+		Host: g.Host, Member: g.Member, Name: g.Name, Type: g.Type, Class: g.Class, State: g.State, Arch: g.Arch,
 		CPUs: g.CPUs, Memory: g.Memory, IPv4: g.IPv4, Error: g.Error,
 	}
 	for _, d := range g.Disks {
@@ -210,6 +214,13 @@ type GuestCreate struct {
 	// Engine names the driver that runs the guest among those serving
 	// its type (GET /1.0/classes); empty for the type's default.
 	Engine string `json:"engine,omitempty"`
+	// In a cluster: Target names the member to run on (else the daemon
+	// places it), Spread an anti-affinity group (its guests on distinct
+	// members while there are enough), HA a guest restarted on another
+	// member from its replica when its own is lost.
+	Target string `json:"target,omitempty"`
+	Spread string `json:"spread,omitempty"`
+	HA     bool   `json:"ha,omitempty"`
 }
 
 // Import is the body of POST /1.0/imports.

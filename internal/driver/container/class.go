@@ -26,6 +26,7 @@ var (
 	_ driver.Snapshotter       = (*Driver)(nil)
 	_ driver.Copier            = (*Driver)(nil)
 	_ driver.Exporter          = (*Driver)(nil)
+	_ driver.LiveExporter      = (*Driver)(nil)
 	_ driver.TreeReader        = (*Driver)(nil)
 	_ driver.Sweeper           = (*Driver)(nil)
 )
@@ -239,6 +240,20 @@ func (d *Driver) readHandle(def *guest.Definition) (handle, error) {
 
 // Export implements driver.Exporter: a container's root tree, as the
 // guest sees it, written as a tar archive.
+// ExportRunning implements driver.LiveExporter: the mounted tree a
+// running guest sees, read from the host's side as it changes. A stopped
+// guest is exported as Export does.
+func (d *Driver) ExportRunning(ctx context.Context, def *guest.Definition, req api.Export, progress exporter.Progress) error {
+	if !initIdentity(def).Alive() {
+		return d.Export(ctx, def, req, progress, func(string) {})
+	}
+	var toGuest idmap.ShiftFunc
+	if m, ok := def.IDMap(); ok {
+		toGuest = idmap.ShiftDown(m)
+	}
+	return exporter.Tree(ctx, d.rootfs(def), req.Path, toGuest, progress)
+}
+
 func (d *Driver) Export(ctx context.Context, def *guest.Definition, req api.Export, progress exporter.Progress, warn func(string)) error {
 	return d.ReadRootTree(ctx, def, func(root string, toGuest idmap.ShiftFunc) error {
 		return exporter.Tree(ctx, root, req.Path, toGuest, progress)

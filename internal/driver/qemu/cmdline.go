@@ -26,6 +26,9 @@ type vmSpec struct {
 	UEFI        uefiFirmware // with Boot.Firmware uefi
 	NICs        []network.NIC
 	Confine     *confinement // nil: QEMU runs as root, unsandboxed
+	// Incoming starts the machine paused, waiting for a migration's state
+	// (migrate-incoming names where), which it runs from once resumed.
+	Incoming bool
 }
 
 // commandLine returns QEMU's argv. Templates without firmware boot fast:
@@ -85,15 +88,23 @@ func commandLine(s vmSpec) []string {
 			"-netdev", "tap,id="+id+",ifname="+nic.HostIf+",script=no,downscript=no",
 			"-device", "virtio-net-"+bus+",netdev="+id+",mac="+nic.MAC.String())
 	}
+	// auto-read-only=off: QEMU opens each disk writable once and for all.
+	// Otherwise it reopens the disk by path, read-only or writable, each
+	// time its users change (a migration's end, one waiting to arrive),
+	// which it cannot do once it has dropped root.
+	driveOpts := ",format=qcow2,if=none,discard=unmap,auto-read-only=off"
 	argv = append(argv,
-		"-drive", "id="+driveID("root")+",file="+s.Disk+",format=qcow2,if=none,discard=unmap",
+		"-drive", "id="+driveID("root")+",file="+s.Disk+driveOpts,
 		"-device", "virtio-blk-"+bus+",drive="+driveID("root")+",bootindex=1")
 	for _, disk := range s.Data {
 		// After the root disk, so the guest names them vdb, vdc...; no
 		// bootindex: the firmware boots the root disk alone.
 		argv = append(argv,
-			"-drive", "id="+driveID(disk.Name)+",file="+disk.Path+",format=qcow2,if=none,discard=unmap",
+			"-drive", "id="+driveID(disk.Name)+",file="+disk.Path+driveOpts,
 			"-device", "virtio-blk-"+bus+",drive="+driveID(disk.Name))
+	}
+	if s.Incoming {
+		argv = append(argv, "-S", "-incoming", "defer")
 	}
 	return append(argv,
 		"-device", "virtio-serial-"+bus,

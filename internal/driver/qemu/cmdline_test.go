@@ -154,9 +154,9 @@ func TestCommandLineAttachesDataDisksAfterTheRoot(t *testing.T) {
 		}
 	}
 	wantDrives := []string{
-		"id=root,file=/g/vm1/disks/root.qcow2,format=qcow2,if=none,discard=unmap",
-		"id=data1,file=/g/vm1/disks/data1.qcow2,format=qcow2,if=none,discard=unmap",
-		"id=data2,file=/g/vm1/disks/data2.qcow2,format=qcow2,if=none,discard=unmap",
+		"id=root,file=/g/vm1/disks/root.qcow2,format=qcow2,if=none,discard=unmap,auto-read-only=off",
+		"id=data1,file=/g/vm1/disks/data1.qcow2,format=qcow2,if=none,discard=unmap,auto-read-only=off",
+		"id=data2,file=/g/vm1/disks/data2.qcow2,format=qcow2,if=none,discard=unmap,auto-read-only=off",
 	}
 	wantDevices := []string{"virtio-blk-pci,drive=root,bootindex=1", "virtio-blk-pci,drive=data1", "virtio-blk-pci,drive=data2"}
 	if !slices.Equal(drives, wantDrives) || !slices.Equal(devices, wantDevices) {

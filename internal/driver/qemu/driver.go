@@ -52,6 +52,9 @@ type Options struct {
 	// Unconfined runs QEMU as root, with no sandbox and no cgroup: the
 	// baseline of the confinement's benchmark, never for guests.
 	Unconfined bool
+	// MigrationBandwidth caps each live migration's memory stream, in
+	// bytes per second; 0 is 1 GiB/s.
+	MigrationBandwidth int64
 	// Fault, when set, is the daemon's fault injector (tests only): it
 	// may kill the daemon at the named points (crashPoint).
 	Fault func(point string) error
@@ -198,42 +201,67 @@ func (d *Driver) Create(ctx context.Context, dir string, def *guest.Definition) 
 // is done when the guest's agent answers, or fails (and leaves nothing
 // running) after BootTimeout.
 func (d *Driver) Start(ctx context.Context, def *guest.Definition) (status guest.Status, err error) {
-	t, tdir, err := d.template(def)
-	if err != nil {
+	status, t, err := d.launch(ctx, def, false)
+	if err != nil || t.Boot.NoAgent {
+		// Nothing in an imported disk tells us it has booted; QEMU runs.
 		return status, err
 	}
+	def = def.Clone()
+	def.Status = status
+	bootCtx, cancel := context.WithTimeout(ctx, BootTimeout)
+	defer cancel()
+	if _, err = d.agent(bootCtx, def); err != nil {
+		exited := !monitored.Process(def).Alive()
+		d.kill(context.WithoutCancel(ctx), def)
+		d.Cleanup(context.WithoutCancel(ctx), def)
+		if exited {
+			return status, fmt.Errorf("start %s: QEMU exited while the guest booted: %s", def.Name, lastConsoleLines(d.ConsoleLog(def)))
+		}
+		return status, fmt.Errorf("start %s: the guest did not boot within %s (its console: %s)", def.Name, BootTimeout, lastConsoleLines(d.ConsoleLog(def)))
+	}
+	return status, nil
+}
+
+// launch starts the guest's QEMU under its monitor and plugs its NICs;
+// with incoming, QEMU waits paused for a migration (see migrate.go). It
+// leaves nothing running when it fails.
+func (d *Driver) launch(ctx context.Context, def *guest.Definition, incoming bool) (status guest.Status, t *api.Template, err error) {
+	t, tdir, err := d.template(def)
+	if err != nil {
+		return status, nil, err
+	}
 	if least := guest.Size(t.Boot.MinMemory); def.Memory < least {
-		return status, fmt.Errorf("%w: start %s: memory %s: template %s needs at least %s to boot; config set %s memory=%s", api.ErrInvalid, def.Name, def.Memory, t.ID, least, def.Name, least)
+		return status, nil, fmt.Errorf("%w: start %s: memory %s: template %s needs at least %s to boot; config set %s memory=%s", api.ErrInvalid, def.Name, def.Memory, t.ID, least, def.Name, least)
 	}
 	var uefi uefiFirmware
 	if t.Boot.Firmware == vmimage.FirmwareUEFI {
 		if uefi, err = findUEFI(firmwareDirs, "x86_64", t.Boot.Machine); err != nil {
-			return status, fmt.Errorf("start %s: %w", def.Name, err)
+			return status, nil, fmt.Errorf("start %s: %w", def.Name, err)
 		}
 		uefi.Vars = filepath.Join(d.guestDir(def), uefiVars)
 	}
 	qemu, err := hostreq.Lookup(t.Boot.QEMU)
 	if err != nil {
-		return status, fmt.Errorf("%w: start %s: %w", api.ErrNotAvailable, def.Name, err)
+		return status, nil, fmt.Errorf("%w: start %s: %w", api.ErrNotAvailable, def.Name, err)
 	}
 	accel, _ := d.accel.decide(ctx, d, def.Arch)
 	confine, err := d.confine(ctx, def, qemu, accel)
 	if err != nil {
-		return status, fmt.Errorf("start %s: %w", def.Name, err)
+		return status, nil, fmt.Errorf("start %s: %w", def.Name, err)
 	}
 	runDir := d.runDir(def)
 	if err := os.RemoveAll(runDir); err != nil {
-		return status, fmt.Errorf("reset run dir: %w", err)
+		return status, nil, fmt.Errorf("reset run dir: %w", err)
 	}
 	if err := os.MkdirAll(runDir, 0o700); err != nil {
-		return status, fmt.Errorf("create run dir: %w", err)
+		return status, nil, fmt.Errorf("create run dir: %w", err)
 	}
 	nics := network.GuestNICs(def)
 	argv := commandLine(vmSpec{
 		NICs: nics,
 		Def:  def, Boot: *t.Boot, TemplateDir: tdir, Disk: filepath.Join(d.guestDir(def), rootDisk), Data: d.dataDrives(def),
 		Accel: accel, QMP: d.qmpSocket(def), Agent: d.agentSocket(def), TCGCmdline: d.tcgCmdline(def.Arch), UEFI: uefi,
-		Confine: confine,
+		Confine: confine, Incoming: incoming,
 	})
 	mcfg := monitor.Config{
 		ID: def.Name, Dir: runDir, Log: d.ConsoleLog(def), LogMax: monitor.DefaultLogMax,
@@ -242,7 +270,7 @@ func (d *Driver) Start(ctx context.Context, def *guest.Definition) (status guest
 	if confine != nil {
 		if err := cgroup.Create(confine.Cgroup, confine.Limits); err != nil {
 			os.RemoveAll(runDir)
-			return status, fmt.Errorf("start %s: %w", def.Name, err)
+			return status, nil, fmt.Errorf("start %s: %w", def.Name, err)
 		}
 		mcfg.Cgroup = confine.Cgroup
 	}
@@ -252,7 +280,7 @@ func (d *Driver) Start(ctx context.Context, def *guest.Definition) (status guest
 		if confine != nil {
 			cgroup.Remove(confine.Cgroup)
 		}
-		return status, fmt.Errorf("start %s: %w", def.Name, err)
+		return status, nil, fmt.Errorf("start %s: %w", def.Name, err)
 	}
 	status.HandleVersion, status.Handle, status.Accel = handleVersion, handle{QMP: d.qmpSocket(def)}.encode(), accel
 	def = def.Clone()
@@ -265,22 +293,10 @@ func (d *Driver) Start(ctx context.Context, def *guest.Definition) (status guest
 	}()
 	for _, nic := range nics {
 		if err = network.PlugTap(ctx, nic); err != nil {
-			return status, fmt.Errorf("start %s: %w", def.Name, err)
+			return status, nil, fmt.Errorf("start %s: %w", def.Name, err)
 		}
 	}
-	if t.Boot.NoAgent {
-		// Nothing in an imported disk tells us it has booted; QEMU runs.
-		return status, nil
-	}
-	bootCtx, cancel := context.WithTimeout(ctx, BootTimeout)
-	defer cancel()
-	if _, err = d.agent(bootCtx, def); err != nil {
-		if !monitored.Process(def).Alive() {
-			return status, fmt.Errorf("start %s: QEMU exited while the guest booted: %s", def.Name, lastConsoleLines(d.ConsoleLog(def)))
-		}
-		return status, fmt.Errorf("start %s: the guest did not boot within %s (its console: %s)", def.Name, BootTimeout, lastConsoleLines(d.ConsoleLog(def)))
-	}
-	return status, nil
+	return status, t, nil
 }
 
 // agent returns the guest's agent connection, dialling it if needed (see

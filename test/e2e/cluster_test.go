@@ -1,0 +1,488 @@
+package e2e
+
+import (
+	"context"
+	"crypto/tls"
+	"crypto/x509"
+	"fmt"
+	"net/http"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"strings"
+	"syscall"
+	"testing"
+	"time"
+
+	clientv3 "go.etcd.io/etcd/client/v3"
+	"go.uber.org/zap"
+
+	"github.com/polyvisor/polyvisor/internal/testenv"
+	"github.com/polyvisor/polyvisor/pkg/api"
+)
+
+// clusterLab is a test's hosts: each daemon in a network namespace of
+// its own, every namespace (and the test, from the host's) on one
+// underlay bridge in a namespace the test makes.
+type clusterLab struct {
+	t        *testing.T
+	underlay string // the bridge's namespace
+	prefix   string // 198.19.N.
+	members  map[string]*labMember
+	seq      int
+}
+
+type labMember struct {
+	*testenv.Daemon
+	name, addr, veth string
+}
+
+// newClusterLab makes the underlay: a bridge in a namespace of its own,
+// with this host's end at .254.
+func newClusterLab(t *testing.T) *clusterLab {
+	t.Helper()
+	n := os.Getpid() % 250
+	lab := &clusterLab{t: t, underlay: fmt.Sprintf("pv-ul-%d", os.Getpid()), prefix: fmt.Sprintf("198.19.%d.", n), members: map[string]*labMember{}}
+	ipOrFatal(t, "netns", "add", lab.underlay)
+	t.Cleanup(func() { exec.Command("ip", "netns", "delete", lab.underlay).Run() })
+	hostEnd := fmt.Sprintf("pvul%d", os.Getpid()%100000)
+	for _, args := range [][]string{
+		{"-n", lab.underlay, "link", "add", "br0", "type", "bridge"},
+		{"-n", lab.underlay, "link", "set", "br0", "up"},
+		{"link", "add", hostEnd, "type", "veth", "peer", "name", "host", "netns", lab.underlay},
+		{"-n", lab.underlay, "link", "set", "host", "master", "br0", "up"},
+		{"addr", "add", lab.prefix + "254/24", "dev", hostEnd},
+		{"link", "set", hostEnd, "up"},
+	} {
+		ipOrFatal(t, args...)
+	}
+	t.Cleanup(func() { exec.Command("ip", "link", "delete", hostEnd).Run() })
+	return lab
+}
+
+func ipOrFatal(t *testing.T, args ...string) {
+	t.Helper()
+	if out, err := exec.Command("ip", args...).CombinedOutput(); err != nil {
+		t.Fatalf("ip %s: %v: %s", strings.Join(args, " "), err, out)
+	}
+}
+
+// member starts a daemon named name in its own namespace, on the
+// underlay at the next address, serving HTTPS there.
+func (lab *clusterLab) member(name string, extra ...string) *labMember {
+	t := lab.t
+	t.Helper()
+	lab.seq++
+	addr := fmt.Sprintf("%s%d", lab.prefix, lab.seq)
+	ns := fmt.Sprintf("pv-cl-%d-%s", os.Getpid(), name)
+	args := append([]string{"--listen", addr + ":8443"}, extra...)
+	if len(extra) == 0 {
+		args = append(args, "--default-network", "none")
+	}
+	d, err := testenv.StartInNetnsBefore(t.TempDir(), env.bin, ns, func() error {
+		veth := "ul-" + name
+		for _, a := range [][]string{
+			{"link", "add", veth, "netns", lab.underlay, "type", "veth", "peer", "name", "eth0", "netns", ns},
+			{"-n", lab.underlay, "link", "set", veth, "master", "br0", "up"},
+			{"-n", ns, "addr", "add", addr + "/24", "dev", "eth0"},
+			{"-n", ns, "link", "set", "eth0", "up"},
+		} {
+			if out, err := exec.Command("ip", a...).CombinedOutput(); err != nil {
+				return fmt.Errorf("ip %s: %v: %s", strings.Join(a, " "), err, out)
+			}
+		}
+		return nil
+	}, args...)
+	if err != nil {
+		t.Fatal(err)
+	}
+	m := &labMember{Daemon: d, name: name, addr: addr, veth: "ul-" + name}
+	lab.members[name] = m
+	t.Cleanup(func() { m.destroy(t) })
+	return m
+}
+
+// destroy ends a member outside its cluster: the others may be gone, and
+// a member without a quorum refuses the deletes that clean up.
+func (m *labMember) destroy(t *testing.T) {
+	if t.Failed() {
+		log := m.Log()
+		t.Logf("member %s's log (its end):\n%s", m.name, log[max(0, len(log)-6000):])
+	}
+	m.Kill()
+	os.RemoveAll(filepath.Join(m.StateDir, "cluster"))
+	if err := m.Destroy(); err != nil {
+		t.Logf("destroy member %s: %v", m.name, err)
+	}
+}
+
+// cut takes a member off the underlay, or puts it back.
+func (lab *clusterLab) cut(m *labMember, off bool) {
+	state := "up"
+	if off {
+		state = "down"
+	}
+	ipOrFatal(lab.t, "-n", lab.underlay, "link", "set", m.veth, state)
+}
+
+// clusterView is `cluster list` as JSON.
+func clusterView(t *testing.T, m *labMember) api.Cluster {
+	t.Helper()
+	var c api.Cluster
+	if err := jsonUnmarshal(m.Must(t, "cluster", "list", "--format", "json"), &c); err != nil {
+		t.Fatal(err)
+	}
+	return c
+}
+
+// listed is every guest the member lists, by name.
+func listed(t *testing.T, m *labMember) map[string]api.Guest {
+	t.Helper()
+	var gs []api.Guest
+	if err := jsonUnmarshal(m.Must(t, "list", "--format", "json"), &gs); err != nil {
+		t.Fatal(err)
+	}
+	out := map[string]api.Guest{}
+	for _, g := range gs {
+		if _, twice := out[g.Name]; twice {
+			t.Errorf("guest %s is listed twice", g.Name)
+		}
+		out[g.Name] = g
+	}
+	return out
+}
+
+// eventually retries check until it returns nil or within passes.
+func eventually(t *testing.T, within time.Duration, what string, check func() error) time.Duration {
+	t.Helper()
+	began := time.Now()
+	var err error
+	for time.Since(began) < within {
+		if err = check(); err == nil {
+			return time.Since(began)
+		}
+		time.Sleep(500 * time.Millisecond)
+	}
+	t.Fatalf("%s: not within %s: %v", what, within, err)
+	return 0
+}
+
+// Three members form a cluster from tokens and act as one: guests placed
+// on all three, listed and exec'd into from any; an HA guest runs again
+// elsewhere when its member dies, and the member comes back without a
+// second copy; a member cut off from the others refuses writes.
+func TestClusterOfThree(t *testing.T) {
+	requireRoot(t)
+	lab := newClusterLab(t)
+	a, b, c := lab.member("a"), lab.member("b"), lab.member("c")
+	// Built on a alone: the others fetch it when a guest lands on them.
+	a.Must(t, "template", "build", "busybox")
+
+	// Forming: init, tokens, joins; a token works once, a bad one never.
+	expectError(t, a.Daemon, "in no cluster", "cluster", "list")
+	a.Must(t, "cluster", "init", "--member", "a", "--offline-after", "5s", "--replicate-every", "2s")
+	tokenB := strings.TrimSpace(a.Must(t, "cluster", "add", "b"))
+	b.Must(t, "cluster", "join", tokenB)
+	expectError(t, c.Daemon, "the join token is not valid", "cluster", "join", tokenB)
+	expectError(t, c.Daemon, "token: not one that 'polyvisor cluster add' printed", "cluster", "join", "pvjoin-"+strings.Repeat("x", 40))
+	expectError(t, c.Daemon, "token: not one that 'polyvisor cluster add' printed", "cluster", "join", tokenB[:len(tokenB)-9])
+	c.Must(t, "cluster", "join", strings.TrimSpace(b.Must(t, "cluster", "add", "c")))
+	eventually(t, 20*time.Second, "three members online", func() error {
+		view := clusterView(t, c)
+		if len(view.Members) != 3 {
+			return fmt.Errorf("members: %+v", view.Members)
+		}
+		for _, m := range view.Members {
+			if m.Health != api.MemberOnline || m.Role != "voter" || m.CPUs == 0 || m.FreeMemory == 0 || m.Classes["container"] != "ok" {
+				return fmt.Errorf("member %+v", m)
+			}
+		}
+		return nil
+	})
+	if out := a.Must(t, "cluster", "list"); !strings.Contains(out, "ONLINE") || !strings.Contains(out, "voter") {
+		t.Fatalf("cluster list: %s", out)
+	}
+
+	// Placement: a spread group lands on every member; one view from any.
+	for _, name := range []string{"web1", "web2", "web3"} {
+		a.Must(t, "launch", "busybox", name, "--spread", "web")
+	}
+	on := map[string]string{}
+	for name, g := range listed(t, b) {
+		on[name] = g.Member
+		if g.State != api.StateRunning {
+			t.Errorf("guest %s: %s", name, g.State)
+		}
+	}
+	if len(on) != 3 || on["web1"] == on["web2"] || on["web2"] == on["web3"] || on["web1"] == on["web3"] {
+		t.Fatalf("a spread group's guests are not on three members: %v", on)
+	}
+	for name, member := range on {
+		if out := c.Must(t, "exec", name, "--", "hostname"); strings.TrimSpace(out) != name {
+			t.Errorf("exec %s (on %s) from c: %q", name, member, out)
+		}
+	}
+	if out := a.Must(t, "list"); !strings.Contains(out, "HOST") {
+		t.Errorf("a cluster's list has no HOST column: %s", out)
+	}
+	elsewhere := map[string]string{"a": "b", "b": "c", "c": "a"}
+	expectError(t, b.Daemon, "the name is taken on cluster member "+on["web1"], "launch", "busybox", "web1", "--target", elsewhere[on["web1"]])
+	expectError(t, b.Daemon, "target \"nowhere\": no such cluster member", "launch", "busybox", "x", "--target", "nowhere")
+	a.Must(t, "stop", "web3")
+	if g := listed(t, c)["web3"]; g.State != api.StateStopped {
+		t.Errorf("web3 after stop through a: %+v", g)
+	}
+	a.Must(t, "delete", "web3")
+	if _, still := listed(t, c)["web3"]; still {
+		t.Errorf("web3 is listed after its delete")
+	}
+	for _, m := range []*labMember{b, c} {
+		if _, err := os.Stat(filepath.Join(m.StateDir, "templates", "busybox", "template.yaml")); err != nil {
+			t.Errorf("member %s did not fetch the template a built: %v", m.name, err)
+		}
+	}
+
+	// A cold move: stopped, copied, started on the target.
+	from := on["web1"]
+	to := elsewhere[from]
+	_, moveErr, code := a.Run("move", "web1", "--target", to)
+	if code != 0 || !strings.Contains(moveErr, "moved cold") {
+		t.Fatalf("move web1 from %s to %s: exit %d: %s", from, to, code, moveErr)
+	}
+	if g := listed(t, b)["web1"]; g.Member != to || g.State != api.StateRunning {
+		t.Fatalf("web1 after its move to %s: %+v", to, g)
+	}
+
+	testHAFailover(t, lab, a, b, c)
+	testPartition(t, lab, a, b, c)
+	testForeignMember(t, lab, a)
+}
+
+// An HA guest on c runs again on a or b, from its replica, within 30 s of
+// c's death; c comes back without a second copy.
+func testHAFailover(t *testing.T, lab *clusterLab, a, b, c *labMember) {
+	a.Must(t, "launch", "busybox", "ha1", "--target", "c", "--ha")
+	c.Must(t, "exec", "ha1", "--", "sh", "-c", "echo kept > /root/marker && sync")
+	eventually(t, 30*time.Second, "ha1's replica on a or b", func() error {
+		for _, m := range []*labMember{a, b} {
+			if _, err := os.Stat(filepath.Join(m.StateDir, "replicas", "ha1", "meta.json")); err == nil {
+				return nil
+			}
+		}
+		return fmt.Errorf("no replica yet")
+	})
+	// c dies as a host does: its daemon and every process of its guests.
+	var pids []int
+	for _, g := range listed(t, a) {
+		if g.Member == "c" && g.State == api.StateRunning {
+			pids = append(pids, g.PID, g.MonitorPID)
+		}
+	}
+	c.Kill()
+	for _, pid := range pids {
+		if pid > 0 {
+			syscall.Kill(pid, syscall.SIGKILL)
+		}
+	}
+	took := eventually(t, 30*time.Second, "ha1 running again on a or b", func() error {
+		g := listed(t, a)["ha1"]
+		if g.State != api.StateRunning || g.Member == "c" {
+			return fmt.Errorf("ha1: %s on %s", g.State, g.Member)
+		}
+		return nil
+	})
+	t.Logf("failover: ha1 ran again %s after c was killed", took.Round(time.Millisecond))
+	if out := b.Must(t, "exec", "ha1", "--", "cat", "/root/marker"); out != "kept\n" {
+		t.Errorf("ha1's replicated file after the failover: %q", out)
+	}
+	for _, m := range clusterView(t, b).Members {
+		if m.Name == "c" && m.Health != api.MemberOffline {
+			t.Errorf("c after its death: %+v", m)
+		}
+	}
+	// c comes back: it rejoins and drops its stale copy.
+	if err := c.Restart(); err != nil {
+		t.Fatal(err)
+	}
+	eventually(t, 60*time.Second, "c back online without its stale copy of ha1", func() error {
+		for _, m := range clusterView(t, a).Members {
+			if m.Health != api.MemberOnline {
+				return fmt.Errorf("member %s is %s", m.Name, m.Health)
+			}
+		}
+		if _, err := os.Stat(filepath.Join(c.StateDir, "guests", "ha1")); err == nil {
+			return fmt.Errorf("c still has ha1")
+		}
+		return nil
+	})
+	if g := listed(t, c)["ha1"]; g.Member == "c" || g.State != api.StateRunning {
+		t.Errorf("ha1 after c came back: %+v", g)
+	}
+}
+
+// a, cut off from b and c, refuses writes and says so; b and c go on.
+func testPartition(t *testing.T, lab *clusterLab, a, b, c *labMember) {
+	lab.cut(a, true)
+	eventually(t, 30*time.Second, "a refusing writes", func() error {
+		_, errOut, code := a.Run("launch", "busybox", "minority", "--target", "a")
+		if code == 0 {
+			a.Run("delete", "--force", "minority")
+			return fmt.Errorf("a launched a guest while cut off")
+		}
+		if !strings.Contains(errOut, "cannot reach a majority") {
+			return fmt.Errorf("a's refusal: %s", errOut)
+		}
+		return nil
+	})
+	if view := clusterView(t, a); view.Writable {
+		t.Errorf("a cut off says it is writable: %+v", view)
+	}
+	b.Must(t, "launch", "busybox", "majority", "--target", "c")
+	lab.cut(a, false)
+	eventually(t, 60*time.Second, "a writable again", func() error {
+		if view := clusterView(t, a); !view.Writable {
+			return fmt.Errorf("%s", view.Reason)
+		}
+		return nil
+	})
+	if g := listed(t, a)["majority"]; g.Member != "c" || g.State != api.StateRunning {
+		t.Errorf("the majority's guest seen from a: %+v", g)
+	}
+	a.Must(t, "delete", "--force", "majority")
+}
+
+// A member of another cluster is a stranger: its certificates reach
+// neither this cluster's etcd nor the members' routes.
+func testForeignMember(t *testing.T, lab *clusterLab, a *labMember) {
+	x := lab.member("x")
+	x.Must(t, "cluster", "init", "--member", "x")
+	ours := filepath.Join(a.StateDir, "cluster")
+	theirs := filepath.Join(x.StateDir, "cluster")
+	if err := etcdGet(a.addr, ours, ours); err != nil {
+		t.Fatalf("a's own member certificate does not reach its etcd: %v", err)
+	}
+	if err := etcdGet(a.addr, theirs, ours); err == nil {
+		t.Errorf("a foreign member's certificate reached a's etcd")
+	}
+	pair, err := tls.LoadX509KeyPair(filepath.Join(x.StateDir, "tls", "server.crt"), filepath.Join(x.StateDir, "tls", "server.key"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	hc := &http.Client{Timeout: 10 * time.Second, Transport: &http.Transport{TLSClientConfig: &tls.Config{Certificates: []tls.Certificate{pair}, InsecureSkipVerify: true}}}
+	for _, req := range []struct{ method, path string }{
+		{http.MethodPut, "/1.0/cluster/replicas/evil"},
+		{http.MethodPost, "/1.0/cluster/leave"},
+		{http.MethodGet, "/1.0/guests"},
+	} {
+		r, _ := http.NewRequest(req.method, "https://"+a.addr+":8443"+req.path, strings.NewReader("{}"))
+		r.Header.Set("X-Polyvisor-Forwarded-By", "x")
+		resp, err := hc.Do(r)
+		if err != nil {
+			t.Fatalf("%s %s: %v", req.method, req.path, err)
+		}
+		resp.Body.Close()
+		if resp.StatusCode != http.StatusForbidden {
+			t.Errorf("%s %s with a foreign member's certificate: %s, want 403", req.method, req.path, resp.Status)
+		}
+	}
+}
+
+// etcdGet reads a's etcd at addr with the member key pair kept in
+// certDir, trusting the authority kept in caDir.
+func etcdGet(addr, certDir, caDir string) error {
+	pair, err := tls.LoadX509KeyPair(filepath.Join(certDir, "member.crt"), filepath.Join(certDir, "member.key"))
+	if err != nil {
+		return err
+	}
+	caPEM, err := os.ReadFile(filepath.Join(caDir, "ca.crt"))
+	if err != nil {
+		return err
+	}
+	pool := x509.NewCertPool()
+	pool.AppendCertsFromPEM(caPEM)
+	cli, err := clientv3.New(clientv3.Config{Endpoints: []string{"https://" + addr + ":2379"}, DialTimeout: 3 * time.Second,
+		TLS: &tls.Config{Certificates: []tls.Certificate{pair}, RootCAs: pool}, Logger: zap.NewNop()})
+	if err != nil {
+		return err
+	}
+	defer cli.Close()
+	ctx, cancel := context.WithTimeout(context.Background(), 3*time.Second)
+	defer cancel()
+	_, err = cli.Get(ctx, "/polyvisor/settings")
+	return err
+}
+
+// formCluster founds a cluster of a, b and c from tokens and waits for
+// all three to vote.
+func formCluster(t *testing.T, a, b, c *labMember) {
+	t.Helper()
+	a.Must(t, "cluster", "init", "--member", "a", "--offline-after", "5s", "--replicate-every", "2s")
+	b.Must(t, "cluster", "join", strings.TrimSpace(a.Must(t, "cluster", "add", "b")))
+	c.Must(t, "cluster", "join", strings.TrimSpace(a.Must(t, "cluster", "add", "c")))
+	eventually(t, 30*time.Second, "three voters online", func() error {
+		for _, m := range clusterView(t, a).Members {
+			if m.Health != api.MemberOnline || m.Role != "voter" {
+				return fmt.Errorf("member %+v", m)
+			}
+		}
+		return nil
+	})
+}
+
+// The default network spans the members: a guest on a pings one on c by
+// name; a running VM moves live from a to b, a counter in it counting on.
+func TestClusterNetworkAndLiveMove(t *testing.T) {
+	requireVMTemplates(t)
+	lab := newClusterLab(t)
+	a := lab.member("a", "--default-network", "polyvisor0")
+	b := lab.member("b", "--default-network", "polyvisor0")
+	c := lab.member("c", "--default-network", "polyvisor0")
+	a.Must(t, "template", "build", "busybox")
+	copyTemplate(t, env.main, a.Daemon, "busybox.vm.amd64")
+	formCluster(t, a, b, c)
+
+	a.Must(t, "launch", "busybox", "n1", "--target", "a")
+	a.Must(t, "launch", "busybox", "n3", "--target", "c")
+	addr3 := waitForAddress(t, a.Daemon, "n3")
+	if addr1 := waitForAddress(t, a.Daemon, "n1"); addr1 == addr3 {
+		t.Fatalf("n1 and n3 share an address: %s", addr1)
+	}
+	eventually(t, 30*time.Second, "n1 on a pinging n3 on c by name", func() error {
+		out, errOut, code := a.Run("exec", "n1", "--", "busybox", "ping", "-c", "1", "-W", "2", "n3.polyvisor")
+		if code != 0 || !strings.Contains(out, addr3) {
+			return fmt.Errorf("exit %d: %s%s", code, out, errOut)
+		}
+		return nil
+	})
+
+	a.Must(t, "launch", "busybox", "vm1", "--type", "vm", "--memory", "256MiB", "--target", "a")
+	a.Must(t, "exec", "vm1", "--", "sh", "-c", `setsid sh -c 'i=0; while :; do i=$((i+1)); echo $i > /tmp/c; sleep 0.2; done' </dev/null >/dev/null 2>&1 &`)
+	count := func() int {
+		t.Helper()
+		var n int
+		out := a.Must(t, "exec", "vm1", "--", "cat", "/tmp/c")
+		if _, err := fmt.Sscan(out, &n); err != nil {
+			t.Fatalf("vm1's counter: %q", out)
+		}
+		return n
+	}
+	time.Sleep(time.Second)
+	before := count()
+	_, moveErr, code := a.Run("move", "vm1", "--target", "b")
+	if code != 0 || !strings.Contains(moveErr, "moved live") {
+		t.Fatalf("move vm1 to b: exit %d: %s", code, moveErr)
+	}
+	t.Logf("move: %s", strings.TrimSpace(moveErr))
+	if g := listed(t, c)["vm1"]; g.Member != "b" || g.State != api.StateRunning {
+		t.Fatalf("vm1 after its move: %+v", g)
+	}
+	first := count()
+	time.Sleep(time.Second)
+	if second := count(); !(before < first && first < second) {
+		t.Errorf("vm1's counter: %d before the move, then %d and %d a second apart: it restarted or stopped", before, first, second)
+	}
+	if _, err := os.Stat(filepath.Join(a.StateDir, "guests", "vm1")); err == nil {
+		t.Errorf("vm1 is still on a after its move")
+	}
+	a.Must(t, "delete", "--force", "vm1")
+}
