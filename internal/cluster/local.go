@@ -22,13 +22,13 @@ type Local struct {
 	Address string `json:"address"`
 	// InitialCluster and New are etcd's first start: the members as the
 	// member joined them, and whether it founded the cluster.
-	InitialCluster string    `json:"initialCluster"`
-	New            bool      `json:"new,omitempty"`
+	InitialCluster string `json:"initialCluster"`
+	New            bool   `json:"new,omitempty"`
 	// ForceNew, for one start, makes the member's etcd a cluster of one
 	// that keeps its data (etcd's --force-new-cluster); never saved.
-	ForceNew bool `json:"-"`
-	Settings       Settings  `json:"settings"`
-	JoinedAt       time.Time `json:"joinedAt"`
+	ForceNew bool      `json:"-"`
+	Settings Settings  `json:"settings"`
+	JoinedAt time.Time `json:"joinedAt"`
 }
 
 // Settings are the cluster's timings, chosen at init, kept in etcd and
