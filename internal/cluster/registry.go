@@ -50,10 +50,7 @@ type Status struct {
 	// Classes are the guest types this member can run: type → "ok" or
 	// why not (host check's verdicts).
 	Classes map[string]string `json:"classes"`
-	// Criu is empty when containers move live (runc checkpoint) here,
-	// else why not.
-	Criu string    `json:"criu,omitempty"`
-	At   time.Time `json:"at"`
+	At      time.Time         `json:"at"`
 }
 
 // Placement is where a guest runs, cluster-wide: its name is taken

@@ -4,8 +4,6 @@ import (
 	"context"
 	"fmt"
 	"net/http"
-	"os/exec"
-	"strings"
 	"time"
 
 	"github.com/polyvisor/polyvisor/internal/cluster"
@@ -47,7 +45,7 @@ func (d *Daemon) clusterMove(r *http.Request, name, target string) (any, error) 
 				return err
 			}
 		}
-		reason := d.coldReason(def.Type, running(def), alive[target])
+		reason := coldReason(def.Type, running(def))
 		if err := d.coldMove(ctx, c, name, m); err != nil {
 			return fmt.Errorf("move %s to %s: %w", name, target, err)
 		}
@@ -58,36 +56,14 @@ func (d *Daemon) clusterMove(r *http.Request, name, target string) (any, error) 
 }
 
 // coldReason says why a move is cold.
-func (d *Daemon) coldReason(kind string, isRunning bool, target cluster.Status) string {
+func coldReason(kind string, isRunning bool) string {
 	switch {
 	case !isRunning:
 		return "the guest is stopped"
 	case kind == "vm":
 		return "this VM's class does not migrate live"
-	case target.Criu != "":
-		return "containers move live only by CRIU, and on the target " + target.Criu
 	}
-	return "containers move live only by CRIU, and on this host " + criuVerdict()
-}
-
-// criuVerdict is why runc checkpoint/restore (CRIU) does not serve here.
-func criuVerdict() string {
-	path, err := exec.LookPath("criu")
-	if err != nil {
-		return "criu is not installed (Debian's criu package)"
-	}
-	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
-	defer cancel()
-	out, err := exec.CommandContext(ctx, path, "check").CombinedOutput()
-	if err != nil {
-		return "'criu check' fails: " + lastLine(string(out))
-	}
-	return "containers' checkpoints are not taken by this version (CRIU works, but polyvisor's container driver does not checkpoint yet)"
-}
-
-func lastLine(s string) string {
-	lines := strings.Split(strings.TrimSpace(s), "\n")
-	return strings.TrimSpace(lines[len(lines)-1])
+	return "containers move cold: a live move needs CRIU checkpoints (runc checkpoint/restore), which polyvisor's container driver does not take yet"
 }
 
 // coldMove stops a guest, hands its copy to m, has m run it (started if

@@ -7,7 +7,6 @@ import (
 	"fmt"
 	"net/http"
 	"os"
-	"os/exec"
 	"path/filepath"
 	"strings"
 	"syscall"
@@ -21,160 +20,14 @@ import (
 	"github.com/polyvisor/polyvisor/pkg/api"
 )
 
-// clusterLab is a test's hosts: each daemon in a network namespace of
-// its own, every namespace (and the test, from the host's) on one
-// underlay bridge in a namespace the test makes.
-type clusterLab struct {
-	t        *testing.T
-	underlay string // the bridge's namespace
-	prefix   string // 198.19.N.
-	members  map[string]*labMember
-	seq      int
-}
-
-type labMember struct {
-	*testenv.Daemon
-	name, addr, veth string
-}
-
-// newClusterLab makes the underlay: a bridge in a namespace of its own,
-// with this host's end at .254.
-func newClusterLab(t *testing.T) *clusterLab {
-	t.Helper()
-	n := os.Getpid() % 250
-	lab := &clusterLab{t: t, underlay: fmt.Sprintf("pv-ul-%d", os.Getpid()), prefix: fmt.Sprintf("198.19.%d.", n), members: map[string]*labMember{}}
-	ipOrFatal(t, "netns", "add", lab.underlay)
-	t.Cleanup(func() { exec.Command("ip", "netns", "delete", lab.underlay).Run() })
-	hostEnd := fmt.Sprintf("pvul%d", os.Getpid()%100000)
-	for _, args := range [][]string{
-		{"-n", lab.underlay, "link", "add", "br0", "type", "bridge"},
-		{"-n", lab.underlay, "link", "set", "br0", "up"},
-		{"link", "add", hostEnd, "type", "veth", "peer", "name", "host", "netns", lab.underlay},
-		{"-n", lab.underlay, "link", "set", "host", "master", "br0", "up"},
-		{"addr", "add", lab.prefix + "254/24", "dev", hostEnd},
-		{"link", "set", hostEnd, "up"},
-	} {
-		ipOrFatal(t, args...)
-	}
-	t.Cleanup(func() { exec.Command("ip", "link", "delete", hostEnd).Run() })
-	return lab
-}
-
-func ipOrFatal(t *testing.T, args ...string) {
-	t.Helper()
-	if out, err := exec.Command("ip", args...).CombinedOutput(); err != nil {
-		t.Fatalf("ip %s: %v: %s", strings.Join(args, " "), err, out)
-	}
-}
-
-// member starts a daemon named name in its own namespace, on the
-// underlay at the next address, serving HTTPS there.
-func (lab *clusterLab) member(name string, extra ...string) *labMember {
-	t := lab.t
-	t.Helper()
-	lab.seq++
-	addr := fmt.Sprintf("%s%d", lab.prefix, lab.seq)
-	ns := fmt.Sprintf("pv-cl-%d-%s", os.Getpid(), name)
-	args := append([]string{"--listen", addr + ":8443"}, extra...)
-	if len(extra) == 0 {
-		args = append(args, "--default-network", "none")
-	}
-	d, err := testenv.StartInNetnsBefore(t.TempDir(), env.bin, ns, func() error {
-		veth := "ul-" + name
-		for _, a := range [][]string{
-			{"link", "add", veth, "netns", lab.underlay, "type", "veth", "peer", "name", "eth0", "netns", ns},
-			{"-n", lab.underlay, "link", "set", veth, "master", "br0", "up"},
-			{"-n", ns, "addr", "add", addr + "/24", "dev", "eth0"},
-			{"-n", ns, "link", "set", "eth0", "up"},
-		} {
-			if out, err := exec.Command("ip", a...).CombinedOutput(); err != nil {
-				return fmt.Errorf("ip %s: %v: %s", strings.Join(a, " "), err, out)
-			}
-		}
-		return nil
-	}, args...)
-	if err != nil {
-		t.Fatal(err)
-	}
-	m := &labMember{Daemon: d, name: name, addr: addr, veth: "ul-" + name}
-	lab.members[name] = m
-	t.Cleanup(func() { m.destroy(t) })
-	return m
-}
-
-// destroy ends a member outside its cluster: the others may be gone, and
-// a member without a quorum refuses the deletes that clean up.
-func (m *labMember) destroy(t *testing.T) {
-	if t.Failed() {
-		log := m.Log()
-		t.Logf("member %s's log (its end):\n%s", m.name, log[max(0, len(log)-6000):])
-	}
-	m.Kill()
-	os.RemoveAll(filepath.Join(m.StateDir, "cluster"))
-	if err := m.Destroy(); err != nil {
-		t.Logf("destroy member %s: %v", m.name, err)
-	}
-}
-
-// cut takes a member off the underlay, or puts it back.
-func (lab *clusterLab) cut(m *labMember, off bool) {
-	state := "up"
-	if off {
-		state = "down"
-	}
-	ipOrFatal(lab.t, "-n", lab.underlay, "link", "set", m.veth, state)
-}
-
-// clusterView is `cluster list` as JSON.
-func clusterView(t *testing.T, m *labMember) api.Cluster {
-	t.Helper()
-	var c api.Cluster
-	if err := jsonUnmarshal(m.Must(t, "cluster", "list", "--format", "json"), &c); err != nil {
-		t.Fatal(err)
-	}
-	return c
-}
-
-// listed is every guest the member lists, by name.
-func listed(t *testing.T, m *labMember) map[string]api.Guest {
-	t.Helper()
-	var gs []api.Guest
-	if err := jsonUnmarshal(m.Must(t, "list", "--format", "json"), &gs); err != nil {
-		t.Fatal(err)
-	}
-	out := map[string]api.Guest{}
-	for _, g := range gs {
-		if _, twice := out[g.Name]; twice {
-			t.Errorf("guest %s is listed twice", g.Name)
-		}
-		out[g.Name] = g
-	}
-	return out
-}
-
-// eventually retries check until it returns nil or within passes.
-func eventually(t *testing.T, within time.Duration, what string, check func() error) time.Duration {
-	t.Helper()
-	began := time.Now()
-	var err error
-	for time.Since(began) < within {
-		if err = check(); err == nil {
-			return time.Since(began)
-		}
-		time.Sleep(500 * time.Millisecond)
-	}
-	t.Fatalf("%s: not within %s: %v", what, within, err)
-	return 0
-}
-
 // Three members form a cluster from tokens and act as one: guests placed
 // on all three, listed and exec'd into from any; an HA guest runs again
 // elsewhere when its member dies, and the member comes back without a
 // second copy; a member cut off from the others refuses writes.
 func TestClusterOfThree(t *testing.T) {
 	requireRoot(t)
-	lab := newClusterLab(t)
-	a, b, c := lab.member("a"), lab.member("b"), lab.member("c")
+	lab := testenv.NewClusterLab(t, env.bin)
+	a, b, c := lab.Member("a"), lab.Member("b"), lab.Member("c")
 	// Built on a alone: the others fetch it when a guest lands on them.
 	a.Must(t, "template", "build", "busybox")
 
@@ -187,8 +40,8 @@ func TestClusterOfThree(t *testing.T) {
 	expectError(t, c.Daemon, "token: not one that 'polyvisor cluster add' printed", "cluster", "join", "pvjoin-"+strings.Repeat("x", 40))
 	expectError(t, c.Daemon, "token: not one that 'polyvisor cluster add' printed", "cluster", "join", tokenB[:len(tokenB)-9])
 	c.Must(t, "cluster", "join", strings.TrimSpace(b.Must(t, "cluster", "add", "c")))
-	eventually(t, 20*time.Second, "three members online", func() error {
-		view := clusterView(t, c)
+	testenv.Eventually(t, 20*time.Second, "three members online", func() error {
+		view := c.Cluster(t)
 		if len(view.Members) != 3 {
 			return fmt.Errorf("members: %+v", view.Members)
 		}
@@ -208,7 +61,7 @@ func TestClusterOfThree(t *testing.T) {
 		a.Must(t, "launch", "busybox", name, "--spread", "web")
 	}
 	on := map[string]string{}
-	for name, g := range listed(t, b) {
+	for name, g := range b.Listed(t) {
 		on[name] = g.Member
 		if g.State != api.StateRunning {
 			t.Errorf("guest %s: %s", name, g.State)
@@ -229,16 +82,16 @@ func TestClusterOfThree(t *testing.T) {
 	expectError(t, b.Daemon, "the name is taken on cluster member "+on["web1"], "launch", "busybox", "web1", "--target", elsewhere[on["web1"]])
 	expectError(t, b.Daemon, "target \"nowhere\": no such cluster member", "launch", "busybox", "x", "--target", "nowhere")
 	a.Must(t, "stop", "web3")
-	if g := listed(t, c)["web3"]; g.State != api.StateStopped {
+	if g := c.Listed(t)["web3"]; g.State != api.StateStopped {
 		t.Errorf("web3 after stop through a: %+v", g)
 	}
 	a.Must(t, "delete", "web3")
-	if _, still := listed(t, c)["web3"]; still {
+	if _, still := c.Listed(t)["web3"]; still {
 		t.Errorf("web3 is listed after its delete")
 	}
-	for _, m := range []*labMember{b, c} {
+	for _, m := range []*testenv.Member{b, c} {
 		if _, err := os.Stat(filepath.Join(m.StateDir, "templates", "busybox", "template.yaml")); err != nil {
-			t.Errorf("member %s did not fetch the template a built: %v", m.name, err)
+			t.Errorf("member %s did not fetch the template a built: %v", m.Name, err)
 		}
 	}
 
@@ -249,7 +102,7 @@ func TestClusterOfThree(t *testing.T) {
 	if code != 0 || !strings.Contains(moveErr, "moved cold") {
 		t.Fatalf("move web1 from %s to %s: exit %d: %s", from, to, code, moveErr)
 	}
-	if g := listed(t, b)["web1"]; g.Member != to || g.State != api.StateRunning {
+	if g := b.Listed(t)["web1"]; g.Member != to || g.State != api.StateRunning {
 		t.Fatalf("web1 after its move to %s: %+v", to, g)
 	}
 
@@ -260,11 +113,11 @@ func TestClusterOfThree(t *testing.T) {
 
 // An HA guest on c runs again on a or b, from its replica, within 30 s of
 // c's death; c comes back without a second copy.
-func testHAFailover(t *testing.T, lab *clusterLab, a, b, c *labMember) {
+func testHAFailover(t *testing.T, lab *testenv.ClusterLab, a, b, c *testenv.Member) {
 	a.Must(t, "launch", "busybox", "ha1", "--target", "c", "--ha")
 	c.Must(t, "exec", "ha1", "--", "sh", "-c", "echo kept > /root/marker && sync")
-	eventually(t, 30*time.Second, "ha1's replica on a or b", func() error {
-		for _, m := range []*labMember{a, b} {
+	testenv.Eventually(t, 30*time.Second, "ha1's replica on a or b", func() error {
+		for _, m := range []*testenv.Member{a, b} {
 			if _, err := os.Stat(filepath.Join(m.StateDir, "replicas", "ha1", "meta.json")); err == nil {
 				return nil
 			}
@@ -273,7 +126,7 @@ func testHAFailover(t *testing.T, lab *clusterLab, a, b, c *labMember) {
 	})
 	// c dies as a host does: its daemon and every process of its guests.
 	var pids []int
-	for _, g := range listed(t, a) {
+	for _, g := range a.Listed(t) {
 		if g.Member == "c" && g.State == api.StateRunning {
 			pids = append(pids, g.PID, g.MonitorPID)
 		}
@@ -284,8 +137,8 @@ func testHAFailover(t *testing.T, lab *clusterLab, a, b, c *labMember) {
 			syscall.Kill(pid, syscall.SIGKILL)
 		}
 	}
-	took := eventually(t, 30*time.Second, "ha1 running again on a or b", func() error {
-		g := listed(t, a)["ha1"]
+	took := testenv.Eventually(t, 30*time.Second, "ha1 running again on a or b", func() error {
+		g := a.Listed(t)["ha1"]
 		if g.State != api.StateRunning || g.Member == "c" {
 			return fmt.Errorf("ha1: %s on %s", g.State, g.Member)
 		}
@@ -295,7 +148,7 @@ func testHAFailover(t *testing.T, lab *clusterLab, a, b, c *labMember) {
 	if out := b.Must(t, "exec", "ha1", "--", "cat", "/root/marker"); out != "kept\n" {
 		t.Errorf("ha1's replicated file after the failover: %q", out)
 	}
-	for _, m := range clusterView(t, b).Members {
+	for _, m := range b.Cluster(t).Members {
 		if m.Name == "c" && m.Health != api.MemberOffline {
 			t.Errorf("c after its death: %+v", m)
 		}
@@ -304,8 +157,8 @@ func testHAFailover(t *testing.T, lab *clusterLab, a, b, c *labMember) {
 	if err := c.Restart(); err != nil {
 		t.Fatal(err)
 	}
-	eventually(t, 60*time.Second, "c back online without its stale copy of ha1", func() error {
-		for _, m := range clusterView(t, a).Members {
+	testenv.Eventually(t, 60*time.Second, "c back online without its stale copy of ha1", func() error {
+		for _, m := range a.Cluster(t).Members {
 			if m.Health != api.MemberOnline {
 				return fmt.Errorf("member %s is %s", m.Name, m.Health)
 			}
@@ -315,15 +168,15 @@ func testHAFailover(t *testing.T, lab *clusterLab, a, b, c *labMember) {
 		}
 		return nil
 	})
-	if g := listed(t, c)["ha1"]; g.Member == "c" || g.State != api.StateRunning {
+	if g := c.Listed(t)["ha1"]; g.Member == "c" || g.State != api.StateRunning {
 		t.Errorf("ha1 after c came back: %+v", g)
 	}
 }
 
 // a, cut off from b and c, refuses writes and says so; b and c go on.
-func testPartition(t *testing.T, lab *clusterLab, a, b, c *labMember) {
-	lab.cut(a, true)
-	eventually(t, 30*time.Second, "a refusing writes", func() error {
+func testPartition(t *testing.T, lab *testenv.ClusterLab, a, b, c *testenv.Member) {
+	lab.Cut(a, true)
+	testenv.Eventually(t, 30*time.Second, "a refusing writes", func() error {
 		_, errOut, code := a.Run("launch", "busybox", "minority", "--target", "a")
 		if code == 0 {
 			a.Run("delete", "--force", "minority")
@@ -334,18 +187,18 @@ func testPartition(t *testing.T, lab *clusterLab, a, b, c *labMember) {
 		}
 		return nil
 	})
-	if view := clusterView(t, a); view.Writable {
+	if view := a.Cluster(t); view.Writable {
 		t.Errorf("a cut off says it is writable: %+v", view)
 	}
 	b.Must(t, "launch", "busybox", "majority", "--target", "c")
-	lab.cut(a, false)
-	eventually(t, 60*time.Second, "a writable again", func() error {
-		if view := clusterView(t, a); !view.Writable {
+	lab.Cut(a, false)
+	testenv.Eventually(t, 60*time.Second, "a writable again", func() error {
+		if view := a.Cluster(t); !view.Writable {
 			return fmt.Errorf("%s", view.Reason)
 		}
 		return nil
 	})
-	if g := listed(t, a)["majority"]; g.Member != "c" || g.State != api.StateRunning {
+	if g := a.Listed(t)["majority"]; g.Member != "c" || g.State != api.StateRunning {
 		t.Errorf("the majority's guest seen from a: %+v", g)
 	}
 	a.Must(t, "delete", "--force", "majority")
@@ -353,15 +206,18 @@ func testPartition(t *testing.T, lab *clusterLab, a, b, c *labMember) {
 
 // A member of another cluster is a stranger: its certificates reach
 // neither this cluster's etcd nor the members' routes.
-func testForeignMember(t *testing.T, lab *clusterLab, a *labMember) {
-	x := lab.member("x")
+func testForeignMember(t *testing.T, lab *testenv.ClusterLab, a *testenv.Member) {
+	x := lab.Member("x")
+	late := strings.TrimSpace(a.Must(t, "cluster", "add", "x", "--expiry", "1s"))
+	time.Sleep(1500 * time.Millisecond)
+	expectError(t, x.Daemon, "the join token expired", "cluster", "join", late)
 	x.Must(t, "cluster", "init", "--member", "x")
 	ours := filepath.Join(a.StateDir, "cluster")
 	theirs := filepath.Join(x.StateDir, "cluster")
-	if err := etcdGet(a.addr, ours, ours); err != nil {
+	if err := etcdGet(a.Addr, ours, ours); err != nil {
 		t.Fatalf("a's own member certificate does not reach its etcd: %v", err)
 	}
-	if err := etcdGet(a.addr, theirs, ours); err == nil {
+	if err := etcdGet(a.Addr, theirs, ours); err == nil {
 		t.Errorf("a foreign member's certificate reached a's etcd")
 	}
 	pair, err := tls.LoadX509KeyPair(filepath.Join(x.StateDir, "tls", "server.crt"), filepath.Join(x.StateDir, "tls", "server.key"))
@@ -374,7 +230,7 @@ func testForeignMember(t *testing.T, lab *clusterLab, a *labMember) {
 		{http.MethodPost, "/1.0/cluster/leave"},
 		{http.MethodGet, "/1.0/guests"},
 	} {
-		r, _ := http.NewRequest(req.method, "https://"+a.addr+":8443"+req.path, strings.NewReader("{}"))
+		r, _ := http.NewRequest(req.method, "https://"+a.Addr+":8443"+req.path, strings.NewReader("{}"))
 		r.Header.Set("X-Polyvisor-Forwarded-By", "x")
 		resp, err := hc.Do(r)
 		if err != nil {
@@ -412,34 +268,17 @@ func etcdGet(addr, certDir, caDir string) error {
 	return err
 }
 
-// formCluster founds a cluster of a, b and c from tokens and waits for
-// all three to vote.
-func formCluster(t *testing.T, a, b, c *labMember) {
-	t.Helper()
-	a.Must(t, "cluster", "init", "--member", "a", "--offline-after", "5s", "--replicate-every", "2s")
-	b.Must(t, "cluster", "join", strings.TrimSpace(a.Must(t, "cluster", "add", "b")))
-	c.Must(t, "cluster", "join", strings.TrimSpace(a.Must(t, "cluster", "add", "c")))
-	eventually(t, 30*time.Second, "three voters online", func() error {
-		for _, m := range clusterView(t, a).Members {
-			if m.Health != api.MemberOnline || m.Role != "voter" {
-				return fmt.Errorf("member %+v", m)
-			}
-		}
-		return nil
-	})
-}
-
 // The default network spans the members: a guest on a pings one on c by
 // name; a running VM moves live from a to b, a counter in it counting on.
 func TestClusterNetworkAndLiveMove(t *testing.T) {
 	requireVMTemplates(t)
-	lab := newClusterLab(t)
-	a := lab.member("a", "--default-network", "polyvisor0")
-	b := lab.member("b", "--default-network", "polyvisor0")
-	c := lab.member("c", "--default-network", "polyvisor0")
+	lab := testenv.NewClusterLab(t, env.bin)
+	a := lab.Member("a", "--default-network", "polyvisor0")
+	b := lab.Member("b", "--default-network", "polyvisor0")
+	c := lab.Member("c", "--default-network", "polyvisor0")
 	a.Must(t, "template", "build", "busybox")
 	copyTemplate(t, env.main, a.Daemon, "busybox.vm.amd64")
-	formCluster(t, a, b, c)
+	lab.Form([]*testenv.Member{a, b, c}, "--offline-after", "5s", "--replicate-every", "2s")
 
 	a.Must(t, "launch", "busybox", "n1", "--target", "a")
 	a.Must(t, "launch", "busybox", "n3", "--target", "c")
@@ -447,7 +286,7 @@ func TestClusterNetworkAndLiveMove(t *testing.T) {
 	if addr1 := waitForAddress(t, a.Daemon, "n1"); addr1 == addr3 {
 		t.Fatalf("n1 and n3 share an address: %s", addr1)
 	}
-	eventually(t, 30*time.Second, "n1 on a pinging n3 on c by name", func() error {
+	testenv.Eventually(t, 30*time.Second, "n1 on a pinging n3 on c by name", func() error {
 		out, errOut, code := a.Run("exec", "n1", "--", "busybox", "ping", "-c", "1", "-W", "2", "n3.polyvisor")
 		if code != 0 || !strings.Contains(out, addr3) {
 			return fmt.Errorf("exit %d: %s%s", code, out, errOut)
@@ -473,7 +312,7 @@ func TestClusterNetworkAndLiveMove(t *testing.T) {
 		t.Fatalf("move vm1 to b: exit %d: %s", code, moveErr)
 	}
 	t.Logf("move: %s", strings.TrimSpace(moveErr))
-	if g := listed(t, c)["vm1"]; g.Member != "b" || g.State != api.StateRunning {
+	if g := c.Listed(t)["vm1"]; g.Member != "b" || g.State != api.StateRunning {
 		t.Fatalf("vm1 after its move: %+v", g)
 	}
 	first := count()
