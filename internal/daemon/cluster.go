@@ -3,10 +3,7 @@ package daemon
 import (
 	"cmp"
 	"context"
-	"crypto/rand"
-	"crypto/sha256"
 	"crypto/tls"
-	"encoding/hex"
 	"encoding/json"
 	"errors"
 	"fmt"
@@ -23,6 +20,7 @@ import (
 	"github.com/polyvisor/polyvisor/internal/cluster"
 	"github.com/polyvisor/polyvisor/internal/guest"
 	"github.com/polyvisor/polyvisor/internal/pki"
+	"github.com/polyvisor/polyvisor/internal/trust"
 	"github.com/polyvisor/polyvisor/pkg/api"
 	"github.com/polyvisor/polyvisor/pkg/client"
 )
@@ -372,26 +370,15 @@ func (d *Daemon) handleClusterToken(r *http.Request) (any, error) {
 			return nil, fmt.Errorf("%w: expiry %q: give a Go duration such as 30m or 24h", api.ErrInvalid, req.ExpiresIn)
 		}
 	}
-	secret := randomSecret()
+	secret := trust.NewSecret()
 	expires := time.Now().Add(lifetime).UTC()
-	if err := c.reg.PutToken(r.Context(), req.Name, hashSecret(secret), expires); err != nil {
+	if err := c.reg.PutToken(r.Context(), req.Name, trust.HashSecret(secret), expires); err != nil {
 		return nil, err
 	}
 	token := api.ClusterToken{Cluster: c.local.Cluster, Name: req.Name, Addresses: []string{d.memberAPI(c.local.Address)},
 		Fingerprint: d.remote.fingerprint, Secret: secret, ExpiresAt: expires}
 	d.log.Info("issued a cluster join token", "member", req.Name, "expires", expires.Format(time.RFC3339), "by", clientName(r))
 	return api.ClusterTokenIssued{Name: req.Name, Token: token.Encode(), ExpiresAt: expires}, nil
-}
-
-func randomSecret() string {
-	b := make([]byte, 32)
-	rand.Read(b)
-	return hex.EncodeToString(b)
-}
-
-func hashSecret(secret string) string {
-	sum := sha256.Sum256([]byte(secret))
-	return hex.EncodeToString(sum[:])
 }
 
 // handleClusterJoin joins this daemon to the cluster a token leads to:
@@ -489,7 +476,7 @@ func (d *Daemon) handleClusterAdmit(r *http.Request) (any, error) {
 		return nil, fmt.Errorf("%w: address %q: not an IP address", api.ErrInvalid, req.Address)
 	}
 	ctx := r.Context()
-	if err := c.reg.RedeemToken(ctx, req.Name, hashSecret(req.Secret), time.Now()); err != nil {
+	if err := c.reg.RedeemToken(ctx, req.Name, trust.HashSecret(req.Secret), time.Now()); err != nil {
 		d.log.Warn("refused a cluster join", "member", req.Name, "from", r.RemoteAddr, "err", err)
 		return nil, err
 	}

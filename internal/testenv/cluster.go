@@ -7,6 +7,7 @@ import (
 	"os/exec"
 	"path/filepath"
 	"strings"
+	"syscall"
 	"testing"
 	"time"
 
@@ -185,4 +186,35 @@ func Eventually(tb testing.TB, within time.Duration, what string, check func() e
 	}
 	tb.Fatalf("%s: not within %s: %v", what, within, err)
 	return 0
+}
+
+// Die ends member m as a host's death does: its daemon and every process
+// of its running guests (as via lists them), SIGKILLed.
+func (m *Member) Die(tb testing.TB, via *Member) {
+	tb.Helper()
+	var pids []int
+	for _, g := range via.Listed(tb) {
+		if g.Member == m.Name && g.State == api.StateRunning {
+			pids = append(pids, g.PID, g.MonitorPID)
+		}
+	}
+	m.Kill()
+	for _, pid := range pids {
+		if pid > 0 {
+			syscall.Kill(pid, syscall.SIGKILL)
+		}
+	}
+}
+
+// WaitReplica waits until one of members keeps a replica of guest name.
+func WaitReplica(tb testing.TB, name string, members ...*Member) {
+	tb.Helper()
+	Eventually(tb, time.Minute, name+"'s replica", func() error {
+		for _, m := range members {
+			if _, err := os.Stat(filepath.Join(m.StateDir, "replicas", name, "meta.json")); err == nil {
+				return nil
+			}
+		}
+		return fmt.Errorf("no replica yet")
+	})
 }

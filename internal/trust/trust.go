@@ -156,7 +156,7 @@ func (s *Store) issue(name string, lifetime time.Duration, web bool) (secret str
 	if lifetime <= 0 {
 		return "", time.Time{}, fmt.Errorf("%w: expiry %s: give a positive duration such as 30m or 24h", api.ErrInvalid, lifetime)
 	}
-	secret = randomHex()
+	secret = NewSecret()
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	now := s.now()
@@ -165,7 +165,7 @@ func (s *Store) issue(name string, lifetime time.Duration, web bool) (secret str
 	if s.taken(name, now) && !(web && s.webClient(name) && !s.waiting(name, now)) {
 		return "", time.Time{}, fmt.Errorf("%w: %q is already trusted or has a token waiting: pick another name, or 'polyvisor trust remove %s' first", api.ErrExists, name, name)
 	}
-	t := token{Name: name, SecretHash: hash(secret), Web: web, AddedAt: now, ExpiresAt: now.Add(lifetime)}
+	t := token{Name: name, SecretHash: HashSecret(secret), Web: web, AddedAt: now, ExpiresAt: now.Add(lifetime)}
 	s.tokens = append(s.tokens, t)
 	if err := s.save(); err != nil {
 		s.tokens = s.tokens[:len(s.tokens)-1]
@@ -196,7 +196,7 @@ var ErrBadToken = fmt.Errorf("%w: the token is not valid: it was used already, e
 // Redeem trusts cert under the name of the token whose secret this is,
 // and spends the token.
 func (s *Store) Redeem(secret string, cert *x509.Certificate) (Client, error) {
-	h := hash(secret)
+	h := HashSecret(secret)
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	now := s.now()
@@ -224,7 +224,7 @@ func (s *Store) Redeem(secret string, cert *x509.Certificate) (Client, error) {
 // session opened, whose id (for the browser's cookie alone: only its hash
 // is kept) is returned.
 func (s *Store) Login(secret string) (c Client, sessionID string, expires time.Time, err error) {
-	h := hash(secret)
+	h := HashSecret(secret)
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	now := s.now()
@@ -234,7 +234,7 @@ func (s *Store) Login(secret string) (c Client, sessionID string, expires time.T
 	}
 	t := s.tokens[i]
 	c = Client{Name: t.Name, Web: true, AddedAt: now}
-	sessionID = randomHex()
+	sessionID = NewSecret()
 	expires = now.Add(SessionLifetime)
 	oldClients, oldTokens, oldSessions := s.clients, slices.Clone(s.tokens), s.sessions
 	if j := slices.IndexFunc(s.clients, func(c Client) bool { return c.Name == t.Name }); j >= 0 {
@@ -243,7 +243,7 @@ func (s *Store) Login(secret string) (c Client, sessionID string, expires time.T
 		s.clients = append(slices.Clip(s.clients), c)
 	}
 	s.tokens = slices.Delete(s.tokens, i, i+1)
-	s.sessions = append(slices.Clip(s.sessions), session{Name: c.Name, IDHash: hash(sessionID), ExpiresAt: expires})
+	s.sessions = append(slices.Clip(s.sessions), session{Name: c.Name, IDHash: HashSecret(sessionID), ExpiresAt: expires})
 	if err := s.save(); err != nil {
 		s.clients, s.tokens, s.sessions = oldClients, oldTokens, oldSessions
 		return Client{}, "", time.Time{}, err
@@ -254,7 +254,7 @@ func (s *Store) Login(secret string) (c Client, sessionID string, expires time.T
 // Session returns the web client whose live session id is this, and when
 // the session ends.
 func (s *Store) Session(id string) (Client, time.Time, bool) {
-	h := hash(id)
+	h := HashSecret(id)
 	s.mu.RLock()
 	defer s.mu.RUnlock()
 	now := s.now()
@@ -272,7 +272,7 @@ func (s *Store) Session(id string) (Client, time.Time, bool) {
 
 // EndSession ends one session (a log out); its client stays trusted.
 func (s *Store) EndSession(id string) error {
-	h := hash(id)
+	h := HashSecret(id)
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	old := slices.Clone(s.sessions)
@@ -349,14 +349,16 @@ func (s *Store) List() []api.TrustEntry {
 	return out
 }
 
-// randomHex is 32 random bytes in hex: a secret or a session id.
-func randomHex() string {
+// NewSecret is 32 random bytes in hex: a token's secret or a session
+// id (the cluster's join tokens use it too).
+func NewSecret() string {
 	raw := make([]byte, 32)
 	rand.Read(raw)
 	return hex.EncodeToString(raw)
 }
 
-func hash(secret string) string {
+// HashSecret is what is kept of a secret: its SHA-256, hex.
+func HashSecret(secret string) string {
 	sum := sha256.Sum256([]byte(secret))
 	return hex.EncodeToString(sum[:])
 }

@@ -5,7 +5,6 @@ import (
 	"fmt"
 	"os"
 	"path/filepath"
-	"syscall"
 	"testing"
 	"time"
 
@@ -174,27 +173,9 @@ func measureFailover(b *testing.B) samples {
 	for i := range clusterRuns {
 		name := fmt.Sprintf("ha%d", i)
 		a.Must(b, "launch", "busybox", name, "--network", "none", "--target", "c", "--ha")
-		testenv.Eventually(b, time.Minute, name+"'s replica", func() error {
-			for _, m := range members[:2] {
-				if _, err := os.Stat(filepath.Join(m.StateDir, "replicas", name, "meta.json")); err == nil {
-					return nil
-				}
-			}
-			return fmt.Errorf("no replica yet")
-		})
-		var pids []int
-		for _, g := range a.Listed(b) {
-			if g.Member == "c" && g.State == api.StateRunning {
-				pids = append(pids, g.PID, g.MonitorPID)
-			}
-		}
-		c.Kill()
+		testenv.WaitReplica(b, name, members[:2]...)
+		c.Die(b, a)
 		killed := time.Now()
-		for _, pid := range pids {
-			if pid > 0 {
-				syscall.Kill(pid, syscall.SIGKILL)
-			}
-		}
 		for {
 			g, err := a.Client().Guest(b.Context(), name)
 			if err == nil && g.State == api.StateRunning && g.Member != "c" {

@@ -9,7 +9,6 @@ import (
 	"os"
 	"path/filepath"
 	"strings"
-	"syscall"
 	"testing"
 	"time"
 
@@ -116,27 +115,9 @@ func TestClusterOfThree(t *testing.T) {
 func testHAFailover(t *testing.T, lab *testenv.ClusterLab, a, b, c *testenv.Member) {
 	a.Must(t, "launch", "busybox", "ha1", "--target", "c", "--ha")
 	c.Must(t, "exec", "ha1", "--", "sh", "-c", "echo kept > /root/marker && sync")
-	testenv.Eventually(t, 30*time.Second, "ha1's replica on a or b", func() error {
-		for _, m := range []*testenv.Member{a, b} {
-			if _, err := os.Stat(filepath.Join(m.StateDir, "replicas", "ha1", "meta.json")); err == nil {
-				return nil
-			}
-		}
-		return fmt.Errorf("no replica yet")
-	})
+	testenv.WaitReplica(t, "ha1", a, b)
 	// c dies as a host does: its daemon and every process of its guests.
-	var pids []int
-	for _, g := range a.Listed(t) {
-		if g.Member == "c" && g.State == api.StateRunning {
-			pids = append(pids, g.PID, g.MonitorPID)
-		}
-	}
-	c.Kill()
-	for _, pid := range pids {
-		if pid > 0 {
-			syscall.Kill(pid, syscall.SIGKILL)
-		}
-	}
+	c.Die(t, a)
 	took := testenv.Eventually(t, 30*time.Second, "ha1 running again on a or b", func() error {
 		g := a.Listed(t)["ha1"]
 		if g.State != api.StateRunning || g.Member == "c" {
