@@ -40,9 +40,11 @@ type Node struct {
 	ClientTLS *tls.Config
 }
 
-// readyTimeout bounds etcd's start: a joining member catches up with the
-// others' log before it is ready.
-const readyTimeout = 60 * time.Second
+// readyTimeout bounds the wait for etcd's start: a joining member
+// catches up with the others' log before it is ready, and a member that
+// starts cut off from the majority is never ready; the daemon serves
+// meanwhile (refusing writes), and etcd goes on trying.
+const readyTimeout = 15 * time.Second
 
 // Start runs the member's etcd from dir (STATE/cluster) and connects to
 // the cluster's store through it and endpoints (the other members' client

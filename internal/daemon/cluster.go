@@ -19,6 +19,7 @@ import (
 
 	"github.com/polyvisor/polyvisor/internal/cluster"
 	"github.com/polyvisor/polyvisor/internal/guest"
+	"github.com/polyvisor/polyvisor/internal/network"
 	"github.com/polyvisor/polyvisor/internal/pki"
 	"github.com/polyvisor/polyvisor/internal/trust"
 	"github.com/polyvisor/polyvisor/pkg/api"
@@ -454,9 +455,6 @@ func localAddressTowards(ctx context.Context, hostport string) (string, error) {
 	return conn.LocalAddr().(*net.UDPAddr).IP.String(), nil
 }
 
-// maxVoters: three or five members vote in etcd; more join as learners.
-const maxVoters = 3
-
 // handleClusterAdmit admits a joining daemon for its token's secret: its
 // record, then its etcd membership (in that order: adding a voter to a
 // one-member cluster stops its writes until the new one runs).
@@ -486,7 +484,7 @@ func (d *Daemon) handleClusterAdmit(r *http.Request) (any, error) {
 	}
 	// Every member joins as a learner, which counts for no quorum while
 	// it catches up; the leader promotes learners while fewer than
-	// maxVoters vote (promoteLearners). A voter added at once would stop
+	// three (five, from five members) vote (promoteLearners). A voter added at once would stop
 	// a one-member cluster's writes until it ran.
 	learner := true
 	rec := cluster.Member{Name: req.Name, Address: req.Address, API: req.API, Fingerprint: pki.Fingerprint(r.TLS.PeerCertificates[0]),
@@ -654,6 +652,9 @@ func (d *Daemon) leaveCluster(ctx context.Context) {
 	d.stopCluster()
 	if err := cluster.Leave(d.layout.ClusterDir()); err != nil {
 		d.log.Error("leave the cluster", "err", err)
+	}
+	if err := d.networks.ClearCluster(ctx, network.DefaultName); err != nil && !errors.Is(err, api.ErrNotFound) {
+		d.log.Warn("take the default network out of the cluster", "err", err)
 	}
 	d.log.Info("left the cluster")
 }

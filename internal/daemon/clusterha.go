@@ -267,7 +267,16 @@ func (d *Daemon) checkMembers(ctx context.Context, c *clusterState) {
 	}
 }
 
-// promoteLearners makes learners voters while fewer than maxVoters vote;
+// votersFor is how many of n members vote: three, or five once there
+// are five (an odd count, so that a split leaves one side a majority).
+func votersFor(n int) int {
+	if n >= 5 {
+		return 5
+	}
+	return min(n, 3)
+}
+
+// promoteLearners makes learners voters while fewer than votersFor vote;
 // etcd refuses a learner that has not caught up yet, and the next
 // round tries again.
 func (d *Daemon) promoteLearners(ctx context.Context, c *clusterState) {
@@ -281,8 +290,9 @@ func (d *Daemon) promoteLearners(ctx context.Context, c *clusterState) {
 			voters++
 		}
 	}
+	want := votersFor(len(resp.Members))
 	for _, m := range resp.Members {
-		if !m.IsLearner || voters >= maxVoters {
+		if !m.IsLearner || voters >= want {
 			continue
 		}
 		if _, err := c.reg.Client().MemberPromote(ctx, m.ID); err != nil {

@@ -59,3 +59,11 @@ func TestWritesAreWhatAPartitionRefuses(t *testing.T) {
 		}
 	}
 }
+
+func TestThreeOrFiveMembersVote(t *testing.T) {
+	for n, want := range map[int]int{1: 1, 2: 2, 3: 3, 4: 3, 5: 5, 9: 5} {
+		if got := votersFor(n); got != want {
+			t.Errorf("%d members: %d voters, want %d", n, got, want)
+		}
+	}
+}

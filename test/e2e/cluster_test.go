@@ -108,6 +108,27 @@ func TestClusterOfThree(t *testing.T) {
 	testHAFailover(t, lab, a, b, c)
 	testPartition(t, lab, a, b, c)
 	testForeignMember(t, lab, a)
+
+	// Removal: refused while the member has guests, then forced; the
+	// member leaves and keeps its guests as its own.
+	a.Must(t, "launch", "busybox", "kept", "--target", "c")
+	expectError(t, a.Daemon, "member c still runs", "cluster", "remove", "c")
+	a.Must(t, "cluster", "remove", "c", "--force")
+	testenv.Eventually(t, 30*time.Second, "c out of the cluster", func() error {
+		if _, errOut, code := c.Run("cluster", "list"); code == 0 || !strings.Contains(errOut, "in no cluster") {
+			return fmt.Errorf("c's cluster list: exit %d: %s", code, errOut)
+		}
+		return nil
+	})
+	if view := a.Cluster(t); len(view.Members) != 2 {
+		t.Errorf("members after c's removal: %+v", view.Members)
+	}
+	if _, listed := a.Listed(t)["kept"]; listed {
+		t.Errorf("a lists the guest of a removed member")
+	}
+	if g := c.Listed(t)["kept"]; g.State != api.StateRunning {
+		t.Errorf("c's own guest after it left: %+v", g)
+	}
 }
 
 // An HA guest on c runs again on a or b, from its replica, within 30 s of
