@@ -9,6 +9,7 @@ import (
 	"net/url"
 	"path/filepath"
 	"strings"
+	"sync"
 	"time"
 
 	"go.etcd.io/etcd/client/pkg/v3/transport"
@@ -37,7 +38,8 @@ type Node struct {
 	Client *clientv3.Client
 	CA     *CA
 	// ClientTLS is how this member speaks to any member's etcd.
-	ClientTLS *tls.Config
+	ClientTLS   *tls.Config
+	closeClient sync.Once
 }
 
 // readyTimeout bounds the wait for etcd's start: a joining member
@@ -151,11 +153,18 @@ func clientTLS(dir string, ca *CA) (*tls.Config, error) {
 
 // Close stops the client and the member's etcd.
 func (n *Node) Close() {
-	if n.Client != nil {
-		n.Client.Close()
-	}
+	n.CloseClient()
 	n.etcd.Close()
 }
+
+// CloseClient stops this member's use of the store; its etcd runs on.
+func (n *Node) CloseClient() {
+	n.closeClient.Do(func() { n.Client.Close() })
+}
+
+// Stopped is closed once the member's etcd has stopped: it does by
+// itself once the member is removed from the cluster.
+func (n *Node) Stopped() <-chan struct{} { return n.etcd.Server.StopNotify() }
 
 // ID is the member's id in etcd.
 func (n *Node) ID() uint64 { return uint64(n.etcd.Server.MemberID()) }

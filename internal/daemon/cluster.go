@@ -139,7 +139,10 @@ func (d *Daemon) startCluster(ctx context.Context) error {
 		l.ForceNew = true
 		d.log.Warn("recovering the cluster: this member's etcd starts as its only member, keeping its data", "member", l.Member)
 	}
-	return d.runMember(ctx, l, nil)
+	if err := d.runMember(ctx, l, nil); err != nil {
+		return fmt.Errorf("cluster member %s: %w (a member removed from its cluster while it was down is one no more: remove %s to start this daemon outside it)", l.Member, err, d.layout.ClusterDir())
+	}
+	return nil
 }
 
 // runMember starts the member's etcd and its loops.
@@ -609,11 +612,6 @@ func (d *Daemon) handleClusterRemove(r *http.Request) (any, error) {
 		d.leaveCluster(ctx)
 		return nil, nil
 	}
-	if m.EtcdID != 0 {
-		if _, err := c.reg.Client().MemberRemove(ctx, m.EtcdID); err != nil && !strings.Contains(err.Error(), "member not found") {
-			return nil, fmt.Errorf("remove %s from the cluster's etcd: %w", name, err)
-		}
-	}
 	for _, g := range its {
 		c.reg.ReleaseGuest(ctx, g, name)
 	}
@@ -621,28 +619,61 @@ func (d *Daemon) handleClusterRemove(r *http.Request) (any, error) {
 		return nil, err
 	}
 	d.log.Info("removed a cluster member", "member", name, "force", force, "by", clientName(r))
+	// A member's etcd stops by itself once it is removed; whatever still
+	// asks it then (its own loops) finds its store closed under it, which
+	// etcd does not survive. So the member first stops asking (detach),
+	// then it is removed, then its etcd, stopped, is closed.
 	if name == c.local.Member {
-		d.leaveCluster(ctx)
-		return nil, nil
+		var others []string
+		for _, o := range c.memberList() {
+			if o.Name != name {
+				others = append(others, cluster.ClientURL(o.Address))
+			}
+		}
+		d.detach(c)
+		err := removeEtcdMember(ctx, others, c.node, m.EtcdID)
+		go d.finishLeave(c)
+		return nil, err
 	}
-	// Told to leave, it stops its etcd and forgets the cluster; one that
-	// does not answer is told nothing, and refuses to start its etcd
-	// again (it is no longer a member).
 	if err := d.memberClient(m).ClusterLeave(ctx); err != nil {
+		// One that does not answer is removed all the same; its daemon
+		// then fails to start its etcd, saying it was removed.
 		d.log.Warn("the removed member was not told to leave", "member", name, "err", err)
+	}
+	if m.EtcdID != 0 {
+		if _, err := c.reg.Client().MemberRemove(ctx, m.EtcdID); err != nil && !strings.Contains(err.Error(), "member not found") {
+			return nil, fmt.Errorf("remove %s from the cluster's etcd: %w", name, err)
+		}
 	}
 	return nil, nil
 }
 
-// handleClusterLeave is a member's word to this one that it was removed.
+// removeEtcdMember removes member id through the others' etcd.
+func removeEtcdMember(ctx context.Context, endpoints []string, node *cluster.Node, id uint64) error {
+	client, err := cluster.Connect(endpoints, node.ClientTLS)
+	if err != nil {
+		return err
+	}
+	defer client.Close()
+	if _, err := client.MemberRemove(ctx, id); err != nil && !strings.Contains(err.Error(), "member not found") {
+		return fmt.Errorf("remove this member from the cluster's etcd: %w", err)
+	}
+	return nil
+}
+
+// handleClusterLeave is a member's word to this one that it is being
+// removed: it stops asking its etcd (detach), answers, and forgets the
+// cluster once its etcd has stopped.
 func (d *Daemon) handleClusterLeave(r *http.Request) (any, error) {
-	if _, err := d.memberOnly(); err != nil {
+	c, err := d.memberOnly()
+	if err != nil {
 		return nil, err
 	}
 	if _, ok := d.fromMember(r); !ok {
 		return nil, fmt.Errorf("%w: only a cluster member may tell this one to leave: 'polyvisor cluster remove NAME'", api.ErrForbidden)
 	}
-	go d.leaveCluster(context.WithoutCancel(r.Context())) // after the answer: it stops the store the caller used
+	d.detach(c)
+	go d.finishLeave(c)
 	return nil, nil
 }
 
@@ -650,6 +681,36 @@ func (d *Daemon) handleClusterLeave(r *http.Request) (any, error) {
 // this daemon's own.
 func (d *Daemon) leaveCluster(ctx context.Context) {
 	d.stopCluster()
+	d.forget(ctx)
+}
+
+// detach ends the membership's loops and this member's use of its etcd,
+// which runs on until it is removed.
+func (d *Daemon) detach(c *clusterState) {
+	d.clusterMu.Lock()
+	if d.cluster == c {
+		d.cluster = nil
+	}
+	d.clusterMu.Unlock()
+	c.stop()
+	c.loops.Wait()
+	c.node.CloseClient()
+}
+
+// finishLeave waits for a detached member's etcd to stop (it does once
+// it is removed; a minute at most), closes it and forgets the cluster.
+func (d *Daemon) finishLeave(c *clusterState) {
+	select {
+	case <-c.node.Stopped():
+	case <-time.After(time.Minute):
+		d.log.Warn("this member's etcd did not stop by itself after its removal; closing it")
+	}
+	c.node.Close()
+	d.forget(context.Background())
+}
+
+// forget removes what made this host a member.
+func (d *Daemon) forget(ctx context.Context) {
 	if err := cluster.Leave(d.layout.ClusterDir()); err != nil {
 		d.log.Error("leave the cluster", "err", err)
 	}

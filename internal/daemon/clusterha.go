@@ -76,7 +76,7 @@ func (d *Daemon) heartbeat(ctx context.Context, c *clusterState) {
 	offline := time.Duration(c.local.Settings.OfflineAfter)
 	ttl := int64(math.Ceil(offline.Seconds()))
 	var lease clientv3.LeaseID
-	lastOK, fenced := time.Now(), false
+	lastOK, fenced, reconcile := time.Now(), false, false
 	classes, classesAt := map[string]string{}, time.Time{}
 	for {
 		// The class canaries run real guests: hourly, not per beat.
@@ -105,7 +105,11 @@ func (d *Daemon) heartbeat(ctx context.Context, c *clusterState) {
 		case err == nil:
 			if fenced {
 				d.log.Info("this member reaches the cluster again")
-				d.reconcileClaims(ctx, c)
+				reconcile = true
+			}
+			// Until it goes through: the store may not answer reads yet.
+			if reconcile && d.reconcileClaims(ctx, c) == nil {
+				reconcile = false
 			}
 			lastOK, fenced = time.Now(), false
 		case ctx.Err() != nil:
@@ -363,8 +367,7 @@ func (d *Daemon) promoteOn(ctx context.Context, c *clusterState, name, guestName
 // reaches it: its record, its guests' claims, and its stale copies gone.
 func (d *Daemon) rejoin(ctx context.Context, c *clusterState) {
 	for ctx.Err() == nil {
-		if err := d.putSelf(ctx, c, 0, false); err == nil {
-			d.reconcileClaims(ctx, c)
+		if err := d.putSelf(ctx, c, 0, false); err == nil && d.reconcileClaims(ctx, c) == nil {
 			return
 		}
 		sleepCtx(ctx, 2*time.Second)
@@ -374,10 +377,10 @@ func (d *Daemon) rejoin(ctx context.Context, c *clusterState) {
 // reconcileClaims claims this member's guests the store does not know,
 // and removes the ones another member runs now (it ran them after a
 // failover while this member was cut off or down): no guest runs twice.
-func (d *Daemon) reconcileClaims(ctx context.Context, c *clusterState) {
+func (d *Daemon) reconcileClaims(ctx context.Context, c *clusterState) error {
 	placements, err := c.reg.Guests(ctx)
 	if err != nil {
-		return
+		return err
 	}
 	byName := map[string]cluster.Placement{}
 	for _, p := range placements {
@@ -400,6 +403,7 @@ func (d *Daemon) reconcileClaims(ctx context.Context, c *clusterState) {
 			d.log.Warn("removed a stale copy: the guest runs on another member since a failover or move", "guest", def.Name, "member", p.Member, "err", err)
 		}
 	}
+	return nil
 }
 
 // replicate copies this member's HA guests to their replica members

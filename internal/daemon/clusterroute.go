@@ -3,6 +3,7 @@ package daemon
 import (
 	"bytes"
 	"context"
+	"encoding/json"
 	"errors"
 	"fmt"
 	"io"
@@ -234,13 +235,23 @@ func (d *Daemon) listCluster(w http.ResponseWriter, r *http.Request, c *clusterS
 		})
 	}
 	wg.Wait()
+	placements, placementsErr := c.reg.Guests(r.Context())
+	owner := map[string]string{}
+	for _, p := range placements {
+		owner[p.Name] = p.Member
+	}
 	var out bytes.Buffer
 	out.WriteByte('[')
-	for _, name := range sortedKeys(parts) {
-		spliceMember(&out, parts[name], name)
+	for _, member := range sortedKeys(parts) {
+		// A member's copy of a guest another member runs now (a failover
+		// it has not caught up with yet) is not that guest.
+		spliceMember(&out, parts[member], member, func(name string) bool {
+			runsOn, claimed := owner[name]
+			return !claimed || runsOn == member
+		})
 	}
 	// The guests of members that did not answer, from the store.
-	if placements, err := c.reg.Guests(r.Context()); err == nil {
+	if placementsErr == nil {
 		for _, p := range placements {
 			if _, answered := parts[p.Member]; answered {
 				continue
@@ -274,9 +285,9 @@ func sortedKeys[V any](m map[string]V) []string {
 }
 
 // spliceMember appends the objects of a JSON array of guests to out (an
-// array being written), each with "member" set: a listing of 1,000
-// guests is joined without decoding it.
-func spliceMember(out *bytes.Buffer, array []byte, member string) {
+// array being written), each with "member" set, those whose name keep
+// takes: a listing of 1,000 guests is joined without decoding it whole.
+func spliceMember(out *bytes.Buffer, array []byte, member string, keep func(name string) bool) {
 	array = bytes.TrimSpace(array)
 	if len(array) < 2 {
 		return
@@ -286,6 +297,10 @@ func spliceMember(out *bytes.Buffer, array []byte, member string) {
 	for len(body) > 0 {
 		end := objectEnd(body)
 		obj := body[:end]
+		body = bytes.TrimLeft(body[end:], ", \n\t\r")
+		if !keep(guestName(obj)) {
+			continue
+		}
 		if out.Len() > 1 {
 			out.WriteByte(',')
 		}
@@ -295,8 +310,22 @@ func spliceMember(out *bytes.Buffer, array []byte, member string) {
 			out.Write(field)
 			out.Write(bytes.TrimSpace(obj)[1:])
 		}
-		body = bytes.TrimLeft(body[end:], ", \n\t\r")
 	}
+}
+
+// guestName is the name of a guest's JSON object: read off its start as
+// the daemon encodes it ("name" first, a DNS label), else decoded.
+func guestName(obj []byte) string {
+	if rest, ok := bytes.CutPrefix(obj, []byte(`{"name":"`)); ok {
+		if end := bytes.IndexByte(rest, '"'); end >= 0 && bytes.IndexByte(rest[:end], '\\') < 0 {
+			return string(rest[:end])
+		}
+	}
+	var named struct {
+		Name string `json:"name"`
+	}
+	json.Unmarshal(obj, &named)
+	return named.Name
 }
 
 // objectEnd is the length of the JSON object body starts with (strings

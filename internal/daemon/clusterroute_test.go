@@ -13,15 +13,18 @@ func TestSpliceMemberNamesEachGuestsMember(t *testing.T) {
 	tricky := `[{"name":"a","error":"} { \"quoted\" ]","ipv4":["10.0.0.1"],"disks":[{"name":"root"}]} , {}, {"name":"b"}]`
 	var out bytes.Buffer
 	out.WriteByte('[')
-	spliceMember(&out, []byte(tricky), "m1")
-	spliceMember(&out, []byte(`[]`), "m2")
-	spliceMember(&out, []byte(` [ {"name":"c"} ] `), "m3")
+	all := func(string) bool { return true }
+	spliceMember(&out, []byte(tricky), "m1", all)
+	spliceMember(&out, []byte(`[]`), "m2", all)
+	spliceMember(&out, []byte(` [ {"name":"c"} ] `), "m3", all)
+	// A stale copy (its guest runs on another member now) is left out.
+	spliceMember(&out, []byte(`[{"name":"stale"},{"name":"d"},{"type":"vm","name":"stale"}]`), "m4", func(name string) bool { return name != "stale" })
 	out.WriteByte(']')
 	var got []map[string]any
 	if err := json.Unmarshal(out.Bytes(), &got); err != nil {
 		t.Fatalf("%s: %v", out.String(), err)
 	}
-	want := []struct{ name, member string }{{"a", "m1"}, {"", "m1"}, {"b", "m1"}, {"c", "m3"}}
+	want := []struct{ name, member string }{{"a", "m1"}, {"", "m1"}, {"b", "m1"}, {"c", "m3"}, {"d", "m4"}}
 	if len(got) != len(want) {
 		t.Fatalf("%d objects, want %d: %s", len(got), len(want), out.String())
 	}

@@ -177,6 +177,10 @@ func testHAFailover(t *testing.T, lab *testenv.ClusterLab, a, b, c *testenv.Memb
 
 // a, cut off from b and c, refuses writes and says so; b and c go on.
 func testPartition(t *testing.T, lab *testenv.ClusterLab, a, b, c *testenv.Member) {
+	// An HA guest on a, replicated to b or c: cut off, a stops it (it
+	// fences itself) and the majority runs it from its replica.
+	a.Must(t, "launch", "busybox", "hap", "--target", "a", "--ha")
+	testenv.WaitReplica(t, "hap", b, c)
 	lab.Cut(a, true)
 	testenv.Eventually(t, 30*time.Second, "a refusing writes", func() error {
 		_, errOut, code := a.Run("launch", "busybox", "minority", "--target", "a")
@@ -204,6 +208,19 @@ func testPartition(t *testing.T, lab *testenv.ClusterLab, a, b, c *testenv.Membe
 		t.Errorf("the majority's guest seen from a: %+v", g)
 	}
 	a.Must(t, "delete", "--force", "majority")
+	testenv.Eventually(t, 30*time.Second, "hap running on b or c alone, a's copy gone", func() error {
+		if _, err := os.Stat(filepath.Join(a.StateDir, "guests", "hap")); err == nil {
+			return fmt.Errorf("a still has its copy of hap")
+		}
+		if g := b.Listed(t)["hap"]; g.State != api.StateRunning || g.Member == "a" {
+			return fmt.Errorf("hap: %s on %s", g.State, g.Member)
+		}
+		return nil
+	})
+	if out := a.Must(t, "exec", "hap", "--", "hostname"); strings.TrimSpace(out) != "hap" {
+		t.Errorf("exec hap after the partition: %q", out)
+	}
+	a.Must(t, "delete", "--force", "hap")
 }
 
 // A member of another cluster is a stranger: its certificates reach
