@@ -367,3 +367,74 @@ func (r *Registry) RedeemToken(ctx context.Context, name, secretHash string, now
 	}
 	return nil
 }
+
+// A member's state, as it publishes it: its guests' definitions
+// (guest.yaml), its templates and its networks (JSON), under
+// /polyvisor/state/MEMBER/{guests,templates,networks}/NAME. Its own disk
+// keeps what it runs its guests with; this is the cluster's view of it.
+const statePrefix = prefix + "state/"
+
+// StateKey is the key of one item of a member's state.
+func StateKey(member, kind, name string) string {
+	return statePrefix + member + "/" + kind + "/" + name
+}
+
+// txnOps bounds one transaction: etcd takes 128 operations at most.
+const txnOps = 100
+
+// PublishState writes puts and deletes keys, in transactions of at most
+// txnOps operations.
+func (r *Registry) PublishState(ctx context.Context, puts map[string]string, deletes []string) error {
+	var ops []clientv3.Op
+	for k, v := range puts {
+		ops = append(ops, clientv3.OpPut(k, v))
+	}
+	for _, k := range deletes {
+		ops = append(ops, clientv3.OpDelete(k))
+	}
+	for len(ops) > 0 {
+		n := min(len(ops), txnOps)
+		tctx, cancel := context.WithTimeout(ctx, quorumTimeout)
+		_, err := r.c.Txn(tctx).Then(ops[:n]...).Commit()
+		cancel()
+		if err != nil {
+			return storeError(err)
+		}
+		ops = ops[n:]
+	}
+	return nil
+}
+
+// State lists the state items of kind every member published: member →
+// name → value.
+func (r *Registry) State(ctx context.Context, kind string) (map[string]map[string][]byte, error) {
+	ctx, cancel := context.WithTimeout(ctx, quorumTimeout)
+	defer cancel()
+	resp, err := r.c.Get(ctx, statePrefix, clientv3.WithPrefix(), clientv3.WithSerializable())
+	if err != nil {
+		return nil, storeError(err)
+	}
+	out := map[string]map[string][]byte{}
+	for _, kv := range resp.Kvs {
+		member, rest, _ := strings.Cut(strings.TrimPrefix(string(kv.Key), statePrefix), "/")
+		k, name, _ := strings.Cut(rest, "/")
+		if k != kind {
+			continue
+		}
+		if out[member] == nil {
+			out[member] = map[string][]byte{}
+		}
+		out[member][name] = kv.Value
+	}
+	return out, nil
+}
+
+// DropState deletes everything a member published (its removal).
+func (r *Registry) DropState(ctx context.Context, member string) error {
+	ctx, cancel := context.WithTimeout(ctx, quorumTimeout)
+	defer cancel()
+	if _, err := r.c.Delete(ctx, statePrefix+member+"/", clientv3.WithPrefix()); err != nil {
+		return storeError(err)
+	}
+	return nil
+}

@@ -165,6 +165,7 @@ func (d *Daemon) runMember(ctx context.Context, l *cluster.Local, endpoints []st
 	c.loops.Go(func() { d.replicate(loopCtx, c) })
 	c.loops.Go(func() { d.rejoin(loopCtx, c) })
 	c.loops.Go(func() { d.syncNetwork(loopCtx, c) })
+	c.loops.Go(func() { d.publishState(loopCtx, c) })
 	d.log.Info("cluster member running", "cluster", l.Cluster, "member", l.Member, "address", l.Address)
 	return nil
 }
@@ -616,6 +617,9 @@ func (d *Daemon) handleClusterRemove(r *http.Request) (any, error) {
 		c.reg.ReleaseGuest(ctx, g, name)
 	}
 	if err := c.reg.DeleteMember(ctx, name); err != nil {
+		return nil, err
+	}
+	if err := c.reg.DropState(ctx, name); err != nil {
 		return nil, err
 	}
 	d.log.Info("removed a cluster member", "member", name, "force", force, "by", clientName(r))

@@ -485,7 +485,8 @@ type replicaMeta struct {
 	CPUs     int      `json:"cpus"`
 	Memory   string   `json:"memory"`
 	Networks []string `json:"networks"`
-	// Running says whether it ran when it was copied.
+	// Running says whether it ran when it was copied; At is when the
+	// copy began.
 	Running bool      `json:"running"`
 	At      time.Time `json:"at"`
 }
@@ -527,6 +528,8 @@ func (d *Daemon) sendReplica(ctx context.Context, c *clusterState, name string, 
 	}
 	defer os.RemoveAll(work)
 	file := filepath.Join(work, "disk."+format)
+	// The copy holds what was written before it began.
+	began := time.Now().UTC()
 	exp, progress := api.Export{Path: file, Format: format}, func(string, int64, int64) {}
 	if live, ok := d.liveExporter(def); ok && wasRunning {
 		err = live.ExportRunning(ctx, def, exp, progress)
@@ -537,7 +540,7 @@ func (d *Daemon) sendReplica(ctx context.Context, c *clusterState, name string, 
 	if err != nil {
 		return wasRunning, fmt.Errorf("copy %s: %w", name, err)
 	}
-	meta := replicaMeta{Name: name, Type: def.Type, Format: format, CPUs: def.CPUs, Memory: def.Memory.String(), Networks: def.Networks, Running: wasRunning, At: time.Now().UTC()}
+	meta := replicaMeta{Name: name, Type: def.Type, Format: format, CPUs: def.CPUs, Memory: def.Memory.String(), Networks: def.Networks, Running: wasRunning, At: began}
 	f, err := os.Open(file)
 	if err != nil {
 		return wasRunning, err

@@ -455,28 +455,30 @@ func (d *Daemon) place(ctx context.Context, c *clusterState, req api.GuestCreate
 }
 
 // fetchTemplateFor fetches a new guest's template from a member that has
-// it, when this one does not: templates built on one member serve all.
-// It says whether it fetched one.
+// it, as the members' published catalogues say, when this one does not:
+// templates built on one member serve all. It says whether it fetched
+// one.
 func (d *Daemon) fetchTemplateFor(ctx context.Context, req api.GuestCreate) bool {
 	c := d.clusterNow()
 	if c == nil {
 		return false
 	}
+	catalogues, err := c.reg.State(ctx, "templates")
+	if err != nil {
+		return false
+	}
 	kind := cmpOr(req.Type, guest.DefaultType)
-	for _, m := range c.memberList() {
-		if m.Name == c.local.Member {
+	for _, member := range sortedKeys(catalogues) {
+		m, ok := c.member(member)
+		if !ok || member == c.local.Member {
 			continue
 		}
-		peer := d.memberClient(m)
-		templates, err := peer.Templates(ctx)
-		if err != nil {
-			continue
-		}
-		for _, t := range templates {
-			if t.Name != req.Template || t.Type != kind || (req.Arch != "" && !strings.EqualFold(t.Arch, req.Arch)) {
+		for _, id := range sortedKeys(catalogues[member]) {
+			var t api.Template
+			if json.Unmarshal(catalogues[member][id], &t) != nil || t.Name != req.Template || t.Type != kind || (req.Arch != "" && !strings.EqualFold(t.Arch, req.Arch)) {
 				continue
 			}
-			if err := d.fetchTemplate(ctx, peer, t.ID); err != nil {
+			if err := d.fetchTemplate(ctx, d.memberClient(m), t.ID); err != nil {
 				d.log.Warn("fetch a template from a member", "template", t.ID, "member", m.Name, "err", err)
 				continue
 			}

@@ -206,15 +206,20 @@ func (m *Member) Die(tb testing.TB, via *Member) {
 	}
 }
 
-// WaitReplica waits until one of members keeps a replica of guest name.
-func WaitReplica(tb testing.TB, name string, members ...*Member) {
+// WaitReplica waits until one of members keeps a replica of guest name
+// taken after since (a copy begun before a write lacks it).
+func WaitReplica(tb testing.TB, name string, since time.Time, members ...*Member) {
 	tb.Helper()
 	Eventually(tb, time.Minute, name+"'s replica", func() error {
 		for _, m := range members {
-			if _, err := os.Stat(filepath.Join(m.StateDir, "replicas", name, "meta.json")); err == nil {
+			data, err := os.ReadFile(filepath.Join(m.StateDir, "replicas", name, "meta.json"))
+			var meta struct {
+				At time.Time `json:"at"`
+			}
+			if err == nil && json.Unmarshal(data, &meta) == nil && meta.At.After(since) {
 				return nil
 			}
 		}
-		return fmt.Errorf("no replica yet")
+		return fmt.Errorf("no replica since %s yet", since.Format(time.TimeOnly))
 	})
 }

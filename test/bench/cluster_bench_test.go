@@ -173,7 +173,7 @@ func measureFailover(b *testing.B) samples {
 	for i := range clusterRuns {
 		name := fmt.Sprintf("ha%d", i)
 		a.Must(b, "launch", "busybox", name, "--network", "none", "--target", "c", "--ha")
-		testenv.WaitReplica(b, name, members[:2]...)
+		testenv.WaitReplica(b, name, time.Now(), members[:2]...)
 		c.Die(b, a)
 		killed := time.Now()
 		for {

@@ -136,7 +136,7 @@ func TestClusterOfThree(t *testing.T) {
 func testHAFailover(t *testing.T, lab *testenv.ClusterLab, a, b, c *testenv.Member) {
 	a.Must(t, "launch", "busybox", "ha1", "--target", "c", "--ha")
 	c.Must(t, "exec", "ha1", "--", "sh", "-c", "echo kept > /root/marker && sync")
-	testenv.WaitReplica(t, "ha1", a, b)
+	testenv.WaitReplica(t, "ha1", time.Now(), a, b)
 	// c dies as a host does: its daemon and every process of its guests.
 	c.Die(t, a)
 	took := testenv.Eventually(t, 30*time.Second, "ha1 running again on a or b", func() error {
@@ -180,7 +180,7 @@ func testPartition(t *testing.T, lab *testenv.ClusterLab, a, b, c *testenv.Membe
 	// An HA guest on a, replicated to b or c: cut off, a stops it (it
 	// fences itself) and the majority runs it from its replica.
 	a.Must(t, "launch", "busybox", "hap", "--target", "a", "--ha")
-	testenv.WaitReplica(t, "hap", b, c)
+	testenv.WaitReplica(t, "hap", time.Now(), b, c)
 	lab.Cut(a, true)
 	testenv.Eventually(t, 30*time.Second, "a refusing writes", func() error {
 		_, errOut, code := a.Run("launch", "busybox", "minority", "--target", "a")
@@ -233,10 +233,21 @@ func testForeignMember(t *testing.T, lab *testenv.ClusterLab, a *testenv.Member)
 	x.Must(t, "cluster", "init", "--member", "x")
 	ours := filepath.Join(a.StateDir, "cluster")
 	theirs := filepath.Join(x.StateDir, "cluster")
-	if err := etcdGet(a.Addr, ours, ours); err != nil {
+	keys, err := etcdKeys(a.Addr, ours, ours, "/polyvisor/state/")
+	if err != nil {
 		t.Fatalf("a's own member certificate does not reach its etcd: %v", err)
 	}
-	if err := etcdGet(a.Addr, theirs, ours); err == nil {
+	// Each member's state is in the store: a's template catalogue, and
+	// ha1's definition where it runs now.
+	published := map[string]bool{}
+	for _, k := range keys {
+		published[k] = true
+	}
+	ha1 := a.Listed(t)["ha1"].Member
+	if !published["/polyvisor/state/a/templates/busybox"] || !published["/polyvisor/state/"+ha1+"/guests/ha1"] {
+		t.Errorf("the members' published state (ha1 on %s): %v", ha1, keys)
+	}
+	if _, err := etcdKeys(a.Addr, theirs, ours, "/polyvisor/"); err == nil {
 		t.Errorf("a foreign member's certificate reached a's etcd")
 	}
 	pair, err := tls.LoadX509KeyPair(filepath.Join(x.StateDir, "tls", "server.crt"), filepath.Join(x.StateDir, "tls", "server.key"))
@@ -262,29 +273,36 @@ func testForeignMember(t *testing.T, lab *testenv.ClusterLab, a *testenv.Member)
 	}
 }
 
-// etcdGet reads a's etcd at addr with the member key pair kept in
-// certDir, trusting the authority kept in caDir.
-func etcdGet(addr, certDir, caDir string) error {
+// etcdKeys lists the keys under prefix in the etcd at addr, with the
+// member key pair kept in certDir, trusting the authority kept in caDir.
+func etcdKeys(addr, certDir, caDir, prefix string) ([]string, error) {
 	pair, err := tls.LoadX509KeyPair(filepath.Join(certDir, "member.crt"), filepath.Join(certDir, "member.key"))
 	if err != nil {
-		return err
+		return nil, err
 	}
 	caPEM, err := os.ReadFile(filepath.Join(caDir, "ca.crt"))
 	if err != nil {
-		return err
+		return nil, err
 	}
 	pool := x509.NewCertPool()
 	pool.AppendCertsFromPEM(caPEM)
 	cli, err := clientv3.New(clientv3.Config{Endpoints: []string{"https://" + addr + ":2379"}, DialTimeout: 3 * time.Second,
 		TLS: &tls.Config{Certificates: []tls.Certificate{pair}, RootCAs: pool}, Logger: zap.NewNop()})
 	if err != nil {
-		return err
+		return nil, err
 	}
 	defer cli.Close()
 	ctx, cancel := context.WithTimeout(context.Background(), 3*time.Second)
 	defer cancel()
-	_, err = cli.Get(ctx, "/polyvisor/settings")
-	return err
+	resp, err := cli.Get(ctx, prefix, clientv3.WithPrefix(), clientv3.WithKeysOnly())
+	if err != nil {
+		return nil, err
+	}
+	var keys []string
+	for _, kv := range resp.Kvs {
+		keys = append(keys, string(kv.Key))
+	}
+	return keys, nil
 }
 
 // The default network spans the members: a guest on a pings one on c by
