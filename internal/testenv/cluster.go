@@ -207,8 +207,16 @@ func (m *Member) Die(tb testing.TB, via *Member) {
 }
 
 // WaitReplica waits until one of members keeps a replica of guest name
-// taken after since (a copy begun before a write lacks it).
+// taken after since (a copy begun before a write lacks it) and the
+// cluster's record of it says so: the record is written once the copy
+// is sent, so the test waits for the next copy, which begins only after.
 func WaitReplica(tb testing.TB, name string, since time.Time, members ...*Member) {
+	tb.Helper()
+	waitCopy(tb, name, since, members)
+	waitCopy(tb, name, time.Now(), members)
+}
+
+func waitCopy(tb testing.TB, name string, since time.Time, members []*Member) {
 	tb.Helper()
 	Eventually(tb, time.Minute, name+"'s replica", func() error {
 		for _, m := range members {
