@@ -99,7 +99,8 @@ fi
 step "a vSphere host beside the local guests: govmomi's simulator on loopback, added, listed, one VM moved here"
 "$pv" host remove demo-esx >/dev/null 2>&1 || true
 "$pv" delete --force demo-moved >/dev/null 2>&1 || true
-"$pv" template delete demo-moved >/dev/null 2>&1 || true
+# A VM template's id names its type and arch (NAME.vm.ARCH).
+"$pv" template delete "demo-moved.vm.$(dpkg --print-architecture)" >/dev/null 2>&1 || true
 sim_dir=$(mktemp -d)
 # Each simulated VM's disk is a real (blank) VMDK, as an exported one is.
 qemu-img create -q -f vmdk -o subformat=streamOptimized "$sim_dir/disk.vmdk" 64M
