@@ -551,21 +551,9 @@ func (d *Daemon) sendReplica(ctx context.Context, c *clusterState, name string, 
 		return wasRunning, err
 	}
 	metaJSON, _ := json.Marshal(meta)
-	req, err := http.NewRequestWithContext(ctx, http.MethodPut, "https://"+m.API+api.Version+"/cluster/replicas/"+name, f)
-	if err != nil {
-		return wasRunning, err
-	}
-	req.ContentLength = st.Size()
-	req.Header.Set(forwardedHeader, c.local.Member)
-	req.Header.Set(replicaHeader, base64.StdEncoding.EncodeToString(metaJSON))
-	resp, err := c.transport(d, m).RoundTrip(req)
-	if err != nil {
-		return wasRunning, err
-	}
-	defer resp.Body.Close()
-	if resp.StatusCode/100 != 2 {
-		body, _ := io.ReadAll(io.LimitReader(resp.Body, 4096))
-		return wasRunning, fmt.Errorf("member %s refused the replica: %s", m.Name, strings.TrimSpace(string(body)))
+	header := http.Header{replicaHeader: {base64.StdEncoding.EncodeToString(metaJSON)}}
+	if _, err := d.memberDo(ctx, c, m, http.MethodPut, api.Version+"/cluster/replicas/"+name, f, st.Size(), header); err != nil {
+		return wasRunning, fmt.Errorf("replica of %s: %w", name, err)
 	}
 	return wasRunning, nil
 }

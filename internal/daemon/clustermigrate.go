@@ -7,6 +7,7 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"maps"
 	"net/http"
 	"net/netip"
 	"os"
@@ -121,32 +122,44 @@ func (d *Daemon) memberCall(ctx context.Context, c *clusterState, m cluster.Memb
 	if err != nil {
 		return err
 	}
-	req, err := http.NewRequestWithContext(ctx, http.MethodPost, "https://"+m.API+api.Version+path, bytes.NewReader(data))
-	if err != nil {
+	header := http.Header{"Content-Type": {"application/json"}}
+	answer, err := d.memberDo(ctx, c, m, http.MethodPost, api.Version+path, bytes.NewReader(data), int64(len(data)), header)
+	if err != nil || out == nil || len(answer) == 0 {
 		return err
 	}
-	req.Header.Set("Content-Type", "application/json")
+	return json.Unmarshal(answer, out)
+}
+
+// memberDo sends one request to member m as this member (forwardedHeader)
+// and returns the answer's body; an answer other than 2xx is an error in
+// the member's words, its kind kept.
+func (d *Daemon) memberDo(ctx context.Context, c *clusterState, m cluster.Member, method, path string, body io.Reader, size int64, header http.Header) ([]byte, error) {
+	req, err := http.NewRequestWithContext(ctx, method, "https://"+m.API+path, body)
+	if err != nil {
+		return nil, err
+	}
+	maps.Copy(req.Header, header)
 	req.Header.Set(forwardedHeader, c.local.Member)
+	if body != nil {
+		req.ContentLength = size
+	}
 	resp, err := c.transport(d, m).RoundTrip(req)
 	if err != nil {
-		return fmt.Errorf("member %s: %w", m.Name, err)
+		return nil, fmt.Errorf("member %s: %w", m.Name, err)
 	}
 	defer resp.Body.Close()
-	answer, err := io.ReadAll(io.LimitReader(resp.Body, maxBody))
+	answer, err := io.ReadAll(resp.Body)
 	if err != nil {
-		return err
+		return nil, fmt.Errorf("member %s: %w", m.Name, err)
 	}
 	if resp.StatusCode/100 != 2 {
 		var e api.Error
 		if json.Unmarshal(answer, &e) == nil && e.Error != "" {
-			return fmt.Errorf("member %s: %w", m.Name, &memberError{msg: e.Error, sentinel: api.Sentinel(e.Kind)})
+			return nil, fmt.Errorf("member %s: %w", m.Name, &memberError{msg: e.Error, sentinel: api.Sentinel(e.Kind)})
 		}
-		return fmt.Errorf("member %s answered %s", m.Name, resp.Status)
+		return nil, fmt.Errorf("member %s answered %s: %s", m.Name, resp.Status, bytes.TrimSpace(answer))
 	}
-	if out == nil || resp.StatusCode == http.StatusNoContent {
-		return nil
-	}
-	return json.Unmarshal(answer, out)
+	return answer, nil
 }
 
 // memberError is an error another member answered, its kind kept.

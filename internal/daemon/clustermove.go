@@ -99,9 +99,12 @@ func (d *Daemon) coldMove(ctx context.Context, c *clusterState, name string, m c
 		return err
 	}
 	p, found, err := c.reg.Guest(ctx, name)
-	if err != nil || !found {
+	if err == nil && !found {
+		err = fmt.Errorf("%w: the cluster has no record of it", api.ErrNotFound)
+	}
+	if err != nil {
 		restart()
-		return fmt.Errorf("the cluster's record of %s: %w", name, cmpErr(err, "missing"))
+		return fmt.Errorf("the cluster's record of %s: %w", name, err)
 	}
 	next := p
 	next.Member, next.Lost = m.Name, ""
@@ -122,11 +125,4 @@ func (d *Daemon) coldMove(ctx context.Context, c *clusterState, name string, m c
 	}
 	defer e.release()
 	return d.deleteLocked(ctx, e, true)
-}
-
-func cmpErr(err error, otherwise string) error {
-	if err != nil {
-		return err
-	}
-	return fmt.Errorf("%s", otherwise)
 }

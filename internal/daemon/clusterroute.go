@@ -2,11 +2,13 @@ package daemon
 
 import (
 	"bytes"
+	"cmp"
 	"context"
 	"encoding/json"
 	"errors"
 	"fmt"
 	"io"
+	"maps"
 	"net"
 	"net/http"
 	"net/http/httputil"
@@ -185,24 +187,7 @@ func (c *clusterState) transport(d *Daemon, m cluster.Member) *http.Transport {
 
 // memberGet is a GET of another member's API, as one member to another.
 func (d *Daemon) memberGet(ctx context.Context, c *clusterState, m cluster.Member, path string) ([]byte, error) {
-	req, err := http.NewRequestWithContext(ctx, http.MethodGet, "https://"+m.API+path, nil)
-	if err != nil {
-		return nil, err
-	}
-	req.Header.Set(forwardedHeader, c.local.Member)
-	resp, err := c.transport(d, m).RoundTrip(req)
-	if err != nil {
-		return nil, err
-	}
-	defer resp.Body.Close()
-	body, err := io.ReadAll(resp.Body)
-	if err != nil {
-		return nil, err
-	}
-	if resp.StatusCode != http.StatusOK {
-		return nil, fmt.Errorf("member %s answered %s: %s", m.Name, resp.Status, bytes.TrimSpace(body))
-	}
-	return body, nil
+	return d.memberDo(ctx, c, m, http.MethodGet, path, nil, 0, nil)
 }
 
 // listCluster answers a listing of every member's guests, each row naming
@@ -242,7 +227,7 @@ func (d *Daemon) listCluster(w http.ResponseWriter, r *http.Request, c *clusterS
 	}
 	var out bytes.Buffer
 	out.WriteByte('[')
-	for _, member := range sortedKeys(parts) {
+	for _, member := range slices.Sorted(maps.Keys(parts)) {
 		// A member's copy of a guest another member runs now (a failover
 		// it has not caught up with yet) is not that guest.
 		spliceMember(&out, parts[member], member, func(name string) bool {
@@ -256,7 +241,7 @@ func (d *Daemon) listCluster(w http.ResponseWriter, r *http.Request, c *clusterS
 			if _, answered := parts[p.Member]; answered {
 				continue
 			}
-			why := cmpOr(p.Lost, "member "+p.Member+" does not answer")
+			why := cmp.Or(p.Lost, "member "+p.Member+" does not answer")
 			row := encodeListed(api.Guest{Name: p.Name, Member: p.Member, Type: p.Type, State: "unknown", Error: why, IPv4: []string{}}, r.URL.Query().Get("view") == api.ViewSummary)
 			if out.Len() > 1 {
 				out.WriteByte(',')
@@ -266,22 +251,6 @@ func (d *Daemon) listCluster(w http.ResponseWriter, r *http.Request, c *clusterS
 	}
 	out.WriteByte(']')
 	writeJSON(w, http.StatusOK, encodedJSON(out.Bytes()))
-}
-
-func cmpOr(a, b string) string {
-	if a != "" {
-		return a
-	}
-	return b
-}
-
-func sortedKeys[V any](m map[string]V) []string {
-	keys := make([]string, 0, len(m))
-	for k := range m {
-		keys = append(keys, k)
-	}
-	slices.Sort(keys)
-	return keys
 }
 
 // spliceMember appends the objects of a JSON array of guests to out (an
@@ -431,7 +400,7 @@ func (d *Daemon) place(ctx context.Context, c *clusterState, req api.GuestCreate
 		}
 	}
 	if len(candidates) == 0 {
-		return cluster.Member{}, fmt.Errorf("%w: no member can run a %s guest now (%s)", api.ErrNotAvailable, cmpOr(kind, "new"), strings.Join(why, "; "))
+		return cluster.Member{}, fmt.Errorf("%w: no member can run a %s guest now (%s)", api.ErrNotAvailable, cmp.Or(kind, "new"), strings.Join(why, "; "))
 	}
 	best := slices.MinFunc(candidates, func(a, b cluster.Member) int {
 		sa, sb := alive[a.Name], alive[b.Name]
@@ -467,13 +436,13 @@ func (d *Daemon) fetchTemplateFor(ctx context.Context, req api.GuestCreate) bool
 	if err != nil {
 		return false
 	}
-	kind := cmpOr(req.Type, guest.DefaultType)
-	for _, member := range sortedKeys(catalogues) {
+	kind := cmp.Or(req.Type, guest.DefaultType)
+	for _, member := range slices.Sorted(maps.Keys(catalogues)) {
 		m, ok := c.member(member)
 		if !ok || member == c.local.Member {
 			continue
 		}
-		for _, id := range sortedKeys(catalogues[member]) {
+		for _, id := range slices.Sorted(maps.Keys(catalogues[member])) {
 			var t api.Template
 			if json.Unmarshal(catalogues[member][id], &t) != nil || t.Name != req.Template || t.Type != kind || (req.Arch != "" && !strings.EqualFold(t.Arch, req.Arch)) {
 				continue

@@ -11,8 +11,6 @@ import (
 	"path/filepath"
 	"strings"
 
-	"golang.org/x/sys/unix"
-
 	"github.com/polyvisor/polyvisor/internal/fsutil"
 	"github.com/polyvisor/polyvisor/pkg/api"
 )
@@ -64,15 +62,7 @@ func (m *Manager) writeReservations(network string, list []reservation) error {
 	if err := fsutil.WriteFileAtomic(filepath.Join(m.store.path(network), hostsFile), buf.Bytes(), 0o644); err != nil {
 		return fmt.Errorf("network %s: save reservations: %w", network, err)
 	}
-	m.mu.Lock()
-	r := m.nets[network]
-	m.mu.Unlock()
-	if r != nil {
-		r.mu.Lock()
-		id := r.pid
-		r.mu.Unlock()
-		id.Signal(unix.SIGHUP)
-	}
+	m.hangup(network)
 	return nil
 }
 
