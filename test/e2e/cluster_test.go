@@ -332,7 +332,7 @@ func TestClusterNetworkAndLiveMove(t *testing.T) {
 	})
 
 	a.Must(t, "launch", "busybox", "vm1", "--type", "vm", "--memory", "256MiB", "--target", "a")
-	a.Must(t, "exec", "vm1", "--", "sh", "-c", `setsid sh -c 'i=0; while :; do i=$((i+1)); echo $i > /tmp/c; sleep 0.2; done' </dev/null >/dev/null 2>&1 &`)
+	a.Must(t, "exec", "vm1", "--", "sh", "-c", `setsid sh -c 'i=0; while :; do i=$((i+1)); echo $i > /tmp/c.new; mv /tmp/c.new /tmp/c; sleep 0.2; done' </dev/null >/dev/null 2>&1 &`)
 	count := func() int {
 		t.Helper()
 		var n int

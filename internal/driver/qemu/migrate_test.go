@@ -133,8 +133,9 @@ func inGuest(tb testing.TB, d *Driver, def *guest.Definition, script string) str
 	return out.String()
 }
 
-// counterScript counts in /tmp/c five times a second, in the background.
-const counterScript = `setsid sh -c 'i=0; while :; do i=$((i+1)); echo $i > /tmp/c; sleep 0.2; done' </dev/null >/dev/null 2>&1 &`
+// counterScript counts in /tmp/c five times a second, in the background
+// (written beside and renamed, so that a read never finds it empty).
+const counterScript = `setsid sh -c 'i=0; while :; do i=$((i+1)); echo $i > /tmp/c.new; mv /tmp/c.new /tmp/c; sleep 0.2; done' </dev/null >/dev/null 2>&1 &`
 
 // counter reads the guest's counter.
 func counter(tb testing.TB, d *Driver, def *guest.Definition) int {
